@@ -1,0 +1,1 @@
+"""runlog: an OCI container runtime with a declarative lifecycle and a replayable event log."""

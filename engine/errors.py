@@ -1,0 +1,154 @@
+"""The runlog error hierarchy.
+
+Only the CLI turns these into messages and exit codes; everything below it
+raises. Each class carries its context as attributes and an ``exit_code``.
+
+    RunlogError
+    ├── UsageError              bad command line (exit 2)
+    ├── UnsupportedError        a feature this host or build cannot offer
+    ├── MachineError            statemachine.yaml does not load (file, line, key)
+    ├── EventLogError           the event log
+    │   ├── SchemaError         not a database, unknown or newer schema
+    │   ├── ConcurrencyError    another writer appended first (seq conflict)
+    │   └── StoreBusyError      the database stayed locked past the retry budget
+    ├── LifecycleError          a container operation
+    │   ├── ContainerNotFound   no such container
+    │   ├── ContainerExists     create with an id in use
+    │   ├── TransitionRejected  trigger not allowed in the current state
+    │   └── TransitionFailed    an action failed; the transition was undone
+    └── ActionError             raised by an action; the engine wraps it
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActionError",
+    "ConcurrencyError",
+    "ContainerExists",
+    "ContainerNotFound",
+    "EventLogError",
+    "LifecycleError",
+    "MachineError",
+    "RunlogError",
+    "SchemaError",
+    "StoreBusyError",
+    "TransitionFailed",
+    "TransitionRejected",
+    "UnsupportedError",
+    "UsageError",
+]
+
+
+class RunlogError(Exception):
+    """Root of every error runlog raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(RunlogError):
+    """The command line does not parse."""
+
+    exit_code = 2
+
+
+class UnsupportedError(RunlogError):
+    """Something asked for that this host or this runlog cannot do."""
+
+
+class MachineError(RunlogError):
+    """A machine definition (statemachine.yaml) failed validation."""
+
+    def __init__(self, path: str, line: int | None, key: str | None, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.problem = problem
+        where = path if line is None else f"{path}:{line}"
+        what = f" {key}:" if key else ""
+        super().__init__(f"{where}:{what} {problem}")
+
+
+class EventLogError(RunlogError):
+    """The event log could not be read or written."""
+
+
+class SchemaError(EventLogError):
+    """The database is not one runlog can use as it is."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"event log {location}: {problem}")
+
+
+class ConcurrencyError(EventLogError):
+    """Another writer appended to this container's history first."""
+
+    def __init__(self, container_id: str, expected_seq: int, actual_seq: int) -> None:
+        self.container_id = container_id
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        super().__init__(
+            f"container {container_id}: history moved on (expected seq {expected_seq}, "
+            f"found {actual_seq}); retry the operation"
+        )
+
+
+class StoreBusyError(EventLogError):
+    """The database stayed locked for longer than the retry budget."""
+
+
+class LifecycleError(RunlogError):
+    """A container operation did not happen."""
+
+    def __init__(self, container_id: str, message: str) -> None:
+        self.container_id = container_id
+        super().__init__(message)
+
+
+class ContainerNotFound(LifecycleError):
+    def __init__(self, container_id: str) -> None:
+        # runc: "container does not exist"
+        super().__init__(container_id, f"container {container_id}: container does not exist")
+
+
+class ContainerExists(LifecycleError):
+    def __init__(self, container_id: str) -> None:
+        # runc: "container with id exists: ID"
+        super().__init__(container_id, f"container with id exists: {container_id}")
+
+
+class TransitionRejected(LifecycleError):
+    """The machine does not allow ``trigger`` in ``state``."""
+
+    def __init__(self, container_id: str, trigger: str, state: str, reason: str) -> None:
+        self.trigger = trigger
+        self.state = state
+        self.reason = reason
+        super().__init__(container_id, f"{trigger} {container_id}: {reason} (state: {state})")
+
+
+class TransitionFailed(LifecycleError):
+    """An action failed; the actions done before it were undone."""
+
+    def __init__(
+        self,
+        container_id: str,
+        trigger: str,
+        action: str,
+        cause: str,
+        undone: list[str],
+    ) -> None:
+        self.trigger = trigger
+        self.action = action
+        self.cause = cause
+        self.undone = undone
+        super().__init__(container_id, f"{trigger} {container_id}: {action}: {cause}")
+
+
+class ActionError(RunlogError):
+    """Raised by an action; ``details`` goes into the failed event's payload."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        self.details = details
+        super().__init__(message)

@@ -1,0 +1,91 @@
+"""Lifecycle statuses, event outcomes and actors: the vocabulary every layer shares.
+
+This module is on the hot path of every scheduler call, so it uses plain
+string constants and a slotted class rather than ``enum`` and
+``dataclasses`` (together ~25 ms of imports against a 7 ms interpreter
+start).
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["OUTCOMES", "STATUSES", "TRANSPORTS", "Actor", "Outcome", "Status", "Transport"]
+
+
+class Status:
+    """Container statuses: the runtime-spec's values, ``paused`` as runc has
+    it, and ``deleted``, which exists only in the event log."""
+
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+STATUSES = (
+    Status.CREATING,
+    Status.CREATED,
+    Status.RUNNING,
+    Status.PAUSED,
+    Status.STOPPED,
+    Status.DELETED,
+)
+
+
+class Outcome:
+    OK = "ok"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+OUTCOMES = (Outcome.OK, Outcome.REJECTED, Outcome.FAILED)
+
+
+class Transport:
+    """How a request reached runlog."""
+
+    CLI = "cli"
+    SOCKET = "socket"
+    SPOOL = "spool"
+    MONITOR = "monitor"
+    EXTERNAL = "external"
+    REPLAY = "replay"
+
+
+TRANSPORTS = (
+    Transport.CLI,
+    Transport.SOCKET,
+    Transport.SPOOL,
+    Transport.MONITOR,
+    Transport.EXTERNAL,
+    Transport.REPLAY,
+)
+
+
+class Actor:
+    """Who asked: a uid and pid, and the transport the request came by."""
+
+    __slots__ = ("pid", "transport", "uid")
+
+    def __init__(self, uid: int | None, pid: int | None, transport: str) -> None:
+        self.uid = uid
+        self.pid = pid
+        self.transport = transport
+
+    @classmethod
+    def current(cls, transport: str = Transport.CLI) -> Actor:
+        return cls(os.getuid(), os.getpid(), transport)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Actor):
+            return NotImplemented
+        return (self.uid, self.pid, self.transport) == (other.uid, other.pid, other.transport)
+
+    def __hash__(self) -> int:
+        return hash((self.uid, self.pid, self.transport))
+
+    def __repr__(self) -> str:
+        return f"Actor(uid={self.uid}, pid={self.pid}, transport={self.transport!r})"
