@@ -46,7 +46,7 @@ class _Context:
         self.memo = {}
 
 
-_SCANNER = _json.make_scanner(_Context())
+_SCANNER = _json.make_scanner(_Context())  # type: ignore[arg-type]  # duck-typed decoder
 _WS = " \t\n\r"
 
 
