@@ -48,7 +48,6 @@ bench: $(STAMP)
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)
 	$(PY) -m engine.eventlog.gensql > engine/eventlog/sql.py
-	$(PY) -m ruff format engine/eventlog/sql.py >/dev/null
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache build dist

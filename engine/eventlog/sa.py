@@ -1,0 +1,185 @@
+"""The event store over any SQLAlchemy URL (PostgreSQL for a cluster-wide log).
+
+Not for the hot path of a single host (that is :mod:`engine.eventlog.sqlite`);
+it is what ``--db postgresql://...`` selects. The same tables, the same
+contract: appends lock the container's head row (``SELECT ... FOR UPDATE``,
+``BEGIN IMMEDIATE`` on SQLite) and a lost race on the UNIQUE (container_id,
+seq) is retried or reported as a concurrency error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, create_engine, event, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from engine.errors import ConcurrencyError, SchemaError
+from engine.eventlog.record import ContainerRow, Event, NewEvent
+from engine.eventlog.schema import containers, events
+from engine.eventlog.store import EventStore, next_state
+from engine.status import Actor
+
+__all__ = ["SAStore", "make_engine"]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
+    sa_engine = create_engine(url)
+    if sa_engine.dialect.name == "sqlite":
+        # pysqlite's implicit BEGIN is deferred; take transactions over
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints /
+        # Transactional DDL") so the head read and the insert are one
+        # write-locked unit, and DDL in migrations is transactional.
+        @event.listens_for(sa_engine, "connect")
+        def _connect(dbapi_conn: Any, _record: object) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(sa_engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return sa_engine
+
+
+class SAStore(EventStore):
+    def __init__(self, url: str, *, retries: int = 20) -> None:
+        from engine.eventlog import migrate
+
+        self.location = url
+        self.retries = retries
+        self._engine = make_engine(url)
+        known = migrate.revisions()
+        try:
+            version = migrate.current(url)
+        except OperationalError as err:
+            self._engine.dispose()
+            raise SchemaError(url, f"cannot be used: {err.orig}") from err
+        if version is not None and version not in known:
+            self._engine.dispose()
+            raise SchemaError(
+                url,
+                f"schema revision {version} is newer than this runlog knows "
+                f"(newest: {known[-1]}); use a newer runlog",
+            )
+        if version != known[-1]:
+            migrate.upgrade(url)
+
+    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+        for _ in range(self.retries):
+            try:
+                return self._append(event, expected_seq)
+            except IntegrityError:
+                # Two first appends for one container raced on its head row,
+                # or on (container_id, seq).
+                if expected_seq is not None:
+                    with self._engine.connect() as conn:
+                        last = self._head(conn, event.container_id)
+                    raise ConcurrencyError(event.container_id, expected_seq, last) from None
+        raise ConcurrencyError(event.container_id, -1, -1)
+
+    def _head(self, conn: Connection, container_id: str, lock: bool = False) -> int:
+        query = select(containers.c.seq).where(containers.c.id == container_id)
+        if lock:
+            query = query.with_for_update()
+        found = conn.execute(query).scalar()
+        return 0 if found is None else int(found)
+
+    def _append(self, event: NewEvent, expected_seq: int | None) -> Event:
+        with self._engine.begin() as conn:
+            last = self._head(conn, event.container_id, lock=True)
+            if expected_seq is not None and expected_seq != last:
+                raise ConcurrencyError(event.container_id, expected_seq, last)
+            seq = last + 1
+            result = conn.execute(
+                insert(events).values(
+                    container_id=event.container_id,
+                    seq=seq,
+                    time_ns=event.time_ns,
+                    trigger=event.trigger,
+                    source=event.source,
+                    dest=event.dest,
+                    outcome=event.outcome,
+                    actor_uid=event.actor.uid,
+                    actor_pid=event.actor.pid,
+                    actor_transport=event.actor.transport,
+                    payload=orjson.dumps(event.payload).decode(),
+                    machine_digest=event.machine_digest,
+                )
+            )
+            state = next_state(None, event)
+            if last == 0:
+                conn.execute(
+                    insert(containers).values(
+                        id=event.container_id,
+                        state=state,
+                        seq=seq,
+                        created_ns=event.time_ns,
+                        updated_ns=event.time_ns,
+                        machine_digest=event.machine_digest,
+                    )
+                )
+            else:
+                values: dict[str, Any] = {
+                    "seq": seq,
+                    "updated_ns": event.time_ns,
+                    "machine_digest": event.machine_digest,
+                }
+                if state is not None:
+                    values["state"] = state
+                conn.execute(
+                    update(containers).where(containers.c.id == event.container_id).values(values)
+                )
+            (event_id,) = result.inserted_primary_key or (None,)
+        assert event_id is not None
+        return event.recorded(int(event_id), seq)
+
+    def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
+        query = (
+            select(events)
+            .where(events.c.container_id == container_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+        )
+        with self._engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query)]
+
+    def events(self, after_id: int = 0, limit: int | None = None) -> list[Event]:
+        query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        with self._engine.connect() as conn:
+            return [_event(r) for r in conn.execute(query)]
+
+    def container(self, container_id: str) -> ContainerRow | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(containers).where(containers.c.id == container_id)).first()
+        return None if row is None else ContainerRow(*row)
+
+    def containers(self) -> list[ContainerRow]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(containers).order_by(containers.c.id)).all()
+        return [ContainerRow(*r) for r in rows]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _event(row: Row[Any] | Sequence[Any]) -> Event:
+    values: Sequence[Any] = tuple(row)
+    (id_, cid, seq, time_ns, trigger, source, dest, outcome, uid, pid, transport, payload, md) = (
+        values
+    )
+    return Event(
+        id_,
+        cid,
+        seq,
+        time_ns,
+        trigger,
+        source,
+        dest,
+        outcome,
+        Actor(uid, pid, transport),
+        orjson.loads(payload),
+        md,
+    )

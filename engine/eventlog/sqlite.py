@@ -1,0 +1,259 @@
+"""The SQLite event store, on the DB-API alone: the hot path's driver.
+
+Statements come from :mod:`engine.eventlog.sql`, compiled from the schema.
+Settings follow DESIGN.md's measurements: WAL; ``synchronous=FULL`` unless
+told otherwise (an acknowledged event survives power loss); every
+read-then-write in ``BEGIN IMMEDIATE`` (deferred transactions lose most
+concurrent appends to "database is locked"); a busy timeout, then retries
+with back-off up to a budget.
+
+The schema version costs one SELECT per open. A new database is created at
+the head revision from the generated DDL (tested equal to what Alembic's
+migrations build); an older one is upgraded through Alembic, imported only
+then; a newer one, or a file that is not an SQLite database, is refused
+without being written to.
+
+A store is not thread-safe: one per thread.
+"""
+
+from __future__ import annotations
+
+import _sqlite3
+import os
+import time
+
+from engine import jsonfast
+from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
+from engine.eventlog import sql
+from engine.eventlog.record import ContainerRow, Event, NewEvent
+from engine.eventlog.store import EventStore, next_state
+from engine.status import Actor
+
+__all__ = ["SQLiteStore"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+_HEADER = b"SQLite format 3\x00"
+HEAD = sql.REVISIONS[-1]
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _is_busy(err: Exception) -> bool:
+    text = str(err)
+    return "locked" in text or "busy" in text
+
+
+def _check_file(path: str) -> None:
+    """Refuse a file that is not an SQLite database, before SQLite touches it."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_HEADER))
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        return
+    except IsADirectoryError:
+        raise SchemaError(path, "is a directory, not a database file") from None
+    except OSError as err:
+        raise SchemaError(path, f"cannot be read: {err.strerror}") from err
+    if header and header != _HEADER:
+        raise SchemaError(path, "is not an SQLite database; refusing to touch it")
+
+
+class SQLiteStore(EventStore):
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        retry_budget: float = 60.0,
+    ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+        self.location = path
+        self.retry_budget = retry_budget
+        if path != ":memory:":
+            _check_file(path)
+        # isolation_level=None: the module issues no implicit BEGIN; this
+        # store opens every transaction itself.
+        self._conn = _sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._ensure_schema()
+        except _sqlite3.DatabaseError as err:
+            self._conn.close()
+            if isinstance(err, _sqlite3.OperationalError) and _is_busy(err):
+                raise StoreBusyError(f"event log {path}: locked: {err}") from err
+            raise SchemaError(path, f"cannot be used: {err}") from err
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- schema -----------------------------------------------------------
+
+    def _version(self) -> str | None:
+        try:
+            row = self._conn.execute(sql.SELECT_VERSION).fetchone()
+        except _sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                return None
+            raise
+        return None if row is None else str(row[0])
+
+    def _ensure_schema(self) -> None:
+        version = self._version()
+        if version == HEAD:
+            return
+        if version is None:
+            self._create()
+        elif version in sql.REVISIONS:
+            self._upgrade()
+        else:
+            raise SchemaError(
+                self.location,
+                f"schema revision {version} is newer than this runlog knows "
+                f"(newest: {HEAD}); use a newer runlog",
+            )
+
+    def _create(self) -> None:
+        if self.location != ":memory:":
+            # WAL is persistent in the file; set it before the first table.
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._begin()
+        try:
+            if self._version() is None:  # another process may have won the race
+                tables = self._conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                ).fetchall()
+                if tables:
+                    names = ", ".join(sorted(str(t[0]) for t in tables))
+                    raise SchemaError(
+                        self.location,
+                        f"holds tables runlog does not know ({names}); refusing to touch it",
+                    )
+                for stmt in sql.SCHEMA_DDL:
+                    self._conn.execute(stmt)
+                self._conn.execute(sql.CREATE_VERSION_TABLE)
+                self._conn.execute(sql.INSERT_VERSION, (HEAD,))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _upgrade(self) -> None:
+        if self.location == ":memory:":
+            raise SchemaError(self.location, "an in-memory database cannot be upgraded")
+        from engine.eventlog import migrate  # Alembic: only on this rare path
+
+        migrate.upgrade(migrate.url_for(self.location))
+        if self._version() != HEAD:
+            raise SchemaError(self.location, f"upgrade did not reach revision {HEAD}")
+
+    # -- transactions -----------------------------------------------------
+
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE: take the write lock before reading what we write."""
+        deadline = time.monotonic() + self.retry_budget
+        delay = 0.002
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except _sqlite3.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"event log {self.location}: still locked after {self.retry_budget:g} s"
+                    ) from err
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    # -- EventStore -------------------------------------------------------
+
+    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+        conn = self._conn
+        self._begin()
+        try:
+            head = conn.execute(sql.SELECT_HEAD, (event.container_id,)).fetchone()
+            last = 0 if head is None else int(head[0])
+            if expected_seq is not None and expected_seq != last:
+                raise ConcurrencyError(event.container_id, expected_seq, last)
+            seq = last + 1
+            actor = event.actor
+            cur = conn.execute(
+                sql.INSERT_EVENT,
+                (
+                    event.container_id,
+                    seq,
+                    event.time_ns,
+                    event.trigger,
+                    event.source,
+                    event.dest,
+                    event.outcome,
+                    actor.uid,
+                    actor.pid,
+                    actor.transport,
+                    jsonfast.dumps(event.payload),
+                    event.machine_digest,
+                ),
+            )
+            event_id = cur.lastrowid
+            state = next_state(None, event)
+            conn.execute(
+                sql.UPSERT_CONTAINER,
+                (
+                    event.container_id,
+                    state,
+                    seq,
+                    event.time_ns,
+                    event.time_ns,
+                    event.machine_digest,
+                ),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        assert event_id is not None
+        return event.recorded(event_id, seq)
+
+    def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
+        rows = self._conn.execute(sql.SELECT_HISTORY, (container_id, after_seq)).fetchall()
+        return [_event(r) for r in rows]
+
+    def events(self, after_id: int = 0, limit: int | None = None) -> list[Event]:
+        cur = self._conn.execute(sql.SELECT_EVENTS_AFTER, (after_id,))
+        rows = cur.fetchall() if limit is None else cur.fetchmany(limit)
+        return [_event(r) for r in rows]
+
+    def container(self, container_id: str) -> ContainerRow | None:
+        row = self._conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+        return None if row is None else ContainerRow(*row)
+
+    def containers(self) -> list[ContainerRow]:
+        return [ContainerRow(*r) for r in self._conn.execute(sql.SELECT_CONTAINERS).fetchall()]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _event(row: Sequence[Any]) -> Event:
+    (id_, cid, seq, time_ns, trigger, source, dest, outcome, uid, pid, transport, payload, md) = row
+    return Event(
+        id_,
+        cid,
+        seq,
+        time_ns,
+        trigger,
+        source,
+        dest,
+        outcome,
+        Actor(uid, pid, transport),
+        jsonfast.loads(payload),
+        md,
+    )

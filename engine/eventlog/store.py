@@ -1,0 +1,61 @@
+"""The event store interface every driver implements.
+
+Drivers: :mod:`engine.eventlog.sqlite` (DB-API, the hot path),
+:mod:`engine.eventlog.memory` (tests, replay), :mod:`engine.eventlog.sa`
+(any SQLAlchemy URL, e.g. PostgreSQL for a cluster-wide log). One contract
+test case (``tests/eventlog/test_store_contract.py``) runs against each.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from engine.eventlog.record import ContainerRow, Event, NewEvent
+
+__all__ = ["EventStore", "next_state"]
+
+
+def next_state(current: ContainerRow | None, new: NewEvent) -> str | None:
+    """The projection's state after ``new``: only an ``ok`` event with a
+    destination moves it; anything else leaves it (``None``: unchanged)."""
+    if new.outcome == "ok" and new.dest is not None:
+        return new.dest
+    return None
+
+
+class EventStore(ABC):
+    """An append-only log of events with a per-container projection."""
+
+    @abstractmethod
+    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+        """Append ``event`` as the container's next seq, and update its row in
+        the projection in the same transaction.
+
+        With ``expected_seq``, raise :class:`engine.errors.ConcurrencyError`
+        unless the container's last seq is still that (0: no events yet).
+        """
+
+    @abstractmethod
+    def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
+        """The container's events with seq > ``after_seq``, in seq order."""
+
+    @abstractmethod
+    def events(self, after_id: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of all containers with id > ``after_id``, in id order."""
+
+    @abstractmethod
+    def container(self, container_id: str) -> ContainerRow | None:
+        """The container's row in the projection, if it has any event."""
+
+    @abstractmethod
+    def containers(self) -> list[ContainerRow]:
+        """Every container's row, by id."""
+
+    def close(self) -> None:  # noqa: B027 - optional for stores holding nothing
+        """Release connections; the store is unusable afterwards."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

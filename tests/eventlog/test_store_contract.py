@@ -1,0 +1,154 @@
+"""One contract, every event store: SQLite file, SQLite in memory, in-memory,
+and the SQLAlchemy store (on an SQLite URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ConcurrencyError
+from engine.eventlog.memory import MemoryStore
+from engine.eventlog.record import NewEvent
+from engine.eventlog.sa import SAStore
+from engine.eventlog.sqlite import SQLiteStore
+from engine.eventlog.store import EventStore
+from engine.status import Actor
+
+DIGEST = "ab" * 32
+ACTOR = Actor(0, 4242, "cli")
+
+
+def new(
+    cid: str,
+    trigger: str = "create",
+    source: str | None = "creating",
+    dest: str | None = "created",
+    outcome: str = "ok",
+    payload: dict[str, object] | None = None,
+    time_ns: int | None = None,
+) -> NewEvent:
+    return NewEvent(cid, trigger, source, dest, outcome, ACTOR, DIGEST, payload, time_ns)
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore]:
+        raise NotImplementedError
+
+    def test_seq_is_gapless_per_container_and_ids_totally_ordered(self, store: EventStore) -> None:
+        got = [store.append(new(cid)) for cid in ["a", "b", "a", "a", "b"]]
+        assert [(e.container_id, e.seq) for e in got] == [
+            ("a", 1),
+            ("b", 1),
+            ("a", 2),
+            ("a", 3),
+            ("b", 2),
+        ]
+        ids = [e.id for e in got]
+        assert ids == sorted(ids) and len(set(ids)) == 5
+
+    def test_history_round_trips_every_field(self, store: EventStore) -> None:
+        payload = {"pid": 17, "hooks": [{"exit": 3, "stderr": "é\n\u2603"}], "ok": True, "x": None}
+        appended = store.append(
+            new(
+                "c1",
+                "kill",
+                "running",
+                None,
+                "rejected",
+                payload,
+                time_ns=1_700_000_000_123_456_789,
+            )
+        )
+        (read,) = store.history("c1")
+        assert read == appended
+        assert read.payload == payload
+        assert read.time_ns == 1_700_000_000_123_456_7
+        assert read.actor == ACTOR
+        assert read.machine_digest == DIGEST
+        assert (read.trigger, read.source, read.dest, read.outcome) == (
+            "kill",
+            "running",
+            None,
+            "rejected",
+        )
+
+    def test_history_after_seq_and_unknown_container(self, store: EventStore) -> None:
+        for _ in range(4):
+            store.append(new("c"))
+        assert [e.seq for e in store.history("c", after_seq=2)] == [3, 4]
+        assert store.history("nobody") == []
+
+    def test_events_in_global_order_with_limit(self, store: EventStore) -> None:
+        appended = [store.append(new(cid)) for cid in "abcab"]
+        assert [e.id for e in store.events()] == [e.id for e in appended]
+        after = store.events(after_id=appended[1].id, limit=2)
+        assert [e.id for e in after] == [appended[2].id, appended[3].id]
+
+    def test_expected_seq_detects_a_concurrent_writer(self, store: EventStore) -> None:
+        store.append(new("c"), expected_seq=0)
+        store.append(new("c"), expected_seq=1)
+        with pytest.raises(ConcurrencyError) as info:
+            store.append(new("c"), expected_seq=1)
+        assert (info.value.expected_seq, info.value.actual_seq) == (1, 2)
+        assert [e.seq for e in store.history("c")] == [1, 2]
+        row = store.container("c")
+        assert row is not None and row.seq == 2
+
+    def test_projection_follows_ok_events_only(self, store: EventStore) -> None:
+        store.append(new("c", "create", "creating", "created", "ok", time_ns=10))
+        assert store.container("c").state == "created"  # type: ignore[union-attr]
+        store.append(new("c", "pause", "created", None, "rejected", time_ns=20))
+        store.append(new("c", "start", "created", None, "failed", time_ns=30))
+        row = store.container("c")
+        assert row is not None
+        assert (row.state, row.seq, row.created_ns, row.updated_ns) == ("created", 3, 10, 30)
+        store.append(new("c", "start", "created", "running", "ok", time_ns=40))
+        assert store.container("c").state == "running"  # type: ignore[union-attr]
+
+    def test_rejected_request_for_unknown_id_leaves_no_container(self, store: EventStore) -> None:
+        store.append(new("ghost", "start", None, None, "rejected"))
+        row = store.container("ghost")
+        assert row is not None and row.state is None and row.seq == 1
+        assert store.container("other") is None
+
+    def test_containers_sorted_by_id(self, store: EventStore) -> None:
+        for cid in ["zeta", "alpha", "mid"]:
+            store.append(new(cid))
+        assert [r.id for r in store.containers()] == ["alpha", "mid", "zeta"]
+
+    def test_stored_payload_is_a_copy(self, store: EventStore) -> None:
+        payload: dict[str, object] = {"n": 1}
+        store.append(new("c", payload=payload))
+        payload["n"] = 2
+        assert store.history("c")[0].payload == {"n": 1}
+
+
+class TestSQLiteFile(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore]:
+        with SQLiteStore(str(tmp_path / "events.db")) as s:
+            yield s
+
+
+class TestSQLiteMemory(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore]:
+        with SQLiteStore(":memory:") as s:
+            yield s
+
+
+class TestMemory(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore]:
+        with MemoryStore() as s:
+            yield s
+
+
+class TestSQLAlchemy(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[EventStore]:
+        with SAStore(f"sqlite:///{tmp_path / 'events.db'}") as s:
+            yield s
