@@ -18,6 +18,7 @@ from engine.status import Actor
 
 DIGEST = "ab" * 32
 ACTOR = Actor(0, 4242, "cli")
+WHEN = 1_700_000_000_123_456_789  # ns: needs 64 bits
 
 
 def new(
@@ -59,13 +60,13 @@ class StoreContract:
                 None,
                 "rejected",
                 payload,
-                time_ns=1_700_000_000_123_456_789,
+                time_ns=WHEN,
             )
         )
         (read,) = store.history("c1")
         assert read == appended
         assert read.payload == payload
-        assert read.time_ns == 1_700_000_000_123_456_7
+        assert read.time_ns == WHEN
         assert read.actor == ACTOR
         assert read.machine_digest == DIGEST
         assert (read.trigger, read.source, read.dest, read.outcome) == (
