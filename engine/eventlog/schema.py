@@ -43,7 +43,7 @@ events = Table(
     Column("time_ns", BigInteger, nullable=False, comment="UTC, ns since the epoch"),
     Column("trigger", String(64), nullable=False),
     Column("source", String(32), comment="state before; NULL when the container did not exist"),
-    Column("dest", String(32), comment="state after; NULL when unchanged or not reached"),
+    Column("dest", String(32), comment="state after; NULL when not reached (rejected, failed)"),
     Column("outcome", String(16), nullable=False),
     Column("actor_uid", Integer),
     Column("actor_pid", Integer),

@@ -48,7 +48,7 @@ def upgrade() -> None:
             "dest",
             sa.String(length=32),
             nullable=True,
-            comment="state after; NULL when unchanged or not reached",
+            comment="state after; NULL when not reached (rejected, failed)",
         ),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("actor_uid", sa.Integer(), nullable=True),

@@ -1,0 +1,124 @@
+"""What an action is, what it may touch, and what it returns.
+
+An action is one step of a transition (``cgroup.create``, ``hook``, ...). It
+acts only through the container's :class:`Drivers` - the side-effect
+boundaries, each with a real implementation (the runtime) and a fake
+(:mod:`engine.actions.fakes`) - and returns a JSON-able result that goes into
+the event's payload. ``undo`` reverses a completed ``run`` when a later
+action of the same transition fails (runtime-spec: a failed operation leaves
+the container as if it had not been attempted).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "Action",
+    "ActionContext",
+    "CgroupDriver",
+    "Drivers",
+    "HookDriver",
+    "ProcessDriver",
+    "StateDriver",
+]
+
+
+class ProcessDriver(Protocol):
+    """The container's init process."""
+
+    def spawn_init(self) -> dict[str, Any]:
+        """Fork the init into its namespaces; it waits before exec. Returns {"pid": ...}."""
+
+    def release(self) -> dict[str, Any]:
+        """Let the waiting init exec the user's process."""
+
+    def signal(self, signo: int, all_processes: bool) -> dict[str, Any]: ...
+
+    def kill_init(self) -> None:
+        """SIGKILL the init and reap it: the undo of spawn and release."""
+
+    def exit_status(self) -> dict[str, Any] | None:
+        """{"exit_code": n} or {"signal": n} once the init has ended, else None."""
+
+
+class HookDriver(Protocol):
+    def run(self, point: str, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Run the config's hooks for ``point`` in order, each with the state
+        on stdin; stop at the first failure and raise ActionError whose
+        details hold the runs so far (dicts: path, exit_code, duration_ms,
+        stderr_tail)."""
+
+
+class CgroupDriver(Protocol):
+    def create(self) -> None: ...
+    def destroy(self) -> None: ...
+    def freeze(self) -> None: ...
+    def thaw(self) -> None: ...
+
+
+class StateDriver(Protocol):
+    def remove(self) -> None:
+        """Remove the container's state directory."""
+
+    def oci_state(self, status: str) -> dict[str, Any]:
+        """The OCI state document given to hooks, with ``status`` as the spec
+        says it is at that point."""
+
+
+class Drivers:
+    """The side-effect boundaries of one container."""
+
+    __slots__ = ("cgroups", "hooks", "process", "state")
+
+    def __init__(
+        self,
+        process: ProcessDriver,
+        hooks: HookDriver,
+        cgroups: CgroupDriver,
+        state: StateDriver,
+    ) -> None:
+        self.process = process
+        self.hooks = hooks
+        self.cgroups = cgroups
+        self.state = state
+
+
+class ActionContext:
+    """What every action of one transition sees."""
+
+    __slots__ = ("container_id", "drivers", "request", "source", "trigger")
+
+    def __init__(
+        self,
+        container_id: str,
+        trigger: str,
+        source: str,
+        drivers: Drivers,
+        request: Mapping[str, Any],
+    ) -> None:
+        self.container_id = container_id
+        self.trigger = trigger
+        self.source = source
+        self.drivers = drivers
+        self.request = request
+
+
+class Action(ABC):
+    """One named step. Subclasses set ``name`` (a key of the catalog)."""
+
+    name: str = ""
+    #: Whether ``undo`` can reverse ``run``; the failed event lists the
+    #: completed actions that could not be undone.
+    reversible = False
+
+    @abstractmethod
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def undo(  # noqa: B027 - most actions have nothing to undo
+        self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        """Reverse a completed ``run``; raise ActionError if that fails."""
+

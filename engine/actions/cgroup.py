@@ -1,0 +1,62 @@
+"""cgroup.* actions: the container's control group through its manager."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import Action, ActionContext
+
+__all__ = ["CgroupCreate", "CgroupDestroy", "CgroupFreeze", "CgroupThaw"]
+
+
+class CgroupCreate(Action):
+    name = "cgroup.create"
+    reversible = True
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        ctx.drivers.cgroups.create()
+        return {}
+
+    def undo(
+        self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        ctx.drivers.cgroups.destroy()
+
+
+class CgroupDestroy(Action):
+    name = "cgroup.destroy"
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        ctx.drivers.cgroups.destroy()
+        return {}
+
+
+class CgroupFreeze(Action):
+    """runc pause: freeze, and wait for the kernel to report FROZEN."""
+
+    name = "cgroup.freeze"
+    reversible = True
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        ctx.drivers.cgroups.freeze()
+        return {}
+
+    def undo(
+        self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        ctx.drivers.cgroups.thaw()
+
+
+class CgroupThaw(Action):
+    name = "cgroup.thaw"
+    reversible = True
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        ctx.drivers.cgroups.thaw()
+        return {}
+
+    def undo(
+        self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
+    ) -> None:
+        ctx.drivers.cgroups.freeze()

@@ -1,0 +1,37 @@
+"""Action names bound to their implementations.
+
+The catalog (:mod:`engine.actions.catalog`) says which names and parameters
+exist; this registry says which code runs for each. A test checks they list
+the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from engine.actions.base import Action
+from engine.actions.cgroup import CgroupCreate, CgroupDestroy, CgroupFreeze, CgroupThaw
+from engine.actions.hook import Hook
+from engine.actions.process import CollectStatus, Release, Signal, SpawnInit
+from engine.actions.state import StateRemove
+
+__all__ = ["REGISTRY"]
+
+REGISTRY: Mapping[str, Action] = MappingProxyType(
+    {
+        action.name: action
+        for action in (
+            CgroupCreate(),
+            CgroupDestroy(),
+            CgroupFreeze(),
+            CgroupThaw(),
+            SpawnInit(),
+            Release(),
+            Signal(),
+            CollectStatus(),
+            Hook(),
+            StateRemove(),
+        )
+    }
+)

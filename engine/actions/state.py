@@ -1,0 +1,18 @@
+"""state.* actions: the container's state directory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.actions.base import Action, ActionContext
+
+__all__ = ["StateRemove"]
+
+
+class StateRemove(Action):
+    name = "state.remove"
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        ctx.drivers.state.remove()
+        return {}

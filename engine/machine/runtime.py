@@ -1,0 +1,96 @@
+"""A machine definition run by the ``transitions`` library.
+
+This is the one module that imports ``transitions``. Each transition of the
+definition becomes a ``transitions`` transition whose ``before`` callback
+runs its actions; an action failure raises out of the trigger before the
+state changes, so the model stays where it was. ``auto_transitions`` is off
+(no ``to_<state>()`` back doors) and an invalid trigger raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from transitions import EventData, Machine, MachineError
+
+from engine.actions.base import Action, ActionContext
+from engine.lifecycle import run_actions
+from engine.machine.definition import MachineDefinition, TransitionDef
+
+__all__ = ["Lifecycle"]
+
+
+class _Model:
+    """What ``transitions`` drives: a state, plus the last transition's records."""
+
+    def __init__(self) -> None:
+        self.state = ""
+        self._records: list[dict[str, Any]] = []
+
+
+class Lifecycle:
+    """Ask whether a trigger is allowed in a state; fire it with its actions."""
+
+    def __init__(self, definition: MachineDefinition, registry: Mapping[str, Action]) -> None:
+        self.definition = definition
+        self._registry = registry
+        self._machine = Machine(
+            model=None,
+            states=list(definition.states),
+            initial=definition.initial,
+            transitions=[self._spec(t) for t in definition.transitions],
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=True,
+        )
+
+    def _spec(self, tdef: TransitionDef) -> dict[str, Any]:
+        return {
+            "trigger": tdef.trigger,
+            "source": list(tdef.sources),
+            "dest": tdef.dest,
+            "before": [self._runner(tdef)],
+        }
+
+    def _runner(self, tdef: TransitionDef) -> Callable[[EventData], None]:
+        def run(event: EventData) -> None:
+            ctx: ActionContext = event.kwargs["ctx"]
+            model = event.model
+            assert isinstance(model, _Model)
+            model._records = run_actions(tdef.actions, ctx, self._registry)
+
+        return run
+
+    def _model(self, state: str) -> _Model:
+        model = _Model()
+        self._machine.add_model(model, initial=state)
+        return model
+
+    def may(self, state: str, trigger: str) -> bool:
+        if trigger not in self._machine.events:
+            return False
+        model = self._model(state)
+        try:
+            return bool(getattr(model, f"may_{trigger}")())
+        finally:
+            self._machine.remove_model(model)
+
+    def fire(
+        self, state: str, trigger: str, ctx: ActionContext
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Run ``trigger`` from ``state``; return the new state and the action records.
+
+        Raises :class:`engine.lifecycle.ActionsFailed` when an action fails
+        (the model's state is unchanged), ``ValueError`` when the trigger is
+        not allowed (callers ask :meth:`may` first).
+        """
+        model = self._model(state)
+        try:
+            # transitions adds trigger() to the model at add_model().
+            getattr(model, "trigger")(trigger, ctx=ctx)  # noqa: B009
+        except MachineError as err:
+            raise ValueError(f"{trigger} is not allowed in state {state}: {err.value}") from err
+        finally:
+            self._machine.remove_model(model)
+        return model.state, model._records

@@ -1,0 +1,186 @@
+"""Container operations: refresh, guard, act, record.
+
+Every request - from the CLI, the control socket or the spool - comes here:
+
+1. **refresh**: read the container's head from the log, then the real world
+   (has the init ended? then record ``exit`` first);
+2. **guard**: ask the machine whether the trigger is allowed now; if not,
+   record a ``rejected`` event and raise with runc's wording;
+3. **act**: fire the trigger, which runs its actions (undone on failure, and
+   then a ``failed`` event is recorded);
+4. **record**: append the ``ok`` event with every action's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.actions.base import ActionContext, Drivers
+from engine.errors import (
+    ConcurrencyError,
+    ContainerExists,
+    ContainerNotFound,
+    LifecycleError,
+    TransitionFailed,
+    TransitionRejected,
+)
+from engine.eventlog.record import Event, NewEvent
+from engine.eventlog.store import EventStore
+from engine.lifecycle import ActionsFailed
+from engine.machine.runtime import Lifecycle
+from engine.status import Actor, Outcome, Status, Transport
+
+__all__ = ["Service", "rejection_reason"]
+
+#: The trigger by which the init's end is recorded (statemachine.yaml).
+EXIT = "exit"
+
+
+def rejection_reason(container_id: str, trigger: str, state: str) -> str:
+    """runc's words for an operation its state does not allow."""
+    if trigger == "start":
+        return {
+            Status.RUNNING: "cannot start an already running container",
+            Status.STOPPED: "cannot start a container that has stopped",
+        }.get(state, f"cannot start a container in the {state} state")
+    if trigger == "delete":
+        return f"cannot delete container {container_id} that is not stopped: {state}"
+    if trigger in ("pause", "kill"):
+        return "container not running"
+    if trigger == "resume":
+        return "container not paused"
+    return f"cannot {trigger} a container in the {state} state"
+
+
+class Service:
+    """The lifecycle of every container in one event log, under one machine."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        lifecycle: Lifecycle,
+        drivers: Callable[[str], Drivers],
+    ) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
+        self.definition = lifecycle.definition
+        self._drivers = drivers
+        self._gone = frozenset(self.definition.terminal_states())
+        self._births = frozenset(
+            t.trigger for t in self.definition.transitions if self.definition.initial in t.sources
+        )
+
+    # -- queries ----------------------------------------------------------
+
+    def state(self, container_id: str) -> str | None:
+        """The container's current state, or None if it does not exist."""
+        row = self.store.container(container_id)
+        if row is None or row.state is None or row.state in self._gone:
+            return None
+        return row.state
+
+    # -- requests ---------------------------------------------------------
+
+    def request(
+        self,
+        container_id: str,
+        trigger: str,
+        actor: Actor,
+        args: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Run one trigger for one container; return its ``ok`` event.
+
+        Raises (after recording the event) ContainerNotFound or
+        ContainerExists or TransitionRejected (``rejected``), or
+        TransitionFailed (``failed``).
+        """
+        request = dict(args or {})
+        state, seq = self._refresh(container_id, actor)
+        exists = state is not None
+        current = state if state is not None else self.definition.initial
+
+        error: LifecycleError | None = None
+        if not exists and trigger not in self._births:
+            error = ContainerNotFound(container_id)
+        elif not self.lifecycle.may(current, trigger):
+            if exists and trigger in self._births:
+                error = ContainerExists(container_id)
+            else:
+                reason = rejection_reason(container_id, trigger, current)
+                error = TransitionRejected(container_id, trigger, current, reason)
+        if error is not None:
+            payload: dict[str, Any] = {"error": str(error), "request": request}
+            self._append(container_id, trigger, state, None, Outcome.REJECTED, actor, payload, seq)
+            raise error
+
+        ctx = ActionContext(container_id, trigger, current, self._drivers(container_id), request)
+        try:
+            dest, records = self.lifecycle.fire(current, trigger, ctx)
+        except ActionsFailed as failed:
+            payload = {"request": request, **failed.payload()}
+            self._append(container_id, trigger, state, None, Outcome.FAILED, actor, payload, seq)
+            raise TransitionFailed(
+                container_id, trigger, failed.action, failed.cause, failed.undone
+            ) from failed
+        payload = {"request": request, "actions": records}
+        return self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
+
+    # -- refresh and record -----------------------------------------------
+
+    def _refresh(self, container_id: str, actor: Actor) -> tuple[str | None, int]:
+        """The container's state and last seq, after recording an exit the
+        real world shows and the log does not have yet."""
+        row = self.store.container(container_id)
+        if row is None:
+            return None, 0
+        state = None if row.state is None or row.state in self._gone else row.state
+        if state is None or not self.lifecycle.may(state, EXIT):
+            return state, row.seq
+        drivers = self._drivers(container_id)
+        if drivers.process.exit_status() is None:
+            return state, row.seq
+        # The init ended and nobody recorded it (the monitor is gone, or this
+        # is a fake world): record it now, as noticed by this caller.
+        noticed = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
+        ctx = ActionContext(container_id, EXIT, state, drivers, {})
+        try:
+            dest, records = self.lifecycle.fire(state, EXIT, ctx)
+        except ActionsFailed as failed:
+            payload = {"noticed_during": "refresh", **failed.payload()}
+            event = self._append(
+                container_id, EXIT, state, None, Outcome.FAILED, noticed, payload, row.seq
+            )
+            return state, event.seq
+        payload = {"noticed_during": "refresh", "actions": records}
+        event = self._append(container_id, EXIT, state, dest, Outcome.OK, noticed, payload, row.seq)
+        return dest, event.seq
+
+    def _append(
+        self,
+        container_id: str,
+        trigger: str,
+        source: str | None,
+        dest: str | None,
+        outcome: str,
+        actor: Actor,
+        payload: dict[str, Any],
+        seq: int,
+    ) -> Event:
+        new = NewEvent(
+            container_id,
+            trigger,
+            source,
+            dest,
+            outcome,
+            actor,
+            self.definition.digest,
+            payload,
+        )
+        try:
+            return self.store.append(new, expected_seq=seq)
+        except ConcurrencyError as err:
+            # Someone else recorded an event for this container while we
+            # acted. What we did happened all the same: record it, marked.
+            new.payload["raced_with_seq"] = err.actual_seq
+            return self.store.append(new)
