@@ -4,7 +4,7 @@ Only the CLI turns these into messages and exit codes; everything below it
 raises. Each class carries its context as attributes and an ``exit_code``.
 
     RunlogError
-    ├── UsageError              bad command line (exit 2)
+    ├── UsageError              bad command line
     ├── UnsupportedError        a feature this host or build cannot offer
     ├── MachineError            statemachine.yaml does not load (file, line, key)
     ├── EventLogError           the event log
@@ -46,9 +46,7 @@ class RunlogError(Exception):
 
 
 class UsageError(RunlogError):
-    """The command line does not parse."""
-
-    exit_code = 2
+    """The command line does not parse. Exit 1, as runc's usage errors."""
 
 
 class UnsupportedError(RunlogError):

@@ -1,0 +1,74 @@
+"""Settings: what the global flags and the environment say, built once in ``cli.main``.
+
+A slotted class, not a dataclass: it is built on every scheduler call.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "Settings"]
+
+DEFAULT_ROOT = "/run/runlog"
+DEFAULT_DB = "/var/lib/runlog/events.db"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class Settings:
+    __slots__ = (
+        "db",
+        "debug",
+        "log",
+        "log_format",
+        "machine",
+        "root",
+        "rootless",
+        "systemd_cgroup",
+    )
+
+    def __init__(
+        self,
+        *,
+        root: str = DEFAULT_ROOT,
+        db: str = DEFAULT_DB,
+        machine: str | None = None,
+        log: str | None = None,
+        log_format: str = "text",
+        debug: bool = False,
+        systemd_cgroup: bool = False,
+        rootless: str = "auto",
+    ) -> None:
+        self.root = root
+        self.db = db
+        self.machine = machine
+        self.log = log
+        self.log_format = log_format
+        self.debug = debug
+        self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+        """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, RUNLOG_MACHINE)."""
+
+        def pick(flag: str, var: str, default: str | None) -> str | None:
+            value = flags.get(flag)
+            if isinstance(value, str) and value:
+                return value
+            return env.get(var) or default
+
+        return cls(
+            root=pick("root", "RUNLOG_ROOT", DEFAULT_ROOT) or DEFAULT_ROOT,
+            db=pick("db", "RUNLOG_DB", DEFAULT_DB) or DEFAULT_DB,
+            machine=pick("machine", "RUNLOG_MACHINE", None),
+            log=pick("log", "RUNLOG_LOG", None),
+            log_format=str(flags.get("log_format") or "text"),
+            debug=bool(flags.get("debug")),
+            systemd_cgroup=bool(flags.get("systemd_cgroup")),
+            rootless=str(flags.get("rootless") or "auto"),
+        )
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"Settings({fields})"
