@@ -26,8 +26,9 @@ VERSION = "0.1.0"
 SPEC_VERSION = "1.2.0"
 
 GLOBAL_OPTS = (
-    Opt("--root", value=True, metavar="DIR", default=DEFAULT_ROOT, help="state directory root"),
-    Opt("--db", value=True, metavar="PATH|URL", default=DEFAULT_DB, help="event log database"),
+    # Defaults live in Settings, so the environment can sit between the two.
+    Opt("--root", value=True, metavar="DIR", help=f"state directory root ({DEFAULT_ROOT})"),
+    Opt("--db", value=True, metavar="PATH|URL", help=f"event log database ({DEFAULT_DB})"),
     Opt("--machine", value=True, metavar="FILE", help="machine definition (statemachine.yaml)"),
     Opt("--log", value=True, metavar="FILE", help="write runlog's own log lines to FILE"),
     Opt("--log-format", value=True, choices=("text", "json"), default="text", help="log format"),

@@ -38,7 +38,8 @@ class Opt:
         help: str = "",
     ) -> None:
         self.names = names
-        self.dest = dest or names[-1].lstrip("-").replace("-", "_")
+        long = [n for n in names if n.startswith("--")] or list(names)
+        self.dest = dest or long[0].lstrip("-").replace("-", "_")
         self.value = value or repeat
         self.default = ([] if repeat else default) if default is None else default
         self.choices = tuple(choices) if choices else None

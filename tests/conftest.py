@@ -1,15 +1,35 @@
-"""Shared fixtures: every test gets its own root and database under tmp_path."""
+"""Shared fixtures: every test runs with its own root and database under tmp_path,
+and the session fails if anything was left under /run, /var/lib or the cgroup tree."""
 
 from __future__ import annotations
 
 import os
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+GUARDED = ("/run/runlog", "/var/lib/runlog")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RUNLOG_* variable of the caller leaks in; defaults point into tmp_path,
+    so a command run without --db or --root cannot touch the host's."""
+    for key in list(os.environ):
+        if key.startswith("RUNLOG_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RUNLOG_DB", str(tmp_path / "default-events.db"))
+    monkeypatch.setenv("RUNLOG_ROOT", str(tmp_path / "default-root"))
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not even the temporary defaults: for tests of the environment itself."""
+    for key in list(os.environ):
+        if key.startswith("RUNLOG_"):
+            monkeypatch.delenv(key)
 
 
 @pytest.fixture
@@ -17,9 +37,9 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "events.db"
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No RUNLOG_* variable of the caller's leaks into a test."""
-    for key in list(os.environ):
-        if key.startswith("RUNLOG_"):
-            monkeypatch.delenv(key)
+@pytest.fixture(autouse=True, scope="session")
+def nothing_left_on_the_host() -> Iterator[None]:
+    before = {path: os.path.exists(path) for path in GUARDED}
+    yield
+    left = [path for path, existed in before.items() if not existed and os.path.exists(path)]
+    assert not left, f"tests left {left} behind"

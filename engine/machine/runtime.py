@@ -85,6 +85,8 @@ class Lifecycle:
         (the model's state is unchanged), ``ValueError`` when the trigger is
         not allowed (callers ask :meth:`may` first).
         """
+        if trigger not in self._machine.events:
+            raise ValueError(f"{trigger} is not allowed in state {state}: no such trigger")
         model = self._model(state)
         try:
             # transitions adds trigger() to the model at add_model().

@@ -1,0 +1,34 @@
+"""make demo's main job, end to end on a temporary database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import demo
+from engine.eventlog.sqlite import SQLiteStore
+
+
+def test_demo_runs_the_lifecycle_and_prints_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_env: None
+) -> None:
+    db = tmp_path / "events.db"
+    assert demo.main(["--db", str(db), "--root", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "$ runlog history demo-1" in out
+    with SQLiteStore(str(db)) as store:
+        one = [(e.trigger, e.outcome) for e in store.history("demo-1")]
+        two = [(e.trigger, e.outcome) for e in store.history("demo-2")]
+    assert one == [
+        ("create", "ok"),
+        ("start", "ok"),
+        ("pause", "ok"),
+        ("pause", "rejected"),
+        ("resume", "ok"),
+        ("kill", "ok"),
+        ("exit", "ok"),
+        ("delete", "ok"),
+    ]
+    assert two == [("create", "failed"), ("start", "rejected")]
+    assert "quota exceeded for /scratch (undone: process.spawn_init, cgroup.create)" in out
