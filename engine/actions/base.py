@@ -121,4 +121,3 @@ class Action(ABC):
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
     ) -> None:
         """Reverse a completed ``run``; raise ActionError if that fails."""
-
