@@ -1,0 +1,125 @@
+"""Thin ctypes wrappers: namespaces, mounts, pivot_root, hostname, prctl.
+
+Python 3.11 has no ``os.unshare``/``os.setns`` and no mount API; these call
+libc directly and raise ``OSError`` with errno and the arguments, so callers
+can say what failed where. Imported only by the init and the monitor, never
+by the CLI's light commands (``ctypes`` costs ~4 ms).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+__all__ = [
+    "CLONE_FLAGS",
+    "MNT_DETACH",
+    "libc",
+    "mount",
+    "pivot_root",
+    "prctl",
+    "setdomainname",
+    "sethostname",
+    "setns",
+    "umount2",
+    "unshare",
+]
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+# <linux/sched.h>: the namespace types of the runtime-spec (config-linux.md
+# "Namespaces") and their clone flags.
+CLONE_FLAGS = {
+    "mount": 0x00020000,  # CLONE_NEWNS
+    "uts": 0x04000000,
+    "ipc": 0x08000000,
+    "user": 0x10000000,
+    "pid": 0x20000000,
+    "network": 0x40000000,
+    "cgroup": 0x02000000,
+    "time": 0x00000080,
+}
+# /proc/PID/ns/<name> for each type.
+NS_FILES = {
+    "mount": "mnt",
+    "uts": "uts",
+    "ipc": "ipc",
+    "user": "user",
+    "pid": "pid",
+    "network": "net",
+    "cgroup": "cgroup",
+    "time": "time",
+}
+
+MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+# pivot_root has no glibc wrapper; its number differs per architecture.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    def enc(value: str | None) -> bytes | None:
+        return None if value is None else os.fsencode(value)
+
+    _check(
+        libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {source or fstype} on {target} (flags {flags:#x}, data {data!r})",
+    )
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(libc.umount2(os.fsencode(target), ctypes.c_int(flags)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
+    _check(
+        libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)),
+        f"pivot_root {new_root}",
+    )
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(libc.sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname {name!r}")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(libc.setdomainname(raw, ctypes.c_size_t(len(raw))), f"setdomainname {name!r}")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    result = int(
+        libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        )
+    )
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+    return result
