@@ -1,0 +1,123 @@
+"""The cgroup manager interface every implementation (v1, v2, hybrid, fake) offers.
+
+One manager is one container's cgroup, across every hierarchy that
+applies. The lifecycle drives it in this order (runc's
+``cgroups.Manager``: Apply, Set, then the freezer):
+
+    create()  -> apply(resources) -> add(init pid)        action cgroup.create
+    freeze() / thaw()                                      cgroup.freeze / cgroup.thaw
+    freezer_state(), pids(), stats()                       state, ps, events --stats
+    destroy()                                              cgroup.destroy
+
+``stats()`` returns the ``data`` object of ``runc events --stats``
+(runc types/events.go), with the groups the hierarchies have::
+
+    {"cpu": {"usage": {"total", "kernel", "user", "percpu"},     # ns
+             "throttling": {"periods", "throttled_periods", "throttled_time"}},
+     "memory": {"cache", "usage": {"usage", "max", "limit", "failcnt"},
+                "swap": {...same keys...}, "raw": {memory.stat}},
+     "pids": {"current", "limit"},                               # limit 0: unlimited
+     "hugetlb": {"2MB": {"usage", "max", "failcnt"}, ...}}
+
+No enum or dataclass here: ``runlog pause``/``resume`` import this module
+on the scheduler's hot path, where each such import costs milliseconds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.cgroups.resources import Resources
+
+__all__ = [
+    "DEFAULT_FREEZE_TIMEOUT",
+    "CgroupManager",
+    "FreezerState",
+]
+
+# Seconds to wait for the kernel to report FROZEN/THAWED. runc's v1 loop
+# makes up to 1000 attempts with short sleeps (fs/freezer.go) and its v2
+# wait about as long; a few seconds covers a slow, loaded machine.
+DEFAULT_FREEZE_TIMEOUT = 5.0
+
+
+class FreezerState:
+    """What ``freezer_state()`` returns (runc ``configs.FreezerState``,
+    with the transitional state kept rather than waited out)."""
+
+    THAWED = "thawed"
+    FREEZING = "freezing"
+    FROZEN = "frozen"
+
+
+class CgroupManager(ABC):
+    """One container's cgroup. Methods raise ``CgroupError`` (what, where,
+    what to do) or ``UnsupportedError`` (this host cannot)."""
+
+    #: "v1", "v2", "hybrid" or "fake"
+    kind: str = ""
+
+    @property
+    @abstractmethod
+    def paths(self) -> dict[str, str]:
+        """Controller -> cgroup directory ("unified" for the cgroup2 tree).
+
+        Store this in the container's state: a later process (``runlog
+        pause`` from another shell) may sit in another cgroup and would
+        resolve a relative cgroupsPath differently; ``manager_at(paths)``
+        rebuilds the manager from it, as runc keeps ``cgroup_paths``.
+        """
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the cgroup directory in every hierarchy (parents included).
+        An existing cgroup is joined, as runc does; on failure the
+        directories made so far are removed again."""
+
+    @abstractmethod
+    def apply(self, resources: Resources) -> None:
+        """Write the limits in ``resources`` (runc ``Manager.Set``)."""
+
+    @abstractmethod
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into the cgroup in every hierarchy (cgroup.procs)."""
+
+    @abstractmethod
+    def freeze(self, timeout: float = DEFAULT_FREEZE_TIMEOUT) -> None:
+        """Freeze every process and wait until the kernel reports frozen.
+        On timeout thaw again (the container is left as it was, runtime-spec
+        "as if the operation had never been attempted") and raise."""
+
+    @abstractmethod
+    def thaw(self, timeout: float = DEFAULT_FREEZE_TIMEOUT) -> None:
+        """Thaw and wait until the kernel reports thawed; raise on timeout."""
+
+    @abstractmethod
+    def freezer_state(self) -> str:
+        """``FreezerState.FROZEN``, ``THAWED`` or ``FREEZING``; a cgroup that
+        does not exist (or has no freezer) is ``THAWED``."""
+
+    @abstractmethod
+    def pids(self) -> list[int]:
+        """Pids in the cgroup and its descendants, sorted (runc
+        ``GetAllPids``); ``[]`` when the cgroup does not exist."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, object]:
+        """Usage and limits as ``runc events --stats`` reports them."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove the cgroup (descendants first) in every hierarchy, retrying
+        briefly while the kernel lets go of exited tasks. Kills nothing: a
+        cgroup with processes raises. Already gone is fine."""
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """Whether the cgroup directory exists in any hierarchy (something
+        left to use or to remove)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.paths!r})"

@@ -1,0 +1,250 @@
+"""``linux.resources`` of config.json, parsed into what the managers write.
+
+runtime-spec config-linux.md, "Control groups". Zero values mean "not set",
+as in runc, whose Go structs cannot tell 0 from absent: a memory limit of 0
+is not written (it would leave the container no memory at all), nor are a
+cpu shares, quota or period of 0, nor a pids limit of 0
+(libcontainer/cgroups/fs/pids.go: ``if r.PidsLimit != 0``).
+
+Fields the spec defines that runlog does not apply (blockIO, network, rdma,
+unified, memory.swappiness, cpu.realtime*, ...) are listed in
+``Resources.unsupported`` by their config path, so the caller can record or
+refuse them instead of pretending they took effect. Keys the spec does not
+define are ignored, as runc's JSON decoding ignores them.
+
+This module imports ``dataclasses`` (about 15 ms); the managers import it
+only for type checking, so ``runlog pause`` never pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.cgroups.errors import ResourcesError
+
+__all__ = ["DeviceRule", "HugepageLimit", "Resources"]
+
+_PREFIX = "linux.resources"
+
+# Spec fields runlog reads but does not apply; see the module docstring.
+_UNSUPPORTED_TOP = ("blockIO", "network", "rdma", "unified")
+_UNSUPPORTED_MEMORY = (
+    "kernel",
+    "kernelTCP",
+    "swappiness",
+    "disableOOMKiller",
+    "useHierarchy",
+    "checkBeforeUpdate",
+)
+_UNSUPPORTED_CPU = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
+_HUGEPAGE_UNITS = ("KB", "MB", "GB")
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    """One entry of ``linux.resources.devices``; ``None`` major/minor is "*"."""
+
+    allow: bool
+    type: str = "a"
+    major: int | None = None
+    minor: int | None = None
+    access: str = "rwm"
+
+    def v1_line(self) -> str:
+        """The line for ``devices.allow``/``devices.deny`` (kernel
+        Documentation/admin-guide/cgroup-v1/devices.rst): ``type major:minor access``."""
+        major = "*" if self.major is None else str(self.major)
+        minor = "*" if self.minor is None else str(self.minor)
+        return f"{self.type} {major}:{minor} {self.access}"
+
+
+@dataclass(frozen=True)
+class HugepageLimit:
+    """``pageSize`` as the kernel names its files ("2MB", "1GB") and a byte limit."""
+
+    page_size: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a manager's ``apply`` writes; every field ``None``/empty is "leave as is"."""
+
+    memory_limit: int | None = None
+    memory_reservation: int | None = None
+    memory_swap: int | None = None
+    pids_limit: int | None = None
+    cpu_shares: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpu_cpus: str | None = None
+    cpu_mems: str | None = None
+    hugepage_limits: tuple[HugepageLimit, ...] = ()
+    devices: tuple[DeviceRule, ...] = ()
+    unsupported: tuple[str, ...] = ()
+
+    @classmethod
+    def from_oci(cls, d: Mapping[str, object] | None) -> Resources:
+        """Parse ``linux.resources``; raise ``ResourcesError`` naming the field."""
+        return from_oci(d)
+
+    def controllers(self) -> list[str]:
+        """The controllers ``apply`` has to write, in runc's order
+        (libcontainer/cgroups/fs/fs.go ``subsystems``: cpuset first, because
+        the other writes do not depend on it but joining does)."""
+        wanted: list[str] = []
+        if self.cpu_cpus is not None or self.cpu_mems is not None:
+            wanted.append("cpuset")
+        if self.devices:
+            wanted.append("devices")
+        if (
+            self.memory_limit is not None
+            or self.memory_reservation is not None
+            or self.memory_swap is not None
+        ):
+            wanted.append("memory")
+        if self.cpu_shares is not None or self.cpu_quota is not None or self.cpu_period is not None:
+            wanted.append("cpu")
+        if self.pids_limit is not None:
+            wanted.append("pids")
+        if self.hugepage_limits:
+            wanted.append("hugetlb")
+        return wanted
+
+
+def from_oci(d: Mapping[str, object] | None) -> Resources:
+    """Parse the OCI ``linux.resources`` object (``None`` or ``{}``: no limits)."""
+    if d is None:
+        return Resources()
+    top = _mapping(d, _PREFIX)
+    unsupported: list[str] = [
+        f"{_PREFIX}.{key}" for key in _UNSUPPORTED_TOP if top.get(key) not in (None, {}, [])
+    ]
+
+    memory = _mapping(top.get("memory"), f"{_PREFIX}.memory")
+    unsupported += _present(memory, _UNSUPPORTED_MEMORY, f"{_PREFIX}.memory")
+    cpu = _mapping(top.get("cpu"), f"{_PREFIX}.cpu")
+    unsupported += _present(cpu, _UNSUPPORTED_CPU, f"{_PREFIX}.cpu")
+    pids = _mapping(top.get("pids"), f"{_PREFIX}.pids")
+
+    return Resources(
+        memory_limit=_limit(memory, "limit", f"{_PREFIX}.memory"),
+        memory_reservation=_limit(memory, "reservation", f"{_PREFIX}.memory"),
+        memory_swap=_limit(memory, "swap", f"{_PREFIX}.memory"),
+        # pids.limit: <= -1 is "max"; 0 is unset (runc, see module docstring).
+        pids_limit=_nonzero(_int(pids.get("limit"), f"{_PREFIX}.pids.limit")),
+        cpu_shares=_nonzero(_int(cpu.get("shares"), f"{_PREFIX}.cpu.shares", minimum=0)),
+        # cpu.quota -1 is "no quota" (kernel sched-bwc.rst: cfs_quota_us = -1).
+        cpu_quota=_nonzero(_int(cpu.get("quota"), f"{_PREFIX}.cpu.quota", minimum=-1)),
+        cpu_period=_nonzero(_int(cpu.get("period"), f"{_PREFIX}.cpu.period", minimum=0)),
+        cpu_cpus=_str(cpu.get("cpus"), f"{_PREFIX}.cpu.cpus"),
+        cpu_mems=_str(cpu.get("mems"), f"{_PREFIX}.cpu.mems"),
+        hugepage_limits=_hugepages(top.get("hugepageLimits")),
+        devices=_devices(top.get("devices")),
+        unsupported=tuple(unsupported),
+    )
+
+
+def _present(section: Mapping[str, object], keys: tuple[str, ...], where: str) -> list[str]:
+    return [f"{where}.{key}" for key in keys if section.get(key) is not None]
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _mapping(value: object, field: str) -> Mapping[str, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ResourcesError(field, f"expected an object, got {_type_name(value)}")
+    return value
+
+
+def _int(value: object, field: str, *, minimum: int | None = None) -> int | None:
+    if value is None:
+        return None
+    # bool is an int subclass; true/false in a byte count is a mistake.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ResourcesError(field, f"expected an integer, got {_type_name(value)} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ResourcesError(field, f"{value} is out of range (at least {minimum})")
+    return value
+
+
+def _nonzero(value: int | None) -> int | None:
+    return None if value == 0 else value
+
+
+def _limit(section: Mapping[str, object], key: str, where: str) -> int | None:
+    """A memory byte count: -1 is unlimited, 0 is unset."""
+    return _nonzero(_int(section.get(key), f"{where}.{key}", minimum=-1))
+
+
+def _str(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ResourcesError(field, f"expected a string, got {_type_name(value)} {value!r}")
+    return value or None
+
+
+def _list(value: object, field: str) -> list[object]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ResourcesError(field, f"expected an array, got {_type_name(value)}")
+    return value
+
+
+def _hugepages(value: object) -> tuple[HugepageLimit, ...]:
+    limits: list[HugepageLimit] = []
+    for i, item in enumerate(_list(value, f"{_PREFIX}.hugepageLimits")):
+        where = f"{_PREFIX}.hugepageLimits[{i}]"
+        entry = _mapping(item, where)
+        size = _str(entry.get("pageSize"), f"{where}.pageSize")
+        # The kernel's file names: hugetlb.<size>.limit_in_bytes / .max, size
+        # as "2MB", "1GB", "64KB" (mm/hugetlb_cgroup.c, mem_fmt()).
+        if size is None or not (size[:-2].isdigit() and size[-2:] in _HUGEPAGE_UNITS):
+            raise ResourcesError(
+                f"{where}.pageSize", f"expected a size like '2MB' or '1GB', got {size!r}"
+            )
+        limit = _int(entry.get("limit"), f"{where}.limit", minimum=0)
+        if limit is None:
+            raise ResourcesError(f"{where}.limit", "is required")
+        limits.append(HugepageLimit(size, limit))
+    return tuple(limits)
+
+
+def _devices(value: object) -> tuple[DeviceRule, ...]:
+    rules: list[DeviceRule] = []
+    for i, item in enumerate(_list(value, f"{_PREFIX}.devices")):
+        where = f"{_PREFIX}.devices[{i}]"
+        entry = _mapping(item, where)
+        allow = entry.get("allow")
+        if not isinstance(allow, bool):
+            raise ResourcesError(f"{where}.allow", f"expected true or false, got {allow!r}")
+        kind = _str(entry.get("type"), f"{where}.type") or "a"
+        if kind not in ("a", "b", "c"):
+            raise ResourcesError(f"{where}.type", f"expected 'a', 'b' or 'c', got {kind!r}")
+        # runtime-spec: access "composition of r, w and m"; runlog reads an
+        # absent access as all three, the widest reading of the rule.
+        access = _str(entry.get("access"), f"{where}.access") or "rwm"
+        if any(c not in "rwm" for c in access) or len(set(access)) != len(access):
+            raise ResourcesError(
+                f"{where}.access", f"expected letters from 'rwm' at most once, got {access!r}"
+            )
+        # -1 is the Go world's wildcard (runc specconv); absent means the same.
+        major = _int(entry.get("major"), f"{where}.major", minimum=-1)
+        minor = _int(entry.get("minor"), f"{where}.minor", minimum=-1)
+        rules.append(
+            DeviceRule(
+                allow=allow,
+                type=kind,
+                major=None if major in (None, -1) else major,
+                minor=None if minor in (None, -1) else minor,
+                access=access,
+            )
+        )
+    return tuple(rules)

@@ -1,0 +1,136 @@
+"""Resources.from_oci: linux.resources of config.json, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.cgroups.errors import CgroupError, ResourcesError
+from engine.cgroups.resources import DeviceRule, HugepageLimit, Resources, from_oci
+from engine.errors import RunlogError
+
+# The example of runtime-spec config-linux.md, trimmed to what runlog reads
+# plus two fields it does not apply.
+SPEC_EXAMPLE: dict[str, object] = {
+    "devices": [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+        {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"},
+    ],
+    "memory": {"limit": 536870912, "reservation": 536870912, "swap": 536870912, "swappiness": 0},
+    "cpu": {"shares": 1024, "quota": 1000000, "period": 500000, "cpus": "2-3", "mems": "0-7"},
+    "pids": {"limit": 32771},
+    "hugepageLimits": [{"pageSize": "2MB", "limit": 209715200}, {"pageSize": "64KB", "limit": 1}],
+    "blockIO": {"weight": 10},
+}
+
+
+def test_the_spec_example_parses() -> None:
+    r = Resources.from_oci(SPEC_EXAMPLE)
+    assert r.memory_limit == r.memory_reservation == r.memory_swap == 536870912
+    assert (r.cpu_shares, r.cpu_quota, r.cpu_period) == (1024, 1000000, 500000)
+    assert (r.cpu_cpus, r.cpu_mems) == ("2-3", "0-7")
+    assert r.pids_limit == 32771
+    assert r.hugepage_limits == (HugepageLimit("2MB", 209715200), HugepageLimit("64KB", 1))
+    assert r.devices == (
+        DeviceRule(allow=False, type="a", major=None, minor=None, access="rwm"),
+        DeviceRule(allow=True, type="c", major=10, minor=229, access="rw"),
+        DeviceRule(allow=True, type="b", major=8, minor=0, access="r"),
+    )
+    assert r.unsupported == ("linux.resources.blockIO", "linux.resources.memory.swappiness")
+
+
+def test_nothing_given_is_no_limit() -> None:
+    assert from_oci(None) == Resources()
+    assert from_oci({}) == Resources()
+    assert Resources().controllers() == []
+
+
+def test_zero_means_unset_as_in_runc() -> None:
+    r = from_oci({"memory": {"limit": 0}, "pids": {"limit": 0}, "cpu": {"shares": 0, "quota": 0}})
+    assert r == Resources()
+
+
+def test_minus_one_stays_unlimited() -> None:
+    r = from_oci({"memory": {"limit": -1, "swap": -1}, "pids": {"limit": -1}})
+    assert (r.memory_limit, r.memory_swap, r.pids_limit) == (-1, -1, -1)
+
+
+def test_controllers_in_runc_order() -> None:
+    r = Resources.from_oci(SPEC_EXAMPLE)
+    assert r.controllers() == ["cpuset", "devices", "memory", "cpu", "pids", "hugetlb"]
+    assert Resources(pids_limit=5).controllers() == ["pids"]
+
+
+def test_device_rule_lines_for_v1() -> None:
+    assert DeviceRule(allow=False).v1_line() == "a *:* rwm"
+    assert DeviceRule(allow=True, type="c", major=136, access="rw").v1_line() == "c 136:* rw"
+    wildcard = from_oci({"devices": [{"allow": True, "type": "c", "major": -1, "minor": -1}]})
+    assert wildcard.devices[0].v1_line() == "c *:* rwm"
+
+
+@pytest.mark.parametrize(
+    ("resources", "field", "problem"),
+    [
+        ({"memory": {"limit": "1g"}}, "linux.resources.memory.limit", "expected an integer"),
+        ({"memory": {"swap": 1.5}}, "linux.resources.memory.swap", "expected an integer"),
+        ({"memory": {"limit": True}}, "linux.resources.memory.limit", "got bool"),
+        ({"memory": {"limit": -2}}, "linux.resources.memory.limit", "out of range"),
+        ({"memory": []}, "linux.resources.memory", "expected an object"),
+        ({"pids": {"limit": "10"}}, "linux.resources.pids.limit", "expected an integer"),
+        ({"cpu": {"cpus": 3}}, "linux.resources.cpu.cpus", "expected a string"),
+        ({"cpu": {"shares": -5}}, "linux.resources.cpu.shares", "out of range"),
+        ({"devices": {}}, "linux.resources.devices", "expected an array"),
+        ({"devices": [{"access": "rwm"}]}, "linux.resources.devices[0].allow", "true or false"),
+        (
+            {"devices": [{"allow": True}, {"allow": True, "type": "x"}]},
+            "linux.resources.devices[1].type",
+            "'a', 'b' or 'c'",
+        ),
+        (
+            {"devices": [{"allow": True, "access": "rwx"}]},
+            "linux.resources.devices[0].access",
+            "rwm",
+        ),
+        (
+            {"devices": [{"allow": True, "major": "8"}]},
+            "linux.resources.devices[0].major",
+            "expected an integer",
+        ),
+        (
+            {"hugepageLimits": [{"pageSize": "2M", "limit": 1}]},
+            "linux.resources.hugepageLimits[0].pageSize",
+            "like '2MB'",
+        ),
+        (
+            {"hugepageLimits": [{"pageSize": "2MB"}]},
+            "linux.resources.hugepageLimits[0].limit",
+            "required",
+        ),
+    ],
+)
+def test_wrong_types_name_the_field(resources: dict[str, object], field: str, problem: str) -> None:
+    with pytest.raises(ResourcesError) as caught:
+        from_oci(resources)
+    err = caught.value
+    assert err.field == field
+    assert problem in err.problem
+    assert str(err).startswith(f"config.json {field}: ")
+    assert "fix the container's config.json" in str(err)
+
+
+def test_resources_error_is_a_cgroup_error_of_runlog() -> None:
+    assert issubclass(ResourcesError, CgroupError)
+    assert issubclass(CgroupError, RunlogError)
+    err = CgroupError("boom", path="/sys/fs/cgroup/memory/x", controller="memory")
+    assert (err.path, err.controller, str(err)) == ("/sys/fs/cgroup/memory/x", "memory", "boom")
+
+
+def test_top_level_must_be_an_object() -> None:
+    with pytest.raises(ResourcesError, match=r"^config.json linux.resources: expected an object"):
+        from_oci(["memory"])  # type: ignore[arg-type]
+
+
+def test_resources_are_frozen() -> None:
+    r = Resources(pids_limit=3)
+    with pytest.raises(AttributeError):
+        r.pids_limit = 4  # type: ignore[misc]

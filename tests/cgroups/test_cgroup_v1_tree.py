@@ -1,0 +1,112 @@
+"""The v1 freezer loop against a freezer directory in tmp_path.
+
+A real kernel freezes an idle task at once, so the FREEZING path (runc's
+retry loop, the timeout, the thaw on giving up) is driven here by a
+freezer.state that keeps reading FREEZING for as long as the test says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cgroups import FreezerState, V1Manager, files
+from engine.cgroups.errors import CgroupError
+
+
+class StickyFreezer:
+    """Reads of freezer.state answer FREEZING while ``pending`` > 0."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, pending: int) -> None:
+        self.pending = pending
+        self.writes: list[str] = []
+        real_read, real_write = files.read_text, files.write
+
+        def read_text(directory: str, name: str, *, controller: str) -> str:
+            if name == "freezer.state" and self.pending > 0:
+                self.pending -= 1
+                return "FREEZING\n"
+            return real_read(directory, name, controller=controller)
+
+        def write(directory: str, name: str, value: str, *, controller: str) -> None:
+            if name == "freezer.state":
+                self.writes.append(value)
+            real_write(directory, name, value, controller=controller)
+
+        monkeypatch.setattr(files, "read_text", read_text)
+        monkeypatch.setattr(files, "write", write)
+
+
+@pytest.fixture
+def freezer(tmp_path: Path) -> Path:
+    directory = tmp_path / "freezer" / "runlog" / "c1"
+    directory.mkdir(parents=True)
+    (directory / "freezer.state").write_text("THAWED\n")
+    (directory / "freezer.self_freezing").write_text("0\n")
+    return directory
+
+
+def test_freeze_retries_while_the_kernel_says_freezing(
+    freezer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sticky = StickyFreezer(monkeypatch, pending=3)
+    V1Manager({"freezer": str(freezer)}).freeze(timeout=5)
+    assert sticky.writes == ["FROZEN"] * 4
+    assert (freezer / "freezer.state").read_text() == "FROZEN"
+
+
+def test_freeze_thaws_now_and_then_as_runc_does(
+    freezer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sticky = StickyFreezer(monkeypatch, pending=60)
+    V1Manager({"freezer": str(freezer)}).freeze(timeout=5)
+    # runc fs/freezer.go: every 50th attempt thaws before freezing again.
+    assert sticky.writes.count("THAWED") == 1
+    assert sticky.writes.index("THAWED") == 49
+    assert sticky.writes[-1] == "FROZEN"
+
+
+def test_a_freeze_that_never_completes_times_out_thawed(
+    freezer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sticky = StickyFreezer(monkeypatch, pending=10**9)
+    with pytest.raises(CgroupError, match="still FREEZING") as caught:
+        V1Manager({"freezer": str(freezer)}).freeze(timeout=0.1)
+    assert caught.value.controller == "freezer"
+    assert sticky.writes[-1] == "THAWED"
+    assert (freezer / "freezer.state").read_text() == "THAWED"
+
+
+def test_freezer_state_readings(freezer: Path) -> None:
+    manager = V1Manager({"freezer": str(freezer)})
+    (freezer / "freezer.state").write_text("FREEZING\n")
+    assert manager.freezer_state() == FreezerState.FREEZING
+    (freezer / "freezer.state").write_text("FROZEN\n")
+    (freezer / "freezer.self_freezing").write_text("1\n")
+    assert manager.freezer_state() == FreezerState.FROZEN
+    # Frozen only because an ancestor is: not this container's pause (runc).
+    (freezer / "freezer.self_freezing").write_text("0\n")
+    assert manager.freezer_state() == FreezerState.THAWED
+
+
+def test_no_freezer_hierarchy_cannot_pause(tmp_path: Path) -> None:
+    manager = V1Manager({"memory": str(tmp_path / "memory" / "c1")})
+    assert manager.freezer_state() == FreezerState.THAWED
+    with pytest.raises(CgroupError, match="no freezer cgroup hierarchy"):
+        manager.freeze()
+
+
+def test_create_and_destroy_every_directory_once(tmp_path: Path) -> None:
+    shared = str(tmp_path / "cpu,cpuacct" / "runlog" / "c1")
+    manager = V1Manager(
+        {"cpu": shared, "cpuacct": shared, "pids": str(tmp_path / "pids" / "runlog" / "c1")}
+    )
+    assert not manager.exists()
+    manager.create()
+    assert (tmp_path / "cpu,cpuacct" / "runlog" / "c1").is_dir()
+    assert (tmp_path / "pids" / "runlog" / "c1").is_dir()
+    manager.destroy()
+    assert not manager.exists()
+    # The parent stays: other containers live there too.
+    assert (tmp_path / "pids" / "runlog").is_dir()
