@@ -1,0 +1,56 @@
+"""What the container's init applies to itself just before execve.
+
+Owns the order, runc's ``finalizeNamespace`` (libcontainer/init_linux.go),
+with the rlimits and the OOM score runc sets from the parent done first:
+
+1. rlimits                (``rlimits.apply``: raising a hard limit needs
+                           ``CAP_SYS_RESOURCE``, so before any drop)
+2. oom_score_adj          (``identity.set_oom_score_adj``: lowering it needs
+                           ``CAP_SYS_RESOURCE`` too)
+3. the bounding set       (``caps.drop_bounding``: needs ``CAP_SETPCAP`` in the
+                           effective set, which the uid switch clears)
+4. groups, gid, uid,      (``identity.apply``: with ``PR_SET_KEEPCAPS``, so the
+   umask, no_new_privs     permitted set survives the switch)
+5. capability sets        (``caps.apply``: capset of effective, permitted and
+                           inheritable, then the ambient set)
+
+Errors, each a :class:`engine.errors.RunlogError` with its context::
+
+    RunlogError
+    ├── RlimitError        (engine.linux.rlimits)   a limit the kernel refuses
+    ├── IdentityError      (engine.linux.identity)  groups, ids, umask, no_new_privs, OOM score
+    └── CapabilityError    (engine.linux.caps)      a set that cannot be given
+"""
+
+from __future__ import annotations
+
+from engine.linux import caps, identity, rlimits
+from engine.linux.caps import CapabilityError
+from engine.linux.identity import IdentityError
+from engine.linux.rlimits import RlimitError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.oci.model import Process
+
+__all__ = ["CapabilityError", "IdentityError", "RlimitError", "prepare_exec"]
+
+
+def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
+    """Apply ``process``'s rlimits, OOM score, user and capabilities to the
+    calling process, in the order above; returns notes (capabilities this
+    kernel does not know, skipped as runc skips them) for the caller to record.
+
+    ``set_rlimits=False`` when the parent has already set them on this
+    process with ``rlimits.apply(limits, pid)``: runc's way when the init is
+    in a new user namespace, where no hard limit can be raised.
+    """
+    # Checked before anything changes: a wrong set fails the create cleanly.
+    caps.validate(process.capabilities)
+    if set_rlimits:
+        rlimits.apply(process.rlimits)
+    if process.oom_score_adj is not None:
+        identity.set_oom_score_adj(process.oom_score_adj)
+    caps.drop_bounding(process.capabilities)
+    identity.apply(process.user, process.no_new_privileges)
+    return caps.apply(process.capabilities)

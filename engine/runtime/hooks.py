@@ -1,0 +1,553 @@
+"""The real hook driver: a container's OCI hooks run as processes.
+
+:class:`HookRunner` implements :class:`engine.actions.base.HookDriver`
+(config.md "POSIX-platform Hooks", runtime.md "Lifecycle") the way runc does:
+each hook of a point runs in order, with ``args`` as its argv (``args[0]``
+included; ``[path]`` when there are none), exactly ``env`` as its
+environment, the state JSON on stdin, stdout and stderr captured, and
+``timeout`` enforced by SIGKILL to its process group. The first failure
+stops the point and raises :class:`engine.errors.ActionError`.
+
+Where hooks run:
+
+- ``prestart``, ``createRuntime``, ``poststart``, ``poststop``: in the
+  runtime's namespaces, a plain fork and exec.
+- ``createContainer``: in the container's namespaces, with the path resolved
+  in the runtime's: the executable is opened before the child joins, and
+  executed by file descriptor.
+- ``startContainer``: in the container's namespaces, with the path resolved
+  in the container's (the spec says so for this point alone), so it is
+  executed by path after the join.
+
+One run is recorded as a dict: ``path``, ``exit_code`` (``None`` when the
+hook did not exit by itself), ``duration_ms``, ``stderr_tail`` and
+``stdout_tail`` (the last :data:`TAIL_BYTES` bytes, decoded with
+replacement), plus ``signal`` when a signal ended it, ``timed_out`` when the
+timeout did, and ``error`` when it could not be started at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+from engine.errors import ActionError
+from engine.linux import syscalls
+from engine.oci.model import Hook, Hooks
+
+__all__ = ["IN_CONTAINER", "TAIL_BYTES", "HookRunner"]
+
+#: How much of a hook's stderr (and stdout) is kept.
+TAIL_BYTES = 4096
+
+#: config.md: these points "MUST be executed in the container namespace".
+IN_CONTAINER = frozenset({"createContainer", "startContainer"})
+
+# The order nsenter(1) joins in. The user namespace is left out of the first
+# pass: see _join.
+_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "mount", "time")
+# setns into these changes only the namespace of later children, so the
+# hook needs one more fork to be in them (setns(2)).
+_FOR_CHILDREN = frozenset({"pid", "time"})
+_CHUNK = 65536
+_DRAIN_READS = 32
+
+
+class HookRunner:
+    """Runs the hooks of one container's config.
+
+    ``namespace_pid`` gives the pid of the container's init (``None`` when
+    there is none); it is asked only at the points that join its namespaces.
+    The caller must be single-threaded while ``run`` forks, and must not
+    reap children it does not know (``waitpid(-1)``) meanwhile.
+    """
+
+    def __init__(self, hooks: Hooks, namespace_pid: Callable[[], int | None]) -> None:
+        self.hooks = hooks
+        self.namespace_pid = namespace_pid
+
+    def run(self, point: str, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+        try:
+            hooks = self.hooks.at(point)
+        except ValueError as err:
+            raise ActionError(str(err), runs=[]) from err
+        if not hooks:
+            return []
+        payload = json.dumps(dict(state), separators=(",", ":")).encode()
+        namespaces = self._container_namespaces(point) if point in IN_CONTAINER else []
+        runs: list[dict[str, Any]] = []
+        try:
+            for hook in hooks:
+                run, failure = _run_one(point, hook, payload, namespaces)
+                runs.append(run)
+                if failure is not None:
+                    raise ActionError(failure, runs=runs)
+        finally:
+            for _name, fd in namespaces:
+                os.close(fd)
+        return runs
+
+    def _container_namespaces(self, point: str) -> list[tuple[str, int]]:
+        """Open the namespaces the init has of its own, in join order.
+
+        Namespaces the container shares with the runtime are skipped (runc
+        joins only those that differ, too): joining one's own is a no-op at
+        best and an EPERM for the user namespace.
+        """
+        pid = self.namespace_pid()
+        if pid is None:
+            raise ActionError(
+                f"{point} hooks run in the container's namespaces, "
+                "but the container has no init process",
+                runs=[],
+            )
+        opened: list[tuple[str, int]] = []
+        try:
+            for name in _JOIN_ORDER:
+                file = syscalls.NS_FILES[name]
+                try:
+                    ours = os.stat(f"/proc/self/ns/{file}")
+                except FileNotFoundError:
+                    continue  # the kernel has no such namespace type
+                fd = os.open(f"/proc/{pid}/ns/{file}", os.O_RDONLY | os.O_CLOEXEC)
+                theirs = os.fstat(fd)
+                if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                    os.close(fd)
+                else:
+                    opened.append((name, fd))
+        except OSError as err:
+            for _name, fd in opened:
+                os.close(fd)
+            raise ActionError(
+                f"{point} hooks: cannot open the namespaces of the container's init "
+                f"(pid {pid}): {err.strerror}",
+                runs=[],
+            ) from err
+        return opened
+
+
+def _run_one(
+    point: str, hook: Hook, payload: bytes, namespaces: Sequence[tuple[str, int]]
+) -> tuple[dict[str, Any], str | None]:
+    """Run one hook; return its run dict and the failure message, if it failed."""
+    run: dict[str, Any] = {
+        "path": hook.path,
+        "exit_code": None,
+        "duration_ms": 0.0,
+        "stderr_tail": "",
+        "stdout_tail": "",
+    }
+    argv = list(hook.args) or [hook.path]
+    try:
+        if not os.path.isabs(hook.path):
+            # config.md: "path MUST be absolute"; no PATH lookup, as runc.
+            raise ValueError("path is not absolute")
+        env = _environment(hook.env)
+        exe: int | None = None
+        if point == "createContainer":
+            # config.md: createContainer's path "MUST resolve in the runtime
+            # namespace": open it here, execute the fd after the join.
+            exe = os.open(hook.path, os.O_PATH | os.O_CLOEXEC)
+    except (OSError, ValueError) as err:
+        text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        run["error"] = text
+        return run, f"{point} hook {hook.path} could not be executed: {text}"
+    try:
+        outcome = _Process(hook, argv, env, exe, namespaces).wait(payload)
+    finally:
+        if exe is not None:
+            os.close(exe)
+    run.update(outcome.run)
+    return run, outcome.failure(point, hook)
+
+
+def _environment(entries: Sequence[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key or "\0" in entry:
+            raise ValueError(f"env entry {entry!r} is not KEY=VALUE")
+        # Go's os/exec, which runc uses, keeps the last of duplicate keys too.
+        env.pop(key, None)
+        env[key] = value
+    return env
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.run: dict[str, Any] = {}
+        self.status: int | None = None
+        self.error: tuple[str, str] | None = None  # (stage, text)
+        self.timed_out = False
+        self.timeout = 0
+
+    def failure(self, point: str, hook: Hook) -> str | None:
+        head = f"{point} hook {hook.path}"
+        if self.error is not None:
+            stage, text = self.error
+            if stage == "exec":
+                return f"{head} could not be executed: {text}"
+            return f"{head} could not {stage}: {text}"
+        if self.timed_out:
+            # runc: "hook ran past specified timeout of %.1fs".
+            return _with_tail(f"{head} timed out after {self.timeout} s", self.run)
+        status = self.status
+        assert status is not None
+        if os.WIFSIGNALED(status):
+            signo = os.WTERMSIG(status)
+            return _with_tail(f"{head} was killed by signal {_signal_name(signo)}", self.run)
+        code = os.WEXITSTATUS(status)
+        if code != 0:
+            return _with_tail(f"{head} exited with status {code}", self.run)
+        return None
+
+
+def _with_tail(message: str, run: Mapping[str, Any]) -> str:
+    """The message, and the last line the hook wrote (stderr, else stdout):
+    runc puts the hook's output in its error, where the reason usually is."""
+    for tail in (run.get("stderr_tail", ""), run.get("stdout_tail", "")):
+        lines = [line.strip() for line in str(tail).splitlines() if line.strip()]
+        if lines:
+            return f"{message}: {lines[-1]}"
+    return message
+
+
+def _signal_name(signo: int) -> str:
+    try:
+        return f"{signal.Signals(signo).name} ({signo})"
+    except ValueError:
+        return str(signo)
+
+
+class _Process:
+    """One hook's child: fork, feed stdin, collect output, enforce the timeout."""
+
+    def __init__(
+        self,
+        hook: Hook,
+        argv: list[str],
+        env: dict[str, str],
+        exe: int | None,
+        namespaces: Sequence[tuple[str, int]],
+    ) -> None:
+        self.hook = hook
+        self.argv = argv
+        self.env = env
+        self.exe = exe
+        self.namespaces = namespaces
+        self._open: set[int] = set()
+
+    def wait(self, payload: bytes) -> _Outcome:
+        outcome = _Outcome()
+        stdin_r, stdin_w = self._pipe()
+        stdout_r, stdout_w = self._pipe()
+        stderr_r, stderr_w = self._pipe()
+        report_r, report_w = self._pipe()
+        try:
+            started = time.monotonic()
+            pid = os.fork()
+            if pid == 0:
+                _child(self, (stdin_r, stdout_w, stderr_w), report_w)
+            for fd in (stdin_r, stdout_w, stderr_w, report_w):
+                self._close(fd)
+            # Also here, not only in the child: a timeout may have to kill the
+            # group before the child got to run (as shells do). EACCES: the
+            # child has already exec'd; ESRCH: it is gone.
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)
+            output = {stdout_r: bytearray(), stderr_r: bytearray(), report_r: bytearray()}
+            self._pump(pid, payload, stdin_w, output, outcome, started)
+        finally:
+            for fd in list(self._open):
+                self._close(fd)
+        outcome.run["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+        outcome.run["stdout_tail"] = _tail(output[stdout_r])
+        outcome.run["stderr_tail"] = _tail(output[stderr_r])
+        self._settle(outcome, output[report_r])
+        return outcome
+
+    def _pipe(self) -> tuple[int, int]:
+        read, write = os.pipe()
+        self._open.update((read, write))
+        return read, write
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
+
+    def _pump(
+        self,
+        pid: int,
+        payload: bytes,
+        stdin_w: int,
+        output: dict[int, bytearray],
+        outcome: _Outcome,
+        started: float,
+    ) -> None:
+        """Write stdin and read stdout/stderr until the child exits or times out.
+
+        Reading stops at the child's exit, not at EOF: a hook that leaves a
+        daemon holding its stdout (runc would wait for it) must not hang the
+        monitor. What the hook wrote before exiting is still in the pipes.
+        """
+        pidfd = os.pidfd_open(pid)
+        try:
+            for fd in (stdin_w, *output):
+                os.set_blocking(fd, False)
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            for fd in output:
+                poller.register(fd, select.POLLIN)
+            pending = memoryview(payload)
+            if pending:
+                poller.register(stdin_w, select.POLLOUT)
+            else:
+                self._close(stdin_w)
+            timeout = self.hook.timeout if self.hook.timeout and self.hook.timeout > 0 else None
+            deadline = None if timeout is None else started + timeout
+            exited = False
+            while not exited:
+                wait_ms = None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        outcome.timed_out, outcome.timeout = True, timeout or 0
+                        _kill_group(pid, pidfd)
+                        break
+                    wait_ms = int(left * 1000) + 1
+                for fd, _mask in poller.poll(wait_ms):
+                    if fd == pidfd:
+                        exited = True
+                    elif fd == stdin_w:
+                        try:
+                            pending = pending[os.write(stdin_w, pending) :]
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:
+                            pending = pending[:0]  # the hook does not read its stdin
+                        if not pending:
+                            poller.unregister(stdin_w)
+                            self._close(stdin_w)  # EOF for the hook
+                    elif not _read_into(fd, output[fd]):
+                        poller.unregister(fd)
+            for fd, buffer in output.items():
+                # Bounded: a pipe holds at most 1 MiB, and a descendant that
+                # goes on writing must not keep us here.
+                for _ in range(_DRAIN_READS):
+                    if not _read_into(fd, buffer):
+                        break
+            outcome.status = _reap(pid)
+        finally:
+            os.close(pidfd)
+
+    def _settle(self, outcome: _Outcome, report: bytearray) -> None:
+        for line in report.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if "error" in record and outcome.error is None:
+                outcome.error = (str(record["stage"]), str(record["error"]))
+            elif "status" in record:
+                # The pid namespace case: the status of the hook itself, as
+                # its parent inside the namespace saw it.
+                outcome.status = int(record["status"])
+        if outcome.error is not None:
+            outcome.run["error"] = outcome.error[1]
+            return
+        if outcome.timed_out:
+            outcome.run["timed_out"] = True
+            outcome.run["signal"] = signal.SIGKILL.value
+            return
+        status = outcome.status
+        if status is None:
+            outcome.error = ("be waited for", "its exit status was collected elsewhere")
+            outcome.run["error"] = outcome.error[1]
+        elif os.WIFSIGNALED(status):
+            outcome.run["signal"] = os.WTERMSIG(status)
+        else:
+            outcome.run["exit_code"] = os.WEXITSTATUS(status)
+
+
+def _read_into(fd: int, buffer: bytearray) -> bool:
+    """Read what is there; False at EOF or when nothing is left to read."""
+    try:
+        data = os.read(fd, _CHUNK)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return False
+    if not data:
+        return False
+    buffer += data
+    if len(buffer) > TAIL_BYTES:
+        del buffer[:-TAIL_BYTES]
+    return True
+
+
+def _tail(buffer: bytearray) -> str:
+    return bytes(buffer[-TAIL_BYTES:]).decode("utf-8", errors="replace")
+
+
+def _kill_group(pid: int, pidfd: int) -> None:
+    """SIGKILL the hook and its process group (its children, and in the pid
+    namespace case the hook under the intermediate child)."""
+    with contextlib.suppress(OSError):  # the group is gone, or never formed
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):  # already dead
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+
+def _reap(pid: int) -> int | None:
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None  # someone else reaped it
+    return status
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+# --- in the child ---------------------------------------------------------
+
+
+def _child(proc: _Process, stdio: tuple[int, int, int], report: int) -> NoReturn:
+    """Become the hook. Never returns: any failure is written to ``report``
+    (close-on-exec, so EOF without a record means the exec happened)."""
+    stage = "start"
+    try:
+        os.setpgid(0, 0)
+        _default_signals()
+        report = _above_stdio(report, cloexec=True)
+        exe = None if proc.exe is None else _above_stdio(proc.exe, cloexec=False)
+        namespaces = [(name, _above_stdio(fd, cloexec=True)) for name, fd in proc.namespaces]
+        lifted = [_above_stdio(fd, cloexec=True) for fd in stdio]
+        for target, fd in enumerate(lifted):
+            os.dup2(fd, target, inheritable=True)
+        keep = {report, *(fd for _name, fd in namespaces)}
+        if exe is not None:
+            keep.add(exe)
+        _close_all_but(keep)
+        if namespaces:
+            stage = "join the container's namespaces"
+            _join(namespaces)
+            if any(name in _FOR_CHILDREN for name, _fd in namespaces):
+                _fork_into_namespaces(report, exe)
+        stage = "exec"
+        # No PATH lookup (os.execve, not execvpe), as runc. By fd for
+        # createContainer; a "#!" script needs that fd open across the exec
+        # (the interpreter reads it as /dev/fd/N), hence not close-on-exec.
+        os.execve(proc.hook.path if exe is None else exe, proc.argv, proc.env)
+    except OSError as err:
+        _report(report, stage, err.strerror or str(err))
+    except BaseException as err:
+        _report(report, stage, f"{type(err).__name__}: {err}")
+    finally:
+        os._exit(127)
+
+
+def _report(fd: int, stage: str, text: str) -> None:
+    with contextlib.suppress(BaseException):  # nothing more can be said
+        os.write(fd, json.dumps({"stage": stage, "error": text}).encode() + b"\n")
+
+
+def _default_signals() -> None:
+    """Undo what the runtime set that exec would keep: ignored signals (Python
+    ignores SIGPIPE, for one) and the signal mask (as subprocess and Go do)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for signo in signal.valid_signals():
+        try:
+            if signal.getsignal(signo) == signal.SIG_IGN:
+                signal.signal(signo, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue
+
+
+def _above_stdio(fd: int, cloexec: bool) -> int:
+    """A copy of ``fd`` numbered 3 or more, so dup2 onto 0-2 cannot clobber it
+    (the monitor may run with its standard descriptors closed)."""
+    command = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
+    return fcntl.fcntl(fd, command, 3)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every descriptor from 3 up except ``keep``: nothing of the
+    runtime's (the init's sync pipe, say) may leak into a hook."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _join(namespaces: Sequence[tuple[str, int]]) -> None:
+    """setns into each namespace.
+
+    runc joins the user namespace first; nsenter(1) joins the others first
+    and the user namespace last, retrying what needed its privileges. The
+    latter works both for root in the initial user namespace (which owns
+    everything) and for a container whose namespaces are owned by its user
+    namespace, so it is done here.
+    """
+    deferred: list[tuple[str, int]] = []
+    for name, fd in namespaces:
+        if name == "user":
+            continue
+        try:
+            _setns(name, fd)
+        except PermissionError:
+            deferred.append((name, fd))  # owned by the user namespace: after it
+    for name, fd in namespaces:
+        if name == "user":
+            _setns(name, fd)
+            # As nsenter: be root of the namespace, or the exec drops every
+            # capability (credentials(7): unmapped uid after setns).
+            with contextlib.suppress(PermissionError):  # setgroups "deny" there
+                os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+    for name, fd in deferred:
+        _setns(name, fd)
+    for _name, fd in namespaces:
+        os.close(fd)
+
+
+def _setns(name: str, fd: int) -> None:
+    """setns, with the namespace's name in the error (EPERM stays a
+    PermissionError: OSError picks the subclass from the errno)."""
+    try:
+        syscalls.setns(fd, syscalls.CLONE_FLAGS[name])
+    except OSError as err:
+        raise OSError(err.errno, f"setns {name}: {os.strerror(err.errno or 0)}") from err
+
+
+def _fork_into_namespaces(report: int, exe: int | None) -> None:
+    """Fork once more so the hook is in the pid (and time) namespace joined.
+
+    Returns in the grandchild, which goes on to exec. This process stays to
+    wait for it and pass its wait status up the report pipe; it is in the
+    hook's process group, so a timeout kills both.
+    """
+    pid = os.fork()
+    if pid == 0:
+        # Die with the intermediate (killed on timeout) even if the hook left
+        # the process group.
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        return
+    for fd in (0, 1, 2, exe):
+        if fd is not None:
+            _close_quietly(fd)
+    _pid, status = os.waitpid(pid, 0)
+    os.write(report, json.dumps({"status": status}).encode() + b"\n")
+    os._exit(0)
