@@ -41,9 +41,92 @@ GLOBAL_OPTS = (
 HELP = (Opt("-h", "--help", help="show help"),)
 FORMAT = Opt("--format", "-f", value=True, choices=("table", "jsonl"), default="table")
 
+_C = "engine.commands.container:"
+_I = "engine.commands.info:"
+_BUNDLE = Opt("--bundle", "-b", value=True, metavar="DIR", help="the bundle (default: .)")
+_PID_FILE = Opt("--pid-file", value=True, metavar="FILE", help="write the init's pid here")
+_CONSOLE = Opt("--console-socket", value=True, metavar="PATH", help="send the pty master here")
+_CREATE_OPTS = (
+    _BUNDLE,
+    _PID_FILE,
+    _CONSOLE,
+    Opt("--no-pivot", help="chroot instead of pivot_root"),
+    Opt("--no-new-keyring", help="accepted (no keyrings are created)"),
+    Opt("--preserve-fds", value=True, metavar="N", default="0", help="accepted"),
+)
+_ID = ("ID", 1, 1)
+
+# runc's commands, with runc's names, flags and argument counts.
+RUNC_COMMANDS = (
+    Cmd("create", _C + "create", "create a container", *_ID, _CREATE_OPTS),
+    Cmd("start", _C + "start", "start the user process of a created container", *_ID),
+    Cmd("state", _C + "state", "print the state of a container", *_ID),
+    Cmd(
+        "kill",
+        _C + "kill",
+        "send a signal (default TERM) to the container's init",
+        "ID [SIGNAL]",
+        1,
+        2,
+        (Opt("--all", "-a", help="to every process of the container"),),
+    ),
+    Cmd(
+        "delete",
+        _C + "delete",
+        "delete a stopped container",
+        *_ID,
+        (Opt("--force", "-f", help="kill it first if it is running"),),
+    ),
+    Cmd(
+        "run",
+        _C + "run",
+        "create and start a container; in the foreground, wait for it",
+        *_ID,
+        (*_CREATE_OPTS, Opt("--detach", "-d", help="do not wait")),
+    ),
+    Cmd("pause", _C + "pause", "freeze every process of a container", *_ID),
+    Cmd("resume", _C + "resume", "thaw a paused container", *_ID),
+    Cmd(
+        "list",
+        _I + "list_",
+        "list containers",
+        opts=(
+            Opt("--quiet", "-q", help="ids only"),
+            Opt("--format", "-f", value=True, choices=("table", "json"), default="table"),
+        ),
+    ),
+    Cmd(
+        "ps",
+        _I + "ps",
+        "the container's processes",
+        "ID [PS-ARGS...]",
+        1,
+        None,
+        (Opt("--format", "-f", value=True, choices=("table", "json"), default="table"),),
+    ),
+    Cmd(
+        "events",
+        _I + "events",
+        "resource statistics of a container",
+        *_ID,
+        (
+            Opt("--stats", help="one sample, then exit"),
+            Opt("--interval", value=True, default="5s", help="between samples"),
+        ),
+    ),
+    Cmd(
+        "spec",
+        _I + "spec",
+        "write a default config.json",
+        opts=(_BUNDLE, Opt("--rootless", help="for a rootless container")),
+    ),
+    Cmd("features", _I + "features", "what this runtime supports, as JSON"),
+)
+
 COMMANDS = {
     c.name: c
     for c in (
+        *RUNC_COMMANDS,
         Cmd(
             "machine",
             "engine.commands.machine:main",
@@ -63,11 +146,69 @@ COMMANDS = {
         Cmd(
             "history",
             "engine.commands.history:main",
-            "one container's events, in order",
+            "one container's life: transitions, action results, rejected requests",
             "ID",
             1,
             1,
             (FORMAT,),
+        ),
+        Cmd(
+            "audit",
+            "engine.commands.audit:main",
+            "events across containers, filtered; --summary counts a time window",
+            "",
+            0,
+            0,
+            (
+                Opt("--id", repeat=True, metavar="ID", help="this container; ID* for a prefix"),
+                Opt("--since", value=True, metavar="TIME", help="ISO 8601, or an age: 2h, 7d"),
+                Opt("--until", value=True, metavar="TIME", help="events before TIME, as --since"),
+                Opt("--trigger", repeat=True, metavar="NAME", help="events of this trigger"),
+                Opt("--outcome", repeat=True, metavar="OUTCOME", help="ok, rejected or failed"),
+                Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
+                Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
+                Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--limit", value=True, metavar="N", help="the latest N (summary: top N)"),
+                Opt("--summary", help="counts by trigger, state, hook point; slowest transitions"),
+                Opt(
+                    "--format",
+                    "-f",
+                    value=True,
+                    choices=("table", "jsonl", "csv"),
+                    help="default: table on a terminal, else jsonl",
+                ),
+            ),
+        ),
+        Cmd(
+            "replay",
+            "engine.commands.replay:main",
+            "replay recorded histories through a machine definition",
+            "",
+            0,
+            0,
+            (
+                Opt("--id", repeat=True, metavar="ID", help="this container; ID* for a prefix"),
+                Opt("--until", value=True, metavar="SEQ|TIME", help="--id: the state then"),
+                Opt("--all", help="verify every history (or those the filters select)"),
+                Opt("--machine", value=True, metavar="FILE", help="instead of the recorded one"),
+                Opt("--export", value=True, metavar="DIR", help="write histories as fixtures"),
+                Opt("--fixtures", value=True, metavar="DIR", help="verify fixture files, no db"),
+                Opt("--since", value=True, metavar="TIME", help="histories with events since"),
+                Opt("--trigger", repeat=True, metavar="NAME", help="histories with this trigger"),
+                Opt("--outcome", repeat=True, metavar="OUTCOME", help="ok, rejected or failed"),
+                Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
+                Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
+                Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--verbose", "-v", help="list the histories that agree too"),
+                Opt(
+                    "--format",
+                    "-f",
+                    value=True,
+                    choices=("table", "jsonl"),
+                    default="table",
+                    help="output",
+                ),
+            ),
         ),
     )
 }

@@ -96,7 +96,8 @@ class Service:
         TransitionFailed (``failed``).
         """
         request = dict(args or {})
-        state, seq = self._refresh(container_id, actor)
+        # The monitor reports an exit it reaped itself: no need to look again.
+        state, seq = self._refresh(container_id, actor, reconcile=trigger != EXIT)
         exists = state is not None
         current = state if state is not None else self.definition.initial
 
@@ -128,14 +129,16 @@ class Service:
 
     # -- refresh and record -----------------------------------------------
 
-    def _refresh(self, container_id: str, actor: Actor) -> tuple[str | None, int]:
+    def _refresh(
+        self, container_id: str, actor: Actor, *, reconcile: bool = True
+    ) -> tuple[str | None, int]:
         """The container's state and last seq, after recording an exit the
         real world shows and the log does not have yet."""
         row = self.store.container(container_id)
         if row is None:
             return None, 0
         state = None if row.state is None or row.state in self._gone else row.state
-        if state is None or not self.lifecycle.may(state, EXIT):
+        if not reconcile or state is None or not self.lifecycle.may(state, EXIT):
             return state, row.seq
         drivers = self._drivers(container_id)
         if drivers.process.exit_status() is None:

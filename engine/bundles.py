@@ -1,0 +1,59 @@
+"""Small OCI bundles from a static busybox: for the demo, the tests and the benchmarks.
+
+``make_busybox_bundle(dir, args)`` writes ``dir/rootfs`` (busybox and a
+symlink per applet, the usual top-level directories) and ``dir/config.json``
+(``runlog spec``'s default, with ``terminal: false`` and the given args).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine.oci import gojson
+from engine.oci.spec import default_spec
+
+__all__ = ["BUSYBOX", "make_busybox_bundle"]
+
+BUSYBOX = "/bin/busybox"
+_DIRS = ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "var", "usr/bin", "sbin")
+
+
+def _applets(busybox: str) -> list[str]:
+    out = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout
+    return [name for name in out.split() if name and "/" not in name]
+
+
+def make_busybox_bundle(
+    directory: str,
+    args: Sequence[str] = ("sh", "-c", "true"),
+    *,
+    busybox: str = BUSYBOX,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> str:
+    """Write a bundle; ``edit`` may change the config dict before it is written."""
+    rootfs = os.path.join(directory, "rootfs")
+    for sub in _DIRS:
+        os.makedirs(os.path.join(rootfs, sub), exist_ok=True)
+    target = os.path.join(rootfs, "bin", "busybox")
+    if not os.path.exists(target):
+        shutil.copy2(busybox, target)
+        for applet in _applets(busybox):
+            link = os.path.join(rootfs, "bin", applet)
+            if not os.path.lexists(link):
+                os.symlink("busybox", link)
+    with open(os.path.join(rootfs, "etc", "passwd"), "w") as fh:
+        fh.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    with open(os.path.join(rootfs, "etc", "group"), "w") as fh:
+        fh.write("root:x:0:\nnogroup:x:65534:\n")
+    spec = default_spec()
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = list(args)
+    if edit is not None:
+        edit(spec)
+    with open(os.path.join(directory, "config.json"), "w") as fh:
+        fh.write(gojson.render(spec, "\t"))
+    return directory

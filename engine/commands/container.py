@@ -1,0 +1,219 @@
+"""runc's container commands: create, start, state, kill, delete, pause, resume, run.
+
+These are what a scheduler calls, so they stay light: ``create`` forks the
+monitor (which loads the machine and the log); the others are clients of
+the monitor's ``control.sock``. Where no container exists they record the
+``rejected`` event themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from engine.errors import ContainerNotFound, RunlogError, UsageError
+from engine.runtime import client
+from engine.runtime.statedir import CONTROL, RUNTIME, STATE, StateDir
+from engine.settings import Settings
+from engine.status import Actor
+
+__all__ = ["create", "delete", "kill", "pause", "resume", "run", "start", "state"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
+    """A request for a container with no state directory: record it, refuse it."""
+    from engine.runtime import record
+
+    error = ContainerNotFound(statedir.id)
+    record.rejected(settings, statedir.id, trigger, error)
+    return error
+
+
+def _call(
+    settings: Settings, container_id: str, trigger: str, request: dict[str, Any]
+) -> dict[str, Any]:
+    statedir = StateDir(settings.root, container_id)
+    if not statedir.exists():
+        raise _absent(settings, statedir, trigger)
+    try:
+        return client.call(statedir.file(CONTROL), request)
+    except client.MonitorGone:
+        from engine.runtime import reconcile
+
+        return reconcile.handle(settings, statedir, trigger, request)
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    # runc writes the pid file atomically (tmp + rename), without a newline.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(str(pid))
+    os.replace(tmp, path)
+
+
+def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    container_id = args[0]
+    _create(settings, flags, container_id)
+    return 0
+
+
+def _create(settings: Settings, flags: dict[str, object], container_id: str) -> int:
+    from engine.runtime import monitor
+
+    bundle = os.path.abspath(str(flags.get("bundle") or "."))
+    actor = Actor.current()
+    pid = monitor.launch(
+        settings,
+        container_id,
+        bundle,
+        no_pivot=bool(flags.get("no_pivot")),
+        console_socket=str(flags["console_socket"]) if flags.get("console_socket") else None,
+        preserve_fds=_count(flags.get("preserve_fds")),
+        actor=actor,
+    )
+    pid_file = flags.get("pid_file")
+    if pid_file:
+        _write_pid_file(os.path.abspath(str(pid_file)), pid)
+    return pid
+
+
+def _count(value: object) -> int:
+    text = str(value or "0")
+    if not text.isdigit():
+        raise UsageError(f"--preserve-fds: not a number: {text!r}")
+    return int(text)
+
+
+def start(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    _call(settings, args[0], "start", {"op": "start"})
+    return 0
+
+
+def pause(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    _call(settings, args[0], "pause", {"op": "pause"})
+    return 0
+
+
+def resume(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    _call(settings, args[0], "resume", {"op": "resume"})
+    return 0
+
+
+def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    """Print state.json as the monitor keeps it: no parsing on the polled path."""
+    statedir = StateDir(settings.root, args[0])
+    try:
+        data = statedir.read(STATE)
+    except ContainerNotFound:
+        raise _absent(settings, statedir, "state") from None
+    if not _monitor_alive(statedir):
+        from engine.runtime import reconcile
+
+        data = reconcile.state(settings, statedir)
+    sys.stdout.buffer.write(data + b"\n")
+    return 0
+
+
+def _monitor_alive(statedir: StateDir) -> bool:
+    from engine import jsonfast
+    from engine.runtime.statedir import process_start_time
+
+    try:
+        info = jsonfast.loads(statedir.read(RUNTIME))
+    except (RunlogError, ValueError):
+        return False
+    pid = info.get("monitor_pid")
+    return bool(pid) and process_start_time(pid) == info.get("monitor_start")
+
+
+def kill(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    from engine.oci.signals import parse_signal
+
+    if len(args) > 2:
+        raise UsageError('runlog: "kill" requires a maximum of 2 argument(s)')
+    signo = parse_signal(args[1]) if len(args) > 1 else 15
+    request = {"op": "kill", "signal": signo, "all": bool(flags.get("all"))}
+    _call(settings, args[0], "kill", request)
+    return 0
+
+
+def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    force = bool(flags.get("force"))
+    statedir = StateDir(settings.root, args[0])
+    if not statedir.exists():
+        if force:
+            return 0  # runc: delete --force of a missing container succeeds
+        raise _absent(settings, statedir, "delete")
+    monitor_pid = _monitor_pid(statedir)
+    _call(settings, args[0], "delete", {"op": "delete", "force": force})
+    if monitor_pid is not None:
+        _wait_gone(monitor_pid)
+    return 0
+
+
+def _monitor_pid(statedir: StateDir) -> int | None:
+    from engine import jsonfast
+
+    try:
+        pid = jsonfast.loads(statedir.read(RUNTIME)).get("monitor_pid")
+    except (RunlogError, ValueError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def _wait_gone(pid: int, timeout_ms: int = 5000) -> None:
+    """Return once the monitor has exited: nothing of the container is left."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(timeout_ms)
+    finally:
+        os.close(fd)
+
+
+def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    """create + start; in the foreground, wait, forward signals, exit with its status."""
+    import signal
+
+    container_id = args[0]
+    _create(settings, flags, container_id)
+    path = os.path.join(settings.root, container_id, CONTROL)
+    if flags.get("detach"):
+        client.call(path, {"op": "start"})
+        return 0
+
+    def forward(signo: int, _frame: object) -> None:
+        # Slurm's scancel and a terminal's ^C reach runlog; the container's
+        # init gets them (runc's signal forwarding in foreground run).
+        try:
+            client.call(path, {"op": "kill", "signal": signo, "all": False}, timeout=5)
+        except RunlogError:
+            pass
+
+    for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signo, forward)
+    for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        signal.signal(signo, forward)
+    try:
+        client.call(path, {"op": "start"})
+        status = client.call(path, {"op": "wait"}, timeout=None)["exit"]
+    finally:
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(signo, signal.SIG_DFL)
+    monitor_pid = _monitor_pid(StateDir(settings.root, container_id))
+    client.call(path, {"op": "delete", "force": True})
+    if monitor_pid is not None:
+        _wait_gone(monitor_pid)
+    if "signal" in status:
+        return 128 + int(status["signal"])
+    return int(status.get("exit_code", 255))

@@ -1,0 +1,129 @@
+"""runc's read-only commands: list, ps, events --stats, spec, features."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from engine import jsonfast
+from engine.errors import ContainerNotFound, RunlogError, UsageError
+from engine.oci import gojson
+from engine.runtime.statedir import RUNTIME, STATE, StateDir
+from engine.settings import Settings
+
+__all__ = ["events", "features", "list_", "ps", "spec"]
+
+
+def _states(root: str) -> list[dict[str, Any]]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        try:
+            found.append(jsonfast.loads(StateDir(root, name).read(STATE)))
+        except (RunlogError, ValueError):
+            continue  # being created or deleted right now
+    return found
+
+
+def list_(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    states = _states(settings.root)
+    out = sys.stdout
+    if flags.get("quiet"):
+        for st in states:
+            out.write(f"{st['id']}\n")
+        return 0
+    if flags.get("format") == "json":
+        out.write(gojson.render(states) + "\n")
+        return 0
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    for st in states:
+        rows.append(
+            (
+                str(st["id"]),
+                str(st.get("pid", 0)),
+                str(st.get("status")),
+                str(st.get("bundle")),
+                str(st.get("created")),
+                str(st.get("owner") or "root"),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+    return 0
+
+
+def _manager(settings: Settings, container_id: str) -> Any:
+    from engine.cgroups import manager_at
+
+    statedir = StateDir(settings.root, container_id)
+    try:
+        info = jsonfast.loads(statedir.read(RUNTIME))
+    except ContainerNotFound:
+        from engine.runtime import record
+
+        error = ContainerNotFound(container_id)
+        record.rejected(settings, container_id, "ps", error)
+        raise error from None
+    return manager_at(info.get("cgroup_paths") or {})
+
+
+def ps(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    pids = sorted(_manager(settings, args[0]).pids())
+    if flags.get("format") == "json":
+        sys.stdout.write(jsonfast.dumps(pids) + "\n")
+        return 0
+    # runc ps: `ps -ef` (or the given ps options), keeping the header and
+    # the lines of the container's processes.
+    import subprocess
+
+    ps_args = args[1:] or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise UsageError("runlog ps: the ps output has no PID column")
+    column = header.index("PID")
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            sys.stdout.write(line + "\n")
+    return 0
+
+
+def events(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    manager = _manager(settings, args[0])
+    interval = float(str(flags.get("interval") or "5").rstrip("s"))
+    while True:
+        sample = {"type": "stats", "id": args[0], "data": manager.stats()}
+        sys.stdout.write(jsonfast.dumps(sample) + "\n")
+        sys.stdout.flush()
+        if flags.get("stats") or not manager.exists():
+            return 0
+        time.sleep(interval)
+
+
+def spec(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    from engine.oci.spec import default_spec
+
+    bundle = str(flags.get("bundle") or ".")
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise RunlogError("File config.json exists. Remove it first.")
+    rootless = bool(flags.get("rootless"))
+    with open(path, "w") as fh:
+        fh.write(gojson.render(default_spec(rootless=rootless), "\t"))
+    return 0
+
+
+def features(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    from engine.oci.spec import features as table
+
+    sys.stdout.write(gojson.render(table(), "    ") + "\n")
+    return 0

@@ -1,0 +1,259 @@
+"""One real container as its monitor holds it, and the drivers its actions use.
+
+The drivers are the real side of the boundaries in
+:mod:`engine.actions.base`: the init through :mod:`engine.runtime.init`, the
+cgroup through :mod:`engine.cgroups`, hooks through
+:mod:`engine.runtime.hooks`, files through :mod:`engine.runtime.statedir`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from engine import jsonfast
+from engine.actions.base import Drivers
+from engine.cgroups import CgroupManager, manager_for
+from engine.cgroups.resources import Resources
+from engine.errors import ActionError
+from engine.oci import gojson
+from engine.oci.model import Config
+from engine.oci.state import hook_state, oci_state
+from engine.runtime import init
+from engine.runtime.hooks import HookRunner
+from engine.runtime.statedir import RUNTIME, STATE, StateDir, process_start_time
+
+__all__ = ["Container"]
+
+
+class Container:
+    """Config, state directory, cgroup and init of one container."""
+
+    def __init__(
+        self,
+        statedir: StateDir,
+        config: Config,
+        *,
+        systemd_cgroup: bool = False,
+        no_pivot: bool = False,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+        owner: int = 0,
+    ) -> None:
+        self.statedir = statedir
+        self.id = statedir.id
+        self.config = config
+        self.no_pivot = no_pivot
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.owner = owner
+        self.created_ns = time.time_ns()
+        self.manager: CgroupManager = manager_for(
+            self.id, config.linux.cgroups_path, systemd=systemd_cgroup
+        )
+        self.resources = Resources.from_oci(dict(config.linux.resources or {}))
+        self.handle: init.InitHandle | None = None
+        self.pid: int | None = None
+        self.exit: dict[str, Any] | None = None
+        self.started_ns: int | None = None
+        self.finished_ns: int | None = None
+        self.status = "creating"
+
+    # -- files other processes read --------------------------------------
+
+    def write_state(self, status: str | None = None) -> None:
+        if status is not None:
+            self.status = status
+        exit_code = None
+        if self.exit is not None:
+            exit_code = self.exit.get("exit_code", 128 + int(self.exit.get("signal", 0)))
+        state = oci_state(
+            container_id=self.id,
+            pid=0 if self.status == "stopped" or self.pid is None else self.pid,
+            status=self.status if self.status != "creating" else "creating",
+            bundle=self.config.bundle,
+            rootfs=self.config.root.path,
+            created=self.created_ns,
+            annotations=self.config.annotations,
+            exit_code=exit_code,
+            started_at=self.started_ns,
+            finished_at=self.finished_ns,
+        )
+        self.statedir.write(STATE, gojson.render(state, "  ").encode())
+
+    def write_runtime(self, monitor_pid: int) -> None:
+        info = {
+            "monitor_pid": monitor_pid,
+            "monitor_start": process_start_time(monitor_pid),
+            "init_pid": self.pid,
+            "init_start": None if self.pid is None else process_start_time(self.pid),
+            "bundle": self.config.bundle,
+            "rootfs": self.config.root.path,
+            "created_ns": self.created_ns,
+            "owner": self.owner,
+            "cgroup_paths": self.manager.paths,
+        }
+        self.statedir.write(RUNTIME, jsonfast.dumps(info).encode())
+
+    # -- the init's end ----------------------------------------------------
+
+    def reap(self, block: bool) -> bool:
+        """Collect the init's status if it has ended; True once it has."""
+        if self.exit is not None:
+            return True
+        if self.pid is None:
+            return False
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            self.exit = {"exit_code": 255, "lost": True}
+            self.finished_ns = time.time_ns()
+            return True
+        if pid == 0:
+            return False
+        if os.WIFSIGNALED(status):
+            self.exit = {"signal": os.WTERMSIG(status)}
+        else:
+            self.exit = {"exit_code": os.waitstatus_to_exitcode(status)}
+        self.finished_ns = time.time_ns()
+        return True
+
+    def drivers(self) -> Drivers:
+        return Drivers(
+            _Process(self),
+            HookRunner(self.config.hooks, lambda: self.pid),
+            _Cgroups(self),
+            _State(self),
+        )
+
+
+class _Process:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+
+    def spawn_init(self) -> dict[str, Any]:
+        c = self.c
+        procs = [os.path.join(path, "cgroup.procs") for path in c.manager.paths.values()]
+        tty = _console(c) if c.config.process.terminal else None
+        try:
+            c.handle = init.spawn(
+                c.config, procs, no_pivot=c.no_pivot, tty=tty, preserve_fds=c.preserve_fds
+            )
+        finally:
+            if tty is not None:
+                os.close(tty)
+        c.pid = c.handle.pid
+        return {"pid": c.pid}
+
+    def release(self) -> dict[str, Any]:
+        c = self.c
+        if c.handle is None:
+            raise ActionError("the init is not waiting to be released")
+        handle, c.handle = c.handle, None
+        handle.release()
+        c.started_ns = time.time_ns()
+        return {"pid": c.pid}
+
+    def signal(self, signo: int, all_processes: bool) -> dict[str, Any]:
+        c = self.c
+        if c.pid is None or c.reap(block=False):
+            raise ActionError("container not running")
+        targets = c.manager.pids() if all_processes else [c.pid]
+        for pid in targets:
+            try:
+                os.kill(pid, signo)
+            except ProcessLookupError:
+                continue
+        if signo == signal.SIGKILL and c.manager.freezer_state() != "thawed":
+            # A frozen v1 task does not die until thawed (runc does the same).
+            c.manager.thaw()
+        return {"signal": signo, "all": all_processes, "pids": targets}
+
+    def kill_init(self) -> None:
+        c = self.c
+        if c.handle is not None:
+            c.handle.close()
+            c.handle = None
+        if c.pid is None or c.exit is not None:
+            return
+        try:
+            os.kill(c.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        c.reap(block=True)
+
+    def exit_status(self) -> dict[str, Any] | None:
+        return None if self.c.exit is None else dict(self.c.exit)
+
+
+def _console(c: Container) -> int:
+    """A pty for ``terminal: true``: its master goes to ``--console-socket``
+    with SCM_RIGHTS (runc's protocol), its slave to the init."""
+    import socket
+    import struct
+    import termios
+
+    if not c.console_socket:
+        raise ActionError(
+            "cannot allocate tty if runlog will detach without setting console socket"
+        )
+    master, slave = os.openpty()
+    try:
+        size = c.config.process.console_size
+        if size is not None:
+            fcntl_winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
+            import fcntl
+
+            fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl_winsize)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(c.console_socket)
+            socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
+    except OSError as err:
+        os.close(slave)
+        raise ActionError(f"console socket {c.console_socket}: {err.strerror or err}") from err
+    finally:
+        os.close(master)
+    return slave
+
+
+class _Cgroups:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+
+    def create(self) -> None:
+        self.c.manager.create()
+        try:
+            self.c.manager.apply(self.c.resources)
+        except BaseException:
+            self.c.manager.destroy()
+            raise
+
+    def destroy(self) -> None:
+        self.c.manager.destroy()
+
+    def freeze(self) -> None:
+        self.c.manager.freeze()
+
+    def thaw(self) -> None:
+        self.c.manager.thaw()
+
+
+class _State:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+
+    def remove(self) -> None:
+        self.c.statedir.remove()
+
+    def oci_state(self, status: str) -> dict[str, Any]:
+        c = self.c
+        pid = None if status == "stopped" else c.pid
+        return hook_state(
+            container_id=c.id,
+            status=status,
+            pid=pid,
+            bundle=c.config.bundle,
+            annotations=c.config.annotations,
+        )

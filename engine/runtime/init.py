@@ -1,0 +1,294 @@
+"""Forking the container's init, and what the init does before it execs.
+
+The monitor forks stage A; A joins the container's cgroup, joins or creates
+its namespaces (a new user namespace first, mapped by the monitor), and
+forks B. In a new pid namespace B is pid 1. A reports B's pid and exits; the
+monitor is a child subreaper (PR_SET_CHILD_SUBREAPER), so B becomes the
+monitor's child and the monitor reaps it. B builds the root filesystem,
+checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits,
+user and capabilities, tells the monitor it is ready, and blocks until the
+monitor releases it (runtime-spec "start"): then it execs the user's
+process. Until the exec, B writes any error back on the sync socket, which
+is close-on-exec: EOF after "release" means the exec happened.
+
+Nothing in B may import a module after pivot_root (the new root has no
+Python): everything it runs is imported here, before the fork. That is also
+why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import stat
+import termios
+
+from engine.errors import ActionError
+from engine.linux import syscalls
+from engine.linux.finalize import prepare_exec
+from engine.oci.model import Config
+from engine.runtime import rootfs
+
+__all__ = ["InitHandle", "find_executable", "spawn"]
+
+_NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
+
+
+def find_executable(args0: str, path_value: str | None) -> str:
+    """``args[0]`` resolved as runc does, in the current (container) root."""
+    if "/" in args0:
+        candidates = [args0]
+    else:
+        dirs = (path_value or "").split(":")
+        candidates = [os.path.join(d or ".", args0) for d in dirs]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    if "/" in args0:
+        raise ActionError(f'exec: "{args0}": stat {args0}: no such file or directory')
+    raise ActionError(f'exec: "{args0}": executable file not found in $PATH')
+
+
+def _send(fd: int, line: str) -> None:
+    data = (line.replace("\n", " ") + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _recv(fd: int, buffer: bytearray) -> str | None:
+    """One line from ``fd``; None at EOF."""
+    while b"\n" not in buffer:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line.decode(errors="replace")
+
+
+def _close_fds_except(keep: set[int], preserve: int) -> None:
+    """The container gets stdio, ``--preserve-fds`` more, and nothing of the
+    monitor's (its database, its sockets, create's result pipe)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 + preserve and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own fd, already closed
+
+
+def _stage_a(
+    config: Config, fd: int, cgroup_procs: list[str], tty: int | None, preserve: int
+) -> None:
+    """Join the cgroup and the namespaces, fork B, report its pid."""
+    _close_fds_except({fd, tty} if tty is not None else {fd}, preserve)
+    buffer = bytearray()
+    for procs in cgroup_procs:
+        with open(procs, "w") as fh:
+            fh.write("0")
+    linux = config.linux
+    new_flags = 0
+    joins: list[tuple[str, int]] = []
+    for ns_type in _NS_ORDER:
+        entry = linux.namespace(ns_type)
+        if entry is None:
+            continue
+        if entry.path:
+            joins.append((entry.path, syscalls.CLONE_FLAGS[ns_type]))
+        elif ns_type == "user":
+            # The monitor writes uid_map/gid_map from outside (user_namespaces(7)).
+            syscalls.unshare(syscalls.CLONE_FLAGS["user"])
+            _send(fd, "userns")
+            if _recv(fd, buffer) != "mapped":
+                raise ActionError("the monitor did not map the user namespace")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        else:
+            new_flags |= syscalls.CLONE_FLAGS[ns_type]
+    for path, flag in joins:
+        try:
+            nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise ActionError(f"namespace path {path}: {err.strerror}") from err
+        try:
+            syscalls.setns(nsfd, flag)
+        except OSError as err:
+            raise ActionError(
+                f"join namespace {path}: {err.strerror} (is it a namespace of that type?)"
+            ) from err
+        finally:
+            os.close(nsfd)
+    if new_flags:
+        syscalls.unshare(new_flags)
+    pid = os.fork()
+    if pid == 0:
+        _stage_b(config, fd, buffer, tty)
+    _send(fd, f"pid {pid}")
+
+
+def _take_terminal(tty: int) -> None:
+    """Make the pty's slave the init's controlling terminal and stdio."""
+    os.setsid()
+    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(tty, target)
+    if tty > 2:
+        os.close(tty)
+
+
+def _stage_b(config: Config, fd: int, buffer: bytearray, tty: int | None) -> None:
+    """Build the root, prepare the process, wait for release, exec. Never returns."""
+    code = 1
+    try:
+        if tty is not None:
+            _take_terminal(tty)
+        process = config.process
+        linux = config.linux
+        if linux.namespace("uts") is not None:
+            if config.hostname:
+                syscalls.sethostname(config.hostname)
+            if config.domainname:
+                syscalls.setdomainname(config.domainname)
+        new_mount_ns = linux.namespace("mount") is not None
+        no_pivot = os.environ.get("_RUNLOG_NO_PIVOT") == "1"
+        rootfs.prepare(config, new_mount_ns=new_mount_ns, no_pivot=no_pivot)
+        try:
+            os.chdir(process.cwd)
+        except OSError as err:
+            raise ActionError(
+                f'chdir to cwd ("{process.cwd}") set in config.json failed: {err.strerror}'
+            ) from err
+        path = find_executable(process.args[0], process.env_path())
+        environ = list(process.environ())
+        prepare_exec(process)
+        _send(fd, f"ready {os.getpid()}")
+        if _recv(fd, buffer) != "release":
+            os._exit(1)  # the monitor went away before start: never run
+        env = {k: v for k, _, v in (item.partition("=") for item in environ)}
+        os.execve(path, list(process.args), env)
+    except BaseException as err:  # report anything; B cannot print a traceback here
+        message = str(err) or type(err).__name__
+        try:
+            _send(fd, f"error {message}")
+        except OSError:
+            pass
+    os._exit(code)
+
+
+class InitHandle:
+    """The monitor's side of one init: its pid and the sync socket."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def release(self) -> None:
+        """Let the init exec; raise ActionError if the exec failed."""
+        fd = self._sock.fileno()
+        try:
+            _send(fd, "release")
+            line = _recv(fd, self._buffer)
+        finally:
+            self._sock.close()
+        if line is not None:
+            raise ActionError(line.removeprefix("error "))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _map_user_namespace(pid: int, config: Config) -> None:
+    linux = config.linux
+
+    def write(name: str, text: str) -> None:
+        with open(f"/proc/{pid}/{name}", "w") as fh:
+            fh.write(text)
+
+    def table(mappings: tuple[object, ...]) -> str:
+        rows = [f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings]  # type: ignore[attr-defined]
+        return "".join(rows)
+
+    if linux.uid_mappings:
+        write("uid_map", table(linux.uid_mappings))
+    if linux.gid_mappings:
+        write("gid_map", table(linux.gid_mappings))
+
+
+def spawn(
+    config: Config,
+    cgroup_procs: list[str],
+    *,
+    no_pivot: bool = False,
+    tty: int | None = None,
+    preserve_fds: int = 0,
+) -> InitHandle:
+    """Fork the init and wait until it is ready to exec, or failed.
+
+    The caller must be a child subreaper and single-threaded.
+    """
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if no_pivot:
+        os.environ["_RUNLOG_NO_PIVOT"] = "1"
+    pid_a = os.fork()
+    if pid_a == 0:
+        parent.close()
+        try:
+            _stage_a(config, child.fileno(), cgroup_procs, tty, preserve_fds)
+            os._exit(0)
+        except BaseException as err:
+            try:
+                _send(child.fileno(), f"error {err}")
+            finally:
+                os._exit(1)
+    os.environ.pop("_RUNLOG_NO_PIVOT", None)
+    child.close()
+    fd = parent.fileno()
+    buffer = bytearray()
+    pid_b: int | None = None
+    try:
+        while True:
+            line = _recv(fd, buffer)
+            if line is None:
+                raise ActionError("the container's init exited during set-up")
+            word, _, rest = line.partition(" ")
+            if word == "userns":
+                _map_user_namespace(pid_a, config)
+                _send(fd, "mapped")
+            elif word == "pid":
+                pid_b = int(rest)
+            elif word == "ready":
+                break
+            elif word == "error":
+                raise ActionError(rest)
+    except BaseException:
+        parent.close()
+        _reap(pid_a)
+        if pid_b is not None:
+            _kill(pid_b)
+        raise
+    _reap(pid_a)
+    assert pid_b is not None
+    return InitHandle(pid_b, parent)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    _reap(pid)

@@ -1,0 +1,52 @@
+"""Recording what the CLI refuses before any monitor exists.
+
+An unknown container id, a duplicate create, a bundle that does not load:
+there is no monitor to record them, so the CLI appends the ``rejected``
+event itself, through the DB-API store. Only this error path pays for
+loading the machine's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from engine.errors import RunlogError
+from engine.eventlog import open_store
+from engine.eventlog.record import NewEvent
+from engine.settings import Settings
+from engine.status import Actor, Outcome
+
+__all__ = ["machine_digest", "rejected"]
+
+
+def machine_digest(settings: Settings) -> str:
+    from engine.machine.definition import resolve
+
+    with open(resolve(settings.machine, {}), "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def rejected(
+    settings: Settings,
+    container_id: str,
+    trigger: str,
+    error: RunlogError,
+    request: Mapping[str, object] | None = None,
+    *,
+    source: str | None = None,
+    actor: Actor | None = None,
+) -> None:
+    payload = {"error": str(error), "request": dict(request or {})}
+    event = NewEvent(
+        container_id,
+        trigger,
+        source,
+        None,
+        Outcome.REJECTED,
+        actor or Actor.current(),
+        machine_digest(settings),
+        payload,
+    )
+    with open_store(settings.db) as store:
+        store.append(event)

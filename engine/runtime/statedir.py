@@ -1,0 +1,99 @@
+"""A container's state directory under ``--root``: what other processes read.
+
+``<root>/<id>/state.json`` is the OCI state exactly as ``runlog state``
+prints it (the monitor keeps it current, so the polled command prints it
+without parsing); ``runtime.json`` holds what runlog needs to find the
+container again (monitor and init pids with their start times, cgroup
+paths, bundle); ``control.sock`` is the monitor's socket. Every file is
+written tmp + fsync + rename: a reader sees the old or the new, never half.
+
+Light on purpose: this module is on every scheduler call.
+"""
+
+from __future__ import annotations
+
+import os
+
+from engine.errors import ContainerExists, ContainerNotFound, UsageError
+
+__all__ = ["CONTROL", "RUNTIME", "STATE", "StateDir", "process_start_time", "validate_id"]
+
+STATE = "state.json"
+RUNTIME = "runtime.json"
+CONTROL = "control.sock"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+def validate_id(container_id: str) -> None:
+    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``."""
+    if (
+        not container_id
+        or container_id in (".", "..")
+        or not _ID_CHARS.issuperset(container_id)
+        or len(container_id) > 1024
+    ):
+        raise UsageError(f"invalid container id format: {container_id!r}")
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot); None if no such process.
+
+    A pid plus its start time names a process; a pid alone may be reused.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    return int(fields[19])
+
+
+class StateDir:
+    def __init__(self, root: str, container_id: str) -> None:
+        validate_id(container_id)
+        self.root = root
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def create(self) -> None:
+        """Claim the id: mkdir is atomic, so of two creates one wins."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            raise ContainerExists(self.id) from None
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self.file(name)
+        tmp = f"{path}.tmp.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def read(self, name: str) -> bytes:
+        try:
+            with open(self.file(name), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise ContainerNotFound(self.id) from None
+
+    def remove(self) -> None:
+        if not os.path.isdir(self.path):
+            return
+        for entry in os.listdir(self.path):
+            os.unlink(os.path.join(self.path, entry))
+        os.rmdir(self.path)
