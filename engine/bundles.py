@@ -2,7 +2,8 @@
 
 ``make_busybox_bundle(dir, args)`` writes ``dir/rootfs`` (busybox and a
 symlink per applet, the usual top-level directories) and ``dir/config.json``
-(``runlog spec``'s default, with ``terminal: false`` and the given args).
+(``runlog spec``'s default, with ``terminal: false``, a writable root and the
+given args).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def make_busybox_bundle(
     spec = default_spec()
     spec["process"]["terminal"] = False
     spec["process"]["args"] = list(args)
+    # Writable, unlike runc spec's default: demos and tests leave files in it.
+    spec["root"]["readonly"] = False
     if edit is not None:
         edit(spec)
     with open(os.path.join(directory, "config.json"), "w") as fh:

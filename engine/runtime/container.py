@@ -28,6 +28,40 @@ from engine.runtime.statedir import RUNTIME, STATE, StateDir, process_start_time
 __all__ = ["Container"]
 
 
+# runc's AllowedDevices (libcontainer/specconv): what every container may
+# use whatever its config's device rules say - mknod of anything, and the
+# standard nodes and ptys.
+_ALLOWED = (
+    ("c", None, None, "m"),
+    ("b", None, None, "m"),
+    ("c", 1, 3, "rwm"),  # null
+    ("c", 1, 8, "rwm"),  # random
+    ("c", 1, 7, "rwm"),  # full
+    ("c", 5, 0, "rwm"),  # tty
+    ("c", 1, 5, "rwm"),  # zero
+    ("c", 1, 9, "rwm"),  # urandom
+    ("c", 5, 1, "rwm"),  # console
+    ("c", 136, None, "rwm"),  # pts
+    ("c", 5, 2, "rwm"),  # ptmx
+    ("c", 10, 200, "rwm"),  # tun
+)
+
+
+def _with_default_devices(resources: Resources, config: Config) -> Resources:
+    import dataclasses
+
+    from engine.cgroups.resources import DeviceRule
+
+    if not resources.devices:
+        return resources
+    extra = [DeviceRule(True, t, major, minor, access) for t, major, minor, access in _ALLOWED]
+    extra += [
+        DeviceRule(True, d.type if d.type != "u" else "c", d.major, d.minor, "rwm")
+        for d in config.linux.devices
+    ]
+    return dataclasses.replace(resources, devices=(*resources.devices, *extra))
+
+
 class Container:
     """Config, state directory, cgroup and init of one container."""
 
@@ -53,7 +87,9 @@ class Container:
         self.manager: CgroupManager = manager_for(
             self.id, config.linux.cgroups_path, systemd=systemd_cgroup
         )
-        self.resources = Resources.from_oci(dict(config.linux.resources or {}))
+        self.resources = _with_default_devices(
+            Resources.from_oci(dict(config.linux.resources or {})), config
+        )
         self.handle: init.InitHandle | None = None
         self.pid: int | None = None
         self.exit: dict[str, Any] | None = None

@@ -14,7 +14,7 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
    same nodes runc would mknod, and it also works in a user namespace), and
    the /dev symlinks;
 5. pivot_root (or, with ``--no-pivot``, move + chroot);
-6. masked and read-only paths, a read-only root, sysctls.
+6. sysctls, read-only and masked paths, a read-only root.
 
 Every failure raises :class:`RootfsError` naming the path and the step.
 """
@@ -248,13 +248,15 @@ def prepare(config: Config, *, new_mount_ns: bool, no_pivot: bool = False) -> No
             _device(rootfs, device)
         _dev_links(rootfs)
     _pivot(rootfs, no_pivot)
-    if new_mount_ns:
-        for path in linux.masked_paths:
-            _mask(path)
-        for path in linux.readonly_paths:
-            _readonly(path)
+    # Sysctls first: /proc/sys is usually among the read-only paths (runc's
+    # standard_init_linux.go has the same order).
     for key, value in linux.sysctl.items():
         _sysctl(key, value)
+    if new_mount_ns:
+        for path in linux.readonly_paths:
+            _readonly(path)
+        for path in linux.masked_paths:
+            _mask(path)
     if config.root.readonly:
         flags = mo.MS_BIND | mo.MS_REMOUNT | mo.MS_RDONLY
         _mount(None, "/", None, flags, None, "make the root read-only")

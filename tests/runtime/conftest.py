@@ -1,0 +1,135 @@
+"""Real containers: a busybox bundle per test, the CLI as a subprocess, and a
+check after every test that no process, cgroup, mount or state directory of
+it is left."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.bundles import BUSYBOX, make_busybox_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Runlog:
+    """``runlog --root R --db D ARGS...`` in a subprocess."""
+
+    def __init__(self, root: Path, db: Path, cwd: Path) -> None:
+        self.root = root
+        self.db = db
+        self.cwd = cwd
+
+    def __call__(
+        self, *args: str, check: bool = False, timeout: float = 30, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "engine", "--root", str(self.root), "--db", str(self.db)]
+        # Files, not pipes: a created container keeps create's stdout and
+        # stderr (as with runc), so a pipe would not see EOF until it exits.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            code = subprocess.run(
+                [*cmd, *args],
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                check=False,
+                **kw,
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            proc = subprocess.CompletedProcess(
+                args, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+            )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"runlog {' '.join(args)}: {proc.returncode}: {proc.stderr}")
+        return proc
+
+
+def _cgroup_dirs(parent: str) -> list[Path]:
+    """Every hierarchy's directory for ``parent`` that exists."""
+    return [d for d in Path("/sys/fs/cgroup").glob(f"*/{parent.strip('/')}") if d.is_dir()]
+
+
+def _leftovers(marker: str, root: Path, parent: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{pid}/root").startswith(marker):
+                found.append(f"process {pid} in the container's root")
+            elif marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
+        except OSError:
+            continue
+    with open("/proc/self/mountinfo") as fh:
+        found += [f"mount {line.split()[4]}" for line in fh if marker in line]
+    if root.exists():
+        found += [f"state directory {p}" for p in root.iterdir()]
+    for base in _cgroup_dirs(parent):
+        found += [f"cgroup {p}" for p in base.iterdir() if p.is_dir()]
+        base.rmdir()  # the test's parent, made by the cgroup manager
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_cgroup_root() -> Iterator[None]:
+    yield
+    for base in _cgroup_dirs("/runlog-test"):
+        try:
+            base.rmdir()
+        except OSError:
+            pass  # another run is using it
+
+
+@pytest.fixture
+def runlog(tmp_path: Path) -> Iterator[Runlog]:
+    if os.geteuid() != 0:
+        pytest.skip("real containers need root")
+    if not os.path.exists(BUSYBOX):
+        pytest.fail(f"{BUSYBOX} is missing: make installs busybox-static")
+    tool = Runlog(tmp_path / "root", tmp_path / "events.db", tmp_path)
+    yield tool
+    if tool.root.exists():
+        for entry in tool.root.iterdir():
+            tool("delete", "--force", entry.name)
+    left = _leftovers(str(tmp_path), tool.root, cgroup_parent(tmp_path))
+    assert not left, f"left behind: {left}"
+
+
+def cgroup_parent(tmp_path: Path) -> str:
+    """Each test's containers get cgroups under their own parent, so that two
+    test runs at once (or a failed one's leftovers) never share a cgroup."""
+    return f"/runlog-test/{tmp_path.parent.name}-{tmp_path.name}"
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Callable[..., Path]:
+    """``bundle(args, edit=None)``: a busybox bundle under tmp_path."""
+    count = 0
+
+    def make(args: list[str], edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        nonlocal count
+        count += 1
+        directory = tmp_path / f"bundle{count}"
+        parent = cgroup_parent(tmp_path)
+
+        def configure(spec: dict[str, Any]) -> None:
+            spec["linux"]["cgroupsPath"] = f"{parent}/c{count}"
+            if edit is not None:
+                edit(spec)
+
+        make_busybox_bundle(str(directory), args, edit=configure)
+        return directory
+
+    return make

@@ -1,0 +1,393 @@
+"""Real containers through runc's commands, as root (CI runs as root)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+Bundle = Callable[..., Path]
+
+
+def state(runlog: Any, cid: str) -> dict[str, Any]:
+    out = runlog("state", cid, check=True).stdout
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def wait_status(runlog: Any, cid: str, status: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = state(runlog, cid)
+        if doc["status"] == status or time.monotonic() > deadline:
+            return doc
+        time.sleep(0.05)
+
+
+def wait_file(path: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def events(db: Path, cid: str) -> list[tuple[str, str | None, str]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            'SELECT "trigger", dest, outcome FROM events WHERE container_id = ? ORDER BY seq',
+            (cid,),
+        )
+        return [(str(t), d, str(o)) for t, d, o in rows]
+
+
+def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    b = bundle(["sh", "-c", "read x < /dev/null; sleep 0.3; exit 3"])
+    pid_file = tmp_path / "init.pid"
+    runlog("create", "t-life", "-b", str(b), "--pid-file", str(pid_file), check=True)
+    doc = state(runlog, "t-life")
+    assert doc["status"] == "created"
+    assert doc["pid"] == int(pid_file.read_text()) > 0
+    assert doc["bundle"] == str(b) and doc["rootfs"] == str(b / "rootfs")
+    assert Path(f"/proc/{doc['pid']}").exists()
+    runlog("start", "t-life", check=True)
+    assert state(runlog, "t-life")["status"] in ("running", "stopped")
+    doc = wait_status(runlog, "t-life", "stopped")
+    assert (doc["status"], doc["exitCode"], doc["pid"]) == ("stopped", 3, 0)
+    assert "finishedAt" in doc and "startedAt" in doc
+    listed = runlog("list", "--format", "json", check=True).stdout
+    assert [c["id"] for c in json.loads(listed)] == ["t-life"]
+    runlog("delete", "t-life", check=True)
+    assert not (runlog.root / "t-life").exists()
+    assert events(runlog.db, "t-life") == [
+        ("create", "created", "ok"),
+        ("start", "running", "ok"),
+        ("exit", "stopped", "ok"),
+        ("delete", "deleted", "ok"),
+    ]
+
+
+def test_run_foreground_exit_code_and_signal(runlog: Any, bundle: Bundle) -> None:
+    out = runlog("run", "t-run", "-b", str(bundle(["sh", "-c", "echo out-$((6*7)); exit 7"])))
+    assert out.returncode == 7
+    assert "out-42" in out.stdout
+    # Killed from outside: run exits with 128 + the signal.
+    b = bundle(["sleep", "30"])
+    killer = threading.Timer(1.0, lambda: runlog("kill", "t-run2", "KILL"))
+    killer.start()
+    killed = runlog("run", "t-run2", "-b", str(b))
+    killer.join()
+    assert killed.returncode == 128 + 9
+    assert events(runlog.db, "t-run2")[-2:] == [
+        ("exit", "stopped", "ok"),
+        ("delete", "deleted", "ok"),
+    ]
+
+
+def test_run_forwards_signals_to_the_init(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    b = bundle(["sh", "-c", "trap 'exit 42' TERM; touch /ready; while true; do sleep 0.05; done"])
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    with open(tmp_path / "run.out", "w") as out:
+        proc = subprocess.Popen([*cmd, "run", "t-fwd", "-b", str(b)], stdout=out, stderr=out)
+        wait_file(b / "rootfs" / "ready")  # the trap is set
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 42
+
+
+def test_pause_freezes_and_resume_thaws(runlog: Any, bundle: Bundle) -> None:
+    b = bundle(["sh", "-c", "while true; do :; done"])
+    runlog("run", "-d", "t-pause", "-b", str(b), check=True)
+    pid = state(runlog, "t-pause")["pid"]
+    runlog("pause", "t-pause", check=True)
+    assert state(runlog, "t-pause")["status"] == "paused"
+    proc_state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+    assert proc_state == "D"  # frozen by the v1 freezer (T on cgroup2)
+    ticks = Path(f"/proc/{pid}/stat").read_text().split()[13]
+    time.sleep(0.2)
+    assert Path(f"/proc/{pid}/stat").read_text().split()[13] == ticks  # no CPU while frozen
+    runlog("resume", "t-pause", check=True)
+    assert state(runlog, "t-pause")["status"] == "running"
+    time.sleep(0.2)
+    assert Path(f"/proc/{pid}/stat").read_text().split()[13] != ticks
+    runlog("kill", "t-pause", "KILL", check=True)
+    doc = wait_status(runlog, "t-pause", "stopped")
+    assert doc["exitCode"] == 137
+    runlog("delete", "t-pause", check=True)
+
+
+def test_kill_signal_spellings_and_all(runlog: Any, bundle: Bundle) -> None:
+    b = bundle(["sh", "-c", "trap 'exit 42' USR1; touch /ready; while true; do sleep 0.05; done"])
+    runlog("run", "-d", "t-kill", "-b", str(b), check=True)
+    wait_file(b / "rootfs" / "ready")  # the trap is set
+    runlog("kill", "t-kill", "sigusr1", check=True)
+    assert wait_status(runlog, "t-kill", "stopped")["exitCode"] == 42
+    bad = runlog("kill", "t-kill", "SIGNOPE")
+    assert (bad.returncode, bad.stderr.strip()) == (1, "unknown signal: SIGNOPE")
+    runlog("delete", "t-kill", check=True)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["start", "t-none"], "container t-none: container does not exist"),
+        (["state", "t-none"], "container t-none: container does not exist"),
+        (["kill", "t-none"], "container t-none: container does not exist"),
+        (["pause", "t-none"], "container t-none: container does not exist"),
+        (["resume", "t-none"], "container t-none: container does not exist"),
+        (["delete", "t-none"], "container t-none: container does not exist"),
+    ],
+)
+def test_unknown_id(runlog: Any, argv: list[str], message: str) -> None:
+    out = runlog(*argv)
+    assert (out.returncode, out.stderr.strip()) == (1, message)
+    assert events(runlog.db, "t-none") == [(argv[0], None, "rejected")]
+
+
+def test_delete_force_of_unknown_id_succeeds(runlog: Any) -> None:
+    assert runlog("delete", "--force", "t-none").returncode == 0
+
+
+def test_state_errors_in_runc_words(runlog: Any, bundle: Bundle) -> None:
+    b = bundle(["sleep", "30"])
+    runlog("create", "t-err", "-b", str(b), check=True)
+    dup = runlog("create", "t-err", "-b", str(b))
+    assert (dup.returncode, dup.stderr.strip()) == (1, "container with id exists: t-err")
+    paused = runlog("pause", "t-err")
+    assert paused.returncode == 1 and "container not running" in paused.stderr
+    runlog("start", "t-err", check=True)
+    again = runlog("start", "t-err")
+    assert "cannot start an already running container" in again.stderr
+    resumed = runlog("resume", "t-err")
+    assert "container not paused" in resumed.stderr
+    busy = runlog("delete", "t-err")
+    assert "cannot delete container t-err that is not stopped: running" in busy.stderr
+    runlog("kill", "t-err", "9", check=True)
+    wait_status(runlog, "t-err", "stopped")
+    stopped = runlog("kill", "t-err")
+    assert "container not running" in stopped.stderr
+    started = runlog("start", "t-err")
+    assert "cannot start a container that has stopped" in started.stderr
+    runlog("delete", "t-err", check=True)
+    outcomes = [o for _, _, o in events(runlog.db, "t-err")]
+    assert outcomes.count("rejected") == 7
+
+
+def test_delete_force_kills_a_running_container(runlog: Any, bundle: Bundle) -> None:
+    runlog("run", "-d", "t-force", "-b", str(bundle(["sleep", "60"])), check=True)
+    pid = state(runlog, "t-force")["pid"]
+    runlog("delete", "--force", "t-force", check=True)
+    assert not Path(f"/proc/{pid}").exists()
+    assert [t for t, _, _ in events(runlog.db, "t-force")][-3:] == ["kill", "exit", "delete"]
+
+
+def test_missing_executable_fails_create_and_leaves_nothing(runlog: Any, bundle: Bundle) -> None:
+    out = runlog("create", "t-noexec", "-b", str(bundle(["no-such-program"])))
+    assert out.returncode == 1
+    assert 'exec: "no-such-program": executable file not found in $PATH' in out.stderr
+    assert not (runlog.root / "t-noexec").exists()
+    assert events(runlog.db, "t-noexec") == [("create", None, "failed")]
+
+
+def test_malformed_config_and_missing_bundle(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    b = bundle(["true"])
+    (b / "config.json").write_text('{"ociVersion": "1.2.0",\n "process": {,}}')
+    out = runlog("create", "t-bad", "-b", str(b))
+    assert out.returncode == 1
+    assert f"{b}/config.json:2:" in out.stderr
+    missing = runlog("create", "t-bad", "-b", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "nowhere" in missing.stderr
+    assert not (runlog.root / "t-bad").exists()
+    assert [o for _, _, o in events(runlog.db, "t-bad")] == ["rejected", "rejected"]
+
+
+def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\necho 'no network for you' >&2\nexit 5\n")
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"createRuntime": [{"path": str(hook)}]}
+
+    out = runlog("create", "t-hook", "-b", str(bundle(["true"], edit)))
+    assert out.returncode == 1
+    assert "exited with status 5: no network for you" in out.stderr
+    assert not (runlog.root / "t-hook").exists()
+    assert events(runlog.db, "t-hook") == [("create", None, "failed")]
+
+
+def test_hooks_run_in_order_with_the_state_on_stdin(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    log = tmp_path / "hooklog"
+    log.mkdir()
+    hook = log / "hook.sh"
+    # Host-side points write to the host path; container-side ones (run in
+    # the container's mount namespace) see the same directory at /hooklog.
+    hook.write_text(
+        "#!/bin/sh\n"
+        f"out={log}; [ -d /hooklog ] && out=/hooklog\n"
+        'cat > "$out/$1.json"\n'
+        'echo "$1" >> "$out/order"\n'
+    )
+    hook.chmod(0o755)
+    points = [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ]
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {p: [{"path": str(hook), "args": ["hook.sh", p]}] for p in points}
+        # runtime-spec: startContainer's path resolves in the container.
+        spec["hooks"]["startContainer"][0]["path"] = "/hooklog/hook.sh"
+        spec["mounts"].append(
+            {
+                "destination": "/hooklog",
+                "type": "bind",
+                "source": str(log),
+                "options": ["rbind", "rw"],
+            }
+        )
+
+    runlog("run", "t-hooks", "-b", str(bundle(["true"], edit)), check=True)
+    assert (log / "order").read_text().split() == points  # once each, in order
+    statuses = {p: json.loads((log / f"{p}.json").read_text())["status"] for p in points}
+    assert statuses == {
+        "prestart": "creating",
+        "createRuntime": "creating",
+        "createContainer": "creating",
+        "startContainer": "created",
+        "poststart": "running",
+        "poststop": "stopped",
+    }
+    assert json.loads((log / "prestart.json").read_text())["id"] == "t-hooks"
+
+
+def test_config_features_inside_the_container(runlog: Any, bundle: Bundle) -> None:
+    script = (
+        "echo pid=$$; echo host=$(hostname); echo path=$PATH; echo cwd=$(pwd); "
+        "echo id=$(id -u):$(id -g):$(id -G); echo umask=$(umask); "
+        "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
+        "echo nofile=$(ulimit -n); "
+        "touch /ro-test 2>/dev/null && echo root=rw || echo root=ro; "
+        "echo masked=$(wc -c < /etc/group 2>/dev/null || echo unreadable); "
+        "touch /data/x && echo tmpfs=ok; "
+        "echo ipfwd=$(cat /proc/sys/net/ipv4/ip_forward)"
+    )
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hostname"] = "box-7"
+        proc = spec["process"]
+        proc["env"] = ["PATH=/nope", "A=1", "PATH=/bin:/usr/bin"]
+        proc["cwd"] = "/tmp"
+        proc["user"] = {"uid": 65534, "gid": 65534, "additionalGids": [65534], "umask": 23}
+        proc["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+        proc["noNewPrivileges"] = True
+        spec["root"]["readonly"] = True
+        spec["mounts"].append(
+            {
+                "destination": "/data",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "mode=1777"],
+            }
+        )
+        spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+        spec["linux"]["maskedPaths"].append("/etc/group")
+
+    out = runlog("run", "t-feat", "-b", str(bundle(["sh", "-c", script], edit)), check=True)
+    got = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    assert got["pid"] == "1"
+    assert got["host"] == "box-7"
+    assert got["path"] == "/bin:/usr/bin"
+    assert got["cwd"] == "/tmp"
+    assert got["id"] == "65534:65534:65534"
+    assert got["umask"] == "0027"
+    assert got["nofile"] == "256"
+    assert got["root"] == "ro"
+    assert got["masked"] == "0"  # /dev/null bound over it
+    assert got["tmpfs"] == "ok"
+    assert got["ipfwd"] == "1"
+    assert "NoNewPrivs:\t1" in out.stdout
+    # The bounding set is runc's default; a non-root user execs with no
+    # effective capabilities unless they are ambient (capabilities(7)).
+    assert "CapBnd:\t0000000020000420" in out.stdout
+    assert "CapEff:\t0000000000000000" in out.stdout
+
+
+def test_rlimit_the_host_refuses_is_a_clear_error(runlog: Any, bundle: Bundle) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 10**7, "soft": 1024}]
+
+    out = runlog("create", "t-rlim", "-b", str(bundle(["true"], edit)))
+    assert out.returncode == 1
+    assert "RLIMIT_NOFILE" in out.stderr and "hard" in out.stderr
+    assert not (runlog.root / "t-rlim").exists()
+
+
+def test_ps_and_events_stats(runlog: Any, bundle: Bundle) -> None:
+    runlog("run", "-d", "t-ps", "-b", str(bundle(["sleep", "30"])), check=True)
+    pid = state(runlog, "t-ps")["pid"]
+    assert json.loads(runlog("ps", "--format", "json", "t-ps", check=True).stdout) == [pid]
+    sample = json.loads(runlog("events", "--stats", "t-ps", check=True).stdout)
+    assert sample["type"] == "stats" and sample["id"] == "t-ps"
+    assert sample["data"]["pids"]["current"] == 1
+    runlog("delete", "-f", "t-ps", check=True)
+
+
+def test_spec_and_features(runlog: Any, tmp_path: Path) -> None:
+    runlog("spec", "--bundle", str(tmp_path), check=True)
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert spec["process"]["args"] == ["sh"]
+    again = runlog("spec", "--bundle", str(tmp_path))
+    assert "File config.json exists. Remove it first." in again.stderr
+    features = json.loads(runlog("features", check=True).stdout)
+    assert features["ociVersionMin"] == "1.0.0"
+
+
+def test_monitor_gone_state_reconciles_and_delete_cleans(runlog: Any, bundle: Bundle) -> None:
+    import os
+    import signal
+
+    runlog("run", "-d", "t-lost", "-b", str(bundle(["sleep", "30"])), check=True)
+    info = json.loads((runlog.root / "t-lost" / "runtime.json").read_text())
+    os.kill(info["monitor_pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    # The init lives on (re-parented); state answers from /proc.
+    assert state(runlog, "t-lost")["status"] == "running"
+    refused = runlog("pause", "t-lost")
+    assert "monitor is gone" in refused.stderr
+    runlog("delete", "--force", "t-lost", check=True)
+    assert (
+        not Path(f"/proc/{info['init_pid']}/stat").exists()
+        or "Z" in Path(f"/proc/{info['init_pid']}/stat").read_text().split()[2]
+    )
+    assert events(runlog.db, "t-lost")[-1] == ("delete", "deleted", "ok")
+
+
+def test_root_container_keeps_the_configured_capabilities(runlog: Any, bundle: Bundle) -> None:
+    script = "grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status"
+    out = runlog("run", "t-caps", "-b", str(bundle(["sh", "-c", script])), check=True).stdout
+    assert out.split() == [
+        "CapPrm:",
+        "0000000020000420",
+        "CapEff:",
+        "0000000020000420",
+        "CapBnd:",
+        "0000000020000420",
+    ]
