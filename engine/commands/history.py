@@ -1,66 +1,44 @@
-"""``runlog history ID``: one container's life, event by event."""
+"""``runlog history ID``: one container's life, event by event.
+
+Each transition with what its actions did (the init's pid, each hook's exit
+code and duration, signals sent, the exit status), each failure with what
+was undone, each rejected request, and who sent every one of them.
+``--format jsonl`` writes the events as ``runlog audit`` does. An id with
+no events is runc's "container does not exist".
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-import time
-from typing import Any
 
+from engine.audit.describe import describe
 from engine.errors import ContainerNotFound
-from engine.eventlog import open_store
-from engine.eventlog.record import Event
 from engine.settings import Settings
 
 __all__ = ["describe", "main"]
 
 
-def _when(ns: int) -> str:
-    secs, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(secs)) + f".{rest // 1_000_000:03d}"
-
-
-def _action_detail(record: dict[str, Any]) -> str:
-    result = record.get("result") or {}
-    label = str(record.get("action"))
-    bits = [f"{k}={v}" for k, v in result.items() if k in ("pid", "signal", "exit_code")]
-    for hook in result.get("hooks", []) or result.get("runs", []):
-        bits.append(f"{hook.get('path')}→{hook.get('exit_code')}")
-    if "warning" in result:
-        bits.append(f"warning: {result['warning']}")
-    return f"{label}({', '.join(bits)})" if bits else label
-
-
-def describe(event: Event) -> str:
-    """A one-line summary of what the event says happened."""
-    payload = event.payload
-    if event.outcome == "rejected":
-        return str(payload.get("error", ""))
-    if event.outcome == "failed":
-        undone = ", ".join(payload.get("undone", [])) or "nothing"
-        return f"{payload.get('action')}: {payload.get('error')} (undone: {undone})"
-    return " ".join(_action_detail(r) for r in payload.get("actions", []))
-
-
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    from engine.audit import logdb, query, render
+    from engine.eventlog import sql
+
     container_id = args[0]
-    with open_store(settings.db) as store:
-        events = store.history(container_id)
+    # No event log yet means no container yet: say so as runc would, and
+    # leave no empty database behind.
+    if not os.path.exists(logdb.sqlite_path(settings.db)):
+        raise ContainerNotFound(container_id)
+    conn = logdb.open_log(settings.db)
+    try:
+        events = query.history(conn, container_id)
+        row = conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+    finally:
+        conn.close()
     if not events:
         raise ContainerNotFound(container_id)
-    out = sys.stdout
+    state = None if row is None else row[sql.CONTAINER_COLUMNS.index("state")]
     if flags.get("format") == "jsonl":
-        import orjson
-
-        for event in events:
-            out.write(orjson.dumps(event.to_dict(), option=orjson.OPT_SORT_KEYS).decode() + "\n")
-        return 0
-    rows = [("SEQ", "TIME", "TRIGGER", "TRANSITION", "OUTCOME", "ACTOR", "DETAIL")]
-    for e in events:
-        actor = f"{e.actor.transport}:{e.actor.uid}/{e.actor.pid}"
-        move = f"{e.source or '-'} → {e.dest or '-'}"
-        rows.append((str(e.seq), _when(e.time_ns), e.trigger, move, e.outcome, actor, describe(e)))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    for row in rows:
-        cells = [row[i].ljust(widths[i]) for i in range(6)]
-        out.write("  ".join([*cells, row[6]]).rstrip() + "\n")
+        render.write_events(sys.stdout, events, "jsonl")
+    else:
+        render.write_history(sys.stdout, events, state)
     return 0

@@ -4,6 +4,10 @@ The commands a scheduler calls append through the DB-API without importing
 SQLAlchemy; the statements they run are compiled here from the same
 ``Table``s Alembic migrates, and ``tests/eventlog/test_sql.py`` fails when
 the generated module is stale. Run ``make sql`` after a schema change.
+
+``SCHEMA_DDL`` holds the tables, their indexes and the views, so a database
+the hot path creates equals one Alembic's migrations build
+(``tests/eventlog/test_schema.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from engine.eventlog import migrate
-from engine.eventlog.schema import containers, events, metadata
+from engine.eventlog.schema import VIEWS, containers, events, machines, metadata
 
 __all__ = ["render"]
 
@@ -26,6 +30,7 @@ _DIALECT = sqlite.dialect(paramstyle="qmark")
 # Column order of the row tuples the hot path reads and writes.
 EVENT_COLUMNS = tuple(c.name for c in events.columns)
 CONTAINER_COLUMNS = tuple(c.name for c in containers.columns)
+MACHINE_COLUMNS = tuple(c.name for c in machines.columns)
 
 
 def _sql(stmt: ClauseElement, params: tuple[str, ...] = ()) -> str:
@@ -58,6 +63,14 @@ def _statements() -> dict[str, str]:
     after = select(*events.columns).where(events.c.id > bindparam("after")).order_by(events.c.id)
     one = select(*containers.columns).where(containers.c.id == bindparam("id"))
     every = select(*containers.columns).order_by(containers.c.id)
+    # A machine is archived once per digest; a second writer's insert is a
+    # no-op, not an error (the row is content-addressed).
+    archive = (
+        sqlite.insert(machines)
+        .values({c.name: bindparam(c.name) for c in machines.columns})
+        .on_conflict_do_nothing(index_elements=[machines.c.digest])
+    )
+    machine = select(machines.c.text).where(machines.c.digest == bindparam("digest"))
     return {
         "INSERT_EVENT": _sql(ins_event, new_event),
         "SELECT_HEAD": _sql(head, ("id",)),
@@ -66,6 +79,8 @@ def _statements() -> dict[str, str]:
         "SELECT_EVENTS_AFTER": _sql(after, ("after",)),
         "SELECT_CONTAINER": _sql(one, ("id",)),
         "SELECT_CONTAINERS": _sql(every),
+        "INSERT_MACHINE": _sql(archive, MACHINE_COLUMNS),
+        "SELECT_MACHINE": _sql(machine, ("digest",)),
     }
 
 
@@ -77,6 +92,7 @@ def _ddl() -> list[str]:
             str(CreateIndex(index).compile(dialect=_DIALECT)).strip()
             for index in sorted(table.indexes, key=lambda i: str(i.name))
         )
+    out.extend(f"CREATE VIEW {name} AS\n{select_}" for name, select_ in VIEWS.items())
     return out
 
 
@@ -89,11 +105,12 @@ def render() -> str:
         "",
         f"EVENT_COLUMNS = {EVENT_COLUMNS!r}",
         f"CONTAINER_COLUMNS = {CONTAINER_COLUMNS!r}",
+        f"MACHINE_COLUMNS = {MACHINE_COLUMNS!r}",
         "",
         "# Alembic revisions this runlog knows, oldest first; the last is the head.",
         f"REVISIONS = {tuple(migrate.revisions())!r}",
         "",
-        "# The schema at the head revision, for a new database.",
+        "# The schema at the head revision, for a new database: tables, indexes, views.",
         "SCHEMA_DDL = (",
         *(f"    {stmt!r}," for stmt in _ddl()),
         ")",

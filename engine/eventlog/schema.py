@@ -1,9 +1,15 @@
-"""The event log's schema: SQLAlchemy ``Table``s, the single source of truth.
+"""The event log's schema: SQLAlchemy ``Table``s and SQL views, the single source of truth.
 
 Alembic's migrations (``migrations/``) are generated from these tables, and
 so is the SQL the hot path runs through the DB-API (``engine.eventlog.sql``,
 written by ``make sql``; a test checks it is current). Nothing on the hot
 path imports this module: SQLAlchemy alone costs ~190 ms to import.
+
+The views (:data:`VIEWS`) are for people: someone with ``sqlite3`` or a BI
+tool can ask the log questions without knowing how payloads are shaped.
+SQLAlchemy has no view construct, so they are SELECT texts here, created by
+migration 0002 and by the generated DDL; a test checks both build the same.
+They use SQLite's JSON functions (``json_extract``, ``json_each``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["containers", "events", "metadata"]
+__all__ = ["VIEWS", "containers", "events", "machines", "metadata", "view_select"]
 
 metadata = MetaData(
     naming_convention={
@@ -70,3 +76,139 @@ containers = Table(
     Column("machine_digest", String(64), nullable=False),
     Index(None, "state"),
 )
+
+# Machine definitions by digest, so that a history can be replayed through
+# the machine it was recorded with even after statemachine.yaml has changed.
+# Content-addressed: a row never changes once written.
+machines = Table(
+    "machines",
+    metadata,
+    Column("digest", String(64), primary_key=True, comment="sha256 of text, as events record it"),
+    Column("text", Text, nullable=False, comment="the machine definition file, UTF-8"),
+    Column("path", String(4096), comment="where it was read from when first archived"),
+    Column("archived_ns", BigInteger, nullable=False, comment="UTC, ns since the epoch"),
+)
+
+# -- views -------------------------------------------------------------------
+#
+# Each view is a SELECT over ``{events}``: the view reads the events table,
+# and ``runlog audit --summary`` runs the same SELECT over the events its
+# filters picked (``view_select(name, "picked")``), so the summary and the
+# views cannot disagree. The texts are kept readable: ``sqlite3 .schema``
+# shows them as written.
+
+_EVENT_HEAD = """\
+    e.id AS event_id,
+    e.container_id AS container_id,
+    e.seq AS seq,
+    e.time_ns AS time_ns,
+    strftime('%Y-%m-%dT%H:%M:%fZ', e.time_ns / 1e9, 'unixepoch') AS at,
+    e."trigger" AS "trigger",
+"""
+
+# A hook run is a dict (path, exit_code, duration_ms, stderr_tail) in one of
+# four places of a payload (engine/actions/hook.py, engine/lifecycle.py):
+# the hooks of an ok transition's hook action; the runs of a hook that failed
+# with on_failure: warn; the hooks that completed before a transition failed
+# (``done``); the runs of the hook action that failed it (``details.runs``,
+# whose point is only in the action's label, ``hook(createRuntime, abort)``).
+_HOOK_COLUMNS = """\
+    json_extract(h.value, '$.path') AS path,
+    json_extract(h.value, '$.exit_code') AS exit_code,
+    json_extract(h.value, '$.duration_ms') AS duration_ms,
+    json_extract(h.value, '$.stderr_tail') AS stderr_tail,
+    CASE json_extract(h.value, '$.exit_code')
+        WHEN 0 THEN 'ok' ELSE '{failure}' END AS result
+"""
+
+
+def _hooks_in(actions: str, runs: str, failure: str) -> str:
+    return (
+        f"SELECT\n{_EVENT_HEAD}"
+        "    e.outcome AS event_outcome,\n"
+        "    json_extract(a.value, '$.result.point') AS point,\n"
+        "    json_extract(a.value, '$.action') AS action,\n"
+        f"{_HOOK_COLUMNS.format(failure=failure)}"
+        "FROM {events} AS e,\n"
+        f"    json_each(e.payload, '{actions}') AS a,\n"
+        f"    json_each(a.value, '$.result.{runs}') AS h\n"
+    )
+
+
+_FAILED_HOOK = (
+    f"SELECT\n{_EVENT_HEAD}"
+    "    e.outcome AS event_outcome,\n"
+    "    substr(json_extract(e.payload, '$.action'), 6,\n"
+    "        instr(json_extract(e.payload, '$.action'), ',') - 6) AS point,\n"
+    "    json_extract(e.payload, '$.action') AS action,\n"
+    f"{_HOOK_COLUMNS.format(failure='failed')}"
+    "FROM {events} AS e,\n"
+    "    json_each(e.payload, '$.details.runs') AS h\n"
+    "WHERE e.outcome = 'failed' AND json_extract(e.payload, '$.action') LIKE 'hook(%'"
+)
+
+# The actions a transition completed: all of an ok one's, those before the
+# failure of a failed one.
+_COMPLETED = "\n        CASE e.outcome WHEN 'failed' THEN '$.done' ELSE '$.actions' END"
+
+_VIEW_TEMPLATES: dict[str, str] = {
+    # Every container id the log knows, with its state now. ``state`` is
+    # NULL for an id that only ever had rejected or failed requests;
+    # ``present`` is 0 for those and for deleted containers.
+    "container_current_state": """\
+SELECT
+    c.id AS container_id,
+    c.state AS state,
+    (c.state IS NOT NULL AND c.state != 'deleted') AS present,
+    c.seq AS last_seq,
+    strftime('%Y-%m-%dT%H:%M:%fZ', c.created_ns / 1e9, 'unixepoch') AS first_event_at,
+    strftime('%Y-%m-%dT%H:%M:%fZ', c.updated_ns / 1e9, 'unixepoch') AS last_event_at,
+    c.machine_digest AS machine_digest
+FROM containers AS c""",
+    # Every attempted transition (ok or failed) and what its completed
+    # actions took, in ms.
+    "transition_durations": (
+        f"SELECT\n{_EVENT_HEAD}"
+        "    e.source AS source,\n"
+        "    e.dest AS dest,\n"
+        "    e.outcome AS outcome,\n"
+        f"    (SELECT count(*) FROM json_each(e.payload,{_COMPLETED})) AS actions,\n"
+        "    (SELECT round(total(json_extract(a.value, '$.ms')), 3)\n"
+        f"        FROM json_each(e.payload,{_COMPLETED}) AS a)\n"
+        "        AS duration_ms\n"
+        "FROM {events} AS e\n"
+        "WHERE e.outcome != 'rejected'"
+    ),
+    # One row per hook run. ``result``: ok; warned (it failed, on_failure:
+    # warn, and the lifecycle went on); failed (the transition was aborted).
+    "hook_runs": "UNION ALL\n".join(
+        (
+            _hooks_in("$.actions", "hooks", "failed"),
+            _hooks_in("$.actions", "runs", "warned"),
+            _hooks_in("$.done", "hooks", "failed"),
+            _FAILED_HOOK,
+        )
+    ),
+    # Requests the machine refused: who asked, in which state, and why.
+    # ``state`` is NULL when the container did not exist.
+    "rejected_requests": (
+        f"SELECT\n{_EVENT_HEAD}"
+        "    e.source AS state,\n"
+        "    json_extract(e.payload, '$.error') AS error,\n"
+        "    e.actor_uid AS actor_uid,\n"
+        "    e.actor_pid AS actor_pid,\n"
+        "    e.actor_transport AS transport,\n"
+        "    json_extract(e.payload, '$.request') AS request\n"
+        "FROM {events} AS e\n"
+        "WHERE e.outcome = 'rejected'"
+    ),
+}
+
+
+def view_select(name: str, events: str = "events") -> str:
+    """The SELECT of view ``name``, reading events from the relation ``events``."""
+    return _VIEW_TEMPLATES[name].format(events=events)
+
+
+#: View name → its SELECT, in creation order.
+VIEWS: dict[str, str] = {name: view_select(name) for name in _VIEW_TEMPLATES}

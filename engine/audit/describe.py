@@ -1,0 +1,88 @@
+"""Events in words: what an action did, what a whole event says happened.
+
+Payload shapes are those :mod:`engine.service` and :mod:`engine.lifecycle`
+record: ``actions`` (ok), ``action``/``error``/``done``/``undone`` (failed),
+``error`` (rejected); action results are those of :mod:`engine.actions`.
+Unknown keys are left out rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from engine.eventlog.record import Event
+
+__all__ = ["action_detail", "actor_text", "describe", "hook_run_text", "signal_text"]
+
+
+def signal_text(signo: object) -> str:
+    """``15 (SIGTERM)``."""
+    try:
+        return f"{signo} ({signal.Signals(int(signo)).name})"  # type: ignore[call-overload]
+    except (ValueError, TypeError):
+        return str(signo)
+
+
+def hook_run_text(run: Mapping[str, Any]) -> str:
+    """``/usr/libexec/net-setup exit 0 (12.0 ms)``, and the stderr tail of a failure."""
+    text = f"{run.get('path')} exit {run.get('exit_code')}"
+    if run.get("duration_ms") is not None:
+        text += f" ({run['duration_ms']} ms)"
+    tail = str(run.get("stderr_tail") or "").strip()
+    if tail and run.get("exit_code") != 0:
+        text += f": {tail.splitlines()[-1]}"
+    return text
+
+
+def action_detail(result: Mapping[str, Any]) -> str:
+    """What one action's result says: pid, signal, exit status, hook runs."""
+    bits: list[str] = []
+    if "exit_code" in result:
+        bits.append(f"exit status {result['exit_code']}")
+    if "signal" in result:
+        if "pid" in result:  # process.signal: sent
+            target = "every process of " if result.get("all") else ""
+            bits.append(f"signal {signal_text(result['signal'])} to {target}pid {result['pid']}")
+        else:  # process.collect_status: how the init ended
+            bits.append(f"killed by signal {signal_text(result['signal'])}")
+    elif "pid" in result:
+        bits.append(f"pid {result['pid']}")
+    runs = result.get("hooks")
+    if runs is None:
+        runs = result.get("runs")
+    if isinstance(runs, list):
+        if runs:
+            bits.extend(hook_run_text(r) for r in runs if isinstance(r, Mapping))
+        elif "point" in result:
+            bits.append("no hooks")
+    if "warning" in result:
+        bits.append(f"warning: {result['warning']}")
+    return "; ".join(bits)
+
+
+def actor_text(event: Event) -> str:
+    """``cli uid 0 pid 4242``."""
+    actor = event.actor
+    parts = [actor.transport]
+    if actor.uid is not None:
+        parts.append(f"uid {actor.uid}")
+    if actor.pid is not None:
+        parts.append(f"pid {actor.pid}")
+    return " ".join(parts)
+
+
+def describe(event: Event) -> str:
+    """One line: what the event says happened."""
+    payload = event.payload
+    if event.outcome == "rejected":
+        return str(payload.get("error", ""))
+    if event.outcome == "failed":
+        undone = ", ".join(payload.get("undone", [])) or "nothing"
+        return f"{payload.get('action')}: {payload.get('error')} (undone: {undone})"
+    parts = []
+    for record in payload.get("actions", []):
+        detail = action_detail(record.get("result") or {})
+        parts.append(f"{record.get('action')}({detail})" if detail else str(record.get("action")))
+    return " ".join(parts)

@@ -1,0 +1,133 @@
+"""``runlog audit --summary``: what happened in a time window, counted.
+
+Four answers: events per trigger and outcome; containers by their state now
+(those with an event in the window, or all when there is no filter); hook
+failures per hook point; the slowest transitions. Hook failures and
+durations run the SELECTs of the ``hook_runs`` and ``transition_durations``
+views over the picked events, so the summary says what the views say.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from engine.audit.filters import Filters
+from engine.eventlog.schema import view_select
+from engine.status import OUTCOMES, STATUSES
+
+__all__ = ["HookFailures", "SlowTransition", "StateCount", "Summary", "TriggerCount", "summarize"]
+
+DEFAULT_TOP = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerCount:
+    trigger: str
+    ok: int
+    rejected: int
+    failed: int
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.rejected + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    state: str | None  # None: the id only ever had rejected or failed requests
+    containers: int
+
+
+@dataclass(frozen=True, slots=True)
+class HookFailures:
+    point: str
+    failed: int  # the transition was aborted
+    warned: int  # on_failure: warn, the lifecycle went on
+
+
+@dataclass(frozen=True, slots=True)
+class SlowTransition:
+    event_id: int
+    container_id: str
+    seq: int
+    time_ns: int
+    trigger: str
+    source: str | None
+    dest: str | None
+    outcome: str
+    actions: int
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    since_ns: int | None
+    until_ns: int | None
+    filtered: bool  # states count only containers the filters picked
+    triggers: tuple[TriggerCount, ...]
+    states: tuple[StateCount, ...]
+    hook_failures: tuple[HookFailures, ...]
+    slowest: tuple[SlowTransition, ...]
+
+    @property
+    def events(self) -> int:
+        return sum(t.total for t in self.triggers)
+
+
+def _state_order(state: str | None) -> int:
+    return STATUSES.index(state) if state in STATUSES else len(STATUSES)
+
+
+def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP) -> Summary:
+    where, params = filters.where("e")
+    picked = f"WITH picked AS (SELECT * FROM events AS e WHERE {where}"
+
+    counts: dict[str, dict[str, int]] = {}
+    query = f'{picked}) SELECT "trigger", outcome, count(*) FROM picked GROUP BY 1, 2'
+    for trigger, outcome, n in conn.execute(query, params):
+        counts.setdefault(str(trigger), dict.fromkeys(OUTCOMES, 0))[str(outcome)] = int(n)
+    triggers = tuple(
+        TriggerCount(t, c["ok"], c["rejected"], c["failed"]) for t, c in sorted(counts.items())
+    )
+
+    query = "SELECT c.state, count(*) FROM containers AS c"
+    state_params: list[object] = []
+    if where != "1":
+        query += f" WHERE c.id IN (SELECT e.container_id FROM events AS e WHERE {where})"
+        state_params = params
+    rows = conn.execute(query + " GROUP BY c.state", state_params).fetchall()
+    states = tuple(StateCount(s, int(n)) for s, n in sorted(rows, key=lambda r: _state_order(r[0])))
+
+    # Only failed transitions and hooks that warned hold failed hook runs
+    # (a hook action stops at the first failure, and an ok transition's
+    # hooks all succeeded): look at those events alone, not at every payload.
+    hooks = view_select("hook_runs", "picked")
+    query = (
+        f"{picked} AND (e.outcome = 'failed' OR instr(e.payload, '\"warning\"') > 0)) "
+        f"SELECT point, result, count(*) FROM ({hooks}) WHERE result != 'ok' GROUP BY 1, 2"
+    )
+    failures: dict[str, dict[str, int]] = {}
+    for point, result, n in conn.execute(query, params):
+        failures.setdefault(str(point), {"failed": 0, "warned": 0})[str(result)] = int(n)
+    hook_failures = tuple(
+        HookFailures(p, c["failed"], c["warned"]) for p, c in sorted(failures.items())
+    )
+
+    durations = view_select("transition_durations", "picked")
+    query = (
+        f"{picked} AND e.outcome != 'rejected') "
+        'SELECT event_id, container_id, seq, time_ns, "trigger", source, dest, outcome, '
+        f"actions, duration_ms FROM ({durations}) ORDER BY duration_ms DESC, event_id LIMIT ?"
+    )
+    slowest = tuple(SlowTransition(*row) for row in conn.execute(query, [*params, top]))
+
+    return Summary(
+        filters.since_ns,
+        filters.until_ns,
+        where != "1",
+        triggers,
+        states,
+        hook_failures,
+        slowest,
+    )
