@@ -10,11 +10,11 @@ from engine import demo
 from engine.eventlog.sqlite import SQLiteStore
 
 
-def test_demo_runs_the_lifecycle_and_prints_history(
+def test_fake_demo_runs_the_lifecycle_and_prints_history(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_env: None
 ) -> None:
     db = tmp_path / "events.db"
-    assert demo.main(["--db", str(db), "--root", str(tmp_path / "run")]) == 0
+    assert demo.main(["--fake", "--db", str(db), "--root", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "$ runlog history demo-1" in out
     with SQLiteStore(str(db)) as store:
@@ -32,3 +32,32 @@ def test_demo_runs_the_lifecycle_and_prints_history(
     ]
     assert two == [("create", "failed"), ("start", "rejected")]
     assert "quota exceeded for /scratch (undone: process.spawn_init, cgroup.create)" in out
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_real_demo_runs_a_container(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    db = tmp_path / "events.db"
+    assert demo.main(["--db", str(db), "--root", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "| demo-1: got TERM, exiting 3" in out
+    assert '"exitCode": 3' in out
+    with SQLiteStore(str(db)) as store:
+        one = [(e.trigger, e.outcome) for e in store.history("demo-1")]
+        two = [(e.trigger, e.outcome) for e in store.history("demo-2")]
+    assert one == [
+        ("create", "ok"),
+        ("start", "ok"),
+        ("pause", "ok"),
+        ("pause", "rejected"),
+        ("resume", "ok"),
+        ("kill", "ok"),
+        ("exit", "ok"),
+        ("delete", "ok"),
+    ]
+    assert two == [("create", "failed")]
+    assert os.listdir(tmp_path / "run") == []
