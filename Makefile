@@ -6,15 +6,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: all deps venv lint typecheck unit test demo bench sql clean
+.PHONY: all deps bench-deps venv lint typecheck unit test demo bench sql clean
 
 all: test
 
-# Debian packages: a Python with venv. Installed only when missing.
+# Debian packages, installed only when missing: a Python with venv, and a
+# static busybox for the demo's and the tests' container bundles.
+DEBS := $(if $(shell $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null && echo ok),,python3 python3-venv)
+DEBS += $(if $(shell dpkg -s busybox-static 2>/dev/null | grep -q '^Status: install ok' && echo ok),,busybox-static)
+DEBS += $(if $(shell command -v ps),,procps)
+
 deps:
-	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3 python3-venv; \
+	@if [ -n "$(strip $(DEBS))" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(strip $(DEBS)); \
 	fi
+
+# runc, for the side-by-side benchmarks.
+bench-deps: deps
+	@command -v runc >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y runc)
 
 venv: $(STAMP)
 
@@ -22,6 +32,7 @@ $(STAMP): pyproject.toml | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m engine.entry $(VENV)/bin/runlog
 	touch $@
 
 lint: $(STAMP)
@@ -31,19 +42,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict engine
 
-unit: $(STAMP)
+unit: $(STAMP) deps
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
 
 # The main job: a container driven through its whole lifecycle, then its
 # history read back from the event log.
-demo: $(STAMP)
+demo: $(STAMP) deps
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(PY) -m engine.demo --db $(DEMO_DIR)/events.db --root $(DEMO_DIR)/run
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(PY) bench/run.py
+	$(PY) bench/containers.py
+	$(PY) bench/audit.py
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)
