@@ -70,6 +70,12 @@ class Service:
         self._births = frozenset(
             t.trigger for t in self.definition.transitions if self.definition.initial in t.sources
         )
+        if self.definition.text:
+            # Every event names the machine by digest; keep its text, so a
+            # replay finds it after statemachine.yaml has changed.
+            store.archive_machine(
+                self.definition.digest, self.definition.text, self.definition.path
+            )
 
     # -- queries ----------------------------------------------------------
 

@@ -254,3 +254,9 @@ def test_a_site_machine_changes_behaviour(world: FakeWorld) -> None:
         with pytest.raises(TransitionRejected):
             service.request("c", "pause", ACTOR)
         assert store.history("c")[-1].machine_digest == definition.digest
+
+
+def test_the_machine_text_is_archived_by_digest(service: Service) -> None:
+    definition = service.definition
+    assert definition.text == default_path().read_text()
+    assert service.store.machine_text(definition.digest) == definition.text

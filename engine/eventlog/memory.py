@@ -22,6 +22,7 @@ class MemoryStore(EventStore):
         self._events: list[Event] = []
         self._by_container: dict[str, list[Event]] = {}
         self._rows: dict[str, ContainerRow] = {}
+        self._machines: dict[str, str] = {}
 
     def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
         with self._lock:
@@ -66,6 +67,14 @@ class MemoryStore(EventStore):
         with self._lock:
             row = self._rows.get(container_id)
             return None if row is None else copy.copy(row)
+
+    def archive_machine(self, digest: str, text: str, path: str | None = None) -> None:
+        with self._lock:
+            self._machines.setdefault(digest, text)
+
+    def machine_text(self, digest: str) -> str | None:
+        with self._lock:
+            return self._machines.get(digest)
 
     def containers(self) -> list[ContainerRow]:
         with self._lock:

@@ -9,6 +9,7 @@ seq) is retried or reported as a concurrency error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import ConcurrencyError, SchemaError
 from engine.eventlog.record import ContainerRow, Event, NewEvent
-from engine.eventlog.schema import containers, events
+from engine.eventlog.schema import containers, events, machines
 from engine.eventlog.store import EventStore, next_state
 from engine.status import Actor
 
@@ -160,6 +161,22 @@ class SAStore(EventStore):
         with self._engine.connect() as conn:
             rows = conn.execute(select(containers).order_by(containers.c.id)).all()
         return [ContainerRow(*r) for r in rows]
+
+    def archive_machine(self, digest: str, text: str, path: str | None = None) -> None:
+        if self.machine_text(digest) is not None:
+            return
+        row = {"digest": digest, "text": text, "path": path, "archived_ns": time.time_ns()}
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(machines).values(row))
+        except IntegrityError:
+            pass  # archived by another writer meanwhile: same digest, same text
+
+    def machine_text(self, digest: str) -> str | None:
+        query = select(machines.c.text).where(machines.c.digest == digest)
+        with self._engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else str(found)
 
     def close(self) -> None:
         self._engine.dispose()

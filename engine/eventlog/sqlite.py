@@ -238,6 +238,22 @@ class SQLiteStore(EventStore):
     def containers(self) -> list[ContainerRow]:
         return [ContainerRow(*r) for r in self._conn.execute(sql.SELECT_CONTAINERS).fetchall()]
 
+    def archive_machine(self, digest: str, text: str, path: str | None = None) -> None:
+        # Read first: the common case (already archived) takes no write lock.
+        if self.machine_text(digest) is not None:
+            return
+        self._begin()
+        try:
+            self._conn.execute(sql.INSERT_MACHINE, (digest, text, path, time.time_ns()))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def machine_text(self, digest: str) -> str | None:
+        row = self._conn.execute(sql.SELECT_MACHINE, (digest,)).fetchone()
+        return None if row is None else str(row[0])
+
     def close(self) -> None:
         self._conn.close()
 

@@ -51,6 +51,15 @@ class EventStore(ABC):
     def containers(self) -> list[ContainerRow]:
         """Every container's row, by id."""
 
+    @abstractmethod
+    def archive_machine(self, digest: str, text: str, path: str | None = None) -> None:
+        """Keep a machine definition's text under its digest (once), so a
+        history can be replayed through the machine it was recorded with."""
+
+    @abstractmethod
+    def machine_text(self, digest: str) -> str | None:
+        """The archived text of the machine with ``digest``, if any."""
+
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing
         """Release connections; the store is unusable afterwards."""
 

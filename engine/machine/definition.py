@@ -117,6 +117,9 @@ class MachineDefinition:
     states: tuple[str, ...]
     initial: str
     transitions: tuple[TransitionDef, ...]
+    #: The file's text, so the event log can archive the machine by digest
+    #: and a replay can find it after the file changed.
+    text: str = field(default="", repr=False, compare=False)
 
     def triggers(self) -> tuple[str, ...]:
         """Every trigger, in file order, once."""
@@ -175,7 +178,7 @@ def load(path: str | os.PathLike[str]) -> MachineDefinition:
 def parse(data: bytes, path: str) -> MachineDefinition:
     """Validate ``data``, the bytes of the machine file ``path`` (used in errors)."""
     root = _compose(data, path)
-    reader = _Reader(path)
+    reader = _Reader(path, data.decode("utf-8"))  # _compose refused non-UTF-8
     reader.check_unique_keys(root, "")
     return reader.machine(root, hashlib.sha256(data).hexdigest())
 
@@ -237,9 +240,10 @@ def _trigger_problem(name: str) -> str | None:
 class _Reader:
     """Walks the composed nodes, raising at the first node that is wrong."""
 
-    __slots__ = ("path",)
+    __slots__ = ("path", "text")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, text: str = "") -> None:
+        self.text = text
         self.path = path
 
     def error(self, node: Node, key: str | None, problem: str) -> MachineError:
@@ -347,7 +351,7 @@ class _Reader:
         transitions = self.transitions(top["transitions"], states)
         self.check_reachable(states, initial, transitions)
         return MachineDefinition(
-            self.path, digest, version, tuple(states), initial, tuple(transitions)
+            self.path, digest, version, tuple(states), initial, tuple(transitions), self.text
         )
 
     def version(self, node: Node) -> int:

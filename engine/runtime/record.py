@@ -20,11 +20,17 @@ from engine.status import Actor, Outcome
 __all__ = ["machine_digest", "rejected"]
 
 
-def machine_digest(settings: Settings) -> str:
+def _machine(settings: Settings) -> tuple[str, bytes, str]:
     from engine.machine.definition import resolve
 
-    with open(resolve(settings.machine, {}), "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    path = str(resolve(settings.machine, {}))
+    with open(path, "rb") as fh:
+        data = fh.read()
+    return hashlib.sha256(data).hexdigest(), data, path
+
+
+def machine_digest(settings: Settings) -> str:
+    return _machine(settings)[0]
 
 
 def rejected(
@@ -38,6 +44,7 @@ def rejected(
     actor: Actor | None = None,
 ) -> None:
     payload = {"error": str(error), "request": dict(request or {})}
+    digest, data, path = _machine(settings)
     event = NewEvent(
         container_id,
         trigger,
@@ -45,8 +52,12 @@ def rejected(
         None,
         Outcome.REJECTED,
         actor or Actor.current(),
-        machine_digest(settings),
+        digest,
         payload,
     )
     with open_store(settings.db) as store:
+        try:
+            store.archive_machine(digest, data.decode("utf-8"), path)
+        except UnicodeDecodeError:
+            pass  # not a machine runlog could load; the event says so by its digest
         store.append(event)

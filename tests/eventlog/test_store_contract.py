@@ -153,3 +153,25 @@ class TestSQLAlchemy(StoreContract):
     def store(self, tmp_path: Path) -> Iterator[EventStore]:
         with SAStore(f"sqlite:///{tmp_path / 'events.db'}") as s:
             yield s
+
+
+def _archive_cases(store: EventStore) -> None:
+    """Every store keeps machine texts by digest, once."""
+    assert store.machine_text("d1") is None
+    store.archive_machine("d1", "version: 1\n", "/etc/runlog/a.yaml")
+    store.archive_machine("d1", "something else\n", "/elsewhere.yaml")  # first one stays
+    store.archive_machine("d2", "version: 1\n# v2\n")
+    assert store.machine_text("d1") == "version: 1\n"
+    assert store.machine_text("d2") == "version: 1\n# v2\n"
+
+
+def test_machine_archive_in_every_store(tmp_path: Path) -> None:
+    stores: list[EventStore] = [
+        SQLiteStore(str(tmp_path / "a.db")),
+        SQLiteStore(":memory:"),
+        MemoryStore(),
+        SAStore(f"sqlite:///{tmp_path / 'b.db'}"),
+    ]
+    for store in stores:
+        with store:
+            _archive_cases(store)

@@ -88,10 +88,17 @@ def test_machine_text_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
     assert machine_text(definition) is None
 
 
+def _forget_machines(path: Path) -> None:
+    """A log written before machines were archived at append time."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM machines")
+
+
 def test_remember_writes_once_and_keeps_the_connection_read_only(
     recorded_log: Any, tmp_path: Path
 ) -> None:
     definition = load(default_path())
+    _forget_machines(recorded_log.path)
     conn = logdb.open_log(str(recorded_log.path))
     try:
         assert archived_in(conn)(definition.digest) is None
@@ -109,6 +116,7 @@ def test_remember_writes_once_and_keeps_the_connection_read_only(
 def test_export_says_when_a_machine_is_not_archived(
     recorded_log: Any, tmp_path: Path, capsys: Any
 ) -> None:
+    _forget_machines(recorded_log.path)
     other = tmp_path / "other.yaml"
     other.write_text(REPO_MACHINE + "# the site's, not the recorded one\n")
     out = tmp_path / "fx"
