@@ -1,5 +1,6 @@
 """Shared fixtures: every test runs with its own root and database under tmp_path,
-and the session fails if anything was left under /run, /var/lib or the cgroup tree."""
+and the session fails if anything was left under /run/runlog, /var/lib/runlog,
+or runlog's cgroup parents."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 GUARDED = ("/run/runlog", "/var/lib/runlog")
+
+
+def _runlog_cgroups() -> set[str]:
+    """runlog's default cgroup parent (and the tests' own) in every hierarchy."""
+    found = set()
+    base = "/sys/fs/cgroup"
+    if os.path.isdir(base):
+        for controller in os.listdir(base):
+            for name in ("runlog", "runlog-test"):
+                path = os.path.join(base, controller, name)
+                if os.path.isdir(path):
+                    found.add(path)
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +54,8 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def nothing_left_on_the_host() -> Iterator[None]:
     before = {path: os.path.exists(path) for path in GUARDED}
+    cgroups_before = _runlog_cgroups()
     yield
     left = [path for path, existed in before.items() if not existed and os.path.exists(path)]
+    left += sorted(_runlog_cgroups() - cgroups_before)
     assert not left, f"tests left {left} behind"
