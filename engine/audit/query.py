@@ -19,7 +19,6 @@ from engine.audit.errors import UnknownContainer
 from engine.audit.filters import Filters
 from engine.eventlog import sql
 from engine.eventlog.record import ContainerRow, Event
-from engine.status import Actor
 
 __all__ = [
     "REPLAY_COLUMNS",
@@ -50,20 +49,7 @@ _REPLAY_SELECT = ", ".join(f'e."{c}"' for c in REPLAY_COLUMNS)
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
-    (id_, cid, seq, time_ns, trigger, source, dest, outcome, uid, pid, transport, payload, md) = row
-    return Event(
-        id_,
-        cid,
-        seq,
-        time_ns,
-        trigger,
-        source,
-        dest,
-        outcome,
-        Actor(uid, pid, transport),
-        orjson.loads(payload),
-        md,
-    )
+    return Event.from_row(row, orjson.loads)
 
 
 def check_ids(conn: sqlite3.Connection, filters: Filters, location: str) -> None:

@@ -14,7 +14,7 @@ __all__ = ["ContainerRow", "Event", "NewEvent"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 
@@ -114,6 +114,39 @@ class Event:
         self.actor = actor
         self.payload = payload
         self.machine_digest = machine_digest
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], loads: Callable[[Any], Any]) -> Event:
+        """An event from a row in ``EVENT_COLUMNS`` order; ``loads`` decodes
+        the payload (the C scanner on the hot path, orjson in bulk)."""
+        (
+            id_,
+            cid,
+            seq,
+            time_ns,
+            trigger,
+            source,
+            dest,
+            outcome,
+            uid,
+            pid,
+            transport,
+            payload,
+            md,
+        ) = row
+        return cls(
+            id_,
+            cid,
+            seq,
+            time_ns,
+            trigger,
+            source,
+            dest,
+            outcome,
+            Actor(uid, pid, transport),
+            loads(payload),
+            md,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Stable keys, for JSON lines and fixtures."""

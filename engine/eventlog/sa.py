@@ -22,7 +22,6 @@ from engine.errors import ConcurrencyError, SchemaError
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.schema import containers, events, machines
 from engine.eventlog.store import EventStore, next_state
-from engine.status import Actor
 
 __all__ = ["SAStore", "make_engine"]
 
@@ -183,20 +182,4 @@ class SAStore(EventStore):
 
 
 def _event(row: Row[Any] | Sequence[Any]) -> Event:
-    values: Sequence[Any] = tuple(row)
-    (id_, cid, seq, time_ns, trigger, source, dest, outcome, uid, pid, transport, payload, md) = (
-        values
-    )
-    return Event(
-        id_,
-        cid,
-        seq,
-        time_ns,
-        trigger,
-        source,
-        dest,
-        outcome,
-        Actor(uid, pid, transport),
-        orjson.loads(payload),
-        md,
-    )
+    return Event.from_row(tuple(row), orjson.loads)

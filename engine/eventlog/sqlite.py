@@ -27,7 +27,6 @@ from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
 from engine.eventlog import sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
-from engine.status import Actor
 
 __all__ = ["SQLiteStore"]
 
@@ -259,17 +258,4 @@ class SQLiteStore(EventStore):
 
 
 def _event(row: Sequence[Any]) -> Event:
-    (id_, cid, seq, time_ns, trigger, source, dest, outcome, uid, pid, transport, payload, md) = row
-    return Event(
-        id_,
-        cid,
-        seq,
-        time_ns,
-        trigger,
-        source,
-        dest,
-        outcome,
-        Actor(uid, pid, transport),
-        jsonfast.loads(payload),
-        md,
-    )
+    return Event.from_row(row, jsonfast.loads)
