@@ -9,6 +9,18 @@ import pytest
 from engine import demo
 from engine.eventlog.sqlite import SQLiteStore
 
+# Both demos take demo-1 through the same story.
+DEMO_1 = [
+    ("create", "ok"),
+    ("start", "ok"),
+    ("pause", "ok"),
+    ("pause", "rejected"),
+    ("resume", "ok"),
+    ("kill", "ok"),
+    ("exit", "ok"),
+    ("delete", "ok"),
+]
+
 
 def test_fake_demo_runs_the_lifecycle_and_prints_history(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_env: None
@@ -20,16 +32,7 @@ def test_fake_demo_runs_the_lifecycle_and_prints_history(
     with SQLiteStore(str(db)) as store:
         one = [(e.trigger, e.outcome) for e in store.history("demo-1")]
         two = [(e.trigger, e.outcome) for e in store.history("demo-2")]
-    assert one == [
-        ("create", "ok"),
-        ("start", "ok"),
-        ("pause", "ok"),
-        ("pause", "rejected"),
-        ("resume", "ok"),
-        ("kill", "ok"),
-        ("exit", "ok"),
-        ("delete", "ok"),
-    ]
+    assert one == DEMO_1
     assert two == [("create", "failed"), ("start", "rejected")]
     assert "quota exceeded for /scratch (undone: process.spawn_init, cgroup.create)" in out
 
@@ -58,15 +61,6 @@ def test_real_demo_runs_a_container(tmp_path: Path, capsys: pytest.CaptureFixtur
     with SQLiteStore(str(db)) as store:
         one = [(e.trigger, e.outcome) for e in store.history("demo-1")]
         two = [(e.trigger, e.outcome) for e in store.history("demo-2")]
-    assert one == [
-        ("create", "ok"),
-        ("start", "ok"),
-        ("pause", "ok"),
-        ("pause", "rejected"),
-        ("resume", "ok"),
-        ("kill", "ok"),
-        ("exit", "ok"),
-        ("delete", "ok"),
-    ]
+    assert one == DEMO_1
     assert two == [("create", "failed")]
     assert os.listdir(tmp_path / "run") == []
