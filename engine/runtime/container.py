@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -58,6 +59,7 @@ def _with_default_devices(resources: Resources, config: Config) -> Resources:
     extra += [
         DeviceRule(True, d.type if d.type != "u" else "c", d.major, d.minor, "rwm")
         for d in config.linux.devices
+        if d.type != "p"  # a FIFO is no device: the cgroup has no rule for it
     ]
     return dataclasses.replace(resources, devices=(*resources.devices, *extra))
 
@@ -172,14 +174,14 @@ class _Process:
     def spawn_init(self) -> dict[str, Any]:
         c = self.c
         procs = [os.path.join(path, "cgroup.procs") for path in c.manager.paths.values()]
-        tty = _console(c) if c.config.process.terminal else None
+        console = _console(c) if c.config.process.terminal else None
         try:
             c.handle = init.spawn(
-                c.config, procs, no_pivot=c.no_pivot, tty=tty, preserve_fds=c.preserve_fds
+                c.config, procs, no_pivot=c.no_pivot, console=console, preserve_fds=c.preserve_fds
             )
         finally:
-            if tty is not None:
-                os.close(tty)
+            if console is not None:
+                os.close(console)
         c.pid = c.handle.pid
         return {"pid": c.pid}
 
@@ -225,33 +227,24 @@ class _Process:
 
 
 def _console(c: Container) -> int:
-    """A pty for ``terminal: true``: its master goes to ``--console-socket``
-    with SCM_RIGHTS (runc's protocol), its slave to the init."""
-    import socket
-    import struct
-    import termios
+    """For ``terminal: true``: a socket connected to ``--console-socket``.
 
+    The init makes the pty inside the container (its slave must be the
+    container's /dev/pts/N) and sends the master on this socket with
+    SCM_RIGHTS, runc's protocol; connecting here makes a wrong socket fail
+    the create before anything is forked.
+    """
     if not c.console_socket:
         raise ActionError(
             "cannot allocate tty if runlog will detach without setting console socket"
         )
-    master, slave = os.openpty()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        size = c.config.process.console_size
-        if size is not None:
-            fcntl_winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
-            import fcntl
-
-            fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl_winsize)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(c.console_socket)
-            socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
+        sock.connect(c.console_socket)
     except OSError as err:
-        os.close(slave)
+        sock.close()
         raise ActionError(f"console socket {c.console_socket}: {err.strerror or err}") from err
-    finally:
-        os.close(master)
-    return slave
+    return sock.detach()
 
 
 class _Cgroups:

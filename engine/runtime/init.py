@@ -5,8 +5,9 @@ its namespaces (a new user namespace first, mapped by the monitor), and
 forks B. In a new pid namespace B is pid 1. A reports B's pid and exits; the
 monitor is a child subreaper (PR_SET_CHILD_SUBREAPER), so B becomes the
 monitor's child and the monitor reaps it. B builds the root filesystem,
-checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits,
-user and capabilities, tells the monitor it is ready, and blocks until the
+checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits
+(in a new user namespace the monitor sets them, on "ready"), user and
+capabilities, tells the monitor it is ready, and blocks until the
 monitor releases it (runtime-spec "start"): then it execs the user's
 process. Until the exec, B writes any error back on the sync socket, which
 is close-on-exec: EOF after "release" means the exec happened.
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import socket
 import stat
+import struct
 import termios
 
 from engine.errors import ActionError
-from engine.linux import syscalls
+from engine.linux import rlimits, syscalls
 from engine.linux.finalize import prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
@@ -84,24 +87,60 @@ def _close_fds_except(keep: set[int], preserve: int) -> None:
                 pass  # the directory's own fd, already closed
 
 
+# ioctl_ns(2): the CLONE_NEW* type of a namespace file (Linux 4.11).
+_NS_GET_NSTYPE = 0xB703
+
+
+def _join(ns_type: str, path: str) -> None:
+    """setns into the ``ns_type`` namespace at ``path`` (config-linux.md
+    "Namespaces": a path is joined, not created), saying which file is wrong."""
+    try:
+        nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ActionError(f"{ns_type} namespace path {path}: {err.strerror}") from err
+    try:
+        try:
+            found = fcntl.ioctl(nsfd, _NS_GET_NSTYPE)
+        except OSError:
+            found = None  # not a namespace file, or a kernel without the ioctl
+        if found is not None and found != syscalls.CLONE_FLAGS[ns_type]:
+            kinds = {flag: name for name, flag in syscalls.CLONE_FLAGS.items()}
+            kind = kinds.get(found, f"{found:#x}")
+            raise ActionError(
+                f"{ns_type} namespace path {path} is a {kind} namespace, not a {ns_type} one"
+            )
+        try:
+            syscalls.setns(nsfd, syscalls.CLONE_FLAGS[ns_type])
+        except OSError as err:
+            raise ActionError(
+                f"join {ns_type} namespace {path}: {err.strerror} "
+                f"(is it a {ns_type} namespace file?)"
+            ) from err
+    finally:
+        os.close(nsfd)
+
+
 def _stage_a(
-    config: Config, fd: int, cgroup_procs: list[str], tty: int | None, preserve: int
+    config: Config, fd: int, cgroup_procs: list[str], console: int | None, preserve: int
 ) -> None:
     """Join the cgroup and the namespaces, fork B, report its pid."""
-    _close_fds_except({fd, tty} if tty is not None else {fd}, preserve)
+    _close_fds_except({fd, console} if console is not None else {fd}, preserve)
     buffer = bytearray()
     for procs in cgroup_procs:
         with open(procs, "w") as fh:
             fh.write("0")
+    # Read before a new cgroup namespace would make every path "/": what
+    # the container's cgroup mount shows (rootfs.CgroupView).
+    cgroups = rootfs.CgroupView(rootfs.own_cgroups(), config.linux.namespace("cgroup") is not None)
     linux = config.linux
     new_flags = 0
-    joins: list[tuple[str, int]] = []
+    joins: list[tuple[str, str]] = []
     for ns_type in _NS_ORDER:
         entry = linux.namespace(ns_type)
         if entry is None:
             continue
         if entry.path:
-            joins.append((entry.path, syscalls.CLONE_FLAGS[ns_type]))
+            joins.append((ns_type, entry.path))
         elif ns_type == "user":
             # The monitor writes uid_map/gid_map from outside (user_namespaces(7)).
             syscalls.unshare(syscalls.CLONE_FLAGS["user"])
@@ -112,43 +151,106 @@ def _stage_a(
             os.setresuid(0, 0, 0)
         else:
             new_flags |= syscalls.CLONE_FLAGS[ns_type]
-    for path, flag in joins:
-        try:
-            nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as err:
-            raise ActionError(f"namespace path {path}: {err.strerror}") from err
-        try:
-            syscalls.setns(nsfd, flag)
-        except OSError as err:
-            raise ActionError(
-                f"join namespace {path}: {err.strerror} (is it a namespace of that type?)"
-            ) from err
-        finally:
-            os.close(nsfd)
+    for ns_type, path in joins:
+        _join(ns_type, path)
     if new_flags:
         syscalls.unshare(new_flags)
     pid = os.fork()
     if pid == 0:
-        _stage_b(config, fd, buffer, tty)
+        _stage_b(config, fd, buffer, console, cgroups)
     _send(fd, f"pid {pid}")
 
 
-def _take_terminal(tty: int) -> None:
-    """Make the pty's slave the init's controlling terminal and stdio."""
+def _setup_console(console: int, config: Config, mount_console: bool) -> None:
+    """runc's setupConsole: a pty from the container's own devpts (so its
+    slave is the container's /dev/pts/N), sized as ``consoleSize`` says,
+    bound onto /dev/console; the master goes to ``--console-socket`` (the
+    connected socket ``console``) with SCM_RIGHTS, the slave becomes the
+    init's controlling terminal and stdio."""
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        size = config.process.console_size
+        if size is not None and size.height and size.width:
+            winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
+        if mount_console:
+            rootfs.mount_console(name)
+        with socket.socket(fileno=console) as sock:
+            socket.send_fds(sock, [name.encode()], [master])
+    finally:
+        os.close(master)
     os.setsid()
-    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for target in (0, 1, 2):
-        os.dup2(tty, target)
-    if tty > 2:
-        os.close(tty)
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
 
 
-def _stage_b(config: Config, fd: int, buffer: bytearray, tty: int | None) -> None:
+# Signals whose default action ends a process, less the synchronous ones
+# (ILL, TRAP, BUS, FPE, SEGV) and those Python ignores (PIPE, XFSZ).
+_FATAL = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGABRT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGTERM,
+    signal.SIGXCPU,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+    signal.SIGSYS,
+    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+)
+
+
+def _die_of_signals() -> None:
+    """Die of any signal whose default would end the process.
+
+    As pid 1 of a new pid namespace the init is sent only the signals it
+    handles (pid_namespaces(7)), so ``kill`` of a created container would
+    otherwise do nothing; runc's init, a Go program, handles them and dies.
+    """
+
+    def die(signo: int, _frame: object) -> None:
+        os._exit(128 + signo)
+
+    for signo in _FATAL:
+        try:
+            signal.signal(signo, die)
+        except (OSError, ValueError):
+            pass  # glibc's reserved real-time signals
+
+
+def _default_signals() -> None:
+    """Every disposition back to its default before execve, which resets
+    handled signals but keeps ignored ones ignored - and Python ignores
+    SIGPIPE and SIGXFSZ: the container's process starts as runc's does."""
+    for signo in range(1, signal.NSIG):
+        if signo in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(signo, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def _stage_b(
+    config: Config,
+    fd: int,
+    buffer: bytearray,
+    console: int | None,
+    cgroups: rootfs.CgroupView,
+) -> None:
     """Build the root, prepare the process, wait for release, exec. Never returns."""
     code = 1
     try:
-        if tty is not None:
-            _take_terminal(tty)
+        _die_of_signals()
         process = config.process
         linux = config.linux
         if linux.namespace("uts") is not None:
@@ -158,7 +260,11 @@ def _stage_b(config: Config, fd: int, buffer: bytearray, tty: int | None) -> Non
                 syscalls.setdomainname(config.domainname)
         new_mount_ns = linux.namespace("mount") is not None
         no_pivot = os.environ.get("_RUNLOG_NO_PIVOT") == "1"
-        rootfs.prepare(config, new_mount_ns=new_mount_ns, no_pivot=no_pivot)
+        rootfs.prepare(config, new_mount_ns=new_mount_ns, no_pivot=no_pivot, cgroups=cgroups)
+        if console is not None:
+            # After the pivot, before the root may turn read-only (runc's order).
+            _setup_console(console, config, new_mount_ns)
+        rootfs.finalize(config, new_mount_ns=new_mount_ns)
         try:
             os.chdir(process.cwd)
         except OSError as err:
@@ -167,11 +273,14 @@ def _stage_b(config: Config, fd: int, buffer: bytearray, tty: int | None) -> Non
             ) from err
         path = find_executable(process.args[0], process.env_path())
         environ = list(process.environ())
-        prepare_exec(process)
+        # In a new user namespace no hard limit can be raised from inside:
+        # the monitor sets the rlimits (see ``spawn``).
+        prepare_exec(process, set_rlimits=linux.namespace("user") is None)
         _send(fd, f"ready {os.getpid()}")
         if _recv(fd, buffer) != "release":
             os._exit(1)  # the monitor went away before start: never run
         env = {k: v for k, _, v in (item.partition("=") for item in environ)}
+        _default_signals()
         os.execve(path, list(process.args), env)
     except BaseException as err:  # report anything; B cannot print a traceback here
         message = str(err) or type(err).__name__
@@ -227,12 +336,14 @@ def spawn(
     cgroup_procs: list[str],
     *,
     no_pivot: bool = False,
-    tty: int | None = None,
+    console: int | None = None,
     preserve_fds: int = 0,
 ) -> InitHandle:
     """Fork the init and wait until it is ready to exec, or failed.
 
-    The caller must be a child subreaper and single-threaded.
+    ``console``: a socket connected to ``--console-socket``, for
+    ``terminal: true``; the init sends the pty master on it. The caller must
+    be a child subreaper and single-threaded.
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if no_pivot:
@@ -241,7 +352,7 @@ def spawn(
     if pid_a == 0:
         parent.close()
         try:
-            _stage_a(config, child.fileno(), cgroup_procs, tty, preserve_fds)
+            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds)
             os._exit(0)
         except BaseException as err:
             try:
@@ -253,8 +364,10 @@ def spawn(
     fd = parent.fileno()
     buffer = bytearray()
     pid_b: int | None = None
+    ready = False
     try:
-        while True:
+        # A's "pid" and B's "ready" share the socket: either may come first.
+        while not ready or pid_b is None:
             line = _recv(fd, buffer)
             if line is None:
                 raise ActionError("the container's init exited during set-up")
@@ -265,9 +378,14 @@ def spawn(
             elif word == "pid":
                 pid_b = int(rest)
             elif word == "ready":
-                break
+                ready = True
             elif word == "error":
                 raise ActionError(rest)
+        if config.linux.namespace("user") is not None:
+            # runc sets them from the parent on procReady: raising a hard
+            # limit needs CAP_SYS_RESOURCE in the initial user namespace,
+            # which the init in a new one never has.
+            rlimits.apply(config.process.rlimits, pid_b)
     except BaseException:
         parent.close()
         _reap(pid_a)
@@ -275,7 +393,6 @@ def spawn(
             _kill(pid_b)
         raise
     _reap(pid_a)
-    assert pid_b is not None
     return InitHandle(pid_b, parent)
 
 

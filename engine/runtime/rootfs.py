@@ -10,10 +10,13 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
 3. each configured mount, its destination created inside the rootfs and
    resolved without leaving it (a symlink in the image cannot point a mount
    at the host);
-4. the default devices and ``linux.devices``, bind-mounted from the host (the
-   same nodes runc would mknod, and it also works in a user namespace), and
-   the /dev symlinks;
+4. the default devices, bind-mounted from the host (the same nodes runc
+   would mknod, and it also works in a user namespace), ``linux.devices``
+   made with mknod (bound from the host in a user namespace, as runc does),
+   and the /dev symlinks;
 5. pivot_root (or, with ``--no-pivot``, move + chroot);
+   (here the init sets up the console, which :func:`mount_console` binds
+   onto /dev/console)
 6. sysctls, read-only and masked paths, a read-only root.
 
 Every failure raises :class:`RootfsError` naming the path and the step.
@@ -21,15 +24,26 @@ Every failure raises :class:`RootfsError` naming the path and the step.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from dataclasses import dataclass
 
 from engine.errors import RunlogError
 from engine.linux import syscalls
 from engine.oci import mounts as mo
 from engine.oci.model import Config, Device, Mount
 
-__all__ = ["DEFAULT_DEVICES", "RootfsError", "prepare", "secure_join"]
+__all__ = [
+    "DEFAULT_DEVICES",
+    "CgroupView",
+    "RootfsError",
+    "finalize",
+    "mount_console",
+    "own_cgroups",
+    "prepare",
+    "secure_join",
+]
 
 # runc's AllowedDevices that it creates in every container.
 DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
@@ -121,7 +135,16 @@ def _bind_source(config: Config, mount: Mount) -> str:
     return source if source.startswith("/") else os.path.join(config.bundle, source)
 
 
-def _mount_one(config: Config, rootfs: str, mount: Mount) -> None:
+@dataclass(frozen=True)
+class CgroupView:
+    """What a cgroup mount needs to know: the init's cgroups (``own_cgroups``)
+    and whether it is in a new cgroup namespace."""
+
+    own: dict[str, str]
+    namespace: bool
+
+
+def _mount_one(config: Config, rootfs: str, mount: Mount, cgroups: CgroupView) -> None:
     spec = mo.parse_mount_options(mount.options)
     dest = secure_join(rootfs, mount.destination)
     what = f"mount {mount.destination}"
@@ -139,7 +162,7 @@ def _mount_one(config: Config, rootfs: str, mount: Mount) -> None:
             _mount(None, dest, None, mo.MS_BIND | mo.MS_REMOUNT | extra, None, f"{what} (remount)")
     elif mount.type in ("cgroup", "cgroup2"):
         _mkdirs(dest, what)
-        _mount_cgroup(dest, spec.flags, what)
+        _mount_cgroup(dest, spec.flags, what, cgroups)
     else:
         _mkdirs(dest, what)
         _mount(mount.source or mount.type, dest, mount.type, spec.flags, spec.data, what)
@@ -147,25 +170,145 @@ def _mount_one(config: Config, rootfs: str, mount: Mount) -> None:
         _mount(None, dest, None, propagation, None, f"{what} (propagation)")
 
 
-def _mount_cgroup(dest: str, flags: int, what: str) -> None:
-    """The cgroup filesystem: cgroup2 on a unified host; elsewhere the host's
-    hierarchies bound read-only (a cgroup namespace, where configured, already
-    roots each at the container's cgroup)."""
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        _mount("cgroup2", dest, "cgroup2", flags, None, what)
+_CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def own_cgroups() -> dict[str, str]:
+    """The calling process's cgroup in each hierarchy, from /proc/self/cgroup:
+    ``{"memory": "/a/b", "cpu,cpuacct": ..., "name=systemd": ..., "": <cgroup2>}``.
+
+    The init reads it after joining its cgroups and before a new cgroup
+    namespace would make every path ``/``.
+    """
+    found: dict[str, str] = {}
+    with open("/proc/self/cgroup", "rb") as fh:  # binary: nothing imported after the pivot
+        for raw in fh.read().decode().splitlines():
+            _hierarchy, _, rest = raw.partition(":")
+            controllers, _, path = rest.partition(":")
+            found[controllers] = path
+    return found
+
+
+def _host_cgroup_mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fstype, super options) of each hierarchy under /sys/fs/cgroup."""
+    found = []
+    with open("/proc/self/mountinfo", "rb") as fh:
+        for raw in fh.read().decode().splitlines():
+            fields = raw.split()
+            sep = fields.index("-")
+            mountpoint, fstype = fields[4], fields[sep + 1]
+            if fstype in ("cgroup", "cgroup2") and os.path.dirname(mountpoint) == _CGROUP_ROOT:
+                found.append((mountpoint, fstype, set(fields[sep + 3].split(","))))
+    return found
+
+
+def _hierarchy(fstype: str, options: set[str], own: dict[str, str]) -> str | None:
+    """The /proc/self/cgroup key of the hierarchy mounted with ``options``."""
+    if fstype == "cgroup2":
+        return "" if "" in own else None
+    for key in own:
+        if key and set(key.split(",")) <= options:
+            return key
+    return None
+
+
+def _mount_cgroup(dest: str, flags: int, what: str, cgroups: CgroupView) -> None:
+    """The cgroup filesystem as runc mounts it.
+
+    cgroup2 on a unified host (the container's own cgroup in place of the
+    host's tree when the mount is refused, in a user namespace without a
+    cgroup namespace). On v1 and hybrid hosts (runc's mountCgroupV1): a
+    tmpfs, and in it one mount per host hierarchy showing the container's
+    cgroup as its root: mounted afresh inside a cgroup namespace, which roots
+    it there, else (or where the kernel refuses, in a user namespace) the
+    host directory of the container's cgroup bound in; then the tmpfs is made
+    read-only if the mount asks for it.
+    """
+    own = cgroups.own
+    if os.path.exists(os.path.join(_CGROUP_ROOT, "cgroup.controllers")):
+        try:
+            _mount("cgroup2", dest, "cgroup2", flags, None, what)
+        except RootfsError:
+            if "" not in own:
+                raise
+            source = _CGROUP_ROOT + own[""]
+            _mount(source, dest, None, mo.MS_BIND | mo.MS_REC, None, what)
+            _remount_bind(dest, flags, what)
         return
-    _mount("/sys/fs/cgroup", dest, None, mo.MS_BIND | mo.MS_REC, None, what)
-    _mount(None, dest, None, mo.MS_BIND | mo.MS_REMOUNT | mo.MS_RDONLY | flags, None, what)
+    base = mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC
+    _mount("tmpfs", dest, "tmpfs", base, "mode=755", what)
+    for mountpoint, fstype, options in _host_cgroup_mounts():
+        key = _hierarchy(fstype, options, own)
+        if key is None:
+            continue
+        name = os.path.basename(mountpoint)
+        target = os.path.join(dest, name)
+        sub = f"{what} ({name})"
+        _mkdirs(target, sub)
+        if cgroups.namespace:
+            try:
+                _mount("cgroup", target, fstype, flags, key or None, sub)
+                continue
+            except RootfsError:
+                pass  # v1 in a user namespace: bound below, as runc falls back
+        _mount(mountpoint + own[key], target, None, mo.MS_BIND | mo.MS_REC, None, sub)
+        _remount_bind(target, flags, sub)
+    for name in os.listdir(_CGROUP_ROOT):
+        link = os.path.join(_CGROUP_ROOT, name)
+        if os.path.islink(link):  # cpu -> cpu,cpuacct where they are co-mounted
+            try:
+                os.symlink(os.readlink(link), os.path.join(dest, name))
+            except OSError as err:
+                raise RootfsError(os.path.join(dest, name), what, err.strerror) from err
+    if flags & mo.MS_RDONLY:
+        remount = mo.MS_REMOUNT | mo.MS_RDONLY | base
+        _mount("tmpfs", dest, "tmpfs", remount, "mode=755", f"{what} (read-only)")
 
 
-def _device(rootfs: str, device: Device | str) -> None:
+def _remount_bind(target: str, flags: int, what: str) -> None:
+    extra = flags & _REMOUNT_FLAGS
+    if extra:
+        _mount(None, target, None, mo.MS_BIND | mo.MS_REMOUNT | extra, None, f"{what} (remount)")
+
+
+def _device(rootfs: str, device: Device | str, bind: bool) -> None:
+    """One node in the container's /dev: made with mknod, as runc makes it,
+    or, where mknod cannot work (a user namespace) and for the default
+    nodes, the host's node of the same path bound onto an empty file."""
     path = device if isinstance(device, str) else device.path
     dest = secure_join(rootfs, path)
-    host = path
-    if not isinstance(device, str) and not os.path.exists(host):
-        raise RootfsError(path, "device", "no such device node on the host to bind")
-    _touch(dest, f"device {path}")
-    _mount(host, dest, None, mo.MS_BIND, None, f"device {path}")
+    if isinstance(device, str) or bind:
+        if not os.path.exists(path):
+            raise RootfsError(path, "device", "no such device node on the host to bind")
+        _touch(dest, f"device {path}")
+        _mount(path, dest, None, mo.MS_BIND, None, f"device {path}")
+        return
+    _mknod(dest, device)
+
+
+# config-linux.md "Devices" types; u is an unbuffered character device.
+_NODE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _mknod(dest: str, device: Device) -> None:
+    """runc's mknodDevice: the node, its mode exactly ``fileMode`` (0666 by
+    default; not cut by the umask), owned by ``uid``:``gid`` (root by default).
+    An existing node is kept, as runc keeps it."""
+    _mkdirs(os.path.dirname(dest), f"device {device.path}")
+    mode = 0o666 if device.file_mode is None else device.file_mode & 0o7777
+    try:
+        os.mknod(dest, _NODE_TYPES[device.type] | mode, os.makedev(device.major, device.minor))
+    except FileExistsError:
+        return
+    except OSError as err:
+        raise RootfsError(device.path, "mknod the device", err.strerror) from err
+    try:
+        os.chmod(dest, mode)
+        os.chown(dest, device.uid or 0, device.gid or 0)
+    except OSError as err:
+        raise RootfsError(
+            device.path, "set the mode and owner of the device", err.strerror
+        ) from err
 
 
 def _dev_links(rootfs: str) -> None:
@@ -231,23 +374,61 @@ def _sysctl(key: str, value: str) -> None:
         raise RootfsError(path, f"sysctl {key}", err.strerror) from err
 
 
-def prepare(config: Config, *, new_mount_ns: bool, no_pivot: bool = False) -> None:
-    """Build the container's root and enter it. Runs in the init."""
+def prepare(
+    config: Config,
+    *,
+    new_mount_ns: bool,
+    no_pivot: bool = False,
+    cgroups: CgroupView | None = None,
+) -> None:
+    """Build the container's root and enter it (steps 1-5). Runs in the init;
+    :func:`finalize` does the rest."""
     rootfs = config.root.path
     linux = config.linux
-    if not os.path.isdir(rootfs):
+    try:
+        is_dir = stat.S_ISDIR(os.stat(rootfs).st_mode)
+    except OSError as err:
+        reason = err.strerror
+        if err.errno == errno.EACCES and linux.namespace("user") is not None:
+            reason = (
+                f"{reason}; in a user namespace the container's root is a host uid "
+                "from linux.uidMappings, which must be able to reach the rootfs"
+            )
+        raise RootfsError(rootfs, "rootfs", reason) from err
+    if not is_dir:
         raise RootfsError(rootfs, "rootfs", "not a directory")
+    if cgroups is None:
+        cgroups = CgroupView(own_cgroups(), linux.namespace("cgroup") is not None)
     if new_mount_ns:
         propagation = _PROPAGATION.get(linux.rootfs_propagation or "rslave", mo.MS_SLAVE)
         _mount(None, "/", None, propagation | mo.MS_REC, None, "make / private to the container")
         _mount(rootfs, rootfs, None, mo.MS_BIND | mo.MS_REC, None, "bind the rootfs")
         for mount in config.mounts:
-            _mount_one(config, rootfs, mount)
+            _mount_one(config, rootfs, mount, cgroups)
+        # runc binds rather than mknods in a user namespace, where mknod of
+        # a device is refused.
+        bind = linux.namespace("user") is not None
         devices: list[Device | str] = [*DEFAULT_DEVICES, *linux.devices]
         for device in devices:
-            _device(rootfs, device)
+            _device(rootfs, device, bind)
         _dev_links(rootfs)
     _pivot(rootfs, no_pivot)
+
+
+def mount_console(slave: str) -> None:
+    """Bind the container's pty slave onto /dev/console (runc's mountConsole).
+
+    Runs after :func:`prepare` (the slave is in the container's devpts) and
+    before :func:`finalize` (which may make the root read-only).
+    """
+    _touch("/dev/console", "the console")
+    _mount(slave, "/dev/console", None, mo.MS_BIND, None, "bind the console")
+
+
+def finalize(config: Config, *, new_mount_ns: bool) -> None:
+    """What follows the pivot (runc's finalizeRootfs): sysctls, read-only and
+    masked paths, a read-only root. Runs in the init, inside the new root."""
+    linux = config.linux
     # Sysctls first: /proc/sys is usually among the read-only paths (runc's
     # standard_init_linux.go has the same order).
     for key, value in linux.sysctl.items():
