@@ -56,6 +56,7 @@ demo: $(STAMP) deps
 bench: $(STAMP) bench-deps
 	$(PY) bench/run.py
 	$(PY) bench/containers.py
+	$(PY) bench/control.py
 	$(PY) bench/audit.py
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.

@@ -106,12 +106,13 @@ RUNC_COMMANDS = (
     ),
     Cmd(
         "events",
-        _I + "events",
-        "resource statistics of a container",
+        "engine.commands.events:main",
+        "resource statistics of a container; --follow: its events, live",
         *_ID,
         (
             Opt("--stats", help="one sample, then exit"),
             Opt("--interval", value=True, default="5s", help="between samples"),
+            Opt("--follow", help="the container's events as JSON lines, until it is deleted"),
         ),
     ),
     Cmd(
@@ -127,6 +128,24 @@ COMMANDS = {
     c.name: c
     for c in (
         *RUNC_COMMANDS,
+        Cmd(
+            "wait",
+            _C + "wait",
+            "wait for the container's init to end; print its status and exit with it",
+            *_ID,
+        ),
+        Cmd(
+            "ctl",
+            _C + "ctl",
+            "send one control request (JSON) to the container's monitor; print the reply",
+            "ID REQUEST-JSON",
+            2,
+            2,
+            (
+                Opt("--spool", help="through the request spool rather than control.sock"),
+                Opt("--timeout", value=True, metavar="SECONDS", default="60", help="0: none"),
+            ),
+        ),
         Cmd(
             "machine",
             "engine.commands.machine:main",

@@ -133,6 +133,36 @@ class Service:
         payload = {"request": request, "actions": records}
         return self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
 
+    def refuse(
+        self,
+        container_id: str,
+        trigger: str,
+        actor: Actor,
+        error: Exception,
+        request: Mapping[str, Any] | None,
+        refused: str,
+        **extra: Any,
+    ) -> Event:
+        """Record a request refused before it reached the machine: malformed,
+        from a peer without permission, or for something the container does
+        not have. The machine was not asked and nothing changes; ``refused``
+        says why, in the payload, next to the error and the request."""
+        row = self.store.container(container_id)
+        if row is None:
+            state, seq = None, 0
+        else:
+            gone = row.state is None or row.state in self._gone
+            state, seq = (None if gone else row.state), row.seq
+        payload: dict[str, Any] = {
+            "error": str(error),
+            "request": dict(request or {}),
+            "refused": refused,
+            **extra,
+        }
+        return self._append(
+            container_id, trigger, state, None, Outcome.REJECTED, actor, payload, seq
+        )
+
     # -- refresh and record -----------------------------------------------
 
     def _refresh(

@@ -1,9 +1,11 @@
-"""runc's container commands: create, start, state, kill, delete, pause, resume, run.
+"""runc's container commands (create, start, state, kill, delete, pause,
+resume, run), and runlog's ``wait`` and ``ctl``.
 
 These are what a scheduler calls, so they stay light: ``create`` forks the
 monitor (which loads the machine and the log); the others are clients of
 the monitor's ``control.sock``. Where no container exists they record the
-``rejected`` event themselves.
+``rejected`` event themselves; where its monitor is gone they reconcile
+(:mod:`engine.runtime.reconcile`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from engine.runtime.statedir import CONTROL, RUNTIME, STATE, StateDir
 from engine.settings import Settings
 from engine.status import Actor
 
-__all__ = ["create", "delete", "kill", "pause", "resume", "run", "start", "state"]
+__all__ = ["create", "ctl", "delete", "kill", "pause", "resume", "run", "start", "state", "wait"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+#: Seconds ``state`` waits for a busy monitor before printing state.json.
+STATE_TIMEOUT = 2.0
 
 
 def _absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
@@ -34,13 +39,17 @@ def _absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNo
 
 
 def _call(
-    settings: Settings, container_id: str, trigger: str, request: dict[str, Any]
+    settings: Settings,
+    container_id: str,
+    trigger: str,
+    request: dict[str, Any],
+    timeout: float | None = 60.0,
 ) -> dict[str, Any]:
     statedir = StateDir(settings.root, container_id)
     if not statedir.exists():
         raise _absent(settings, statedir, trigger)
     try:
-        return client.call(statedir.file(CONTROL), request)
+        return client.call(statedir.file(CONTROL), request, timeout)
     except client.MonitorGone:
         from engine.runtime import reconcile
 
@@ -104,30 +113,39 @@ def resume(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    """Print state.json as the monitor keeps it: no parsing on the polled path."""
+    """Ask the monitor; without one, answer from the real world (reconcile).
+
+    The monitor writes state.json before it replies, so once it has
+    answered, the file is what it said (or newer): printed as it is, the
+    polled command renders nothing.
+    """
     statedir = StateDir(settings.root, args[0])
+    if not statedir.exists():
+        raise _absent(settings, statedir, "state")
     try:
-        data = statedir.read(STATE)
-    except ContainerNotFound:
-        raise _absent(settings, statedir, "state") from None
-    if not _monitor_alive(statedir):
+        client.call(statedir.file(CONTROL), {"op": "state"}, timeout=STATE_TIMEOUT)
+    except client.MonitorGone:
         from engine.runtime import reconcile
 
-        data = reconcile.state(settings, statedir)
+        try:
+            data = reconcile.state(settings, statedir)
+        except ContainerNotFound:
+            raise _absent(settings, statedir, "state") from None
+    except (TimeoutError, client.NotPermitted):
+        # Alive but busy (a long hook), or not ours to ask: state.json is
+        # world-readable and as current as the monitor's last transition.
+        data = _read_state(settings, statedir)
+    else:
+        data = _read_state(settings, statedir)
     sys.stdout.buffer.write(data + b"\n")
     return 0
 
 
-def _monitor_alive(statedir: StateDir) -> bool:
-    from engine import jsonfast
-    from engine.runtime.statedir import process_start_time
-
+def _read_state(settings: Settings, statedir: StateDir) -> bytes:
     try:
-        info = jsonfast.loads(statedir.read(RUNTIME))
-    except (RunlogError, ValueError):
-        return False
-    pid = info.get("monitor_pid")
-    return bool(pid) and process_start_time(pid) == info.get("monitor_start")
+        return statedir.read(STATE)
+    except ContainerNotFound:
+        raise _absent(settings, statedir, "state") from None
 
 
 def kill(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -214,6 +232,74 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     client.call(path, {"op": "delete", "force": True})
     if monitor_pid is not None:
         _wait_gone(monitor_pid)
+    return _status_code(status)
+
+
+def _status_code(status: dict[str, Any]) -> int:
+    """A shell's number for how the init ended: its code, or 128 + the signal."""
     if "signal" in status:
         return 128 + int(status["signal"])
     return int(status.get("exit_code", 255))
+
+
+def wait(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    """Block until the container's init has ended; print its exit status and
+    exit with it (a signal as 128 + its number, as a shell and podman do)."""
+    reply = _call(settings, args[0], "wait", {"op": "wait"}, timeout=None)
+    code = _status_code(reply["exit"])
+    sys.stdout.write(f"{code}\n")
+    return code
+
+
+def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    """Send one request as it is given (JSON) and print the monitor's reply.
+
+    Through control.sock, or with ``--spool`` through the request spool.
+    Exit 0 when the reply is ok, else the reply's exit code with its error
+    on stderr; the reply is printed either way, for scripts.
+    """
+    from engine import jsonfast
+
+    statedir = StateDir(settings.root, args[0])
+    if not statedir.exists():
+        raise _absent(settings, statedir, "ctl")
+    text = args[1].strip()
+    if "\n" in text:
+        # One request per line on the socket: lay out a multi-line document
+        # on one (one that does not parse goes as it is, and is refused).
+        try:
+            text = jsonfast.dumps(jsonfast.loads(text))
+        except ValueError:
+            pass
+    data = (text + "\n").encode()
+    timeout = _seconds(flags.get("timeout"))
+    monitor_pid = _monitor_pid(statedir)
+    if flags.get("spool"):
+        from engine.runtime.spool import REQUESTS, SpoolClient
+
+        with SpoolClient(statedir.file(REQUESTS)) as spool:
+            raw = spool.call(data, timeout)
+    else:
+        raw = client.call_raw(statedir.file(CONTROL), data, timeout)
+    sys.stdout.write(raw.decode(errors="replace").rstrip("\n") + "\n")
+    try:
+        reply = jsonfast.loads(raw)
+    except ValueError:
+        return 1
+    if isinstance(reply, dict) and reply.get("ok"):
+        if reply.get("status") == "deleted" and monitor_pid is not None:
+            _wait_gone(monitor_pid)  # as delete: nothing of the container is left
+        return 0
+    error = reply.get("error") if isinstance(reply, dict) else None
+    sys.stderr.write(f"{error}\n")
+    code = reply.get("exit_code", 1) if isinstance(reply, dict) else 1
+    return code if isinstance(code, int) and code > 0 else 1
+
+
+def _seconds(value: object) -> float | None:
+    text = str(value or "60").rstrip("s")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"--timeout: not a number of seconds: {value!r}") from None
+    return None if seconds <= 0 else seconds

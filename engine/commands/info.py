@@ -1,10 +1,9 @@
-"""runc's read-only commands: list, ps, events --stats, spec, features."""
+"""runc's read-only commands: list, ps, spec, features (events: :mod:`engine.commands.events`)."""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 from engine import jsonfast
@@ -13,7 +12,7 @@ from engine.oci import gojson
 from engine.runtime.statedir import RUNTIME, STATE, StateDir
 from engine.settings import Settings
 
-__all__ = ["events", "features", "list_", "ps", "spec"]
+__all__ = ["features", "list_", "ps", "spec"]
 
 
 def _states(root: str) -> list[dict[str, Any]]:
@@ -95,18 +94,6 @@ def ps(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
             sys.stdout.write(line + "\n")
     return 0
-
-
-def events(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    manager = _manager(settings, args[0])
-    interval = float(str(flags.get("interval") or "5").rstrip("s"))
-    while True:
-        sample = {"type": "stats", "id": args[0], "data": manager.stats()}
-        sys.stdout.write(jsonfast.dumps(sample) + "\n")
-        sys.stdout.flush()
-        if flags.get("stats") or not manager.exists():
-            return 0
-        time.sleep(interval)
 
 
 def spec(settings: Settings, flags: dict[str, object], args: list[str]) -> int:

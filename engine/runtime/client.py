@@ -1,7 +1,8 @@
 """The CLI's side of ``control.sock``: one JSON request, one JSON reply.
 
 On every scheduler call, so it uses ``_socket`` (``socket`` costs 9 ms to
-import, ``_socket`` almost nothing) and :mod:`engine.jsonfast`.
+import, ``_socket`` almost nothing) and :mod:`engine.jsonfast`. The request
+is one line; the monitor answers with one line and closes the connection.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import _socket
 from engine import jsonfast
 from engine.errors import RunlogError
 
-__all__ = ["MonitorGone", "call"]
+__all__ = ["MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ class MonitorGone(RunlogError):
     """Nobody listens on the container's control socket."""
 
 
+class NotPermitted(RunlogError):
+    """The control socket is not ours to connect to (mode 0600, root's or the owner's)."""
+
+
 class RequestFailed(RunlogError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -30,6 +35,14 @@ class RequestFailed(RunlogError):
 
 def call(path: str, request: dict[str, Any], timeout: float | None = 60.0) -> dict[str, Any]:
     """Send ``request``; return the reply, or raise what the monitor said."""
+    reply = _parse(path, call_raw(path, (jsonfast.dumps(request) + "\n").encode(), timeout))
+    if not reply.get("ok"):
+        raise RequestFailed(str(reply.get("error")), int(reply.get("exit_code", 1)))
+    return reply
+
+
+def call_raw(path: str, data: bytes, timeout: float | None = 60.0) -> bytes:
+    """Send ``data`` as it is (and shut the sending side); return the reply's bytes."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -37,18 +50,32 @@ def call(path: str, request: dict[str, Any], timeout: float | None = 60.0) -> di
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as err:
             raise MonitorGone(f"no monitor at {path}") from err
-        sock.sendall((jsonfast.dumps(request) + "\n").encode())
-        data = bytearray()
-        while not data.endswith(b"\n"):
+        except PermissionError as err:
+            raise NotPermitted(f"{path}: permission denied (root's or the owner's)") from err
+        try:
+            sock.sendall(data)
+            sock.shutdown(_socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the monitor answered before reading it all (too large)
+        chunks = []
+        while True:
             chunk = sock.recv(65536)
             if not chunk:
                 break
-            data += chunk
+            chunks.append(chunk)
     finally:
         sock.close()
+    data = b"".join(chunks)
     if not data:
         raise MonitorGone(f"the monitor at {path} closed the connection")
-    reply: dict[str, Any] = jsonfast.loads(bytes(data))
-    if not reply.get("ok"):
-        raise RequestFailed(str(reply.get("error")), int(reply.get("exit_code", 1)))
+    return data
+
+
+def _parse(path: str, data: bytes) -> dict[str, Any]:
+    try:
+        reply = jsonfast.loads(data)
+    except ValueError as err:
+        raise RunlogError(f"{path}: the monitor's reply is not JSON: {err}") from None
+    if not isinstance(reply, dict):
+        raise RunlogError(f"{path}: the monitor's reply is not a JSON object")
     return reply

@@ -4,8 +4,9 @@
 prints it (the monitor keeps it current, so the polled command prints it
 without parsing); ``runtime.json`` holds what runlog needs to find the
 container again (monitor and init pids with their start times, cgroup
-paths, bundle); ``control.sock`` is the monitor's socket. Every file is
-written tmp + fsync + rename: a reader sees the old or the new, never half.
+paths, bundle); ``control.sock`` is the monitor's socket and ``requests/``
+its request spool. Every file is written tmp + fsync + rename: a reader
+sees the old or the new, never half.
 
 Light on purpose: this module is on every scheduler call.
 """
@@ -92,8 +93,22 @@ class StateDir:
             raise ContainerNotFound(self.id) from None
 
     def remove(self) -> None:
-        if not os.path.isdir(self.path):
-            return
-        for entry in os.listdir(self.path):
-            os.unlink(os.path.join(self.path, entry))
-        os.rmdir(self.path)
+        _remove_tree(self.path)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove ``path`` and what is in it: files, and directories such as the
+    request spool (``requests/``) with whatever requests are left in it."""
+    try:
+        entries = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        child = os.path.join(path, entry)
+        try:
+            os.unlink(child)
+        except IsADirectoryError:
+            _remove_tree(child)
+        except FileNotFoundError:
+            pass
+    os.rmdir(path)

@@ -1,0 +1,119 @@
+"""``runlog events ID``: runc's resource statistics, and runlog's live event stream.
+
+- ``--stats``, or every ``--interval``: ``{"type": "stats", "id", "data"}``
+  lines, as ``runc events`` prints them.
+- ``--follow``: the container's events from the event log as JSON lines
+  (``runlog audit --format jsonl``'s objects), from the start of its
+  current life, then each new one as it is recorded, until it is deleted.
+  The stream sleeps until inotify reports a write to the database's files
+  (the SQLite file and its ``-wal``) or the state directory's removal, then
+  reads, and looks again a few times within half a second (a write is seen
+  before its commit is visible); no polling while nothing happens.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from engine import jsonfast
+from engine.errors import ContainerNotFound
+from engine.runtime.statedir import RUNTIME, StateDir
+from engine.settings import Settings
+from engine.status import Outcome, Status
+
+__all__ = ["main"]
+
+#: After a wake, milliseconds to the next looks at the log before sleeping.
+SETTLE_MS = (5, 25, 100, 400)
+
+
+def _refuse_absent(settings: Settings, container_id: str) -> ContainerNotFound:
+    from engine.runtime import record
+
+    error = ContainerNotFound(container_id)
+    record.rejected(settings, container_id, "events", error)
+    return error
+
+
+def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    if flags.get("follow"):
+        return follow(settings, args[0])
+    return stats(settings, args[0], bool(flags.get("stats")), flags.get("interval"))
+
+
+def stats(settings: Settings, container_id: str, once: bool, interval: object) -> int:
+    from engine.cgroups import manager_at
+
+    statedir = StateDir(settings.root, container_id)
+    try:
+        info = jsonfast.loads(statedir.read(RUNTIME))
+    except ContainerNotFound:
+        raise _refuse_absent(settings, container_id) from None
+    manager = manager_at(info.get("cgroup_paths") or {})
+    seconds = float(str(interval or "5").rstrip("s"))
+    while True:
+        sample = {"type": "stats", "id": container_id, "data": manager.stats()}
+        sys.stdout.write(jsonfast.dumps(sample) + "\n")
+        sys.stdout.flush()
+        if once or not manager.exists():
+            return 0
+        time.sleep(seconds)
+
+
+def _ended(event: Any) -> bool:
+    return bool(event.outcome == Outcome.OK and event.dest == Status.DELETED)
+
+
+def follow(settings: Settings, container_id: str) -> int:
+    import select
+
+    from engine.audit import logdb, query, render
+    from engine.eventlog import sql
+    from engine.runtime.watcher import CHANGED, GONE, Watcher
+
+    statedir = StateDir(settings.root, container_id)
+    if not statedir.exists():
+        raise _refuse_absent(settings, container_id)
+    path = os.path.abspath(logdb.sqlite_path(settings.db))
+    conn = logdb.open_log(settings.db)
+    out = sys.stdout.buffer
+    names = {os.path.basename(path), os.path.basename(path) + "-wal"}
+    with Watcher() as watcher:
+        # Watch first, then read: nothing recorded in between is missed.
+        watcher.start()
+        watcher.watch(os.path.dirname(path), "db", CHANGED, names.__contains__)
+        watcher.watch(settings.root, "root", GONE, lambda name: name == container_id)
+        poller = select.poll()
+        poller.register(watcher.fileno(), select.POLLIN)
+        events = query.history(conn, container_id)
+        # The current life: after the last time an earlier one was deleted.
+        start = max((i + 1 for i, e in enumerate(events) if _ended(e)), default=0)
+        last = events[start - 1].seq if start else 0
+        settle: list[int] = []
+        while True:
+            new = [e for e in query.history(conn, container_id) if e.seq > last]
+            for event in new:
+                out.write(render.event_json(event) + b"\n")
+                last = event.seq
+                if _ended(event):
+                    out.flush()
+                    return 0
+            out.flush()
+            if new:
+                settle = list(SETTLE_MS)
+            elif not statedir.exists():
+                row = conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchall()
+                state = row[0][sql.CONTAINER_COLUMNS.index("state")] if row else None
+                if state is None:
+                    return 0  # gone without ever being created: a create that failed
+                if state == Status.DELETED:
+                    continue  # its delete was recorded after the read above
+            # A write to the -wal is seen before its commit is: the writer
+            # may still be syncing. So after each wake, look again a few
+            # times, briefly; then sleep until the next write.
+            if poller.poll(settle.pop(0) if settle else None):
+                watcher.drain()
+                settle = list(SETTLE_MS)

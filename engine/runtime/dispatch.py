@@ -1,0 +1,314 @@
+"""The monitor's one dispatcher: every control request, from either transport.
+
+``control.sock`` and the request spool hand each request here as bytes with
+the actor who sent it (peer credentials, or the spool file's owner) and a
+way to answer. The dispatcher decodes it (:mod:`engine.runtime.requests`),
+refuses a peer that is neither root nor the container's owner, then acts:
+
+- ``start``, ``pause``, ``resume``, ``kill``, ``delete`` are the machine's
+  triggers, run through :class:`engine.service.Service` (refresh, guard,
+  act, record);
+- ``state`` and ``wait`` are answered from the container as the monitor
+  holds it (``wait`` when the init has ended);
+- ``console_size`` and ``reopen_log`` need a terminal and a log owned by the
+  monitor (:attr:`Dispatcher.terminal`, :attr:`Dispatcher.log`), which no
+  container has yet: refused, saying so.
+
+Every request that is refused before it reaches the machine - malformed,
+not permitted, unsupported - is recorded as a ``rejected`` event with the
+op as trigger ("request" when there is none) and ``refused`` in the payload.
+Accepted ``state`` and ``wait`` requests change nothing and are not
+recorded (``state`` is polled).
+
+The dispatcher also records what changes under runlog's feet: the init's
+end (``exit``; by an actor ``external`` when a signal runlog did not send,
+or the OOM killer, ended it) and a freezer written by hand (``pause`` or
+``resume`` by ``external``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
+
+from engine import jsonfast
+from engine.errors import LifecycleError, RunlogError
+from engine.runtime.container import Container
+from engine.runtime.requests import Request, RequestError, decode
+from engine.runtime.statedir import STATE
+from engine.service import Service
+from engine.status import Actor, Status, Transport
+
+__all__ = ["Dispatcher", "NotPermitted", "Respond", "Unsupported"]
+
+#: Delivers one reply; for ``wait``, possibly much later.
+Respond = Callable[[dict[str, Any]], None]
+
+#: Why a request never reached the machine (the payload's ``refused``).
+MALFORMED = "malformed"
+NOT_PERMITTED = "not permitted"
+UNSUPPORTED = "unsupported"
+INTERNAL = "internal error"
+
+
+class Terminal(Protocol):
+    """The pty master the monitor owns (``terminal: true`` without a console socket)."""
+
+    def resize(self, rows: int, cols: int) -> None: ...
+
+
+class ContainerLog(Protocol):
+    """The container log the monitor writes (``--log-path``)."""
+
+    def reopen(self) -> None: ...
+
+
+class NotPermitted(LifecycleError):
+    def __init__(self, container_id: str, uid: int | None, owner: int) -> None:
+        super().__init__(
+            container_id,
+            f"permission denied: uid {uid} is neither root nor the owner of container "
+            f"{container_id} (uid {owner})",
+        )
+
+
+class Unsupported(LifecycleError):
+    """A request this container has nothing to act on with."""
+
+
+def error_reply(err: RunlogError) -> dict[str, Any]:
+    return {"ok": False, "error": str(err), "exit_code": err.exit_code}
+
+
+class Dispatcher:
+    """Requests for one container, in the monitor's one thread."""
+
+    def __init__(self, service: Service, container: Container) -> None:
+        self.service = service
+        self.container = container
+        self.id = container.id
+        self.me = Actor(os.getuid(), os.getpid(), Transport.MONITOR)
+        self.waiters: list[Respond] = []
+        self.deleted = False
+        # Hooks for a later monitor that owns the pty and the container log.
+        self.terminal: Terminal | None = None
+        self.log: ContainerLog | None = None
+        # Signals runlog itself sent: an init killed by another was killed
+        # from outside.
+        self.sent: set[int] = set()
+        self.oom_kills = _oom_kills(container.manager.paths)
+        self.freezer_seen = _freezer(container)
+
+    # -- requests ------------------------------------------------------------
+
+    def handle(self, data: bytes, actor: Actor, respond: Respond) -> None:
+        """Decode, check, act, record; answer through ``respond`` (now, or at
+        the init's end for ``wait``). Never raises."""
+        try:
+            reply = self._handle(data, actor, respond)
+        except RunlogError as err:
+            reply = error_reply(err)
+        except Exception as err:  # a bug must not take the monitor down
+            internal = RunlogError(f"container {self.id}: internal error: {err!r}")
+            self._record(None, actor, internal, INTERNAL, {})
+            reply = error_reply(internal)
+        if reply is not None:
+            respond(reply)
+
+    def forget(self, respond: Respond) -> None:
+        """A waiting client went away: nothing to answer there."""
+        self.waiters = [w for w in self.waiters if w is not respond]
+
+    def unreadable(self, actor: Actor, problem: str, respond: Respond) -> None:
+        """A spool entry that is no request at all (a link, a fifo)."""
+        error = RunlogError(f"malformed request: {problem}")
+        self._record(None, actor, error, MALFORMED, {})
+        respond(error_reply(error))
+
+    def _handle(self, data: bytes, actor: Actor, respond: Respond) -> dict[str, Any] | None:
+        permitted = actor.uid in (0, self.container.owner)
+        try:
+            request = decode(data)
+        except RequestError as err:
+            if not permitted:
+                self._refuse_peer(err.op, actor, err.request or {})
+            extra = {} if err.raw is None else {"raw": err.raw, "size": len(data)}
+            self._record(err.op, actor, err, MALFORMED, err.request or {}, **extra)
+            raise
+        if not permitted:
+            self._refuse_peer(request.op, actor, request.args)
+        return self._dispatch(request, actor, respond)
+
+    def _refuse_peer(self, op: str | None, actor: Actor, request: dict[str, Any]) -> NoReturn:
+        error = NotPermitted(self.id, actor.uid, self.container.owner)
+        self._record(op, actor, error, NOT_PERMITTED, request)
+        raise error
+
+    def _record(
+        self,
+        op: str | None,
+        actor: Actor,
+        error: RunlogError,
+        refused: str,
+        request: dict[str, Any],
+        **extra: Any,
+    ) -> None:
+        trigger = op if op is not None and 0 < len(op) <= 64 else "request"
+        try:
+            self.service.refuse(self.id, trigger, actor, error, request, refused, **extra)
+        except Exception:  # the log cannot take it; the reply still says no
+            pass
+
+    def _dispatch(self, request: Request, actor: Actor, respond: Respond) -> dict[str, Any] | None:
+        op, args = request.op, request.args
+        self.refresh()
+        if op == "state":
+            return self._ok()
+        if op == "wait":
+            if self.container.exit is not None:
+                return self._ok(exit=dict(self.container.exit))
+            self.waiters.append(respond)
+            return None
+        if op == "console_size":
+            if self.terminal is None:
+                self._unsupported(op, actor, args, "has no terminal owned by its monitor")
+            self.terminal.resize(args["rows"], args["cols"])
+            return self._ok()
+        if op == "reopen_log":
+            if self.log is None:
+                self._unsupported(op, actor, args, "has no container log")
+            self.log.reopen()
+            return self._ok()
+        if op == "delete":
+            return self._delete(actor, args["force"])
+        if op == "kill":
+            try:
+                self.service.request(self.id, op, actor, args)
+            finally:
+                self.freezer_seen = _freezer(self.container)
+            self.sent.add(args["signal"])
+            return self._ok()
+        # start, pause, resume
+        try:
+            event = self.service.request(self.id, op, actor, args)
+        finally:
+            self.freezer_seen = _freezer(self.container)
+        assert event.dest is not None
+        self.container.write_state(event.dest)
+        return self._ok()
+
+    def _unsupported(self, op: str, actor: Actor, args: dict[str, Any], what: str) -> NoReturn:
+        error = Unsupported(self.id, f"{op}: container {self.id} {what}")
+        self._record(op, actor, error, UNSUPPORTED, args)
+        raise error
+
+    def _ok(self, **extra: Any) -> dict[str, Any]:
+        return {"ok": True, "status": self.container.status, "state": self.state(), **extra}
+
+    def state(self) -> dict[str, Any]:
+        """The OCI state as ``state.json`` has it (the monitor keeps it current)."""
+        doc: dict[str, Any] = jsonfast.loads(self.container.statedir.read(STATE))
+        return doc
+
+    def _delete(self, actor: Actor, force: bool) -> dict[str, Any]:
+        c = self.container
+        if force and c.exit is None:
+            # delete --force: kill everything, wait for the init, then delete.
+            self.service.request(self.id, "kill", actor, {"signal": signal.SIGKILL, "all": True})
+            self.sent.add(signal.SIGKILL)
+            c.reap(block=True)
+            self.exited()
+        self.service.request(self.id, "delete", actor, {"force": force})
+        self.deleted = True
+        return {"ok": True, "status": Status.DELETED}
+
+    # -- what happens by itself ------------------------------------------------
+
+    def refresh(self) -> None:
+        """Record the init's end now if it has ended and the loop has not
+        seen it yet, so a reply never shows a dead container running."""
+        if self.container.exit is None and self.container.reap(block=False):
+            self.exited()
+
+    def exited(self) -> None:
+        """The init has ended: record ``exit``, keep the status, answer ``wait``."""
+        c = self.container
+        c.reap(block=True)
+        actor, cause = self._exit_cause()
+        try:
+            self.service.request(self.id, "exit", actor, cause)
+        except RunlogError:
+            pass  # recorded as rejected/failed; the status is kept all the same
+        c.write_state(Status.STOPPED)
+        reply = self._ok(exit=dict(c.exit or {}))
+        waiters, self.waiters = self.waiters, []
+        for respond in waiters:
+            respond(reply)
+
+    def _exit_cause(self) -> tuple[Actor, dict[str, Any]]:
+        status = self.container.exit or {}
+        signo = status.get("signal")
+        if signo is None or signo in self.sent:
+            return self.me, {}
+        external = Actor(None, None, Transport.EXTERNAL)
+        if _oom_kills(self.container.manager.paths) > self.oom_kills:
+            return external, {"cause": "oom", "signal": signo}
+        return external, {"cause": "a signal runlog did not send", "signal": signo}
+
+    def freezer_changed(self) -> bool:
+        """Check the freezer after a notification (or a poll); record a
+        change nobody asked runlog for. True while it is still freezing,
+        so the caller looks again shortly."""
+        c = self.container
+        self.refresh()
+        if c.exit is not None or c.status not in (Status.RUNNING, Status.PAUSED):
+            return False
+        now = _freezer(c)
+        if now == "freezing":
+            return True
+        if now == self.freezer_seen:
+            return False
+        self.freezer_seen = now
+        if c.status == Status.RUNNING and now == "frozen":
+            trigger = "pause"
+        elif c.status == Status.PAUSED and now == "thawed":
+            trigger = "resume"
+        else:
+            return False
+        external = Actor(None, None, Transport.EXTERNAL)
+        try:
+            event = self.service.request(self.id, trigger, external, {"noticed": "freezer"})
+        except RunlogError:
+            return False  # recorded as rejected or failed
+        finally:
+            self.freezer_seen = _freezer(c)
+        assert event.dest is not None
+        c.write_state(event.dest)
+        return False
+
+
+def _freezer(container: Container) -> str | None:
+    try:
+        return container.manager.freezer_state()
+    except RunlogError:
+        return None
+
+
+def _oom_kills(paths: dict[str, str]) -> int:
+    """How many processes the OOM killer has killed in the cgroup (v1
+    memory.oom_control, v2 memory.events: ``oom_kill N``); 0 if unknown."""
+    for key, name in (("memory", "memory.oom_control"), ("unified", "memory.events")):
+        directory = paths.get(key)
+        if directory is None:
+            continue
+        try:
+            with open(os.path.join(directory, name)) as fh:
+                for line in fh:
+                    word, _, value = line.partition(" ")
+                    if word == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0

@@ -1,0 +1,336 @@
+"""The monitor's loop: one thread, one poll, every source of work.
+
+- the init's pidfd: its end is recorded (``exit``) and ``wait`` answered;
+- ``control.sock`` (0600, the owner's): connections are read without
+  blocking the loop, each until a newline, the client's shutdown, more than
+  :data:`~engine.runtime.requests.MAX_REQUEST` bytes or
+  :data:`READ_TIMEOUT`; the peer's uid and pid (SO_PEERCRED) are the actor;
+- a :class:`~engine.runtime.watcher.Watcher` on the request spool and the
+  cgroup's freezer file, started once the loop has been idle a moment (the
+  init exists by then: DESIGN.md, fork only while single-threaded), with a
+  look every :data:`POLL` seconds at whatever cannot be watched.
+
+Every request goes to the one :class:`~engine.runtime.dispatch.Dispatcher`,
+here, so every transition runs in this thread. The loop ends after a
+``delete``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from engine import jsonfast
+from engine.runtime.dispatch import Dispatcher
+from engine.runtime.requests import MAX_REQUEST
+from engine.runtime.spool import REQUESTS, Spool, is_request
+from engine.runtime.statedir import CONTROL, StateDir
+from engine.status import Actor, Transport
+
+if TYPE_CHECKING:
+    from engine.runtime.watcher import Watcher
+
+__all__ = ["Server"]
+
+_SO_PEERCRED = struct.Struct("3i")
+#: Seconds a client has to send its whole request.
+READ_TIMEOUT = 5.0
+#: Seconds between looks at a spool or a freezer that cannot be watched.
+POLL = 1.0
+#: The watcher starts after this long without a request, or this long after serving.
+WATCH_IDLE = 0.02
+WATCH_BY = 0.25
+#: Seconds between looks at a freezer still FREEZING.
+FREEZING_RECHECK = 0.05
+_SPOOL = "spool"
+_FREEZER = "freezer"
+
+
+class _Conn:
+    """One client of control.sock: its request as it arrives, then (once
+    ``reply`` is set) the way to answer it - at once, or at the init's end."""
+
+    __slots__ = ("actor", "data", "deadline", "reply", "sock")
+
+    def __init__(self, sock: socket.socket, actor: Actor) -> None:
+        self.sock = sock
+        self.actor = actor
+        self.data = bytearray()
+        self.deadline = time.monotonic() + READ_TIMEOUT
+        self.reply: _SocketReply | None = None
+
+
+class Server:
+    """The monitor's loop: the init's pidfd, control.sock, the watcher."""
+
+    def __init__(self, dispatcher: Dispatcher, statedir: StateDir) -> None:
+        self.dispatcher = dispatcher
+        self.container = dispatcher.container
+        self.statedir = statedir
+        self.spool = Spool(statedir.file(REQUESTS))
+        path = statedir.file(CONTROL)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # 0600: the owner and root only
+        try:
+            self.sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chown(path, self.container.owner, -1)
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.poller = select.poll()
+        self.conns: dict[int, _Conn] = {}
+        self.taken: set[str] = set()  # spooled requests being answered (wait)
+        self.watcher: Watcher | None = None
+        # Seconds between looks, and when the next is due, at what cannot be watched.
+        self.spool_poll: float | None = None
+        self.spool_due: float | None = None
+        self.freezer_poll: float | None = None
+        self.freezer_due: float | None = None
+        self.watch_idle: float | None = None
+        self.watch_by: float | None = None
+        assert self.container.pid is not None
+        self.pidfd: int | None = os.pidfd_open(self.container.pid)
+
+    # -- the loop --------------------------------------------------------------
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.poller.register(self.sock.fileno(), select.POLLIN)
+        assert self.pidfd is not None
+        self.poller.register(self.pidfd, select.POLLIN)
+        # The watcher (watchdog: ~10 ms of imports) starts once the loop has
+        # been idle a moment, or soon at the latest: the ``start`` that
+        # usually follows ``create`` does not wait for it.
+        now = time.monotonic()
+        self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
+        try:
+            while True:
+                for fd, _events in self.poller.poll(self._timeout()):
+                    self._ready(fd)
+                    if self._done():
+                        return
+                self._expire()  # may have run a delete too (the spool, polled)
+                if self._done():
+                    return
+                self._close_pidfd()
+        finally:
+            self._close()
+
+    def _start_watching(self) -> None:
+        self.watch_idle = self.watch_by = None
+        self._watch()
+        # What happened before the watches were in place: requests dropped
+        # into the spool, a freezer written to.
+        for name in self.spool.pending():
+            self._spooled(name)
+        self._freezer()
+
+    def _done(self) -> bool:
+        return self.dispatcher.deleted
+
+    def _watch(self) -> None:
+        """Start the watcher: the init exists, so threads may now (DESIGN.md).
+
+        What cannot be watched - no inotify instance left (the per-user
+        limit, fs.inotify.max_user_instances), a freezer file the kernel
+        does not report - is looked at every so often instead.
+        """
+        from engine.runtime.watcher import ARRIVED, CHANGED, Watcher
+
+        freezer = _freezer_file(self.container.manager.paths)
+        try:
+            watcher = Watcher()
+        except OSError:
+            self.spool_poll = self.freezer_poll = POLL
+            self.spool_due = self.freezer_due = time.monotonic() + POLL
+            return
+        self.watcher = watcher
+        watcher.start()
+        self.poller.register(watcher.fileno(), select.POLLIN)
+        try:
+            watcher.watch(self.spool.directory, _SPOOL, ARRIVED, is_request)
+        except OSError:
+            self.spool_poll = POLL
+            self.spool_due = time.monotonic() + POLL
+        try:
+            if freezer is None:
+                raise FileNotFoundError("no freezer")
+            directory, names = freezer
+            watcher.watch(directory, _FREEZER, CHANGED, names.__contains__)
+        except OSError:
+            self.freezer_poll = POLL
+            self.freezer_due = time.monotonic() + POLL
+
+    def _timeout(self) -> int | None:
+        deadlines = [c.deadline for c in self.conns.values() if c.reply is None]
+        due = (self.spool_due, self.freezer_due, self.watch_idle, self.watch_by)
+        deadlines += [t for t in due if t is not None]
+        if not deadlines:
+            return None
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _ready(self, fd: int) -> None:
+        if self.watch_idle is not None:
+            self.watch_idle = time.monotonic() + WATCH_IDLE  # busy: not yet
+        if fd == self.pidfd:
+            if self.container.exit is None:
+                self.dispatcher.exited()
+        elif fd == self.sock.fileno():
+            self._accept()
+        elif self.watcher is not None and fd == self.watcher.fileno():
+            for tag, name in self.watcher.drain():
+                if tag == _SPOOL:
+                    self._spooled(name)
+                elif tag == _FREEZER:
+                    self._freezer()
+        elif fd in self.conns:
+            self._readable(self.conns[fd])
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if self.watch_by is not None and (
+            now >= self.watch_by or (self.watch_idle is not None and now >= self.watch_idle)
+        ):
+            self._start_watching()
+        for conn in [c for c in self.conns.values() if c.reply is None and c.deadline <= now]:
+            self._complete(conn)  # what came in time is the request
+        if self.freezer_due is not None and self.freezer_due <= now:
+            self.freezer_due = None
+            self._freezer()
+        if self.spool_due is not None and self.spool_due <= now:
+            assert self.spool_poll is not None
+            self.spool_due = now + self.spool_poll
+            for name in self.spool.pending():
+                self._spooled(name)
+
+    def _freezer(self) -> None:
+        if self.dispatcher.freezer_changed():
+            self.freezer_due = time.monotonic() + FREEZING_RECHECK
+        elif self.freezer_poll is not None:
+            self.freezer_due = time.monotonic() + self.freezer_poll
+
+    def _close_pidfd(self) -> None:
+        if self.pidfd is not None and self.container.exit is not None:
+            self.poller.unregister(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def _close(self) -> None:
+        for conn in list(self.conns.values()):
+            self.drop(conn)
+        if self.watcher is not None:
+            self.watcher.close()
+        self.sock.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+
+    # -- control.sock ------------------------------------------------------------
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.sock.accept()
+        except OSError:
+            return  # gone before accepted, or no descriptor left: the next poll retries
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _SO_PEERCRED.size)
+        pid, uid, _gid = _SO_PEERCRED.unpack(raw)
+        sock.setblocking(False)
+        conn = _Conn(sock, Actor(uid, pid, Transport.SOCKET))
+        self.conns[sock.fileno()] = conn
+        self.poller.register(sock.fileno(), select.POLLIN)
+
+    def _readable(self, conn: _Conn) -> None:
+        if conn.reply is not None:
+            # A client waiting for the init's end hung up.
+            self.dispatcher.forget(conn.reply)
+            self.drop(conn)
+            return
+        try:
+            chunk = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        conn.data += chunk
+        # The request ends at a newline, at the client's shutdown, or where
+        # it has become too large.
+        if not chunk or b"\n" in chunk or len(conn.data) > MAX_REQUEST:
+            self._complete(conn)
+
+    def _complete(self, conn: _Conn) -> None:
+        data = bytes(conn.data)
+        line, newline, _rest = data.partition(b"\n")
+        request = line if newline and len(line) <= MAX_REQUEST else data
+        conn.reply = _SocketReply(self, conn)
+        # Read no more. A wait keeps the connection open: only a hang-up
+        # (the client gone, not merely done sending) is of interest now.
+        self.poller.modify(conn.sock.fileno(), 0)
+        self.dispatcher.handle(request, conn.actor, conn.reply)
+
+    def drop(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if self.conns.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+        conn.sock.close()
+
+    # -- the spool -------------------------------------------------------------------
+
+    def _spooled(self, name: str) -> None:
+        if name in self.taken:
+            return
+        try:
+            entry = self.spool.read(name)
+        except OSError:
+            return  # the spool itself is going (delete) or unreadable
+        if entry is None:
+            return
+        self.taken.add(name)
+        actor = Actor(entry.uid, None, Transport.SPOOL)
+
+        def respond(reply: dict[str, Any]) -> None:
+            self.spool.answer(name, _encode(reply), entry.uid)
+            self.taken.discard(name)
+
+        if entry.problem is not None:
+            self.dispatcher.unreadable(actor, entry.problem, respond)
+        else:
+            self.dispatcher.handle(entry.data, actor, respond)
+
+
+class _SocketReply:
+    """Answers one connection, then closes it."""
+
+    def __init__(self, server: Server, conn: _Conn) -> None:
+        self.server = server
+        self.conn = conn
+
+    def __call__(self, reply: dict[str, Any]) -> None:
+        sock = self.conn.sock
+        try:
+            sock.setblocking(True)
+            sock.settimeout(READ_TIMEOUT)
+            sock.sendall(_encode(reply))
+        except OSError:
+            pass  # the client went away; the event is recorded all the same
+        self.server.drop(self.conn)
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    return (jsonfast.dumps(reply) + "\n").encode()
+
+
+def _freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:
+    """The directory holding the container's freezer, and the files in it that
+    change when it is frozen or thawed: v1 ``freezer.state`` (inotify fires
+    on every write to it), v2 ``cgroup.freeze`` and ``cgroup.events`` (the
+    kernel reports each change of "frozen" as a modification)."""
+    if "freezer" in paths:
+        return paths["freezer"], frozenset({"freezer.state"})
+    if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
+        return paths["unified"], frozenset({"cgroup.freeze", "cgroup.events"})
+    return None

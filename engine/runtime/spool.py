@@ -1,0 +1,245 @@
+"""The request spool: ``<state dir>/requests/``, the file transport of control requests.
+
+A client writes its request to a hidden file in the directory (``.NAME.tmp``)
+and renames it to ``NAME``: the rename is atomic, so the monitor never sees
+half a request. The monitor reads it, runs it through the same dispatcher as
+the socket's, writes ``NAME.reply`` (tmp + rename, owned by the request's
+owner) and removes ``NAME``. The owner of the file is the request's actor.
+A request that arrives while the monitor is busy - or before it serves at
+all - waits in the directory: it is acted on when the monitor gets to it.
+
+Names starting with ``.`` and ending in ``.reply`` are never requests.
+
+``delete`` removes the state directory, the spool with it, so a spooled
+``delete`` that succeeds has no reply file: the spool's removal is its
+reply, and :class:`SpoolClient` reports it as ``{"ok": true, "status":
+"deleted"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from engine.errors import RunlogError
+from engine.runtime.requests import MAX_REQUEST
+
+__all__ = ["REPLY", "REQUESTS", "Entry", "Spool", "SpoolClient", "is_request"]
+
+REQUESTS = "requests"
+REPLY = ".reply"
+
+
+def is_request(name: str) -> bool:
+    return bool(name) and not name.startswith(".") and not name.endswith(REPLY)
+
+
+class Entry:
+    """A request file as the monitor found it: its owner, its bytes, or why
+    it cannot be read as a request (``problem``)."""
+
+    __slots__ = ("data", "name", "problem", "uid")
+
+    def __init__(self, name: str, uid: int | None, data: bytes, problem: str | None) -> None:
+        self.name = name
+        self.uid = uid
+        self.data = data
+        self.problem = problem
+
+
+class Spool:
+    """The monitor's side of one container's spool directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def make(self, owner: int) -> None:
+        """Create the directory: 0700, the container's owner's (root may always)."""
+        os.mkdir(self.directory, 0o700)
+        if os.geteuid() == 0 and owner != 0:
+            os.chown(self.directory, owner, -1)
+
+    def pending(self) -> list[str]:
+        """Requests waiting, oldest first."""
+        found: list[tuple[int, str]] = []
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not is_request(name):
+                continue
+            try:
+                st = os.lstat(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                found.append((st.st_mtime_ns, name))
+        return [name for _mtime, name in sorted(found)]
+
+    def read(self, name: str) -> Entry | None:
+        """The request ``name``, or None if it is gone. Only a regular file
+        with one link is read (O_NOFOLLOW, checked on the open descriptor):
+        in a spool another user can write to, a link could pass off someone
+        else's file as a request of theirs."""
+        path = os.path.join(self.directory, name)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            try:
+                uid: int | None = os.lstat(path).st_uid
+            except OSError:
+                return None
+            return Entry(name, uid, b"", f"spool entry {name!r} cannot be read: {err.strerror}")
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return Entry(name, st.st_uid, b"", f"spool entry {name!r} is not a regular file")
+            if st.st_nlink != 1:
+                return Entry(name, st.st_uid, b"", f"spool entry {name!r} has other hard links")
+            chunks = []
+            size = 0
+            while size <= MAX_REQUEST:
+                chunk = os.read(fd, MAX_REQUEST + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return Entry(name, st.st_uid, b"".join(chunks), None)
+        finally:
+            os.close(fd)
+
+    def answer(self, name: str, reply: bytes, uid: int | None) -> None:
+        """Write ``NAME.reply`` (atomically, owned by ``uid``), then remove ``NAME``."""
+        final = os.path.join(self.directory, name + REPLY)
+        tmp = os.path.join(self.directory, f".{name}{REPLY}.tmp")
+        try:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, reply)
+                if uid is not None and os.geteuid() == 0:
+                    os.fchown(fd, uid, -1)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError:
+            # No place for the reply (a name too long for ".reply", a full
+            # disk): the request was acted on and recorded all the same.
+            pass
+        try:
+            os.unlink(os.path.join(self.directory, name))
+        except OSError:
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+#: What a spooled request gets when the container is deleted before its reply.
+DELETED = b'{"ok":true,"status":"deleted"}\n'
+
+
+class SpoolTimeout(RunlogError):
+    """No reply came in time; the request stays in the spool."""
+
+
+class SpoolClient:
+    """A client of one spool: drop requests, wait for their replies.
+
+    Watches the directory (inotify) for as long as it lives, so a reply is
+    noticed without polling.
+    """
+
+    def __init__(self, directory: str) -> None:
+        from engine.runtime.watcher import ARRIVED, GONE, Watcher
+
+        self.directory = directory
+        statedir = os.path.dirname(os.path.abspath(directory))
+        self.watcher = Watcher()
+        self.watcher.start()
+        try:
+            self.watcher.watch(directory, "reply", ARRIVED, lambda name: name.endswith(REPLY))
+        except OSError as err:
+            self.watcher.close()
+            raise RunlogError(f"no request spool to use at {directory}: {err.strerror}") from err
+        # The container's deletion removes the spool: watch from above, where
+        # allowed (--root is 0711: a non-root owner may not watch it), else
+        # look now and then.
+        self._look_every: int | None = None
+        try:
+            self.watcher.watch(
+                os.path.dirname(statedir), "gone", GONE, os.path.basename(statedir).__eq__
+            )
+        except OSError:
+            self._look_every = 1000
+        self._count = 0
+
+    def submit(self, data: bytes) -> str:
+        """Drop one request; return its name."""
+        self._count += 1
+        name = f"{os.getpid()}-{time.time_ns()}-{self._count}"
+        tmp = os.path.join(self.directory, f".{name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(self.directory, name))
+        return name
+
+    def reply(self, name: str, timeout: float | None = 60.0) -> bytes:
+        """Wait for ``NAME.reply``; return it (and remove it)."""
+        import select
+
+        path = os.path.join(self.directory, name + REPLY)
+        poller = select.poll()
+        poller.register(self.watcher.fileno(), select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                pass
+            else:
+                os.unlink(path)
+                return data
+            if not os.path.isdir(self.directory):
+                return DELETED
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise SpoolTimeout(
+                    f"no reply to {name} in {self.directory} after {timeout:g}s; "
+                    "the request stays in the spool (is the container's monitor running?)"
+                )
+            wait = None if left is None else max(1, int(left * 1000))
+            if self._look_every is not None:
+                wait = self._look_every if wait is None else min(wait, self._look_every)
+            poller.poll(wait)
+            self.watcher.drain()
+
+    def call(self, data: bytes, timeout: float | None = 60.0) -> bytes:
+        return self.reply(self.submit(data), timeout)
+
+    def close(self) -> None:
+        self.watcher.close()
+
+    def __enter__(self) -> SpoolClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

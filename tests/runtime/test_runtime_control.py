@@ -1,0 +1,631 @@
+"""The monitor's control plane with real containers, as root: every request
+over control.sock and over the request spool, who may ask, what is refused,
+``wait``, and what changes under runlog's feet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.runtime import client
+from engine.runtime.requests import MAX_REQUEST, RequestError, decode
+from engine.runtime.spool import REPLY, SpoolClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+Bundle = Callable[..., Path]
+NOBODY = 65534
+# Ends on USR1 with status 3, once /ready says the trap is set.
+LOOP = "trap 'exit 3' USR1; touch /ready; while true; do sleep 0.05; done"
+
+
+def runlog_cmd(runlog: Any) -> list[str]:
+    return [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+
+
+@pytest.fixture
+def popen(runlog: Any) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``popen(*args, out=PATH)``: runlog in the background; killed at the end
+    if a failed test left it running (before the leftover check)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, out: Path) -> subprocess.Popen[bytes]:
+        with open(out, "wb") as fh:
+            proc = subprocess.Popen(
+                [*runlog_cmd(runlog), *args],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def rows(db: Path, cid: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        found = conn.execute(
+            'SELECT "trigger", source, dest, outcome, actor_uid, actor_pid, actor_transport, '
+            "payload FROM events WHERE container_id = ? ORDER BY seq",
+            (cid,),
+        ).fetchall()
+    return [{**dict(r), "payload": json.loads(r["payload"])} for r in found]
+
+
+def brief(db: Path, cid: str) -> list[tuple[str, str | None, str, str]]:
+    return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in rows(db, cid)]
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def status(runlog: Any, cid: str) -> str:
+    return str(json.loads(runlog("state", cid, check=True).stdout)["status"])
+
+
+def runtime_info(runlog: Any, cid: str) -> dict[str, Any]:
+    info: dict[str, Any] = json.loads((runlog.root / cid / "runtime.json").read_text())
+    return info
+
+
+@pytest.fixture
+def running(runlog: Any, bundle: Bundle) -> Iterator[Callable[[str], Path]]:
+    """``running(cid)``: a started container looping until USR1 (then exit 3)."""
+    made: list[str] = []
+
+    def make(cid: str) -> Path:
+        b = bundle(["sh", "-c", LOOP])
+        runlog("run", "-d", cid, "-b", str(b), check=True)
+        wait_for((b / "rootfs" / "ready").exists, "the trap")
+        made.append(cid)
+        return b
+
+    yield make
+    for cid in made:
+        runlog("delete", "--force", cid)
+
+
+class Transport:
+    """``ctl`` through one transport, returning (exit status, reply)."""
+
+    def __init__(self, runlog: Any, name: str) -> None:
+        self.runlog = runlog
+        self.name = name
+
+    def __call__(self, cid: str, request: dict[str, Any] | str) -> tuple[int, dict[str, Any]]:
+        text = request if isinstance(request, str) else json.dumps(request)
+        flags = ["--spool"] if self.name == "spool" else []
+        out = self.runlog("ctl", *flags, cid, text)
+        reply: dict[str, Any] = json.loads(out.stdout.splitlines()[0])
+        if not reply["ok"]:
+            assert out.stderr.strip() == reply["error"]
+        return out.returncode, reply
+
+
+@pytest.mark.parametrize("transport", ["socket", "spool"])
+def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transport: str) -> None:
+    ctl = Transport(runlog, transport)
+    b = bundle(["sh", "-c", LOOP])
+    runlog("create", "t-req", "-b", str(b), check=True)
+    code, reply = ctl("t-req", {"op": "state"})
+    assert (code, reply["status"], reply["state"]["status"]) == (0, "created", "created")
+    assert reply["state"]["pid"] > 0
+    for op, expected in (("start", "running"), ("pause", "paused"), ("resume", "running")):
+        code, reply = ctl("t-req", {"op": op})
+        assert (code, reply["status"], reply["state"]["status"]) == (0, expected, expected)
+        if op == "start":
+            wait_for((b / "rootfs" / "ready").exists, "the trap")
+    code, reply = ctl("t-req", {"op": "console_size", "rows": 40, "cols": 120})
+    assert code == 1
+    assert reply["error"] == "console_size: container t-req has no terminal owned by its monitor"
+    code, reply = ctl("t-req", {"op": "reopen_log"})
+    assert (code, reply["error"]) == (1, "reopen_log: container t-req has no container log")
+    code, reply = ctl("t-req", {"op": "kill", "signal": "USR1"})
+    assert code == 0
+    code, reply = ctl("t-req", {"op": "wait"})
+    assert (code, reply["exit"], reply["state"]["exitCode"]) == (0, {"exit_code": 3}, 3)
+    code, reply = ctl("t-req", {"op": "delete"})
+    assert (code, reply) == (0, {"ok": True, "status": "deleted"})
+    assert not (runlog.root / "t-req").exists()
+
+    events = rows(runlog.db, "t-req")
+    assert [(e["trigger"], e["dest"], e["outcome"], e["actor_transport"]) for e in events] == [
+        ("create", "created", "ok", "cli"),
+        ("start", "running", "ok", transport),
+        ("pause", "paused", "ok", transport),
+        ("resume", "running", "ok", transport),
+        ("console_size", None, "rejected", transport),
+        ("reopen_log", None, "rejected", transport),
+        ("kill", "running", "ok", transport),
+        ("exit", "stopped", "ok", "monitor"),
+        ("delete", "deleted", "ok", transport),
+    ]
+    asked = [e for e in events if e["actor_transport"] == transport]
+    assert {e["actor_uid"] for e in asked} == {0}
+    if transport == "socket":
+        assert all(e["actor_pid"] for e in asked)  # the ctl process, by SO_PEERCRED
+    else:
+        assert {e["actor_pid"] for e in asked} == {None}  # a file has an owner, no pid
+    assert events[4]["payload"]["refused"] == "unsupported"
+    assert events[4]["payload"]["request"] == {"rows": 40, "cols": 120}
+    assert events[6]["payload"]["request"] == {"signal": 10, "all": False}
+
+
+def test_wait_returns_the_exit_code_and_the_signal(
+    runlog: Any, bundle: Bundle, tmp_path: Path, popen: Any
+) -> None:
+    b = bundle(["sh", "-c", "read x < /dev/null; sleep 0.3; exit 3"])
+    runlog("create", "t-w3", "-b", str(b), check=True)
+    waiter = popen("wait", "t-w3", out=tmp_path / "w3.out")
+    runlog("start", "t-w3", check=True)
+    assert waiter.wait(timeout=20) == 3
+    assert (tmp_path / "w3.out").read_text() == "3\n"
+    # The status stays until delete: asked again, it is the same at once.
+    again = runlog("wait", "t-w3")
+    assert (again.returncode, again.stdout) == (3, "3\n")
+    assert json.loads(runlog("state", "t-w3", check=True).stdout)["exitCode"] == 3
+    runlog("delete", "t-w3", check=True)
+
+    runlog("run", "-d", "t-w9", "-b", str(bundle(["sleep", "60"])), check=True)
+    waiter = popen("wait", "t-w9", out=tmp_path / "w9.out")
+    spooled = popen("ctl", "--spool", "t-w9", '{"op": "wait"}', out=tmp_path / "s9.out")
+    time.sleep(0.3)  # both are waiting
+    assert waiter.poll() is None and spooled.poll() is None
+    runlog("kill", "t-w9", "KILL", check=True)
+    assert waiter.wait(timeout=20) == 128 + 9
+    assert (tmp_path / "w9.out").read_text() == "137\n"
+    assert spooled.wait(timeout=20) == 0
+    reply = json.loads((tmp_path / "s9.out").read_text())
+    assert (reply["exit"], reply["state"]["exitCode"]) == ({"signal": 9}, 137)
+    runlog("delete", "t-w9", check=True)
+    # Killed by runlog: the exit is the monitor's to record, not external.
+    assert brief(runlog.db, "t-w9")[-2] == ("exit", "stopped", "ok", "monitor")
+
+
+def test_two_clients_at_once(runlog: Any, running: Callable[[str], Path]) -> None:
+    running("t-two")
+    path = str(runlog.root / "t-two" / "control.sock")
+    results: dict[str, Any] = {}
+
+    def waiter() -> None:
+        results["wait"] = client.call(path, {"op": "wait"}, timeout=30)
+
+    def poller(name: str) -> None:
+        replies = [client.call(path, {"op": "state"}, timeout=10) for _ in range(25)]
+        results[name] = {r["state"]["status"] for r in replies}
+
+    threads = [threading.Thread(target=waiter)] + [
+        threading.Thread(target=poller, args=(f"poll{i}",)) for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    # Meanwhile the lifecycle goes on through the same socket.
+    assert client.call(path, {"op": "pause"})["status"] == "paused"
+    assert client.call(path, {"op": "resume"})["status"] == "running"
+    for t in threads[1:]:
+        t.join(timeout=30)
+    assert results["poll0"] <= {"running", "paused"} and results["poll1"] <= {"running", "paused"}
+    assert "wait" not in results  # still running: the waiter still waits
+    client.call(path, {"op": "kill", "signal": 10})
+    threads[0].join(timeout=30)
+    assert results["wait"]["exit"] == {"exit_code": 3}
+    assert brief(runlog.db, "t-two")[-4:] == [
+        ("pause", "paused", "ok", "socket"),
+        ("resume", "running", "ok", "socket"),
+        ("kill", "running", "ok", "socket"),
+        ("exit", "stopped", "ok", "monitor"),
+    ]
+
+
+def _as_nobody(directory: Path, act: Callable[[], bytes]) -> bytes:
+    """Run ``act`` in a child that changed to ``directory`` (as root: the test's
+    tmp path is 0700) and then became nobody; return what it returned."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.chdir(directory)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, act())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    return data
+
+
+def _connect_and_send(request: bytes) -> bytes:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect("control.sock")
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+            return sock.makefile("rb").read()
+    except OSError as err:
+        return f"error {err.errno}".encode()
+
+
+def test_a_peer_neither_root_nor_owner_is_refused(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-peer")
+    statedir = runlog.root / "t-peer"
+    sock = statedir / "control.sock"
+    assert (sock.stat().st_mode & 0o777, sock.stat().st_uid) == (0o600, 0)
+    # As the socket is made (0600, root's), nobody cannot even connect.
+    assert _as_nobody(statedir, lambda: _connect_and_send(b'{"op":"pause"}\n')) == b"error 13"
+    # Opened wider by hand, it connects, and the monitor refuses all the same.
+    sock.chmod(0o666)
+    for request, trigger in ((b'{"op":"pause"}\n', "pause"), (b"garbage", "request")):
+        reply = json.loads(_as_nobody(statedir, lambda r=request: _connect_and_send(r)))
+        assert reply["ok"] is False
+        assert reply["error"] == (
+            "permission denied: uid 65534 is neither root nor the owner of container t-peer (uid 0)"
+        )
+        last = rows(runlog.db, "t-peer")[-1]
+        assert (last["trigger"], last["source"], last["outcome"]) == (
+            trigger,
+            "running",
+            "rejected",
+        )
+        assert (last["actor_uid"], last["actor_transport"]) == (NOBODY, "socket")
+        assert last["actor_pid"] > 0 and last["payload"]["refused"] == "not permitted"
+    assert status(runlog, "t-peer") == "running"
+
+
+def test_a_spooled_request_of_another_user_is_refused(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-spoolperm")
+    spool = runlog.root / "t-spoolperm" / "requests"
+    assert (spool.stat().st_mode & 0o777, spool.stat().st_uid) == (0o700, 0)
+    spool.chmod(0o1777)  # a spool opened to everyone by hand
+
+    def drop() -> bytes:
+        Path(".nobody.tmp").write_text('{"op": "pause"}')
+        os.rename(".nobody.tmp", "nobody-1")
+        return b"dropped"
+
+    assert _as_nobody(spool, drop) == b"dropped"
+    reply_file = spool / f"nobody-1{REPLY}"
+    wait_for(reply_file.exists, "the reply")
+    reply = json.loads(reply_file.read_text())
+    assert reply["ok"] is False and "permission denied: uid 65534" in reply["error"]
+    assert reply_file.stat().st_uid == NOBODY  # theirs to read and remove
+    assert not (spool / "nobody-1").exists()
+    last = rows(runlog.db, "t-spoolperm")[-1]
+    assert (last["trigger"], last["outcome"], last["actor_uid"]) == ("pause", "rejected", NOBODY)
+    assert (last["actor_pid"], last["actor_transport"]) == (None, "spool")
+    assert status(runlog, "t-spoolperm") == "running"
+
+
+BAD = [
+    # (request bytes, trigger recorded, words the error must contain)
+    (b"not json", "request", "malformed request: Expecting value"),
+    (b"[1, 2]", "request", "expected a JSON object"),
+    (b'{"signal": 9}', "request", 'no "op" field'),
+    (b'{"op": 5}', "request", 'field "op" must be a string, not an integer'),
+    (b'{"op": "fly"}', "fly", "unknown request 'fly'"),
+    (b'{"op": "kill", "signal": true}', "kill", "field 'signal' must be a signal number"),
+    (b'{"op": "kill", "sig": 9}', "kill", "request kill: unknown field 'sig'"),
+    (b'{"op": "console_size", "rows": 24}', "console_size", "missing field 'cols'"),
+    (b'{"op": "delete", "force": "yes"}', "delete", "field 'force' must be a boolean"),
+    (b"\xff\xfe{}", "request", "not UTF-8"),
+    (b"", "request", "malformed request: empty"),
+    (b"[" * 100_000, "request", "request too large"),
+    (b"[" * 30_000, "request", "nested too deep"),
+    (json.dumps({"op": "state", "x": "y" * MAX_REQUEST}).encode(), "request", "too large"),
+]
+
+
+@pytest.mark.parametrize("transport", ["socket", "spool"])
+def test_malformed_oversized_and_unknown_requests_are_rejected(
+    runlog: Any, running: Callable[[str], Path], transport: str
+) -> None:
+    running("t-bad")
+    statedir = runlog.root / "t-bad"
+    before = len(rows(runlog.db, "t-bad"))
+    with SpoolClient(str(statedir / "requests")) as spool:
+        for data, _trigger, words in BAD:
+            if transport == "socket":
+                raw = client.call_raw(str(statedir / "control.sock"), data, timeout=10)
+            else:
+                raw = spool.call(data, timeout=10)
+            reply = json.loads(raw)
+            assert reply["ok"] is False, data[:40]
+            assert words in reply["error"], (data[:40], reply["error"])
+    events = rows(runlog.db, "t-bad")[before:]
+    assert [(e["trigger"], e["outcome"], e["actor_transport"]) for e in events] == [
+        (trigger, "rejected", transport) for _data, trigger, _words in BAD
+    ]
+    assert all(e["payload"]["refused"] == "malformed" for e in events)
+    assert events[-1]["payload"]["size"] > MAX_REQUEST  # the size, not the request
+    assert len(json.dumps(events[-1]["payload"])) < 2048
+    # Still serving, still running.
+    assert client.call(str(statedir / "control.sock"), {"op": "state"})["status"] == "running"
+
+
+def test_a_request_spooled_before_the_monitor_serves_is_acted_on(
+    runlog: Any, bundle: Bundle, tmp_path: Path, popen: Any
+) -> None:
+    hook = tmp_path / "hold.sh"
+    hook.write_text(
+        f"#!/bin/sh\ntouch {tmp_path}/held\nwhile [ ! -e {tmp_path}/go ]; do sleep 0.02; done\n"
+    )
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"createRuntime": [{"path": str(hook), "env": ["PATH=/usr/bin:/bin"]}]}
+
+    b = bundle(["sh", "-c", LOOP], edit)
+    creating = popen("create", "t-early", "-b", str(b), out=tmp_path / "create.out")
+    wait_for((tmp_path / "held").exists, "the createRuntime hook")
+    # The monitor is inside create: it does not serve yet. Drop a request.
+    spool = runlog.root / "t-early" / "requests"
+    assert not (runlog.root / "t-early" / "state.json").exists()
+    (spool / ".early.tmp").write_text('{"op": "start"}')
+    os.rename(spool / ".early.tmp", spool / "early")
+    time.sleep(0.2)
+    assert (spool / "early").exists()  # nobody has taken it
+    (tmp_path / "go").touch()
+    assert creating.wait(timeout=20) == 0
+    wait_for((spool / f"early{REPLY}").exists, "the reply")
+    reply = json.loads((spool / f"early{REPLY}").read_text())
+    assert (reply["ok"], reply["status"]) == (True, "running")
+    assert brief(runlog.db, "t-early") == [
+        ("create", "created", "ok", "cli"),
+        ("start", "running", "ok", "spool"),
+    ]
+    runlog("delete", "--force", "t-early", check=True)
+
+
+def test_a_spool_that_cannot_be_watched_is_looked_at(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    """No watch on the spool (here: it is elsewhere when the watcher starts):
+    the monitor looks at it every second instead, and a spooled delete still
+    ends the monitor."""
+    spool = runlog.root / "t-poll" / "requests"
+    hook = tmp_path / "away.sh"
+    hook.write_text(f"#!/bin/sh\nmv {spool} {spool}.away\n")
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"createRuntime": [{"path": str(hook), "env": ["PATH=/usr/bin:/bin"]}]}
+
+    runlog("create", "t-poll", "-b", str(bundle(["sh", "-c", LOOP], edit)), check=True)
+    monitor = runtime_info(runlog, "t-poll")["monitor_pid"]
+    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
+    os.rename(f"{spool}.away", spool)
+    with SpoolClient(str(spool)) as client_:
+        reply = json.loads(client_.call(b'{"op": "start"}', timeout=10))
+        assert (reply["ok"], reply["status"]) == (True, "running")
+        reply = json.loads(client_.call(b'{"op": "delete", "force": true}', timeout=10))
+    assert reply == {"ok": True, "status": "deleted"}
+    wait_for(lambda: not Path(f"/proc/{monitor}").exists(), "the monitor to end")
+    assert [t for t, _d, _o, _a in brief(runlog.db, "t-poll")] == [
+        "create",
+        "start",
+        "kill",
+        "exit",
+        "delete",
+    ]
+
+
+def _freezer_state(runlog: Any, cid: str) -> Path:
+    paths = runtime_info(runlog, cid)["cgroup_paths"]
+    if "freezer" in paths:
+        return Path(paths["freezer"]) / "freezer.state"
+    return Path(paths["unified"]) / "cgroup.freeze"
+
+
+def test_a_freezer_written_by_hand_is_recorded_as_external(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-ext")
+    monitor = runtime_info(runlog, "t-ext")["monitor_pid"]
+    # Once the watcher runs, only inotify tells the monitor (nothing polls).
+    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
+    freezer = _freezer_state(runlog, "t-ext")
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer.write_text(frozen)
+    wait_for(lambda: status(runlog, "t-ext") == "paused", "the monitor to notice the freeze")
+    freezer.write_text(thawed)
+    wait_for(lambda: status(runlog, "t-ext") == "running", "the monitor to notice the thaw")
+    # runlog's own pause and resume write the same file: not external.
+    runlog("pause", "t-ext", check=True)
+    runlog("resume", "t-ext", check=True)
+    time.sleep(0.2)
+    events = rows(runlog.db, "t-ext")
+    assert [(e["trigger"], e["dest"], e["actor_transport"]) for e in events[2:]] == [
+        ("pause", "paused", "external"),
+        ("resume", "running", "external"),
+        ("pause", "paused", "socket"),
+        ("resume", "running", "socket"),
+    ]
+    assert events[2]["payload"]["request"] == {"noticed": "freezer"}
+    assert events[2]["actor_uid"] is None
+
+
+def test_a_kill_from_outside_is_recorded_as_external(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-outside")
+    pid = json.loads(runlog("state", "t-outside", check=True).stdout)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    assert runlog("wait", "t-outside").returncode == 137
+    last = rows(runlog.db, "t-outside")[-1]
+    assert (last["trigger"], last["dest"], last["actor_transport"]) == (
+        "exit",
+        "stopped",
+        "external",
+    )
+    assert last["payload"]["request"] == {"cause": "a signal runlog did not send", "signal": 9}
+    assert last["payload"]["actions"][0]["result"] == {"signal": 9}
+
+
+def test_the_oom_killer_is_recorded_as_the_cause(runlog: Any, bundle: Bundle) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        limit = 16 * 1024 * 1024  # and no swap beyond it
+        spec["linux"]["resources"] = {"memory": {"limit": limit, "swap": limit}}
+
+    # busybox tail buffers a line that never ends: the init itself grows.
+    runlog("run", "-d", "t-oom", "-b", str(bundle(["tail", "/dev/zero"], edit)), check=True)
+    assert runlog("wait", "t-oom", timeout=60).returncode == 137
+    last = rows(runlog.db, "t-oom")[-1]
+    assert (last["trigger"], last["actor_transport"]) == ("exit", "external")
+    assert last["payload"]["request"] == {"cause": "oom", "signal": 9}
+    runlog("delete", "t-oom", check=True)
+
+
+def test_wait_after_the_monitor_is_killed_says_the_status_is_lost(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-lostwait")
+    os.kill(runtime_info(runlog, "t-lostwait")["monitor_pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    out = runlog("wait", "t-lostwait")
+    assert out.returncode == 1 and "exit status lost" in out.stderr
+    assert brief(runlog.db, "t-lostwait")[-1] == ("wait", None, "rejected", "cli")
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_events_follow_streams_until_delete(
+    runlog: Any, bundle: Bundle, tmp_path: Path, popen: Any
+) -> None:
+    b = bundle(["sh", "-c", LOOP])
+    runlog("create", "t-follow", "-b", str(b), check=True)
+    out = tmp_path / "follow.out"
+    follower = popen("events", "--follow", "t-follow", out=out)
+    wait_for(lambda: out.read_text().count("\n") == 1, "the history so far")
+    time.sleep(0.3)
+    idle = _cpu_ticks(follower.pid)
+    time.sleep(0.5)
+    assert _cpu_ticks(follower.pid) - idle <= 1  # asleep, not polling
+    runlog("start", "t-follow", check=True)
+    wait_for((b / "rootfs" / "ready").exists, "the trap")
+    for argv in (("pause",), ("resume",), ("kill", "USR1")):
+        runlog(argv[0], "t-follow", *argv[1:], check=True)
+    wait_for(lambda: '"trigger":"exit"' in out.read_text(), "the exit, live")
+    assert follower.poll() is None
+    runlog("delete", "t-follow", check=True)
+    assert follower.wait(timeout=10) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["trigger"] for e in lines] == [
+        "create",
+        "start",
+        "pause",
+        "resume",
+        "kill",
+        "exit",
+        "delete",
+    ]
+    assert [e["seq"] for e in lines] == list(range(1, 8))
+
+
+def _invalid(data: bytes) -> bool:
+    try:
+        decode(data)
+    except RequestError:
+        return True
+    return False
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_OBJECTS = st.fixed_dictionaries(
+    {
+        "op": st.sampled_from(["kill", "delete", "console_size", "state", "pause"])
+        | st.text(max_size=5)
+    },
+    optional={"signal": _JSON, "all": _JSON, "force": _JSON, "rows": _JSON, "x": _JSON},
+).map(lambda d: json.dumps(d).encode())
+
+
+def test_no_request_takes_the_monitor_down(runlog: Any, running: Callable[[str], Path]) -> None:
+    running("t-fuzz")
+    path = str(runlog.root / "t-fuzz" / "control.sock")
+    monitor = runtime_info(runlog, "t-fuzz")["monitor_pid"]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(max_size=200) | _OBJECTS)
+    def refused(data: bytes) -> None:
+        if not _invalid(data):
+            return  # valid requests act on the container; the decoder's tests cover them
+        reply = json.loads(client.call_raw(path, data, timeout=10))
+        assert reply["ok"] is False and reply["error"]
+
+    refused()
+    assert Path(f"/proc/{monitor}").exists()
+    assert client.call(path, {"op": "state"})["status"] == "running"
+
+
+def test_hooks_fork_while_the_watcher_threads_run(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    """The monitor forks hook processes after its watcher's threads exist:
+    every hook still runs, and in the order of its points."""
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$1" >> {log}\n')
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {
+            point: [{"path": str(hook), "args": ["hook.sh", point]}]
+            for point in ("poststart", "poststop")
+        }
+
+    for n in range(4):
+        cid = f"t-fork{n}"
+        runlog("create", cid, "-b", str(bundle(["true"], edit)), check=True)
+        monitor = runtime_info(runlog, cid)["monitor_pid"]
+        wait_for(lambda m=monitor: len(os.listdir(f"/proc/{m}/task")) > 1, "the watcher")
+        runlog("start", cid, check=True, timeout=20)
+        assert runlog("wait", cid, timeout=20).returncode == 0
+        runlog("delete", cid, check=True, timeout=20)
+    assert log.read_text().split() == ["poststart", "poststop"] * 4
