@@ -45,7 +45,13 @@ REPLAY_COLUMNS = (
     "outcome",
     "machine_digest",
 )
-_REPLAY_SELECT = ", ".join(f'e."{c}"' for c in REPLAY_COLUMNS)
+#: A request refused before it reached the machine (malformed, no permission,
+#: no monitor) carries ``refused`` in its payload; replay has no machine
+#: verdict to compare it with, so it reads as outcome ``refused``. instr()
+#: rather than json_extract(): this column is computed for every event.
+REFUSED = """CASE WHEN e.outcome = 'rejected' AND instr(e.payload, '"refused":') > 0
+    THEN 'refused' ELSE e.outcome END"""
+_REPLAY_SELECT = ", ".join(REFUSED if c == "outcome" else f'e."{c}"' for c in REPLAY_COLUMNS)
 
 
 def event_from_row(row: Sequence[Any]) -> Event:

@@ -7,6 +7,9 @@ left the container in, and compares:
 - an ``ok`` event: the machine must allow the trigger and reach the
   recorded ``dest`` (else ``rejects`` or ``reaches``);
 - a ``rejected`` event: the machine must still refuse it (else ``accepts``);
+  one refused before it reached the machine (``refused`` in its payload:
+  malformed, no permission, no monitor) is not compared - the machine was
+  never asked;
 - a ``failed`` event: the machine must allow the trigger - its actions ran
   and one failed - and the state stays (else ``rejects``);
 - every event: its recorded ``source`` must be the state the history left
@@ -41,7 +44,16 @@ Row = tuple[str, int, int, str, str | None, str | None, str, str]
 
 def rows_of(events: Iterable[Event]) -> list[Row]:
     return [
-        (e.container_id, e.seq, e.time_ns, e.trigger, e.source, e.dest, e.outcome, e.machine_digest)
+        (
+            e.container_id,
+            e.seq,
+            e.time_ns,
+            e.trigger,
+            e.source,
+            e.dest,
+            "refused" if e.outcome == "rejected" and "refused" in e.payload else e.outcome,
+            e.machine_digest,
+        )
         for e in events
     ]
 

@@ -43,7 +43,9 @@ def rejected(
     source: str | None = None,
     actor: Actor | None = None,
 ) -> None:
-    payload = {"error": str(error), "request": dict(request or {})}
+    # The CLI refuses these itself, before any machine is asked (replay
+    # does not hold the machine to them).
+    payload = {"error": str(error), "request": dict(request or {}), "refused": type(error).__name__}
     digest, data, path = _machine(settings)
     event = NewEvent(
         container_id,
