@@ -14,6 +14,7 @@ import os
 __all__ = [
     "CLONE_FLAGS",
     "MNT_DETACH",
+    "default_signal",
     "libc",
     "mount",
     "pivot_root",
@@ -96,6 +97,23 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(
         libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)),
         f"pivot_root {new_root}",
+    )
+
+
+# rt_sigaction: glibc's sigaction() refuses its own real-time signals (32,
+# 33), so an inherited SIG_IGN there can only be cleared by the syscall.
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "ppc64le": 173, "s390x": 174}
+
+
+def default_signal(signo: int) -> None:
+    """Set ``signo`` to SIG_DFL with the raw syscall (all-zero sigaction)."""
+    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, f"rt_sigaction: unknown syscall number on {os.uname().machine}")
+    action = ctypes.create_string_buffer(64)  # SIG_DFL, no flags, empty mask
+    _check(
+        libc.syscall(ctypes.c_long(number), ctypes.c_int(signo), action, None, ctypes.c_size_t(8)),
+        f"rt_sigaction({signo})",
     )
 
 

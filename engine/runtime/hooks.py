@@ -466,12 +466,20 @@ def _default_signals() -> None:
     """Undo what the runtime set that exec would keep: ignored signals (Python
     ignores SIGPIPE, for one) and the signal mask (as subprocess and Go do)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    for signo in signal.valid_signals():
+    valid = signal.valid_signals()
+    for signo in valid:
         try:
             if signal.getsignal(signo) == signal.SIG_IGN:
                 signal.signal(signo, signal.SIG_DFL)
         except (OSError, ValueError):
             continue
+    for number in range(1, signal.NSIG):
+        if number not in valid:
+            # glibc's reserved real-time signals: only the syscall reaches them.
+            try:
+                syscalls.default_signal(number)
+            except OSError:
+                pass
 
 
 def _above_stdio(fd: int, cloexec: bool) -> int:

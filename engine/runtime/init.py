@@ -237,7 +237,11 @@ def _default_signals() -> None:
         try:
             signal.signal(signo, signal.SIG_DFL)
         except (OSError, ValueError):
-            pass
+            # glibc's reserved real-time signals: only the syscall reaches them.
+            try:
+                syscalls.default_signal(signo)
+            except OSError:
+                pass
 
 
 def _stage_b(
