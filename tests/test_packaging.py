@@ -12,8 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_wheel_ships_the_machine_and_the_migrations(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runlog's wheel, built once for this module."""
+    out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [
             sys.executable,
@@ -24,13 +26,18 @@ def test_wheel_ships_the_machine_and_the_migrations(tmp_path: Path) -> None:
             "--no-build-isolation",
             "-q",
             "-w",
-            str(tmp_path),
+            str(out),
             str(REPO),
         ],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("runlog-*.whl")
+    (built,) = out.glob("runlog-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_machine_and_the_migrations(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         shipped = zf.read("engine/statemachine.yaml")
@@ -42,24 +49,7 @@ def test_wheel_ships_the_machine_and_the_migrations(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_installed_runlog_finds_its_machine_and_migrations(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = (tmp_path / "dist").glob("runlog-*.whl")
+def test_installed_runlog_finds_its_machine_and_migrations(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
         [
