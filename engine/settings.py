@@ -5,6 +5,8 @@ A slotted class, not a dataclass: it is built on every scheduler call.
 
 from __future__ import annotations
 
+import os
+
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "Settings"]
 
 DEFAULT_ROOT = "/run/runlog"
@@ -68,6 +70,16 @@ class Settings:
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
             rootless=str(flags.get("rootless") or "auto"),
         )
+
+    def cache_dir(self) -> str | None:
+        """Where runlog may keep derived data (validated machines): next to
+        an SQLite event log; none for a database behind a URL."""
+        db = self.db
+        if db.startswith("sqlite:///"):
+            db = db[len("sqlite:///") :]
+        if "://" in db or db == ":memory:":
+            return None
+        return os.path.join(os.path.dirname(os.path.abspath(db)), "cache")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)

@@ -149,3 +149,12 @@ def test_parser_accepts_runc_spellings() -> None:
         parse(opts, ["-b"], interleave=True, where="x")
     with pytest.raises(UsageError, match="invalid boolean value 'maybe'"):
         parse(opts, ["--force=maybe"], interleave=True, where="x")
+
+
+def test_cache_dir_sits_next_to_an_sqlite_log() -> None:
+    from engine.settings import Settings
+
+    assert Settings(db="/var/lib/runlog/events.db").cache_dir() == "/var/lib/runlog/cache"
+    assert Settings(db="sqlite:////srv/log/e.db").cache_dir() == "/srv/log/cache"
+    assert Settings(db="postgresql://db/runlog").cache_dir() is None
+    assert Settings(db=":memory:").cache_dir() is None

@@ -127,7 +127,9 @@ def _monitor(
                 "cannot allocate tty if runlog will detach without setting console socket"
             )
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        definition = load(resolve(settings.machine, {}))
+        cache = settings.cache_dir()
+        machines = None if cache is None else os.path.join(cache, "machines")
+        definition = load(resolve(settings.machine, {}), cache=machines)
         store = open_store(settings.db)
         container = Container(
             statedir,
