@@ -96,6 +96,8 @@ def main() -> int:
         print("bench/containers.py needs root and runc (make bench installs runc)")
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="runlog-bench-"))
+    parents = [d / "runlog" for d in Path("/sys/fs/cgroup").glob("*/") if d.is_dir()]
+    existed = {p for p in parents if p.exists()}
     try:
         true_bundle = make_busybox_bundle(str(tmp / "true"), ["true"])
         sleep_bundle = make_busybox_bundle(str(tmp / "sleep"), ["sleep", "60"])
@@ -139,6 +141,13 @@ def main() -> int:
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        # runlog's default cgroup parent, /runlog: leave it as it was.
+        for parent in parents:
+            if parent not in existed and parent.exists():
+                try:
+                    parent.rmdir()
+                except OSError:
+                    pass
     return 0
 
 
