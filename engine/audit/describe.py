@@ -42,9 +42,11 @@ def action_detail(result: Mapping[str, Any]) -> str:
     if "exit_code" in result:
         bits.append(f"exit status {result['exit_code']}")
     if "signal" in result:
-        if "pid" in result:  # process.signal: sent
-            target = "every process of " if result.get("all") else ""
-            bits.append(f"signal {signal_text(result['signal'])} to {target}pid {result['pid']}")
+        if "all" in result:  # process.signal: sent, to these pids
+            pids = result.get("pids") or [result.get("pid")]
+            target = "every process: pids" if result.get("all") else "pid"
+            where = ", ".join(str(p) for p in pids)
+            bits.append(f"signal {signal_text(result['signal'])} sent to {target} {where}")
         else:  # process.collect_status: how the init ended
             bits.append(f"killed by signal {signal_text(result['signal'])}")
     elif "pid" in result:

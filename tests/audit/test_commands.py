@@ -107,7 +107,7 @@ def test_history_shows_actions_results_and_who(audit_log: Any, capsys: Any) -> N
     assert out.startswith("container web-1: deleted; 8 events from ")
     assert "process.spawn_init" in out and "pid 1001" in out
     assert "/usr/libexec/net-setup exit 0" in out
-    assert "signal 15 (SIGTERM) to pid 1001" in out
+    assert "signal 15 (SIGTERM) sent to pid 1001" in out
     assert "killed by signal 15 (SIGTERM)" in out
     assert "rejected: pause web-1: container not running (state: paused)" in out
     assert "socket uid 1000 pid 200" in out
@@ -205,3 +205,11 @@ def test_a_non_sqlite_url_is_refused_clearly(capsys: Any) -> None:
 def test_bad_flag_value(audit_log: Any, capsys: Any) -> None:
     code, _, err = run(capsys, "--db", str(audit_log.path), "audit", "--since", "last tuesday")
     assert code == 1 and "--since: cannot read 'last tuesday' as a time" in err
+
+
+def test_a_signal_sent_is_not_read_as_a_death() -> None:
+    from engine.audit.describe import action_detail
+
+    sent = {"signal": 15, "all": True, "pids": [7, 9]}
+    assert action_detail(sent) == "signal 15 (SIGTERM) sent to every process: pids 7, 9"
+    assert action_detail({"signal": 9}) == "killed by signal 9 (SIGKILL)"
