@@ -153,6 +153,3 @@ class Filters:
             )
             params.extend(self.states)
         return (" AND ".join(terms) or "1"), params
-
-    def has_window(self) -> bool:
-        return self.since_ns is not None or self.until_ns is not None

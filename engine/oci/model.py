@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from engine.oci.mounts import parse_mount_options
-from engine.oci.names import NAMESPACES, RLIMITS
+from engine.oci.names import RLIMITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,10 +211,6 @@ class Namespace:
 
     type: str
     path: str | None = None
-
-    @property
-    def clone_flag(self) -> int:
-        return NAMESPACES[self.type]
 
 
 @dataclass(frozen=True, slots=True)
