@@ -53,6 +53,14 @@ _CREATE_OPTS = (
     Opt("--no-pivot", help="chroot instead of pivot_root"),
     Opt("--no-new-keyring", help="accepted (no keyrings are created)"),
     Opt("--preserve-fds", value=True, metavar="N", default="0", help="accepted"),
+    Opt("--log-path", value=True, metavar="FILE", help="the container's stdout/stderr to FILE"),
+    Opt(
+        "--log-format",
+        value=True,
+        choices=("basic", "kubernetes", "json"),
+        default="basic",
+        help="of --log-path",
+    ),
 )
 _ID = ("ID", 1, 1)
 
@@ -132,6 +140,12 @@ COMMANDS = {
             "wait",
             _C + "wait",
             "wait for the container's init to end; print its status and exit with it",
+            *_ID,
+        ),
+        Cmd(
+            "attach",
+            _C + "attach",
+            "attach to a container created with --log-path: its output here, stdin to it",
             *_ID,
         ),
         Cmd(

@@ -1,5 +1,5 @@
 """runc's container commands (create, start, state, kill, delete, pause,
-resume, run), and runlog's ``wait`` and ``ctl``.
+resume, run), and runlog's ``wait``, ``ctl`` and ``attach``.
 
 These are what a scheduler calls, so they stay light: ``create`` forks the
 monitor (which loads the machine and the log); the others are clients of
@@ -19,7 +19,19 @@ from engine.runtime.statedir import CONTROL, RUNTIME, STATE, StateDir
 from engine.settings import Settings
 from engine.status import Actor
 
-__all__ = ["create", "ctl", "delete", "kill", "pause", "resume", "run", "start", "state", "wait"]
+__all__ = [
+    "attach",
+    "create",
+    "ctl",
+    "delete",
+    "kill",
+    "pause",
+    "resume",
+    "run",
+    "start",
+    "state",
+    "wait",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,6 +94,8 @@ def _create(settings: Settings, flags: dict[str, object], container_id: str) -> 
         no_pivot=bool(flags.get("no_pivot")),
         console_socket=str(flags["console_socket"]) if flags.get("console_socket") else None,
         preserve_fds=_count(flags.get("preserve_fds")),
+        log_path=os.path.abspath(str(flags["log_path"])) if flags.get("log_path") else None,
+        log_format=str(flags.get("log_format") or "basic"),
         actor=actor,
     )
     pid_file = flags.get("pid_file")
@@ -303,3 +317,16 @@ def _seconds(value: object) -> float | None:
     except ValueError:
         raise UsageError(f"--timeout: not a number of seconds: {value!r}") from None
     return None if seconds <= 0 else seconds
+
+
+def attach(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    """Copy the container's output (``--log-path``) to stdout and stdin to it,
+    until its init has ended (:mod:`engine.runtime.attach`)."""
+    from engine.runtime.attach import ATTACH, copy
+
+    statedir = StateDir(settings.root, args[0])
+    if not statedir.exists():
+        raise _absent(settings, statedir, "attach")
+    sys.stdout.flush()
+    copy(statedir.file(ATTACH), args[0], sys.stdin.fileno(), sys.stdout.fileno())
+    return 0

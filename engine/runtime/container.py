@@ -8,6 +8,7 @@ cgroup through :mod:`engine.cgroups`, hooks through
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -77,6 +78,7 @@ class Container:
         console_socket: str | None = None,
         preserve_fds: int = 0,
         owner: int = 0,
+        capture: bool = False,
     ) -> None:
         self.statedir = statedir
         self.id = statedir.id
@@ -85,6 +87,12 @@ class Container:
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
         self.owner = owner
+        # create --log-path: the init's stdio are pipes to the monitor, whose
+        # ends (stdout, stderr, stdin) are kept here once it is forked.
+        self.capture = capture
+        self.stdio: tuple[int, int, int] | None = None
+        # ... or, for terminal: true without --console-socket, the pty master.
+        self.pty: int | None = None
         self.created_ns = time.time_ns()
         self.manager: CgroupManager = manager_for(
             self.id, config.linux.cgroups_path, systemd=systemd_cgroup
@@ -174,14 +182,47 @@ class _Process:
     def spawn_init(self) -> dict[str, Any]:
         c = self.c
         procs = [os.path.join(path, "cgroup.procs") for path in c.manager.paths.values()]
-        console = _console(c) if c.config.process.terminal else None
+        terminal = c.config.process.terminal
+        own_pty: socket.socket | None = None
+        if terminal and c.capture and not c.console_socket:
+            # The monitor keeps the pty: the init sends its master here, as
+            # it would to a --console-socket.
+            own_pty, theirs_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console: int | None = _above_stdio(theirs_end.detach())
+        else:
+            console = _console(c) if terminal else None
+        ours: list[int] = []  # stdout's and stderr's read ends, stdin's write end
+        theirs: list[int] = []  # stdin's read end, stdout's and stderr's write ends
+        if c.capture and not terminal:
+            in_r, in_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            ours = [_above_stdio(fd) for fd in (out_r, err_r, in_w)]
+            theirs = [_above_stdio(fd) for fd in (in_r, out_w, err_w)]
         try:
             c.handle = init.spawn(
-                c.config, procs, no_pivot=c.no_pivot, console=console, preserve_fds=c.preserve_fds
+                c.config,
+                procs,
+                no_pivot=c.no_pivot,
+                console=console,
+                preserve_fds=c.preserve_fds,
+                stdio=(theirs[0], theirs[1], theirs[2]) if theirs else None,
             )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            if own_pty is not None:
+                own_pty.close()
+            raise
         finally:
             if console is not None:
                 os.close(console)
+            for fd in theirs:
+                os.close(fd)
+        if ours:
+            c.stdio = (ours[0], ours[1], ours[2])
+        if own_pty is not None:
+            c.pty = _receive_master(own_pty)
         c.pid = c.handle.pid
         return {"pid": c.pid}
 
@@ -224,6 +265,32 @@ class _Process:
 
     def exit_status(self) -> dict[str, Any] | None:
         return None if self.c.exit is None else dict(self.c.exit)
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd``, moved above 2 if it is not: the monitor later points its own
+    0-2 at /dev/null, which must not close a pipe to the container."""
+    if fd > 2:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
+
+
+def _receive_master(sock: socket.socket) -> int:
+    """The pty master the init sent (before it said "ready"), close-on-exec."""
+    try:
+        sock.settimeout(5)
+        _name, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+    except OSError as err:
+        raise ActionError(f"the init sent no pty master: {err}") from err
+    finally:
+        sock.close()
+    if not fds:
+        raise ActionError("the init sent no pty master")
+    master = _above_stdio(fds[0])
+    os.set_inheritable(master, False)
+    return master
 
 
 def _console(c: Container) -> int:

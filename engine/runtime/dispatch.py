@@ -11,8 +11,10 @@ refuses a peer that is neither root nor the container's owner, then acts:
 - ``state`` and ``wait`` are answered from the container as the monitor
   holds it (``wait`` when the init has ended);
 - ``console_size`` and ``reopen_log`` need a terminal and a log owned by the
-  monitor (:attr:`Dispatcher.terminal`, :attr:`Dispatcher.log`), which no
-  container has yet: refused, saying so.
+  monitor (:attr:`Dispatcher.terminal`, :attr:`Dispatcher.log`): without
+  one, refused, saying so. A container created with ``--log-path`` has a
+  log, and with ``terminal: true`` such a terminal too
+  (:mod:`engine.runtime.streams`).
 
 Every request that is refused before it reaches the machine - malformed,
 not permitted, unsupported - is recorded as a ``rejected`` event with the
@@ -64,6 +66,9 @@ class ContainerLog(Protocol):
 
     def reopen(self) -> None: ...
 
+    def finish(self) -> None:
+        """The init has ended: drain the streams into the log, end attached clients."""
+
 
 class NotPermitted(LifecycleError):
     def __init__(self, container_id: str, uid: int | None, owner: int) -> None:
@@ -92,7 +97,7 @@ class Dispatcher:
         self.me = Actor(os.getuid(), os.getpid(), Transport.MONITOR)
         self.waiters: list[Respond] = []
         self.deleted = False
-        # Hooks for a later monitor that owns the pty and the container log.
+        # The pty the monitor owns and the container log (--log-path).
         self.terminal: Terminal | None = None
         self.log: ContainerLog | None = None
         # Signals runlog itself sent: an init killed by another was killed
@@ -236,6 +241,8 @@ class Dispatcher:
         """The init has ended: record ``exit``, keep the status, answer ``wait``."""
         c = self.container
         c.reap(block=True)
+        if self.log is not None:
+            self.log.finish()  # all it wrote is in the log before its end is
         actor, cause = self._exit_cause()
         try:
             self.service.request(self.id, "exit", actor, cause)

@@ -120,10 +120,30 @@ def _join(ns_type: str, path: str) -> None:
         os.close(nsfd)
 
 
+def _install_stdio(fds: tuple[int, int, int]) -> None:
+    """Make ``fds`` (the monitor's pipes, ``create --log-path``) stdin,
+    stdout and stderr. Each is first moved above 2, so that one dup2 cannot
+    overwrite another still to be installed."""
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    for target, fd in enumerate(moved):
+        os.dup2(fd, target)  # inheritable: the user's process gets it
+        os.close(fd)
+
+
 def _stage_a(
-    config: Config, fd: int, cgroup_procs: list[str], console: int | None, preserve: int
+    config: Config,
+    fd: int,
+    cgroup_procs: list[str],
+    console: int | None,
+    preserve: int,
+    stdio: tuple[int, int, int] | None = None,
 ) -> None:
     """Join the cgroup and the namespaces, fork B, report its pid."""
+    if stdio is not None:
+        _install_stdio(stdio)
     _close_fds_except({fd, console} if console is not None else {fd}, preserve)
     buffer = bytearray()
     for procs in cgroup_procs:
@@ -342,12 +362,14 @@ def spawn(
     no_pivot: bool = False,
     console: int | None = None,
     preserve_fds: int = 0,
+    stdio: tuple[int, int, int] | None = None,
 ) -> InitHandle:
     """Fork the init and wait until it is ready to exec, or failed.
 
     ``console``: a socket connected to ``--console-socket``, for
     ``terminal: true``; the init sends the pty master on it. The caller must
-    be a child subreaper and single-threaded.
+    be a child subreaper and single-threaded. ``stdio``: descriptors for
+    the init's stdin, stdout and stderr (else it keeps the caller's).
     """
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if no_pivot:
@@ -356,7 +378,7 @@ def spawn(
     if pid_a == 0:
         parent.close()
         try:
-            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds)
+            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds, stdio)
             os._exit(0)
         except BaseException as err:
             try:

@@ -10,7 +10,9 @@ the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
 code or signal, keeps ``state.json`` current, and serves ``control.sock``
 and the request spool (``requests/``), both through one
-:class:`engine.runtime.dispatch.Dispatcher`.
+:class:`engine.runtime.dispatch.Dispatcher`. With ``--log-path`` it also
+keeps the container's stdio: the log and ``attach.sock``
+(:mod:`engine.runtime.streams`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from engine.runtime.dispatch import Dispatcher
 from engine.runtime.server import Server
 from engine.runtime.spool import REQUESTS, Spool
 from engine.runtime.statedir import StateDir
+from engine.runtime.streams import LogFile, Streams
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status
@@ -46,6 +49,8 @@ def launch(
     no_pivot: bool = False,
     console_socket: str | None = None,
     preserve_fds: int = 0,
+    log_path: str | None = None,
+    log_format: str = "basic",
     actor: Actor,
 ) -> int:
     """Start a monitor that creates the container; return the init's pid."""
@@ -74,6 +79,8 @@ def launch(
                     "no_pivot": no_pivot,
                     "console_socket": console_socket,
                     "preserve_fds": preserve_fds,
+                    "log_path": log_path,
+                    "log_format": log_format,
                 }
                 _monitor(settings, statedir, bundle, options, actor, write_fd)
                 code = 0
@@ -121,7 +128,13 @@ def _monitor(
     try:
         config = load_bundle(bundle)
         console_socket = options["console_socket"]
-        if config.process.terminal and not console_socket:
+        log_path = options["log_path"]
+        if log_path and config.process.terminal and console_socket:
+            raise RunlogError(
+                f"container {cid}: --log-path and --console-socket: the terminal goes to "
+                "one of them; give one"
+            )
+        if config.process.terminal and not console_socket and not log_path:
             # runc's words, at create time, before anything is made.
             raise RunlogError(
                 "cannot allocate tty if runlog will detach without setting console socket"
@@ -139,7 +152,9 @@ def _monitor(
             console_socket=os.path.abspath(console_socket) if console_socket else None,
             preserve_fds=options["preserve_fds"],
             owner=actor.uid or 0,
+            capture=bool(log_path),
         )
+        log = LogFile(log_path, options["log_format"], actor.uid or 0) if log_path else None
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
         service.request(cid, "create", actor, {"bundle": config.bundle})
     except RunlogError as err:
@@ -153,14 +168,23 @@ def _monitor(
         _report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
     # Listen before state.json says "created": a client that sees it can connect.
-    server = Server(Dispatcher(service, container), statedir)
+    dispatcher = Dispatcher(service, container)
+    streams = None
+    if log is not None and container.stdio is not None:
+        streams = Streams(log, *container.stdio, statedir, container.owner)
+        dispatcher.log = streams
+    elif log is not None and container.pty is not None:
+        streams = Streams.terminal(log, container.pty, statedir, container.owner)
+        dispatcher.log = dispatcher.terminal = streams
+    server = Server(dispatcher, statedir, streams)
     container.write_state(Status.CREATED)
     container.write_runtime(os.getpid())
     assert container.pid is not None
     _report(report_fd, f"ok {container.pid}")
-    # The container keeps create's stdio (runc passes it through); the
-    # monitor lets go of it, so a caller reading create's output sees EOF
-    # when the container closes it.
+    # The container keeps create's stdio (runc passes it through), unless
+    # the monitor keeps its streams (--log-path); the monitor lets go of
+    # create's, so a caller reading create's output sees EOF when the
+    # container closes it - at once with --log-path.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

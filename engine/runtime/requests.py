@@ -11,8 +11,8 @@ delete):
     kill            signal: number 0-64 or name (default 15, TERM); all: bool (false)
     state           -
     wait            -                       (the reply comes when the init has ended)
-    console_size    rows, cols: int 0-65535, both required
-    reopen_log      -
+    console_size    rows, cols: int 0-65535, both required  (a pty the monitor owns)
+    reopen_log      -                       (a container log: create --log-path)
     delete          force: bool (false)
 
 Anything else - not UTF-8, not JSON, not an object, no ``op``, an unknown

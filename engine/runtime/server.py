@@ -10,6 +10,9 @@
   init exists by then: DESIGN.md, fork only while single-threaded), with a
   look every :data:`POLL` seconds at whatever cannot be watched.
 
+- with ``--log-path``, the container's pipes and ``attach.sock``
+  (:class:`~engine.runtime.streams.Streams`).
+
 Every request goes to the one :class:`~engine.runtime.dispatch.Dispatcher`,
 here, so every transition runs in this thread. The loop ends after a
 ``delete``.
@@ -33,6 +36,7 @@ from engine.runtime.statedir import CONTROL, StateDir
 from engine.status import Actor, Transport
 
 if TYPE_CHECKING:
+    from engine.runtime.streams import Streams
     from engine.runtime.watcher import Watcher
 
 __all__ = ["Server"]
@@ -68,10 +72,13 @@ class _Conn:
 class Server:
     """The monitor's loop: the init's pidfd, control.sock, the watcher."""
 
-    def __init__(self, dispatcher: Dispatcher, statedir: StateDir) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, statedir: StateDir, streams: Streams | None = None
+    ) -> None:
         self.dispatcher = dispatcher
         self.container = dispatcher.container
         self.statedir = statedir
+        self.streams = streams
         self.spool = Spool(statedir.file(REQUESTS))
         path = statedir.file(CONTROL)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -104,6 +111,8 @@ class Server:
         self.poller.register(self.sock.fileno(), select.POLLIN)
         assert self.pidfd is not None
         self.poller.register(self.pidfd, select.POLLIN)
+        if self.streams is not None:
+            self.streams.register(self.poller)
         # The watcher (watchdog: ~10 ms of imports) starts once the loop has
         # been idle a moment, or soon at the latest: the ``start`` that
         # usually follows ``create`` does not wait for it.
@@ -111,8 +120,8 @@ class Server:
         self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
         try:
             while True:
-                for fd, _events in self.poller.poll(self._timeout()):
-                    self._ready(fd)
+                for fd, events in self.poller.poll(self._timeout()):
+                    self._ready(fd, events)
                     if self._done():
                         return
                 self._expire()  # may have run a delete too (the spool, polled)
@@ -175,7 +184,11 @@ class Server:
             return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
-    def _ready(self, fd: int) -> None:
+    def _ready(self, fd: int, events: int) -> None:
+        if self.streams is not None and self.streams.owns(fd):
+            # The container's output is no request: the watcher may start.
+            self.streams.event(fd, events)
+            return
         if self.watch_idle is not None:
             self.watch_idle = time.monotonic() + WATCH_IDLE  # busy: not yet
         if fd == self.pidfd:
@@ -229,6 +242,8 @@ class Server:
         self.sock.close()
         if self.pidfd is not None:
             os.close(self.pidfd)
+        if self.streams is not None:
+            self.streams.close()
 
     # -- control.sock ------------------------------------------------------------
 
