@@ -133,6 +133,18 @@ class Service:
         payload = {"request": request, "actions": records}
         return self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
 
+    def record_query(
+        self, container_id: str, trigger: str, actor: Actor, request: Mapping[str, Any] | None
+    ) -> Event:
+        """Record a request that asks and changes nothing (``state``,
+        ``wait``): who asked, and when. ``query`` in the payload tells
+        replay there is no transition to check."""
+        row = self.store.container(container_id)
+        state = None if row is None or row.state in self._gone else row.state
+        seq = 0 if row is None else row.seq
+        payload: dict[str, Any] = {"request": dict(request or {}), "query": True}
+        return self._append(container_id, trigger, state, state, Outcome.OK, actor, payload, seq)
+
     def refuse(
         self,
         container_id: str,

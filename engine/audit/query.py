@@ -46,11 +46,15 @@ REPLAY_COLUMNS = (
     "machine_digest",
 )
 #: A request refused before it reached the machine (malformed, no permission,
-#: no monitor) carries ``refused`` in its payload; replay has no machine
-#: verdict to compare it with, so it reads as outcome ``refused``. instr()
-#: rather than json_extract(): this column is computed for every event.
-REFUSED = """CASE WHEN e.outcome = 'rejected' AND instr(e.payload, '"refused":') > 0
-    THEN 'refused' ELSE e.outcome END"""
+#: no monitor) carries ``refused`` in its payload, and a query that changed
+#: nothing (``state``, ``wait``) carries ``query``; replay has no machine
+#: verdict to compare either with, so they read as outcomes ``refused`` and
+#: ``query``. instr() rather than json_extract(): this column is computed
+#: for every event.
+REFUSED = """CASE
+    WHEN e.outcome = 'rejected' AND instr(e.payload, '"refused":') > 0 THEN 'refused'
+    WHEN e.outcome = 'ok' AND instr(e.payload, '"query":true') > 0 THEN 'query'
+    ELSE e.outcome END"""
 _REPLAY_SELECT = ", ".join(REFUSED if c == "outcome" else f'e."{c}"' for c in REPLAY_COLUMNS)
 
 

@@ -37,9 +37,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-#: Seconds ``state`` waits for a busy monitor before printing state.json.
-STATE_TIMEOUT = 2.0
-
 
 def _absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
     """A request for a container with no state directory: record it, refuse it."""
@@ -127,32 +124,41 @@ def resume(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    """Ask the monitor; without one, answer from the real world (reconcile).
+    """Print state.json as the monitor keeps it: no request, no parsing.
 
-    The monitor writes state.json before it replies, so once it has
-    answered, the file is what it said (or newer): printed as it is, the
-    polled command renders nothing.
+    Schedulers poll this, so it is a file read (crun computes status on read
+    the same way), not a request to the monitor - which would be an event
+    in the log per poll. The monitor writes state.json on every transition
+    before it answers the request that caused it. Without a live monitor,
+    the answer comes from the real world (reconcile).
     """
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
         raise _absent(settings, statedir, "state")
-    try:
-        client.call(statedir.file(CONTROL), {"op": "state"}, timeout=STATE_TIMEOUT)
-    except client.MonitorGone:
+    if _monitor_alive(statedir):
+        data = _read_state(settings, statedir)
+    else:
         from engine.runtime import reconcile
 
         try:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise _absent(settings, statedir, "state") from None
-    except (TimeoutError, client.NotPermitted):
-        # Alive but busy (a long hook), or not ours to ask: state.json is
-        # world-readable and as current as the monitor's last transition.
-        data = _read_state(settings, statedir)
-    else:
-        data = _read_state(settings, statedir)
     sys.stdout.buffer.write(data + b"\n")
     return 0
+
+
+def _monitor_alive(statedir: StateDir) -> bool:
+    """The monitor recorded in runtime.json still runs (pid and start time)."""
+    from engine import jsonfast
+    from engine.runtime.statedir import process_start_time
+
+    try:
+        info = jsonfast.loads(statedir.read(RUNTIME))
+    except (RunlogError, ValueError):
+        return False
+    pid = info.get("monitor_pid")
+    return isinstance(pid, int) and process_start_time(pid) == info.get("monitor_start")
 
 
 def _read_state(settings: Settings, statedir: StateDir) -> bytes:

@@ -9,7 +9,8 @@ left the container in, and compares:
 - a ``rejected`` event: the machine must still refuse it (else ``accepts``);
   one refused before it reached the machine (``refused`` in its payload:
   malformed, no permission, no monitor) is not compared - the machine was
-  never asked;
+  never asked; neither is a query that changed nothing (``query``: an
+  accepted ``state`` or ``wait`` request);
 - a ``failed`` event: the machine must allow the trigger - its actions ran
   and one failed - and the state stays (else ``rejects``);
 - every event: its recorded ``source`` must be the state the history left
@@ -42,6 +43,15 @@ __all__ = ["Divergence", "HistoryResult", "Replay", "replay", "rows_of"]
 Row = tuple[str, int, int, str, str | None, str | None, str, str]
 
 
+def _outcome(e: Event) -> str:
+    """As the log's replay SELECT reads it (engine.audit.query.REFUSED)."""
+    if e.outcome == "rejected" and "refused" in e.payload:
+        return "refused"
+    if e.outcome == "ok" and e.payload.get("query") is True:
+        return "query"
+    return e.outcome
+
+
 def rows_of(events: Iterable[Event]) -> list[Row]:
     return [
         (
@@ -51,7 +61,7 @@ def rows_of(events: Iterable[Event]) -> list[Row]:
             e.trigger,
             e.source,
             e.dest,
-            "refused" if e.outcome == "rejected" and "refused" in e.payload else e.outcome,
+            _outcome(e),
             e.machine_digest,
         )
         for e in events

@@ -19,8 +19,10 @@ refuses a peer that is neither root nor the container's owner, then acts:
 Every request that is refused before it reaches the machine - malformed,
 not permitted, unsupported - is recorded as a ``rejected`` event with the
 op as trigger ("request" when there is none) and ``refused`` in the payload.
-Accepted ``state`` and ``wait`` requests change nothing and are not
-recorded (``state`` is polled).
+Accepted ``state`` and ``wait`` requests change nothing and are recorded as
+``ok`` events from the state to itself with ``query`` in the payload, which
+replay does not check against the machine. (``runlog state``, which
+schedulers poll, reads ``state.json`` and sends no request.)
 
 The dispatcher also records what changes under runlog's feet: the init's
 end (``exit``; by an actor ``external`` when a signal runlog did not send,
@@ -166,12 +168,20 @@ class Dispatcher:
         except Exception:  # the log cannot take it; the reply still says no
             pass
 
+    def _query(self, op: str, actor: Actor, args: dict[str, Any]) -> None:
+        try:
+            self.service.record_query(self.id, op, actor, args)
+        except Exception:  # the log cannot take it; the answer still goes out
+            pass
+
     def _dispatch(self, request: Request, actor: Actor, respond: Respond) -> dict[str, Any] | None:
         op, args = request.op, request.args
         self.refresh()
         if op == "state":
+            self._query(op, actor, args)
             return self._ok()
         if op == "wait":
+            self._query(op, actor, args)
             if self.container.exit is not None:
                 return self._ok(exit=dict(self.container.exit))
             self.waiters.append(respond)

@@ -74,8 +74,13 @@ def rows(db: Path, cid: str) -> list[dict[str, Any]]:
     return [{**dict(r), "payload": json.loads(r["payload"])} for r in found]
 
 
+def changes(db: Path, cid: str) -> list[dict[str, Any]]:
+    """The events less the queries (accepted state and wait requests)."""
+    return [r for r in rows(db, cid) if not r["payload"].get("query")]
+
+
 def brief(db: Path, cid: str) -> list[tuple[str, str | None, str, str]]:
-    return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in rows(db, cid)]
+    return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in changes(db, cid)]
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -133,6 +138,8 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     ctl = Transport(runlog, transport)
     b = bundle(["sh", "-c", LOOP])
     runlog("create", "t-req", "-b", str(b), check=True)
+    # The polled `runlog state` reads state.json: no request, no event.
+    assert json.loads(runlog("state", "t-req", check=True).stdout)["status"] == "created"
     code, reply = ctl("t-req", {"op": "state"})
     assert (code, reply["status"], reply["state"]["status"]) == (0, "created", "created")
     assert reply["state"]["pid"] > 0
@@ -155,8 +162,17 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     assert not (runlog.root / "t-req").exists()
 
     events = rows(runlog.db, "t-req")
+    # wait is recorded when it arrives: before or after the exit it waits for.
+    (wait,) = [e for e in events if e["trigger"] == "wait"]
+    assert (wait["outcome"], wait["source"], wait["dest"]) in (
+        ("ok", "running", "running"),
+        ("ok", "stopped", "stopped"),
+    )
+    assert wait["payload"] == {"request": {}, "query": True}
+    events = [e for e in events if e["trigger"] != "wait"]
     assert [(e["trigger"], e["dest"], e["outcome"], e["actor_transport"]) for e in events] == [
         ("create", "created", "ok", "cli"),
+        ("state", "created", "ok", transport),
         ("start", "running", "ok", transport),
         ("pause", "paused", "ok", transport),
         ("resume", "running", "ok", transport),
@@ -172,9 +188,9 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
         assert all(e["actor_pid"] for e in asked)  # the ctl process, by SO_PEERCRED
     else:
         assert {e["actor_pid"] for e in asked} == {None}  # a file has an owner, no pid
-    assert events[4]["payload"]["refused"] == "unsupported"
-    assert events[4]["payload"]["request"] == {"rows": 40, "cols": 120}
-    assert events[6]["payload"]["request"] == {"signal": 10, "all": False}
+    assert events[5]["payload"]["refused"] == "unsupported"
+    assert events[5]["payload"]["request"] == {"rows": 40, "cols": 120}
+    assert events[7]["payload"]["request"] == {"signal": 10, "all": False}
 
 
 def test_wait_returns_the_exit_code_and_the_signal(
@@ -241,6 +257,8 @@ def test_two_clients_at_once(runlog: Any, running: Callable[[str], Path]) -> Non
         ("kill", "running", "ok", "socket"),
         ("exit", "stopped", "ok", "monitor"),
     ]
+    queries = [r["trigger"] for r in rows(runlog.db, "t-two") if r["payload"].get("query")]
+    assert (queries.count("state"), queries.count("wait")) == (50, 1)
 
 
 def _as_nobody(directory: Path, act: Callable[[], bytes]) -> bytes:
@@ -489,7 +507,7 @@ def test_a_kill_from_outside_is_recorded_as_external(
     pid = json.loads(runlog("state", "t-outside", check=True).stdout)["pid"]
     os.kill(pid, signal.SIGKILL)
     assert runlog("wait", "t-outside").returncode == 137
-    last = rows(runlog.db, "t-outside")[-1]
+    last = changes(runlog.db, "t-outside")[-1]
     assert (last["trigger"], last["dest"], last["actor_transport"]) == (
         "exit",
         "stopped",
@@ -507,7 +525,7 @@ def test_the_oom_killer_is_recorded_as_the_cause(runlog: Any, bundle: Bundle) ->
     # busybox tail buffers a line that never ends: the init itself grows.
     runlog("run", "-d", "t-oom", "-b", str(bundle(["tail", "/dev/zero"], edit)), check=True)
     assert runlog("wait", "t-oom", timeout=60).returncode == 137
-    last = rows(runlog.db, "t-oom")[-1]
+    last = changes(runlog.db, "t-oom")[-1]
     assert (last["trigger"], last["actor_transport"]) == ("exit", "external")
     assert last["payload"]["request"] == {"cause": "oom", "signal": 9}
     runlog("delete", "t-oom", check=True)
