@@ -391,3 +391,29 @@ def test_root_container_keeps_the_configured_capabilities(runlog: Any, bundle: B
         "CapBnd:",
         "0000000020000420",
     ]
+
+
+def test_preserve_fds_passes_extra_descriptors(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    secret = tmp_path / "secret"
+    secret.write_text("handed over as fd 3\n")
+    b = bundle(["sh", "-c", "cat <&3 || exit 9; ls /proc/self/fd"])
+    out = tmp_path / "out"
+    cmd = " ".join(
+        [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    )
+    script = f"exec 3<{secret}; exec {cmd} run --preserve-fds 1 t-fds -b {b} > {out} 2>&1"
+    code = subprocess.run(["bash", "-c", script], check=False, timeout=60).returncode
+    lines = out.read_text().split()
+    assert code == 0, lines
+    assert " ".join(lines[:5]) == "handed over as fd 3"
+    # stdio, fd 3, and the one ls opens: nothing else of runlog's.
+    assert sorted(int(n) for n in lines[5:]) == [0, 1, 2, 3, 4]
+    without = subprocess.run(
+        ["bash", "-c", script.replace("--preserve-fds 1 t-fds", "t-fds2")],
+        check=False,
+        timeout=60,
+    )
+    assert without.returncode == 9  # without --preserve-fds, fd 3 is closed
