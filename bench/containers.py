@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.bundles import make_busybox_bundle  # noqa: E402
+from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 
@@ -92,12 +92,15 @@ def rss_kib(pid: int) -> int:
 
 
 def main() -> int:
+    with keep_default_cgroup_parent():
+        return _main()
+
+
+def _main() -> int:
     if os.geteuid() != 0 or not shutil.which("runc"):
         print("bench/containers.py needs root and runc (make bench installs runc)")
         return 1
     tmp = Path(tempfile.mkdtemp(prefix="runlog-bench-"))
-    parents = [d / "runlog" for d in Path("/sys/fs/cgroup").glob("*/") if d.is_dir()]
-    existed = {p for p in parents if p.exists()}
     try:
         true_bundle = make_busybox_bundle(str(tmp / "true"), ["true"])
         sleep_bundle = make_busybox_bundle(str(tmp / "sleep"), ["sleep", "60"])
@@ -141,13 +144,6 @@ def main() -> int:
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        # runlog's default cgroup parent, /runlog: leave it as it was.
-        for parent in parents:
-            if parent not in existed and parent.exists():
-                try:
-                    parent.rmdir()
-                except OSError:
-                    pass
     return 0
 
 

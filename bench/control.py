@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engine.bundles import make_busybox_bundle  # noqa: E402
+from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
 from engine.runtime import client  # noqa: E402
 from engine.runtime.spool import SpoolClient  # noqa: E402
 
@@ -67,6 +67,11 @@ def proc_status(pid: int, key: str) -> str:
 
 
 def main() -> int:
+    with keep_default_cgroup_parent():
+        return _main()
+
+
+def _main() -> int:
     if os.geteuid() != 0:
         print("bench/control.py needs root (real containers)")
         return 1

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from engine.oci import gojson
 from engine.oci.spec import default_spec
 
-__all__ = ["BUSYBOX", "make_busybox_bundle"]
+__all__ = ["BUSYBOX", "keep_default_cgroup_parent", "make_busybox_bundle"]
 
 BUSYBOX = "/bin/busybox"
 _DIRS = ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "var", "usr/bin", "sbin")
@@ -60,3 +61,25 @@ def make_busybox_bundle(
     with open(os.path.join(directory, "config.json"), "w") as fh:
         fh.write(gojson.render(spec, "\t"))
     return directory
+
+
+@contextmanager
+def keep_default_cgroup_parent(root: str = "/sys/fs/cgroup") -> Iterator[None]:
+    """Leave runlog's default cgroup parent (``/runlog``) in every hierarchy
+    as it was: containers made inside remove their own cgroups on delete,
+    and the parent goes again if it was not there before."""
+    parents = [
+        os.path.join(root, name, "runlog")
+        for name in (os.listdir(root) if os.path.isdir(root) else [])
+        if os.path.isdir(os.path.join(root, name))
+    ]
+    existed = {p for p in parents if os.path.isdir(p)}
+    try:
+        yield
+    finally:
+        for parent in parents:
+            if parent not in existed and os.path.isdir(parent):
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass  # still in use: a container outside this block

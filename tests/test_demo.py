@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine import demo
+from engine.bundles import keep_default_cgroup_parent
 from engine.eventlog.sqlite import SQLiteStore
 
 # Both demos take demo-1 through the same story.
@@ -44,17 +45,10 @@ def test_real_demo_runs_a_container(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    parents = [d for d in Path("/sys/fs/cgroup").glob("*/") if d.is_dir()]
-    existed = {p for p in parents if (p / "runlog").exists()}
     db = tmp_path / "events.db"
-    try:
+    # The demo uses runlog's default cgroup parent, /runlog.
+    with keep_default_cgroup_parent():
         assert demo.main(["--db", str(db), "--root", str(tmp_path / "run")]) == 0
-    finally:
-        # The demo uses runlog's default cgroup parent, /runlog; leave the
-        # hierarchy as it was (the containers' own cgroups are gone already).
-        for p in parents:
-            if p not in existed and (p / "runlog").exists():
-                (p / "runlog").rmdir()
     out = capsys.readouterr().out
     assert "| demo-1: got TERM, exiting 3" in out
     assert '"exitCode": 3' in out
