@@ -103,11 +103,17 @@ class Server:
         self.watch_by: float | None = None
         assert self.container.pid is not None
         self.pidfd: int | None = os.pidfd_open(self.container.pid)
+        # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
+        # subreaper, reaps what is re-parented to it: daemons a hook left.
+        self.sigchld, self._sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # -- the loop --------------------------------------------------------------
 
     def serve(self) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, _woken)
+        signal.set_wakeup_fd(self._sigchld_w)
+        self.poller.register(self.sigchld, select.POLLIN)
         self.poller.register(self.sock.fileno(), select.POLLIN)
         assert self.pidfd is not None
         self.poller.register(self.pidfd, select.POLLIN)
@@ -191,9 +197,13 @@ class Server:
             return
         if self.watch_idle is not None:
             self.watch_idle = time.monotonic() + WATCH_IDLE  # busy: not yet
-        if fd == self.pidfd:
+        if fd == self.sigchld:
+            _drain(self.sigchld)
+            self._reap_orphans()
+        elif fd == self.pidfd:
             if self.container.exit is None:
                 self.dispatcher.exited()
+            self._reap_orphans()
         elif fd == self.sock.fileno():
             self._accept()
         elif self.watcher is not None and fd == self.watcher.fileno():
@@ -234,7 +244,26 @@ class Server:
             os.close(self.pidfd)
             self.pidfd = None
 
+    def _reap_orphans(self) -> None:
+        """Reap every ended child but the init, which is the dispatcher's to
+        collect (through its pidfd) and record. waitid(WNOWAIT) looks
+        without reaping, so the init's status is never taken here."""
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == self.container.pid:
+                return
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                return
+
     def _close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for fd in (self.sigchld, self._sigchld_w):
+            os.close(fd)
         for conn in list(self.conns.values()):
             self.drop(conn)
         if self.watcher is not None:
@@ -349,3 +378,15 @@ def _freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:
     if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
         return paths["unified"], frozenset({"cgroup.freeze", "cgroup.events"})
     return None
+
+
+def _woken(_signo: int, _frame: object) -> None:
+    """SIGCHLD's handler: the wakeup fd does the work."""
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass

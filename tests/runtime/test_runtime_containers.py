@@ -417,3 +417,37 @@ def test_preserve_fds_passes_extra_descriptors(runlog: Any, bundle: Bundle, tmp_
         timeout=60,
     )
     assert without.returncode == 9  # without --preserve-fds, fd 3 is closed
+
+
+def _zombie_children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(pid) and fields["State"].split()[0] == "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_monitor_reaps_what_a_hook_leaves_behind(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    # A hook that leaves a daemon: the daemon's parent exits, so it is
+    # re-parented to the nearest child subreaper, the monitor.
+    hook = tmp_path / "daemon.sh"
+    hook.write_text("#!/bin/sh\n(sleep 0.3 &)\nexit 0\n")
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"poststart": [{"path": str(hook)}]}
+
+    runlog("run", "-d", "t-orphan", "-b", str(bundle(["sleep", "30"], edit)), check=True)
+    info = json.loads((runlog.root / "t-orphan" / "runtime.json").read_text())
+    time.sleep(1.0)  # the daemon has ended by now
+    assert _zombie_children(info["monitor_pid"]) == []
+    runlog("delete", "--force", "t-orphan", check=True)
