@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tables import table  # noqa: E402  (bench/, this script's directory)
+
 from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
@@ -73,15 +75,6 @@ class Runtime:
         cid = self.next_id()
         self("run", "--bundle", bundle, cid)
         self("delete", "--force", cid)
-
-
-def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def rss_kib(pid: int) -> int:
@@ -134,13 +127,13 @@ def _main() -> int:
         table(
             f"runlog vs runc ({subprocess.getoutput('runc --version').splitlines()[0]}), "
             f"median of {RUNS} runs, ms",
-            rows,
             ("operation", "runlog", "runc", "ratio"),
+            rows,
         )
         table(
             "runlog's monitor with a running container",
-            [("resident memory (VmRSS)", f"{monitor_rss:.1f} MiB")],
             ("what", "value"),
+            [("resident memory (VmRSS)", f"{monitor_rss:.1f} MiB")],
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

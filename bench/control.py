@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tables import table  # noqa: E402  (bench/, this script's directory)
+
 from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
 from engine.runtime import client  # noqa: E402
 from engine.runtime.spool import SpoolClient  # noqa: E402
@@ -48,15 +50,6 @@ def samples(fn: Callable[[], object], runs: int = RUNS) -> list[float]:
 def summary(ms: list[float]) -> tuple[str, str]:
     ms = sorted(ms)
     return f"{statistics.median(ms):.3f}", f"{ms[int(len(ms) * 0.95) - 1]:.3f}"
-
-
-def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def proc_status(pid: int, key: str) -> str:
@@ -118,13 +111,13 @@ def _main() -> int:
         threads = proc_status(monitor, "Threads")
         table(
             f"control round trips, {RUNS} requests each (ms)",
-            rows,
             ("request", "transport", "median", "p95"),
+            rows,
         )
         table(
             "the monitor with a running container (target: RSS at most 25 MB)",
-            [("resident memory (VmRSS)", rss), ("threads (1 + watchdog's)", threads)],
             ("what", "value"),
+            [("resident memory (VmRSS)", rss), ("threads (1 + watchdog's)", threads)],
         )
     finally:
         subprocess.run([*runlog, "delete", "--force", cid], check=False)

@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tables import table  # noqa: E402  (bench/, this script's directory)
+
 from engine.eventlog.record import NewEvent  # noqa: E402
 from engine.eventlog.sqlite import SQLiteStore  # noqa: E402
 from engine.status import Actor  # noqa: E402
@@ -41,15 +43,6 @@ with SQLiteStore(path) as store:
         cid = "shared" if i % 2 else "own-" + me
         store.append(NewEvent(cid, "kill", "running", None, "ok", actor, "d" * 64, {"i": i}))
 """
-
-
-def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}\n")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
 
 
 def single_writer(tmp: Path, count: int, synchronous: str) -> float:

@@ -15,7 +15,7 @@ import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.runtime import client
-from engine.runtime.statedir import CONTROL, RUNTIME, STATE, StateDir
+from engine.runtime.statedir import CONTROL, STATE, StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor
 
@@ -149,16 +149,10 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
 
 
 def _monitor_alive(statedir: StateDir) -> bool:
-    """The monitor recorded in runtime.json still runs (pid and start time)."""
-    from engine import jsonfast
-    from engine.runtime.statedir import process_start_time
-
     try:
-        info = jsonfast.loads(statedir.read(RUNTIME))
-    except (RunlogError, ValueError):
+        return alive(statedir.runtime(), "monitor")
+    except ContainerNotFound:
         return False
-    pid = info.get("monitor_pid")
-    return isinstance(pid, int) and process_start_time(pid) == info.get("monitor_start")
 
 
 def _read_state(settings: Settings, statedir: StateDir) -> bytes:
@@ -194,11 +188,9 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def _monitor_pid(statedir: StateDir) -> int | None:
-    from engine import jsonfast
-
     try:
-        pid = jsonfast.loads(statedir.read(RUNTIME)).get("monitor_pid")
-    except (RunlogError, ValueError):
+        pid = statedir.runtime().get("monitor_pid")
+    except ContainerNotFound:
         return None
     return pid if isinstance(pid, int) else None
 

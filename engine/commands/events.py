@@ -20,7 +20,7 @@ from typing import Any
 
 from engine import jsonfast
 from engine.errors import ContainerNotFound
-from engine.runtime.statedir import RUNTIME, StateDir
+from engine.runtime.statedir import StateDir
 from engine.settings import Settings
 from engine.status import Outcome, Status
 
@@ -45,14 +45,9 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
 
 
 def stats(settings: Settings, container_id: str, once: bool, interval: object) -> int:
-    from engine.cgroups import manager_at
+    from engine.commands.info import cgroup_manager
 
-    statedir = StateDir(settings.root, container_id)
-    try:
-        info = jsonfast.loads(statedir.read(RUNTIME))
-    except ContainerNotFound:
-        raise _refuse_absent(settings, container_id) from None
-    manager = manager_at(info.get("cgroup_paths") or {})
+    manager = cgroup_manager(settings, container_id, "events")
     seconds = float(str(interval or "5").rstrip("s"))
     while True:
         sample = {"type": "stats", "id": container_id, "data": manager.stats()}

@@ -9,7 +9,7 @@ from typing import Any
 from engine import jsonfast
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.oci import gojson
-from engine.runtime.statedir import RUNTIME, STATE, StateDir
+from engine.runtime.statedir import STATE, StateDir
 from engine.settings import Settings
 
 __all__ = ["features", "list_", "ps", "spec"]
@@ -57,23 +57,24 @@ def list_(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     return 0
 
 
-def _manager(settings: Settings, container_id: str) -> Any:
+def cgroup_manager(settings: Settings, container_id: str, trigger: str) -> Any:
+    """The container's cgroup manager, from the paths its monitor recorded;
+    an unknown container is refused (and recorded) as ``trigger``."""
     from engine.cgroups import manager_at
 
-    statedir = StateDir(settings.root, container_id)
     try:
-        info = jsonfast.loads(statedir.read(RUNTIME))
+        info = StateDir(settings.root, container_id).runtime()
     except ContainerNotFound:
         from engine.runtime import record
 
         error = ContainerNotFound(container_id)
-        record.rejected(settings, container_id, "ps", error)
+        record.rejected(settings, container_id, trigger, error)
         raise error from None
     return manager_at(info.get("cgroup_paths") or {})
 
 
 def ps(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    pids = sorted(_manager(settings, args[0]).pids())
+    pids = sorted(cgroup_manager(settings, args[0], "ps").pids())
     if flags.get("format") == "json":
         sys.stdout.write(jsonfast.dumps(pids) + "\n")
         return 0

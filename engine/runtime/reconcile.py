@@ -20,7 +20,7 @@ from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
 from engine.oci import gojson
 from engine.runtime import record
-from engine.runtime.statedir import RUNTIME, STATE, StateDir, process_start_time
+from engine.runtime.statedir import STATE, StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status, Transport
 
@@ -36,21 +36,8 @@ class MonitorLost(LifecycleError):
         )
 
 
-def _runtime(statedir: StateDir) -> dict[str, Any]:
-    try:
-        info: dict[str, Any] = jsonfast.loads(statedir.read(RUNTIME))
-    except ValueError:
-        return {}
-    return info
-
-
-def _init_alive(info: dict[str, Any]) -> bool:
-    pid = info.get("init_pid")
-    return isinstance(pid, int) and process_start_time(pid) == info.get("init_start")
-
-
 def _status(info: dict[str, Any], recorded: str) -> str:
-    if not _init_alive(info):
+    if not alive(info, "init"):
         return Status.STOPPED
     paths = info.get("cgroup_paths") or {}
     if paths:
@@ -82,7 +69,7 @@ def _record_lost_exit(settings: Settings, container_id: str, source: str) -> Non
 
 def state(settings: Settings, statedir: StateDir) -> bytes:
     doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
-    info = _runtime(statedir)
+    info = statedir.runtime()
     status = _status(info, str(doc.get("status")))
     if status == Status.STOPPED and doc.get("status") != Status.STOPPED:
         _record_lost_exit(settings, statedir.id, str(doc.get("status")))
@@ -99,7 +86,7 @@ def handle(
         lost = MonitorLost(statedir.id, trigger)
         record.rejected(settings, statedir.id, trigger, lost, request)
         raise lost
-    info = _runtime(statedir)
+    info = statedir.runtime()
     doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
     status = _status(info, str(doc.get("status")))
     if status != Status.STOPPED and not request.get("force"):

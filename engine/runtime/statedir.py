@@ -17,7 +17,20 @@ import os
 
 from engine.errors import ContainerExists, ContainerNotFound, UsageError
 
-__all__ = ["CONTROL", "RUNTIME", "STATE", "StateDir", "process_start_time", "validate_id"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+__all__ = [
+    "CONTROL",
+    "RUNTIME",
+    "STATE",
+    "StateDir",
+    "alive",
+    "process_start_time",
+    "validate_id",
+]
 
 STATE = "state.json"
 RUNTIME = "runtime.json"
@@ -49,6 +62,13 @@ def process_start_time(pid: int) -> int | None:
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
     return int(fields[19])
+
+
+def alive(info: Mapping[str, Any], role: str) -> bool:
+    """Whether runtime.json's ``role`` (``monitor`` or ``init``) still runs:
+    its pid with the start time recorded for it, against pid reuse."""
+    pid = info.get(f"{role}_pid")
+    return isinstance(pid, int) and process_start_time(pid) == info.get(f"{role}_start")
 
 
 class StateDir:
@@ -91,6 +111,17 @@ class StateDir:
                 return fh.read()
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
+
+    def runtime(self) -> dict[str, Any]:
+        """runtime.json's fields; ``{}`` if it does not parse. Raises
+        ContainerNotFound when the container has no state directory."""
+        from engine import jsonfast
+
+        try:
+            info = jsonfast.loads(self.read(RUNTIME))
+        except ValueError:
+            return {}
+        return info if isinstance(info, dict) else {}
 
     def remove(self) -> None:
         _remove_tree(self.path)
