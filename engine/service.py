@@ -138,12 +138,16 @@ class Service:
     ) -> Event:
         """Record a request that asks and changes nothing (``state``,
         ``wait``): who asked, and when. ``query`` in the payload tells
-        replay there is no transition to check."""
+        replay there is no transition to check. Schedulers poll ``state``,
+        so a query is committed without waiting for the disk; the next
+        transition's durable commit carries it."""
         row = self.store.container(container_id)
         state = None if row is None or row.state in self._gone else row.state
         seq = 0 if row is None else row.seq
         payload: dict[str, Any] = {"request": dict(request or {}), "query": True}
-        return self._append(container_id, trigger, state, state, Outcome.OK, actor, payload, seq)
+        return self._append(
+            container_id, trigger, state, state, Outcome.OK, actor, payload, seq, durable=False
+        )
 
     def refuse(
         self,
@@ -217,6 +221,8 @@ class Service:
         actor: Actor,
         payload: dict[str, Any],
         seq: int,
+        *,
+        durable: bool = True,
     ) -> Event:
         new = NewEvent(
             container_id,
@@ -229,9 +235,9 @@ class Service:
             payload,
         )
         try:
-            return self.store.append(new, expected_seq=seq)
+            return self.store.append(new, expected_seq=seq, durable=durable)
         except ConcurrencyError as err:
             # Someone else recorded an event for this container while we
             # acted. What we did happened all the same: record it, marked.
             new.payload["raced_with_seq"] = err.actual_seq
-            return self.store.append(new)
+            return self.store.append(new, durable=durable)

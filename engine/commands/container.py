@@ -15,7 +15,7 @@ import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.runtime import client
-from engine.runtime.statedir import CONTROL, STATE, StateDir, alive
+from engine.runtime.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
 from engine.status import Actor
 
@@ -32,6 +32,10 @@ __all__ = [
     "state",
     "wait",
 ]
+
+# A scheduler polls ``state``; a monitor that does not answer in this time
+# is busy (a long hook), and state.json answers instead.
+STATE_TIMEOUT = 2.0
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -124,42 +128,35 @@ def resume(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    """Print state.json as the monitor keeps it: no request, no parsing.
-
-    Schedulers poll this, so it is a file read (crun computes status on read
-    the same way), not a request to the monitor - which would be an event
-    in the log per poll. The monitor writes state.json on every transition
-    before it answers the request that caused it. Without a live monitor,
-    the answer comes from the real world (reconcile).
+    """Ask the monitor: a ``state`` request, recorded as a query (who asked,
+    when). The monitor writes query events without waiting for the disk;
+    the next transition's commit makes them durable. Without a live
+    monitor, the answer comes from the real world (reconcile); from a
+    monitor too busy to answer, from the ``state.json`` it keeps current.
     """
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
         raise _absent(settings, statedir, "state")
-    if _monitor_alive(statedir):
-        data = _read_state(settings, statedir)
-    else:
+    try:
+        reply = client.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
+    except client.MonitorGone:
         from engine.runtime import reconcile
 
         try:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise _absent(settings, statedir, "state") from None
+    except client.MonitorBusy:
+        try:
+            data = statedir.read(STATE)
+        except ContainerNotFound:
+            raise _absent(settings, statedir, "state") from None
+    else:
+        from engine.oci import gojson
+
+        data = gojson.render(reply["state"], "  ").encode()
     sys.stdout.buffer.write(data + b"\n")
     return 0
-
-
-def _monitor_alive(statedir: StateDir) -> bool:
-    try:
-        return alive(statedir.runtime(), "monitor")
-    except ContainerNotFound:
-        return False
-
-
-def _read_state(settings: Settings, statedir: StateDir) -> bytes:
-    try:
-        return statedir.read(STATE)
-    except ContainerNotFound:
-        raise _absent(settings, statedir, "state") from None
 
 
 def kill(settings: Settings, flags: dict[str, object], args: list[str]) -> int:

@@ -24,7 +24,9 @@ class MemoryStore(EventStore):
         self._rows: dict[str, ContainerRow] = {}
         self._machines: dict[str, str] = {}
 
-    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+    def append(
+        self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
+    ) -> Event:
         with self._lock:
             row = self._rows.get(event.container_id)
             last = 0 if row is None else row.seq

@@ -68,7 +68,9 @@ class SAStore(EventStore):
         if version != known[-1]:
             migrate.upgrade(url)
 
-    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+    def append(
+        self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
+    ) -> Event:
         for _ in range(self.retries):
             try:
                 return self._append(event, expected_seq)

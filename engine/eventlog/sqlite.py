@@ -75,6 +75,7 @@ class SQLiteStore(EventStore):
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.location = path
         self.retry_budget = retry_budget
+        self.synchronous = synchronous.upper()
         if path != ":memory:":
             _check_file(path)
         # isolation_level=None: the module issues no implicit BEGIN; this
@@ -174,7 +175,22 @@ class SQLiteStore(EventStore):
 
     # -- EventStore -------------------------------------------------------
 
-    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+    def append(
+        self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
+    ) -> Event:
+        conn = self._conn
+        # WAL: a NORMAL commit is not synced, but it is in the log before
+        # every later commit, and the next FULL commit's sync carries it.
+        lazy = not durable and self.synchronous == "FULL"
+        if lazy:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._append(event, expected_seq)
+        finally:
+            if lazy:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def _append(self, event: NewEvent, expected_seq: int | None) -> Event:
         conn = self._conn
         self._begin()
         try:

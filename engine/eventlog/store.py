@@ -27,12 +27,16 @@ class EventStore(ABC):
     """An append-only log of events with a per-container projection."""
 
     @abstractmethod
-    def append(self, event: NewEvent, expected_seq: int | None = None) -> Event:
+    def append(
+        self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
+    ) -> Event:
         """Append ``event`` as the container's next seq, and update its row in
         the projection in the same transaction.
 
         With ``expected_seq``, raise :class:`engine.errors.ConcurrencyError`
         unless the container's last seq is still that (0: no events yet).
+        ``durable=False`` lets a store commit without waiting for the disk
+        (queries a scheduler polls): the next durable commit carries it.
         """
 
     @abstractmethod

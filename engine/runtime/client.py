@@ -12,7 +12,7 @@ import _socket
 from engine import jsonfast
 from engine.errors import RunlogError
 
-__all__ = ["MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
+__all__ = ["MonitorBusy", "MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 class MonitorGone(RunlogError):
     """Nobody listens on the container's control socket."""
+
+
+class MonitorBusy(RunlogError):
+    """The monitor took the request but did not answer in time."""
 
 
 class NotPermitted(RunlogError):
@@ -63,6 +67,8 @@ def call_raw(path: str, data: bytes, timeout: float | None = 60.0) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
+    except TimeoutError as err:
+        raise MonitorBusy(f"the monitor at {path} did not answer within {timeout:g} s") from err
     finally:
         sock.close()
     data = b"".join(chunks)

@@ -21,8 +21,8 @@ not permitted, unsupported - is recorded as a ``rejected`` event with the
 op as trigger ("request" when there is none) and ``refused`` in the payload.
 Accepted ``state`` and ``wait`` requests change nothing and are recorded as
 ``ok`` events from the state to itself with ``query`` in the payload, which
-replay does not check against the machine. (``runlog state``, which
-schedulers poll, reads ``state.json`` and sends no request.)
+replay does not check against the machine; schedulers poll ``state``, so
+queries are committed without waiting for the disk.
 
 The dispatcher also records what changes under runlog's feet: the init's
 end (``exit``; by an actor ``external`` when a signal runlog did not send,

@@ -126,12 +126,34 @@ class StoreContract:
         payload["n"] = 2
         assert store.history("c")[0].payload == {"n": 1}
 
+    def test_an_event_not_waited_for_is_kept_all_the_same(self, store: EventStore) -> None:
+        store.append(new("c"))
+        store.append(new("c", "state", "created", "created"), durable=False)
+        assert [(e.seq, e.trigger) for e in store.history("c")] == [(1, "create"), (2, "state")]
+
 
 class TestSQLiteFile(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[EventStore]:
         with SQLiteStore(str(tmp_path / "events.db")) as s:
             yield s
+
+    def test_a_query_commits_without_a_sync_and_full_comes_back(self, tmp_path: Path) -> None:
+        with SQLiteStore(str(tmp_path / "q.db")) as store:
+            said: list[str] = []
+            store._conn.set_trace_callback(said.append)
+            store.append(new("c"))
+            store.append(new("c", "state", "created", "created"), durable=False)
+            store.append(new("c", "start", "created", "running"))
+            store._conn.set_trace_callback(None)
+            lazy = said.index("PRAGMA synchronous=NORMAL")
+            assert said.count("PRAGMA synchronous=NORMAL") == 1
+            assert said[lazy + 1] == "BEGIN IMMEDIATE"
+            assert said[lazy + 1 :].index("PRAGMA synchronous=FULL") > said[lazy + 1 :].index(
+                "COMMIT"
+            )
+            assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            assert [e.trigger for e in store.history("c")] == ["create", "state", "start"]
 
 
 class TestSQLiteMemory(StoreContract):

@@ -39,13 +39,15 @@ def wait_file(path: Path, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def events(db: Path, cid: str) -> list[tuple[str, str | None, str]]:
+def events(db: Path, cid: str, queries: bool = False) -> list[tuple[str, str | None, str]]:
+    """The container's events; without the queries (state, wait) unless asked."""
     with sqlite3.connect(db) as conn:
         rows = conn.execute(
-            'SELECT "trigger", dest, outcome FROM events WHERE container_id = ? ORDER BY seq',
+            'SELECT "trigger", dest, outcome, json_extract(payload, "$.query") FROM events '
+            "WHERE container_id = ? ORDER BY seq",
             (cid,),
         )
-        return [(str(t), d, str(o)) for t, d, o in rows]
+        return [(str(t), d, str(o)) for t, d, o, q in rows if queries or not q]
 
 
 def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
@@ -72,6 +74,13 @@ def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) ->
         ("exit", "stopped", "ok"),
         ("delete", "deleted", "ok"),
     ]
+    # Each `state` above was a request to the monitor, recorded as a query.
+    everything = events(runlog.db, "t-life", queries=True)
+    polls = [e for e in everything if e[0] == "state"]
+    assert len(polls) >= 2
+    assert set(polls) <= {("state", s, "ok") for s in ("created", "running", "stopped")}
+    assert ("state", "stopped", "ok") in polls  # wait_status saw it stop
+    assert everything[1] == ("state", "created", "ok")
 
 
 def test_run_foreground_exit_code_and_signal(runlog: Any, bundle: Bundle) -> None:

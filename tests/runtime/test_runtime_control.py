@@ -138,7 +138,7 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     ctl = Transport(runlog, transport)
     b = bundle(["sh", "-c", LOOP])
     runlog("create", "t-req", "-b", str(b), check=True)
-    # The polled `runlog state` reads state.json: no request, no event.
+    # The polled `runlog state` asks the monitor over the socket: a query.
     assert json.loads(runlog("state", "t-req", check=True).stdout)["status"] == "created"
     code, reply = ctl("t-req", {"op": "state"})
     assert (code, reply["status"], reply["state"]["status"]) == (0, "created", "created")
@@ -172,6 +172,7 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     events = [e for e in events if e["trigger"] != "wait"]
     assert [(e["trigger"], e["dest"], e["outcome"], e["actor_transport"]) for e in events] == [
         ("create", "created", "ok", "cli"),
+        ("state", "created", "ok", "socket"),
         ("state", "created", "ok", transport),
         ("start", "running", "ok", transport),
         ("pause", "paused", "ok", transport),
@@ -188,9 +189,10 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
         assert all(e["actor_pid"] for e in asked)  # the ctl process, by SO_PEERCRED
     else:
         assert {e["actor_pid"] for e in asked} == {None}  # a file has an owner, no pid
-    assert events[5]["payload"]["refused"] == "unsupported"
-    assert events[5]["payload"]["request"] == {"rows": 40, "cols": 120}
-    assert events[7]["payload"]["request"] == {"signal": 10, "all": False}
+    assert events[1]["payload"] == {"request": {}, "query": True}
+    assert events[6]["payload"]["refused"] == "unsupported"
+    assert events[6]["payload"]["request"] == {"rows": 40, "cols": 120}
+    assert events[8]["payload"]["request"] == {"signal": 10, "all": False}
 
 
 def test_wait_returns_the_exit_code_and_the_signal(
@@ -489,7 +491,7 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
     runlog("pause", "t-ext", check=True)
     runlog("resume", "t-ext", check=True)
     time.sleep(0.2)
-    events = rows(runlog.db, "t-ext")
+    events = changes(runlog.db, "t-ext")
     assert [(e["trigger"], e["dest"], e["actor_transport"]) for e in events[2:]] == [
         ("pause", "paused", "external"),
         ("resume", "running", "external"),
@@ -498,6 +500,23 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
     ]
     assert events[2]["payload"]["request"] == {"noticed": "freezer"}
     assert events[2]["actor_uid"] is None
+
+
+def test_state_answers_from_the_file_when_the_monitor_does_not(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    running("t-busy")
+    monitor = runtime_info(runlog, "t-busy")["monitor_pid"]
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        out = runlog("state", "t-busy")  # waits STATE_TIMEOUT for the monitor
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (doc["id"], doc["status"]) == ("t-busy", "running")
+    assert doc["pid"] == runtime_info(runlog, "t-busy")["init_pid"]
+    assert status(runlog, "t-busy") == "running"  # and the monitor serves again
 
 
 def test_a_kill_from_outside_is_recorded_as_external(
