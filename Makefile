@@ -1,6 +1,9 @@
 # runlog: `make demo` and `make test` do all set-up on a fresh Debian machine.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's interpreter: it starts about 1 ms sooner than a shared-library
+# build (every scheduler call pays interpreter start-up), and `make deps`
+# installs it where it is missing.
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
