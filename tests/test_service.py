@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -238,7 +239,7 @@ def test_id_can_be_reused_after_delete(service: Service, world: FakeWorld) -> No
 def test_a_site_machine_changes_behaviour(world: FakeWorld) -> None:
     # Without pause in the machine, pause is rejected even when running.
     text = (
-        default_path()
+        Path(default_path())
         .read_text()
         .replace("- {trigger: pause,", "# ")
         .replace("- {trigger: resume,", "# ")
@@ -258,5 +259,5 @@ def test_a_site_machine_changes_behaviour(world: FakeWorld) -> None:
 
 def test_the_machine_text_is_archived_by_digest(service: Service) -> None:
     definition = service.definition
-    assert definition.text == default_path().read_text()
+    assert definition.text == Path(default_path()).read_text()
     assert service.store.machine_text(definition.digest) == definition.text

@@ -8,8 +8,9 @@ to implementations in :mod:`engine.actions.registry`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from engine.frozen import field, record
 
 __all__ = ["ACTIONS", "HOOK_POINTS", "ON_FAILURE", "ActionSignature", "Param"]
 
@@ -25,7 +26,7 @@ HOOK_POINTS = (
 ON_FAILURE = ("abort", "warn")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Param:
     """One parameter of an action: its type, allowed values, and default."""
 
@@ -35,7 +36,7 @@ class Param:
     default: object = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ActionSignature:
     name: str
     summary: str

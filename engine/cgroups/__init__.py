@@ -6,8 +6,8 @@
     CgroupManager     the interface (base.py); V1Manager, V2Manager,
                       HybridManager; FakeCgroupManager in engine.cgroups.fake
     Resources         linux.resources parsed: ``engine.cgroups.resources``,
-                      imported from there (it loads dataclasses, which
-                      ``runlog pause`` has no use for)
+                      imported from there (``runlog pause`` has no use
+                      for it)
 
 cgroupsPath (runtime-spec config-linux.md "cgroupsPath"), as runc's
 cgroupfs driver reads it:

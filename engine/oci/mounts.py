@@ -11,12 +11,13 @@ bundle mounts the same under both runtimes.
 
 The ``MS_*`` and ``MOUNT_ATTR_*`` values are those of <sys/mount.h> and
 <linux/mount.h>; they are defined here so that parsing needs no ctypes.
-This module uses dataclasses, like :mod:`engine.oci.config` that imports it.
+:class:`MountSpec` is a frozen record (:mod:`engine.frozen`), like the values
+of :mod:`engine.oci.model`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from engine.frozen import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ KNOWN_MOUNT_OPTIONS: tuple[str, ...] = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MountSpec:
     """What one mount's ``options`` ask of mount(2) and mount_setattr(2).
 

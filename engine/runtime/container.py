@@ -13,19 +13,23 @@ import os
 import signal
 import socket
 import time
-from typing import Any
 
 from engine import jsonfast
 from engine.actions.base import Drivers
 from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
+from engine.frozen import replace
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
 from engine.runtime import init
 from engine.runtime.hooks import HookRunner
 from engine.runtime.statedir import RUNTIME, STATE, StateDir, process_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Container"]
 
@@ -50,8 +54,6 @@ _ALLOWED = (
 
 
 def _with_default_devices(resources: Resources, config: Config) -> Resources:
-    import dataclasses
-
     from engine.cgroups.resources import DeviceRule
 
     if not resources.devices:
@@ -62,7 +64,7 @@ def _with_default_devices(resources: Resources, config: Config) -> Resources:
         for d in config.linux.devices
         if d.type != "p"  # a FIFO is no device: the cgroup has no rule for it
     ]
-    return dataclasses.replace(resources, devices=(*resources.devices, *extra))
+    return replace(resources, devices=(*resources.devices, *extra))
 
 
 class Container:

@@ -27,9 +27,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from engine.errors import RunlogError
+from engine.frozen import record
 from engine.linux import syscalls
 from engine.oci import mounts as mo
 from engine.oci.model import Config, Device, Mount
@@ -135,7 +135,7 @@ def _bind_source(config: Config, mount: Mount) -> str:
     return source if source.startswith("/") else os.path.join(config.bundle, source)
 
 
-@dataclass(frozen=True)
+@record
 class CgroupView:
     """What a cgroup mount needs to know: the init's cgroups (``own_cgroups``)
     and whether it is in a new cgroup namespace."""

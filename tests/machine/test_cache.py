@@ -41,9 +41,9 @@ def test_a_cache_hit_does_not_import_yaml(tmp_path: Path) -> None:
 def test_a_changed_file_is_parsed_again(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     site = tmp_path / "site.yaml"
-    site.write_text(default_path().read_text())
+    site.write_text(Path(default_path()).read_text())
     load(site, cache=str(cache))
-    site.write_text(default_path().read_text().replace("cgroup.thaw", "cgroup.melt"))
+    site.write_text(Path(default_path()).read_text().replace("cgroup.thaw", "cgroup.melt"))
     # The loader's validation runs again: no stale cache hit.
     with pytest.raises(MachineError, match=r"cgroup\.melt"):
         load(site, cache=str(cache))

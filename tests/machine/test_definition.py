@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 import engine
 from engine.actions.catalog import ACTIONS
 from engine.errors import MachineError
+from engine.frozen import FrozenInstanceError
 from engine.machine.definition import (
     ActionRef,
     MachineDefinition,
@@ -153,7 +153,7 @@ def test_internal_transition_does_not_make_a_state_terminal() -> None:
 
 def test_definitions_are_frozen_and_hashable() -> None:
     defn = parse(GOOD.encode(), "m.yaml")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         defn.initial = "running"  # type: ignore[misc]
     with pytest.raises(TypeError):
         defn.transitions[0].actions[1].params["point"] = "poststop"  # type: ignore[index]
@@ -212,7 +212,7 @@ def test_repository_machine_follows_the_spec_lifecycle() -> None:
 
 
 def test_default_path_in_a_checkout_is_the_repository_file() -> None:
-    assert default_path() == REPO_MACHINE
+    assert default_path() == str(REPO_MACHINE)
 
 
 def test_default_path_prefers_the_packaged_file(
@@ -222,17 +222,17 @@ def test_default_path_prefers_the_packaged_file(
     package.mkdir()
     (tmp_path / "statemachine.yaml").write_text(GOOD)
     monkeypatch.setattr(engine, "__file__", str(package / "__init__.py"))
-    assert default_path() == tmp_path / "statemachine.yaml"
+    assert default_path() == str(tmp_path / "statemachine.yaml")
     (package / "statemachine.yaml").write_text(GOOD)
-    assert default_path() == package / "statemachine.yaml"
+    assert default_path() == str(package / "statemachine.yaml")
 
 
 def test_resolve_precedence() -> None:
     env = {"RUNLOG_MACHINE": "/env/machine.yaml"}
-    assert resolve("/cli/machine.yaml", env) == Path("/cli/machine.yaml")
-    assert resolve(None, env) == Path("/env/machine.yaml")
+    assert resolve("/cli/machine.yaml", env) == "/cli/machine.yaml"
+    assert resolve(None, env) == "/env/machine.yaml"
     assert resolve(None, {}) == default_path()
-    assert resolve("", env) == Path("/env/machine.yaml")
+    assert resolve("", env) == "/env/machine.yaml"
     assert resolve(None, {"RUNLOG_MACHINE": ""}) == default_path()
 
 

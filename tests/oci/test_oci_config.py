@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine.errors import RunlogError
+from engine.frozen import FrozenInstanceError
 from engine.oci.config import (
     CAPABILITIES,
     HOOK_POINTS,
@@ -552,7 +552,7 @@ def test_joining_a_user_namespace_needs_no_mappings(doc: Doc) -> None:
 
 def test_values_are_frozen(doc: Doc) -> None:
     config = parse(doc, SOURCE)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         config.hostname = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.annotations["x"] = "y"  # type: ignore[index]

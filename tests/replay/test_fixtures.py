@@ -14,7 +14,7 @@ from engine.machine.definition import default_path, load
 from engine.replay.errors import FixtureError
 from engine.replay.fixtures import SUFFIX, fixture_name, read_fixture, read_fixtures
 
-REPO_MACHINE = default_path().read_text()
+REPO_MACHINE = Path(default_path()).read_text()
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from engine.cli import main
 from engine.machine.definition import MachineDefinition, default_path, load
 from engine.replay.machines import MachineCatalog, archived_in, machine_text, remember
 
-REPO_MACHINE = default_path().read_text()
+REPO_MACHINE = Path(default_path()).read_text()
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from engine.cli import main
 from engine.machine.definition import default_path
 
 REPO = Path(__file__).resolve().parents[2]
-REPO_MACHINE = default_path().read_text()
+REPO_MACHINE = Path(default_path()).read_text()
 
 
 @pytest.fixture

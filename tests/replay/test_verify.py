@@ -14,7 +14,7 @@ from engine.cli import main
 from engine.machine.definition import default_path, load
 from engine.replay.progress import ProgressBar
 
-REPO_MACHINE = default_path().read_text()
+REPO_MACHINE = Path(default_path()).read_text()
 PAUSE = "  - {trigger: pause, source: running, dest: paused, actions: [cgroup.freeze]}\n"
 KILL = (
     "  - {trigger: kill, source: [created, running, paused], dest: null, "
