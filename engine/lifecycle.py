@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
 
 from engine.actions.base import Action, ActionContext
 from engine.errors import ActionError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # structural types, checked by mypy only
 
 __all__ = ["ActionsFailed", "StepRef", "run_actions"]
 

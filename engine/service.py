@@ -14,7 +14,6 @@ Every request - from the CLI, the control socket or the spool - comes here:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from engine.actions.base import ActionContext, Drivers
 from engine.errors import (
@@ -30,6 +29,10 @@ from engine.eventlog.store import EventStore
 from engine.lifecycle import ActionsFailed
 from engine.machine.runtime import Lifecycle
 from engine.status import Actor, Outcome, Status, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Service", "rejection_reason"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,34 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
 
 def test_the_measurement_would_see_a_heavy_import() -> None:
     assert "sqlalchemy" in _imported("engine.eventlog.schema")
+
+
+# `runlog create` imports the monitor's code before it forks the monitor, so
+# every import is on its critical path; these cost milliseconds each
+# (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
+# dataclasses' generated methods ~0.4 per class) and the path does without.
+NOT_ON_CREATE = ("typing", "pathlib", "hashlib", "_hashlib", "json", "dataclasses")
+
+
+def _imported_as_the_stub_does(module: str) -> set[str]:
+    paths = [str(Path(__file__).resolve().parent.parent)]
+    paths += [p for p in sys.path if p.endswith("site-packages")]
+    code = f"import sys; sys.path[0:0] = {paths!r}; import {module}"
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    return {line.rsplit("|", 1)[-1].strip() for line in out.splitlines() if "|" in line}
+
+
+def test_the_create_path_does_without_costly_modules() -> None:
+    loaded = _imported_as_the_stub_does("engine.runtime.monitor")
+    assert {"engine.runtime.monitor", "transitions", "engine.oci.model"} <= loaded
+    costly = sorted(m for m in loaded if m in NOT_ON_CREATE)
+    assert costly == [], f"runlog create imports {costly}"
+
+
+def test_that_measurement_would_see_typing() -> None:
+    assert "typing" in _imported_as_the_stub_does("engine.audit.query")

@@ -84,11 +84,11 @@ def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def _create(settings: Settings, flags: dict[str, object], container_id: str) -> int:
-    from engine.runtime import monitor
+    from engine.runtime.launch import launch
 
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
     actor = Actor.current()
-    pid = monitor.launch(
+    pid = launch(
         settings,
         container_id,
         bundle,

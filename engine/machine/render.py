@@ -7,8 +7,7 @@ to text, without a trailing newline; printing is the caller's business
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.machine.definition import MachineDefinition, TransitionDef
 

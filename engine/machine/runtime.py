@@ -10,13 +10,16 @@ state changes, so the model stays where it was. ``auto_transitions`` is off
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from transitions import EventData, Machine, MachineError
 
 from engine.actions.base import Action, ActionContext
 from engine.lifecycle import run_actions
 from engine.machine.definition import MachineDefinition, TransitionDef
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Lifecycle"]
 

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
-from typing import Any, NoReturn, Protocol
 
 from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError
@@ -45,10 +43,17 @@ from engine.runtime.statedir import STATE
 from engine.service import Service
 from engine.status import Actor, Status, Transport
 
-__all__ = ["Dispatcher", "NotPermitted", "Respond", "Unsupported"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn, Protocol
 
-#: Delivers one reply; for ``wait``, possibly much later.
-Respond = Callable[[dict[str, Any]], None]
+    #: Delivers one reply; for ``wait``, possibly much later.
+    Respond = Callable[[dict[str, Any]], None]
+else:
+    Protocol = object  # structural types, checked by mypy only
+
+__all__ = ["Dispatcher", "NotPermitted", "Unsupported"]
 
 #: Why a request never reached the machine (the payload's ``refused``).
 MALFORMED = "malformed"

@@ -30,17 +30,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import select
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
 
+from engine import jsonfast
 from engine.errors import ActionError
 from engine.linux import syscalls
 from engine.oci.model import Hook, Hooks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["IN_CONTAINER", "TAIL_BYTES", "HookRunner"]
 
@@ -80,7 +83,7 @@ class HookRunner:
             raise ActionError(str(err), runs=[]) from err
         if not hooks:
             return []
-        payload = json.dumps(dict(state), separators=(",", ":")).encode()
+        payload = jsonfast.dumps(dict(state)).encode()
         namespaces = self._container_namespaces(point) if point in IN_CONTAINER else []
         runs: list[dict[str, Any]] = []
         try:
@@ -351,7 +354,7 @@ class _Process:
     def _settle(self, outcome: _Outcome, report: bytearray) -> None:
         for line in report.splitlines():
             try:
-                record = json.loads(line)
+                record = jsonfast.loads(bytes(line))
             except ValueError:
                 continue
             if "error" in record and outcome.error is None:
@@ -459,7 +462,7 @@ def _child(proc: _Process, stdio: tuple[int, int, int], report: int) -> NoReturn
 
 def _report(fd: int, stage: str, text: str) -> None:
     with contextlib.suppress(BaseException):  # nothing more can be said
-        os.write(fd, json.dumps({"stage": stage, "error": text}).encode() + b"\n")
+        os.write(fd, jsonfast.dumps({"stage": stage, "error": text}).encode() + b"\n")
 
 
 def _default_signals() -> None:
@@ -557,5 +560,5 @@ def _fork_into_namespaces(report: int, exe: int | None) -> None:
         if fd is not None:
             _close_quietly(fd)
     _pid, status = os.waitpid(pid, 0)
-    os.write(report, json.dumps({"status": status}).encode() + b"\n")
+    os.write(report, jsonfast.dumps({"status": status}).encode() + b"\n")
     os._exit(0)

@@ -1,10 +1,10 @@
 """The per-container monitor: parent of the init, keeper of its state, server of requests.
 
-``runlog create`` claims the state directory (and its request spool) and
-forks; the child starts a new session and forks the monitor (a double fork:
-the monitor belongs to no terminal and outlives ``create``). The monitor
-runs the machine's ``create`` trigger - cgroup, init, hooks - and reports
-``ok PID`` or the error on a pipe that ``create`` reads. Then it lives until
+``runlog create`` (:mod:`engine.runtime.launch`) claims the state directory
+and forks; the monitor, in a new session, imports this module - its
+imports are the monitor's, never ``create``'s - and :func:`run` runs the
+machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
+or the error on a pipe that ``create`` reads. Then it lives until
 ``delete``, in one thread and one poll loop (:mod:`engine.runtime.server`;
 the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
@@ -18,7 +18,6 @@ keeps the container's stdio: the log and ``attach.sock``
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
@@ -30,92 +29,23 @@ from engine.oci.config import load_bundle
 from engine.runtime import record
 from engine.runtime.container import Container
 from engine.runtime.dispatch import Dispatcher
+from engine.runtime.launch import report
 from engine.runtime.server import Server
-from engine.runtime.spool import REQUESTS, Spool
-from engine.runtime.statedir import StateDir
 from engine.runtime.streams import LogFile, Streams
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status
 
-__all__ = ["launch"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from engine.runtime.statedir import StateDir
+
+__all__ = ["run"]
 
 
-def launch(
-    settings: Settings,
-    container_id: str,
-    bundle: str,
-    *,
-    no_pivot: bool = False,
-    console_socket: str | None = None,
-    preserve_fds: int = 0,
-    log_path: str | None = None,
-    log_format: str = "basic",
-    actor: Actor,
-) -> int:
-    """Start a monitor that creates the container; return the init's pid."""
-    statedir = StateDir(settings.root, container_id)
-    try:
-        statedir.create()
-    except LifecycleError as err:
-        record.rejected(settings, container_id, "create", err, {"bundle": bundle})
-        raise
-    # The spool exists as soon as the container's directory does: a request
-    # dropped during create waits there until the monitor serves.
-    try:
-        Spool(statedir.file(REQUESTS)).make(actor.uid or 0)
-    except OSError as err:
-        statedir.remove()
-        raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_fd)
-        code = 1
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                options = {
-                    "no_pivot": no_pivot,
-                    "console_socket": console_socket,
-                    "preserve_fds": preserve_fds,
-                    "log_path": log_path,
-                    "log_format": log_format,
-                }
-                _monitor(settings, statedir, bundle, options, actor, write_fd)
-                code = 0
-            else:
-                code = 0
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    os.waitpid(child, 0)
-    # One line: the init may hold a copy of the pipe until it execs, so EOF
-    # cannot be the end of the message.
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_fd)
-    reply = data.decode(errors="replace").rstrip("\n")
-    word, _, rest = reply.partition(" ")
-    if word == "ok":
-        return int(rest)
-    statedir.remove()
-    raise RunlogError(rest or f"container {container_id}: the monitor died during create")
-
-
-def _report(fd: int, text: str) -> None:
-    data = (text.replace("\n", " ") + "\n").encode()
-    while data:
-        data = data[os.write(fd, data) :]
-    os.close(fd)
-
-
-def _monitor(
+def run(
     settings: Settings,
     statedir: StateDir,
     bundle: str,
@@ -161,11 +91,11 @@ def _monitor(
         if not isinstance(err, LifecycleError):
             record.rejected(settings, cid, "create", err, {"bundle": bundle})
         statedir.remove()
-        _report(report_fd, f"error {err}")
+        report(report_fd, f"error {err}")
         return
     except BaseException as err:
         statedir.remove()
-        _report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
+        report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
     # Listen before state.json says "created": a client that sees it can connect.
     dispatcher = Dispatcher(service, container)
@@ -180,7 +110,7 @@ def _monitor(
     container.write_state(Status.CREATED)
     container.write_runtime(os.getpid())
     assert container.pid is not None
-    _report(report_fd, f"ok {container.pid}")
+    report(report_fd, f"ok {container.pid}")
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
 
 from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError
@@ -23,6 +22,10 @@ from engine.runtime import record
 from engine.runtime.statedir import STATE, StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["handle", "state"]
 

@@ -26,7 +26,6 @@ import signal
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any
 
 from engine import jsonfast
 from engine.runtime.dispatch import Dispatcher
@@ -35,7 +34,10 @@ from engine.runtime.spool import REQUESTS, Spool, is_request
 from engine.runtime.statedir import CONTROL, StateDir
 from engine.status import Actor, Transport
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from engine.runtime.streams import Streams
     from engine.runtime.watcher import Watcher
 
