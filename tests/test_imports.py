@@ -36,8 +36,10 @@ def test_the_measurement_would_see_a_heavy_import() -> None:
 # `runlog create` imports the monitor's code before it forks the monitor, so
 # every import is on its critical path; these cost milliseconds each
 # (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
-# dataclasses' generated methods ~0.4 per class) and the path does without.
-NOT_ON_CREATE = ("typing", "pathlib", "hashlib", "_hashlib", "json", "dataclasses")
+# dataclasses' generated methods ~0.4 per class, inspect's ast and dis 3 -
+# transitions imports inspect, engine.machine.runtime defers it) and the
+# path does without.
+NOT_ON_CREATE = ("typing", "pathlib", "hashlib", "_hashlib", "json", "dataclasses", "ast", "dis")
 
 
 def _imported_as_the_stub_does(module: str) -> set[str]:
@@ -62,3 +64,18 @@ def test_the_create_path_does_without_costly_modules() -> None:
 
 def test_that_measurement_would_see_typing() -> None:
     assert "typing" in _imported_as_the_stub_does("engine.audit.query")
+
+
+def test_inspect_loads_when_first_used() -> None:
+    code = (
+        "import sys; import engine.machine.runtime; import transitions.core as core; "
+        "assert 'ast' not in sys.modules; "
+        "assert core.inspect.isfunction(engine.machine.runtime._inspect_on_first_use); "
+        "import inspect; assert sys.modules['inspect'] is inspect; "
+        "assert core.inspect.signature is inspect.signature; "
+        "print(inspect.isclass(int), 'ast' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "True True\n", "")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 
 from engine.errors import LifecycleError, RunlogError
-from engine.runtime import record
 from engine.runtime.spool import REQUESTS, Spool
 from engine.runtime.statedir import StateDir
 
@@ -44,6 +43,8 @@ def launch(
     try:
         statedir.create()
     except LifecycleError as err:
+        from engine.runtime import record
+
         record.rejected(settings, container_id, "create", err, {"bundle": bundle})
         raise
     # The spool exists as soon as the container's directory does: a request

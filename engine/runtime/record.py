@@ -8,8 +8,6 @@ loading the machine's digest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from engine.errors import RunlogError
 from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
@@ -18,6 +16,7 @@ from engine.status import Actor, Outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from hashlib import sha256
 else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
     from _sha256 import sha256
