@@ -24,7 +24,9 @@ Errors, each a :class:`engine.errors.RunlogError` with its context::
 
 from __future__ import annotations
 
-from engine.linux import caps, identity, rlimits
+import signal
+
+from engine.linux import caps, identity, rlimits, syscalls
 from engine.linux.caps import CapabilityError
 from engine.linux.identity import IdentityError
 from engine.linux.rlimits import RlimitError
@@ -33,7 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.oci.model import Process
 
-__all__ = ["CapabilityError", "IdentityError", "RlimitError", "prepare_exec"]
+__all__ = ["CapabilityError", "IdentityError", "RlimitError", "default_signals", "prepare_exec"]
 
 
 def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
@@ -54,3 +56,23 @@ def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
     caps.drop_bounding(process.capabilities)
     identity.apply(process.user, process.no_new_privileges)
     return caps.apply(process.capabilities)
+
+
+def default_signals() -> None:
+    """No signal blocked and every disposition at its default, as a new
+    program expects (subprocess and Go's os/exec do the same). execve resets
+    handled signals but keeps ignored ones ignored and keeps the mask, and
+    Python ignores SIGPIPE and SIGXFSZ: the container's process and the
+    hooks start as runc's do. glibc's reserved real-time signals (32, 33)
+    are out of the signal module's reach: a raw rt_sigaction resets them."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for signo in range(1, signal.NSIG):
+        if signo in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(signo, signal.SIG_DFL)
+        except (OSError, ValueError):
+            try:
+                syscalls.default_signal(signo)
+            except OSError:
+                pass

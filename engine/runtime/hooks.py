@@ -29,7 +29,6 @@ timeout did, and ``error`` when it could not be started at all.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
@@ -40,10 +39,11 @@ from engine import jsonfast
 from engine.errors import ActionError
 from engine.linux import syscalls
 from engine.oci.model import Hook, Hooks
+from engine.runtime import hookexec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
 
 __all__ = ["IN_CONTAINER", "TAIL_BYTES", "HookRunner"]
 
@@ -56,9 +56,6 @@ IN_CONTAINER = frozenset({"createContainer", "startContainer"})
 # The order nsenter(1) joins in. The user namespace is left out of the first
 # pass: see _join.
 _JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "mount", "time")
-# setns into these changes only the namespace of later children, so the
-# hook needs one more fork to be in them (setns(2)).
-_FOR_CHILDREN = frozenset({"pid", "time"})
 _CHUNK = 65536
 _DRAIN_READS = 32
 
@@ -257,7 +254,15 @@ class _Process:
             started = time.monotonic()
             pid = os.fork()
             if pid == 0:
-                _child(self, (stdin_r, stdout_w, stderr_w), report_w)
+                hookexec.become(
+                    self.hook.path,
+                    self.exe,
+                    self.argv,
+                    self.env,
+                    self.namespaces,
+                    (stdin_r, stdout_w, stderr_w),
+                    report_w,
+                )
             for fd in (stdin_r, stdout_w, stderr_w, report_w):
                 self._close(fd)
             # Also here, not only in the child: a timeout may have to kill the
@@ -415,150 +420,3 @@ def _reap(pid: int) -> int | None:
     except ChildProcessError:
         return None  # someone else reaped it
     return status
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-# --- in the child ---------------------------------------------------------
-
-
-def _child(proc: _Process, stdio: tuple[int, int, int], report: int) -> NoReturn:
-    """Become the hook. Never returns: any failure is written to ``report``
-    (close-on-exec, so EOF without a record means the exec happened)."""
-    stage = "start"
-    try:
-        os.setpgid(0, 0)
-        _default_signals()
-        report = _above_stdio(report, cloexec=True)
-        exe = None if proc.exe is None else _above_stdio(proc.exe, cloexec=False)
-        namespaces = [(name, _above_stdio(fd, cloexec=True)) for name, fd in proc.namespaces]
-        lifted = [_above_stdio(fd, cloexec=True) for fd in stdio]
-        for target, fd in enumerate(lifted):
-            os.dup2(fd, target, inheritable=True)
-        keep = {report, *(fd for _name, fd in namespaces)}
-        if exe is not None:
-            keep.add(exe)
-        _close_all_but(keep)
-        if namespaces:
-            stage = "join the container's namespaces"
-            _join(namespaces)
-            if any(name in _FOR_CHILDREN for name, _fd in namespaces):
-                _fork_into_namespaces(report, exe)
-        stage = "exec"
-        # No PATH lookup (os.execve, not execvpe), as runc. By fd for
-        # createContainer; a "#!" script needs that fd open across the exec
-        # (the interpreter reads it as /dev/fd/N), hence not close-on-exec.
-        os.execve(proc.hook.path if exe is None else exe, proc.argv, proc.env)
-    except OSError as err:
-        _report(report, stage, err.strerror or str(err))
-    except BaseException as err:
-        _report(report, stage, f"{type(err).__name__}: {err}")
-    finally:
-        os._exit(127)
-
-
-def _report(fd: int, stage: str, text: str) -> None:
-    with contextlib.suppress(BaseException):  # nothing more can be said
-        os.write(fd, jsonfast.dumps({"stage": stage, "error": text}).encode() + b"\n")
-
-
-def _default_signals() -> None:
-    """Undo what the runtime set that exec would keep: ignored signals (Python
-    ignores SIGPIPE, for one) and the signal mask (as subprocess and Go do)."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    valid = signal.valid_signals()
-    for signo in valid:
-        try:
-            if signal.getsignal(signo) == signal.SIG_IGN:
-                signal.signal(signo, signal.SIG_DFL)
-        except (OSError, ValueError):
-            continue
-    for number in range(1, signal.NSIG):
-        if number not in valid:
-            # glibc's reserved real-time signals: only the syscall reaches them.
-            try:
-                syscalls.default_signal(number)
-            except OSError:
-                pass
-
-
-def _above_stdio(fd: int, cloexec: bool) -> int:
-    """A copy of ``fd`` numbered 3 or more, so dup2 onto 0-2 cannot clobber it
-    (the monitor may run with its standard descriptors closed)."""
-    command = fcntl.F_DUPFD_CLOEXEC if cloexec else fcntl.F_DUPFD
-    return fcntl.fcntl(fd, command, 3)
-
-
-def _close_all_but(keep: set[int]) -> None:
-    """Close every descriptor from 3 up except ``keep``: nothing of the
-    runtime's (the init's sync pipe, say) may leak into a hook."""
-    low = 3
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
-
-
-def _join(namespaces: Sequence[tuple[str, int]]) -> None:
-    """setns into each namespace.
-
-    runc joins the user namespace first; nsenter(1) joins the others first
-    and the user namespace last, retrying what needed its privileges. The
-    latter works both for root in the initial user namespace (which owns
-    everything) and for a container whose namespaces are owned by its user
-    namespace, so it is done here.
-    """
-    deferred: list[tuple[str, int]] = []
-    for name, fd in namespaces:
-        if name == "user":
-            continue
-        try:
-            _setns(name, fd)
-        except PermissionError:
-            deferred.append((name, fd))  # owned by the user namespace: after it
-    for name, fd in namespaces:
-        if name == "user":
-            _setns(name, fd)
-            # As nsenter: be root of the namespace, or the exec drops every
-            # capability (credentials(7): unmapped uid after setns).
-            with contextlib.suppress(PermissionError):  # setgroups "deny" there
-                os.setgroups([])
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-    for name, fd in deferred:
-        _setns(name, fd)
-    for _name, fd in namespaces:
-        os.close(fd)
-
-
-def _setns(name: str, fd: int) -> None:
-    """setns, with the namespace's name in the error (EPERM stays a
-    PermissionError: OSError picks the subclass from the errno)."""
-    try:
-        syscalls.setns(fd, syscalls.CLONE_FLAGS[name])
-    except OSError as err:
-        raise OSError(err.errno, f"setns {name}: {os.strerror(err.errno or 0)}") from err
-
-
-def _fork_into_namespaces(report: int, exe: int | None) -> None:
-    """Fork once more so the hook is in the pid (and time) namespace joined.
-
-    Returns in the grandchild, which goes on to exec. This process stays to
-    wait for it and pass its wait status up the report pipe; it is in the
-    hook's process group, so a timeout kills both.
-    """
-    pid = os.fork()
-    if pid == 0:
-        # Die with the intermediate (killed on timeout) even if the hook left
-        # the process group.
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-        return
-    for fd in (0, 1, 2, exe):
-        if fd is not None:
-            _close_quietly(fd)
-    _pid, status = os.waitpid(pid, 0)
-    os.write(report, jsonfast.dumps({"status": status}).encode() + b"\n")
-    os._exit(0)

@@ -29,7 +29,7 @@ import termios
 
 from engine.errors import ActionError
 from engine.linux import rlimits, syscalls
-from engine.linux.finalize import prepare_exec
+from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
 
@@ -247,23 +247,6 @@ def _die_of_signals() -> None:
             pass  # glibc's reserved real-time signals
 
 
-def _default_signals() -> None:
-    """Every disposition back to its default before execve, which resets
-    handled signals but keeps ignored ones ignored - and Python ignores
-    SIGPIPE and SIGXFSZ: the container's process starts as runc's does."""
-    for signo in range(1, signal.NSIG):
-        if signo in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(signo, signal.SIG_DFL)
-        except (OSError, ValueError):
-            # glibc's reserved real-time signals: only the syscall reaches them.
-            try:
-                syscalls.default_signal(signo)
-            except OSError:
-                pass
-
-
 def _stage_b(
     config: Config,
     fd: int,
@@ -304,7 +287,7 @@ def _stage_b(
         if _recv(fd, buffer) != "release":
             os._exit(1)  # the monitor went away before start: never run
         env = {k: v for k, _, v in (item.partition("=") for item in environ)}
-        _default_signals()
+        default_signals()
         os.execve(path, list(process.args), env)
     except BaseException as err:  # report anything; B cannot print a traceback here
         message = str(err) or type(err).__name__
