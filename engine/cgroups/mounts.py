@@ -21,6 +21,7 @@ import os.path
 
 from engine.cgroups.errors import CgroupError
 from engine.errors import UnsupportedError
+from engine.linux import mountinfo
 
 __all__ = [
     "NAMED_HIERARCHIES",
@@ -58,8 +59,6 @@ V1_CONTROLLERS = frozenset(
 # (fs.go: ``&NameGroup{GroupName: "name=systemd", Join: true}``).
 NAMED_HIERARCHIES = frozenset({"name=systemd"})
 
-_ESCAPES = (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\"))
-
 
 class Mount:
     """One cgroup or cgroup2 mount from mountinfo."""
@@ -81,12 +80,6 @@ class Mount:
         return f"Mount({self.fstype!r}, {self.mountpoint!r}, {self.root!r}, {self.controllers!r})"
 
 
-def _unescape(field: str) -> str:
-    for escaped, char in _ESCAPES:
-        field = field.replace(escaped, char)
-    return field
-
-
 def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts in a mountinfo text, in file order.
 
@@ -94,25 +87,17 @@ def parse_mountinfo(text: str) -> list[Mount]:
     [optional fields...] - fstype source superoptions``.
     """
     mounts: list[Mount] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        if len(fields) < sep + 3:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
+    for m in mountinfo.parse(text):
+        if m.fstype not in ("cgroup", "cgroup2"):
             continue
         controllers: tuple[str, ...] = ()
-        if fstype == "cgroup":
+        if m.fstype == "cgroup":
             controllers = tuple(
                 opt
-                for opt in fields[sep + 3].split(",")
+                for opt in m.super_options.split(",")
                 if opt in V1_CONTROLLERS or opt.startswith("name=")
             )
-        mounts.append(Mount(fstype, _unescape(fields[4]), _unescape(fields[3]), controllers))
+        mounts.append(Mount(m.fstype, m.mount_point, m.root, controllers))
     return mounts
 
 

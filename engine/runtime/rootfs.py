@@ -14,7 +14,9 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
    would mknod, and it also works in a user namespace), ``linux.devices``
    made with mknod (bound from the host in a user namespace, as runc does),
    and the /dev symlinks;
-5. pivot_root (or, with ``--no-pivot``, move + chroot);
+5. pivot_root (or, with ``--no-pivot``, the host's full proc and sysfs
+   mounts detached, then move + chroot; without a mount namespace of its
+   own, a plain chroot);
    (here the init sets up the console, which :func:`mount_console` binds
    onto /dev/console)
 6. sysctls, read-only and masked paths, a read-only root.
@@ -30,7 +32,7 @@ import stat
 
 from engine.errors import RunlogError
 from engine.frozen import record
-from engine.linux import syscalls
+from engine.linux import mountinfo, syscalls
 from engine.oci import mounts as mo
 from engine.oci.model import Config, Device, Mount
 
@@ -43,6 +45,7 @@ __all__ = [
     "own_cgroups",
     "prepare",
     "secure_join",
+    "select_host_proc_sys",
 ]
 
 # runc's AllowedDevices that it creates in every container.
@@ -191,15 +194,11 @@ def own_cgroups() -> dict[str, str]:
 
 def _host_cgroup_mounts() -> list[tuple[str, str, set[str]]]:
     """(mount point, fstype, super options) of each hierarchy under /sys/fs/cgroup."""
-    found = []
-    with open("/proc/self/mountinfo", "rb") as fh:
-        for raw in fh.read().decode().splitlines():
-            fields = raw.split()
-            sep = fields.index("-")
-            mountpoint, fstype = fields[4], fields[sep + 1]
-            if fstype in ("cgroup", "cgroup2") and os.path.dirname(mountpoint) == _CGROUP_ROOT:
-                found.append((mountpoint, fstype, set(fields[sep + 3].split(","))))
-    return found
+    return [
+        (m.mount_point, m.fstype, set(m.super_options.split(",")))
+        for m in mountinfo.parse(mountinfo.read())
+        if m.fstype in ("cgroup", "cgroup2") and os.path.dirname(m.mount_point) == _CGROUP_ROOT
+    ]
 
 
 def _hierarchy(fstype: str, options: set[str], own: dict[str, str]) -> str | None:
@@ -327,10 +326,76 @@ def _dev_links(rootfs: str) -> None:
             raise RootfsError(link, "create the symlink", err.strerror) from err
 
 
-def _pivot(rootfs: str, no_pivot: bool) -> None:
+# runc's msMoveRoot hides these filesystems.
+_PSEUDO_FILESYSTEMS = ("proc", "sysfs")
+
+
+def select_host_proc_sys(text: str, rootfs: str) -> list[str]:
+    """The mount points runc's msMoveRoot hides before a ``--no-pivot``
+    chroot: every *full* mount (its root is the filesystem's /) of proc or
+    sysfs outside ``rootfs``, in mountinfo order.
+
+    "Outside" is a path test, not runc's string prefix (which would also
+    spare ``/rootfs-other/proc`` for a rootfs ``/rootfs``). ``rootfs`` must
+    already be free of symlinks, as mountinfo paths are.
+    """
+    inside = os.path.normpath(rootfs).rstrip("/") + "/"
+    return [
+        m.mount_point
+        for m in mountinfo.parse(text)
+        if m.fstype in _PSEUDO_FILESYSTEMS
+        and m.root == "/"
+        and not (m.mount_point.rstrip("/") + "/").startswith(inside)
+    ]
+
+
+def _hide_host_proc_sys(rootfs: str) -> None:
+    """runc's msMoveRoot, before the move: detach the host's full proc and
+    sysfs mounts from the container's mount namespace (or, where they cannot
+    be unmounted, as in a user namespace, where they are locked, cover them
+    with a tmpfs).
+
+    A chroot leaves them reachable in the namespace, and the kernel lets a
+    new user namespace mount procfs or sysfs only while a full, unmasked one
+    is visible in its mount namespace (fs/namespace.c mount_too_revealing):
+    left there, they let the container mount a /proc without its masks. Each
+    is made a slave first, so the unmount does not propagate to the host;
+    ENOENT there means a mount above it was already detached.
+    """
+    step = "hide the host's mount"
+    for path in select_host_proc_sys(mountinfo.read(), os.path.realpath(rootfs)):
+        try:
+            syscalls.mount(None, path, None, mo.MS_SLAVE | mo.MS_REC)
+        except OSError as err:
+            if err.errno == errno.ENOENT:
+                continue
+            raise RootfsError(path, step, err.strerror or str(err)) from err
+        try:
+            syscalls.umount2(path, syscalls.MNT_DETACH)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EPERM):
+                raise RootfsError(path, step, err.strerror or str(err)) from err
+            _mount("tmpfs", path, "tmpfs", 0, None, step)
+
+
+def _pivot(rootfs: str, no_pivot: bool, new_mount_ns: bool) -> None:
+    """Make the rootfs the container's /.
+
+    With no mount namespace in ``linux.namespaces`` the init is still in
+    runlog's (usually the host's), where pivot_root, MS_MOVE and the
+    unmounts of :func:`_hide_host_proc_sys` would change the mounts of
+    everything else: it only chroots, as runc does there (runc PR #1702,
+    rootfs_linux.go prepareRootfs). runc tests ``--no-pivot`` before the
+    mount namespace, so it would move and unmount in that namespace too;
+    runlog does not follow it there.
+    """
+    if no_pivot and new_mount_ns:
+        _hide_host_proc_sys(rootfs)
     try:
         os.chdir(rootfs)
-        if no_pivot:
+        if not new_mount_ns:
+            os.chroot(".")
+        elif no_pivot:
             # runc --no-pivot: move the rootfs over / and chroot into it.
             syscalls.mount(rootfs, "/", None, mo.MS_MOVE)
             os.chroot(".")
@@ -341,7 +406,8 @@ def _pivot(rootfs: str, no_pivot: bool) -> None:
             syscalls.umount2(".", syscalls.MNT_DETACH)
         os.chdir("/")
     except OSError as err:
-        raise RootfsError(rootfs, "pivot_root" if not no_pivot else "chroot", str(err)) from err
+        step = "pivot_root" if new_mount_ns and not no_pivot else "chroot"
+        raise RootfsError(rootfs, step, str(err)) from err
 
 
 def _mask(path: str) -> None:
@@ -397,6 +463,16 @@ def prepare(
         raise RootfsError(rootfs, "rootfs", reason) from err
     if not is_dir:
         raise RootfsError(rootfs, "rootfs", "not a directory")
+    if config.root.readonly and not new_mount_ns:
+        # Without a mount namespace the remount of / after the chroot would
+        # make the host's own mount read-only where the rootfs is one (an
+        # image's overlay); runc skips its finalizeRootfs there and so leaves
+        # the root writable. Refuse rather than do either.
+        raise RootfsError(
+            rootfs,
+            "make the root read-only",
+            "root.readonly needs a mount namespace in linux.namespaces",
+        )
     if cgroups is None:
         cgroups = CgroupView(own_cgroups(), linux.namespace("cgroup") is not None)
     if new_mount_ns:
@@ -412,7 +488,7 @@ def prepare(
         for device in devices:
             _device(rootfs, device, bind)
         _dev_links(rootfs)
-    _pivot(rootfs, no_pivot)
+    _pivot(rootfs, no_pivot, new_mount_ns)
 
 
 def mount_console(slave: str) -> None:
