@@ -13,10 +13,12 @@ DEMO_DIR ?= $(CURDIR)/.demo
 
 all: test
 
-# Debian packages, installed only when missing: a Python with venv, and a
-# static busybox for the demo's and the tests' container bundles.
+# Debian packages, installed only when missing: a Python with venv, a
+# static busybox for the demo's and the tests' container bundles, and
+# libseccomp for linux.seccomp (loaded with ctypes, as runc links it).
 DEBS := $(if $(shell $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null && echo ok),,python3 python3-venv)
 DEBS += $(if $(shell dpkg -s busybox-static 2>/dev/null | grep -q '^Status: install ok' && echo ok),,busybox-static)
+DEBS += $(if $(shell dpkg -s libseccomp2 2>/dev/null | grep -q '^Status: install ok' && echo ok),,libseccomp2)
 DEBS += $(if $(shell command -v ps),,procps)
 
 deps:

@@ -4,8 +4,8 @@
   ``control.sock`` and through the request spool (drop, inotify, dispatch,
   reply file, inotify): ``state`` (answered by the monitor) and ``pause`` +
   ``resume`` (each a transition recorded in the event log, fsync included);
-- ``runlog state`` as a scheduler calls it (a process per call; it reads
-  state.json and sends no request);
+- ``runlog state`` as a scheduler calls it (a process per call, a
+  ``state`` request over control.sock, recorded as a query);
 - the monitor's resident memory and threads with a running container.
 
 Needs root and /bin/busybox (``make bench``). Figures are printed, never
@@ -104,7 +104,7 @@ def _main() -> int:
             lambda: subprocess.run([*runlog, "state", cid], stdout=subprocess.DEVNULL, check=True),
             runs=max(20, RUNS // 10),
         )
-        rows.append(("`runlog state` (a process)", "state.json", *summary(cli)))
+        rows.append(("`runlog state` (a process)", "control.sock", *summary(cli)))
         info = json.loads((statedir / "runtime.json").read_text())
         monitor = int(info["monitor_pid"])
         rss = proc_status(monitor, "VmRSS")

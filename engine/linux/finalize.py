@@ -7,11 +7,16 @@ with the rlimits and the OOM score runc sets from the parent done first:
                            ``CAP_SYS_RESOURCE``, so before any drop)
 2. oom_score_adj          (``identity.set_oom_score_adj``: lowering it needs
                            ``CAP_SYS_RESOURCE`` too)
-3. the bounding set       (``caps.drop_bounding``: needs ``CAP_SETPCAP`` in the
+3. the seccomp filter,    (the caller's ``load_filter``: without no_new_privs
+   without                 loading one needs ``CAP_SYS_ADMIN``, so runc's
+   noNewPrivileges         standard_init_linux.go loads it before
+                           finalizeNamespace; with it, the caller loads it
+                           last, just before execve)
+4. the bounding set       (``caps.drop_bounding``: needs ``CAP_SETPCAP`` in the
                            effective set, which the uid switch clears)
-4. groups, gid, uid,      (``identity.apply``: with ``PR_SET_KEEPCAPS``, so the
+5. groups, gid, uid,      (``identity.apply``: with ``PR_SET_KEEPCAPS``, so the
    umask, no_new_privs     permitted set survives the switch)
-5. capability sets        (``caps.apply``: capset of effective, permitted and
+6. capability sets        (``caps.apply``: capset of effective, permitted and
                            inheritable, then the ambient set)
 
 Errors, each a :class:`engine.errors.RunlogError` with its context::
@@ -19,7 +24,8 @@ Errors, each a :class:`engine.errors.RunlogError` with its context::
     RunlogError
     ├── RlimitError        (engine.linux.rlimits)   a limit the kernel refuses
     ├── IdentityError      (engine.linux.identity)  groups, ids, umask, no_new_privs, OOM score
-    └── CapabilityError    (engine.linux.caps)      a set that cannot be given
+    ├── CapabilityError    (engine.linux.caps)      a set that cannot be given
+    └── SeccompError       (engine.linux.seccomp)   the filter, from ``load_filter``
 """
 
 from __future__ import annotations
@@ -33,12 +39,19 @@ from engine.linux.rlimits import RlimitError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine.oci.model import Process
 
 __all__ = ["CapabilityError", "IdentityError", "RlimitError", "default_signals", "prepare_exec"]
 
 
-def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
+def prepare_exec(
+    process: Process,
+    *,
+    set_rlimits: bool = True,
+    load_filter: Callable[[], None] | None = None,
+) -> list[str]:
     """Apply ``process``'s rlimits, OOM score, user and capabilities to the
     calling process, in the order above; returns notes (capabilities this
     kernel does not know, skipped as runc skips them) for the caller to record.
@@ -46,6 +59,7 @@ def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
     ``set_rlimits=False`` when the parent has already set them on this
     process with ``rlimits.apply(limits, pid)``: runc's way when the init is
     in a new user namespace, where no hard limit can be raised.
+    ``load_filter`` runs at step 3, while every capability is still held.
     """
     # Checked before anything changes: a wrong set fails the create cleanly.
     caps.validate(process.capabilities)
@@ -53,6 +67,8 @@ def prepare_exec(process: Process, *, set_rlimits: bool = True) -> list[str]:
         rlimits.apply(process.rlimits)
     if process.oom_score_adj is not None:
         identity.set_oom_score_adj(process.oom_score_adj)
+    if load_filter is not None:
+        load_filter()
     caps.drop_bounding(process.capabilities)
     identity.apply(process.user, process.no_new_privileges)
     return caps.apply(process.capabilities)

@@ -7,7 +7,8 @@ spec would refuse it, with the error naming the file and the field
 (``process.rlimits[1].type``). Keys runlog does not know are ignored, as
 Go's JSON decoder ignores them for runc. ``linux.resources`` and
 ``linux.seccomp`` are kept as the raw JSON objects, for the packages that
-apply them.
+apply them; a seccomp profile is checked here all the same, by
+:func:`engine.linux.seccomp.plan`.
 
 JSON ``null`` counts as an absent key, and an empty string as an absent
 optional string, because that is what Go's decoder leaves in runc's structs.
@@ -473,6 +474,8 @@ class _Parser:
             self.fail("linux.rootfsPropagation", f"unknown propagation {propagation!r}")
         resources = self.opt_obj(doc, "resources", base)
         seccomp = self.opt_obj(doc, "seccomp", base)
+        if seccomp is not None:
+            self.check_seccomp(seccomp)
         return Linux(
             namespaces=self.namespaces(doc),
             uid_mappings=self.id_mappings(doc, "uidMappings", base),
@@ -487,6 +490,19 @@ class _Parser:
             seccomp=None if seccomp is None else MappingProxyType(seccomp),
             mount_label=self.opt_string(doc, "mountLabel", base),
         )
+
+    def check_seccomp(self, doc: dict[str, Any]) -> None:
+        """Refuse a profile the init could not load, before anything is made.
+
+        Imported here, for a config that has one: the module loads ctypes,
+        which ``create`` does without.
+        """
+        from engine.linux.seccomp import SeccompError, plan
+
+        try:
+            plan(doc)
+        except SeccompError as err:
+            self.fail(err.field, err.problem)
 
     def namespaces(self, doc: dict[str, Any]) -> tuple[Namespace, ...]:
         found: list[Namespace] = []

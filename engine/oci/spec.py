@@ -167,9 +167,11 @@ def features() -> dict[str, Any]:
     """Return runlog's features document (runtime-spec features.md).
 
     Keys follow runtime-spec's Go ``features.Features`` order. Booleans are
-    false where runlog has no support (systemd cgroups, seccomp, AppArmor,
-    SELinux, Intel RDT, idmapped mounts), so callers do not rely on them.
+    false where runlog has no support (systemd cgroups, AppArmor, SELinux,
+    Intel RDT, idmapped mounts), so callers do not rely on them.
     """
+    from engine.linux import seccomp  # ctypes: only this command pays for it
+
     return {
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION,
@@ -181,7 +183,16 @@ def features() -> dict[str, Any]:
             # v1, v2 and hybrid hosts are supported; there is no systemd
             # driver (--systemd-cgroup is refused).
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            # runc's shape. Not probed: every flag listed is applied when
+            # the kernel and libseccomp have it (runc probes supportedFlags).
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(seccomp.ACTIONS),
+                "operators": sorted(seccomp.OPERATORS),
+                "archs": sorted(seccomp.ARCHITECTURES),
+                "knownFlags": list(seccomp.FLAGS),
+                "supportedFlags": list(seccomp.FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

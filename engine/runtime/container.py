@@ -226,7 +226,11 @@ class _Process:
         if own_pty is not None:
             c.pty = _receive_master(own_pty)
         c.pid = c.handle.pid
-        return {"pid": c.pid}
+        result: dict[str, Any] = {"pid": c.pid}
+        if c.handle.seccomp_skipped:
+            # In the event: the filter lacks these, as runc's would.
+            result["seccomp_skipped"] = list(c.handle.seccomp_skipped)
+        return result
 
     def release(self) -> dict[str, Any]:
         c = self.c

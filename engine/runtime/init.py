@@ -15,6 +15,13 @@ is close-on-exec: EOF after "release" means the exec happened.
 Nothing in B may import a module after pivot_root (the new root has no
 Python): everything it runs is imported here, before the fork. That is also
 why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
+
+A ``linux.seccomp`` filter is built by the monitor before the fork
+(:mod:`engine.linux.seccomp`, imported then and only for a config that has
+one), so B only loads it: as runc's standard_init_linux.go does, before the
+capabilities are dropped when ``noNewPrivileges`` is false (loading needs
+``CAP_SYS_ADMIN`` then), else as the last step before execve, so that as
+few of the init's own syscalls as possible run under the container's filter.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ from engine.linux import rlimits, syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.linux.seccomp import Filter
 
 __all__ = ["InitHandle", "find_executable", "spawn"]
 
@@ -140,6 +151,7 @@ def _stage_a(
     console: int | None,
     preserve: int,
     stdio: tuple[int, int, int] | None = None,
+    seccomp: Filter | None = None,
 ) -> None:
     """Join the cgroup and the namespaces, fork B, report its pid."""
     if stdio is not None:
@@ -177,7 +189,7 @@ def _stage_a(
         syscalls.unshare(new_flags)
     pid = os.fork()
     if pid == 0:
-        _stage_b(config, fd, buffer, console, cgroups)
+        _stage_b(config, fd, buffer, console, cgroups, seccomp)
     _send(fd, f"pid {pid}")
 
 
@@ -253,6 +265,7 @@ def _stage_b(
     buffer: bytearray,
     console: int | None,
     cgroups: rootfs.CgroupView,
+    seccomp: Filter | None = None,
 ) -> None:
     """Build the root, prepare the process, wait for release, exec. Never returns."""
     code = 1
@@ -280,15 +293,24 @@ def _stage_b(
             ) from err
         path = find_executable(process.args[0], process.env_path())
         environ = list(process.environ())
+        # When the seccomp filter loads: see the module's docstring.
+        nnp = process.no_new_privileges
         # In a new user namespace no hard limit can be raised from inside:
         # the monitor sets the rlimits (see ``spawn``).
-        prepare_exec(process, set_rlimits=linux.namespace("user") is None)
+        prepare_exec(
+            process,
+            set_rlimits=linux.namespace("user") is None,
+            load_filter=seccomp.load if seccomp is not None and not nnp else None,
+        )
         _send(fd, f"ready {os.getpid()}")
         if _recv(fd, buffer) != "release":
             os._exit(1)  # the monitor went away before start: never run
         env = {k: v for k, _, v in (item.partition("=") for item in environ)}
+        argv = list(process.args)
         default_signals()
-        os.execve(path, list(process.args), env)
+        if seccomp is not None and nnp:
+            seccomp.load()
+        os.execve(path, argv, env)
     except BaseException as err:  # report anything; B cannot print a traceback here
         message = str(err) or type(err).__name__
         try:
@@ -301,10 +323,15 @@ def _stage_b(
 class InitHandle:
     """The monitor's side of one init: its pid and the sync socket."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, seccomp_skipped: tuple[str, ...] = ()
+    ) -> None:
         self.pid = pid
         self._sock = sock
         self._buffer = bytearray()
+        # Syscalls of linux.seccomp this libseccomp does not know, left out
+        # of the filter as runc leaves them out: for the caller to record.
+        self.seccomp_skipped = seccomp_skipped
 
     def release(self) -> None:
         """Let the init exec; raise ActionError if the exec failed."""
@@ -354,6 +381,7 @@ def spawn(
     be a child subreaper and single-threaded. ``stdio``: descriptors for
     the init's stdin, stdout and stderr (else it keeps the caller's).
     """
+    seccomp = _build_filter(config)
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if no_pivot:
         os.environ["_RUNLOG_NO_PIVOT"] = "1"
@@ -361,7 +389,7 @@ def spawn(
     if pid_a == 0:
         parent.close()
         try:
-            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds, stdio)
+            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds, stdio, seccomp)
             os._exit(0)
         except BaseException as err:
             try:
@@ -369,6 +397,8 @@ def spawn(
             finally:
                 os._exit(1)
     os.environ.pop("_RUNLOG_NO_PIVOT", None)
+    if seccomp is not None:
+        seccomp.release()  # the children hold their own copies
     child.close()
     fd = parent.fileno()
     buffer = bytearray()
@@ -402,7 +432,21 @@ def spawn(
             _kill(pid_b)
         raise
     _reap(pid_a)
-    return InitHandle(pid_b, parent)
+    return InitHandle(pid_b, parent, () if seccomp is None else seccomp.skipped)
+
+
+def _build_filter(config: Config) -> Filter | None:
+    """The container's seccomp filter, built here in the monitor; ``None``
+    without one. The module (and libseccomp) load only for such a config."""
+    if config.linux.seccomp is None:
+        return None
+    from engine.linux import seccomp
+
+    try:
+        plan = seccomp.plan(config.linux.seccomp)  # checked at load: cannot fail here
+        return None if plan is None else seccomp.Filter(plan)
+    except seccomp.SeccompError as err:
+        raise ActionError(str(err)) from err
 
 
 def _reap(pid: int) -> None:

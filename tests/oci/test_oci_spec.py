@@ -156,7 +156,16 @@ def test_features_document() -> None:
     ]
     assert linux["capabilities"] == list(CAPABILITIES)
     assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False}
-    assert linux["seccomp"] == {"enabled": False}
+    assert list(linux["seccomp"]) == [
+        "enabled",
+        "actions",
+        "operators",
+        "archs",
+        "knownFlags",
+        "supportedFlags",
+    ]
+    assert linux["seccomp"]["enabled"] is True
+    assert "SCMP_ACT_NOTIFY" not in linux["seccomp"]["actions"]
     assert linux["apparmor"] == {"enabled": False}
     assert linux["selinux"] == {"enabled": False}
     assert doc["annotations"] == {ANNOTATION_VERSION: RUNLOG_VERSION}

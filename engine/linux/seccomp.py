@@ -1,0 +1,539 @@
+"""Seccomp filters (runtime-spec config-linux.md "Seccomp") through libseccomp.
+
+Two halves, so that a profile is checked long before anything loads it:
+
+* :func:`plan` is pure: it checks ``linux.seccomp`` and converts it as runc
+  does (libcontainer/specconv ``SetupSeccomp``, libcontainer/seccomp
+  ``InitSeccomp`` and ``matchCall``) into a :class:`Plan` holding
+  libseccomp's numbers, one :class:`Rule` per libseccomp rule.
+  :mod:`engine.oci.config` calls it while it reads config.json, so a bad
+  profile fails ``create`` before anything is made.
+* :class:`Filter` builds a libseccomp context from a plan
+  (``libseccomp.so.2`` through ctypes), then loads it into the calling
+  thread (:meth:`Filter.load`, ``seccomp_load``) or exports its BPF without
+  loading it (:meth:`Filter.export_bpf`).
+
+runc's rules, kept here: a profile with neither ``defaultAction`` nor
+``syscalls`` is no filter; ``SCMP_ACT_KILL`` is ``SCMP_ACT_KILL_THREAD``;
+ERRNO and TRACE return EPERM unless ``errnoRet`` says otherwise; a rule whose
+action (errno included) is the default action is dropped, since libseccomp
+refuses it; the args of an entry are ANDed in one rule, unless two share an
+index, then each arg is a rule of its own; a syscall libseccomp does not
+know is skipped (:attr:`Filter.skipped` names them); ``flags`` absent means
+``SECCOMP_FILTER_FLAG_SPEC_ALLOW`` where libseccomp and the kernel have it;
+loading never sets no_new_privs (``process.noNewPrivileges`` decides). For
+``SCMP_CMP_MASKED_EQ`` ``value`` is the mask and ``valueTwo`` the value it
+must give, libseccomp's ``datum_a`` and ``datum_b``.
+
+Stricter than runc: an ``errnoRet`` on an action that returns no errno is an
+error (config-linux.md: the runtime "MUST print and error and fail"), as is
+an entry without ``names`` (the spec requires one). Not supported: seccomp
+notify (``SCMP_ACT_NOTIFY``, ``listenerPath``: runlog has no agent), and
+runc's ENOSYS stub (patchbpf) for syscalls newer than the profile.
+
+Errors::
+
+    RunlogError
+    └── SeccompError    a profile runlog, libseccomp or the kernel refuses
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from types import MappingProxyType
+
+from engine.errors import RunlogError
+from engine.frozen import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any, NoReturn
+
+__all__ = [
+    "ACTIONS",
+    "ARCHITECTURES",
+    "FLAGS",
+    "OPERATORS",
+    "Condition",
+    "Filter",
+    "Plan",
+    "Rule",
+    "SeccompError",
+    "plan",
+]
+
+BASE = "linux.seccomp"
+
+# <seccomp.h> SCMP_ACT_*: ERRNO and TRACE carry 16 bits of data.
+ACTIONS: Mapping[str, int] = MappingProxyType(
+    {
+        "SCMP_ACT_KILL": 0x00000000,  # = KILL_THREAD, as in runc and libseccomp
+        "SCMP_ACT_KILL_THREAD": 0x00000000,
+        "SCMP_ACT_KILL_PROCESS": 0x80000000,
+        "SCMP_ACT_TRAP": 0x00030000,
+        "SCMP_ACT_ERRNO": 0x00050000,
+        "SCMP_ACT_TRACE": 0x7FF00000,
+        "SCMP_ACT_LOG": 0x7FFC0000,
+        "SCMP_ACT_ALLOW": 0x7FFF0000,
+    }
+)
+# The actions taking errnoRet: its default (runc's EPERM) and its ceiling. The
+# kernel caps an errno at MAX_ERRNO; TRACE's data is the tracer's to read.
+_DATA = {"SCMP_ACT_ERRNO": (errno.EPERM, 4095), "SCMP_ACT_TRACE": (errno.EPERM, 0xFFFF)}
+
+# <seccomp.h> enum scmp_compare.
+OPERATORS: Mapping[str, int] = MappingProxyType(
+    {
+        "SCMP_CMP_NE": 1,
+        "SCMP_CMP_LT": 2,
+        "SCMP_CMP_LE": 3,
+        "SCMP_CMP_EQ": 4,
+        "SCMP_CMP_GE": 5,
+        "SCMP_CMP_GT": 6,
+        "SCMP_CMP_MASKED_EQ": 7,
+    }
+)
+
+# config-linux.md's architectures; libseccomp's name is the lower-cased
+# suffix, and the installed libseccomp may not know all of them.
+ARCHITECTURES = (
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_ARM",
+    "SCMP_ARCH_AARCH64",
+    "SCMP_ARCH_MIPS",
+    "SCMP_ARCH_MIPS64",
+    "SCMP_ARCH_MIPS64N32",
+    "SCMP_ARCH_MIPSEL",
+    "SCMP_ARCH_MIPSEL64",
+    "SCMP_ARCH_MIPSEL64N32",
+    "SCMP_ARCH_PPC",
+    "SCMP_ARCH_PPC64",
+    "SCMP_ARCH_PPC64LE",
+    "SCMP_ARCH_S390",
+    "SCMP_ARCH_S390X",
+    "SCMP_ARCH_PARISC",
+    "SCMP_ARCH_PARISC64",
+    "SCMP_ARCH_RISCV64",
+    "SCMP_ARCH_LOONGARCH64",
+)
+
+# <seccomp.h> enum scmp_filter_attr.
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_TSYNC = 4
+_ATTR_CTL_LOG = 6
+_ATTR_CTL_SSB = 7
+_ATTR_CTL_OPTIMIZE = 8
+_ATTR_API_SYSRAWRC = 9
+
+# The filter flags runlog applies (runc's list, in runc's order), as the
+# libseccomp attribute that asks for each.
+FLAGS: Mapping[str, int] = MappingProxyType(
+    {
+        "SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC,
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
+        "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
+    }
+)
+# In config-linux.md, not in libseccomp 2.5 nor runc's list.
+_UNSUPPORTED_FLAGS = ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",)
+
+_MAX_ARGS = 6  # a syscall's arguments, 0 to 5
+_UINT64 = 2**64 - 1
+_LIBRARY = "libseccomp.so.2"
+_NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: no such syscall
+
+
+class SeccompError(RunlogError):
+    """``linux.seccomp`` cannot be applied: ``field`` is the JSON path at
+    fault (``linux.seccomp.syscalls[3].action``), ``problem`` what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+@record
+class Condition:
+    """One ``scmp_arg_cmp``: argument ``index`` compared by ``op``."""
+
+    index: int
+    op: int
+    value: int
+    value_two: int = 0
+
+
+@record
+class Rule:
+    """One ``seccomp_rule_add_array``: its conditions are ANDed; ``where``
+    is the syscalls entry it comes from."""
+
+    syscall: str
+    action: int
+    conditions: tuple[Condition, ...]
+    where: str
+
+
+@record
+class Plan:
+    """A checked profile in libseccomp's numbers. ``architectures`` and
+    ``flags`` are the OCI names, in the document's order; ``flags`` is
+    ``None`` when the profile gives none (runc's SPEC_ALLOW default)."""
+
+    default_action: int
+    architectures: tuple[str, ...] = ()
+    flags: tuple[str, ...] | None = None
+    rules: tuple[Rule, ...] = ()
+    optimize: bool = False  # runc: binary-tree dispatch above 32 syscalls
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _fail(field: str, problem: str) -> NoReturn:
+    raise SeccompError(field, problem)
+
+
+def _object(value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        _fail(field, f"expected an object, got {_json_type(value)}")
+    return value
+
+
+def _array(parent: Mapping[str, Any], key: str, base: str) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _fail(f"{base}.{key}", f"expected an array, got {_json_type(value)}")
+    return value
+
+
+def _string(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        _fail(field, f"expected a string, got {_json_type(value)}")
+    return value
+
+
+def _integer(parent: Mapping[str, Any], key: str, base: str, high: int) -> int | None:
+    value = parent.get(key)
+    if value is None:
+        return None
+    field = f"{base}.{key}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(field, f"expected an integer, got {_json_type(value)}")
+    if not 0 <= value <= high:
+        _fail(field, f"{value} is out of range (0 to {high})")
+    return value
+
+
+def _known(names: Iterable[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def _action(parent: Mapping[str, Any], key: str, errno_key: str, base: str) -> int:
+    """The libseccomp action of ``parent[key]``, with ``parent[errno_key]``."""
+    field = f"{base}.{key}"
+    name = _string(parent.get(key), field)
+    if name == "SCMP_ACT_NOTIFY":
+        _fail(field, "SCMP_ACT_NOTIFY is not supported: runlog has no seccomp agent")
+    if name not in ACTIONS:
+        _fail(
+            field,
+            f'unknown action "{name}": not a valid action for seccomp (one of {_known(ACTIONS)})',
+        )
+    data = _DATA.get(name)
+    ret = _integer(parent, errno_key, base, data[1] if data else _UINT64)
+    if data is None:
+        if ret is not None:
+            _fail(f"{base}.{errno_key}", f"{name} returns no errno: remove {errno_key}")
+        return ACTIONS[name]
+    return ACTIONS[name] | (data[0] if ret is None else ret)
+
+
+def _condition(item: object, base: str) -> Condition:
+    arg = _object(item, base)
+    if arg.get("op") is None:
+        _fail(f"{base}.op", "must be specified")
+    op = _string(arg["op"], f"{base}.op")
+    if op not in OPERATORS:
+        _fail(
+            f"{base}.op",
+            f'unknown operator "{op}": not a valid operator for seccomp '
+            f"(one of {_known(OPERATORS)})",
+        )
+    # Absent index and value are 0, as Go's decoder leaves them for runc.
+    index = _integer(arg, "index", base, _UINT64) or 0
+    if index >= _MAX_ARGS:
+        _fail(f"{base}.index", f"syscalls have at most {_MAX_ARGS} arguments (index 0 to 5)")
+    return Condition(
+        index=index,
+        op=OPERATORS[op],
+        value=_integer(arg, "value", base, _UINT64) or 0,
+        value_two=_integer(arg, "valueTwo", base, _UINT64) or 0,
+    )
+
+
+def _names(entry: Mapping[str, Any], base: str) -> list[str]:
+    names = [_string(v, f"{base}.names[{n}]") for n, v in enumerate(_array(entry, "names", base))]
+    if not names:
+        # config-linux.md: "names MUST contain at least one entry".
+        _fail(f"{base}.names", "must name at least one syscall")
+    for n, name in enumerate(names):
+        if not name:
+            _fail(f"{base}.names[{n}]", "must not be empty")
+    return names
+
+
+def _flag(value: object, field: str) -> str:
+    name = _string(value, field)
+    if name in _UNSUPPORTED_FLAGS:
+        _fail(field, f"{name} is not supported by runlog")
+    if name not in FLAGS:
+        _fail(field, f'unknown flag "{name}" (one of {_known(FLAGS)})')
+    return name
+
+
+def plan(doc: Mapping[str, Any], base: str = BASE) -> Plan | None:
+    """Check the ``linux.seccomp`` object ``doc`` and convert it; ``None``
+    when it asks for no filter. Raise :class:`SeccompError` naming the field."""
+    entries = _array(doc, "syscalls", base)
+    if doc.get("defaultAction") in (None, "") and not entries:
+        return None  # runc: "No default action specified, no syscalls listed"
+    if doc.get("defaultAction") in (None, ""):
+        _fail(f"{base}.defaultAction", "must be specified")
+    default = _action(doc, "defaultAction", "defaultErrnoRet", base)
+    for key in ("listenerPath", "listenerMetadata"):
+        if doc.get(key) not in (None, ""):
+            _fail(f"{base}.{key}", "seccomp notify is not supported: runlog has no seccomp agent")
+    architectures = []
+    for n, value in enumerate(_array(doc, "architectures", base)):
+        name = _string(value, f"{base}.architectures[{n}]")
+        if name not in ARCHITECTURES:
+            _fail(
+                f"{base}.architectures[{n}]",
+                f'unknown architecture "{name}": not a valid arch for seccomp',
+            )
+        architectures.append(name)
+    flags = None
+    if doc.get("flags") is not None:
+        flags = tuple(
+            _flag(v, f"{base}.flags[{n}]") for n, v in enumerate(_array(doc, "flags", base))
+        )
+    rules: list[Rule] = []
+    count = 0
+    for n, item in enumerate(entries):
+        where = f"{base}.syscalls[{n}]"
+        entry = _object(item, where)
+        names = _names(entry, where)
+        if entry.get("action") is None:
+            _fail(f"{where}.action", "must be specified")
+        action = _action(entry, "action", "errnoRet", where)
+        conditions = tuple(
+            _condition(arg, f"{where}.args[{i}]")
+            for i, arg in enumerate(_array(entry, "args", where))
+        )
+        count += len(names)
+        if action == default:
+            continue  # runc's matchCall: redundant, and libseccomp refuses it
+        indexes = [c.index for c in conditions]
+        # runc's matchCall: args on distinct indexes are ANDed in one rule;
+        # when two share an index it falls back to its "old behavior", one
+        # rule per arg, which ORs them. Profiles are written against that.
+        shared = len(set(indexes)) < len(indexes)
+        groups = [(c,) for c in conditions] if shared else [conditions]
+        rules += [Rule(name, action, group, where) for name in names for group in groups]
+    return Plan(
+        default_action=default,
+        architectures=tuple(architectures),
+        flags=flags,
+        rules=tuple(rules),
+        optimize=count > 32,
+    )
+
+
+class _ArgCmp(ctypes.Structure):
+    """<seccomp.h> struct scmp_arg_cmp."""
+
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
+
+
+class _Version(ctypes.Structure):
+    _fields_ = (("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint))
+
+
+def _open_library() -> ctypes.CDLL:
+    try:
+        lib = ctypes.CDLL(_LIBRARY)
+    except OSError as err:
+        raise SeccompError(
+            BASE, f"{_LIBRARY} cannot be loaded ({err}): install libseccomp2"
+        ) from err
+    ctx = ctypes.c_void_p
+    for name, restype, argtypes in (
+        ("seccomp_init", ctx, [ctypes.c_uint32]),
+        ("seccomp_release", None, [ctx]),
+        ("seccomp_load", ctypes.c_int, [ctx]),
+        ("seccomp_attr_set", ctypes.c_int, [ctx, ctypes.c_int, ctypes.c_uint32]),
+        ("seccomp_arch_native", ctypes.c_uint32, []),
+        ("seccomp_arch_resolve_name", ctypes.c_uint32, [ctypes.c_char_p]),
+        ("seccomp_arch_add", ctypes.c_int, [ctx, ctypes.c_uint32]),
+        ("seccomp_syscall_resolve_name", ctypes.c_int, [ctypes.c_char_p]),
+        (
+            "seccomp_rule_add_array",
+            ctypes.c_int,
+            [ctx, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)],
+        ),
+        ("seccomp_export_bpf", ctypes.c_int, [ctx, ctypes.c_int]),
+        ("seccomp_version", ctypes.POINTER(_Version), []),
+    ):
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    return lib
+
+
+def _strerror(rc: int) -> str:
+    return os.strerror(-rc) if rc < 0 else f"error {rc}"
+
+
+class Filter:
+    """A libseccomp filter context built from a :class:`Plan`, owned until
+    :meth:`release` (or the end of a ``with`` block).
+
+    Build it before the process that loads it forks or pivots: :meth:`load`
+    opens no file and imports nothing. ``skipped`` names the syscalls this
+    libseccomp does not know, left out as runc leaves them out.
+    """
+
+    def __init__(self, plan: Plan, base: str = BASE) -> None:
+        self._lib = _open_library()
+        self._ctx: int | None = self._lib.seccomp_init(plan.default_action) or None
+        if self._ctx is None:
+            raise SeccompError(
+                f"{base}.defaultAction", f"{self.version()} refuses the default action"
+            )
+        self.skipped: tuple[str, ...] = ()
+        try:
+            self._build(plan, base)
+        except BaseException:
+            self.release()
+            raise
+
+    def version(self) -> str:
+        found = self._lib.seccomp_version().contents
+        return f"libseccomp {found.major}.{found.minor}.{found.micro}"
+
+    def _attr(self, attr: int, value: int) -> int:
+        return int(self._lib.seccomp_attr_set(self._ctx, attr, value))
+
+    def _build(self, plan: Plan, base: str) -> None:
+        """runc's ``InitSeccomp``: architectures, flags, attributes, then rules."""
+        lib = self._lib
+        native = lib.seccomp_arch_native()
+        for n, name in enumerate(plan.architectures):
+            field = f"{base}.architectures[{n}]"
+            token = lib.seccomp_arch_resolve_name(name.removeprefix("SCMP_ARCH_").lower().encode())
+            if not token:
+                raise SeccompError(field, f"{self.version()} does not know {name}")
+            rc = lib.seccomp_arch_add(self._ctx, token) if token != native else 0
+            if rc < 0 and rc != -errno.EEXIST:
+                raise SeccompError(field, f"cannot add {name}: {_strerror(rc)}")
+        if plan.flags is None:
+            self._attr(_ATTR_CTL_SSB, 1)  # runc's default, where it can be had
+        for n, flag in enumerate(plan.flags or ()):
+            rc = self._attr(FLAGS[flag], 1)
+            if rc < 0:
+                raise SeccompError(
+                    f"{base}.flags[{n}]",
+                    f"{self.version()} or the kernel cannot set {flag}: {_strerror(rc)}",
+                )
+        if plan.optimize:
+            self._attr(_ATTR_CTL_OPTIMIZE, 2)  # absent before libseccomp 2.5.0
+        # libseccomp sets no_new_privs on load by default; runc turns that
+        # off, so that process.noNewPrivileges alone decides it.
+        rc = self._attr(_ATTR_CTL_NNP, 0)
+        if rc < 0:
+            raise SeccompError(base, f"cannot leave no_new_privs unset: {_strerror(rc)}")
+        self._attr(_ATTR_API_SYSRAWRC, 1)  # the kernel's errno from load, where supported
+        skipped: list[str] = []
+        for rule in plan.rules:
+            number = lib.seccomp_syscall_resolve_name(rule.syscall.encode())
+            if number == _NR_SCMP_ERROR:
+                if rule.syscall not in skipped:
+                    skipped.append(rule.syscall)
+                continue
+            args = (_ArgCmp * len(rule.conditions))(
+                *(_ArgCmp(c.index, c.op, c.value, c.value_two) for c in rule.conditions)
+            )
+            rc = lib.seccomp_rule_add_array(
+                self._ctx, rule.action, number, len(rule.conditions), args
+            )
+            if rc < 0:
+                raise SeccompError(
+                    rule.where,
+                    f"{self.version()} refuses the rule for {rule.syscall}: {_strerror(rc)}",
+                )
+        self.skipped = tuple(skipped)
+
+    def _context(self) -> int:
+        if self._ctx is None:
+            raise SeccompError(BASE, "the filter was released")
+        return self._ctx
+
+    def load(self) -> None:
+        """Load the filter into the calling thread (every thread with
+        ``SECCOMP_FILTER_FLAG_TSYNC``); it is inherited across fork and exec.
+        Needs no_new_privs or ``CAP_SYS_ADMIN``."""
+        rc = self._lib.seccomp_load(self._context())
+        if rc < 0:
+            hint = ""
+            if rc in (-errno.EACCES, -errno.EPERM):
+                hint = " (without no_new_privs, loading a filter needs CAP_SYS_ADMIN)"
+            raise SeccompError(BASE, f"loading the filter: {_strerror(rc)}{hint}")
+
+    def export_bpf(self) -> bytes:
+        """The BPF program :meth:`load` would load, without loading it."""
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            rc = self._lib.seccomp_export_bpf(self._context(), fd)
+            if rc < 0:
+                raise SeccompError(BASE, f"exporting the filter: {_strerror(rc)}")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Free the context (this process's copy: a forked child keeps its own)."""
+        if self._ctx is not None:
+            self._lib.seccomp_release(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> Filter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
