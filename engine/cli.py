@@ -13,7 +13,7 @@ import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
-from engine.settings import DEFAULT_DB, DEFAULT_ROOT, Settings
+from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
 
@@ -35,6 +35,13 @@ GLOBAL_OPTS = (
     Opt("--debug", help="log debug lines"),
     Opt("--systemd-cgroup", help="manage cgroups through systemd (not supported)"),
     Opt("--rootless", value=True, metavar="true|false|auto", default="auto", help="as runc"),
+    Opt(
+        "--init-parent",
+        value=True,
+        choices=INIT_PARENTS,
+        help="who reaps the container's init: its monitor, or (as with runc) the caller "
+        "of create; auto: the caller when it is a child subreaper (default: auto)",
+    ),
     Opt("-h", "--help", help="show help"),
     Opt("-v", "--version", help="print the version"),
 )

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "Settings"]
+__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings"]
 
 DEFAULT_ROOT = "/run/runlog"
+#: Who reaps the container's init (engine.runtime.launch.init_parent).
+INIT_PARENTS = ("auto", "monitor", "caller")
 DEFAULT_DB = "/var/lib/runlog/events.db"
 
 TYPE_CHECKING = False
@@ -21,6 +23,7 @@ class Settings:
     __slots__ = (
         "db",
         "debug",
+        "init_parent",
         "log",
         "log_format",
         "machine",
@@ -40,6 +43,7 @@ class Settings:
         debug: bool = False,
         systemd_cgroup: bool = False,
         rootless: str = "auto",
+        init_parent: str = "auto",
     ) -> None:
         self.root = root
         self.db = db
@@ -49,6 +53,7 @@ class Settings:
         self.debug = debug
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
+        self.init_parent = init_parent
 
     @classmethod
     def from_flags(cls, flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
@@ -69,6 +74,7 @@ class Settings:
             debug=bool(flags.get("debug")),
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
             rootless=str(flags.get("rootless") or "auto"),
+            init_parent=pick("init_parent", "RUNLOG_INIT_PARENT", "auto") or "auto",
         )
 
     def cache_dir(self) -> str | None:

@@ -51,6 +51,12 @@ def action_detail(result: Mapping[str, Any]) -> str:
             bits.append(f"killed by signal {signal_text(result['signal'])}")
     elif "pid" in result:
         bits.append(f"pid {result['pid']}")
+    if result.get("init_parent") == "caller":
+        bits.append("its parent: the caller of create")
+    if result.get("reaped_by_caller"):
+        bits.append("status taken by the caller of create, which reaped it")
+    if result.get("seccomp_skipped"):
+        bits.append(f"seccomp: left out {', '.join(result['seccomp_skipped'])}")
     runs = result.get("hooks")
     if runs is None:
         runs = result.get("runs")

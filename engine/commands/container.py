@@ -79,11 +79,13 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     container_id = args[0]
-    _create(settings, flags, container_id)
+    _create(settings, flags, container_id, settings.init_parent)
     return 0
 
 
-def _create(settings: Settings, flags: dict[str, object], container_id: str) -> int:
+def _create(
+    settings: Settings, flags: dict[str, object], container_id: str, init_parent: str
+) -> int:
     from engine.runtime.launch import launch
 
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
@@ -97,6 +99,7 @@ def _create(settings: Settings, flags: dict[str, object], container_id: str) -> 
         preserve_fds=_count(flags.get("preserve_fds")),
         log_path=os.path.abspath(str(flags["log_path"])) if flags.get("log_path") else None,
         log_format=str(flags.get("log_format") or "basic"),
+        init_parent=init_parent,
         actor=actor,
     )
     pid_file = flags.get("pid_file")
@@ -213,9 +216,11 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     import signal
 
     container_id = args[0]
-    _create(settings, flags, container_id)
+    # In the foreground, run waits for the status: its monitor must reap.
+    detach = bool(flags.get("detach"))
+    _create(settings, flags, container_id, settings.init_parent if detach else "monitor")
     path = os.path.join(settings.root, container_id, CONTROL)
-    if flags.get("detach"):
+    if detach:
         client.call(path, {"op": "start"})
         return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import signal
 import socket
 import time
@@ -81,6 +82,7 @@ class Container:
         preserve_fds: int = 0,
         owner: int = 0,
         capture: bool = False,
+        caller_reaps: bool = False,
     ) -> None:
         self.statedir = statedir
         self.id = statedir.id
@@ -92,6 +94,11 @@ class Container:
         # create --log-path: the init's stdio are pipes to the monitor, whose
         # ends (stdout, stderr, stdin) are kept here once it is forked.
         self.capture = capture
+        # The init's parent is create's caller (see engine.runtime.launch),
+        # which reaps it: the monitor sees its end through a pidfd, not its
+        # status.
+        self.caller_reaps = caller_reaps
+        self._pidfd: int | None = None
         self.stdio: tuple[int, int, int] | None = None
         # ... or, for terminal: true without --console-socket, the pty master.
         self.pty: int | None = None
@@ -115,8 +122,10 @@ class Container:
         if status is not None:
             self.status = status
         exit_code = None
-        if self.exit is not None:
-            exit_code = self.exit.get("exit_code", 128 + int(self.exit.get("signal", 0)))
+        if self.exit is not None and "exit_code" in self.exit:
+            exit_code = int(self.exit["exit_code"])
+        elif self.exit is not None and "signal" in self.exit:
+            exit_code = 128 + int(self.exit["signal"])
         state = oci_state(
             container_id=self.id,
             pid=0 if self.status == "stopped" or self.pid is None else self.pid,
@@ -142,6 +151,7 @@ class Container:
             "created_ns": self.created_ns,
             "owner": self.owner,
             "cgroup_paths": self.manager.paths,
+            "init_parent": "caller" if self.caller_reaps else "monitor",
         }
         self.statedir.write(RUNTIME, jsonfast.dumps(info).encode())
 
@@ -153,6 +163,8 @@ class Container:
             return True
         if self.pid is None:
             return False
+        if self.caller_reaps:
+            return self._ended(block)
         try:
             pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
@@ -167,6 +179,27 @@ class Container:
             self.exit = {"exit_code": os.waitstatus_to_exitcode(status)}
         self.finished_ns = time.time_ns()
         return True
+
+    def _ended(self, block: bool) -> bool:
+        """The init's end, seen on its pidfd: its status is its parent's."""
+        if self._pidfd is not None:
+            ready, _, _ = select.select([self._pidfd], [], [], None if block else 0)
+            if not ready:
+                return False
+            os.close(self._pidfd)
+            self._pidfd = None
+        self.exit = {"reaped_by_caller": True}
+        self.finished_ns = time.time_ns()
+        return True
+
+    def watch(self) -> None:
+        """Hold a pidfd of the init (caller_reaps): it may exit, and its pid
+        be reused, before anything else looks."""
+        assert self.pid is not None
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            self._pidfd = None  # gone already: reap() records that
 
     def drivers(self) -> Drivers:
         return Drivers(
@@ -227,6 +260,9 @@ class _Process:
             c.pty = _receive_master(own_pty)
         c.pid = c.handle.pid
         result: dict[str, Any] = {"pid": c.pid}
+        if c.caller_reaps:
+            c.watch()
+            result["init_parent"] = "caller"
         if c.handle.seccomp_skipped:
             # In the event: the filter lacks these, as runc's would.
             result["seccomp_skipped"] = list(c.handle.seccomp_skipped)

@@ -6,15 +6,28 @@ copies one), so this module stays light: it claims the container's state
 directory and request spool, forks, and reads the monitor's one-line
 report. The monitor - in a new session, after a second fork - imports
 :mod:`engine.runtime.monitor` and runs the machine's ``create``.
+
+Who reaps the container's init (:func:`init_parent`). By default its
+monitor, which so keeps its exit status. But a caller that supervises the
+container itself - conmon under podman, a containerd shim - makes itself a
+child subreaper and runs ``create`` expecting the init to be re-parented to
+it when the runtime exits, as runc's is. The double fork shows which: the
+monitor is re-parented to the nearest living subreaper above it, so if that
+is the very process that ran ``create``, the caller reaps, and the monitor
+does not make itself a subreaper: the init, when its first stage exits, goes
+to the caller too. The monitor then sees the init's end on a pidfd and
+records it without a status (``reaped_by_caller``).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
-from engine.errors import LifecycleError, RunlogError
+from engine.errors import LifecycleError, RunlogError, UsageError
 from engine.runtime.spool import REQUESTS, Spool
 from engine.runtime.statedir import StateDir
+from engine.settings import INIT_PARENTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,7 +36,7 @@ if TYPE_CHECKING:
     from engine.settings import Settings
     from engine.status import Actor
 
-__all__ = ["launch", "report"]
+__all__ = ["init_parent", "launch", "report"]
 
 
 def launch(
@@ -36,6 +49,7 @@ def launch(
     preserve_fds: int = 0,
     log_path: str | None = None,
     log_format: str = "basic",
+    init_parent: str = "auto",
     actor: Actor,
 ) -> int:
     """Start a monitor that creates the container; return the init's pid."""
@@ -54,6 +68,13 @@ def launch(
     except OSError as err:
         statedir.remove()
         raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
+    if init_parent not in INIT_PARENTS:
+        statedir.remove()
+        raise UsageError(
+            f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
+            f"one of {', '.join(INIT_PARENTS)}"
+        )
+    caller = os.getppid()
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -61,6 +82,7 @@ def launch(
         code = 1
         try:
             os.setsid()
+            intermediate = os.getpid()
             if os.fork() == 0:
                 options = {
                     "no_pivot": no_pivot,
@@ -68,6 +90,9 @@ def launch(
                     "preserve_fds": preserve_fds,
                     "log_path": log_path,
                     "log_format": log_format,
+                    "init_parent": init_parent,
+                    "caller": caller,
+                    "intermediate": intermediate,
                 }
                 _serve(settings, statedir, bundle, options, actor, write_fd)
                 code = 0
@@ -93,6 +118,22 @@ def launch(
         return int(rest)
     statedir.remove()
     raise RunlogError(rest or f"container {container_id}: the monitor died during create")
+
+
+def init_parent(options: dict[str, Any]) -> str:
+    """``monitor`` or ``caller``: who reaps the init (see the module's
+    docstring). Run in the monitor; ``auto`` waits for the intermediate
+    process's exit to have re-parented it."""
+    chosen = str(options["init_parent"])
+    if chosen != "auto":
+        return chosen
+    caller = int(options["caller"])
+    if caller <= 1:
+        return "monitor"  # pid 1 adopts every orphan: no sign of a supervisor
+    deadline = time.monotonic() + 1.0
+    while os.getppid() == options["intermediate"] and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return "caller" if os.getppid() == caller else "monitor"
 
 
 def report(fd: int, text: str) -> None:

@@ -29,7 +29,7 @@ from engine.oci.config import load_bundle
 from engine.runtime import record
 from engine.runtime.container import Container
 from engine.runtime.dispatch import Dispatcher
-from engine.runtime.launch import report
+from engine.runtime.launch import init_parent, report
 from engine.runtime.server import Server
 from engine.runtime.streams import LogFile, Streams
 from engine.service import Service
@@ -69,7 +69,11 @@ def run(
             raise RunlogError(
                 "cannot allocate tty if runlog will detach without setting console socket"
             )
-        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        caller_reaps = init_parent(options) == "caller"
+        if not caller_reaps:
+            # The init's first stage exits once it has forked the init: the
+            # init comes to the monitor, which reaps it and keeps its status.
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         cache = settings.cache_dir()
         machines = None if cache is None else os.path.join(cache, "machines")
         definition = load(resolve(settings.machine, {}), cache=machines)
@@ -83,6 +87,7 @@ def run(
             preserve_fds=options["preserve_fds"],
             owner=actor.uid or 0,
             capture=bool(log_path),
+            caller_reaps=caller_reaps,
         )
         log = LogFile(log_path, options["log_format"], actor.uid or 0) if log_path else None
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())

@@ -104,7 +104,7 @@ class Server:
         self.watch_idle: float | None = None
         self.watch_by: float | None = None
         assert self.container.pid is not None
-        self.pidfd: int | None = os.pidfd_open(self.container.pid)
+        self.pidfd: int | None = _pidfd(self.container.pid)
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
         # subreaper, reaps what is re-parented to it: daemons a hook left.
         self.sigchld, self._sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -392,3 +392,13 @@ def _drain(fd: int) -> None:
             pass
     except BlockingIOError:
         pass
+
+
+def _pidfd(pid: int) -> int:
+    """A descriptor readable once the init has ended. The monitor's own
+    child is there until reaped; an init its caller reaps may be gone
+    already: then a descriptor that is readable at once."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return os.eventfd(1, os.EFD_CLOEXEC)

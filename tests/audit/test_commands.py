@@ -213,3 +213,15 @@ def test_a_signal_sent_is_not_read_as_a_death() -> None:
     sent = {"signal": 15, "all": True, "pids": [7, 9]}
     assert action_detail(sent) == "signal 15 (SIGTERM) sent to every process: pids 7, 9"
     assert action_detail({"signal": 9}) == "killed by signal 9 (SIGKILL)"
+
+
+def test_who_reaped_the_init_and_what_seccomp_left_out_are_told() -> None:
+    from engine.audit.describe import action_detail
+
+    spawned = {"pid": 41, "init_parent": "caller", "seccomp_skipped": ["nosuch"]}
+    assert action_detail(spawned) == (
+        "pid 41; its parent: the caller of create; seccomp: left out nosuch"
+    )
+    assert action_detail({"reaped_by_caller": True}) == (
+        "status taken by the caller of create, which reaped it"
+    )
