@@ -22,7 +22,7 @@ import os
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
 from engine.eventlog import open_store
-from engine.linux import syscalls
+from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
 from engine.oci.config import load_bundle
@@ -57,6 +57,7 @@ def run(
     cid = statedir.id
     try:
         config = load_bundle(bundle)
+        lsm.refuse_labels(config)
         console_socket = options["console_socket"]
         log_path = options["log_path"]
         if log_path and config.process.terminal and console_socket:
