@@ -42,7 +42,7 @@ from engine.runtime import rootfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from engine.linux.seccomp import Filter
+    from engine.linux.libseccomp import Filter
 
 __all__ = ["InitHandle", "find_executable", "spawn"]
 
@@ -444,7 +444,11 @@ def _build_filter(config: Config) -> Filter | None:
 
     try:
         plan = seccomp.plan(config.linux.seccomp)  # checked at load: cannot fail here
-        return None if plan is None else seccomp.Filter(plan)
+        if plan is None:
+            return None
+        from engine.linux.libseccomp import Filter
+
+        return Filter(plan)
     except seccomp.SeccompError as err:
         raise ActionError(str(err)) from err
 
