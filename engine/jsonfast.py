@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["JSONError", "dumps", "loads"]
+__all__ = ["JSONError", "dumps", "json_type", "loads"]
 
 
 class JSONError(ValueError):
@@ -92,3 +92,16 @@ def dumps(obj: object, *, compact: bool = True) -> str:
     """Serialise ``obj``; compact by default, as runc prints its state."""
     encoder = _COMPACT if compact else _ENCODER
     return "".join(encoder(obj, 0))
+
+
+def json_type(value: object) -> str:
+    """The JSON type of a decoded value, as error messages name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"

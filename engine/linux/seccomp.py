@@ -42,6 +42,7 @@ from __future__ import annotations
 import errno
 from types import MappingProxyType
 
+from engine import jsonfast
 from engine.errors import RunlogError
 from engine.frozen import record
 
@@ -177,25 +178,13 @@ class Plan:
     optimize: bool = False  # runc: binary-tree dispatch above 32 syscalls
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _fail(field: str, problem: str) -> NoReturn:
     raise SeccompError(field, problem)
 
 
 def _object(value: object, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        _fail(field, f"expected an object, got {_json_type(value)}")
+        _fail(field, f"expected an object, got {jsonfast.json_type(value)}")
     return value
 
 
@@ -204,13 +193,13 @@ def _array(parent: Mapping[str, Any], key: str, base: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        _fail(f"{base}.{key}", f"expected an array, got {_json_type(value)}")
+        _fail(f"{base}.{key}", f"expected an array, got {jsonfast.json_type(value)}")
     return value
 
 
 def _string(value: object, field: str) -> str:
     if not isinstance(value, str):
-        _fail(field, f"expected a string, got {_json_type(value)}")
+        _fail(field, f"expected a string, got {jsonfast.json_type(value)}")
     return value
 
 
@@ -220,7 +209,7 @@ def _integer(parent: Mapping[str, Any], key: str, base: str, high: int) -> int |
         return None
     field = f"{base}.{key}"
     if isinstance(value, bool) or not isinstance(value, int):
-        _fail(field, f"expected an integer, got {_json_type(value)}")
+        _fail(field, f"expected an integer, got {jsonfast.json_type(value)}")
     if not 0 <= value <= high:
         _fail(field, f"{value} is out of range (0 to {high})")
     return value

@@ -132,20 +132,6 @@ def parse(doc: object, source: str, *, bundle: str | None = None) -> Config:
     return _Parser(source, os.path.abspath(bundle)).config(doc)
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _at(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
@@ -163,7 +149,7 @@ class _Parser:
     # Typed accessors. ``value`` is the JSON value at ``where``.
 
     def _expect(self, value: object, where: str, wanted: str) -> NoReturn:
-        self.fail(where, f"expected {wanted}, got {_json_type(value)}")
+        self.fail(where, f"expected {wanted}, got {jsonfast.json_type(value)}")
 
     def obj(self, value: object, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -250,7 +236,8 @@ class _Parser:
 
     def config(self, doc: object) -> Config:
         if not isinstance(doc, dict):
-            raise ConfigError(self.path, None, f"expected a JSON object, got {_json_type(doc)}")
+            got = jsonfast.json_type(doc)
+            raise ConfigError(self.path, None, f"expected a JSON object, got {got}")
         if doc.get("ociVersion") is None:
             self.fail("ociVersion", "must be specified")
         version = self.string(doc["ociVersion"], "ociVersion")

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -171,33 +170,6 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
             os.lchown(path, uid + st.st_uid, gid + st.st_gid)
-
-
-@pytest.fixture
-def reachable(runlog: Any) -> Iterator[Path]:
-    """A directory every uid can traverse, outside pytest's (mode 0700) base:
-    the mapped root of a user namespace must reach the bundle. Checked
-    afterwards for processes and mounts left in it, as the runlog fixture
-    checks tmp_path."""
-    directory = Path(tempfile.mkdtemp(prefix="runlog-userns-", dir="/tmp"))
-    directory.chmod(0o711)
-    try:
-        yield directory
-        if runlog.root.exists():  # a failed test's containers, before the check
-            for entry in runlog.root.iterdir():
-                runlog("delete", "--force", entry.name)
-        left = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.readlink(f"/proc/{pid}/root").startswith(str(directory)):
-                    left.append(f"process {pid}")
-            except OSError:
-                continue
-        with open("/proc/self/mountinfo") as fh:
-            left += [f"mount {line.split()[4]}" for line in fh if str(directory) in line]
-        assert not left, f"left behind: {left}"
-    finally:
-        shutil.rmtree(directory)
 
 
 def test_user_namespace_maps_root_to_the_host_range(

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,30 +110,6 @@ def test_no_new_procfs_or_sysfs_can_be_mounted_from_inside(
 _HOST_ID = 100000
 
 
-@pytest.fixture
-def traversable(runlog: Any) -> Iterator[Path]:
-    """A directory the mapped root can reach (pytest's base is 0700),
-    checked afterwards for processes and mounts left in it."""
-    directory = Path(tempfile.mkdtemp(prefix="runlog-nopivot-", dir="/tmp"))
-    directory.chmod(0o711)
-    try:
-        yield directory
-        if runlog.root.exists():
-            for entry in runlog.root.iterdir():
-                runlog("delete", "--force", entry.name)
-        left = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.readlink(f"/proc/{pid}/root").startswith(str(directory)):
-                    left.append(f"process {pid}")
-            except OSError:
-                continue
-        left += [f"mount {m}" for m in host_mount_points() if m.startswith(str(directory))]
-        assert not left, f"left behind: {left}"
-    finally:
-        shutil.rmtree(directory)
-
-
 def host_mount_points() -> list[str]:
     return [
         m.mount_point
@@ -143,7 +118,7 @@ def host_mount_points() -> list[str]:
 
 
 def test_no_pivot_in_a_user_namespace_covers_what_it_cannot_unmount(
-    runlog: Any, bundle: Bundle, traversable: Path
+    runlog: Any, bundle: Bundle, reachable: Path
 ) -> None:
     def edit(spec: dict[str, Any]) -> None:
         linux = spec["linux"]
@@ -152,7 +127,7 @@ def test_no_pivot_in_a_user_namespace_covers_what_it_cannot_unmount(
         linux["uidMappings"] = linux["gidMappings"] = mapping
 
     before = require_visible_host_proc_sys()
-    b = Path(shutil.move(probe_bundle(bundle, edit), traversable / "bundle"))
+    b = Path(shutil.move(probe_bundle(bundle, edit), reachable / "bundle"))
     for path in [b / "rootfs", *(b / "rootfs").rglob("*")]:
         st = path.lstat()
         os.lchown(path, _HOST_ID + st.st_uid, _HOST_ID + st.st_gid)
