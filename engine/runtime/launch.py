@@ -53,6 +53,11 @@ def launch(
     actor: Actor,
 ) -> int:
     """Start a monitor that creates the container; return the init's pid."""
+    if init_parent not in INIT_PARENTS:
+        raise UsageError(
+            f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
+            f"one of {', '.join(INIT_PARENTS)}"
+        )
     statedir = StateDir(settings.root, container_id)
     try:
         statedir.create()
@@ -68,12 +73,6 @@ def launch(
     except OSError as err:
         statedir.remove()
         raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
-    if init_parent not in INIT_PARENTS:
-        statedir.remove()
-        raise UsageError(
-            f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
-            f"one of {', '.join(INIT_PARENTS)}"
-        )
     caller = os.getppid()
     read_fd, write_fd = os.pipe()
     child = os.fork()
