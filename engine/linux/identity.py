@@ -146,6 +146,8 @@ def _setgroups(gids: list[int]) -> None:
                 "setgroups is denied in this user namespace (/proc/self/setgroups); "
                 "drop additionalGids or map the user namespace from a privileged parent"
             )
+        elif err.errno == _EPERM and seccomp_filtered():
+            reason = "not permitted: the container's seccomp filter refuses setgroups"
         elif err.errno == _EPERM:
             reason = (
                 "not permitted: setgroups needs CAP_SETGID in the effective set; "
@@ -154,6 +156,21 @@ def _setgroups(gids: list[int]) -> None:
         else:
             reason = err.strerror or str(err)
         raise IdentityError("setgroups", gids, reason, err.errno) from err
+
+
+def seccomp_filtered(status: str = "/proc/self/status") -> bool:
+    """Whether a seccomp filter is loaded in this process (``Seccomp: 2``):
+    without noNewPrivileges the init loads the container's filter before it
+    changes user (engine.linux.finalize), so the filter, not a capability,
+    may be what refused."""
+    try:
+        with open(status, "rb") as f:  # binary: see engine.linux.caps
+            for line in f:
+                if line.startswith(b"Seccomp:"):
+                    return line.split()[1] == b"2"
+    except (OSError, IndexError):
+        pass
+    return False
 
 
 def _setgroups_denied() -> bool:
@@ -174,6 +191,8 @@ def _set_id(step: str, call: _SetIds, value: int, kind: str) -> None:
                 f"{kind} {value} is not mapped in the user namespace; "
                 f"add it to linux.{kind}Mappings"
             )
+        elif err.errno == _EPERM and seccomp_filtered():
+            reason = f"not permitted: the container's seccomp filter refuses {step}"
         elif err.errno == _EPERM:
             reason = (
                 f"not permitted: changing {kind} needs CAP_SET{kind.upper()} "

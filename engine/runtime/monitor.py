@@ -26,7 +26,7 @@ from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
 from engine.oci.config import load_bundle
-from engine.runtime import record
+from engine.runtime import record, rootfs
 from engine.runtime.container import Container
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.launch import init_parent, report
@@ -58,6 +58,7 @@ def run(
     try:
         config = load_bundle(bundle)
         lsm.refuse_labels(config)
+        rootfs.check_no_pivot(config, bool(options["no_pivot"]))
         console_socket = options["console_socket"]
         log_path = options["log_path"]
         if log_path and config.process.terminal and console_socket:

@@ -30,7 +30,7 @@ import errno
 import os
 import stat
 
-from engine.errors import RunlogError
+from engine.errors import RunlogError, UnsupportedError
 from engine.frozen import record
 from engine.linux import mountinfo, syscalls
 from engine.oci import mounts as mo
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_DEVICES",
     "CgroupView",
     "RootfsError",
+    "check_no_pivot",
     "finalize",
     "mount_console",
     "own_cgroups",
@@ -76,6 +77,19 @@ class RootfsError(RunlogError):
         self.path = path
         self.step = step
         super().__init__(f"{step} {path}: {cause or 'failed'}")
+
+
+def check_no_pivot(config: Config, no_pivot: bool) -> None:
+    """runc's validator: with ``--no-pivot`` the old root stays under the
+    container's, so a private root propagation would keep the host's mounts
+    there without even the slave link that lets their unmounts through."""
+    propagation = config.linux.rootfs_propagation
+    if no_pivot and propagation in ("private", "rprivate"):
+        where = os.path.join(config.bundle, "config.json")
+        raise UnsupportedError(
+            f"{where}: linux.rootfsPropagation {propagation!r} is not safe without "
+            "pivot_root (--no-pivot)"
+        )
 
 
 def secure_join(root: str, unsafe: str) -> str:

@@ -112,3 +112,14 @@ def test_prepare_exec_checks_the_sets_before_changing_anything(calls: list[str])
     with pytest.raises(caps.CapabilityError, match="ambient CAP_KILL"):
         finalize.prepare_exec(_process(capabilities=bad))
     assert calls == []
+
+
+def test_seccomp_filtered_reads_the_status_line(tmp_path: Path) -> None:
+    from engine.linux.identity import seccomp_filtered
+
+    status = tmp_path / "status"
+    status.write_text("Name:\tsh\nSeccomp:\t2\nSeccomp_filters:\t1\n")
+    assert seccomp_filtered(str(status))
+    status.write_text("Name:\tsh\nSeccomp:\t0\n")
+    assert not seccomp_filtered(str(status))
+    assert not seccomp_filtered(str(tmp_path / "missing"))

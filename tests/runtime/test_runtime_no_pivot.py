@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,3 +136,27 @@ def test_no_pivot_in_a_user_namespace_covers_what_it_cannot_unmount(
     assert (got["proc"], got["sysfs"]) == ("refused", "refused")
     assert full_proc_sys((b / "rootfs" / "mountinfo").read_text()) == ["/proc", "/sys"]
     assert host_proc_sys() == before
+
+
+@pytest.mark.parametrize("propagation", ["private", "rprivate"])
+def test_private_root_propagation_is_refused_without_pivot_root(
+    runlog: Any, bundle: Bundle, propagation: str
+) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["rootfsPropagation"] = propagation
+
+    b = bundle(["true"], edit)
+    out = runlog("create", "--no-pivot", "t-private", "-b", str(b))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"{b}/config.json: linux.rootfsPropagation {propagation!r} is not safe without "
+        "pivot_root (--no-pivot)"
+    )
+    assert not (runlog.root / "t-private").exists()
+    with sqlite3.connect(runlog.db) as conn:
+        rows = conn.execute(
+            "SELECT \"trigger\", outcome FROM events WHERE container_id = 't-private'"
+        ).fetchall()
+    assert rows == [("create", "rejected")]
+    # With pivot_root the same config is fine.
+    runlog("run", "t-private", "-b", str(b), check=True)

@@ -143,7 +143,10 @@ def test_without_no_new_privileges_the_init_s_own_syscalls_are_filtered(
     out = runlog("create", "t-early", "-b", str(b))
     assert out.returncode == 1
     # The first of them the init makes, refused by the filter (EPERM).
-    assert "process.spawn_init: setgroups []: not permitted" in out.stderr
+    assert (
+        "process.spawn_init: setgroups []: not permitted: "
+        "the container's seccomp filter refuses setgroups"
+    ) in out.stderr
     assert not (runlog.root / "t-early").exists()
     assert events(runlog.db, "t-early") == [("create", None, "failed")]
 
