@@ -58,7 +58,7 @@ from engine.oci.names import CAPABILITIES, HOOK_POINTS, NAMESPACES, RLIMITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Container, Mapping
     from typing import Any, NoReturn
 
 __all__ = [
@@ -361,16 +361,23 @@ class _Parser:
             sets[key] = names
         return Capabilities(**sets)
 
+    def typed(
+        self, item: object, where: str, known: Container[str], what: str
+    ) -> tuple[dict[str, Any], str]:
+        """An object with a required ``type`` among ``known``; and that type."""
+        entry = self.obj(item, where)
+        if entry.get("type") is None:
+            self.fail(f"{where}.type", "must be specified")
+        kind = self.string(entry["type"], f"{where}.type")
+        if kind not in known:
+            self.fail(f"{where}.type", f"unknown {what} type {kind!r}")
+        return entry, kind
+
     def rlimits(self, doc: dict[str, Any]) -> tuple[Rlimit, ...]:
         limits: list[Rlimit] = []
         first: dict[str, str] = {}
         for where, item in self.items(doc, "rlimits", "process"):
-            entry = self.obj(item, where)
-            if entry.get("type") is None:
-                self.fail(f"{where}.type", "must be specified")
-            kind = self.string(entry["type"], f"{where}.type")
-            if kind not in RLIMITS:
-                self.fail(f"{where}.type", f"unknown rlimit type {kind!r}")
+            entry, kind = self.typed(item, where, RLIMITS, "rlimit")
             if kind in first:
                 # Apptainer's setRlimit: "was already set"; a second entry
                 # would silently override the first.
@@ -495,13 +502,8 @@ class _Parser:
         found: list[Namespace] = []
         seen: set[str] = set()
         for where, item in self.items(doc, "namespaces", "linux"):
-            entry = self.obj(item, where)
-            if entry.get("type") is None:
-                self.fail(f"{where}.type", "must be specified")
-            kind = self.string(entry["type"], f"{where}.type")
-            if kind not in NAMESPACES:
-                # specconv: "namespace %q does not exist".
-                self.fail(f"{where}.type", f"unknown namespace type {kind!r}")
+            # specconv: "namespace %q does not exist".
+            entry, kind = self.typed(item, where, NAMESPACES, "namespace")
             if kind in seen:
                 # specconv: "malformed spec file: duplicated ns".
                 self.fail(f"{where}.type", f"duplicate namespace type {kind!r}")
