@@ -4,11 +4,14 @@ it is left."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,31 @@ class Runlog:
         if check and proc.returncode != 0:
             raise AssertionError(f"runlog {' '.join(args)}: {proc.returncode}: {proc.stderr}")
         return proc
+
+    def state(self, cid: str) -> dict[str, Any]:
+        """``runlog state CID``, parsed."""
+        doc: dict[str, Any] = json.loads(self("state", cid, check=True).stdout)
+        return doc
+
+    def wait_status(self, cid: str, status: str, timeout: float = 10) -> dict[str, Any]:
+        """Poll ``state`` until ``status`` (or the timeout); the last state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.state(cid)
+            if doc["status"] == status or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.05)
+
+    def events(self, cid: str, queries: bool = False) -> list[tuple[str, str | None, str]]:
+        """(trigger, dest, outcome) of the container's events, without the
+        queries (accepted state and wait requests) unless asked."""
+        with sqlite3.connect(self.db) as conn:
+            rows = conn.execute(
+                'SELECT "trigger", dest, outcome, json_extract(payload, "$.query") FROM events '
+                "WHERE container_id = ? ORDER BY seq",
+                (cid,),
+            )
+            return [(str(t), d, str(o)) for t, d, o, q in rows if queries or not q]
 
 
 def _cgroup_dirs(parent: str) -> list[Path]:

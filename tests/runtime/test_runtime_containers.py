@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -17,21 +16,6 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 Bundle = Callable[..., Path]
 
 
-def state(runlog: Any, cid: str) -> dict[str, Any]:
-    out = runlog("state", cid, check=True).stdout
-    doc: dict[str, Any] = json.loads(out)
-    return doc
-
-
-def wait_status(runlog: Any, cid: str, status: str, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = state(runlog, cid)
-        if doc["status"] == status or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.05)
-
-
 def wait_file(path: Path, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -39,43 +23,32 @@ def wait_file(path: Path, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def events(db: Path, cid: str, queries: bool = False) -> list[tuple[str, str | None, str]]:
-    """The container's events; without the queries (state, wait) unless asked."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            'SELECT "trigger", dest, outcome, json_extract(payload, "$.query") FROM events '
-            "WHERE container_id = ? ORDER BY seq",
-            (cid,),
-        )
-        return [(str(t), d, str(o)) for t, d, o, q in rows if queries or not q]
-
-
 def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
     b = bundle(["sh", "-c", "read x < /dev/null; sleep 0.3; exit 3"])
     pid_file = tmp_path / "init.pid"
     runlog("create", "t-life", "-b", str(b), "--pid-file", str(pid_file), check=True)
-    doc = state(runlog, "t-life")
+    doc = runlog.state("t-life")
     assert doc["status"] == "created"
     assert doc["pid"] == int(pid_file.read_text()) > 0
     assert doc["bundle"] == str(b) and doc["rootfs"] == str(b / "rootfs")
     assert Path(f"/proc/{doc['pid']}").exists()
     runlog("start", "t-life", check=True)
-    assert state(runlog, "t-life")["status"] in ("running", "stopped")
-    doc = wait_status(runlog, "t-life", "stopped")
+    assert runlog.state("t-life")["status"] in ("running", "stopped")
+    doc = runlog.wait_status("t-life", "stopped")
     assert (doc["status"], doc["exitCode"], doc["pid"]) == ("stopped", 3, 0)
     assert "finishedAt" in doc and "startedAt" in doc
     listed = runlog("list", "--format", "json", check=True).stdout
     assert [c["id"] for c in json.loads(listed)] == ["t-life"]
     runlog("delete", "t-life", check=True)
     assert not (runlog.root / "t-life").exists()
-    assert events(runlog.db, "t-life") == [
+    assert runlog.events("t-life") == [
         ("create", "created", "ok"),
         ("start", "running", "ok"),
         ("exit", "stopped", "ok"),
         ("delete", "deleted", "ok"),
     ]
     # Each `state` above was a request to the monitor, recorded as a query.
-    everything = events(runlog.db, "t-life", queries=True)
+    everything = runlog.events("t-life", queries=True)
     polls = [e for e in everything if e[0] == "state"]
     assert len(polls) >= 2
     assert set(polls) <= {("state", s, "ok") for s in ("created", "running", "stopped")}
@@ -94,7 +67,7 @@ def test_run_foreground_exit_code_and_signal(runlog: Any, bundle: Bundle) -> Non
     killed = runlog("run", "t-run2", "-b", str(b))
     killer.join()
     assert killed.returncode == 128 + 9
-    assert events(runlog.db, "t-run2")[-2:] == [
+    assert runlog.events("t-run2")[-2:] == [
         ("exit", "stopped", "ok"),
         ("delete", "deleted", "ok"),
     ]
@@ -118,20 +91,20 @@ def test_run_forwards_signals_to_the_init(runlog: Any, bundle: Bundle, tmp_path:
 def test_pause_freezes_and_resume_thaws(runlog: Any, bundle: Bundle) -> None:
     b = bundle(["sh", "-c", "while true; do :; done"])
     runlog("run", "-d", "t-pause", "-b", str(b), check=True)
-    pid = state(runlog, "t-pause")["pid"]
+    pid = runlog.state("t-pause")["pid"]
     runlog("pause", "t-pause", check=True)
-    assert state(runlog, "t-pause")["status"] == "paused"
+    assert runlog.state("t-pause")["status"] == "paused"
     proc_state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
     assert proc_state == "D"  # frozen by the v1 freezer (T on cgroup2)
     ticks = Path(f"/proc/{pid}/stat").read_text().split()[13]
     time.sleep(0.2)
     assert Path(f"/proc/{pid}/stat").read_text().split()[13] == ticks  # no CPU while frozen
     runlog("resume", "t-pause", check=True)
-    assert state(runlog, "t-pause")["status"] == "running"
+    assert runlog.state("t-pause")["status"] == "running"
     time.sleep(0.2)
     assert Path(f"/proc/{pid}/stat").read_text().split()[13] != ticks
     runlog("kill", "t-pause", "KILL", check=True)
-    doc = wait_status(runlog, "t-pause", "stopped")
+    doc = runlog.wait_status("t-pause", "stopped")
     assert doc["exitCode"] == 137
     runlog("delete", "t-pause", check=True)
 
@@ -141,7 +114,7 @@ def test_kill_signal_spellings_and_all(runlog: Any, bundle: Bundle) -> None:
     runlog("run", "-d", "t-kill", "-b", str(b), check=True)
     wait_file(b / "rootfs" / "ready")  # the trap is set
     runlog("kill", "t-kill", "sigusr1", check=True)
-    assert wait_status(runlog, "t-kill", "stopped")["exitCode"] == 42
+    assert runlog.wait_status("t-kill", "stopped")["exitCode"] == 42
     bad = runlog("kill", "t-kill", "SIGNOPE")
     assert (bad.returncode, bad.stderr.strip()) == (1, "unknown signal: SIGNOPE")
     runlog("delete", "t-kill", check=True)
@@ -161,7 +134,7 @@ def test_kill_signal_spellings_and_all(runlog: Any, bundle: Bundle) -> None:
 def test_unknown_id(runlog: Any, argv: list[str], message: str) -> None:
     out = runlog(*argv)
     assert (out.returncode, out.stderr.strip()) == (1, message)
-    assert events(runlog.db, "t-none") == [(argv[0], None, "rejected")]
+    assert runlog.events("t-none") == [(argv[0], None, "rejected")]
 
 
 def test_delete_force_of_unknown_id_succeeds(runlog: Any) -> None:
@@ -183,22 +156,22 @@ def test_state_errors_in_runc_words(runlog: Any, bundle: Bundle) -> None:
     busy = runlog("delete", "t-err")
     assert "cannot delete container t-err that is not stopped: running" in busy.stderr
     runlog("kill", "t-err", "9", check=True)
-    wait_status(runlog, "t-err", "stopped")
+    runlog.wait_status("t-err", "stopped")
     stopped = runlog("kill", "t-err")
     assert "container not running" in stopped.stderr
     started = runlog("start", "t-err")
     assert "cannot start a container that has stopped" in started.stderr
     runlog("delete", "t-err", check=True)
-    outcomes = [o for _, _, o in events(runlog.db, "t-err")]
+    outcomes = [o for _, _, o in runlog.events("t-err")]
     assert outcomes.count("rejected") == 7
 
 
 def test_delete_force_kills_a_running_container(runlog: Any, bundle: Bundle) -> None:
     runlog("run", "-d", "t-force", "-b", str(bundle(["sleep", "60"])), check=True)
-    pid = state(runlog, "t-force")["pid"]
+    pid = runlog.state("t-force")["pid"]
     runlog("delete", "--force", "t-force", check=True)
     assert not Path(f"/proc/{pid}").exists()
-    assert [t for t, _, _ in events(runlog.db, "t-force")][-3:] == ["kill", "exit", "delete"]
+    assert [t for t, _, _ in runlog.events("t-force")][-3:] == ["kill", "exit", "delete"]
 
 
 def test_missing_executable_fails_create_and_leaves_nothing(runlog: Any, bundle: Bundle) -> None:
@@ -206,7 +179,7 @@ def test_missing_executable_fails_create_and_leaves_nothing(runlog: Any, bundle:
     assert out.returncode == 1
     assert 'exec: "no-such-program": executable file not found in $PATH' in out.stderr
     assert not (runlog.root / "t-noexec").exists()
-    assert events(runlog.db, "t-noexec") == [("create", None, "failed")]
+    assert runlog.events("t-noexec") == [("create", None, "failed")]
 
 
 def test_malformed_config_and_missing_bundle(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
@@ -218,7 +191,7 @@ def test_malformed_config_and_missing_bundle(runlog: Any, bundle: Bundle, tmp_pa
     missing = runlog("create", "t-bad", "-b", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "nowhere" in missing.stderr
     assert not (runlog.root / "t-bad").exists()
-    assert [o for _, _, o in events(runlog.db, "t-bad")] == ["rejected", "rejected"]
+    assert [o for _, _, o in runlog.events("t-bad")] == ["rejected", "rejected"]
 
 
 def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
@@ -233,7 +206,7 @@ def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path
     assert out.returncode == 1
     assert "exited with status 5: no network for you" in out.stderr
     assert not (runlog.root / "t-hook").exists()
-    assert events(runlog.db, "t-hook") == [("create", None, "failed")]
+    assert runlog.events("t-hook") == [("create", None, "failed")]
 
 
 def test_hooks_run_in_order_with_the_state_on_stdin(
@@ -351,7 +324,7 @@ def test_rlimit_the_host_refuses_is_a_clear_error(runlog: Any, bundle: Bundle) -
 
 def test_ps_and_events_stats(runlog: Any, bundle: Bundle) -> None:
     runlog("run", "-d", "t-ps", "-b", str(bundle(["sleep", "30"])), check=True)
-    pid = state(runlog, "t-ps")["pid"]
+    pid = runlog.state("t-ps")["pid"]
     assert json.loads(runlog("ps", "--format", "json", "t-ps", check=True).stdout) == [pid]
     sample = json.loads(runlog("events", "--stats", "t-ps", check=True).stdout)
     assert sample["type"] == "stats" and sample["id"] == "t-ps"
@@ -378,7 +351,7 @@ def test_monitor_gone_state_reconciles_and_delete_cleans(runlog: Any, bundle: Bu
     os.kill(info["monitor_pid"], signal.SIGKILL)
     time.sleep(0.2)
     # The init lives on (re-parented); state answers from /proc.
-    assert state(runlog, "t-lost")["status"] == "running"
+    assert runlog.state("t-lost")["status"] == "running"
     refused = runlog("pause", "t-lost")
     assert "monitor is gone" in refused.stderr
     runlog("delete", "--force", "t-lost", check=True)
@@ -386,7 +359,7 @@ def test_monitor_gone_state_reconciles_and_delete_cleans(runlog: Any, bundle: Bu
         not Path(f"/proc/{info['init_pid']}/stat").exists()
         or "Z" in Path(f"/proc/{info['init_pid']}/stat").read_text().split()[2]
     )
-    assert events(runlog.db, "t-lost")[-1] == ("delete", "deleted", "ok")
+    assert runlog.events("t-lost")[-1] == ("delete", "deleted", "ok")
 
 
 def test_root_container_keeps_the_configured_capabilities(runlog: Any, bundle: Bundle) -> None:

@@ -28,20 +28,6 @@ Bundle = Callable[..., Path]
 _CAP_SYS_RESOURCE = 24
 
 
-def state(runlog: Any, cid: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(runlog("state", cid, check=True).stdout)
-    return doc
-
-
-def wait_status(runlog: Any, cid: str, status: str, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = state(runlog, cid)
-        if doc["status"] == status or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.05)
-
-
 def lines(text: str) -> dict[str, str]:
     """``key=value`` lines of a container's output."""
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -133,7 +119,7 @@ def test_terminal_sends_the_pty_master_to_the_console_socket(
     assert console.received.wait(10), "no connection on the console socket"
     assert console.master is not None
     runlog("start", "t-tty", check=True)
-    assert wait_status(runlog, "t-tty", "stopped")["exitCode"] == 0
+    assert runlog.wait_status("t-tty", "stopped")["exitCode"] == 0
     console.thread.join(timeout=10)
     got = lines(console.output.decode().replace("\r", ""))
     # The slave is the container's own /dev/pts/N (its devpts instance), as runc makes it.
@@ -192,7 +178,7 @@ def test_user_namespace_maps_root_to_the_host_range(
     _chown_tree(b / "rootfs", _HOST_ID, _HOST_ID)
     out_file = b / "rootfs" / "out"
     runlog("run", "-d", "t-userns", "-b", str(b), check=True)
-    pid = state(runlog, "t-userns")["pid"]
+    pid = runlog.state("t-userns")["pid"]
     deadline = time.monotonic() + 10
     while not out_file.exists():
         assert time.monotonic() < deadline, "the container never wrote /out"
@@ -356,10 +342,10 @@ def test_memory_and_pids_limits_are_set_and_enforced(runlog: Any, bundle: Bundle
     pids = Path("/sys/fs/cgroup/pids") / cgroups_path.lstrip("/")
     assert int((memory / "memory.limit_in_bytes").read_text()) == limit
     assert (pids / "pids.max").read_text().strip() == "10"
-    pid = state(runlog, "t-limits")["pid"]
+    pid = runlog.state("t-limits")["pid"]
     assert str(pid) in (pids / "cgroup.procs").read_text().split()
     runlog("kill", "t-limits", "KILL", check=True)
-    wait_status(runlog, "t-limits", "stopped")
+    runlog.wait_status("t-limits", "stopped")
     runlog("delete", "t-limits", check=True)
 
     out = runlog("run", "t-forkbomb", "-b", str(bundle(["sh", "-c", script], edit)))
@@ -476,9 +462,9 @@ def test_kill_of_a_created_container_stops_it(
     # container is then stopped and its process never ran.
     b = bundle(["sh", "-c", "touch /started"])
     runlog("create", "t-killc", "-b", str(b), check=True)
-    pid = state(runlog, "t-killc")["pid"]
+    pid = runlog.state("t-killc")["pid"]
     runlog("kill", "t-killc", signame, check=True)
-    doc = wait_status(runlog, "t-killc", "stopped")
+    doc = runlog.wait_status("t-killc", "stopped")
     assert (doc["status"], doc.get("exitCode")) == ("stopped", 128 + signo)
     assert gone(pid)
     started = runlog("start", "t-killc")

@@ -46,15 +46,6 @@ def lines(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def events(db: Path, cid: str) -> list[tuple[str, str | None, str]]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            'SELECT "trigger", dest, outcome FROM events WHERE container_id = ? ORDER BY seq',
-            (cid,),
-        )
-        return [(str(t), d, str(o)) for t, d, o in rows]
-
-
 def _edit(
     profile: dict[str, Any] | None, *, nnp: bool = True, uid: int = 0
 ) -> Callable[[dict[str, Any]], None]:
@@ -148,7 +139,7 @@ def test_without_no_new_privileges_the_init_s_own_syscalls_are_filtered(
         "the container's seccomp filter refuses setgroups"
     ) in out.stderr
     assert not (runlog.root / "t-early").exists()
-    assert events(runlog.db, "t-early") == [("create", None, "failed")]
+    assert runlog.events("t-early") == [("create", None, "failed")]
 
 
 def test_an_unknown_action_fails_create_and_leaves_nothing(runlog: Any, bundle: Bundle) -> None:
@@ -170,7 +161,7 @@ def test_an_unknown_action_fails_create_and_leaves_nothing(runlog: Any, bundle: 
         "SCMP_ACT_KILL_THREAD, SCMP_ACT_LOG, SCMP_ACT_TRACE, SCMP_ACT_TRAP)"
     ), out.stderr
     assert not (runlog.root / "t-badact").exists()
-    assert events(runlog.db, "t-badact") == [("create", None, "rejected")]
+    assert runlog.events("t-badact") == [("create", None, "rejected")]
 
 
 def test_notify_is_refused_at_create(runlog: Any, bundle: Bundle) -> None:
@@ -179,7 +170,7 @@ def test_notify_is_refused_at_create(runlog: Any, bundle: Bundle) -> None:
     assert out.returncode == 1
     assert "linux.seccomp.listenerPath: seccomp notify is not supported" in out.stderr
     assert not (runlog.root / "t-notify").exists()
-    assert events(runlog.db, "t-notify") == [("create", None, "rejected")]
+    assert runlog.events("t-notify") == [("create", None, "rejected")]
 
 
 def test_what_libseccomp_refuses_fails_create_and_leaves_nothing(
@@ -194,7 +185,7 @@ def test_what_libseccomp_refuses_fails_create_and_leaves_nothing(
     assert "linux.seccomp.architectures[0]: libseccomp" in out.stderr
     assert "does not know SCMP_ARCH_LOONGARCH64" in out.stderr
     assert not (runlog.root / "t-noarch").exists()
-    assert events(runlog.db, "t-noarch") == [("create", None, "failed")]
+    assert runlog.events("t-noarch") == [("create", None, "failed")]
 
 
 def test_features_report_seccomp(runlog: Any) -> None:
