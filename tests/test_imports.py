@@ -42,9 +42,21 @@ def test_the_measurement_would_see_a_heavy_import() -> None:
 # every import is on its critical path; these cost milliseconds each
 # (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
 # dataclasses' generated methods ~0.4 per class, inspect's ast and dis 3 -
-# transitions imports inspect, engine.machine.runtime defers it) and the
-# path does without.
-NOT_ON_CREATE = ("typing", "pathlib", "hashlib", "_hashlib", "json", "dataclasses", "ast", "dis")
+# transitions imports inspect and logging, engine.deferred defers both;
+# logging brings traceback and threading) and the path does without.
+NOT_ON_CREATE = (
+    "typing",
+    "pathlib",
+    "hashlib",
+    "_hashlib",
+    "json",
+    "dataclasses",
+    "ast",
+    "dis",
+    "logging",
+    "traceback",
+    "threading",
+)
 
 
 def test_the_create_path_does_without_costly_modules() -> None:
@@ -62,7 +74,7 @@ def test_inspect_loads_when_first_used() -> None:
     code = (
         "import sys; import engine.machine.runtime; import transitions.core as core; "
         "assert 'ast' not in sys.modules; "
-        "assert core.inspect.isfunction(engine.machine.runtime._inspect_on_first_use); "
+        "assert core.inspect.isfunction(engine.deferred.inspect_on_first_use); "
         "import inspect; assert sys.modules['inspect'] is inspect; "
         "assert core.inspect.signature is inspect.signature; "
         "print(inspect.isclass(int), 'ast' in sys.modules)"
@@ -71,3 +83,51 @@ def test_inspect_loads_when_first_used() -> None:
         [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
     )
     assert (out.returncode, out.stdout, out.stderr) == (0, "True True\n", "")
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+def test_transitions_logs_through_logging_once_something_imports_it() -> None:
+    code = (
+        "import sys, io; import engine.machine.runtime; import transitions.core as core; "
+        "core._LOGGER.debug('quiet %s', 1); core._LOGGER.info('quiet'); "
+        "print('logging' in sys.modules); "
+        "import logging; stream = io.StringIO(); "
+        "logging.basicConfig(level=logging.DEBUG, stream=stream, format='%(name)s: %(message)s'); "
+        "core._LOGGER.debug('now %s', 2); "
+        "print(stream.getvalue().strip()); "
+        "print(*[type(h).__name__ for h in logging.getLogger('transitions.core').handlers])"
+    )
+    out = _fresh(code)
+    assert (out.returncode, out.stderr) == (0, ""), out
+    assert out.stdout.splitlines() == ["False", "transitions.core: now 2", "NullHandler"]
+
+
+def test_transitions_warnings_load_logging_and_stay_as_quiet_as_before() -> None:
+    # With its NullHandler, transitions' logger prints nothing unless the
+    # application configures logging: the same with the placeholder.
+    code = (
+        "import sys; import engine.machine.runtime; import transitions.core as core; "
+        "core._LOGGER.warning('not shown'); print('logging' in sys.modules)"
+    )
+    out = _fresh(code)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "True\n", "")
+
+
+def test_a_machine_works_with_the_quiet_logger() -> None:
+    code = (
+        "import sys; from engine.machine.runtime import Lifecycle; "
+        "from engine.machine.definition import load, resolve; "
+        "from engine.actions.registry import REGISTRY; "
+        "import transitions.core as core; "
+        "lc = Lifecycle(load(resolve(None, {})), REGISTRY); "
+        "print(type(core._LOGGER).__name__, lc.may('created', 'start'), "
+        "lc.may('stopped', 'start'), 'logging' in sys.modules)"
+    )
+    out = _fresh(code)
+    assert (out.returncode, out.stderr) == (0, ""), out
+    assert out.stdout == "QuietLogger True False False\n"

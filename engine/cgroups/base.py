@@ -119,5 +119,17 @@ class CgroupManager(ABC):
         """Whether the cgroup directory exists in any hierarchy (something
         left to use or to remove)."""
 
+    def entry(self) -> tuple[list[str], str | None]:
+        """How a new, single-threaded process enters this cgroup without
+        waiting on the kernel's threadgroup lock (:mod:`engine.linux.clone`):
+        the v1 ``tasks`` files it writes ``0`` to, once per directory, and
+        the cgroup2 directory to fork it into (``None`` without one)."""
+        tasks: list[str] = []
+        for controller, directory in self.paths.items():
+            task_file = f"{directory}/tasks"
+            if controller != "unified" and task_file not in tasks:
+                tasks.append(task_file)
+        return tasks, self.paths.get("unified")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.paths!r})"

@@ -1,6 +1,7 @@
 """A machine definition run by the ``transitions`` library.
 
-This is the one module that imports ``transitions``. Each transition of the
+This is the one module that imports ``transitions`` (with two of its
+imports deferred: :mod:`engine.deferred`). Each transition of the
 definition becomes a ``transitions`` transition whose ``before`` callback
 runs its actions; an action failure raises out of the trigger before the
 state changes, so the model stays where it was. ``auto_transitions`` is off
@@ -9,40 +10,13 @@ state changes, so the model stays where it was. ``auto_transitions`` is off
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
-from types import ModuleType
 
+from engine.deferred import inspect_on_first_use, transitions_logging
 
-def _inspect_on_first_use() -> None:
-    """``transitions.core`` imports :mod:`inspect` - and with it ast, dis and
-    tokenize, ~4 ms of every ``runlog create`` - for one check that runs only
-    when a trigger's name is already a method of the model, which runlog's
-    model never has. Until something uses it, ``inspect`` is a placeholder
-    module whose first attribute lookup imports the real one, puts it in
-    ``sys.modules`` and copies its namespace into the placeholder (which
-    whoever imported it holds). ``importlib.util.LazyLoader`` cannot do this
-    on 3.11: a plain ``import`` of a lazy module reads its ``__spec__``,
-    which loads it."""
-    if "inspect" in sys.modules:
-        return
-    placeholder = ModuleType("inspect")
-
-    def load(name: str) -> object:
-        if sys.modules.get("inspect") is placeholder:
-            del sys.modules["inspect"]
-        import inspect
-
-        vars(placeholder).update(vars(inspect))
-        return getattr(inspect, name)
-
-    placeholder.__getattr__ = load  # type: ignore[method-assign]
-    sys.modules["inspect"] = placeholder
-
-
-_inspect_on_first_use()
-
-from transitions import EventData, Machine, MachineError  # noqa: E402
+inspect_on_first_use()
+with transitions_logging():
+    from transitions import EventData, Machine, MachineError
 
 from engine.actions.base import Action, ActionContext  # noqa: E402
 from engine.lifecycle import run_actions  # noqa: E402

@@ -216,7 +216,7 @@ class _Process:
 
     def spawn_init(self) -> dict[str, Any]:
         c = self.c
-        procs = [os.path.join(path, "cgroup.procs") for path in c.manager.paths.values()]
+        tasks, unified = c.manager.entry()
         terminal = c.config.process.terminal
         own_pty: socket.socket | None = None
         if terminal and c.capture and not c.console_socket:
@@ -237,7 +237,8 @@ class _Process:
         try:
             c.handle = init.spawn(
                 c.config,
-                procs,
+                tasks,
+                unified,
                 no_pivot=c.no_pivot,
                 console=console,
                 preserve_fds=c.preserve_fds,

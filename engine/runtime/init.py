@@ -35,7 +35,7 @@ import struct
 import termios
 
 from engine.errors import ActionError
-from engine.linux import rlimits, syscalls
+from engine.linux import clone, rlimits, syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
@@ -147,7 +147,7 @@ def _install_stdio(fds: tuple[int, int, int]) -> None:
 def _stage_a(
     config: Config,
     fd: int,
-    cgroup_procs: list[str],
+    cgroup_files: list[str],
     console: int | None,
     preserve: int,
     stdio: tuple[int, int, int] | None = None,
@@ -158,8 +158,8 @@ def _stage_a(
         _install_stdio(stdio)
     _close_fds_except({fd, console} if console is not None else {fd}, preserve)
     buffer = bytearray()
-    for procs in cgroup_procs:
-        with open(procs, "w") as fh:
+    for name in cgroup_files:
+        with open(name, "w") as fh:
             fh.write("0")
     # Read before a new cgroup namespace would make every path "/": what
     # the container's cgroup mount shows (rootfs.CgroupView).
@@ -367,7 +367,8 @@ def _map_user_namespace(pid: int, config: Config) -> None:
 
 def spawn(
     config: Config,
-    cgroup_procs: list[str],
+    cgroup_tasks: list[str],
+    cgroup2: str | None,
     *,
     no_pivot: bool = False,
     console: int | None = None,
@@ -376,6 +377,11 @@ def spawn(
 ) -> InitHandle:
     """Fork the init and wait until it is ready to exec, or failed.
 
+    The init enters its cgroup as :mod:`engine.linux.clone` says, without
+    waiting on the kernel's threadgroup lock: stage A is forked into the
+    cgroup2 directory ``cgroup2`` and writes ``0`` to the v1 ``tasks``
+    files ``cgroup_tasks``; where clone3 is refused, it is forked as usual
+    and writes the cgroup2 directory's ``cgroup.procs`` as well.
     ``console``: a socket connected to ``--console-socket``, for
     ``terminal: true``; the init sends the pty master on it. The caller must
     be a child subreaper and single-threaded. ``stdio``: descriptors for
@@ -385,11 +391,11 @@ def spawn(
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     if no_pivot:
         os.environ["_RUNLOG_NO_PIVOT"] = "1"
-    pid_a = os.fork()
+    pid_a, joins = _fork_a(cgroup_tasks, cgroup2)
     if pid_a == 0:
         parent.close()
         try:
-            _stage_a(config, child.fileno(), cgroup_procs, console, preserve_fds, stdio, seccomp)
+            _stage_a(config, child.fileno(), joins, console, preserve_fds, stdio, seccomp)
             os._exit(0)
         except BaseException as err:
             try:
@@ -433,6 +439,29 @@ def spawn(
         raise
     _reap(pid_a)
     return InitHandle(pid_b, parent, () if seccomp is None else seccomp.skipped)
+
+
+def _fork_a(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str]]:
+    """Fork stage A, into ``cgroup2`` where the kernel allows; return its pid
+    (0 in A) and the files A writes ``0`` to. If clone3 is refused (an old
+    kernel, a seccomp filter above runlog) or the directory cannot be
+    opened, A is forked as usual and joins through ``cgroup.procs``, whose
+    write then says what is wrong, if anything."""
+    joins = list(cgroup_tasks)
+    if cgroup2 is not None:
+        try:
+            fd = clone.open_cgroup(cgroup2)
+        except OSError:
+            pass
+        else:
+            try:
+                pid = clone.fork_into_cgroup(fd)
+            finally:
+                os.close(fd)
+            if pid is not None:
+                return pid, joins
+        joins.append(os.path.join(cgroup2, "cgroup.procs"))
+    return os.fork(), joins
 
 
 def _build_filter(config: Config) -> Filter | None:

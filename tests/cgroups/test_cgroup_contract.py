@@ -299,6 +299,43 @@ class RealContract(ManagerContract):
         assert memory["usage"]["limit"] == 256 * MiB
         assert "raw" in memory
 
+    def test_a_new_process_enters_through_entry(self, manager: CgroupManager) -> None:
+        # As the init's first stage does: forked into the cgroup2 directory
+        # (clone3), then "0" to each v1 tasks file; then it forks once more.
+        manager.create()
+        tasks, unified = manager.entry()
+        assert tasks or unified
+        script = (
+            "import os, sys\n"
+            "from engine.runtime.init import _fork_a\n"
+            f"pid, joins = _fork_a({tasks!r}, {unified!r})\n"
+            "if pid == 0:\n"
+            "    for name in joins:\n"
+            "        open(name, 'w').write('0')\n"
+            "    if os.fork() == 0:\n"
+            "        sys.stdout.write(open('/proc/self/cgroup').read())\n"
+            "        sys.stdout.flush()\n"
+            "        os._exit(0)\n"
+            "    os._exit(0 if os.wait()[1] == 0 else 1)\n"
+            "assert os.waitpid(pid, 0)[1] == 0\n"
+            "print('joined', *joins)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {sys.path!r}\n{script}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines = out.splitlines()
+        joined = lines[-1].split()[1:]
+        # clone3 put it in the cgroup2 directory: cgroup.procs was not written.
+        assert joined == tasks
+        shown = dict(line.split(":", 2)[1:] for line in lines[:-1])
+        for controller, directory in manager.paths.items():
+            key = "" if controller == "unified" else controller
+            entry = next(k for k in shown if key in k.split(",")) if key else ""
+            assert directory.endswith(shown[entry]), (controller, directory, shown)
+
     def test_manager_at_rebuilds_from_recorded_paths(
         self, manager: CgroupManager, procs: Procs
     ) -> None:

@@ -1,0 +1,127 @@
+"""Standard modules that ``transitions`` imports and runlog's monitor rarely needs.
+
+Every ``runlog create`` imports ``transitions`` in the monitor before it can
+act, so what that import drags in is on the critical path. Two of its
+imports cost more than the rest of it and are, in runlog, almost never used:
+
+* :mod:`inspect` (with ast, dis and tokenize, ~4 ms), for one check that
+  runs only when a trigger's name is already a method of the model, which
+  runlog's model never has. :func:`inspect_on_first_use` puts a
+  placeholder module in ``sys.modules`` whose first attribute lookup
+  imports the real one, puts it in ``sys.modules`` and copies its namespace
+  into the placeholder (which whoever imported it holds).
+  ``importlib.util.LazyLoader`` cannot do this on 3.11: a plain ``import``
+  of a lazy module reads its ``__spec__``, which loads it.
+* :mod:`logging` (with traceback, linecache, tokenize, threading and
+  string, ~5 ms), for a module logger with a ``NullHandler`` whose
+  ``debug``/``info`` calls do nothing unless an application configures
+  logging - which the monitor does not. :func:`transitions_logging` lends
+  ``transitions`` a placeholder during its import only: its logger is a
+  :class:`QuietLogger` that stays silent, as the real one would, while
+  :mod:`logging` has not been imported (nobody can have configured it), and
+  becomes the real ``transitions.core`` logger, with its ``NullHandler``,
+  as soon as anything has imported :mod:`logging`, or when it is asked
+  for more than ``debug``/``info``. Nothing else ever sees the placeholder.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any
+
+__all__ = ["QuietLogger", "inspect_on_first_use", "transitions_logging"]
+
+
+def inspect_on_first_use() -> None:
+    """A placeholder for :mod:`inspect` until something looks into it."""
+    if "inspect" in sys.modules:
+        return
+    placeholder = ModuleType("inspect")
+
+    def load(name: str) -> object:
+        if sys.modules.get("inspect") is placeholder:
+            del sys.modules["inspect"]
+        import inspect
+
+        vars(placeholder).update(vars(inspect))
+        return getattr(inspect, name)
+
+    placeholder.__getattr__ = load  # type: ignore[method-assign]
+    sys.modules["inspect"] = placeholder
+
+
+class _NullHandler:
+    """Stands for ``logging.NullHandler`` until :mod:`logging` is loaded."""
+
+
+class QuietLogger:
+    """A module logger that costs nothing until :mod:`logging` is imported."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._handlers: list[object] = []
+        self._logger: logging.Logger | None = None
+
+    def addHandler(self, handler: object) -> None:  # noqa: N802 (logging's name)
+        if self._logger is not None:
+            self._logger.addHandler(handler)  # type: ignore[arg-type]
+        else:
+            self._handlers.append(handler)
+
+    def real(self) -> logging.Logger:
+        """The real logger (importing :mod:`logging` if need be), with the
+        handlers added so far."""
+        if self._logger is None:
+            import logging
+
+            logger = logging.getLogger(self.name)
+            for handler in self._handlers:
+                logger.addHandler(
+                    logging.NullHandler() if isinstance(handler, _NullHandler) else handler  # type: ignore[arg-type]
+                )
+            self._handlers.clear()
+            self._logger = logger
+        return self._logger
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._logger is not None or "logging" in sys.modules:
+            self.real().debug(msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._logger is not None or "logging" in sys.modules:
+            self.real().info(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # warning, error, exception, setLevel, ...: the real thing.
+        return getattr(self.real(), name)
+
+
+class _Placeholder(ModuleType):
+    """What ``import logging`` gives during :func:`transitions_logging`."""
+
+    NullHandler = _NullHandler
+
+    def getLogger(self, name: str | None = None) -> QuietLogger:  # noqa: N802
+        return QuietLogger(name or "root")
+
+
+class transitions_logging:  # noqa: N801 (used as a statement: `with transitions_logging():`)
+    """Import ``transitions`` inside this block: it gets a :class:`QuietLogger`.
+
+    A no-op when :mod:`logging` is already imported (tests, ``runlog
+    audit``): ``transitions`` then gets the real one.
+    """
+
+    def __enter__(self) -> None:
+        self._installed = "logging" not in sys.modules
+        if self._installed:
+            sys.modules["logging"] = _Placeholder("logging")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed and isinstance(sys.modules.get("logging"), _Placeholder):
+            del sys.modules["logging"]
