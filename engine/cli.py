@@ -7,13 +7,12 @@ nothing heavy: each command's code is imported when that command runs
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
-from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings
+from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
 
@@ -300,8 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
             return 0
         check_args(cmd, positionals, PROG)
-        settings = Settings.from_flags(gflags, os.environ)
+        settings = Settings.from_flags(gflags, environ())
         if settings.systemd_cgroup:
+            import os
+
             raise UnsupportedError(
                 "--systemd-cgroup: runlog manages cgroups through cgroupfs only "
                 "(and systemd is not running here); drop the flag"
@@ -314,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunlogError as err:
         message = str(err)
         sys.stderr.write(message + "\n")
-        log = gflags.get("log") or os.environ.get("RUNLOG_LOG")
+        log = gflags.get("log") or environ().get("RUNLOG_LOG")
         _log_line(
             str(log) if log else None, str(gflags.get("log_format") or "text"), "error", message
         )

@@ -8,7 +8,7 @@ start).
 
 from __future__ import annotations
 
-import os
+import posix
 
 __all__ = ["OUTCOMES", "STATUSES", "TRANSPORTS", "Actor", "Outcome", "Status", "Transport"]
 
@@ -77,7 +77,7 @@ class Actor:
 
     @classmethod
     def current(cls, transport: str = Transport.CLI) -> Actor:
-        return cls(os.getuid(), os.getpid(), transport)
+        return cls(posix.getuid(), posix.getpid(), transport)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Actor):

@@ -34,6 +34,28 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
     assert heavy == set(), f"{module} imports {sorted(heavy)}"
 
 
+# The commands a scheduler calls besides create do without os (1 ms under
+# -S, engine.settings); create loads it with the launch.
+THIN = (
+    "engine.cli",
+    "engine.commands.container",
+    "engine.runtime.client",
+    "engine.runtime.statedir",
+    "engine.oci.gojson",
+    "engine.oci.signals",
+)
+
+
+def test_the_thin_commands_do_without_os() -> None:
+    loaded = _imported(",".join(THIN).replace(",", ", "))
+    assert set(THIN) <= loaded
+    assert "os" not in loaded
+
+
+def test_that_measurement_would_see_os() -> None:
+    assert "os" in _imported("engine.runtime.launch")
+
+
 def test_the_measurement_would_see_a_heavy_import() -> None:
     assert "sqlalchemy" in _imported("engine.eventlog.schema")
 

@@ -10,7 +10,7 @@ the monitor's ``control.sock``. Where no container exists they record the
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
@@ -71,10 +71,10 @@ def _call(
 
 def _write_pid_file(path: str, pid: int) -> None:
     # runc writes the pid file atomically (tmp + rename), without a newline.
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{posix.getpid()}.tmp"
     with open(tmp, "w") as fh:
         fh.write(str(pid))
-    os.replace(tmp, path)
+    posix.replace(tmp, path)
 
 
 def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -86,6 +86,10 @@ def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 def _create(
     settings: Settings, flags: dict[str, object], container_id: str, init_parent: str
 ) -> int:
+    # create loads os anyway (the launch); the other commands do without
+    # (engine.settings).
+    import os
+
     from engine.runtime.launch import launch
 
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
@@ -200,7 +204,7 @@ def _wait_gone(pid: int, timeout_ms: int = 5000) -> None:
     import select
 
     try:
-        fd = os.pidfd_open(pid)
+        fd = posix.pidfd_open(pid)
     except (ProcessLookupError, OSError):
         return
     try:
@@ -208,7 +212,7 @@ def _wait_gone(pid: int, timeout_ms: int = 5000) -> None:
         poller.register(fd, select.POLLIN)
         poller.poll(timeout_ms)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -219,7 +223,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     # In the foreground, run waits for the status: its monitor must reap.
     detach = bool(flags.get("detach"))
     _create(settings, flags, container_id, settings.init_parent if detach else "monitor")
-    path = os.path.join(settings.root, container_id, CONTROL)
+    path = StateDir(settings.root, container_id).file(CONTROL)
     if detach:
         client.call(path, {"op": "start"})
         return 0

@@ -8,12 +8,13 @@ paths, bundle); ``control.sock`` is the monitor's socket and ``requests/``
 its request spool. Every file is written tmp + fsync + rename: a reader
 sees the old or the new, never half.
 
-Light on purpose: this module is on every scheduler call.
+Light on purpose: this module is on every scheduler call, and uses
+:mod:`posix` rather than :mod:`os` (see :mod:`engine.settings`).
 """
 
 from __future__ import annotations
 
-import os
+import posix
 
 from engine.errors import ContainerExists, ContainerNotFound, UsageError
 
@@ -76,34 +77,40 @@ class StateDir:
         validate_id(container_id)
         self.root = root
         self.id = container_id
-        self.path = os.path.join(root, container_id)
+        self.path = _join(root, container_id)
 
     def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        return _join(self.path, name)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.path)
+        try:
+            return posix.stat(self.path).st_mode & _S_IFMT == _S_IFDIR
+        except (OSError, ValueError):
+            return False
 
     def create(self) -> None:
         """Claim the id: mkdir is atomic, so of two creates one wins."""
+        import os
+
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
-            os.mkdir(self.path, 0o711)
+            posix.mkdir(self.path, 0o711)
         except FileExistsError:
             raise ContainerExists(self.id) from None
 
     def write(self, name: str, data: bytes) -> None:
         path = self.file(name)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        tmp = f"{path}.tmp.{posix.getpid()}"
+        flags = posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC
+        fd = posix.open(tmp, flags, 0o644)
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+                view = view[posix.write(fd, view) :]
+            posix.fsync(fd)
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            posix.close(fd)
+        posix.replace(tmp, path)
 
     def read(self, name: str) -> bytes:
         try:
@@ -127,19 +134,27 @@ class StateDir:
         _remove_tree(self.path)
 
 
+_S_IFMT, _S_IFDIR = 0o170000, 0o040000
+
+
+def _join(directory: str, name: str) -> str:
+    """``os.path.join`` for a name without slashes (an id, a file name)."""
+    return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
 def _remove_tree(path: str) -> None:
     """Remove ``path`` and what is in it: files, and directories such as the
     request spool (``requests/``) with whatever requests are left in it."""
     try:
-        entries = os.listdir(path)
+        entries = posix.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
-        child = os.path.join(path, entry)
+        child = _join(path, entry)
         try:
-            os.unlink(child)
+            posix.unlink(child)
         except IsADirectoryError:
             _remove_tree(child)
         except FileNotFoundError:
             pass
-    os.rmdir(path)
+    posix.rmdir(path)
