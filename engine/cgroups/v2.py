@@ -310,6 +310,10 @@ class V2Manager(CgroupManager):
                 "current": files.read_int(d, "pids.current", controller="pids"),
                 "limit": files.read_limit(d, "pids.max", controller="pids", unlimited=0),
             }
+        elif _has(d, "cgroup.procs"):
+            # No pids controller here: count the processes, as runc's
+            # statPidsFromCgroupProcs does (no limit).
+            stats["pids"] = {"current": len(files.cgroup_procs(d, controller=_C)), "limit": 0}
         hugetlb = _hugetlb_stats(d)
         if hugetlb:
             stats["hugetlb"] = hugetlb

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from engine.cgroups import (
     FreezerState,
     HybridManager,
     V1Manager,
+    V2Manager,
     detect,
     manager_at,
     manager_for,
@@ -49,6 +51,7 @@ needs_root_v1 = pytest.mark.skipif(
     os.geteuid() != 0 or _host_mode() not in ("v1", "hybrid"),
     reason="needs root on a host with cgroup v1 controllers",
 )
+UNIFIED = "/sys/fs/cgroup/unified"
 needs_root_hybrid = pytest.mark.skipif(
     os.geteuid() != 0 or _host_mode() != "hybrid", reason="needs root on a hybrid cgroup host"
 )
@@ -184,7 +187,48 @@ class TestFakeManager(ManagerContract):
         manager.discard(proc.pid)
 
 
-class RealContract(ManagerContract):
+class EntersThroughEntry:
+    """A process forked as the init's first stage is lands in every hierarchy."""
+
+    def test_a_new_process_enters_through_entry(self, manager: CgroupManager) -> None:
+        # As the init's first stage does: forked into the cgroup2 directory
+        # (clone3), then "0" to each v1 tasks file; then it forks once more.
+        manager.create()
+        tasks, unified = manager.entry()
+        assert tasks or unified
+        script = (
+            "import os, sys\n"
+            "from engine.runtime.init import _fork_a\n"
+            f"pid, joins = _fork_a({tasks!r}, {unified!r})\n"
+            "if pid == 0:\n"
+            "    for name in joins:\n"
+            "        open(name, 'w').write('0')\n"
+            "    if os.fork() == 0:\n"
+            "        sys.stdout.write(open('/proc/self/cgroup').read())\n"
+            "        sys.stdout.flush()\n"
+            "        os._exit(0)\n"
+            "    os._exit(0 if os.wait()[1] == 0 else 1)\n"
+            "assert os.waitpid(pid, 0)[1] == 0\n"
+            "print('joined', *joins)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {sys.path!r}\n{script}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines = out.splitlines()
+        joined = lines[-1].split()[1:]
+        # clone3 put it in the cgroup2 directory: cgroup.procs was not written.
+        assert joined == tasks
+        shown = dict(line.split(":", 2)[1:] for line in lines[:-1])
+        for controller, directory in manager.paths.items():
+            key = "" if controller == "unified" else controller
+            entry = next(k for k in shown if key in k.split(",")) if key else ""
+            assert directory.endswith(shown[entry]), (controller, directory, shown)
+
+
+class RealContract(EntersThroughEntry, ManagerContract):
     """The kernel's side of the contract, for managers on /sys/fs/cgroup."""
 
     def reap(self, manager: CgroupManager, proc: subprocess.Popen[bytes]) -> None:
@@ -299,43 +343,6 @@ class RealContract(ManagerContract):
         assert memory["usage"]["limit"] == 256 * MiB
         assert "raw" in memory
 
-    def test_a_new_process_enters_through_entry(self, manager: CgroupManager) -> None:
-        # As the init's first stage does: forked into the cgroup2 directory
-        # (clone3), then "0" to each v1 tasks file; then it forks once more.
-        manager.create()
-        tasks, unified = manager.entry()
-        assert tasks or unified
-        script = (
-            "import os, sys\n"
-            "from engine.runtime.init import _fork_a\n"
-            f"pid, joins = _fork_a({tasks!r}, {unified!r})\n"
-            "if pid == 0:\n"
-            "    for name in joins:\n"
-            "        open(name, 'w').write('0')\n"
-            "    if os.fork() == 0:\n"
-            "        sys.stdout.write(open('/proc/self/cgroup').read())\n"
-            "        sys.stdout.flush()\n"
-            "        os._exit(0)\n"
-            "    os._exit(0 if os.wait()[1] == 0 else 1)\n"
-            "assert os.waitpid(pid, 0)[1] == 0\n"
-            "print('joined', *joins)\n"
-        )
-        out = subprocess.run(
-            [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {sys.path!r}\n{script}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        lines = out.splitlines()
-        joined = lines[-1].split()[1:]
-        # clone3 put it in the cgroup2 directory: cgroup.procs was not written.
-        assert joined == tasks
-        shown = dict(line.split(":", 2)[1:] for line in lines[:-1])
-        for controller, directory in manager.paths.items():
-            key = "" if controller == "unified" else controller
-            entry = next(k for k in shown if key in k.split(",")) if key else ""
-            assert directory.endswith(shown[entry]), (controller, directory, shown)
-
     def test_manager_at_rebuilds_from_recorded_paths(
         self, manager: CgroupManager, procs: Procs
     ) -> None:
@@ -404,3 +411,58 @@ class TestHybridManager(RealContract):
         manager.create()
         with pytest.raises(CgroupError, match="3MB"):
             manager.apply(Resources(hugepage_limits=(HugepageLimit("3MB", 4 * MiB),)))
+
+
+@pytest.mark.root
+@needs_root_hybrid
+class TestV2ManagerOnTheUnifiedTree(EntersThroughEntry, ManagerContract):
+    """The v2 manager against the kernel: the cgroup2 tree of this hybrid
+    host offers only hugetlb, but the core files (cgroup.procs,
+    cgroup.freeze, cgroup.events, cpu.stat) are all there."""
+
+    @pytest.fixture
+    def manager(self, cgroup_path: str) -> V2Manager:
+        return V2Manager(f"{UNIFIED}{cgroup_path}", mount=UNIFIED)
+
+    def reap(self, manager: CgroupManager, proc: subprocess.Popen[bytes]) -> None:
+        super().reap(manager, proc)
+        assert _wait_until(lambda: proc.pid not in manager.pids())
+
+    def test_limits_read_back_through_stats(self, manager: CgroupManager) -> None:
+        manager.create()
+        # What the tree lacks is refused, naming the controller and the tree...
+        with pytest.raises(CgroupError, match=f"{UNIFIED} does not offer the memory") as caught:
+            manager.apply(Resources(memory_limit=64 * MiB))
+        assert caught.value.controller == "memory"
+        # ... and the process count comes from cgroup.procs, as runc's does.
+        assert manager.stats()["pids"] == {"current": 0, "limit": 0}
+        if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+            manager.apply(Resources(hugepage_limits=(HugepageLimit("2MB", 4 * MiB),)))
+            hugetlb = manager.stats()["hugetlb"]
+            assert isinstance(hugetlb, dict) and hugetlb["2MB"]["usage"] == 0
+
+    def test_freeze_then_thaw(self, manager: CgroupManager, procs: Procs, tmp_path: Path) -> None:
+        # A task frozen by cgroup2 sleeps in the signal path ("S", and a
+        # fatal signal still kills it): what shows it frozen is that it
+        # makes no progress until thawed.
+        counter = tmp_path / "counter"
+        loop = (
+            "import itertools, time\n"
+            "for i in itertools.count():\n"
+            f"    open({str(counter)!r}, 'w').write(str(i))\n"
+            "    time.sleep(0.01)\n"
+        )
+        manager.create()
+        proc = procs(sys.executable, "-I", "-S", "-c", loop)  # one process, no children
+        manager.add(proc.pid)
+        assert _wait_until(lambda: counter.exists() and counter.read_text().strip() != "")
+        manager.freeze(timeout=5)
+        assert manager.freezer_state() == FreezerState.FROZEN
+        with open(os.path.join(manager.paths["unified"], "cgroup.events")) as f:
+            assert "frozen 1" in f.read().split("\n")
+        frozen_at = counter.read_text()
+        time.sleep(0.2)
+        assert counter.read_text() == frozen_at
+        manager.thaw(timeout=5)
+        assert manager.freezer_state() == FreezerState.THAWED
+        assert _wait_until(lambda: counter.read_text() not in ("", frozen_at))
