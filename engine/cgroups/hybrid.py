@@ -63,11 +63,12 @@ class HybridManager(CgroupManager):
         for controller in resources.controllers():
             if self.v1.has(controller):
                 self.v1.apply_controller(controller, resources)
-            elif controller != "devices" and self.unified.available(controller):
+            elif controller == "devices" or self.unified.available(controller):
+                # Without a v1 devices hierarchy, the cgroup2 tree's device
+                # program enforces the rules (cgroup membership there is
+                # what the kernel asks it about).
                 self.unified.apply_controller(controller, resources)
             else:
-                # Devices never fall through to v2, where they cannot be
-                # enforced (runc: a missing devices hierarchy is fatal).
                 raise CgroupError(
                     f"cannot set {controller} limits: neither a v1 {controller} hierarchy "
                     f"nor the cgroup2 tree ({self.unified.paths['unified']}) offers the "

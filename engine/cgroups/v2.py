@@ -9,10 +9,9 @@ nothing is enabled up front (the host's controllers live in v1) and a
 controller is enabled the first time a limit needs it.
 
 Devices: cgroup v2 has no devices.allow/deny; access control is an eBPF
-program attached to the cgroup (BPF_CGROUP_DEVICE), which runlog does not
-load. ``apply`` raises ``UnsupportedError`` for device rules rather than
-pretend they hold; a caller may drop them from ``Resources`` knowingly and
-record that it did.
+program attached to the cgroup (BPF_CGROUP_DEVICE), built from the rules
+by :mod:`engine.cgroups.devices` and loaded by :mod:`engine.linux.bpf`, as
+runc's devicefilter does.
 """
 
 from __future__ import annotations
@@ -173,11 +172,8 @@ class V2Manager(CgroupManager):
 
     def apply_controller(self, controller: str, r: Resources) -> None:
         if controller == "devices":
-            raise UnsupportedError(
-                "linux.resources.devices: on cgroup v2 device rules need an eBPF program, "
-                "which runlog does not load; the rules cannot be enforced here. Run on a "
-                "host with the v1 devices controller, or remove the rules from config.json"
-            )
+            self._set_devices(r)
+            return
         if not self.has(controller):
             if not self.available(controller):
                 raise CgroupError(
@@ -283,6 +279,31 @@ class V2Manager(CgroupManager):
         return FreezerState.FROZEN if frozen else FreezerState.FREEZING
 
     # -- stats --------------------------------------------------------------------
+
+    def _set_devices(self, r: Resources) -> None:
+        """cgroup v2 has no devices controller: an eBPF program attached to
+        the cgroup enforces the rules (engine.cgroups.devices)."""
+        from engine.cgroups.devices import program
+        from engine.linux.bpf import BpfError, attach_device_program
+
+        code = program(r.devices)
+        try:
+            attach_device_program(self._path, code)
+        except BpfError as err:
+            hint = {
+                1: "loading it needs CAP_SYS_ADMIN (runlog needs root)",
+                9: "the directory is not a cgroup2 cgroup",
+                13: "the kernel's verifier refused it",
+                22: "the kernel has no cgroup device programs (CONFIG_CGROUP_BPF)",
+                38: "the kernel has no bpf(2) (CONFIG_BPF_SYSCALL)",
+            }.get(err.errno or 0, "")
+            raise CgroupError(
+                f"cannot enforce linux.resources.devices in {self._path}: "
+                f"{err.strerror}{'; ' + hint if hint else ''}"
+                f"{' (' + err.log.splitlines()[-1] + ')' if err.log else ''}",
+                path=self._path,
+                controller="devices",
+            ) from err
 
     def stats(self) -> dict[str, object]:
         d = self._path

@@ -123,10 +123,15 @@ def test_pids_and_cpuset(tmp_path: Path) -> None:
     assert (leaf / "pids.max").read_text() == "100"
 
 
-def test_device_rules_are_unsupported_not_ignored(tmp_path: Path) -> None:
+def test_device_rules_that_cannot_be_loaded_are_an_error_not_ignored(tmp_path: Path) -> None:
+    # The kernel takes a device program only on a real cgroup2 directory
+    # (tests/cgroups/test_cgroup_devices.py loads one).
     mount, leaf = _tree(tmp_path)
-    with pytest.raises(UnsupportedError, match="eBPF"):
+    with pytest.raises(
+        CgroupError, match=r"cannot enforce linux\.resources\.devices in "
+    ) as caught:
         _manager(mount, leaf).apply(Resources(devices=(DeviceRule(allow=False),)))
+    assert caught.value.controller == "devices"
 
 
 def test_a_controller_the_tree_does_not_offer_is_named(tmp_path: Path) -> None:
