@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
 
 __all__ = ["BpfError", "attach_device_program", "attached_programs"]
@@ -49,9 +48,9 @@ class BpfError(OSError):
 
 def _bpf(cmd: int, attr: bytes | ctypes.Array[ctypes.c_char], what: str) -> int:
     """bpf(cmd, attr); ``attr`` as a buffer when the kernel writes into it."""
-    number = _SYS_BPF.get(platform.machine())
+    number = _SYS_BPF.get(os.uname().machine)
     if number is None:
-        raise BpfError(38, f"{what}: no bpf(2) number for {platform.machine()}")  # ENOSYS
+        raise BpfError(38, f"{what}: no bpf(2) number for {os.uname().machine}")  # ENOSYS
     buf = ctypes.create_string_buffer(attr, len(attr)) if isinstance(attr, bytes) else attr
     result = _libc.syscall(ctypes.c_long(number), ctypes.c_int(cmd), buf, ctypes.c_uint(len(buf)))
     if result < 0:

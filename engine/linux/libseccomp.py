@@ -2,6 +2,11 @@
 :class:`~engine.linux.seccomp.Plan`, loaded into the calling thread or
 exported as BPF.
 
+As runc's patchbpf does, the filter is not loaded by ``seccomp_load``:
+libseccomp compiles and exports it, :mod:`engine.linux.enosys` puts its
+ENOSYS stub in front, and :meth:`Filter.load` hands the program to the
+kernel with seccomp(2) and the flags libseccomp would have used.
+
 Apart from :mod:`engine.linux.seccomp` so that checking a profile (every
 ``create`` of a config that has one) does not load ctypes or the library;
 the monitor builds the filter before it forks the init, which only loads it.
@@ -13,6 +18,7 @@ import ctypes
 import errno
 import os
 
+from engine.linux import enosys
 from engine.linux.seccomp import BASE, Plan, SeccompError
 
 __all__ = ["Filter"]
@@ -32,6 +38,14 @@ _FLAG_ATTRS = {
     "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
 }
 
+# The filter flags the kernel takes (<linux/seccomp.h>), from the libseccomp
+# attribute that asks for each, as runc's filterFlags reads them back.
+_KERNEL_FLAGS = ((_ATTR_CTL_TSYNC, 1), (_ATTR_CTL_LOG, 2), (_ATTR_CTL_SSB, 4))
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "ppc64le": 358, "s390x": 348}
+_SECCOMP_SET_MODE_FILTER = 1
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
 _LIBRARY = "libseccomp.so.2"
 _NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: no such syscall
 
@@ -45,6 +59,12 @@ class _ArgCmp(ctypes.Structure):
         ("datum_a", ctypes.c_uint64),
         ("datum_b", ctypes.c_uint64),
     )
+
+
+class _SockFprog(ctypes.Structure):
+    """<linux/filter.h> struct sock_fprog."""
+
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
 class _Version(ctypes.Structure):
@@ -68,6 +88,8 @@ def _open_library() -> ctypes.CDLL:
         ("seccomp_arch_resolve_name", ctypes.c_uint32, [ctypes.c_char_p]),
         ("seccomp_arch_add", ctypes.c_int, [ctx, ctypes.c_uint32]),
         ("seccomp_syscall_resolve_name", ctypes.c_int, [ctypes.c_char_p]),
+        ("seccomp_syscall_resolve_name_arch", ctypes.c_int, [ctypes.c_uint32, ctypes.c_char_p]),
+        ("seccomp_attr_get", ctypes.c_int, [ctx, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32)]),
         (
             "seccomp_rule_add_array",
             ctypes.c_int,
@@ -105,6 +127,7 @@ class Filter:
         self.skipped: tuple[str, ...] = ()
         try:
             self._build(plan, base)
+            self._prepare(plan)
         except BaseException:
             self.release()
             raise
@@ -165,6 +188,47 @@ class Filter:
                 )
         self.skipped = tuple(skipped)
 
+    def _prepare(self, plan: Plan) -> None:
+        """Everything :meth:`load` needs, ready before any fork: the program
+        with its stub, the flags, the system call."""
+        code = self.export_bpf()
+        if plan.wants_enosys_stub():
+            code = enosys.stub(self._last_syscalls(plan)) + code
+        self.program = code
+        self._code = ctypes.create_string_buffer(code, len(code))
+        self._fprog = _SockFprog(len(code) // 8, ctypes.addressof(self._code))
+        self.flags = 0
+        for attr, flag in _KERNEL_FLAGS:
+            value = ctypes.c_uint32(0)
+            if (
+                self._lib.seccomp_attr_get(self._ctx, attr, ctypes.byref(value)) == 0
+                and value.value
+            ):
+                self.flags |= flag
+        self._sys_seccomp = _SYS_SECCOMP.get(os.uname().machine)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.syscall.restype = ctypes.c_long
+
+    def _last_syscalls(self, plan: Plan) -> dict[int, dict[str, int]]:
+        """runc's findLastSyscalls: per architecture of the profile, the
+        greatest number among the syscalls it names."""
+        last: dict[int, dict[str, int]] = {}
+        for name in plan.architectures:
+            token = self._lib.seccomp_arch_resolve_name(
+                name.removeprefix("SCMP_ARCH_").lower().encode()
+            )
+            x32 = name == "SCMP_ARCH_X32"
+            arch, mode = (enosys.AUDIT_ARCH_X86_64, "x32") if x32 else (token, "")
+            numbers = [
+                number
+                for syscall in plan.named
+                if (number := self._lib.seccomp_syscall_resolve_name_arch(token, syscall.encode()))
+                > 0
+            ]
+            if numbers:
+                last.setdefault(arch, {})[mode] = max(numbers)
+        return last
+
     def _context(self) -> int:
         if self._ctx is None:
             raise SeccompError(BASE, "the filter was released")
@@ -173,13 +237,27 @@ class Filter:
     def load(self) -> None:
         """Load the filter into the calling thread (every thread with
         ``SECCOMP_FILTER_FLAG_TSYNC``); it is inherited across fork and exec.
-        Needs no_new_privs or ``CAP_SYS_ADMIN``."""
-        rc = self._lib.seccomp_load(self._context())
+        Needs no_new_privs or ``CAP_SYS_ADMIN``. Opens, allocates and imports
+        nothing: it runs in the init after pivot_root."""
+        fprog = ctypes.addressof(self._fprog)
+        if self.flags == 0:
+            # As runc: prctl when no flag is asked for (older kernels).
+            rc = self._libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, fprog, 0, 0)
+        elif self._sys_seccomp is None:
+            raise SeccompError(BASE, f"loading the filter: no seccomp(2) for {os.uname().machine}")
+        else:
+            rc = self._libc.syscall(
+                ctypes.c_long(self._sys_seccomp),
+                ctypes.c_uint(_SECCOMP_SET_MODE_FILTER),
+                ctypes.c_uint(self.flags),
+                ctypes.c_void_p(fprog),
+            )
         if rc < 0:
+            code = ctypes.get_errno()
             hint = ""
-            if rc in (-errno.EACCES, -errno.EPERM):
+            if code in (errno.EACCES, errno.EPERM):
                 hint = " (without no_new_privs, loading a filter needs CAP_SYS_ADMIN)"
-            raise SeccompError(BASE, f"loading the filter: {_strerror(rc)}{hint}")
+            raise SeccompError(BASE, f"loading the filter: {os.strerror(code)}{hint}")
 
     def export_bpf(self) -> bytes:
         """The BPF program :meth:`load` would load, without loading it."""

@@ -28,8 +28,12 @@ must give, libseccomp's ``datum_a`` and ``datum_b``.
 Stricter than runc: an ``errnoRet`` on an action that returns no errno is an
 error (config-linux.md: the runtime "MUST print and error and fail"), as is
 an entry without ``names`` (the spec requires one). Not supported: seccomp
-notify (``SCMP_ACT_NOTIFY``, ``listenerPath``: runlog has no agent), and
-runc's ENOSYS stub (patchbpf) for syscalls newer than the profile.
+notify (``SCMP_ACT_NOTIFY``, ``listenerPath``: runlog has no agent).
+
+As runc (libcontainer/seccomp/patchbpf), the filter is loaded with an
+ENOSYS stub in front (:mod:`engine.linux.enosys`): syscalls newer than any
+the profile names get ENOSYS, not the default action, so that programs fall
+back to older calls.
 
 Errors::
 
@@ -176,6 +180,17 @@ class Plan:
     flags: tuple[str, ...] | None = None
     rules: tuple[Rule, ...] = ()
     optimize: bool = False  # runc: binary-tree dispatch above 32 syscalls
+    #: Every syscall the profile names (rules dropped as redundant too):
+    #: the ENOSYS stub counts from the greatest of them, as runc's does.
+    named: tuple[str, ...] = ()
+
+    def wants_enosys_stub(self) -> bool:
+        """runc's generatePatch: not for a default that lets calls through
+        (ALLOW, LOG, TRACE), nor for one that already answers ENOSYS."""
+        action = self.default_action
+        permissive = action in (ACTIONS["SCMP_ACT_ALLOW"], ACTIONS["SCMP_ACT_LOG"])
+        permissive = permissive or action & 0xFFFF0000 == ACTIONS["SCMP_ACT_TRACE"]
+        return not permissive and action != ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
 
 
 def _fail(field: str, problem: str) -> NoReturn:
@@ -309,11 +324,13 @@ def plan(doc: Mapping[str, Any], base: str = BASE) -> Plan | None:
             _flag(v, f"{base}.flags[{n}]") for n, v in enumerate(_array(doc, "flags", base))
         )
     rules: list[Rule] = []
+    named: dict[str, None] = {}
     count = 0
     for n, item in enumerate(entries):
         where = f"{base}.syscalls[{n}]"
         entry = _object(item, where)
         names = _names(entry, where)
+        named.update(dict.fromkeys(names))
         if entry.get("action") is None:
             _fail(f"{where}.action", "must be specified")
         action = _action(entry, "action", "errnoRet", where)
@@ -337,4 +354,5 @@ def plan(doc: Mapping[str, Any], base: str = BASE) -> Plan | None:
         flags=flags,
         rules=tuple(rules),
         optimize=count > 32,
+        named=tuple(named),
     )

@@ -67,6 +67,7 @@ def test_a_small_profile_in_libseccomp_numbers() -> None:
         flags=None,
         rules=(Rule("mkdir", ERRNO | 1, (), "linux.seccomp.syscalls[0]"),),
         optimize=False,
+        named=("mkdir",),
     )
 
 
