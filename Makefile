@@ -20,8 +20,9 @@ DEBS := $(if $(shell $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null && echo o
 DEBS += $(if $(shell dpkg -s busybox-static 2>/dev/null | grep -q '^Status: install ok' && echo ok),,busybox-static)
 DEBS += $(if $(shell dpkg -s libseccomp2 2>/dev/null | grep -q '^Status: install ok' && echo ok),,libseccomp2)
 DEBS += $(if $(shell command -v ps),,procps)
-# podman's conmon, for the test that runs a container under it.
+# podman and its conmon, for the tests that run containers under them.
 DEBS += $(if $(shell command -v conmon),,conmon)
+DEBS += $(if $(shell command -v podman),,podman)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \

@@ -18,6 +18,7 @@ import os
 import select
 
 from engine.errors import RunlogError
+from engine.runtime.statedir import SocketAddress
 
 __all__ = ["ATTACH", "NotAttachable", "copy"]
 
@@ -40,7 +41,8 @@ def copy(path: str, container_id: str, stdin: int = 0, stdout: int = 1) -> None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
-            sock.connect(path)
+            with SocketAddress(path) as address:
+                sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError) as err:
             raise NotAttachable(
                 f"container {container_id}: nothing to attach to (no running container "

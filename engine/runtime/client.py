@@ -11,6 +11,7 @@ import _socket
 
 from engine import jsonfast
 from engine.errors import RunlogError
+from engine.runtime.statedir import SocketAddress
 
 __all__ = ["MonitorBusy", "MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
 
@@ -51,7 +52,8 @@ def call_raw(path: str, data: bytes, timeout: float | None = 60.0) -> bytes:
     try:
         sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            with SocketAddress(path) as address:
+                sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError) as err:
             raise MonitorGone(f"no monitor at {path}") from err
         except PermissionError as err:

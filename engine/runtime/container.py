@@ -26,7 +26,7 @@ from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
 from engine.runtime import init
 from engine.runtime.hooks import HookRunner
-from engine.runtime.statedir import RUNTIME, STATE, StateDir, process_start_time
+from engine.runtime.statedir import RUNTIME, STATE, SocketAddress, StateDir, process_start_time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -350,7 +350,8 @@ def _console(c: Container) -> int:
         )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(c.console_socket)
+        with SocketAddress(c.console_socket) as address:
+            sock.connect(address)
     except OSError as err:
         sock.close()
         raise ActionError(f"console socket {c.console_socket}: {err.strerror or err}") from err

@@ -232,6 +232,21 @@ class Dispatcher:
         doc: dict[str, Any] = jsonfast.loads(self.container.statedir.read(STATE))
         return doc
 
+    def abandon(self, actor: Actor) -> None:
+        """Undo a create the monitor cannot go on to serve: ``delete
+        --force``, recorded. If the log or the state directory fails too,
+        the init and the cgroup go all the same."""
+        try:
+            self._delete(actor, True)
+        except BaseException:
+            drivers = self.container.drivers()
+            drivers.process.kill_init()
+            try:
+                drivers.cgroups.destroy()
+            except RunlogError:
+                pass
+            raise
+
     def _delete(self, actor: Actor, force: bool) -> dict[str, Any]:
         c = self.container
         if force and c.exit is None:

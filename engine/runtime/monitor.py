@@ -30,16 +30,18 @@ from engine.runtime import record, rootfs
 from engine.runtime.container import Container
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.launch import init_parent, report
-from engine.runtime.server import Server
+from engine.runtime.server import Server, listen
 from engine.runtime.streams import LogFile, Streams
 from engine.service import Service
 from engine.settings import Settings
-from engine.status import Actor, Status
+from engine.status import Actor, Status, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
+    from engine.oci.model import Config
     from engine.runtime.statedir import StateDir
 
 __all__ = ["run"]
@@ -56,21 +58,9 @@ def run(
     """Create the container, then serve it until delete. Runs in the monitor."""
     cid = statedir.id
     try:
-        config = load_bundle(bundle)
-        lsm.refuse_labels(config)
-        rootfs.check_no_pivot(config, bool(options["no_pivot"]))
+        config = _checked_config(bundle, cid, options)
         console_socket = options["console_socket"]
         log_path = options["log_path"]
-        if log_path and config.process.terminal and console_socket:
-            raise RunlogError(
-                f"container {cid}: --log-path and --console-socket: the terminal goes to "
-                "one of them; give one"
-            )
-        if config.process.terminal and not console_socket and not log_path:
-            # runc's words, at create time, before anything is made.
-            raise RunlogError(
-                "cannot allocate tty if runlog will detach without setting console socket"
-            )
         caller_reaps = init_parent(options) == "caller"
         if not caller_reaps:
             # The init's first stage exits once it has forked the init: the
@@ -92,6 +82,9 @@ def run(
             caller_reaps=caller_reaps,
         )
         log = LogFile(log_path, options["log_format"], actor.uid or 0) if log_path else None
+        # Listen before anything is made (and before state.json says
+        # "created": a client that sees it can connect).
+        sock = listen(statedir, container.owner)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
         service.request(cid, "create", actor, {"bundle": config.bundle})
     except RunlogError as err:
@@ -104,18 +97,20 @@ def run(
         statedir.remove()
         report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
-    # Listen before state.json says "created": a client that sees it can connect.
     dispatcher = Dispatcher(service, container)
-    streams = None
-    if log is not None and container.stdio is not None:
-        streams = Streams(log, *container.stdio, statedir, container.owner)
-        dispatcher.log = streams
-    elif log is not None and container.pty is not None:
-        streams = Streams.terminal(log, container.pty, statedir, container.owner)
-        dispatcher.log = dispatcher.terminal = streams
-    server = Server(dispatcher, statedir, streams)
-    container.write_state(Status.CREATED)
-    container.write_runtime(os.getpid())
+    try:
+        server = _server(dispatcher, statedir, sock, log)
+        container.write_state(Status.CREATED)
+        container.write_runtime(os.getpid())
+    except BaseException as err:
+        # Created, but not to be served: undone, and the undoing recorded.
+        try:
+            dispatcher.abandon(Actor(os.getuid(), os.getpid(), Transport.MONITOR))
+        except BaseException:
+            pass
+        statedir.remove()
+        report(report_fd, f"error container {cid}: cannot serve it: {type(err).__name__}: {err}")
+        return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}")
     # The container keeps create's stdio (runc passes it through), unless
@@ -127,3 +122,37 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
+    """config.json, and what create refuses before anything is made."""
+    config = load_bundle(bundle)
+    lsm.refuse_labels(config)
+    rootfs.check_no_pivot(config, bool(options["no_pivot"]))
+    console_socket, log_path = options["console_socket"], options["log_path"]
+    if log_path and config.process.terminal and console_socket:
+        raise RunlogError(
+            f"container {cid}: --log-path and --console-socket: the terminal goes to "
+            "one of them; give one"
+        )
+    if config.process.terminal and not console_socket and not log_path:
+        # runc's words, at create time, before anything is made.
+        raise RunlogError(
+            "cannot allocate tty if runlog will detach without setting console socket"
+        )
+    return config
+
+
+def _server(
+    dispatcher: Dispatcher, statedir: StateDir, sock: socket.socket, log: LogFile | None
+) -> Server:
+    """The loop, with the container's streams when the monitor keeps them."""
+    container = dispatcher.container
+    streams = None
+    if log is not None and container.stdio is not None:
+        streams = Streams(log, *container.stdio, statedir, container.owner)
+        dispatcher.log = streams
+    elif log is not None and container.pty is not None:
+        streams = Streams.terminal(log, container.pty, statedir, container.owner)
+        dispatcher.log = dispatcher.terminal = streams
+    return Server(dispatcher, statedir, sock, streams)

@@ -31,7 +31,7 @@ from engine import jsonfast
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.requests import MAX_REQUEST
 from engine.runtime.spool import REQUESTS, Spool, is_request
-from engine.runtime.statedir import CONTROL, StateDir
+from engine.runtime.statedir import CONTROL, SocketAddress, StateDir
 from engine.status import Actor, Transport
 
 TYPE_CHECKING = False
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from engine.runtime.streams import Streams
     from engine.runtime.watcher import Watcher
 
-__all__ = ["Server"]
+__all__ = ["Server", "listen"]
 
 _SO_PEERCRED = struct.Struct("3i")
 #: Seconds a client has to send its whole request.
@@ -71,27 +71,44 @@ class _Conn:
         self.reply: _SocketReply | None = None
 
 
+def listen(statedir: StateDir, owner: int) -> socket.socket:
+    """Bind and listen on the container's control.sock (0600, ``owner``'s).
+    The monitor does this before it creates anything: a client that
+    connects before the loop runs waits in the backlog."""
+    path = statedir.file(CONTROL)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)  # 0600: the owner and root only
+        try:
+            with SocketAddress(path) as address:
+                sock.bind(address)
+        finally:
+            os.umask(old)
+        os.chown(path, owner, -1)
+        sock.listen(64)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Server:
     """The monitor's loop: the init's pidfd, control.sock, the watcher."""
 
     def __init__(
-        self, dispatcher: Dispatcher, statedir: StateDir, streams: Streams | None = None
+        self,
+        dispatcher: Dispatcher,
+        statedir: StateDir,
+        sock: socket.socket,
+        streams: Streams | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.container = dispatcher.container
         self.statedir = statedir
         self.streams = streams
         self.spool = Spool(statedir.file(REQUESTS))
-        path = statedir.file(CONTROL)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)  # 0600: the owner and root only
-        try:
-            self.sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chown(path, self.container.owner, -1)
-        self.sock.listen(64)
-        self.sock.setblocking(False)
+        self.sock = sock
         self.poller = select.poll()
         self.conns: dict[int, _Conn] = {}
         self.taken: set[str] = set()  # spooled requests being answered (wait)

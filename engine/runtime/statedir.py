@@ -27,6 +27,7 @@ __all__ = [
     "CONTROL",
     "RUNTIME",
     "STATE",
+    "SocketAddress",
     "StateDir",
     "alive",
     "process_start_time",
@@ -135,6 +136,36 @@ class StateDir:
 
 
 _S_IFMT, _S_IFDIR = 0o170000, 0o040000
+# sun_path: 108 bytes with the terminating NUL.
+_SUN_PATH_MAX = 107
+
+
+class SocketAddress:
+    """The address of the unix socket at ``path`` as bind(2) and connect(2)
+    take it: ``with SocketAddress(path) as address: sock.connect(address)``.
+
+    A socket address holds 107 bytes of path; a container's control.sock
+    under a long ``--root`` (podman's 64-character ids under a test's
+    temporary directory) does not fit. Such a path is reached through the
+    directory, opened, as ``/proc/self/fd/N/NAME``, which the kernel
+    resolves to the same file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+
+    def __enter__(self) -> str:
+        if len(self.path.encode()) <= _SUN_PATH_MAX:
+            return self.path
+        directory, _, name = self.path.rpartition("/")
+        self._fd = posix.open(directory or "/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            posix.close(self._fd)
+            self._fd = -1
 
 
 def _join(directory: str, name: str) -> str:

@@ -38,7 +38,7 @@ import time
 from engine import jsonfast
 from engine.errors import RunlogError
 from engine.runtime.attach import ATTACH
-from engine.runtime.statedir import StateDir
+from engine.runtime.statedir import SocketAddress, StateDir
 
 __all__ = ["CLIENT_BACKLOG", "FORMATS", "INPUT_BACKLOG", "LogFile", "Streams"]
 
@@ -192,7 +192,8 @@ class Streams:
         self.listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # 0600: the owner and root only
         try:
-            self.listener.bind(self.path)
+            with SocketAddress(self.path) as address:
+                self.listener.bind(address)
         finally:
             os.umask(old)
         os.chown(self.path, owner, -1)

@@ -143,6 +143,12 @@ def cgroup_parent(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def parent_cgroup(tmp_path: Path) -> str:
+    """The test's cgroup parent, for containers another tool makes (podman)."""
+    return cgroup_parent(tmp_path)
+
+
+@pytest.fixture
 def bundle(tmp_path: Path) -> Callable[..., Path]:
     """``bundle(args, edit=None)``: a busybox bundle under tmp_path."""
     count = 0

@@ -666,3 +666,62 @@ def test_hooks_fork_while_the_watcher_threads_run(
         assert runlog("wait", cid, timeout=20).returncode == 0
         runlog("delete", cid, check=True, timeout=20)
     assert log.read_text().split() == ["poststart", "poststop"] * 4
+
+
+def test_a_control_socket_path_too_long_for_an_address_still_serves(
+    runlog: Any, bundle: Bundle
+) -> None:
+    # podman's ids are 64 characters; under a long --root, control.sock's
+    # path outgrows a socket address (107 bytes).
+    cid = "c" * 64
+    path = runlog.root / cid / "control.sock"
+    assert len(str(path)) > 107
+    b = bundle(["sleep", "30"])
+    runlog("create", "-b", str(b), cid, check=True)
+    assert path.is_socket()
+    assert runlog.state(cid)["status"] == "created"
+    runlog("start", cid, check=True)
+    runlog("pause", cid, check=True)
+    runlog("resume", cid, check=True)
+    runlog("delete", "--force", cid, check=True)
+    triggers = [t for t, _dest, outcome in runlog.events(cid) if outcome == "ok"]
+    assert triggers == ["create", "start", "pause", "resume", "kill", "exit", "delete"]
+
+
+def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
+    runlog: Any, bundle: Bundle
+) -> None:
+    # A fault after the create transition (here the loop's construction,
+    # made to fail): the init and its cgroup go, the undoing is in the log.
+    b = bundle(["sleep", "30"])
+    script = (
+        "import sys\n"
+        "import engine.runtime.monitor as monitor\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise OSError(28, 'No space left on device')\n"
+        "monitor._server = broken\n"
+        "from engine.cli import main\n"
+        f"sys.exit(main(['--root', {str(runlog.root)!r}, '--db', {str(runlog.db)!r}, "
+        f"'create', '-b', {str(b)!r}, 'undone']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "container undone: cannot serve it: OSError: [Errno 28] No space left on device"
+    )
+    assert not (runlog.root / "undone").exists()
+    events = runlog.events("undone")
+    assert [(t, outcome) for t, _dest, outcome in events] == [
+        ("create", "ok"),
+        ("kill", "ok"),
+        ("exit", "ok"),
+        ("delete", "ok"),
+    ]

@@ -1,0 +1,153 @@
+"""podman with runlog as its OCI runtime (``--runtime``), end to end.
+
+podman drives runlog through conmon as it drives runc: create under a child
+subreaper, start, state, pause, resume, kill, delete --force. Everything
+podman keeps lives under the test's directory (storage, run root, its tmp
+dir, a containers.conf that picks the CNI backend, whose network "none"
+writes nothing under /run); the containers run from a busybox root
+filesystem (``--rootfs``), so no image is pulled or imported.
+
+This host refuses a NOFILE or NPROC hard limit above its own (no
+CAP_SYS_RESOURCE in the bounding set), and podman asks for 1048576 of both:
+the runs pass ``--ulimit`` (runc fails the same way without it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+Bundle = Callable[..., Path]
+
+_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+# What podman would make outside the test's directory if misconfigured.
+_HOST_DIRS = ("/run/containers", "/run/libpod", "/var/lib/containers", "/etc/cni/net.d")
+
+
+class Podman:
+    def __init__(self, tmp_path: Path, short: Path, runlog: Any, parent: str) -> None:
+        podman = shutil.which("podman")
+        assert podman, "podman is missing: make deps installs it"
+        runtime = tmp_path / "runlog-runtime"
+        runtime.write_text(
+            "#!/bin/sh\n"
+            f"export PYTHONPATH={REPO}\n"
+            f'exec {sys.executable} -m engine --root {runlog.root} --db {runlog.db} "$@"\n'
+        )
+        runtime.chmod(0o755)
+        conf = tmp_path / "containers.conf"
+        conf.write_text(
+            "[network]\n"
+            'network_backend = "cni"\n'
+            f'network_config_dir = "{tmp_path}/net"\n'
+            "[engine]\n"
+            f'tmp_dir = "{short}/tmp"\n'
+            'events_logger = "file"\n'
+            f'events_logfile_path = "{tmp_path}/podman-events.log"\n'
+            'cgroup_manager = "cgroupfs"\n'
+        )
+        self.argv = [podman, "--root", f"{tmp_path}/storage", "--runroot", f"{short}/run"]
+        self.argv += ["--storage-driver", "vfs", "--runtime", str(runtime), "--log-level", "error"]
+        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        self.parent = parent
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*self.argv, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def run_args(self, rootfs: Path) -> list[str]:
+        return [
+            "--network",
+            "none",
+            *_LIMITS,
+            "--cgroup-parent",
+            self.parent,
+            "--rootfs",
+            str(rootfs),
+        ]
+
+
+@pytest.fixture
+def podman(tmp_path: Path, runlog: Any, parent_cgroup: str) -> Iterator[Podman]:
+    absent = [d for d in _HOST_DIRS if not os.path.exists(d)]
+    # podman refuses a run root of more than 50 characters (conmon's socket paths).
+    short = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))
+    tool = Podman(tmp_path, short, runlog, parent_cgroup)
+    yield tool
+    tool("rm", "--all", "--force", "--time", "0", check=False)
+    shutil.rmtree(short)
+    # conmon's own cgroup (cgroupfs manager), under the test's parent.
+    for leftover in Path("/sys/fs/cgroup").glob(f"*/{tool.parent.strip('/')}/conmon"):
+        leftover.rmdir()
+    made = [d for d in absent if os.path.exists(d)]
+    assert not made, f"podman left {made}"
+
+
+def test_podman_run_passes_the_exit_code_and_output(podman: Podman, bundle: Bundle) -> None:
+    rootfs = bundle(["true"]) / "rootfs"
+    proc = podman(
+        "run", "--rm", *podman.run_args(rootfs), "sh", "-c", "echo hello; exit 7", check=False
+    )
+    assert (proc.returncode, proc.stdout) == (7, "hello\n"), proc.stderr
+
+
+def test_podman_runs_a_detached_container_through_its_lifecycle(
+    podman: Podman, bundle: Bundle, runlog: Any
+) -> None:
+    rootfs = bundle(["true"]) / "rootfs"
+    cid = podman(
+        "run", "-d", "--name", "t-pod", *podman.run_args(rootfs), "sleep", "60"
+    ).stdout.strip()
+    assert runlog.state(cid)["status"] == "running"
+
+    def status() -> str:
+        return str(podman("inspect", "--format", "{{.State.Status}}", "t-pod").stdout.strip())
+
+    assert status() == "running"
+    names = podman("ps", "--format", "{{.Names}}").stdout.split()
+    assert names == ["t-pod"]
+    podman("pause", "t-pod")
+    assert (status(), runlog.state(cid)["status"]) == ("paused", "paused")
+    podman("unpause", "t-pod")
+    assert (status(), runlog.state(cid)["status"]) == ("running", "running")
+    podman("stop", "--time", "1", "t-pod")
+    assert status() == "exited"
+    podman("rm", "t-pod")
+    assert not (runlog.root / cid).exists()
+    # The whole life is in runlog's log, each step asked for by podman's tools.
+    triggers = [trigger for trigger, _dest, outcome in runlog.events(cid) if outcome == "ok"]
+    for step in ("create", "start", "pause", "resume", "kill", "exit", "delete"):
+        assert step in triggers, (step, triggers)
+    assert triggers[0] == "create" and triggers[-1] == "delete"
+    # Each of them asked through the control socket, podman's tools as the actor.
+    actors = runlog_actors(runlog.db, cid)
+    assert {"cli", "socket"} <= actors, actors
+
+
+def runlog_actors(db: Path, cid: str) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT actor_transport FROM events WHERE container_id = ?", (cid,))
+        return {str(row[0]) for row in rows}
