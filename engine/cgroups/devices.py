@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from engine.cgroups.resources import DeviceRule
 
-__all__ = ["Emulator", "program"]
+__all__ = ["Emulator", "emulate", "program"]
 
 # <linux/bpf.h>: struct bpf_cgroup_dev_ctx's access_type is
 # (access << 16) | type.

@@ -39,7 +39,7 @@ import ctypes
 import os
 import signal
 
-__all__ = ["CLONE_INTO_CGROUP", "fork_into_cgroup"]
+__all__ = ["CLONE_INTO_CGROUP", "fork_into_cgroup", "open_cgroup"]
 
 CLONE_INTO_CGROUP = 0x200000000
 # clone3 has the same number on every architecture of the generic table.

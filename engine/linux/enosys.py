@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["AUDIT_ARCH_X86_64", "X32_BIT", "stub"]
+__all__ = ["AUDIT_ARCH_X86_64", "RET_ERRNO_ENOSYS", "X32_BIT", "stub"]
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 _AUDIT_S390 = (0x00000016, 0x80000016)  # s390, s390x
