@@ -32,13 +32,31 @@ from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # no
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 
 
-def timed(fn: Callable[[], None], runs: int = RUNS) -> float:
-    samples = []
+def _once(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def side_by_side(
+    a: Callable[[], None], b: Callable[[], None], runs: int = RUNS
+) -> dict[str, tuple[float, float]]:
+    """Medians of ``a`` and ``b`` in ms, measured two ways: in turn (a, b,
+    a, b, ...), so that a slower or faster spell of the machine weighs on
+    both alike, and in blocks (all of a, then all of b), so that neither
+    runs right after the other's teardown (its cgroup removal, an exiting
+    monitor). The two differ on this machine; both are printed."""
+    turn_a, turn_b = [], []
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+        turn_a.append(_once(a))
+        turn_b.append(_once(b))
+    block_a = [_once(a) for _ in range(runs)]
+    block_b = [_once(b) for _ in range(runs)]
+    median = statistics.median
+    return {
+        "in turn": (median(turn_a), median(turn_b)),
+        "in blocks": (median(block_a), median(block_b)),
+    }
 
 
 class Runtime:
@@ -104,21 +122,32 @@ def _main() -> int:
         )
         runlog.lifecycle(true_bundle)  # warm caches, create the database
         runc.lifecycle(true_bundle)
-        rows = []
+        rows: list[tuple[str, ...]] = []
+
+        def add(what: str, medians: dict[str, tuple[float, float]]) -> None:
+            for order, (a, b) in medians.items():
+                rows.append((what, order, f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}x"))
+
         for what, fn in (
             ("lifecycle of true (create, start, poll state, delete)", Runtime.lifecycle),
             ("run true (+ delete)", Runtime.run),
         ):
-            a = timed(lambda fn=fn: fn(runlog, true_bundle))
-            b = timed(lambda fn=fn: fn(runc, true_bundle))
-            rows.append((what, f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}x"))
+            add(
+                what,
+                side_by_side(
+                    lambda fn=fn: fn(runlog, true_bundle), lambda fn=fn: fn(runc, true_bundle)
+                ),
+            )
         ids = {}
         for rt in (runlog, runc):
             ids[rt.name] = rt.next_id()
             rt("create", "--bundle", sleep_bundle, ids[rt.name])
-        a = timed(lambda: runlog("state", ids["runlog"]), RUNS * 3)
-        b = timed(lambda: runc("state", ids["runc"]), RUNS * 3)
-        rows.append(("state of a created container", f"{a:.1f}", f"{b:.1f}", f"{a / b:.2f}x"))
+        add(
+            "state of a created container",
+            side_by_side(
+                lambda: runlog("state", ids["runlog"]), lambda: runc("state", ids["runc"]), RUNS * 3
+            ),
+        )
         runlog("start", ids["runlog"])
         info = json.loads((tmp / "runlog-root" / ids["runlog"] / "runtime.json").read_text())
         monitor_rss = rss_kib(info["monitor_pid"]) / 1024
@@ -126,8 +155,8 @@ def _main() -> int:
             rt("delete", "--force", ids[rt.name])
         table(
             f"runlog vs runc ({subprocess.getoutput('runc --version').splitlines()[0]}), "
-            f"median of {RUNS} runs, ms",
-            ("operation", "runlog", "runc", "ratio"),
+            f"median of {RUNS} runs each way, ms",
+            ("operation", "runs", "runlog", "runc", "ratio"),
             rows,
         )
         table(
