@@ -4,7 +4,8 @@ Moving a process by writing its pid to ``cgroup.procs`` takes the kernel's
 global threadgroup lock for writing, and the first writer after a quiet
 spell waits for an RCU grace period: 6-20 ms on these hosts, on every
 ``create``, whoever the caller (runc pays it too). Two ways around it,
-both used by the init's first stage (:mod:`engine.runtime.init`):
+both used for the init's first stage (forked by :mod:`engine.runtime.init`,
+run by :mod:`engine.runtime.stages`):
 
 * cgroup v1: a single-threaded process that writes ``0`` to a hierarchy's
   ``tasks`` file moves itself - its only thread - without that lock

@@ -1,0 +1,310 @@
+"""The container's init before it execs: what runs in the forked children.
+
+:mod:`engine.runtime.init` (the monitor's side) forks stage A
+(:func:`stage_a`); A joins the container's cgroup, joins or creates its
+namespaces (a new user namespace first, mapped by the monitor), and forks
+B, which in a new pid namespace is pid 1. B builds the root filesystem,
+checks cwd, finds ``args[0]`` on the container's PATH, applies rlimits,
+user, capabilities and the seccomp filter, says "ready" and blocks until
+the monitor says "release": then it execs. Both report on the sync socket,
+one line each (:func:`send_line`, :func:`recv_line`).
+
+Nothing in B may import a module after pivot_root (the new root has no
+Python): everything it runs is imported here, before the fork. That is also
+why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import stat
+import struct
+import termios
+
+from engine.errors import ActionError
+from engine.linux import syscalls
+from engine.linux.finalize import default_signals, prepare_exec
+from engine.oci.model import Config
+from engine.runtime import rootfs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.linux.libseccomp import Filter
+
+__all__ = ["find_executable", "recv_line", "send_line", "stage_a"]
+
+_NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
+
+
+def find_executable(args0: str, path_value: str | None) -> str:
+    """``args[0]`` resolved as runc does, in the current (container) root."""
+    if "/" in args0:
+        candidates = [args0]
+    else:
+        dirs = (path_value or "").split(":")
+        candidates = [os.path.join(d or ".", args0) for d in dirs]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    if "/" in args0:
+        raise ActionError(f'exec: "{args0}": stat {args0}: no such file or directory')
+    raise ActionError(f'exec: "{args0}": executable file not found in $PATH')
+
+
+def send_line(fd: int, line: str) -> None:
+    data = (line.replace("\n", " ") + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def recv_line(fd: int, buffer: bytearray) -> str | None:
+    """One line from ``fd``; None at EOF."""
+    while b"\n" not in buffer:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line.decode(errors="replace")
+
+
+def _close_fds_except(keep: set[int], preserve: int) -> None:
+    """The container gets stdio, ``--preserve-fds`` more, and nothing of the
+    monitor's (its database, its sockets, create's result pipe)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 + preserve and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own fd, already closed
+
+
+# ioctl_ns(2): the CLONE_NEW* type of a namespace file (Linux 4.11).
+_NS_GET_NSTYPE = 0xB703
+
+
+def _join(ns_type: str, path: str) -> None:
+    """setns into the ``ns_type`` namespace at ``path`` (config-linux.md
+    "Namespaces": a path is joined, not created), saying which file is wrong."""
+    try:
+        nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise ActionError(f"{ns_type} namespace path {path}: {err.strerror}") from err
+    try:
+        try:
+            found = fcntl.ioctl(nsfd, _NS_GET_NSTYPE)
+        except OSError:
+            found = None  # not a namespace file, or a kernel without the ioctl
+        if found is not None and found != syscalls.CLONE_FLAGS[ns_type]:
+            kinds = {flag: name for name, flag in syscalls.CLONE_FLAGS.items()}
+            kind = kinds.get(found, f"{found:#x}")
+            raise ActionError(
+                f"{ns_type} namespace path {path} is a {kind} namespace, not a {ns_type} one"
+            )
+        try:
+            syscalls.setns(nsfd, syscalls.CLONE_FLAGS[ns_type])
+        except OSError as err:
+            raise ActionError(
+                f"join {ns_type} namespace {path}: {err.strerror} "
+                f"(is it a {ns_type} namespace file?)"
+            ) from err
+    finally:
+        os.close(nsfd)
+
+
+def _install_stdio(fds: tuple[int, int, int]) -> None:
+    """Make ``fds`` (the monitor's pipes, ``create --log-path``) stdin,
+    stdout and stderr. Each is first moved above 2, so that one dup2 cannot
+    overwrite another still to be installed."""
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    for target, fd in enumerate(moved):
+        os.dup2(fd, target)  # inheritable: the user's process gets it
+        os.close(fd)
+
+
+def stage_a(
+    config: Config,
+    fd: int,
+    cgroup_files: list[str],
+    console: int | None,
+    preserve: int,
+    stdio: tuple[int, int, int] | None = None,
+    seccomp: Filter | None = None,
+) -> None:
+    """Join the cgroup and the namespaces, fork B, report its pid."""
+    if stdio is not None:
+        _install_stdio(stdio)
+    _close_fds_except({fd, console} if console is not None else {fd}, preserve)
+    buffer = bytearray()
+    for name in cgroup_files:
+        with open(name, "w") as fh:
+            fh.write("0")
+    # Read before a new cgroup namespace would make every path "/": what
+    # the container's cgroup mount shows (rootfs.CgroupView).
+    cgroups = rootfs.CgroupView(rootfs.own_cgroups(), config.linux.namespace("cgroup") is not None)
+    linux = config.linux
+    new_flags = 0
+    joins: list[tuple[str, str]] = []
+    for ns_type in _NS_ORDER:
+        entry = linux.namespace(ns_type)
+        if entry is None:
+            continue
+        if entry.path:
+            joins.append((ns_type, entry.path))
+        elif ns_type == "user":
+            # The monitor writes uid_map/gid_map from outside (user_namespaces(7)).
+            syscalls.unshare(syscalls.CLONE_FLAGS["user"])
+            send_line(fd, "userns")
+            if recv_line(fd, buffer) != "mapped":
+                raise ActionError("the monitor did not map the user namespace")
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        else:
+            new_flags |= syscalls.CLONE_FLAGS[ns_type]
+    for ns_type, path in joins:
+        _join(ns_type, path)
+    if new_flags:
+        syscalls.unshare(new_flags)
+    pid = os.fork()
+    if pid == 0:
+        _stage_b(config, fd, buffer, console, cgroups, seccomp)
+    send_line(fd, f"pid {pid}")
+
+
+def _setup_console(console: int, config: Config, mount_console: bool) -> None:
+    """runc's setupConsole: a pty from the container's own devpts (so its
+    slave is the container's /dev/pts/N), sized as ``consoleSize`` says,
+    bound onto /dev/console; the master goes to ``--console-socket`` (the
+    connected socket ``console``) with SCM_RIGHTS, the slave becomes the
+    init's controlling terminal and stdio."""
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        size = config.process.console_size
+        if size is not None and size.height and size.width:
+            winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
+            fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
+        if mount_console:
+            rootfs.mount_console(name)
+        with socket.socket(fileno=console) as sock:
+            socket.send_fds(sock, [name.encode()], [master])
+    finally:
+        os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)
+
+
+# Signals whose default action ends a process, less the synchronous ones
+# (ILL, TRAP, BUS, FPE, SEGV) and those Python ignores (PIPE, XFSZ).
+_FATAL = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGABRT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGTERM,
+    signal.SIGXCPU,
+    signal.SIGVTALRM,
+    signal.SIGPROF,
+    signal.SIGIO,
+    signal.SIGPWR,
+    signal.SIGSYS,
+    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+)
+
+
+def _die_of_signals() -> None:
+    """Die of any signal whose default would end the process.
+
+    As pid 1 of a new pid namespace the init is sent only the signals it
+    handles (pid_namespaces(7)), so ``kill`` of a created container would
+    otherwise do nothing; runc's init, a Go program, handles them and dies.
+    """
+
+    def die(signo: int, _frame: object) -> None:
+        os._exit(128 + signo)
+
+    for signo in _FATAL:
+        try:
+            signal.signal(signo, die)
+        except (OSError, ValueError):
+            pass  # glibc's reserved real-time signals
+
+
+def _stage_b(
+    config: Config,
+    fd: int,
+    buffer: bytearray,
+    console: int | None,
+    cgroups: rootfs.CgroupView,
+    seccomp: Filter | None = None,
+) -> None:
+    """Build the root, prepare the process, wait for release, exec. Never returns."""
+    code = 1
+    try:
+        _die_of_signals()
+        process = config.process
+        linux = config.linux
+        if linux.namespace("uts") is not None:
+            if config.hostname:
+                syscalls.sethostname(config.hostname)
+            if config.domainname:
+                syscalls.setdomainname(config.domainname)
+        new_mount_ns = linux.namespace("mount") is not None
+        no_pivot = os.environ.get("_RUNLOG_NO_PIVOT") == "1"
+        rootfs.prepare(config, new_mount_ns=new_mount_ns, no_pivot=no_pivot, cgroups=cgroups)
+        if console is not None:
+            # After the pivot, before the root may turn read-only (runc's order).
+            _setup_console(console, config, new_mount_ns)
+        rootfs.finalize(config, new_mount_ns=new_mount_ns)
+        try:
+            os.chdir(process.cwd)
+        except OSError as err:
+            raise ActionError(
+                f'chdir to cwd ("{process.cwd}") set in config.json failed: {err.strerror}'
+            ) from err
+        path = find_executable(process.args[0], process.env_path())
+        environ = list(process.environ())
+        # When the seccomp filter loads: see the module's docstring.
+        nnp = process.no_new_privileges
+        # In a new user namespace no hard limit can be raised from inside:
+        # the monitor sets the rlimits (see ``spawn``).
+        prepare_exec(
+            process,
+            set_rlimits=linux.namespace("user") is None,
+            load_filter=seccomp.load if seccomp is not None and not nnp else None,
+        )
+        send_line(fd, f"ready {os.getpid()}")
+        if recv_line(fd, buffer) != "release":
+            os._exit(1)  # the monitor went away before start: never run
+        env = {k: v for k, _, v in (item.partition("=") for item in environ)}
+        argv = list(process.args)
+        default_signals()
+        if seccomp is not None and nnp:
+            seccomp.load()
+        os.execve(path, argv, env)
+    except BaseException as err:  # report anything; B cannot print a traceback here
+        message = str(err) or type(err).__name__
+        try:
+            send_line(fd, f"error {message}")
+        except OSError:
+            pass
+    os._exit(code)
