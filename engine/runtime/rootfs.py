@@ -21,7 +21,9 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
    onto /dev/console)
 6. sysctls, read-only and masked paths, a read-only root.
 
-Every failure raises :class:`RootfsError` naming the path and the step.
+Every failure raises :class:`RootfsError` naming the path and the step
+(the mount steps themselves are :mod:`engine.runtime.mounting`'s, the
+cgroup filesystem's layout :mod:`engine.runtime.cgroupfs`').
 """
 
 from __future__ import annotations
@@ -30,22 +32,27 @@ import errno
 import os
 import stat
 
-from engine.errors import RunlogError, UnsupportedError
-from engine.frozen import record
+from engine.errors import UnsupportedError
 from engine.linux import mountinfo, syscalls
 from engine.oci import mounts as mo
 from engine.oci.model import Config, Device, Mount
+from engine.runtime.cgroupfs import CgroupView, mount_cgroup, own_cgroups
+from engine.runtime.mounting import (
+    REMOUNT_FLAGS,
+    RootfsError,
+    do_mount,
+    mkdirs,
+    secure_join,
+    touch,
+)
 
 __all__ = [
     "DEFAULT_DEVICES",
-    "CgroupView",
     "RootfsError",
     "check_no_pivot",
     "finalize",
     "mount_console",
-    "own_cgroups",
     "prepare",
-    "secure_join",
     "select_host_proc_sys",
 ]
 
@@ -67,16 +74,6 @@ _PROPAGATION = {
     "unbindable": mo.MS_UNBINDABLE,
     "runbindable": mo.MS_UNBINDABLE | mo.MS_REC,
 }
-# Flags a bind mount only takes on a remount (mount(2): MS_BIND ignores them).
-_REMOUNT_FLAGS = mo.MS_RDONLY | mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC | mo.MS_NOATIME
-_MAX_SYMLINKS = 255
-
-
-class RootfsError(RunlogError):
-    def __init__(self, path: str, step: str, cause: str | None) -> None:
-        self.path = path
-        self.step = step
-        super().__init__(f"{step} {path}: {cause or 'failed'}")
 
 
 def check_no_pivot(config: Config, no_pivot: bool) -> None:
@@ -92,73 +89,9 @@ def check_no_pivot(config: Config, no_pivot: bool) -> None:
         )
 
 
-def secure_join(root: str, unsafe: str) -> str:
-    """``root`` + ``unsafe`` with every symlink resolved as if ``root`` were /.
-
-    The result never leaves ``root``: ``..`` stops at it and an absolute
-    symlink target restarts from it (filepath-securejoin's rule).
-    """
-    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            target = os.readlink(candidate)
-        except OSError:
-            resolved.append(part)  # not a symlink, or does not exist yet
-            continue
-        links += 1
-        if links > _MAX_SYMLINKS:
-            raise RootfsError(unsafe, "resolve", "too many levels of symbolic links")
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-    return os.path.join(root, *resolved)
-
-
-def _mkdirs(path: str, what: str) -> None:
-    try:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-    except OSError as err:
-        raise RootfsError(path, f"create the mount point for {what}", err.strerror) from err
-
-
-def _touch(path: str, what: str) -> None:
-    _mkdirs(os.path.dirname(path), what)
-    try:
-        if not os.path.exists(path):
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-    except OSError as err:
-        raise RootfsError(path, f"create the mount point for {what}", err.strerror) from err
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None, step: str
-) -> None:
-    try:
-        syscalls.mount(source, target, fstype, flags, data or None)
-    except OSError as err:
-        raise RootfsError(target, step, err.strerror or str(err)) from err
-
-
 def _bind_source(config: Config, mount: Mount) -> str:
     source = mount.source or ""
     return source if source.startswith("/") else os.path.join(config.bundle, source)
-
-
-@record
-class CgroupView:
-    """What a cgroup mount needs to know: the init's cgroups (``own_cgroups``)
-    and whether it is in a new cgroup namespace."""
-
-    own: dict[str, str]
-    namespace: bool
 
 
 def _mount_one(config: Config, rootfs: str, mount: Mount, cgroups: CgroupView) -> None:
@@ -171,117 +104,22 @@ def _mount_one(config: Config, rootfs: str, mount: Mount, cgroups: CgroupView) -
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as err:
             raise RootfsError(source, f"bind source of {mount.destination}", err.strerror) from err
-        (_mkdirs if is_dir else _touch)(dest, what)
-        _mount(source, dest, None, spec.flags & (mo.MS_BIND | mo.MS_REC), None, what)
-        extra = spec.flags & _REMOUNT_FLAGS
+        (mkdirs if is_dir else touch)(dest, what)
+        do_mount(source, dest, None, spec.flags & (mo.MS_BIND | mo.MS_REC), None, what)
+        extra = spec.flags & REMOUNT_FLAGS
         if extra:
             # A bind mount takes ro/nosuid/... only on a remount.
-            _mount(None, dest, None, mo.MS_BIND | mo.MS_REMOUNT | extra, None, f"{what} (remount)")
+            do_mount(
+                None, dest, None, mo.MS_BIND | mo.MS_REMOUNT | extra, None, f"{what} (remount)"
+            )
     elif mount.type in ("cgroup", "cgroup2"):
-        _mkdirs(dest, what)
-        _mount_cgroup(dest, spec.flags, what, cgroups)
+        mkdirs(dest, what)
+        mount_cgroup(dest, spec.flags, what, cgroups)
     else:
-        _mkdirs(dest, what)
-        _mount(mount.source or mount.type, dest, mount.type, spec.flags, spec.data, what)
+        mkdirs(dest, what)
+        do_mount(mount.source or mount.type, dest, mount.type, spec.flags, spec.data, what)
     for propagation in spec.propagation:
-        _mount(None, dest, None, propagation, None, f"{what} (propagation)")
-
-
-_CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def own_cgroups() -> dict[str, str]:
-    """The calling process's cgroup in each hierarchy, from /proc/self/cgroup:
-    ``{"memory": "/a/b", "cpu,cpuacct": ..., "name=systemd": ..., "": <cgroup2>}``.
-
-    The init reads it after joining its cgroups and before a new cgroup
-    namespace would make every path ``/``.
-    """
-    found: dict[str, str] = {}
-    with open("/proc/self/cgroup", "rb") as fh:  # binary: nothing imported after the pivot
-        for raw in fh.read().decode().splitlines():
-            _hierarchy, _, rest = raw.partition(":")
-            controllers, _, path = rest.partition(":")
-            found[controllers] = path
-    return found
-
-
-def _host_cgroup_mounts() -> list[tuple[str, str, set[str]]]:
-    """(mount point, fstype, super options) of each hierarchy under /sys/fs/cgroup."""
-    return [
-        (m.mount_point, m.fstype, set(m.super_options.split(",")))
-        for m in mountinfo.parse(mountinfo.read())
-        if m.fstype in ("cgroup", "cgroup2") and os.path.dirname(m.mount_point) == _CGROUP_ROOT
-    ]
-
-
-def _hierarchy(fstype: str, options: set[str], own: dict[str, str]) -> str | None:
-    """The /proc/self/cgroup key of the hierarchy mounted with ``options``."""
-    if fstype == "cgroup2":
-        return "" if "" in own else None
-    for key in own:
-        if key and set(key.split(",")) <= options:
-            return key
-    return None
-
-
-def _mount_cgroup(dest: str, flags: int, what: str, cgroups: CgroupView) -> None:
-    """The cgroup filesystem as runc mounts it.
-
-    cgroup2 on a unified host (the container's own cgroup in place of the
-    host's tree when the mount is refused, in a user namespace without a
-    cgroup namespace). On v1 and hybrid hosts (runc's mountCgroupV1): a
-    tmpfs, and in it one mount per host hierarchy showing the container's
-    cgroup as its root: mounted afresh inside a cgroup namespace, which roots
-    it there, else (or where the kernel refuses, in a user namespace) the
-    host directory of the container's cgroup bound in; then the tmpfs is made
-    read-only if the mount asks for it.
-    """
-    own = cgroups.own
-    if os.path.exists(os.path.join(_CGROUP_ROOT, "cgroup.controllers")):
-        try:
-            _mount("cgroup2", dest, "cgroup2", flags, None, what)
-        except RootfsError:
-            if "" not in own:
-                raise
-            source = _CGROUP_ROOT + own[""]
-            _mount(source, dest, None, mo.MS_BIND | mo.MS_REC, None, what)
-            _remount_bind(dest, flags, what)
-        return
-    base = mo.MS_NOSUID | mo.MS_NODEV | mo.MS_NOEXEC
-    _mount("tmpfs", dest, "tmpfs", base, "mode=755", what)
-    for mountpoint, fstype, options in _host_cgroup_mounts():
-        key = _hierarchy(fstype, options, own)
-        if key is None:
-            continue
-        name = os.path.basename(mountpoint)
-        target = os.path.join(dest, name)
-        sub = f"{what} ({name})"
-        _mkdirs(target, sub)
-        if cgroups.namespace:
-            try:
-                _mount("cgroup", target, fstype, flags, key or None, sub)
-                continue
-            except RootfsError:
-                pass  # v1 in a user namespace: bound below, as runc falls back
-        _mount(mountpoint + own[key], target, None, mo.MS_BIND | mo.MS_REC, None, sub)
-        _remount_bind(target, flags, sub)
-    for name in os.listdir(_CGROUP_ROOT):
-        link = os.path.join(_CGROUP_ROOT, name)
-        if os.path.islink(link):  # cpu -> cpu,cpuacct where they are co-mounted
-            try:
-                os.symlink(os.readlink(link), os.path.join(dest, name))
-            except OSError as err:
-                raise RootfsError(os.path.join(dest, name), what, err.strerror) from err
-    if flags & mo.MS_RDONLY:
-        remount = mo.MS_REMOUNT | mo.MS_RDONLY | base
-        _mount("tmpfs", dest, "tmpfs", remount, "mode=755", f"{what} (read-only)")
-
-
-def _remount_bind(target: str, flags: int, what: str) -> None:
-    extra = flags & _REMOUNT_FLAGS
-    if extra:
-        _mount(None, target, None, mo.MS_BIND | mo.MS_REMOUNT | extra, None, f"{what} (remount)")
+        do_mount(None, dest, None, propagation, None, f"{what} (propagation)")
 
 
 def _device(rootfs: str, device: Device | str, bind: bool) -> None:
@@ -293,8 +131,8 @@ def _device(rootfs: str, device: Device | str, bind: bool) -> None:
     if isinstance(device, str) or bind:
         if not os.path.exists(path):
             raise RootfsError(path, "device", "no such device node on the host to bind")
-        _touch(dest, f"device {path}")
-        _mount(path, dest, None, mo.MS_BIND, None, f"device {path}")
+        touch(dest, f"device {path}")
+        do_mount(path, dest, None, mo.MS_BIND, None, f"device {path}")
         return
     _mknod(dest, device)
 
@@ -307,7 +145,7 @@ def _mknod(dest: str, device: Device) -> None:
     """runc's mknodDevice: the node, its mode exactly ``fileMode`` (0666 by
     default; not cut by the umask), owned by ``uid``:``gid`` (root by default).
     An existing node is kept, as runc keeps it."""
-    _mkdirs(os.path.dirname(dest), f"device {device.path}")
+    mkdirs(os.path.dirname(dest), f"device {device.path}")
     mode = 0o666 if device.file_mode is None else device.file_mode & 0o7777
     try:
         os.mknod(dest, _NODE_TYPES[device.type] | mode, os.makedev(device.major, device.minor))
@@ -389,7 +227,7 @@ def _hide_host_proc_sys(rootfs: str) -> None:
         except OSError as err:
             if err.errno not in (errno.EINVAL, errno.EPERM):
                 raise RootfsError(path, step, err.strerror or str(err)) from err
-            _mount("tmpfs", path, "tmpfs", 0, None, step)
+            do_mount("tmpfs", path, "tmpfs", 0, None, step)
 
 
 def _pivot(rootfs: str, no_pivot: bool, new_mount_ns: bool) -> None:
@@ -432,17 +270,17 @@ def _mask(path: str) -> None:
     except OSError as err:
         raise RootfsError(path, "mask", err.strerror) from err
     if stat.S_ISDIR(st.st_mode):
-        _mount("tmpfs", path, "tmpfs", mo.MS_RDONLY, None, "mask")
+        do_mount("tmpfs", path, "tmpfs", mo.MS_RDONLY, None, "mask")
     else:
-        _mount("/dev/null", path, None, mo.MS_BIND, None, "mask")
+        do_mount("/dev/null", path, None, mo.MS_BIND, None, "mask")
 
 
 def _readonly(path: str) -> None:
     if not os.path.exists(path):
         return
-    _mount(path, path, None, mo.MS_BIND | mo.MS_REC, None, "readonly path")
+    do_mount(path, path, None, mo.MS_BIND | mo.MS_REC, None, "readonly path")
     flags = mo.MS_BIND | mo.MS_REMOUNT | mo.MS_RDONLY | mo.MS_REC
-    _mount(None, path, None, flags, None, "readonly path")
+    do_mount(None, path, None, flags, None, "readonly path")
 
 
 def _sysctl(key: str, value: str) -> None:
@@ -491,8 +329,8 @@ def prepare(
         cgroups = CgroupView(own_cgroups(), linux.namespace("cgroup") is not None)
     if new_mount_ns:
         propagation = _PROPAGATION.get(linux.rootfs_propagation or "rslave", mo.MS_SLAVE)
-        _mount(None, "/", None, propagation | mo.MS_REC, None, "make / private to the container")
-        _mount(rootfs, rootfs, None, mo.MS_BIND | mo.MS_REC, None, "bind the rootfs")
+        do_mount(None, "/", None, propagation | mo.MS_REC, None, "make / private to the container")
+        do_mount(rootfs, rootfs, None, mo.MS_BIND | mo.MS_REC, None, "bind the rootfs")
         for mount in config.mounts:
             _mount_one(config, rootfs, mount, cgroups)
         # runc binds rather than mknods in a user namespace, where mknod of
@@ -511,8 +349,8 @@ def mount_console(slave: str) -> None:
     Runs after :func:`prepare` (the slave is in the container's devpts) and
     before :func:`finalize` (which may make the root read-only).
     """
-    _touch("/dev/console", "the console")
-    _mount(slave, "/dev/console", None, mo.MS_BIND, None, "bind the console")
+    touch("/dev/console", "the console")
+    do_mount(slave, "/dev/console", None, mo.MS_BIND, None, "bind the console")
 
 
 def finalize(config: Config, *, new_mount_ns: bool) -> None:
@@ -530,4 +368,4 @@ def finalize(config: Config, *, new_mount_ns: bool) -> None:
             _mask(path)
     if config.root.readonly:
         flags = mo.MS_BIND | mo.MS_REMOUNT | mo.MS_RDONLY
-        _mount(None, "/", None, flags, None, "make the root read-only")
+        do_mount(None, "/", None, flags, None, "make the root read-only")

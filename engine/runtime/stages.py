@@ -29,6 +29,7 @@ from engine.linux import syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
+from engine.runtime.cgroupfs import CgroupView, own_cgroups
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,8 +153,8 @@ def stage_a(
         with open(name, "w") as fh:
             fh.write("0")
     # Read before a new cgroup namespace would make every path "/": what
-    # the container's cgroup mount shows (rootfs.CgroupView).
-    cgroups = rootfs.CgroupView(rootfs.own_cgroups(), config.linux.namespace("cgroup") is not None)
+    # the container's cgroup mount shows (CgroupView).
+    cgroups = CgroupView(own_cgroups(), config.linux.namespace("cgroup") is not None)
     linux = config.linux
     new_flags = 0
     joins: list[tuple[str, str]] = []
@@ -254,7 +255,7 @@ def _stage_b(
     fd: int,
     buffer: bytearray,
     console: int | None,
-    cgroups: rootfs.CgroupView,
+    cgroups: CgroupView,
     seccomp: Filter | None = None,
 ) -> None:
     """Build the root, prepare the process, wait for release, exec. Never returns."""
