@@ -1,7 +1,7 @@
 """Standard modules that ``transitions`` imports and runlog's monitor rarely needs.
 
 Every ``runlog create`` imports ``transitions`` in the monitor before it can
-act, so what that import drags in is on the critical path. Two of its
+act, so what that import drags in is on the critical path. Three of its
 imports cost more than the rest of it and are, in runlog, almost never used:
 
 * :mod:`inspect` (with ast, dis and tokenize, ~4 ms), for one check that
@@ -15,13 +15,19 @@ imports cost more than the rest of it and are, in runlog, almost never used:
 * :mod:`logging` (with traceback, linecache, tokenize, threading and
   string, ~5 ms), for a module logger with a ``NullHandler`` whose
   ``debug``/``info`` calls do nothing unless an application configures
-  logging - which the monitor does not. :func:`transitions_logging` lends
-  ``transitions`` a placeholder during its import only: its logger is a
-  :class:`QuietLogger` that stays silent, as the real one would, while
+  logging - which the monitor does not. :class:`importing_transitions`
+  lends ``transitions`` a placeholder during its import only: its logger
+  is a :class:`QuietLogger` that stays silent, as the real one would, while
   :mod:`logging` has not been imported (nobody can have configured it), and
   becomes the real ``transitions.core`` logger, with its ``NullHandler``,
   as soon as anything has imported :mod:`logging`, or when it is asked
-  for more than ``debug``/``info``. Nothing else ever sees the placeholder.
+  for more than ``debug``/``info``.
+* ``six`` (~2 ms), for ``six.string_types``, which on Python 3 is
+  ``(str,)``: during the same import, a placeholder that has just that.
+
+Nothing else ever sees a placeholder: they leave ``sys.modules`` when the
+import is done. A ``transitions`` that wanted more of them would fail to
+import, loudly, on every ``create``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
     import logging
     from typing import Any
 
-__all__ = ["QuietLogger", "inspect_on_first_use", "transitions_logging"]
+__all__ = ["QuietLogger", "importing_transitions", "inspect_on_first_use"]
 
 
 def inspect_on_first_use() -> None:
@@ -101,8 +107,8 @@ class QuietLogger:
         return getattr(self.real(), name)
 
 
-class _Placeholder(ModuleType):
-    """What ``import logging`` gives during :func:`transitions_logging`."""
+class _Logging(ModuleType):
+    """What ``import logging`` gives during :class:`importing_transitions`."""
 
     NullHandler = _NullHandler
 
@@ -110,18 +116,33 @@ class _Placeholder(ModuleType):
         return QuietLogger(name or "root")
 
 
-class transitions_logging:  # noqa: N801 (used as a statement: `with transitions_logging():`)
-    """Import ``transitions`` inside this block: it gets a :class:`QuietLogger`.
+class _Six(ModuleType):
+    """What ``import six`` gives during :class:`importing_transitions`:
+    ``string_types``, all ``transitions`` takes from six, as six defines
+    it on Python 3."""
 
-    A no-op when :mod:`logging` is already imported (tests, ``runlog
-    audit``): ``transitions`` then gets the real one.
+    string_types = (str,)
+
+
+class importing_transitions:  # noqa: N801 (a statement: `with importing_transitions():`)
+    """Import ``transitions`` inside this block: ``logging`` and ``six`` are
+    placeholders while it imports, and are taken out of ``sys.modules``
+    again after it, so whatever imports them later gets the real ones.
+
+    A module already imported (tests, ``runlog audit``) is not replaced:
+    ``transitions`` then gets the real one.
     """
 
+    _PLACEHOLDERS: tuple[tuple[str, type[ModuleType]], ...] = (("logging", _Logging), ("six", _Six))
+
     def __enter__(self) -> None:
-        self._installed = "logging" not in sys.modules
-        if self._installed:
-            sys.modules["logging"] = _Placeholder("logging")
+        self._installed = [
+            (name, kind) for name, kind in self._PLACEHOLDERS if name not in sys.modules
+        ]
+        for name, kind in self._installed:
+            sys.modules[name] = kind(name)
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed and isinstance(sys.modules.get("logging"), _Placeholder):
-            del sys.modules["logging"]
+        for name, kind in self._installed:
+            if isinstance(sys.modules.get(name), kind):
+                del sys.modules[name]

@@ -64,8 +64,8 @@ def test_the_measurement_would_see_a_heavy_import() -> None:
 # every import is on its critical path; these cost milliseconds each
 # (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
 # dataclasses' generated methods ~0.4 per class, inspect's ast and dis 3 -
-# transitions imports inspect and logging, engine.deferred defers both;
-# logging brings traceback and threading) and the path does without.
+# transitions imports inspect, logging and six, engine.deferred defers
+# them; logging brings traceback and threading) and the path does without.
 NOT_ON_CREATE = (
     "typing",
     "pathlib",
@@ -78,6 +78,7 @@ NOT_ON_CREATE = (
     "logging",
     "traceback",
     "threading",
+    "six",
 )
 
 
@@ -153,3 +154,14 @@ def test_a_machine_works_with_the_quiet_logger() -> None:
     out = _fresh(code)
     assert (out.returncode, out.stderr) == (0, ""), out
     assert out.stdout == "QuietLogger True False False\n"
+
+
+def test_six_is_the_real_one_for_whoever_imports_it_after_transitions() -> None:
+    code = (
+        "import sys; import engine.machine.runtime; import transitions.core as core; "
+        "print('six' in sys.modules, core.string_types); "
+        "import six; print(six.string_types == core.string_types, six.PY3)"
+    )
+    out = _fresh(code)
+    assert (out.returncode, out.stderr) == (0, ""), out
+    assert out.stdout.splitlines() == ["False (<class 'str'>,)", "True True"]

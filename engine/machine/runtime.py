@@ -1,6 +1,6 @@
 """A machine definition run by the ``transitions`` library.
 
-This is the one module that imports ``transitions`` (with two of its
+This is the one module that imports ``transitions`` (with three of its
 imports deferred: :mod:`engine.deferred`). Each transition of the
 definition becomes a ``transitions`` transition whose ``before`` callback
 runs its actions; an action failure raises out of the trigger before the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from engine.deferred import inspect_on_first_use, transitions_logging
+from engine.deferred import importing_transitions, inspect_on_first_use
 
 inspect_on_first_use()
-with transitions_logging():
+with importing_transitions():
     from transitions import EventData, Machine, MachineError
 
 from engine.actions.base import Action, ActionContext  # noqa: E402
