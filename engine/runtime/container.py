@@ -8,11 +8,11 @@ cgroup through :mod:`engine.cgroups`, hooks through
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import select
 import signal
-import socket
 import time
 
 from engine import jsonfast
@@ -21,6 +21,7 @@ from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
 from engine.frozen import replace
+from engine.linux import fdpass
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
@@ -218,11 +219,11 @@ class _Process:
         c = self.c
         tasks, unified = c.manager.entry()
         terminal = c.config.process.terminal
-        own_pty: socket.socket | None = None
+        own_pty: _socket.socket | None = None
         if terminal and c.capture and not c.console_socket:
             # The monitor keeps the pty: the init sends its master here, as
             # it would to a --console-socket.
-            own_pty, theirs_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            own_pty, theirs_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             console: int | None = _above_stdio(theirs_end.detach())
         else:
             console = _console(c) if terminal else None
@@ -320,11 +321,11 @@ def _above_stdio(fd: int) -> int:
     return moved
 
 
-def _receive_master(sock: socket.socket) -> int:
+def _receive_master(sock: _socket.socket) -> int:
     """The pty master the init sent (before it said "ready"), close-on-exec."""
     try:
         sock.settimeout(5)
-        _name, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+        _name, fds = fdpass.recv_fds(sock, 4096, 1)
     except OSError as err:
         raise ActionError(f"the init sent no pty master: {err}") from err
     finally:
@@ -348,7 +349,7 @@ def _console(c: Container) -> int:
         raise ActionError(
             "cannot allocate tty if runlog will detach without setting console socket"
         )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         with SocketAddress(c.console_socket) as address:
             sock.connect(address)

@@ -23,8 +23,8 @@ few of the init's own syscalls as possible run under the container's filter.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 
 from engine.errors import ActionError
 from engine.linux import clone, rlimits
@@ -42,7 +42,7 @@ class InitHandle:
     """The monitor's side of one init: its pid and the sync socket."""
 
     def __init__(
-        self, pid: int, sock: socket.socket, seccomp_skipped: tuple[str, ...] = ()
+        self, pid: int, sock: _socket.socket, seccomp_skipped: tuple[str, ...] = ()
     ) -> None:
         self.pid = pid
         self._sock = sock
@@ -106,7 +106,7 @@ def spawn(
     the init's stdin, stdout and stderr (else it keeps the caller's).
     """
     seccomp = _build_filter(config)
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     if no_pivot:
         os.environ["_RUNLOG_NO_PIVOT"] = "1"
     pid_a, joins = _fork_a(cgroup_tasks, cgroup2)

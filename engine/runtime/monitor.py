@@ -31,18 +31,18 @@ from engine.runtime.container import Container
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.launch import init_parent, report
 from engine.runtime.server import Server, listen
-from engine.runtime.streams import LogFile, Streams
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from typing import Any
 
     from engine.oci.model import Config
     from engine.runtime.statedir import StateDir
+    from engine.runtime.streams import LogFile
 
 __all__ = ["run"]
 
@@ -81,7 +81,12 @@ def run(
             capture=bool(log_path),
             caller_reaps=caller_reaps,
         )
-        log = LogFile(log_path, options["log_format"], actor.uid or 0) if log_path else None
+        log = None
+        if log_path:
+            # Only with --log-path: the streams' module (and socket) load then.
+            from engine.runtime.streams import LogFile
+
+            log = LogFile(log_path, options["log_format"], actor.uid or 0)
         # Listen before anything is made (and before state.json says
         # "created": a client that sees it can connect).
         sock = listen(statedir, container.owner)
@@ -144,11 +149,13 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
 
 
 def _server(
-    dispatcher: Dispatcher, statedir: StateDir, sock: socket.socket, log: LogFile | None
+    dispatcher: Dispatcher, statedir: StateDir, sock: _socket.socket, log: LogFile | None
 ) -> Server:
     """The loop, with the container's streams when the monitor keeps them."""
     container = dispatcher.container
     streams = None
+    if log is not None:
+        from engine.runtime.streams import Streams
     if log is not None and container.stdio is not None:
         streams = Streams(log, *container.stdio, statedir, container.owner)
         dispatcher.log = streams

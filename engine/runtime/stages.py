@@ -16,16 +16,16 @@ why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import signal
-import socket
 import stat
 import struct
 import termios
 
 from engine.errors import ActionError
-from engine.linux import syscalls
+from engine.linux import fdpass, syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
@@ -199,8 +199,11 @@ def _setup_console(console: int, config: Config, mount_console: bool) -> None:
             fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
         if mount_console:
             rootfs.mount_console(name)
-        with socket.socket(fileno=console) as sock:
-            socket.send_fds(sock, [name.encode()], [master])
+        sock = _socket.socket(fileno=console)
+        try:
+            fdpass.send_fds(sock, name.encode(), [master])
+        finally:
+            sock.close()
     finally:
         os.close(master)
     os.setsid()
