@@ -33,7 +33,7 @@ from engine.runtime.launch import init_parent, report
 from engine.runtime.server import Server, listen
 from engine.service import Service
 from engine.settings import Settings
-from engine.status import Actor, Status, Transport
+from engine.status import Actor, Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def run(
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
         try:
-            dispatcher.abandon(Actor(os.getuid(), os.getpid(), Transport.MONITOR))
+            dispatcher.abandon(dispatcher.me)
         except BaseException:
             pass
         statedir.remove()
@@ -152,14 +152,16 @@ def _server(
     dispatcher: Dispatcher, statedir: StateDir, sock: _socket.socket, log: LogFile | None
 ) -> Server:
     """The loop, with the container's streams when the monitor keeps them."""
+    if log is None:
+        return Server(dispatcher, statedir, sock)
+    from engine.runtime.streams import Streams
+
     container = dispatcher.container
     streams = None
-    if log is not None:
-        from engine.runtime.streams import Streams
-    if log is not None and container.stdio is not None:
+    if container.stdio is not None:
         streams = Streams(log, *container.stdio, statedir, container.owner)
         dispatcher.log = streams
-    elif log is not None and container.pty is not None:
+    elif container.pty is not None:
         streams = Streams.terminal(log, container.pty, statedir, container.owner)
         dispatcher.log = dispatcher.terminal = streams
     return Server(dispatcher, statedir, sock, streams)
