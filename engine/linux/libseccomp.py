@@ -237,7 +237,7 @@ class Filter:
     def load(self) -> None:
         """Load the filter into the calling thread (every thread with
         ``SECCOMP_FILTER_FLAG_TSYNC``); it is inherited across fork and exec.
-        Needs no_new_privs or ``CAP_SYS_ADMIN``. Opens, allocates and imports
+        Needs no_new_privs or ``CAP_SYS_ADMIN``. Opens no file and imports
         nothing: it runs in the init after pivot_root."""
         fprog = ctypes.addressof(self._fprog)
         if self.flags == 0:
@@ -252,6 +252,8 @@ class Filter:
                 ctypes.c_uint(self.flags),
                 ctypes.c_void_p(fprog),
             )
+        if rc > 0:  # SECCOMP_FILTER_FLAG_TSYNC: a thread that could not follow
+            raise SeccompError(BASE, f"loading the filter: thread {rc} could not be synchronized")
         if rc < 0:
             code = ctypes.get_errno()
             hint = ""
