@@ -17,7 +17,6 @@ from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.runtime import client
 from engine.runtime.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
-from engine.status import Actor
 
 __all__ = [
     "attach",
@@ -91,6 +90,7 @@ def _create(
     import os
 
     from engine.runtime.launch import launch
+    from engine.status import Actor
 
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
     actor = Actor.current()
@@ -159,9 +159,13 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         except ContainerNotFound:
             raise _absent(settings, statedir, "state") from None
     else:
-        from engine.oci import gojson
+        text = reply.get("text")
+        if isinstance(text, str):
+            data = text.encode()
+        else:  # a monitor of a runlog from before the reply had it
+            from engine.oci import gojson
 
-        data = gojson.render(reply["state"], "  ").encode()
+            data = gojson.render(reply["state"], "  ").encode()
     sys.stdout.buffer.write(data + b"\n")
     return 0
 

@@ -184,7 +184,11 @@ class Dispatcher:
         self.refresh()
         if op == "state":
             self._query(op, actor, args)
-            return self._ok()
+            # "text": state.json as it is, which is runc's layout: what
+            # `runlog state` prints, without rendering it again.
+            raw = self.container.statedir.read(STATE)
+            doc: dict[str, Any] = jsonfast.loads(raw)
+            return {"ok": True, "status": self.container.status, "state": doc, "text": raw.decode()}
         if op == "wait":
             self._query(op, actor, args)
             if self.container.exit is not None:

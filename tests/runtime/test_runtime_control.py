@@ -143,6 +143,9 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     code, reply = ctl("t-req", {"op": "state"})
     assert (code, reply["status"], reply["state"]["status"]) == (0, "created", "created")
     assert reply["state"]["pid"] > 0
+    # ... and as runc prints it, which `runlog state` prints as it is.
+    assert reply["text"] == (runlog.root / "t-req" / "state.json").read_text()
+    assert json.loads(reply["text"]) == reply["state"]
     for op, expected in (("start", "running"), ("pause", "paused"), ("resume", "running")):
         code, reply = ctl("t-req", {"op": op})
         assert (code, reply["status"], reply["state"]["status"]) == (0, expected, expected)
