@@ -82,7 +82,6 @@ def _open_library() -> ctypes.CDLL:
     for name, restype, argtypes in (
         ("seccomp_init", ctx, [ctypes.c_uint32]),
         ("seccomp_release", None, [ctx]),
-        ("seccomp_load", ctypes.c_int, [ctx]),
         ("seccomp_attr_set", ctypes.c_int, [ctx, ctypes.c_int, ctypes.c_uint32]),
         ("seccomp_arch_native", ctypes.c_uint32, []),
         ("seccomp_arch_resolve_name", ctypes.c_uint32, [ctypes.c_char_p]),

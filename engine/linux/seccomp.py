@@ -10,8 +10,8 @@ Two halves, so that a profile is checked long before anything loads it:
   profile fails ``create`` before anything is made.
 * :class:`Filter` builds a libseccomp context from a plan
   (``libseccomp.so.2`` through ctypes), then loads it into the calling
-  thread (:meth:`Filter.load`, ``seccomp_load``) or exports its BPF without
-  loading it (:meth:`Filter.export_bpf`).
+  thread (:meth:`Filter.load`: seccomp(2), behind the ENOSYS stub) or
+  exports its BPF without loading it (:meth:`Filter.export_bpf`).
 
 runc's rules, kept here: a profile with neither ``defaultAction`` nor
 ``syscalls`` is no filter; ``SCMP_ACT_KILL`` is ``SCMP_ACT_KILL_THREAD``;
