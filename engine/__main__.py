@@ -1,5 +1,5 @@
 """``python -m engine``: the same as the ``runlog`` command."""
 
-from engine.cli import main
+from engine.quick import main
 
 raise SystemExit(main())

@@ -21,7 +21,7 @@ _TEMPLATE = """#!{python} -IS
 # runlog: written by `python -m engine.entry {target}` (make venv); see engine/entry.py.
 import sys
 sys.path[0:0] = {paths!r}
-from engine.cli import main
+from engine.quick import main
 code = main()
 try:
     sys.stdout.flush()

@@ -8,14 +8,13 @@ a sixth of the interpreter's start. They use :mod:`posix`, the C module
 ``os`` wraps, and :func:`environ` here for ``os.environ``.
 """
 
-from __future__ import annotations
-
 import posix
 import sys
 
+from engine.layout import DEFAULT_ROOT
+
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
 
-DEFAULT_ROOT = "/run/runlog"
 #: Who reaps the container's init (engine.runtime.launch.init_parent).
 INIT_PARENTS = ("auto", "monitor", "caller")
 DEFAULT_DB = "/var/lib/runlog/events.db"
@@ -71,7 +70,7 @@ class Settings:
         self.init_parent = init_parent
 
     @classmethod
-    def from_flags(cls, flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+    def from_flags(cls, flags: "Mapping[str, object]", env: "Mapping[str, str]") -> "Settings":
         """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, RUNLOG_MACHINE)."""
 
         def pick(flag: str, var: str, default: str | None) -> str | None:

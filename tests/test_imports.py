@@ -52,6 +52,21 @@ def test_the_thin_commands_do_without_os() -> None:
     assert "os" not in loaded
 
 
+# The short way (engine.quick) of state, start, pause, resume and delete:
+# not even engine.cli, the errors or `from __future__ import annotations`.
+NOT_ON_THE_SHORT_WAY = ("engine.cli", "engine.errors", "engine.runtime", "__future__", "os")
+
+
+def test_the_short_way_loads_almost_nothing() -> None:
+    loaded = _imported("engine.quick")
+    assert {"engine.quick", "engine.layout", "_json", "_socket"} <= loaded
+    assert sorted(m for m in loaded if m in NOT_ON_THE_SHORT_WAY) == []
+
+
+def test_that_measurement_would_see_engine_cli() -> None:
+    assert {"engine.errors", "__future__"} <= _imported("engine.cli")
+
+
 def test_that_measurement_would_see_os() -> None:
     assert "os" in _imported("engine.runtime.launch")
 

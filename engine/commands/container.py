@@ -14,6 +14,8 @@ import posix
 import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
+from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
+from engine.quick import wait_gone
 from engine.runtime import client
 from engine.runtime.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
@@ -32,16 +34,12 @@ __all__ = [
     "wait",
 ]
 
-# A scheduler polls ``state``; a monitor that does not answer in this time
-# is busy (a long hook), and state.json answers instead.
-STATE_TIMEOUT = 2.0
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 
-def _absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
+def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
     """A request for a container with no state directory: record it, refuse it."""
     from engine.runtime import record
 
@@ -55,11 +53,11 @@ def _call(
     container_id: str,
     trigger: str,
     request: dict[str, Any],
-    timeout: float | None = 60.0,
+    timeout: float | None = REQUEST_TIMEOUT,
 ) -> dict[str, Any]:
     statedir = StateDir(settings.root, container_id)
     if not statedir.exists():
-        raise _absent(settings, statedir, trigger)
+        raise absent(settings, statedir, trigger)
     try:
         return client.call(statedir.file(CONTROL), request, timeout)
     except client.MonitorGone:
@@ -143,7 +141,7 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     """
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
-        raise _absent(settings, statedir, "state")
+        raise absent(settings, statedir, "state")
     try:
         reply = client.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
     except client.MonitorGone:
@@ -152,12 +150,12 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         try:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
-            raise _absent(settings, statedir, "state") from None
+            raise absent(settings, statedir, "state") from None
     except client.MonitorBusy:
         try:
             data = statedir.read(STATE)
         except ContainerNotFound:
-            raise _absent(settings, statedir, "state") from None
+            raise absent(settings, statedir, "state") from None
     else:
         text = reply.get("text")
         if isinstance(text, str):
@@ -187,11 +185,11 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
     if not statedir.exists():
         if force:
             return 0  # runc: delete --force of a missing container succeeds
-        raise _absent(settings, statedir, "delete")
+        raise absent(settings, statedir, "delete")
     monitor_pid = _monitor_pid(statedir)
     _call(settings, args[0], "delete", {"op": "delete", "force": force})
     if monitor_pid is not None:
-        _wait_gone(monitor_pid)
+        wait_gone(monitor_pid)
     return 0
 
 
@@ -201,22 +199,6 @@ def _monitor_pid(statedir: StateDir) -> int | None:
     except ContainerNotFound:
         return None
     return pid if isinstance(pid, int) else None
-
-
-def _wait_gone(pid: int, timeout_ms: int = 5000) -> None:
-    """Return once the monitor has exited: nothing of the container is left."""
-    import select
-
-    try:
-        fd = posix.pidfd_open(pid)
-    except (ProcessLookupError, OSError):
-        return
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(timeout_ms)
-    finally:
-        posix.close(fd)
 
 
 def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -253,7 +235,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     monitor_pid = _monitor_pid(StateDir(settings.root, container_id))
     client.call(path, {"op": "delete", "force": True})
     if monitor_pid is not None:
-        _wait_gone(monitor_pid)
+        wait_gone(monitor_pid)
     return _status_code(status)
 
 
@@ -284,7 +266,7 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
 
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
-        raise _absent(settings, statedir, "ctl")
+        raise absent(settings, statedir, "ctl")
     text = args[1].strip()
     if "\n" in text:
         # One request per line on the socket: lay out a multi-line document
@@ -310,7 +292,7 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         return 1
     if isinstance(reply, dict) and reply.get("ok"):
         if reply.get("status") == "deleted" and monitor_pid is not None:
-            _wait_gone(monitor_pid)  # as delete: nothing of the container is left
+            wait_gone(monitor_pid)  # as delete: nothing of the container is left
         return 0
     error = reply.get("error") if isinstance(reply, dict) else None
     sys.stderr.write(f"{error}\n")
@@ -334,7 +316,7 @@ def attach(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
-        raise _absent(settings, statedir, "attach")
+        raise absent(settings, statedir, "attach")
     sys.stdout.flush()
     copy(statedir.file(ATTACH), args[0], sys.stdin.fileno(), sys.stdout.fileno())
     return 0

@@ -11,7 +11,7 @@ import _socket
 
 from engine import jsonfast
 from engine.errors import RunlogError
-from engine.runtime.statedir import SocketAddress
+from engine.layout import REQUEST_TIMEOUT, SocketAddress
 
 __all__ = ["MonitorBusy", "MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
 
@@ -38,7 +38,9 @@ class RequestFailed(RunlogError):
         self.exit_code = exit_code
 
 
-def call(path: str, request: dict[str, Any], timeout: float | None = 60.0) -> dict[str, Any]:
+def call(
+    path: str, request: dict[str, Any], timeout: float | None = REQUEST_TIMEOUT
+) -> dict[str, Any]:
     """Send ``request``; return the reply, or raise what the monitor said."""
     reply = _parse(path, call_raw(path, (jsonfast.dumps(request) + "\n").encode(), timeout))
     if not reply.get("ok"):
@@ -46,7 +48,7 @@ def call(path: str, request: dict[str, Any], timeout: float | None = 60.0) -> di
     return reply
 
 
-def call_raw(path: str, data: bytes, timeout: float | None = 60.0) -> bytes:
+def call_raw(path: str, data: bytes, timeout: float | None = REQUEST_TIMEOUT) -> bytes:
     """Send ``data`` as it is (and shut the sending side); return the reply's bytes."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:

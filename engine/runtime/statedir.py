@@ -17,6 +17,7 @@ from __future__ import annotations
 import posix
 
 from engine.errors import ContainerExists, ContainerNotFound, UsageError
+from engine.layout import CONTROL, RUNTIME, STATE, SocketAddress, is_valid_id, join
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,20 +35,10 @@ __all__ = [
     "validate_id",
 ]
 
-STATE = "state.json"
-RUNTIME = "runtime.json"
-CONTROL = "control.sock"
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
-
 
 def validate_id(container_id: str) -> None:
-    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``."""
-    if (
-        not container_id
-        or container_id in (".", "..")
-        or not _ID_CHARS.issuperset(container_id)
-        or len(container_id) > 1024
-    ):
+    """runc's rule (:func:`engine.layout.is_valid_id`), or UsageError."""
+    if not is_valid_id(container_id):
         raise UsageError(f"invalid container id format: {container_id!r}")
 
 
@@ -78,10 +69,10 @@ class StateDir:
         validate_id(container_id)
         self.root = root
         self.id = container_id
-        self.path = _join(root, container_id)
+        self.path = join(root, container_id)
 
     def file(self, name: str) -> str:
-        return _join(self.path, name)
+        return join(self.path, name)
 
     def exists(self) -> bool:
         try:
@@ -136,41 +127,6 @@ class StateDir:
 
 
 _S_IFMT, _S_IFDIR = 0o170000, 0o040000
-# sun_path: 108 bytes with the terminating NUL.
-_SUN_PATH_MAX = 107
-
-
-class SocketAddress:
-    """The address of the unix socket at ``path`` as bind(2) and connect(2)
-    take it: ``with SocketAddress(path) as address: sock.connect(address)``.
-
-    A socket address holds 107 bytes of path; a container's control.sock
-    under a long ``--root`` (podman's 64-character ids under a test's
-    temporary directory) does not fit. Such a path is reached through the
-    directory, opened, as ``/proc/self/fd/N/NAME``, which the kernel
-    resolves to the same file.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd = -1
-
-    def __enter__(self) -> str:
-        if len(self.path.encode()) <= _SUN_PATH_MAX:
-            return self.path
-        directory, _, name = self.path.rpartition("/")
-        self._fd = posix.open(directory or "/", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
-        return f"/proc/self/fd/{self._fd}/{name}"
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd >= 0:
-            posix.close(self._fd)
-            self._fd = -1
-
-
-def _join(directory: str, name: str) -> str:
-    """``os.path.join`` for a name without slashes (an id, a file name)."""
-    return directory + name if directory.endswith("/") else f"{directory}/{name}"
 
 
 def _remove_tree(path: str) -> None:
@@ -181,7 +137,7 @@ def _remove_tree(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
-        child = _join(path, entry)
+        child = join(path, entry)
         try:
             posix.unlink(child)
         except IsADirectoryError:

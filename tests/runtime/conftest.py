@@ -23,6 +23,9 @@ from engine.bundles import BUSYBOX, make_busybox_bundle
 REPO = Path(__file__).resolve().parents[2]
 
 
+_FULL = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
 class Runlog:
     """``runlog --root R --db D ARGS...`` in a subprocess."""
 
@@ -32,9 +35,12 @@ class Runlog:
         self.cwd = cwd
 
     def __call__(
-        self, *args: str, check: bool = False, timeout: float = 30, **kw: Any
+        self, *args: str, check: bool = False, timeout: float = 30, full: bool = False, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "engine", "--root", str(self.root), "--db", str(self.db)]
+        # python -m engine starts with the short way (engine.quick); full=True
+        # goes to engine.cli at once.
+        entry = ["-c", _FULL] if full else ["-m", "engine"]
+        cmd = [sys.executable, *entry, "--root", str(self.root), "--db", str(self.db)]
         # Files, not pipes: a created container keeps create's stdout and
         # stderr (as with runc), so a pipe would not see EOF until it exits.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

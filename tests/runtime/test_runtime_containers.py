@@ -56,6 +56,36 @@ def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) ->
     assert everything[1] == ("state", "created", "ok")
 
 
+def test_the_short_way_answers_as_the_full_command_line(runlog: Any, bundle: Bundle) -> None:
+    runlog("create", "t-ways", "-b", str(bundle(["sleep", "30"])), check=True)
+
+    def both(*argv: str) -> tuple[int, str, str]:
+        short, full = runlog(*argv), runlog(*argv, full=True)
+        assert (short.returncode, short.stdout, short.stderr) == (
+            full.returncode,
+            full.stdout,
+            full.stderr,
+        ), argv
+        return short.returncode, short.stdout, short.stderr
+
+    assert json.loads(both("state", "t-ways")[1])["status"] == "created"
+    for refused in (["pause", "t-ways"], ["resume", "t-ways"], ["delete", "t-ways"]):
+        assert both(*refused)[0] == 1
+    assert runlog("start", "t-ways").returncode == 0
+    assert "cannot start an already running container" in both("start", "t-ways")[2]
+    assert runlog("pause", "t-ways", full=True).returncode == 0
+    assert json.loads(both("state", "t-ways")[1])["status"] == "paused"
+    assert runlog("resume", "t-ways").returncode == 0
+    assert both("resume", "t-ways")[0] == 1
+    assert runlog("delete", "--force", "t-ways").returncode == 0
+    for argv in (["state", "t-ways"], ["start", "t-ways"], ["delete", "t-ways"]):
+        assert both(*argv)[2] == "container t-ways: container does not exist\n"
+    assert both("delete", "-f", "t-ways") == (0, "", "")
+    # Each call, either way, is in the log once: two refused pauses, ...
+    triggers = [t for t, _dest, outcome in runlog.events("t-ways") if outcome == "rejected"]
+    assert triggers.count("pause") == 2 and triggers.count("delete") == 4
+
+
 def test_run_foreground_exit_code_and_signal(runlog: Any, bundle: Bundle) -> None:
     out = runlog("run", "t-run", "-b", str(bundle(["sh", "-c", "echo out-$((6*7)); exit 7"])))
     assert out.returncode == 7

@@ -1,0 +1,255 @@
+"""What a scheduler calls on every step, the short way: ``state``, ``start``,
+``pause``, ``resume`` and ``delete``.
+
+Each call pays the interpreter's start (about 6 ms here) and what runlog
+loads on top of it, and Slurm polls ``state``. For the usual call - global
+flags among ``--root``, ``--db`` and ``--rootless``, the command, one
+container id (and ``--force`` for ``delete``), a monitor that answers -
+this module gives what :mod:`engine.cli` gives, with :mod:`posix`,
+:mod:`_socket`, the C JSON scanner and :mod:`engine.layout`:
+about 2 ms less a call. The entry stub and ``python -m engine`` start here.
+
+Everything else goes to :mod:`engine.cli` before a request is sent: other
+flags, help, an id runc would refuse, ``RUNLOG_LOG`` (the full path writes
+that log), a container without a state directory or without a monitor (the
+full path records the refusal, or reconciles). Once a request is sent, its
+answer is given here, with engine.cli's words and exit codes; only an
+answer that never came - the monitor died - goes to the full path, which
+finds no monitor and reconciles. A monitor that answers is asked once.
+"""
+
+import _socket
+import posix
+import sys
+
+from engine import jsonfast
+from engine.layout import (
+    CONTROL,
+    DEFAULT_ROOT,
+    REQUEST_TIMEOUT,
+    RUNTIME,
+    STATE,
+    STATE_TIMEOUT,
+    SocketAddress,
+    container_path,
+    is_valid_id,
+)
+
+__all__ = ["COMMANDS", "Call", "main", "recognize", "wait_gone"]
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+COMMANDS = frozenset({"state", "start", "pause", "resume", "delete"})
+# Global flags with a value; --db and --rootless do not change these calls.
+_GLOBALS = frozenset({"--root", "--db", "--rootless"})
+_FORCE = ("--force", "-f")
+
+
+class _NoAnswer(Exception):
+    """The monitor closed the connection without a reply."""
+
+
+class Call:
+    """A command line :func:`recognize` took: one request to one monitor."""
+
+    __slots__ = ("command", "container_id", "db", "force", "root")
+
+    def __init__(
+        self, root: str, db: str, command: str, container_id: str, force: bool = False
+    ) -> None:
+        self.root = root
+        self.db = db  # as given ("" if not), for what engine.cli records
+        self.command = command
+        self.container_id = container_id
+        self.force = force
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"Call({fields})"
+
+    def run(self) -> "int | None":
+        """Ask the monitor; the exit code, or ``None`` for engine.cli to answer."""
+        path = container_path(self.root, self.container_id, CONTROL)
+        monitor = self._monitor_pid() if self.command == "delete" else None
+        if self.command == "state":
+            request, timeout = b'{"op":"state"}\n', STATE_TIMEOUT
+        elif self.command == "delete":
+            force = b"true" if self.force else b"false"
+            request, timeout = b'{"op":"delete","force":' + force + b"}\n", REQUEST_TIMEOUT
+        else:
+            request, timeout = b'{"op":"' + self.command.encode() + b'"}\n', REQUEST_TIMEOUT
+        try:
+            data = _exchange(path, request, timeout)
+        except _NoAnswer:
+            return None
+        except TimeoutError:
+            if self.command == "state":
+                return self._state_json()
+            return _fail(f"the monitor at {path} did not answer within {timeout:g} s", 1)
+        if data is None:
+            return None  # nobody listens: nothing was sent
+        try:
+            reply = jsonfast.loads(data)
+        except ValueError as err:
+            return _fail(f"{path}: the monitor's reply is not JSON: {err}", 1)
+        if not isinstance(reply, dict):
+            return _fail(f"{path}: the monitor's reply is not a JSON object", 1)
+        if not reply.get("ok"):
+            return _fail(str(reply.get("error")), int(reply.get("exit_code", 1)))
+        if self.command == "state":
+            return _print_state(reply)
+        if monitor is not None:
+            wait_gone(monitor)
+        return 0
+
+    def _monitor_pid(self) -> "int | None":
+        """runtime.json's monitor, whose exit ``delete`` waits for."""
+        try:
+            info = jsonfast.loads(_read(container_path(self.root, self.container_id, RUNTIME)))
+        except (OSError, ValueError):
+            return None
+        pid = info.get("monitor_pid") if isinstance(info, dict) else None
+        return pid if isinstance(pid, int) else None
+
+    def _state_json(self) -> int:
+        """A monitor too busy to answer (a long hook): ``state.json`` answers."""
+        try:
+            data = _read(container_path(self.root, self.container_id, STATE))
+        except FileNotFoundError:
+            # Deleted meanwhile: refused and recorded as engine.cli does it.
+            from engine.commands.container import absent
+            from engine.runtime.statedir import StateDir
+            from engine.settings import Settings, environ
+
+            settings = Settings.from_flags({"root": self.root, "db": self.db}, environ())
+            error = absent(settings, StateDir(self.root, self.container_id), "state")
+            return _fail(str(error), error.exit_code)
+        sys.stdout.buffer.write(data + b"\n")
+        return 0
+
+
+def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | None":
+    """The call ``argv`` makes, if this module answers it; else ``None``.
+
+    ``env``: the environment as :data:`posix.environ` has it.
+    """
+    if b"RUNLOG_LOG" in env:
+        return None
+    given = {"--root": "", "--db": ""}
+    i, n = 0, len(argv)
+    while i < n and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        if name not in _GLOBALS:
+            return None
+        if not eq:
+            if i + 1 >= n:
+                return None
+            i += 1
+            value = argv[i]
+        given[name] = value
+        i += 1
+    if i >= n or argv[i] not in COMMANDS:
+        return None
+    command, rest = argv[i], list(argv[i + 1 :])
+    force = False
+    if command == "delete" and len(rest) == 2 and (rest[0] in _FORCE or rest[1] in _FORCE):
+        force = True
+        rest.remove(rest[0] if rest[0] in _FORCE else rest[1])
+    if len(rest) != 1 or rest[0].startswith("-") or not is_valid_id(rest[0]):
+        return None
+    root = given["--root"] or env.get(b"RUNLOG_ROOT", b"").decode(
+        sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    )
+    return Call(root or DEFAULT_ROOT, given["--db"], command, rest[0], force)
+
+
+def main(argv: "Sequence[str] | None" = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    call = recognize(args, posix.environ)
+    if call is not None:
+        try:
+            code = call.run()
+        except BrokenPipeError:
+            return 0  # `runlog state x | head -c1`: the reader left, as engine.cli
+        if code is not None:
+            return code
+    from engine.cli import main as full
+
+    return full(args)
+
+
+def wait_gone(pid: int, timeout_ms: int = 5000) -> None:
+    """Return once process ``pid`` (a monitor) has exited, or after ``timeout_ms``."""
+    import select
+
+    try:
+        fd = posix.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll(timeout_ms)
+    finally:
+        posix.close(fd)
+
+
+def _exchange(path: str, request: bytes, timeout: float) -> "bytes | None":
+    """Send ``request``, return the reply; ``None`` if nobody listens at ``path``."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            with SocketAddress(path) as address:
+                sock.connect(address)
+        except TimeoutError:
+            raise
+        except OSError:
+            return None
+        try:
+            sock.sendall(request)
+            sock.shutdown(_socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered before reading it all
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            chunks = []  # the monitor died: no answer
+    finally:
+        sock.close()
+    if not chunks:
+        raise _NoAnswer(path)
+    return b"".join(chunks)
+
+
+def _print_state(reply: "dict[str, Any]") -> int:
+    text = reply.get("text")
+    if isinstance(text, str):
+        data = text.encode()
+    else:  # a monitor of a runlog from before the reply had it
+        from engine.oci import gojson
+
+        data = gojson.render(reply["state"], "  ").encode()
+    sys.stdout.buffer.write(data + b"\n")
+    return 0
+
+
+def _read(path: str) -> bytes:
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := posix.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        posix.close(fd)
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(message + "\n")
+    return code

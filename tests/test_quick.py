@@ -1,0 +1,278 @@
+"""The short way (engine.quick): which command lines it takes, that it reads
+them as engine.cli does, and what it answers for each reply a monitor can give."""
+
+from __future__ import annotations
+
+import _socket
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import cli, quick
+from engine.layout import DEFAULT_ROOT
+
+REPO = Path(__file__).resolve().parent.parent
+NO_ENV: dict[bytes, bytes] = {}
+
+
+def _read(argv: list[str], env: dict[bytes, bytes] = NO_ENV) -> tuple[object, ...] | None:
+    call = quick.recognize(argv, env)
+    if call is None:
+        return None
+    return (call.root, call.db, call.command, call.container_id, call.force)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["state", "c1"], (DEFAULT_ROOT, "", "state", "c1", False)),
+        (["--root", "/r", "state", "c1"], ("/r", "", "state", "c1", False)),
+        (["--root=/r", "--db=/d.db", "start", "c1"], ("/r", "/d.db", "start", "c1", False)),
+        (["--rootless", "true", "--root", "/r", "pause", "c1"], ("/r", "", "pause", "c1", False)),
+        (["--root=", "resume", "c1"], (DEFAULT_ROOT, "", "resume", "c1", False)),
+        (["delete", "c1"], (DEFAULT_ROOT, "", "delete", "c1", False)),
+        (["delete", "--force", "c1"], (DEFAULT_ROOT, "", "delete", "c1", True)),
+        (["delete", "c1", "-f"], (DEFAULT_ROOT, "", "delete", "c1", True)),
+        # Slurm's oci.conf: "runc --rootless=true --root=/run/user/%U/ state %n.%u.%j.%s.%t"
+        (
+            ["--rootless=true", "--root=/run/user/0/", "state", "n.0.7.0.0"],
+            ("/run/user/0/", "", "state", "n.0.7.0.0", False),
+        ),
+    ],
+)
+def test_the_usual_calls_are_taken(argv: list[str], expected: tuple[object, ...]) -> None:
+    assert _read(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--help"],
+        ["state"],
+        ["state", "-h"],
+        ["state", "--help", "c1"],
+        ["state", "c1", "c2"],
+        ["state", "../c1"],
+        ["state", "-"],
+        ["state", "--", "c1"],
+        ["state", "--force", "c1"],
+        ["kill", "c1"],
+        ["create", "c1"],
+        ["list"],
+        ["--root"],
+        ["--root", "/r"],
+        ["--log", "/l", "state", "c1"],
+        ["--debug", "state", "c1"],
+        ["--systemd-cgroup", "state", "c1"],
+        ["-root", "/r", "state", "c1"],
+        ["delete", "-f", "-f", "c1"],
+        ["delete", "--force=true", "c1"],
+        ["delete", "-f"],
+    ],
+)
+def test_everything_else_goes_to_the_full_command_line(argv: list[str]) -> None:
+    assert _read(argv) is None
+
+
+def test_the_environment_gives_the_root_and_a_log_sends_the_call_on() -> None:
+    assert _read(["state", "c1"], {b"RUNLOG_ROOT": b"/env"}) == ("/env", "", "state", "c1", False)
+    assert _read(["--root", "/r", "state", "c1"], {b"RUNLOG_ROOT": b"/env"})[0] == "/r"  # type: ignore[index]
+    assert _read(["state", "c1"], {b"RUNLOG_LOG": b"/l"}) is None
+
+
+def _full_reading(argv: list[str], env: dict[str, str]) -> tuple[object, ...] | None:
+    """What engine.cli makes of ``argv``: the handler it would call, with what."""
+    seen: list[tuple[object, ...]] = []
+
+    def handler(target: str) -> Callable[[Any, dict[str, object], list[str]], int]:
+        def record(s: Any, flags: dict[str, object], args: list[str]) -> int:
+            name = target.rpartition(":")[2]
+            seen.append((s.root, s.db, name, args[0], bool(flags.get("force"))))
+            return 0
+
+        return record
+
+    real = cli._handler, cli.environ
+    cli._handler, cli.environ = handler, lambda: env  # type: ignore[assignment]
+    try:
+        code = cli.main(argv)
+    finally:
+        cli._handler, cli.environ = real
+    return seen[0] if code == 0 and seen else None
+
+
+_TOKENS = st.sampled_from(
+    [
+        "state",
+        "start",
+        "pause",
+        "resume",
+        "delete",
+        "kill",
+        "c1",
+        "a.b-c_d+e",
+        "..",
+        "--root",
+        "--root=/r",
+        "/r2",
+        "--db",
+        "--db=/d.db",
+        "--rootless",
+        "--rootless=false",
+        "--force",
+        "-f",
+        "--debug",
+        "--help",
+        "--",
+        "-",
+        "",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_TOKENS, max_size=7))
+def test_a_call_taken_is_read_as_engine_cli_reads_it(argv: list[str]) -> None:
+    ours = _read(argv)
+    if ours is None:
+        return
+    full = _full_reading(argv, {})
+    assert full is not None, f"engine.cli refuses {argv}"
+    root, db, command, cid, force = ours
+    assert full == (root, db or full[1], command, cid, force)
+
+
+# -- answers: a fake monitor on a real socket ---------------------------------------
+
+
+class FakeMonitor:
+    """Serves ``control.sock`` of container ``c1`` under ``root``: each
+    connection gets ``answer(request_bytes)`` (``None``: hang up at once)."""
+
+    def __init__(self, root: Path, answer: Callable[[bytes], bytes | None]) -> None:
+        self.dir = root / "c1"
+        self.dir.mkdir(parents=True)
+        self.requests: list[bytes] = []
+        self.answer = answer
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self.sock.bind(str(self.dir / "control.sock"))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                fd, _ = self.sock._accept()  # type: ignore[attr-defined]
+            except OSError:
+                return
+            conn = _socket.socket(fileno=fd)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.requests.append(data)
+            reply = self.answer(data)
+            if reply is not None:
+                conn.sendall(reply)
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.shutdown(_socket.SHUT_RDWR)
+        self.sock.close()
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> Iterator[Callable[[Callable[[bytes], bytes | None]], FakeMonitor]]:
+    made: list[FakeMonitor] = []
+
+    def make(answer: Callable[[bytes], bytes | None]) -> FakeMonitor:
+        made.append(FakeMonitor(tmp_path / "root", answer))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def _call(tmp_path: Path, command: str, force: bool = False) -> quick.Call:
+    return quick.Call(str(tmp_path / "root"), "", command, "c1", force)
+
+
+def test_state_prints_the_text_of_the_reply(
+    tmp_path: Path, monitor: Any, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    text = '{\n  "ociVersion": "1.2.1",\n  "id": "c1"\n}'
+    fake = monitor(lambda _r: json.dumps({"ok": True, "text": text}).encode() + b"\n")
+    assert _call(tmp_path, "state").run() == 0
+    assert capsysbinary.readouterr().out == text.encode() + b"\n"
+    assert fake.requests == [b'{"op":"state"}\n']
+
+
+def test_the_requests_are_engine_clis(tmp_path: Path, monitor: Any) -> None:
+    fake = monitor(lambda _r: b'{"ok": true}\n')
+    for command in ("start", "pause", "resume"):
+        assert _call(tmp_path, command).run() == 0
+    assert _call(tmp_path, "delete", force=True).run() == 0
+    assert [json.loads(r) for r in fake.requests] == [
+        {"op": "start"},
+        {"op": "pause"},
+        {"op": "resume"},
+        {"op": "delete", "force": True},
+    ]
+
+
+def test_a_refusal_is_printed_with_its_exit_code(
+    tmp_path: Path, monitor: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor(lambda _r: b'{"ok": false, "error": "container not running", "exit_code": 1}\n')
+    assert _call(tmp_path, "pause").run() == 1
+    assert capsys.readouterr().err == "container not running\n"
+
+
+def test_a_reply_that_is_not_json_is_an_error(
+    tmp_path: Path, monitor: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor(lambda _r: b"garbage\n")
+    assert _call(tmp_path, "start").run() == 1
+    assert "the monitor's reply is not JSON" in capsys.readouterr().err
+
+
+def test_no_answer_goes_to_the_full_path(tmp_path: Path, monitor: Any) -> None:
+    fake = monitor(lambda _r: None)
+    assert _call(tmp_path, "start").run() is None
+    assert len(fake.requests) == 1
+
+
+def test_nobody_listening_goes_to_the_full_path_without_a_request(tmp_path: Path) -> None:
+    (tmp_path / "root" / "c1").mkdir(parents=True)
+    assert _call(tmp_path, "state").run() is None  # no control.sock
+    assert _call(tmp_path / "elsewhere", "delete").run() is None  # no state directory
+
+
+def test_delete_waits_for_the_monitor_to_exit(tmp_path: Path, monitor: Any) -> None:
+    # The "monitor" of runtime.json is a process that exits after the reply.
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    assert proc.stdin is not None
+    stdin = proc.stdin
+
+    def answer(_r: bytes) -> bytes:
+        stdin.close()  # the process ends now, after this reply
+        return b'{"ok": true, "status": "deleted"}\n'
+
+    monitor(answer)
+    (tmp_path / "root" / "c1" / "runtime.json").write_text(json.dumps({"monitor_pid": proc.pid}))
+    assert _call(tmp_path, "delete").run() == 0
+    # Exited before run() returned (a Python process takes milliseconds to).
+    assert proc.poll() == 0
