@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
+from engine import prefork
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
@@ -45,6 +46,8 @@ GLOBAL_OPTS = (
     Opt("-v", "--version", help="print the version"),
 )
 HELP = (Opt("-h", "--help", help="show help"),)
+#: The commands whose monitor is forked as soon as the command line is read.
+FORKS_MONITOR = frozenset({"create", "run"})
 FORMAT = Opt("--format", "-f", value=True, choices=("table", "jsonl"), default="table")
 
 _C = "engine.commands.container:"
@@ -311,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if settings.debug:
             _log_line(settings.log, settings.log_format, "debug", f"{name} {' '.join(cargs)}")
+        if name in FORKS_MONITOR:
+            prefork.start()  # its imports overlap the handler's (engine.prefork)
         return _handler(cmd.target)(settings, cflags, positionals)
     except RunlogError as err:
         message = str(err)
@@ -325,3 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # `runlog history x | head`: the reader left; not an error.
         return 0
+    finally:
+        early = prefork.take()
+        if early is not None:  # the handler failed before it needed the monitor
+            early.abandon()

@@ -24,6 +24,12 @@ imports cost more than the rest of it and are, in runlog, almost never used:
   for more than ``debug``/``info``.
 * ``six`` (~2 ms), for ``six.string_types``, which on Python 3 is
   ``(str,)``: during the same import, a placeholder that has just that.
+* :mod:`re` (~1.5 ms), which :func:`warnings.filterwarnings` imports to
+  compile the message pattern of the filter ``transitions`` adds for its
+  own deprecation warnings. During the same import, that filter is added
+  as the real function adds it, with a :class:`LazyPattern` that compiles
+  the pattern when a warning is first matched against it (``warnings``,
+  in C or Python, only ever calls a pattern's ``match``).
 
 Nothing else ever sees a placeholder: they leave ``sys.modules`` when the
 import is done. A ``transitions`` that wanted more of them would fail to
@@ -33,14 +39,19 @@ import, loudly, on every ``create``.
 from __future__ import annotations
 
 import sys
+import warnings
 from types import ModuleType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    import re
     from typing import Any
 
-__all__ = ["QuietLogger", "importing_transitions", "inspect_on_first_use"]
+__all__ = ["LazyPattern", "QuietLogger", "importing_transitions", "inspect_on_first_use"]
+
+# re.IGNORECASE, which filterwarnings gives every message pattern.
+_IGNORECASE = 2
 
 
 def inspect_on_first_use() -> None:
@@ -124,6 +135,50 @@ class _Six(ModuleType):
     string_types = (str,)
 
 
+class LazyPattern:
+    """A warnings filter's message pattern, compiled (case-insensitive, as
+    :func:`warnings.filterwarnings` compiles it) when first matched."""
+
+    __slots__ = ("_compiled", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def match(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            import re
+
+            self._compiled = re.compile(self.pattern, _IGNORECASE)
+        return self._compiled.match(text)
+
+    def __repr__(self) -> str:
+        return f"re.compile({self.pattern!r}, re.IGNORECASE)"
+
+
+def _filterwarnings_without_re(real: Any) -> Any:
+    """:func:`warnings.filterwarnings`, which adds a filter with a message
+    pattern and no module pattern without importing :mod:`re`."""
+
+    def filterwarnings(
+        action: str,
+        message: str = "",
+        category: type[Warning] = Warning,
+        module: str = "",
+        lineno: int = 0,
+        append: bool = False,
+    ) -> None:
+        plain = (action, None, category, None, lineno)
+        if "re" in sys.modules or not message or module or append or plain in warnings.filters:
+            real(action, message, category, module, lineno, append)
+            return
+        real(action, "", category, "", lineno, False)  # checked and inserted first
+        # A list at run time (typeshed: a Sequence).
+        warnings.filters[0] = (action, LazyPattern(message), category, None, lineno)  # type: ignore[index]
+
+    return filterwarnings
+
+
 class importing_transitions:  # noqa: N801 (a statement: `with importing_transitions():`)
     """Import ``transitions`` inside this block: ``logging`` and ``six`` are
     placeholders while it imports, and are taken out of ``sys.modules``
@@ -141,8 +196,11 @@ class importing_transitions:  # noqa: N801 (a statement: `with importing_transit
         ]
         for name, kind in self._installed:
             sys.modules[name] = kind(name)
+        self._filterwarnings = warnings.filterwarnings
+        warnings.filterwarnings = _filterwarnings_without_re(self._filterwarnings)
 
     def __exit__(self, *exc: object) -> None:
+        warnings.filterwarnings = self._filterwarnings
         for name, kind in self._installed:
             if isinstance(sys.modules.get(name), kind):
                 del sys.modules[name]

@@ -79,9 +79,10 @@ def test_the_measurement_would_see_a_heavy_import() -> None:
 # every import is on its critical path; these cost milliseconds each
 # (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
 # dataclasses' generated methods ~0.4 per class, inspect's ast and dis 3 -
-# transitions imports inspect, logging and six, engine.deferred defers
-# them; logging brings traceback and threading; socket 2 with selectors,
-# the monitor uses _socket) and the path does without.
+# transitions imports inspect, logging and six, and re through
+# warnings.filterwarnings; engine.deferred defers them; logging brings
+# traceback and threading; socket 2 with selectors, the monitor uses
+# _socket) and the path does without.
 NOT_ON_CREATE = (
     "typing",
     "pathlib",
@@ -97,6 +98,7 @@ NOT_ON_CREATE = (
     "six",
     "socket",
     "selectors",
+    "re",
 )
 
 
@@ -183,3 +185,30 @@ def test_six_is_the_real_one_for_whoever_imports_it_after_transitions() -> None:
     out = _fresh(code)
     assert (out.returncode, out.stderr) == (0, ""), out
     assert out.stdout.splitlines() == ["False (<class 'str'>,)", "True True"]
+
+
+_FILTERS = (
+    "import warnings; "
+    "print([(a, getattr(m, 'pattern', m), c.__name__, getattr(mod, 'pattern', mod), n) "
+    "for a, m, c, mod, n in warnings.filters]); "
+    "import sys; print('re' in sys.modules); "
+    "print(warnings.filters[0][1].match('An Old TRANSITIONS Version') is not None); "
+    "w = lambda m: warnings.warn_explicit(m, DeprecationWarning, 'f.py', 1, module='somemod'); "
+    "w('old transitions version'); w('something else')"
+)
+
+
+def test_transitions_warnings_filter_is_the_same_without_re_until_used() -> None:
+    # The filter transitions adds, as filterwarnings adds it with re and as
+    # it is added during engine.deferred's import: case-insensitive both.
+    ours = _fresh("import engine.machine.runtime; " + _FILTERS)
+    plain = _fresh("import transitions; " + _FILTERS)
+    assert (ours.returncode, plain.returncode) == (0, 0), (ours.stderr, plain.stderr)
+    ours_filters, ours_re, ours_case = ours.stdout.splitlines()
+    plain_filters, plain_re, plain_case = plain.stdout.splitlines()
+    assert (ours_filters, ours_case) == (plain_filters, plain_case) == (ours_filters, "True")
+    assert "transitions version" in ours_filters
+    assert (ours_re, plain_re) == ("False", "True")
+    # Matched when a warning comes: shown once ("default"), the other not.
+    assert ours.stderr == plain.stderr
+    assert "old transitions version" in ours.stderr and "something else" not in ours.stderr

@@ -1,11 +1,12 @@
-"""``runlog create``'s side of the monitor: claim the state directory, fork.
+"""``runlog create``'s side of the monitor: claim the state directory, tell
+the monitor what to create, read its report.
 
-What ``create`` imports is on its critical path, and a fork shares every
-page the parent has touched (each first write after it, in either process,
-copies one), so this module stays light: it claims the container's state
-directory and request spool, forks, and reads the monitor's one-line
-report. The monitor - in a new session, after a second fork - imports
-:mod:`engine.runtime.monitor` and runs the machine's ``create``.
+The monitor is forked as soon as the command line is read
+(:mod:`engine.prefork`) and, in a new session after a second fork,
+imports :mod:`engine.runtime.monitor` while ``create`` claims the
+container's state directory and request spool here. ``create`` then sends
+it the request (:func:`launch`), and the monitor (:func:`serve_when_told`)
+runs the machine's ``create`` and reports ``ok PID`` or the error.
 
 Who reaps the container's init (:func:`init_parent`). By default its
 monitor, which so keeps its exit status. But a caller that supervises the
@@ -24,19 +25,19 @@ from __future__ import annotations
 import os
 import time
 
+from engine import jsonfast, prefork
 from engine.errors import LifecycleError, RunlogError, UsageError
 from engine.runtime.spool import REQUESTS, Spool
 from engine.runtime.statedir import StateDir
-from engine.settings import INIT_PARENTS
+from engine.settings import INIT_PARENTS, Settings
+from engine.status import Actor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from engine.settings import Settings
-    from engine.status import Actor
 
-__all__ = ["init_parent", "launch", "report"]
+__all__ = ["init_parent", "launch", "report", "serve_when_told"]
 
 
 def launch(
@@ -58,60 +59,46 @@ def launch(
             f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
             f"one of {', '.join(INIT_PARENTS)}"
         )
+    # Forked by engine.cli as soon as the command line was read, or now.
+    early = prefork.take() or prefork.start()
     statedir = StateDir(settings.root, container_id)
     try:
         statedir.create()
     except LifecycleError as err:
+        early.abandon()
         from engine.runtime import record
 
         record.rejected(settings, container_id, "create", err, {"bundle": bundle})
+        raise
+    except BaseException:
+        early.abandon()
         raise
     # The spool exists as soon as the container's directory does: a request
     # dropped during create waits there until the monitor serves.
     try:
         Spool(statedir.file(REQUESTS)).make(actor.uid or 0)
     except OSError as err:
+        early.abandon()
         statedir.remove()
         raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
-    caller = os.getppid()
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_fd)
-        code = 1
-        try:
-            os.setsid()
-            intermediate = os.getpid()
-            if os.fork() == 0:
-                options = {
-                    "no_pivot": no_pivot,
-                    "console_socket": console_socket,
-                    "preserve_fds": preserve_fds,
-                    "log_path": log_path,
-                    "log_format": log_format,
-                    "init_parent": init_parent,
-                    "caller": caller,
-                    "intermediate": intermediate,
-                }
-                _serve(settings, statedir, bundle, options, actor, write_fd)
-                code = 0
-            else:
-                code = 0
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    os.waitpid(child, 0)
-    # One line: the init may hold a copy of the pipe until it execs, so EOF
-    # cannot be the end of the message.
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(read_fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(read_fd)
-    reply = data.decode(errors="replace").rstrip("\n")
+    options = {
+        "no_pivot": no_pivot,
+        "console_socket": console_socket,
+        "preserve_fds": preserve_fds,
+        "log_path": log_path,
+        "log_format": log_format,
+        "init_parent": init_parent,
+        "caller": os.getppid(),
+    }
+    request = {
+        "settings": {name: getattr(settings, name) for name in Settings.__slots__},
+        "id": container_id,
+        "bundle": bundle,
+        "options": options,
+        "actor": {"uid": actor.uid, "pid": actor.pid, "transport": actor.transport},
+    }
+    early.go(jsonfast.dumps(request).encode())
+    reply = early.report()
     word, _, rest = reply.partition(" ")
     if word == "ok":
         return int(rest)
@@ -143,18 +130,28 @@ def report(fd: int, text: str) -> None:
     os.close(fd)
 
 
-def _serve(
-    settings: Settings,
-    statedir: StateDir,
-    bundle: str,
-    options: dict[str, Any],
-    actor: Actor,
-    report_fd: int,
-) -> None:
-    """In the monitor: load its code, then create the container and serve it."""
+def serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
+    """In the monitor (:mod:`engine.prefork`): load its code, wait for what
+    to create, create it and serve it; exit at once if create gave up."""
     try:
         from engine.runtime import monitor
-    except BaseException as err:  # create removes the state directory
-        report(report_fd, f"error container {statedir.id}: the monitor cannot start: {err!r}")
-        raise
-    monitor.run(settings, statedir, bundle, options, actor, report_fd)
+    except BaseException as err:  # reported once there is something to report on
+        problem: BaseException | None = err
+    else:
+        problem = None
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(go_fd, 65536)
+        if not chunk:
+            return  # create gave up: nothing to do
+        line += chunk
+    os.close(go_fd)
+    request = jsonfast.loads(line)
+    settings = Settings(**request["settings"])
+    statedir = StateDir(settings.root, request["id"])
+    if problem is not None:  # create removes the state directory
+        report(report_fd, f"error container {statedir.id}: the monitor cannot start: {problem!r}")
+        return
+    options = {**request["options"], "intermediate": intermediate}
+    actor = Actor(**request["actor"])
+    monitor.run(settings, statedir, request["bundle"], options, actor, report_fd)

@@ -5,8 +5,12 @@ prints it (the monitor keeps it current, so the polled command prints it
 without parsing); ``runtime.json`` holds what runlog needs to find the
 container again (monitor and init pids with their start times, cgroup
 paths, bundle); ``control.sock`` is the monitor's socket and ``requests/``
-its request spool. Every file is written tmp + fsync + rename: a reader
-sees the old or the new, never half.
+its request spool. Every file is written to a temporary name and renamed
+into place: a reader sees the old or the new, never half. Not fsynced, as
+runc does not sync its state.json: these files say what runs now, which a
+power loss ends (and /run is a tmpfs on most hosts); the event log is
+what must last, and its commits are synced. Here, with /run on ext4, a
+sync cost 0.4 ms on every transition.
 
 Light on purpose: this module is on every scheduler call, and uses
 :mod:`posix` rather than :mod:`os` (see :mod:`engine.settings`).
@@ -99,7 +103,6 @@ class StateDir:
             view = memoryview(data)
             while view:
                 view = view[posix.write(fd, view) :]
-            posix.fsync(fd)
         finally:
             posix.close(fd)
         posix.replace(tmp, path)

@@ -1,0 +1,112 @@
+"""``runlog create`` forks its monitor as soon as its command line is read.
+
+The monitor imports its code - the machine, the drivers, the event log:
+about 16 ms here - before it can create anything, while ``create`` loads
+its own (the launch, about 3 ms) and claims the state directory. Forked
+here, before either, the two overlap on a second core. The monitor-to-be,
+in a new session after a second fork (:mod:`engine.runtime.launch` says
+why), then waits on a pipe for what to create: one line, which
+:meth:`Early.go` writes once the state directory is claimed. If ``create``
+gives up first (a flag it refuses, an id in use), :meth:`Early.abandon`
+closes the pipe, and the monitor-to-be exits having made nothing; create
+waits for that, so no process of it outlives it.
+
+Light, as :mod:`engine.cli` is: :mod:`posix` alone.
+"""
+
+import posix
+
+__all__ = ["Early", "start", "take"]
+
+_pending: "Early | None" = None
+
+
+class Early:
+    """``create``'s side of a monitor forked early: the pipe that tells it
+    what to create, and the one it reports on."""
+
+    __slots__ = ("_go", "_intermediate", "_report")
+
+    def __init__(self, intermediate: int, go: int, report: int) -> None:
+        self._intermediate = intermediate
+        self._go = go
+        self._report = report
+
+    def go(self, line: bytes) -> None:
+        """Tell the monitor what to create: one line, no newline in it."""
+        data = line + b"\n"
+        try:
+            while data:
+                data = data[posix.write(self._go, data) :]
+        except BrokenPipeError:
+            pass  # it died: its report pipe says so (EOF)
+        finally:
+            posix.close(self._go)
+            self._go = -1
+
+    def report(self) -> str:
+        """The monitor's one-line report (``ok PID`` or ``error ...``);
+        ``""`` if it died first."""
+        data = b""
+        # One line: the init may hold a copy of the pipe until it execs, so
+        # EOF cannot be the end of the message.
+        while not data.endswith(b"\n"):
+            chunk = posix.read(self._report, 65536)
+            if not chunk:
+                break
+            data += chunk
+        self._close()
+        return data.decode(errors="replace").rstrip("\n")
+
+    def abandon(self) -> None:
+        """Nothing to create: the monitor-to-be exits; return once it has."""
+        if self._go >= 0:
+            posix.close(self._go)
+            self._go = -1
+        while self._report >= 0 and posix.read(self._report, 65536):
+            pass  # until EOF: the monitor-to-be has exited
+        self._close()
+
+    def _close(self) -> None:
+        if self._report >= 0:
+            posix.close(self._report)
+            self._report = -1
+        if self._intermediate > 0:
+            posix.waitpid(self._intermediate, 0)
+            self._intermediate = 0
+
+
+def start() -> Early:
+    """Fork the monitor-to-be now; :func:`take` hands it over."""
+    global _pending
+    if _pending is not None:
+        return _pending
+    go_read, go_write = posix.pipe2(posix.O_CLOEXEC)
+    report_read, report_write = posix.pipe2(posix.O_CLOEXEC)
+    child = posix.fork()
+    if child == 0:
+        posix.close(go_write)
+        posix.close(report_read)
+        code = 1
+        try:
+            posix.setsid()
+            intermediate = posix.getpid()
+            if posix.fork() == 0:
+                from engine.runtime.launch import serve_when_told
+
+                serve_when_told(go_read, report_write, intermediate)
+            code = 0
+        except BaseException:
+            code = 1
+        posix._exit(code)
+    posix.close(go_read)
+    posix.close(report_write)
+    _pending = Early(child, go_write, report_read)
+    return _pending
+
+
+def take() -> "Early | None":
+    """The monitor forked by :func:`start` and not yet taken."""
+    global _pending
+    early, _pending = _pending, None
+    return early
