@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -169,6 +170,35 @@ def test_unknown_id(runlog: Any, argv: list[str], message: str) -> None:
 
 def test_delete_force_of_unknown_id_succeeds(runlog: Any) -> None:
     assert runlog("delete", "--force", "t-none").returncode == 0
+
+
+def _processes_naming(word: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if word.encode() in argv:
+            found.append(pid)
+    return found
+
+
+def test_a_create_that_gives_up_leaves_no_monitor(runlog: Any, bundle: Bundle) -> None:
+    # The monitor is forked as soon as the command line is read (engine.prefork);
+    # a create that fails after that waits for it to exit.
+    b = str(bundle(["true"]))
+    runlog("create", "t-up", "-b", b, check=True)
+    before = _processes_naming("t-up")  # its monitor, and its init (before exec)
+    assert len(before) == 2
+    for argv, message in (
+        (["create", "t-gives-up", "-b", b, "--preserve-fds", "x"], "--preserve-fds: not a number"),
+        (["create", "t-up", "-b", b], "container with id exists: t-up"),
+    ):
+        out = runlog(*argv)
+        assert out.returncode == 1 and message in out.stderr, out.stderr
+        assert _processes_naming(argv[1]) == ([] if argv[1] == "t-gives-up" else before)
+    assert runlog("delete", "--force", "t-up").returncode == 0
 
 
 def test_state_errors_in_runc_words(runlog: Any, bundle: Bundle) -> None:
