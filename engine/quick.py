@@ -35,7 +35,16 @@ from engine.layout import (
     is_valid_id,
 )
 
-__all__ = ["COMMANDS", "Call", "main", "recognize", "wait_gone"]
+__all__ = [
+    "COMMANDS",
+    "Call",
+    "NoMonitor",
+    "exchange",
+    "main",
+    "recognize",
+    "state_text",
+    "wait_gone",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +57,8 @@ _GLOBALS = frozenset({"--root", "--db", "--rootless"})
 _FORCE = ("--force", "-f")
 
 
-class _NoAnswer(Exception):
-    """The monitor closed the connection without a reply."""
+class NoMonitor(Exception):
+    """Nobody can be reached on the socket; nothing was sent."""
 
 
 class Call:
@@ -82,15 +91,15 @@ class Call:
         else:
             request, timeout = b'{"op":"' + self.command.encode() + b'"}\n', REQUEST_TIMEOUT
         try:
-            data = _exchange(path, request, timeout)
-        except _NoAnswer:
+            data = exchange(path, request, timeout)
+        except NoMonitor:
             return None
         except TimeoutError:
             if self.command == "state":
                 return self._state_json()
             return _fail(f"the monitor at {path} did not answer within {timeout:g} s", 1)
-        if data is None:
-            return None  # nobody listens: nothing was sent
+        if not data:
+            return None  # the monitor died before it answered
         try:
             reply = jsonfast.loads(data)
         except ValueError as err:
@@ -100,7 +109,8 @@ class Call:
         if not reply.get("ok"):
             return _fail(str(reply.get("error")), int(reply.get("exit_code", 1)))
         if self.command == "state":
-            return _print_state(reply)
+            sys.stdout.buffer.write(state_text(reply) + b"\n")
+            return 0
         if monitor is not None:
             wait_gone(monitor)
         return 0
@@ -197,8 +207,14 @@ def wait_gone(pid: int, timeout_ms: int = 5000) -> None:
         posix.close(fd)
 
 
-def _exchange(path: str, request: bytes, timeout: float) -> "bytes | None":
-    """Send ``request``, return the reply; ``None`` if nobody listens at ``path``."""
+def exchange(path: str, request: bytes, timeout: float | None) -> bytes:
+    """Send ``request`` to the socket at ``path`` and shut the sending side;
+    return what comes back until EOF (``b""``: closed without an answer).
+
+    Raises :class:`NoMonitor` when nobody can be reached there (nothing
+    was sent; connect's error is its ``__cause__``) and ``TimeoutError``
+    when the monitor takes longer than ``timeout`` to connect or answer.
+    """
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -207,13 +223,13 @@ def _exchange(path: str, request: bytes, timeout: float) -> "bytes | None":
                 sock.connect(address)
         except TimeoutError:
             raise
-        except OSError:
-            return None
+        except OSError as err:
+            raise NoMonitor(path) from err
         try:
             sock.sendall(request)
             sock.shutdown(_socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # answered before reading it all
+            pass  # answered before reading it all (too large)
         chunks = []
         try:
             while chunk := sock.recv(65536):
@@ -222,21 +238,18 @@ def _exchange(path: str, request: bytes, timeout: float) -> "bytes | None":
             chunks = []  # the monitor died: no answer
     finally:
         sock.close()
-    if not chunks:
-        raise _NoAnswer(path)
     return b"".join(chunks)
 
 
-def _print_state(reply: "dict[str, Any]") -> int:
+def state_text(reply: "Mapping[str, Any]") -> bytes:
+    """What ``runlog state`` prints of the monitor's reply to ``state``."""
     text = reply.get("text")
     if isinstance(text, str):
-        data = text.encode()
-    else:  # a monitor of a runlog from before the reply had it
-        from engine.oci import gojson
+        return text.encode()
+    # A monitor of a runlog from before the reply had it.
+    from engine.oci import gojson
 
-        data = gojson.render(reply["state"], "  ").encode()
-    sys.stdout.buffer.write(data + b"\n")
-    return 0
+    return gojson.render(reply["state"], "  ").encode()
 
 
 def _read(path: str) -> bytes:

@@ -15,7 +15,7 @@ import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
-from engine.quick import wait_gone
+from engine.quick import state_text, wait_gone
 from engine.runtime import client
 from engine.runtime.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
@@ -157,13 +157,7 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
     else:
-        text = reply.get("text")
-        if isinstance(text, str):
-            data = text.encode()
-        else:  # a monitor of a runlog from before the reply had it
-            from engine.oci import gojson
-
-            data = gojson.render(reply["state"], "  ").encode()
+        data = state_text(reply)
     sys.stdout.buffer.write(data + b"\n")
     return 0
 
