@@ -5,9 +5,9 @@ Each call pays the interpreter's start (about 6 ms here) and what runlog
 loads on top of it, and Slurm polls ``state``. For the usual call - global
 flags among ``--root``, ``--db`` and ``--rootless``, the command, one
 container id (and ``--force`` for ``delete``), a monitor that answers -
-this module gives what :mod:`engine.cli` gives, with :mod:`posix`,
-:mod:`_socket`, the C JSON scanner and :mod:`engine.layout`:
-about 2 ms less a call. The entry stub and ``python -m engine`` start here.
+this module gives what :mod:`engine.cli` gives, with the socket exchange
+of :mod:`engine.wire`, the C JSON scanner and :mod:`engine.layout`: about
+2 ms less a call. The entry stub and ``python -m engine`` start here.
 
 Everything else goes to :mod:`engine.cli` before a request is sent: other
 flags, help, an id runc would refuse, ``RUNLOG_LOG`` (the full path writes
@@ -18,7 +18,6 @@ answer that never came - the monitor died - goes to the full path, which
 finds no monitor and reconciles. A monitor that answers is asked once.
 """
 
-import _socket
 import posix
 import sys
 
@@ -30,35 +29,21 @@ from engine.layout import (
     RUNTIME,
     STATE,
     STATE_TIMEOUT,
-    SocketAddress,
     container_path,
     is_valid_id,
 )
+from engine.wire import NoMonitor, exchange, state_text, wait_gone
 
-__all__ = [
-    "COMMANDS",
-    "Call",
-    "NoMonitor",
-    "exchange",
-    "main",
-    "recognize",
-    "state_text",
-    "wait_gone",
-]
+__all__ = ["COMMANDS", "Call", "main", "recognize"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import Any
 
 COMMANDS = frozenset({"state", "start", "pause", "resume", "delete"})
 # Global flags with a value; --db and --rootless do not change these calls.
 _GLOBALS = frozenset({"--root", "--db", "--rootless"})
 _FORCE = ("--force", "-f")
-
-
-class NoMonitor(Exception):
-    """Nobody can be reached on the socket; nothing was sent."""
 
 
 class Call:
@@ -189,67 +174,6 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     from engine.cli import main as full
 
     return full(args)
-
-
-def wait_gone(pid: int, timeout_ms: int = 5000) -> None:
-    """Return once process ``pid`` (a monitor) has exited, or after ``timeout_ms``."""
-    import select
-
-    try:
-        fd = posix.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(timeout_ms)
-    finally:
-        posix.close(fd)
-
-
-def exchange(path: str, request: bytes, timeout: float | None) -> bytes:
-    """Send ``request`` to the socket at ``path`` and shut the sending side;
-    return what comes back until EOF (``b""``: closed without an answer).
-
-    Raises :class:`NoMonitor` when nobody can be reached there (nothing
-    was sent; connect's error is its ``__cause__``) and ``TimeoutError``
-    when the monitor takes longer than ``timeout`` to connect or answer.
-    """
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        try:
-            with SocketAddress(path) as address:
-                sock.connect(address)
-        except TimeoutError:
-            raise
-        except OSError as err:
-            raise NoMonitor(path) from err
-        try:
-            sock.sendall(request)
-            sock.shutdown(_socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered before reading it all (too large)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            chunks = []  # the monitor died: no answer
-    finally:
-        sock.close()
-    return b"".join(chunks)
-
-
-def state_text(reply: "Mapping[str, Any]") -> bytes:
-    """What ``runlog state`` prints of the monitor's reply to ``state``."""
-    text = reply.get("text")
-    if isinstance(text, str):
-        return text.encode()
-    # A monitor of a runlog from before the reply had it.
-    from engine.oci import gojson
-
-    return gojson.render(reply["state"], "  ").encode()
 
 
 def _read(path: str) -> bytes:

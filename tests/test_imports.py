@@ -59,7 +59,7 @@ NOT_ON_THE_SHORT_WAY = ("engine.cli", "engine.errors", "engine.runtime", "__futu
 
 def test_the_short_way_loads_almost_nothing() -> None:
     loaded = _imported("engine.quick")
-    assert {"engine.quick", "engine.layout", "_json", "_socket"} <= loaded
+    assert {"engine.quick", "engine.wire", "engine.layout", "_json", "_socket"} <= loaded
     assert sorted(m for m in loaded if m in NOT_ON_THE_SHORT_WAY) == []
 
 

@@ -15,10 +15,10 @@ import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
-from engine.quick import state_text, wait_gone
 from engine.runtime import client
 from engine.runtime.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
+from engine.wire import state_text, wait_gone
 
 __all__ = [
     "attach",

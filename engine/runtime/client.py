@@ -1,6 +1,6 @@
 """The CLI's side of ``control.sock``: one JSON request, one JSON reply.
 
-The exchange itself is :func:`engine.quick.exchange` (on ``_socket``:
+The exchange itself is :func:`engine.wire.exchange` (on ``_socket``:
 ``socket`` costs 9 ms to import); this adds runlog's errors for each way it
 can go wrong. The request is one line; the monitor answers with one line
 and closes the connection.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from engine import jsonfast
 from engine.errors import RunlogError
 from engine.layout import REQUEST_TIMEOUT
-from engine.quick import NoMonitor, exchange
+from engine.wire import NoMonitor, exchange
 
 __all__ = ["MonitorBusy", "MonitorGone", "NotPermitted", "RequestFailed", "call", "call_raw"]
 
