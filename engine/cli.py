@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 import time
 
-from engine import prefork
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
+from engine.runtime import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.debug:
             _log_line(settings.log, settings.log_format, "debug", f"{name} {' '.join(cargs)}")
         if name in FORKS_MONITOR:
-            prefork.start()  # its imports overlap the handler's (engine.prefork)
+            prefork.start()  # its imports overlap the handler's (engine.runtime.prefork)
         return _handler(cmd.target)(settings, cflags, positionals)
     except RunlogError as err:
         message = str(err)

@@ -2,7 +2,7 @@
 the monitor what to create, read its report.
 
 The monitor is forked as soon as the command line is read
-(:mod:`engine.prefork`) and, in a new session after a second fork,
+(:mod:`engine.runtime.prefork`) and, in a new session after a second fork,
 imports :mod:`engine.runtime.monitor` while ``create`` claims the
 container's state directory and request spool here. ``create`` then sends
 it the request (:func:`launch`), and the monitor (:func:`serve_when_told`)
@@ -25,8 +25,9 @@ from __future__ import annotations
 import os
 import time
 
-from engine import jsonfast, prefork
+from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError, UsageError
+from engine.runtime import prefork
 from engine.runtime.spool import REQUESTS, Spool
 from engine.runtime.statedir import StateDir
 from engine.settings import INIT_PARENTS, Settings
@@ -131,7 +132,7 @@ def report(fd: int, text: str) -> None:
 
 
 def serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
-    """In the monitor (:mod:`engine.prefork`): load its code, wait for what
+    """In the monitor (:mod:`engine.runtime.prefork`): load its code, wait for what
     to create, create it and serve it; exit at once if create gave up."""
     try:
         from engine.runtime import monitor

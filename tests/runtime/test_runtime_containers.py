@@ -185,7 +185,7 @@ def _processes_naming(word: str) -> list[str]:
 
 
 def test_a_create_that_gives_up_leaves_no_monitor(runlog: Any, bundle: Bundle) -> None:
-    # The monitor is forked as soon as the command line is read (engine.prefork);
+    # The monitor is forked as soon as the command line is read (engine.runtime.prefork);
     # a create that fails after that waits for it to exit.
     b = str(bundle(["true"]))
     runlog("create", "t-up", "-b", b, check=True)
