@@ -99,6 +99,12 @@ NOT_ON_CREATE = (
     "socket",
     "selectors",
     "re",
+    # What only some containers need: hooks (with contextlib), a terminal.
+    "engine.runtime.hookexec",
+    "contextlib",
+    "engine.runtime.console",
+    "termios",
+    "array",
 )
 
 

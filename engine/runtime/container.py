@@ -21,7 +21,6 @@ from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
 from engine.frozen import replace
-from engine.linux import fdpass
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
@@ -323,6 +322,8 @@ def _above_stdio(fd: int) -> int:
 
 def _receive_master(sock: _socket.socket) -> int:
     """The pty master the init sent (before it said "ready"), close-on-exec."""
+    from engine.linux import fdpass
+
     try:
         sock.settimeout(5)
         _name, fds = fdpass.recv_fds(sock, 4096, 1)

@@ -28,7 +28,6 @@ timeout did, and ``error`` when it could not be started at all.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -39,7 +38,6 @@ from engine import jsonfast
 from engine.errors import ActionError
 from engine.linux import syscalls
 from engine.oci.model import Hook, Hooks
-from engine.runtime import hookexec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -245,6 +243,11 @@ class _Process:
         self._open: set[int] = set()
 
     def wait(self, payload: bytes) -> _Outcome:
+        # Here, not at the module's import: only a container with hooks
+        # loads what runs them; and before the fork, since a child that
+        # joins the container's mount namespace cannot import any more.
+        from engine.runtime import hookexec
+
         outcome = _Outcome()
         stdin_r, stdin_w = self._pipe()
         stdout_r, stdout_w = self._pipe()
@@ -268,8 +271,10 @@ class _Process:
             # Also here, not only in the child: a timeout may have to kill the
             # group before the child got to run (as shells do). EACCES: the
             # child has already exec'd; ESRCH: it is gone.
-            with contextlib.suppress(OSError):
+            try:
                 os.setpgid(pid, pid)
+            except OSError:
+                pass
             output = {stdout_r: bytearray(), stderr_r: bytearray(), report_r: bytearray()}
             self._pump(pid, payload, stdin_w, output, outcome, started)
         finally:
@@ -408,10 +413,14 @@ def _tail(buffer: bytearray) -> str:
 def _kill_group(pid: int, pidfd: int) -> None:
     """SIGKILL the hook and its process group (its children, and in the pid
     namespace case the hook under the intermediate child)."""
-    with contextlib.suppress(OSError):  # the group is gone, or never formed
+    try:
         os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):  # already dead
+    except OSError:
+        pass  # the group is gone, or never formed
+    try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass  # already dead
 
 
 def _reap(pid: int) -> int | None:

@@ -106,6 +106,8 @@ def spawn(
     the init's stdin, stdout and stderr (else it keeps the caller's).
     """
     seccomp = _build_filter(config)
+    if console is not None:
+        _import_console()
     parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     if no_pivot:
         os.environ["_RUNLOG_NO_PIVOT"] = "1"
@@ -124,39 +126,43 @@ def spawn(
     if seccomp is not None:
         seccomp.release()  # the children hold their own copies
     child.close()
-    fd = parent.fileno()
-    buffer = bytearray()
-    pid_b: int | None = None
-    ready = False
+    found: list[int] = []  # B's pid, once A has said it
     try:
-        # A's "pid" and B's "ready" share the socket: either may come first.
-        while not ready or pid_b is None:
-            line = stages.recv_line(fd, buffer)
-            if line is None:
-                raise ActionError("the container's init exited during set-up")
-            word, _, rest = line.partition(" ")
-            if word == "userns":
-                _map_user_namespace(pid_a, config)
-                stages.send_line(fd, "mapped")
-            elif word == "pid":
-                pid_b = int(rest)
-            elif word == "ready":
-                ready = True
-            elif word == "error":
-                raise ActionError(rest)
-        if config.linux.namespace("user") is not None:
-            # runc sets them from the parent on procReady: raising a hard
-            # limit needs CAP_SYS_RESOURCE in the initial user namespace,
-            # which the init in a new one never has.
-            rlimits.apply(config.process.rlimits, pid_b)
+        _await_ready(parent.fileno(), pid_a, config, found)
     except BaseException:
         parent.close()
         _reap(pid_a)
-        if pid_b is not None:
-            _kill(pid_b)
+        if found:
+            _kill(found[0])
         raise
     _reap(pid_a)
-    return InitHandle(pid_b, parent, () if seccomp is None else seccomp.skipped)
+    return InitHandle(found[0], parent, () if seccomp is None else seccomp.skipped)
+
+
+def _await_ready(fd: int, pid_a: int, config: Config, found: list[int]) -> None:
+    """Serve the init's set-up until B is ready; B's pid goes into ``found``."""
+    buffer = bytearray()
+    ready = False
+    # A's "pid" and B's "ready" share the socket: either may come first.
+    while not ready or not found:
+        line = stages.recv_line(fd, buffer)
+        if line is None:
+            raise ActionError("the container's init exited during set-up")
+        word, _, rest = line.partition(" ")
+        if word == "userns":
+            _map_user_namespace(pid_a, config)
+            stages.send_line(fd, "mapped")
+        elif word == "pid":
+            found.append(int(rest))
+        elif word == "ready":
+            ready = True
+        elif word == "error":
+            raise ActionError(rest)
+    if config.linux.namespace("user") is not None:
+        # runc sets them from the parent on procReady: raising a hard limit
+        # needs CAP_SYS_RESOURCE in the initial user namespace, which the
+        # init in a new one never has.
+        rlimits.apply(config.process.rlimits, found[0])
 
 
 def _fork_a(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str]]:
@@ -180,6 +186,12 @@ def _fork_a(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str
                 return pid, joins
         joins.append(os.path.join(cgroup2, "cgroup.procs"))
     return os.fork(), joins
+
+
+def _import_console() -> None:
+    """The init's terminal set-up, imported now: after its pivot_root, the
+    init cannot import it (and a container without a terminal never does)."""
+    from engine.runtime import console  # noqa: F401
 
 
 def _build_filter(config: Config) -> Filter | None:

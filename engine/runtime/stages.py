@@ -16,16 +16,13 @@ why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
 
 from __future__ import annotations
 
-import _socket
 import fcntl
 import os
 import signal
 import stat
-import struct
-import termios
 
 from engine.errors import ActionError
-from engine.linux import fdpass, syscalls
+from engine.linux import syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
 from engine.runtime import rootfs
@@ -184,36 +181,6 @@ def stage_a(
     send_line(fd, f"pid {pid}")
 
 
-def _setup_console(console: int, config: Config, mount_console: bool) -> None:
-    """runc's setupConsole: a pty from the container's own devpts (so its
-    slave is the container's /dev/pts/N), sized as ``consoleSize`` says,
-    bound onto /dev/console; the master goes to ``--console-socket`` (the
-    connected socket ``console``) with SCM_RIGHTS, the slave becomes the
-    init's controlling terminal and stdio."""
-    master, slave = os.openpty()
-    try:
-        name = os.ttyname(slave)
-        size = config.process.console_size
-        if size is not None and size.height and size.width:
-            winsize = struct.pack("HHHH", size.height, size.width, 0, 0)
-            fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
-        if mount_console:
-            rootfs.mount_console(name)
-        sock = _socket.socket(fileno=console)
-        try:
-            fdpass.send_fds(sock, name.encode(), [master])
-        finally:
-            sock.close()
-    finally:
-        os.close(master)
-    os.setsid()
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for target in (0, 1, 2):
-        os.dup2(slave, target)
-    if slave > 2:
-        os.close(slave)
-
-
 # Signals whose default action ends a process, less the synchronous ones
 # (ILL, TRAP, BUS, FPE, SEGV) and those Python ignores (PIPE, XFSZ).
 _FATAL = (
@@ -276,8 +243,11 @@ def _stage_b(
         no_pivot = os.environ.get("_RUNLOG_NO_PIVOT") == "1"
         rootfs.prepare(config, new_mount_ns=new_mount_ns, no_pivot=no_pivot, cgroups=cgroups)
         if console is not None:
-            # After the pivot, before the root may turn read-only (runc's order).
-            _setup_console(console, config, new_mount_ns)
+            # After the pivot, before the root may turn read-only (runc's
+            # order); the monitor imported the module before the fork.
+            from engine.runtime.console import setup_console
+
+            setup_console(console, config, new_mount_ns)
         rootfs.finalize(config, new_mount_ns=new_mount_ns)
         try:
             os.chdir(process.cwd)
