@@ -124,11 +124,20 @@ def init_parent(options: dict[str, Any]) -> str:
 
 
 def report(fd: int, text: str) -> None:
-    """Write the one-line report ``create`` waits for, and close the pipe."""
+    """Write the one-line report ``create`` waits for, and close the pipe.
+
+    A ``create`` that died meanwhile (killed, its terminal closed) reads
+    nothing: the report is dropped, and the monitor goes on as it would
+    have - a created container is served all the same, for whoever comes
+    next to start or delete, and the log has its events."""
     data = (text.replace("\n", " ") + "\n").encode()
-    while data:
-        data = data[os.write(fd, data) :]
-    os.close(fd)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -267,6 +270,39 @@ def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path
     assert "exited with status 5: no network for you" in out.stderr
     assert not (runlog.root / "t-hook").exists()
     assert runlog.events("t-hook") == [("create", None, "failed")]
+
+
+def test_a_create_killed_midway_leaves_a_served_container(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    # The caller of create dies while a createRuntime hook runs: the monitor
+    # finishes, finds no one to report to, and serves the container all the
+    # same (state "created"), for the caller's successor to start or delete.
+    started = tmp_path / "hook-started"
+    hook = tmp_path / "slow-hook.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 0.5\n")
+    hook.chmod(0o755)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"createRuntime": [{"path": str(hook)}]}
+
+    b = bundle(["sleep", "30"], edit)
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    caller = subprocess.Popen(
+        [*cmd, "create", "t-orphan", "-b", str(b)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    wait_file(started)
+    caller.kill()
+    assert caller.wait(timeout=10) == -signal.SIGKILL
+    doc = runlog.wait_status("t-orphan", "created")
+    assert doc["status"] == "created" and Path(f"/proc/{doc['pid']}").exists()
+    assert runlog("start", "t-orphan").returncode == 0
+    assert runlog.state("t-orphan")["status"] == "running"
+    assert runlog("delete", "--force", "t-orphan").returncode == 0
 
 
 def test_hooks_run_in_order_with_the_state_on_stdin(
