@@ -105,14 +105,35 @@ def pivot_root(new_root: str, put_old: str) -> None:
 _SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "ppc64le": 173, "s390x": 174}
 
 
+def ignored_signals() -> frozenset[int] | None:
+    """The signals this process ignores (SigIgn of /proc/self/status);
+    ``None`` where that cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"SigIgn:"):
+                    mask = int(line.split()[1], 16)
+                    return frozenset(n + 1 for n in range(64) if mask >> n & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+_MACHINE = os.uname().machine
+# SIG_DFL, no flags, empty mask; only read by the kernel. Made here, not in
+# the forked child that uses it (default_signals says why).
+_DEFAULT_ACTION = ctypes.create_string_buffer(64)
+
+
 def default_signal(signo: int) -> None:
     """Set ``signo`` to SIG_DFL with the raw syscall (all-zero sigaction)."""
-    number = _SYS_RT_SIGACTION.get(os.uname().machine)
+    number = _SYS_RT_SIGACTION.get(_MACHINE)
     if number is None:
-        raise OSError(38, f"rt_sigaction: unknown syscall number on {os.uname().machine}")
-    action = ctypes.create_string_buffer(64)  # SIG_DFL, no flags, empty mask
+        raise OSError(38, f"rt_sigaction: unknown syscall number on {_MACHINE}")
     _check(
-        libc.syscall(ctypes.c_long(number), ctypes.c_int(signo), action, None, ctypes.c_size_t(8)),
+        libc.syscall(
+            ctypes.c_long(number), ctypes.c_int(signo), _DEFAULT_ACTION, None, ctypes.c_size_t(8)
+        ),
         f"rt_sigaction({signo})",
     )
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -471,6 +472,32 @@ def test_kill_of_a_created_container_stops_it(
     assert "cannot start a container that has stopped" in started.stderr
     assert not (b / "rootfs" / "started").exists()
     runlog("delete", "t-killc", check=True)
+
+
+# Starts runlog with glibc's reserved signals 32 and 33 ignored (raw
+# rt_sigaction, x86_64's number 13: sigaction() refuses them).
+_IGNORING_32_33 = (
+    "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+    "act = ctypes.create_string_buffer(64); act[0] = 1; "
+    "assert all(libc.syscall(13, s, act, None, 8) == 0 for s in (32, 33)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def test_reserved_signals_ignored_by_runlog_s_caller_are_reset(runlog: Any, bundle: Bundle) -> None:
+    if os.uname().machine != "x86_64":
+        pytest.skip("the raw rt_sigaction number in this test is x86_64's")
+    b = bundle(["grep", "-E", "^SigIgn", "/proc/self/status"])
+    cli = ["-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    out = subprocess.run(
+        [sys.executable, "-c", _IGNORING_32_33, *cli, "run", "t-sig32", "-b", str(b)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        timeout=30,
+    )
+    assert (out.returncode, out.stdout.split()) == (0, ["SigIgn:", "0" * 16]), out.stderr
 
 
 def test_process_starts_with_default_signal_dispositions(runlog: Any, bundle: Bundle) -> None:
