@@ -16,6 +16,7 @@ why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import fcntl
 import os
 import signal
@@ -182,23 +183,27 @@ def stage_a(
 
 
 # Signals whose default action ends a process, less the synchronous ones
-# (ILL, TRAP, BUS, FPE, SEGV) and those Python ignores (PIPE, XFSZ).
-_FATAL = (
-    signal.SIGHUP,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGABRT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGALRM,
-    signal.SIGTERM,
-    signal.SIGXCPU,
-    signal.SIGVTALRM,
-    signal.SIGPROF,
-    signal.SIGIO,
-    signal.SIGPWR,
-    signal.SIGSYS,
-    *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+# (ILL, TRAP, BUS, FPE, SEGV) and those Python ignores (PIPE, XFSZ); as
+# ints, for _signal.
+_FATAL = tuple(
+    int(s)
+    for s in (
+        signal.SIGHUP,
+        signal.SIGINT,
+        signal.SIGQUIT,
+        signal.SIGABRT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+        signal.SIGTERM,
+        signal.SIGXCPU,
+        signal.SIGVTALRM,
+        signal.SIGPROF,
+        signal.SIGIO,
+        signal.SIGPWR,
+        signal.SIGSYS,
+        *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+    )
 )
 
 
@@ -208,6 +213,8 @@ def _die_of_signals() -> None:
     As pid 1 of a new pid namespace the init is sent only the signals it
     handles (pid_namespaces(7)), so ``kill`` of a created container would
     otherwise do nothing; runc's init, a Go program, handles them and dies.
+    Through ``_signal``, as :func:`engine.linux.finalize.default_signals`
+    (which says why): 0.05 ms rather than 0.4.
     """
 
     def die(signo: int, _frame: object) -> None:
@@ -215,7 +222,7 @@ def _die_of_signals() -> None:
 
     for signo in _FATAL:
         try:
-            signal.signal(signo, die)
+            _signal.signal(signo, die)
         except (OSError, ValueError):
             pass  # glibc's reserved real-time signals
 
