@@ -17,6 +17,7 @@ keeps the container's stdio: the log and ``attach.sock``
 
 from __future__ import annotations
 
+import gc
 import os
 
 from engine.actions.registry import REGISTRY
@@ -118,6 +119,12 @@ def run(
         return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}")
+    # What the monitor's code and the create made stays until it exits:
+    # later passes of the collector leave it alone, and the processes the
+    # monitor forks (hooks) do not copy its pages to mark it
+    # (engine.runtime.prefork turned the collector off until now).
+    gc.freeze()
+    gc.enable()
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the
