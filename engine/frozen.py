@@ -1,7 +1,7 @@
 """Frozen records: what ``@dataclass(frozen=True)`` gave the value types, for less.
 
-``runlog create`` builds about two dozen value classes (the configuration,
-cgroup resources, the machine definition) before it forks the monitor.
+``runlog create``'s monitor builds about two dozen value classes (the
+configuration, cgroup resources, the machine definition) before it can act.
 :mod:`dataclasses` costs about 14 ms to import (it brings :mod:`inspect` and
 :mod:`re`) and some 400 µs per class, because it ``exec()``s generated
 source for each method and ``slots=True`` builds every class twice. A

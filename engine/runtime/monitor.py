@@ -1,10 +1,11 @@
 """The per-container monitor: parent of the init, keeper of its state, server of requests.
 
-``runlog create`` (:mod:`engine.runtime.launch`) claims the state directory
-and forks; the monitor, in a new session, imports this module - its
-imports are the monitor's, never ``create``'s - and :func:`run` runs the
-machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
-or the error on a pipe that ``create`` reads. Then it lives until
+``runlog create`` forks the monitor as soon as its command line is read
+(:mod:`engine.runtime.prefork`); the monitor, in a new session, imports
+this module - its imports are the monitor's, never ``create``'s - while
+``create`` claims the state directory (:mod:`engine.runtime.launch`),
+and then :func:`run` runs the machine's ``create`` trigger (cgroup, init,
+hooks) and reports ``ok PID`` or the error on a pipe that ``create`` reads. Then it lives until
 ``delete``, in one thread and one poll loop (:mod:`engine.runtime.server`;
 the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
