@@ -75,8 +75,8 @@ def test_the_measurement_would_see_a_heavy_import() -> None:
     assert "sqlalchemy" in _imported("engine.eventlog.schema")
 
 
-# `runlog create` imports the monitor's code before it forks the monitor, so
-# every import is on its critical path; these cost milliseconds each
+# The monitor imports its code before it can run create, so every import
+# is on create's critical path; these cost milliseconds each
 # (typing 2, pathlib with urllib and ipaddress 3, hashlib's OpenSSL 2,
 # dataclasses' generated methods ~0.4 per class, inspect's ast and dis 3 -
 # transitions imports inspect, logging and six, and re through
