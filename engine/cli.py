@@ -12,6 +12,7 @@ import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
+from engine.quick import FORKS_MONITOR
 from engine.runtime import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 
@@ -46,8 +47,6 @@ GLOBAL_OPTS = (
     Opt("-v", "--version", help="print the version"),
 )
 HELP = (Opt("-h", "--help", help="show help"),)
-#: The commands whose monitor is forked as soon as the command line is read.
-FORKS_MONITOR = frozenset({"create", "run"})
 FORMAT = Opt("--format", "-f", value=True, choices=("table", "jsonl"), default="table")
 
 _C = "engine.commands.container:"
@@ -315,7 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.debug:
             _log_line(settings.log, settings.log_format, "debug", f"{name} {' '.join(cargs)}")
         if name in FORKS_MONITOR:
-            prefork.start()  # its imports overlap the handler's (engine.runtime.prefork)
+            # Forked already by engine.quick, as a rule; its imports overlap
+            # the handler's (engine.runtime.prefork).
+            prefork.start()
         return _handler(cmd.target)(settings, cflags, positionals)
     except RunlogError as err:
         message = str(err)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import cli, quick
+from engine.cmdline import parse
 from engine.layout import DEFAULT_ROOT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,6 +150,47 @@ def test_a_call_taken_is_read_as_engine_cli_reads_it(argv: list[str]) -> None:
     assert full is not None, f"engine.cli refuses {argv}"
     root, db, command, cid, force = ours
     assert full == (root, db or full[1], command, cid, force)
+
+
+def test_the_global_flags_known_here_are_engine_clis() -> None:
+    values = {n for opt in cli.GLOBAL_OPTS if opt.value for n in opt.names}
+    switches = {n for opt in cli.GLOBAL_OPTS if not opt.value for n in opt.names}
+    assert (values, switches) == (quick.GLOBAL_VALUE_FLAGS, quick.GLOBAL_SWITCHES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["create", "--bundle", "b", "c1"], "create"),
+        # Slurm's oci.conf and podman's calls.
+        (["--rootless=true", "--root=/run/user/0/", "create", "--bundle", "b", "c1"], "create"),
+        (["--root", "/r", "--log", "/l", "--log-format", "json", "create", "c1"], "create"),
+        (["--systemd-cgroup", "run", "c1"], "run"),
+        (["-root", "/r", "run", "c1"], "run"),
+        (["--root", "create", "state", "c1"], "state"),
+        (["state", "create"], "state"),
+        (["--nope", "create", "c1"], None),
+        (["--", "create"], None),
+        (["--root"], None),
+        ([], None),
+    ],
+)
+def test_the_command_word_is_read_past_the_global_flags(
+    argv: list[str], command: str | None
+) -> None:
+    assert quick.command_of(argv) == command
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_TOKENS | st.sampled_from(["create", "run", "--log", "-root", "-h"]), max_size=7))
+def test_the_command_word_read_here_is_engine_clis(argv: list[str]) -> None:
+    # A create or run seen here forks its monitor before engine.cli has read
+    # the line: it must be the command engine.cli finds.
+    ours = quick.command_of(argv)
+    if ours is None:
+        return
+    _flags, rest = parse(cli.GLOBAL_OPTS, argv, interleave=False, where="runlog")
+    assert rest and rest[0] == ours
 
 
 # -- answers: a fake monitor on a real socket ---------------------------------------
