@@ -60,7 +60,8 @@ def launch(
             f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
             f"one of {', '.join(INIT_PARENTS)}"
         )
-    # Forked by engine.cli as soon as the command line was read, or now.
+    # Forked as soon as the command line was read (engine.quick, else
+    # engine.cli), or now.
     early = prefork.take() or prefork.start()
     statedir = StateDir(settings.root, container_id)
     try:
