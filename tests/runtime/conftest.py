@@ -177,6 +177,25 @@ def bundle(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def shell_hook(tmp_path: Path) -> Callable[..., Callable[[dict[str, Any]], None]]:
+    """``shell_hook(name, script, point, **entry)``: write ``script`` (sh) to
+    ``tmp_path/name`` as an executable and return the config edit that makes
+    it the one hook at ``point`` (``entry``: more of its fields, ``timeout``)."""
+
+    def make(name: str, script: str, point: str, **entry: Any) -> Callable[[dict[str, Any]], None]:
+        path = tmp_path / name
+        path.write_text("#!/bin/sh\n" + script)
+        path.chmod(0o755)
+
+        def edit(spec: dict[str, Any]) -> None:
+            spec["hooks"] = {point: [{"path": str(path), **entry}]}
+
+        return edit
+
+    return make
+
+
+@pytest.fixture
 def reachable(runlog: Any) -> Iterator[Path]:
     """A directory every uid can traverse, outside pytest's (mode 0700) base:
     the mapped root of a user namespace must reach the bundle. Checked

@@ -257,14 +257,9 @@ def test_malformed_config_and_missing_bundle(runlog: Any, bundle: Bundle, tmp_pa
     assert [o for _, _, o in runlog.events("t-bad")] == ["rejected", "rejected"]
 
 
-def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
-    hook = tmp_path / "hook.sh"
-    hook.write_text("#!/bin/sh\necho 'no network for you' >&2\nexit 5\n")
-    hook.chmod(0o755)
-
-    def edit(spec: dict[str, Any]) -> None:
-        spec["hooks"] = {"createRuntime": [{"path": str(hook)}]}
-
+def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, shell_hook: Any) -> None:
+    script = "echo 'no network for you' >&2\nexit 5\n"
+    edit = shell_hook("hook.sh", script, "createRuntime")
     out = runlog("create", "t-hook", "-b", str(bundle(["true"], edit)))
     assert out.returncode == 1
     assert "exited with status 5: no network for you" in out.stderr
@@ -273,19 +268,14 @@ def test_failing_create_runtime_hook(runlog: Any, bundle: Bundle, tmp_path: Path
 
 
 def test_a_create_killed_midway_leaves_a_served_container(
-    runlog: Any, bundle: Bundle, tmp_path: Path
+    runlog: Any, bundle: Bundle, tmp_path: Path, shell_hook: Any
 ) -> None:
     # The caller of create dies while a createRuntime hook runs: the monitor
     # finishes, finds no one to report to, and serves the container all the
     # same (state "created"), for the caller's successor to start or delete.
     started = tmp_path / "hook-started"
-    hook = tmp_path / "slow-hook.sh"
-    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 0.5\n")
-    hook.chmod(0o755)
-
-    def edit(spec: dict[str, Any]) -> None:
-        spec["hooks"] = {"createRuntime": [{"path": str(hook)}]}
-
+    script = f"touch {started}\nsleep 0.5\n"
+    edit = shell_hook("slow-hook.sh", script, "createRuntime")
     b = bundle(["sleep", "30"], edit)
     cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
     caller = subprocess.Popen(
@@ -513,17 +503,11 @@ def _zombie_children(pid: int) -> list[int]:
 
 
 def test_the_monitor_reaps_what_a_hook_leaves_behind(
-    runlog: Any, bundle: Bundle, tmp_path: Path
+    runlog: Any, bundle: Bundle, shell_hook: Any
 ) -> None:
     # A hook that leaves a daemon: the daemon's parent exits, so it is
     # re-parented to the nearest child subreaper, the monitor.
-    hook = tmp_path / "daemon.sh"
-    hook.write_text("#!/bin/sh\n(sleep 0.3 &)\nexit 0\n")
-    hook.chmod(0o755)
-
-    def edit(spec: dict[str, Any]) -> None:
-        spec["hooks"] = {"poststart": [{"path": str(hook)}]}
-
+    edit = shell_hook("daemon.sh", "(sleep 0.3 &)\nexit 0\n", "poststart")
     runlog("run", "-d", "t-orphan", "-b", str(bundle(["sleep", "30"], edit)), check=True)
     info = json.loads((runlog.root / "t-orphan" / "runtime.json").read_text())
     time.sleep(1.0)  # the daemon has ended by now

@@ -428,15 +428,11 @@ def test_cgroup_namespace_roots_the_container_at_its_cgroup(
 
 
 def test_hook_timeout_during_create_fails_and_leaves_nothing(
-    runlog: Any, bundle: Bundle, tmp_path: Path
+    runlog: Any, bundle: Bundle, tmp_path: Path, shell_hook: Any
 ) -> None:
-    hook = tmp_path / "slow-hook.sh"
     child = tmp_path / "hook-child.pid"
-    hook.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {child}\nwait\n")
-    hook.chmod(0o755)
-
-    def edit(spec: dict[str, Any]) -> None:
-        spec["hooks"] = {"createRuntime": [{"path": str(hook), "timeout": 1}]}
+    script = f"sleep 30 &\necho $! > {child}\nwait\n"
+    edit = shell_hook("slow-hook.sh", script, "createRuntime", timeout=1)
 
     started = time.monotonic()
     out = runlog("create", "t-hooktime", "-b", str(bundle(["true"], edit)))
