@@ -62,6 +62,7 @@ demo: $(STAMP) deps
 	$(PY) -m engine.demo --db $(DEMO_DIR)/events.db --root $(DEMO_DIR)/run
 
 bench: $(STAMP) bench-deps
+	$(PY) -m engine.entry $(VENV)/bin/runlog  # the code file as the sources are now
 	$(PY) bench/run.py
 	$(PY) bench/containers.py
 	$(PY) bench/control.py

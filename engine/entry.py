@@ -7,20 +7,30 @@ pip's console script starts Python with ``site`` (the venv's .pth files,
 ``sys.path`` itself, and leaves with ``posix._exit`` after flushing (DESIGN.md:
 interpreter start is the floor; everything on top shows in the ratio to
 runc). ``python -m engine`` and pip's script keep working as they are.
+
+Beside the stub goes ``<stub>.code``: the compiled code of what ``create``
+and ``run`` import, which the stub installs for those two commands
+(:mod:`engine.codecache`). It is written from the sources as they are; a
+source changed since is imported as usual, and ``make bench`` writes the
+file again.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import sysconfig
 
-__all__ = ["install", "render"]
+__all__ = ["code_file", "install", "render"]
 
 _TEMPLATE = """#!{python} -IS
 # runlog: written by `python -m engine.entry {target}` (make venv); see engine/entry.py.
 import sys
 sys.path[0:0] = {paths!r}
+if "create" in sys.argv or "run" in sys.argv:
+    from engine.codecache import install
+    install({code!r})
 from engine.quick import main
 code = main()
 try:
@@ -34,17 +44,45 @@ posix._exit(code)
 
 
 def render(target: str) -> str:
+    return _TEMPLATE.format(
+        python=sys.executable, target=target, paths=_paths(), code=code_file(target)
+    )
+
+
+def _paths() -> list[str]:
+    """What the stub puts in front of ``sys.path``: the package, site-packages."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     site = sysconfig.get_paths()["purelib"]
-    paths = [package_parent] if package_parent != site else []
-    paths.append(site)
-    return _TEMPLATE.format(python=sys.executable, target=target, paths=paths)
+    return [package_parent, site] if package_parent != site else [site]
+
+
+def code_file(target: str) -> str:
+    """Where the stub at ``target`` finds its code file (engine.codecache)."""
+    return os.path.abspath(target) + ".code"
+
+
+# What create's processes import, for the code file: the short way, the
+# command line, the launch and the monitor. Imported in a fresh interpreter
+# run as the stub runs, so that the file holds what they load and no more.
+_CREATE_PATH = ("engine.quick", "engine.cli", "engine.runtime.launch", "engine.runtime.monitor")
 
 
 def install(target: str) -> None:
+    """Write the entry stub at ``target`` and its code file beside it."""
+    code = render(target)
+    build = (
+        "import sys; from engine import codecache; "
+        + "; ".join(f"import {name}" for name in _CREATE_PATH)
+        + f"; print(codecache.build({code_file(target)!r}, list(sys.modules.values())))"
+    )
+    subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[0:0] = {_paths()!r}; {build}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     tmp = f"{target}.tmp"
     with open(tmp, "w") as fh:
-        fh.write(render(target))
+        fh.write(code)
     os.chmod(tmp, 0o755)
     os.replace(tmp, target)
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +89,42 @@ def test_the_short_way_answers_as_the_full_command_line(runlog: Any, bundle: Bun
     # Each call, either way, is in the log once: two refused pauses, ...
     triggers = [t for t, _dest, outcome in runlog.events("t-ways") if outcome == "rejected"]
     assert triggers.count("pause") == 2 and triggers.count("delete") == 4
+
+
+def test_the_entry_stub_runs_a_container_with_its_code_file(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    # The stub make writes (engine.entry): create and run load the monitor's
+    # code from the code file beside it (engine.codecache).
+    from engine import entry
+
+    stub = tmp_path / "bin" / "runlog"
+    stub.parent.mkdir()
+    entry.install(str(stub))
+    cmd = [str(stub), "--root", str(runlog.root), "--db", str(runlog.db)]
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        # Output to a file: a created container keeps create's stdout.
+        with tempfile.TemporaryFile("w+") as out:
+            proc = subprocess.run(
+                [*cmd, *args], stdout=out, stderr=subprocess.DEVNULL, check=False, timeout=30
+            )
+            out.seek(0)
+            return subprocess.CompletedProcess(args, proc.returncode, out.read())
+
+    b = bundle(["sh", "-c", "exit 7"])
+    assert call("create", "t-stub", "-b", str(b)).returncode == 0
+    assert json.loads(call("state", "t-stub").stdout)["status"] == "created"
+    assert call("start", "t-stub").returncode == 0
+    assert runlog.wait_status("t-stub", "stopped")["exitCode"] == 7
+    assert call("delete", "t-stub").returncode == 0
+    assert call("run", "t-stub2", "-b", str(b)).returncode == 7
+    assert [t for t, _dest, _outcome in runlog.events("t-stub")] == [
+        "create",
+        "start",
+        "exit",
+        "delete",
+    ]
 
 
 def test_run_foreground_exit_code_and_signal(runlog: Any, bundle: Bundle) -> None:

@@ -1,0 +1,117 @@
+"""The code file of create's imports (engine.codecache): what it serves,
+what it leaves to the usual import, and the stub that installs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine import codecache, entry
+
+REPO = Path(__file__).resolve().parent.parent
+SITE = [p for p in sys.path if p.endswith("site-packages")]
+
+
+def _python(code: str, *path: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as the entry stub runs: -I -S, the paths put in by hand."""
+    paths = [*path, str(REPO), *SITE]
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path[0:0] = {paths!r}; {code}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _package(root: Path, value: str) -> None:
+    (root / "pkg").mkdir(exist_ok=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "mod.py").write_text(f"VALUE = {value}\n")
+
+
+def _build(root: Path, names: str) -> Path:
+    code_file = root / "code"
+    out = _python(
+        f"import sys, {names}; from engine import codecache; "
+        f"print(codecache.build({str(code_file)!r}, list(sys.modules.values())))",
+        str(root),
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 0
+    return code_file
+
+
+def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path: Path) -> None:
+    _package(tmp_path, "1")
+    code_file = _build(tmp_path, "pkg.mod, engine.machine.runtime")
+    out = _python(
+        f"from engine import codecache; codecache.install({str(code_file)!r}); "
+        "import pkg.mod, engine.machine.runtime as rt; "
+        "from engine.machine.definition import load, resolve; "
+        "from engine.actions.registry import REGISTRY; "
+        "lc = rt.Lifecycle(load(resolve(None, {})), REGISTRY); "
+        "print(type(pkg.mod.__loader__).__name__, type(rt.__spec__.loader).__name__); "
+        "print(pkg.mod.VALUE, pkg.mod.__file__, pkg.__path__); "
+        "print(lc.may('created', 'start'))",
+        str(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    loaders, values, may = out.stdout.splitlines()
+    assert loaders == "CodeFile CodeFile"
+    assert values == f"1 {tmp_path}/pkg/mod.py {[str(tmp_path / 'pkg')]}"
+    assert may == "True"
+
+
+def test_a_source_changed_since_the_build_is_imported_as_usual(tmp_path: Path) -> None:
+    _package(tmp_path, "1")
+    code_file = _build(tmp_path, "pkg.mod")
+    (tmp_path / "pkg" / "mod.py").write_text("VALUE = 22\n")  # another size and mtime
+    out = _python(
+        f"from engine import codecache; codecache.install({str(code_file)!r}); "
+        "import pkg, pkg.mod; "
+        "print(pkg.mod.VALUE, type(pkg.mod.__loader__).__name__, type(pkg.__loader__).__name__)",
+        str(tmp_path),
+    )
+    assert (out.returncode, out.stdout) == (0, "22 SourceFileLoader CodeFile\n"), out.stderr
+
+
+def test_a_file_of_another_python_or_none_changes_nothing(tmp_path: Path) -> None:
+    other, garbage = tmp_path / "other", tmp_path / "garbage"
+    header = marshal.dumps({"magic": b"\x00\x00\r\n", "modules": {}})
+    other.write_bytes(len(header).to_bytes(8, "little") + header)
+    garbage.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00\xff\xff")
+    meta_path = list(sys.meta_path)
+    for path in (other, garbage, tmp_path / "missing"):
+        assert codecache.install(str(path)) is None
+    assert sys.meta_path == meta_path
+    # The same file with this Python's magic is taken.
+    header = marshal.dumps({"magic": importlib.util.MAGIC_NUMBER, "modules": {}})
+    other.write_bytes(len(header).to_bytes(8, "little") + header)
+    finder = codecache.install(str(other))
+    try:
+        assert finder is not None and sys.meta_path[0] is finder
+    finally:
+        sys.meta_path.remove(finder)  # type: ignore[arg-type]
+
+
+def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> None:
+    stub = tmp_path / "runlog"
+    entry.install(str(stub))
+    text = stub.read_text()
+    code_file = entry.code_file(str(stub))
+    assert os.path.isabs(code_file) and Path(code_file).stat().st_size > 0
+    assert 'if "create" in sys.argv or "run" in sys.argv:' in text
+    assert f"install({code_file!r})" in text
+    # It holds what create's processes load: the monitor and transitions.
+    out = _python(
+        f"from engine import codecache; f = codecache.CodeFile({code_file!r}); "
+        "print(all(n in f._entries for n in "
+        "('engine.quick', 'engine.runtime.monitor', 'transitions.core', 'enum')))"
+    )
+    assert out.stdout == "True\n", out.stderr
+    version = subprocess.run([str(stub), "--version"], capture_output=True, text=True, check=False)
+    assert (version.returncode, version.stdout.split()[:2]) == (0, ["runlog", "version"])
