@@ -26,7 +26,7 @@ import marshal
 import posix
 import sys
 
-__all__ = ["CodeFile", "build", "install"]
+__all__ = ["CodeFile", "build", "install", "release"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,6 +73,12 @@ class CodeFile:
         )
         return spec
 
+    def release(self) -> None:
+        """Serve nothing more, and let go of the file's megabyte: the
+        modules taken from it keep this finder as their loader."""
+        self._entries = {}
+        self._data = memoryview(b"")
+
     def create_module(self, spec: "Any") -> None:
         return None  # the default module object
 
@@ -91,6 +97,15 @@ def install(path: str) -> "CodeFile | None":
         return None
     sys.meta_path.insert(0, finder)
     return finder
+
+
+def release() -> None:
+    """Take the installed code files out of ``sys.meta_path`` and free them
+    (the monitor, once create has reported: what it imports later, the
+    watcher, is not in them)."""
+    for finder in [f for f in sys.meta_path if isinstance(f, CodeFile)]:
+        sys.meta_path.remove(finder)
+        finder.release()
 
 
 def build(path: str, modules: "Iterable[ModuleType]") -> int:

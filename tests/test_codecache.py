@@ -66,6 +66,19 @@ def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path
     assert may == "True"
 
 
+def test_released_the_file_serves_nothing_more(tmp_path: Path) -> None:
+    _package(tmp_path, "1")
+    code_file = _build(tmp_path, "pkg.mod")
+    out = _python(
+        f"from engine import codecache; f = codecache.install({str(code_file)!r}); "
+        "import pkg; codecache.release(); import pkg.mod; "
+        "print(f in sys.meta_path, len(f._data), type(pkg.__loader__).__name__, "
+        "type(pkg.mod.__loader__).__name__)",
+        str(tmp_path),
+    )
+    assert (out.returncode, out.stdout) == (0, "False 0 CodeFile SourceFileLoader\n"), out.stderr
+
+
 def test_a_source_changed_since_the_build_is_imported_as_usual(tmp_path: Path) -> None:
     _package(tmp_path, "1")
     code_file = _build(tmp_path, "pkg.mod")

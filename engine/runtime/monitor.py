@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import os
 
+from engine import codecache
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
 from engine.eventlog import open_store
@@ -120,12 +121,7 @@ def run(
         return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}")
-    # What the monitor's code and the create made stays until it exits:
-    # later passes of the collector leave it alone, and the processes the
-    # monitor forks (hooks) do not copy its pages to mark it
-    # (engine.runtime.prefork turned the collector off until now).
-    gc.freeze()
-    gc.enable()
+    _settle()
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the
@@ -135,6 +131,18 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def _settle() -> None:
+    """Once create has reported. The code file has served its imports (what
+    the monitor imports later is not in it): a megabyte less to keep. What
+    the monitor's code and the create made stays until it exits: later
+    passes of the collector leave it alone, and the processes the monitor
+    forks (hooks) do not copy its pages to mark it (engine.runtime.prefork
+    turned the collector off until now)."""
+    codecache.release()
+    gc.freeze()
+    gc.enable()
 
 
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
