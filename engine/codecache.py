@@ -41,11 +41,8 @@ class CodeFile:
     """A meta path finder and loader over one file written by :func:`build`."""
 
     def __init__(self, path: str) -> None:
-        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
-        try:
-            data = _read_all(fd)
-        finally:
-            posix.close(fd)
+        with open(path, "rb") as fh:
+            data = fh.read()
         size = int.from_bytes(data[:8], "little")
         header = marshal.loads(data[8 : 8 + size])
         if not isinstance(header, dict) or header.get("magic") != _MAGIC:
@@ -136,10 +133,3 @@ def build(path: str, modules: "Iterable[ModuleType]") -> int:
             fh.write(blob)
     posix.replace(tmp, path)
     return len(entries)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := posix.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)

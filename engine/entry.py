@@ -22,13 +22,15 @@ import subprocess
 import sys
 import sysconfig
 
+from engine.quick import FORKS_MONITOR
+
 __all__ = ["code_file", "install", "render"]
 
 _TEMPLATE = """#!{python} -IS
 # runlog: written by `python -m engine.entry {target}` (make venv); see engine/entry.py.
 import sys
 sys.path[0:0] = {paths!r}
-if "create" in sys.argv or "run" in sys.argv:
+if any(word in sys.argv for word in {forks!r}):
     from engine.codecache import install
     install({code!r})
 from engine.quick import main
@@ -45,7 +47,11 @@ posix._exit(code)
 
 def render(target: str) -> str:
     return _TEMPLATE.format(
-        python=sys.executable, target=target, paths=_paths(), code=code_file(target)
+        python=sys.executable,
+        target=target,
+        paths=_paths(),
+        code=code_file(target),
+        forks=tuple(sorted(FORKS_MONITOR)),
     )
 
 

@@ -58,6 +58,7 @@ GLOBAL_VALUE_FLAGS = frozenset(
     {"--root", "--db", "--machine", "--log", "--log-format", "--rootless", "--init-parent"}
 )
 GLOBAL_SWITCHES = frozenset({"--debug", "--systemd-cgroup", "--help", "-h", "--version", "-v"})
+_GLOBAL_FLAGS = GLOBAL_VALUE_FLAGS | GLOBAL_SWITCHES
 # Global flags with a value; --db and --rootless do not change these calls.
 _GLOBALS = frozenset({"--root", "--db", "--rootless"})
 _FORCE = ("--force", "-f")
@@ -85,15 +86,12 @@ class Call:
         """Ask the monitor; the exit code, or ``None`` for engine.cli to answer."""
         path = container_path(self.root, self.container_id, CONTROL)
         monitor = self._monitor_pid() if self.command == "delete" else None
-        if self.command == "state":
-            request, timeout = b'{"op":"state"}\n', STATE_TIMEOUT
-        elif self.command == "delete":
-            force = b"true" if self.force else b"false"
-            request, timeout = b'{"op":"delete","force":' + force + b"}\n", REQUEST_TIMEOUT
-        else:
-            request, timeout = b'{"op":"' + self.command.encode() + b'"}\n', REQUEST_TIMEOUT
+        request: dict[str, object] = {"op": self.command}
+        if self.command == "delete":
+            request["force"] = self.force
+        timeout = STATE_TIMEOUT if self.command == "state" else REQUEST_TIMEOUT
         try:
-            data = exchange(path, request, timeout)
+            data = exchange(path, (jsonfast.dumps(request) + "\n").encode(), timeout)
         except NoMonitor:
             return None
         except TimeoutError:
@@ -207,8 +205,7 @@ def command_of(argv: "Sequence[str]") -> "str | None":
         if argv[i] == "--":
             return None
         name, eq, _ = argv[i].partition("=")
-        known = GLOBAL_VALUE_FLAGS | GLOBAL_SWITCHES
-        if name not in known and not name.startswith("--"):
+        if name not in _GLOBAL_FLAGS and not name.startswith("--"):
             name = "-" + name  # Go's -flag, as engine.cmdline reads it
         if name in GLOBAL_VALUE_FLAGS:
             i += 1 if eq else 2
@@ -216,19 +213,12 @@ def command_of(argv: "Sequence[str]") -> "str | None":
             i += 1
         else:
             return None
-        continue
     return argv[i] if i < n else None
 
 
 def _read(path: str) -> bytes:
-    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := posix.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        posix.close(fd)
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def _fail(message: str, code: int) -> int:

@@ -45,11 +45,20 @@ def _build(root: Path, names: str) -> Path:
     return code_file
 
 
+def _with_code_file(root: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with pkg.mod under ``root`` and ``f``, the code file
+    built from it, installed."""
+    _package(root, "1")
+    code_file = _build(root, "pkg.mod, engine.machine.runtime")
+    return _python(
+        f"from engine import codecache; f = codecache.install({str(code_file)!r}); {code}",
+        str(root),
+    )
+
+
 def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path: Path) -> None:
-    _package(tmp_path, "1")
-    code_file = _build(tmp_path, "pkg.mod, engine.machine.runtime")
-    out = _python(
-        f"from engine import codecache; codecache.install({str(code_file)!r}); "
+    out = _with_code_file(
+        tmp_path,
         "import pkg.mod, engine.machine.runtime as rt; "
         "from engine.machine.definition import load, resolve; "
         "from engine.actions.registry import REGISTRY; "
@@ -57,7 +66,6 @@ def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path
         "print(type(pkg.mod.__loader__).__name__, type(rt.__spec__.loader).__name__); "
         "print(pkg.mod.VALUE, pkg.mod.__file__, pkg.__path__); "
         "print(lc.may('created', 'start'))",
-        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr
     loaders, values, may = out.stdout.splitlines()
@@ -67,27 +75,22 @@ def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path
 
 
 def test_released_the_file_serves_nothing_more(tmp_path: Path) -> None:
-    _package(tmp_path, "1")
-    code_file = _build(tmp_path, "pkg.mod")
-    out = _python(
-        f"from engine import codecache; f = codecache.install({str(code_file)!r}); "
+    out = _with_code_file(
+        tmp_path,
         "import pkg; codecache.release(); import pkg.mod; "
         "print(f in sys.meta_path, len(f._data), type(pkg.__loader__).__name__, "
         "type(pkg.mod.__loader__).__name__)",
-        str(tmp_path),
     )
     assert (out.returncode, out.stdout) == (0, "False 0 CodeFile SourceFileLoader\n"), out.stderr
 
 
 def test_a_source_changed_since_the_build_is_imported_as_usual(tmp_path: Path) -> None:
-    _package(tmp_path, "1")
-    code_file = _build(tmp_path, "pkg.mod")
-    (tmp_path / "pkg" / "mod.py").write_text("VALUE = 22\n")  # another size and mtime
-    out = _python(
-        f"from engine import codecache; codecache.install({str(code_file)!r}); "
+    out = _with_code_file(
+        tmp_path,
+        # Another size and mtime than the file was built from.
+        f"open({str(tmp_path / 'pkg' / 'mod.py')!r}, 'w').write('VALUE = 22\\n'); "
         "import pkg, pkg.mod; "
         "print(pkg.mod.VALUE, type(pkg.mod.__loader__).__name__, type(pkg.__loader__).__name__)",
-        str(tmp_path),
     )
     assert (out.returncode, out.stdout) == (0, "22 SourceFileLoader CodeFile\n"), out.stderr
 
@@ -117,7 +120,7 @@ def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> N
     text = stub.read_text()
     code_file = entry.code_file(str(stub))
     assert os.path.isabs(code_file) and Path(code_file).stat().st_size > 0
-    assert 'if "create" in sys.argv or "run" in sys.argv:' in text
+    assert "if any(word in sys.argv for word in ('create', 'run')):" in text
     assert f"install({code_file!r})" in text
     # It holds what create's processes load: the monitor and transitions.
     out = _python(

@@ -30,6 +30,17 @@ def runlog_cmd(runlog: Any) -> list[str]:
     return [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
 
 
+def _attach(runlog: Any, cid: str) -> subprocess.Popen[bytes]:
+    """``runlog attach CID`` in the background, its three streams piped."""
+    return subprocess.Popen(
+        [*runlog_cmd(runlog), "attach", cid],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        env=env(),
+    )
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -193,13 +204,7 @@ def test_two_attached_clients_see_the_same_output(runlog: Any, bundle: Bundle) -
     clients = []
     try:
         for line in (b"one\n", b"two\n"):
-            client = subprocess.Popen(
-                [*runlog_cmd(runlog), "attach", "att"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.PIPE,
-                env=env(),
-            )
+            client = _attach(runlog, "att")
             clients.append(client)
             assert client.stdin is not None
             client.stdin.write(line)
@@ -252,13 +257,7 @@ def test_terminal_owned_by_the_monitor(runlog: Any, bundle: Bundle) -> None:
     wait_for(contains(log, "prompt> "), "the prompt")
     reply = runlog("ctl", "tty", '{"op": "console_size", "rows": 33, "cols": 101}')
     assert reply.returncode == 0, reply.stderr
-    client = subprocess.Popen(
-        [*runlog_cmd(runlog), "attach", "tty"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        env=env(),
-    )
+    client = _attach(runlog, "tty")
     try:
         out, err = client.communicate(b"hello\n", timeout=20)
     finally:
