@@ -157,6 +157,7 @@ def serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
             return  # create gave up: nothing to do
         line += chunk
     os.close(go_fd)
+    prefork.restore_affinity()
     request = jsonfast.loads(line)
     settings = Settings(**request["settings"])
     statedir = StateDir(settings.root, request["id"])

@@ -241,6 +241,31 @@ def test_a_create_that_gives_up_leaves_no_monitor(runlog: Any, bundle: Bundle) -
     assert runlog("delete", "--force", "t-up").returncode == 0
 
 
+def _cpus_allowed(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cpus_allowed_list:"):
+            return line.split()[1]
+    raise AssertionError(f"no Cpus_allowed_list for {pid}")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_the_container_runs_where_create_was_allowed_to(runlog: Any, bundle: Bundle) -> None:
+    # create's monitor starts on another CPU than create (engine.runtime.prefork):
+    # it takes back create's CPUs before it makes anything.
+    b = str(bundle(["sleep", "30"]))
+    allowed = sorted(os.sched_getaffinity(0))
+    for cpus in (set(allowed), {allowed[-1]}):
+        runlog(
+            "create", "t-cpus", "-b", b, check=True,
+            preexec_fn=lambda cpus=cpus: os.sched_setaffinity(0, cpus),
+        )  # fmt: skip
+        init = runlog.state("t-cpus")["pid"]
+        monitor = json.loads((runlog.root / "t-cpus" / "runtime.json").read_text())["monitor_pid"]
+        expected = _cpus_allowed(os.getpid()) if len(cpus) > 1 else str(allowed[-1])
+        assert _cpus_allowed(init) == _cpus_allowed(monitor) == expected
+        runlog("delete", "--force", "t-cpus", check=True)
+
+
 def test_state_errors_in_runc_words(runlog: Any, bundle: Bundle) -> None:
     b = bundle(["sleep", "30"])
     runlog("create", "t-err", "-b", str(b), check=True)
