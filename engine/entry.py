@@ -68,9 +68,16 @@ def code_file(target: str) -> str:
 
 
 # What create's processes import, for the code file: the short way, the
-# command line, the launch and the monitor. Imported in a fresh interpreter
-# run as the stub runs, so that the file holds what they load and no more.
-_CREATE_PATH = ("engine.quick", "engine.cli", "engine.runtime.launch", "engine.runtime.monitor")
+# command line, the launch, the monitor and the SQLite event store it opens
+# (open_store imports it when called). Imported in a fresh interpreter run
+# as the stub runs, so that the file holds what they load and no more.
+_CREATE_PATH = (
+    "engine.quick",
+    "engine.cli",
+    "engine.runtime.launch",
+    "engine.runtime.monitor",
+    "engine.eventlog.sqlite",
+)
 
 
 def install(target: str) -> None:

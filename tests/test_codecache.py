@@ -3,6 +3,7 @@ what it leaves to the usual import, and the stub that installs it."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import marshal
 import os
@@ -131,3 +132,26 @@ def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> N
     assert out.stdout == "True\n", out.stderr
     version = subprocess.run([str(stub), "--version"], capture_output=True, text=True, check=False)
     assert (version.returncode, version.stdout.split()[:2]) == (0, ["runlog", "version"])
+
+
+def test_what_the_monitor_loads_to_create_comes_from_the_file(tmp_path: Path) -> None:
+    # Every Python module the monitor imports before it reports, the event
+    # store it opens included, is served by the code file: none is searched
+    # for and read from a .pyc on create's way.
+    stub = tmp_path / "runlog"
+    entry.install(str(stub))
+    db = tmp_path / "events.db"
+    out = _python(
+        "import posix, engine.codecache as c; "
+        f"c.install({entry.code_file(str(stub))!r}); "
+        "import engine.quick, engine.cli, engine.runtime.launch, engine.runtime.monitor; "
+        f"from engine.eventlog import open_store; open_store({str(db)!r}); "
+        "import _frozen_importlib_external as im; "
+        "print(sorted(n for n, m in list(sys.modules.items()) "
+        "if isinstance(getattr(m, '__loader__', None), im.SourceFileLoader)))"
+    )
+    assert out.returncode == 0, out.stderr
+    # Imported before the file is installed: by the interpreter at start-up
+    # (encodings) and by the stub itself.
+    before = {"encodings", "encodings.aliases", "encodings.utf_8", "engine", "engine.codecache"}
+    assert set(ast.literal_eval(out.stdout)) - before == set()
