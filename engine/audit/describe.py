@@ -55,6 +55,8 @@ def action_detail(result: Mapping[str, Any]) -> str:
         bits.append("its parent: the caller of create")
     if result.get("reaped_by_caller"):
         bits.append("status taken by the caller of create, which reaped it")
+    if result.get("exec_error"):
+        bits.append(f"its exec failed: {result['exec_error']}")
     if result.get("seccomp_skipped"):
         bits.append(f"seccomp: left out {', '.join(result['seccomp_skipped'])}")
     runs = result.get("hooks")

@@ -226,6 +226,9 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     finally:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signo, signal.SIG_DFL)
+    if "exec_error" in status:
+        # What start no longer waits for (runc's start neither): run says it.
+        sys.stderr.write(f"container {container_id}: {status['exec_error']}\n")
     monitor_pid = _monitor_pid(StateDir(settings.root, container_id))
     client.call(path, {"op": "delete", "force": True})
     if monitor_pid is not None:

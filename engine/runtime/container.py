@@ -110,6 +110,7 @@ class Container:
             Resources.from_oci(dict(config.linux.resources or {})), config
         )
         self.handle: init.InitHandle | None = None
+        self.released: init.InitHandle | None = None
         self.pid: int | None = None
         self.exit: dict[str, Any] | None = None
         self.started_ns: int | None = None
@@ -169,7 +170,7 @@ class Container:
             pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             self.exit = {"exit_code": 255, "lost": True}
-            self.finished_ns = time.time_ns()
+            self._ended_exec()
             return True
         if pid == 0:
             return False
@@ -177,7 +178,7 @@ class Container:
             self.exit = {"signal": os.WTERMSIG(status)}
         else:
             self.exit = {"exit_code": os.waitstatus_to_exitcode(status)}
-        self.finished_ns = time.time_ns()
+        self._ended_exec()
         return True
 
     def _ended(self, block: bool) -> bool:
@@ -189,8 +190,19 @@ class Container:
             os.close(self._pidfd)
             self._pidfd = None
         self.exit = {"reaped_by_caller": True}
-        self.finished_ns = time.time_ns()
+        self._ended_exec()
         return True
+
+    def _ended_exec(self) -> None:
+        """The init has ended (``exit`` is set): add why its exec failed, if
+        it did - after start had returned, as runc's start returns before
+        its init's exec."""
+        self.finished_ns = time.time_ns()
+        if self.released is not None:
+            error = self.released.exec_error()
+            self.released = None
+            if error is not None and self.exit is not None:
+                self.exit["exec_error"] = error
 
     def watch(self) -> None:
         """Hold a pidfd of the init (caller_reaps): it may exit, and its pid
@@ -275,6 +287,7 @@ class _Process:
             raise ActionError("the init is not waiting to be released")
         handle, c.handle = c.handle, None
         handle.release()
+        c.released = handle  # whether its exec worked: known when it ends
         c.started_ns = time.time_ns()
         return {"pid": c.pid}
 

@@ -52,15 +52,34 @@ class InitHandle:
         self.seccomp_skipped = seccomp_skipped
 
     def release(self) -> None:
-        """Let the init exec; raise ActionError if the exec failed."""
+        """Let the init exec: return once it is about to (runc's start
+        returns there too); raise ActionError if it failed before. Whether
+        the exec itself worked, :meth:`exec_error` tells once it has ended."""
         fd = self._sock.fileno()
         try:
             stages.send_line(fd, "release")
             line = stages.recv_line(fd, self._buffer)
+        except BaseException:
+            self._sock.close()
+            raise
+        if line == "exec":
+            return
+        self._sock.close()
+        if line is None:
+            raise ActionError("the container's init ended before it could exec")
+        raise ActionError(line.removeprefix("error "))
+
+    def exec_error(self) -> str | None:
+        """Once the init has ended: why its exec failed, or None if it
+        exec'd (the socket closed on exec without a word)."""
+        try:
+            self._sock.setblocking(False)
+            line = stages.recv_line(self._sock.fileno(), self._buffer)
+        except (BlockingIOError, OSError):
+            line = None
         finally:
             self._sock.close()
-        if line is not None:
-            raise ActionError(line.removeprefix("error "))
+        return None if line is None else line.removeprefix("error ")
 
     def close(self) -> None:
         self._sock.close()

@@ -290,7 +290,13 @@ def _stage_b(
         default_signals()
         if seccomp is not None and nnp:
             seccomp.load()
-        os.execve(path, argv, env)
+        # The monitor's start returns on this; an execve that fails says why
+        # below, for the monitor to record when the init has ended.
+        send_line(fd, "exec")
+        try:
+            os.execve(path, argv, env)
+        except OSError as err:  # runc's words: "exec /path: exec format error"
+            raise ActionError(f"exec {path}: {(err.strerror or str(err)).lower()}") from None
     except BaseException as err:  # report anything; B cannot print a traceback here
         message = str(err) or type(err).__name__
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -305,6 +306,39 @@ def test_missing_executable_fails_create_and_leaves_nothing(runlog: Any, bundle:
     assert 'exec: "no-such-program": executable file not found in $PATH' in out.stderr
     assert not (runlog.root / "t-noexec").exists()
     assert runlog.events("t-noexec") == [("create", None, "failed")]
+
+
+def test_an_exec_that_fails_after_start_is_in_the_exit_event(runlog: Any, bundle: Bundle) -> None:
+    # args[0] is found at create, but the kernel refuses to exec it. start
+    # returns once the init is about to exec, as runc's does; the failure
+    # ends the init, and the exit event says why.
+    b = bundle(["/not-a-program"])
+    program = b / "rootfs" / "not-a-program"
+    program.write_text("plain text, no #! line\n")
+    program.chmod(0o755)
+    runlog("create", "t-badexec", "-b", str(b), check=True)
+    runlog("start", "t-badexec", check=True)
+    assert runlog.wait_status("t-badexec", "stopped")["exitCode"] == 1
+    with sqlite3.connect(runlog.db) as conn:
+        (payload,) = conn.execute(
+            "SELECT payload FROM events WHERE container_id = ? AND \"trigger\" = 'exit'",
+            ("t-badexec",),
+        ).fetchone()
+    (status,) = json.loads(payload)["actions"]
+    assert status["result"] == {
+        "exit_code": 1,
+        "exec_error": "exec /not-a-program: exec format error",
+    }
+    history = runlog("history", "t-badexec", check=True).stdout
+    assert "its exec failed: exec /not-a-program: exec format error" in history
+    runlog("delete", "t-badexec", check=True)
+    # run, in the foreground, says it and exits with the init's status.
+    out = runlog("run", "t-badexec2", "-b", str(b))
+    assert (out.returncode, out.stderr) == (
+        1,
+        "container t-badexec2: exec /not-a-program: exec format error\n",
+    )
+    assert not (runlog.root / "t-badexec2").exists()
 
 
 def test_malformed_config_and_missing_bundle(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
