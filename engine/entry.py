@@ -68,15 +68,18 @@ def code_file(target: str) -> str:
 
 
 # What create's processes import, for the code file: the short way, the
-# command line, the launch, the monitor and the SQLite event store it opens
-# (open_store imports it when called). Imported in a fresh interpreter run
-# as the stub runs, so that the file holds what they load and no more.
+# command line, the launch, the monitor, and what the monitor imports when
+# it gets there - the SQLite event store it opens, its loop (while the init
+# sets itself up). Imported in a fresh interpreter run as the stub runs, so
+# that the file holds what they load and no more.
 _CREATE_PATH = (
     "engine.quick",
     "engine.cli",
     "engine.runtime.launch",
     "engine.runtime.monitor",
     "engine.eventlog.sqlite",
+    "engine.runtime.server",
+    "engine.runtime.dispatch",
 )
 
 

@@ -144,8 +144,11 @@ def test_what_the_monitor_loads_to_create_comes_from_the_file(tmp_path: Path) ->
     out = _python(
         "import posix, engine.codecache as c; "
         f"c.install({entry.code_file(str(stub))!r}); "
-        "import engine.quick, engine.cli, engine.runtime.launch, engine.runtime.monitor; "
+        "import engine.quick, engine.cli, engine.runtime.launch, engine.runtime.monitor as m; "
         f"from engine.eventlog import open_store; open_store({str(db)!r}); "
+        # control.sock and the loop's modules, as the monitor makes them.
+        "from engine.runtime.statedir import StateDir; "
+        f"d = StateDir({str(tmp_path / 'root')!r}, 'c'); d.create(); sock = m._listen(d, 0); "
         "import _frozen_importlib_external as im; "
         "print(sorted(n for n, m in list(sys.modules.items()) "
         "if isinstance(getattr(m, '__loader__', None), im.SourceFileLoader)))"

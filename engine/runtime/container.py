@@ -30,6 +30,7 @@ from engine.runtime.statedir import RUNTIME, STATE, SocketAddress, StateDir, pro
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["Container"]
@@ -111,6 +112,8 @@ class Container:
         )
         self.handle: init.InitHandle | None = None
         self.released: init.InitHandle | None = None
+        # The monitor's work while the init sets itself up (init.spawn).
+        self.meanwhile: Callable[[], None] | None = None
         self.pid: int | None = None
         self.exit: dict[str, Any] | None = None
         self.started_ns: int | None = None
@@ -255,6 +258,7 @@ class _Process:
                 console=console,
                 preserve_fds=c.preserve_fds,
                 stdio=(theirs[0], theirs[1], theirs[2]) if theirs else None,
+                meanwhile=c.meanwhile,
             )
         except BaseException:
             for fd in ours:

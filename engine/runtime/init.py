@@ -33,6 +33,8 @@ from engine.runtime import stages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine.linux.libseccomp import Filter
 
 __all__ = ["InitHandle", "spawn"]
@@ -111,6 +113,7 @@ def spawn(
     console: int | None = None,
     preserve_fds: int = 0,
     stdio: tuple[int, int, int] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> InitHandle:
     """Fork the init and wait until it is ready to exec, or failed.
 
@@ -123,6 +126,9 @@ def spawn(
     ``terminal: true``; the init sends the pty master on it. The caller must
     be a child subreaper and single-threaded. ``stdio``: descriptors for
     the init's stdin, stdout and stderr (else it keeps the caller's).
+    ``meanwhile``: the caller's own work, run once stage A is forked, while
+    the init sets itself up (some 5 ms the caller would spend waiting); if
+    it raises, the init is killed and the error goes on.
     """
     seccomp = _build_filter(config)
     if console is not None:
@@ -146,8 +152,16 @@ def spawn(
         seccomp.release()  # the children hold their own copies
     child.close()
     found: list[int] = []  # B's pid, once A has said it
+    failed: BaseException | None = None
     try:
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException as err:
+                failed = err  # once the init is ready or gone: undone below
         _await_ready(parent.fileno(), pid_a, config, found)
+        if failed is not None:
+            raise failed
     except BaseException:
         parent.close()
         _reap(pid_a)

@@ -31,9 +31,7 @@ from engine.machine.runtime import Lifecycle
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
-from engine.runtime.dispatch import Dispatcher
 from engine.runtime.launch import init_parent, report
-from engine.runtime.server import Server, listen
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status
@@ -44,6 +42,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from engine.oci.model import Config
+    from engine.runtime.dispatch import Dispatcher
+    from engine.runtime.server import Server
     from engine.runtime.statedir import StateDir
     from engine.runtime.streams import LogFile
 
@@ -90,11 +90,8 @@ def run(
             from engine.runtime.streams import LogFile
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
-        # Listen before anything is made (and before state.json says
-        # "created": a client that sees it can connect).
-        sock = listen(statedir, container.owner)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
-        service.request(cid, "create", actor, {"bundle": config.bundle})
+        sock = _create(service, container, actor)
     except RunlogError as err:
         if not isinstance(err, LifecycleError):
             record.rejected(settings, cid, "create", err, {"bundle": bundle})
@@ -105,6 +102,8 @@ def run(
         statedir.remove()
         report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
+    from engine.runtime.dispatch import Dispatcher
+
     dispatcher = Dispatcher(service, container)
     try:
         server = _server(dispatcher, statedir, sock, log)
@@ -164,10 +163,36 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
     return config
 
 
+def _create(service: Service, container: Container, actor: Actor) -> _socket.socket:
+    """Run the machine's ``create``; return control.sock, made while the
+    init sets itself up (the monitor would only wait) and before state.json
+    says "created" (a client that sees that can connect). If it cannot be
+    made, the spawn fails."""
+    statedir = container.statedir
+    listening: list[_socket.socket] = []
+    container.meanwhile = lambda: listening.append(_listen(statedir, container.owner))
+    try:
+        service.request(statedir.id, "create", actor, {"bundle": container.config.bundle})
+    finally:
+        container.meanwhile = None
+    # A machine whose create spawns nothing has no init to wait for.
+    return listening[0] if listening else _listen(statedir, container.owner)
+
+
+def _listen(statedir: StateDir, owner: int) -> _socket.socket:
+    """control.sock; the loop's modules load here, while the init sets up."""
+    from engine.runtime import dispatch as _dispatch  # noqa: F401
+    from engine.runtime.server import listen
+
+    return listen(statedir, owner)
+
+
 def _server(
     dispatcher: Dispatcher, statedir: StateDir, sock: _socket.socket, log: LogFile | None
 ) -> Server:
     """The loop, with the container's streams when the monitor keeps them."""
+    from engine.runtime.server import Server
+
     if log is None:
         return Server(dispatcher, statedir, sock)
     from engine.runtime.streams import Streams
