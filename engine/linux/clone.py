@@ -36,9 +36,9 @@ wrong, if anything.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import ctypes
 import os
-import signal
 
 __all__ = ["CLONE_INTO_CGROUP", "fork_into_cgroup", "open_cgroup"]
 
@@ -79,7 +79,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     Returns 0 in the child and the child's pid in the parent, as
     ``os.fork``; ``None`` (no child) when the kernel refuses.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=int(signal.SIGCHLD), cgroup=cgroup_fd)
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=int(_signal.SIGCHLD), cgroup=cgroup_fd)
     _api.PyOS_BeforeFork()
     pid = _libc.syscall(
         ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))

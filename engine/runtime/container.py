@@ -8,11 +8,11 @@ cgroup through :mod:`engine.cgroups`, hooks through
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import _socket
 import fcntl
 import os
 import select
-import signal
 import time
 
 from engine import jsonfast
@@ -305,7 +305,7 @@ class _Process:
                 os.kill(pid, signo)
             except ProcessLookupError:
                 continue
-        if signo == signal.SIGKILL and c.manager.freezer_state() != "thawed":
+        if signo == _signal.SIGKILL and c.manager.freezer_state() != "thawed":
             # A frozen v1 task does not die until thawed (runc does the same).
             c.manager.thaw()
         return {"signal": signo, "all": all_processes, "pids": targets}
@@ -318,7 +318,7 @@ class _Process:
         if c.pid is None or c.exit is not None:
             return
         try:
-            os.kill(c.pid, signal.SIGKILL)
+            os.kill(c.pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
         c.reap(block=True)

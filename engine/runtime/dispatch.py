@@ -32,8 +32,8 @@ or the OOM killer, ended it) and a freezer written by hand (``pause`` or
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
-import signal
 
 from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError
@@ -255,8 +255,8 @@ class Dispatcher:
         c = self.container
         if force and c.exit is None:
             # delete --force: kill everything, wait for the init, then delete.
-            self.service.request(self.id, "kill", actor, {"signal": signal.SIGKILL, "all": True})
-            self.sent.add(signal.SIGKILL)
+            self.service.request(self.id, "kill", actor, {"signal": _signal.SIGKILL, "all": True})
+            self.sent.add(_signal.SIGKILL)
             c.reap(block=True)
             self.exited()
         self.service.request(self.id, "delete", actor, {"force": force})

@@ -28,9 +28,9 @@ timeout did, and ``error`` when it could not be started at all.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import select
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -218,6 +218,8 @@ def _with_tail(message: str, run: Mapping[str, Any]) -> str:
 
 
 def _signal_name(signo: int) -> str:
+    import signal  # its names; only for a hook a signal ended
+
     try:
         return f"{signal.Signals(signo).name} ({signo})"
     except ValueError:
@@ -378,7 +380,7 @@ class _Process:
             return
         if outcome.timed_out:
             outcome.run["timed_out"] = True
-            outcome.run["signal"] = signal.SIGKILL.value
+            outcome.run["signal"] = _signal.SIGKILL
             return
         status = outcome.status
         if status is None:
@@ -414,11 +416,11 @@ def _kill_group(pid: int, pidfd: int) -> None:
     """SIGKILL the hook and its process group (its children, and in the pid
     namespace case the hook under the intermediate child)."""
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, _signal.SIGKILL)
     except OSError:
         pass  # the group is gone, or never formed
     try:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _signal.pidfd_send_signal(pidfd, _signal.SIGKILL)
     except OSError:
         pass  # already dead
 

@@ -20,10 +20,10 @@ here, so every transition runs in this thread. The loop ends after a
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import _socket
 import os
 import select
-import signal
 import struct
 import time
 
@@ -129,9 +129,9 @@ class Server:
     # -- the loop --------------------------------------------------------------
 
     def serve(self) -> None:
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, _woken)
-        signal.set_wakeup_fd(self._sigchld_w)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGCHLD, _woken)
+        _signal.set_wakeup_fd(self._sigchld_w)
         self.poller.register(self.sigchld, select.POLLIN)
         self.poller.register(self.sock.fileno(), select.POLLIN)
         assert self.pidfd is not None
@@ -280,7 +280,7 @@ class Server:
                 return
 
     def _close(self) -> None:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
         for fd in (self.sigchld, self._sigchld_w):
             os.close(fd)
         for conn in list(self.conns.values()):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import fcntl
 import os
-import signal
 import stat
 
 from engine.errors import ActionError
@@ -197,21 +196,21 @@ def stage_a(
 _FATAL = tuple(
     int(s)
     for s in (
-        signal.SIGHUP,
-        signal.SIGINT,
-        signal.SIGQUIT,
-        signal.SIGABRT,
-        signal.SIGUSR1,
-        signal.SIGUSR2,
-        signal.SIGALRM,
-        signal.SIGTERM,
-        signal.SIGXCPU,
-        signal.SIGVTALRM,
-        signal.SIGPROF,
-        signal.SIGIO,
-        signal.SIGPWR,
-        signal.SIGSYS,
-        *range(signal.SIGRTMIN, signal.SIGRTMAX + 1),
+        _signal.SIGHUP,
+        _signal.SIGINT,
+        _signal.SIGQUIT,
+        _signal.SIGABRT,
+        _signal.SIGUSR1,
+        _signal.SIGUSR2,
+        _signal.SIGALRM,
+        _signal.SIGTERM,
+        _signal.SIGXCPU,
+        _signal.SIGVTALRM,
+        _signal.SIGPROF,
+        _signal.SIGIO,
+        _signal.SIGPWR,
+        _signal.SIGSYS,
+        *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1),
     )
 )
 
