@@ -11,7 +11,15 @@ import posix
 
 from engine.layout import SocketAddress
 
-__all__ = ["NoMonitor", "exchange", "state_text", "wait_gone"]
+__all__ = [
+    "NoMonitor",
+    "exchange",
+    "json_string",
+    "ok_reply",
+    "state_text",
+    "state_text_of",
+    "wait_gone",
+]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,3 +90,86 @@ def state_text(reply: "Mapping[str, Any]") -> bytes:
     from engine.oci import gojson
 
     return gojson.render(reply["state"], "  ").encode()
+
+
+# -- replies read without a JSON parser ------------------------------------
+#
+# The C scanner (_json) is a shared library: 0.3 ms to load, on every call of
+# the short way. A monitor's reply to it has one shape when all is well
+# (runlog's own encoder, compact, "ok" first and, for state, "text" last),
+# which these read as it is; anything else is None, and the caller parses it.
+
+_OK = b'{"ok":true,'
+_TEXT = b',"text":"'
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def ok_reply(data: bytes) -> bool:
+    """Whether ``data`` is a successful reply (``{"ok":true,...``)."""
+    return data.startswith(_OK)
+
+
+def state_text_of(data: bytes) -> "bytes | None":
+    """What ``runlog state`` prints of a successful reply to ``state``: its
+    ``text`` member, the last one; None if the reply is not of that shape."""
+    if not data.startswith(_OK):
+        return None
+    end = len(data)
+    while end and data[end - 1] in b"\r\n":
+        end -= 1
+    start = data.rfind(_TEXT, 0, end)
+    # No '"' inside a string's body but escaped: the last one is the member.
+    if start < 0 or data[end - 2 : end] != b'"}':
+        return None
+    try:
+        body = data[start + len(_TEXT) : end - 2].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    text = json_string(body)
+    if text is None:
+        return None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the parser says what it is
+        return None
+
+
+def json_string(body: str) -> "str | None":
+    """The value of a JSON string whose body (between its quotes) is
+    ``body``, as the JSON scanner reads it; None if it is not one."""
+    out: list[str] = []
+    i = 0
+    while True:
+        j = body.find("\\", i)
+        chunk = body[i:] if j < 0 else body[i:j]
+        if '"' in chunk or (chunk and min(chunk) < " "):
+            return None  # unescaped, not allowed in a string
+        out.append(chunk)
+        if j < 0:
+            return "".join(out)
+        escape = body[j + 1 : j + 2]
+        if escape != "u":
+            plain = _ESCAPES.get(escape)
+            if plain is None:
+                return None
+            out.append(plain)
+            i = j + 2
+            continue
+        code = _hex4(body, j + 2)
+        if code is None:
+            return None
+        i = j + 6
+        if 0xD800 <= code < 0xDC00 and body.startswith("\\u", i):
+            low = _hex4(body, i + 2)
+            if low is not None and 0xDC00 <= low < 0xE000:
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+        out.append(chr(code))
+
+
+def _hex4(body: str, at: int) -> "int | None":
+    digits = body[at : at + 4]
+    if len(digits) != 4 or not _HEX.issuperset(digits):
+        return None
+    return int(digits, 16)

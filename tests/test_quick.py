@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import cli, quick
+from engine import cli, jsonfast, quick, wire
 from engine.cmdline import parse
 from engine.layout import DEFAULT_ROOT
 
@@ -252,14 +252,54 @@ def _call(tmp_path: Path, command: str, force: bool = False) -> quick.Call:
     return quick.Call(str(tmp_path / "root"), "", command, "c1", force)
 
 
+# The monitor's own encoder (compact: read without a parser, engine.wire)
+# and another one (parsed): the same answer.
+ENCODERS = [jsonfast.dumps, json.dumps]
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
 def test_state_prints_the_text_of_the_reply(
-    tmp_path: Path, monitor: Any, capsysbinary: pytest.CaptureFixture[bytes]
+    tmp_path: Path, monitor: Any, capsysbinary: pytest.CaptureFixture[bytes], encode: Any
 ) -> None:
-    text = '{\n  "ociVersion": "1.2.1",\n  "id": "c1"\n}'
-    fake = monitor(lambda _r: json.dumps({"ok": True, "text": text}).encode() + b"\n")
+    text = '{\n  "ociVersion": "1.2.1",\n  "id": "c1",\n  "annotations": {"a": "\\"text\\": é"}\n}'
+    # As the dispatcher answers: "ok" first, "text" last; a "text" inside too.
+    reply = {"ok": True, "status": "created", "state": {"text": "x"}, "text": text}
+    fake = monitor(lambda _r: encode(reply).encode() + b"\n")
     assert _call(tmp_path, "state").run() == 0
     assert capsysbinary.readouterr().out == text.encode() + b"\n"
     assert fake.requests == [b'{"op":"state"}\n']
+
+
+def test_the_usual_replies_are_read_without_a_parser() -> None:
+    state = {"ok": True, "status": "running", "state": {"id": "c1"}, "text": '{"id": "c1"}'}
+    assert wire.state_text_of(jsonfast.dumps(state).encode() + b"\n") == b'{"id": "c1"}'
+    assert wire.ok_reply(jsonfast.dumps({"ok": True, "status": "deleted"}).encode())
+    # Any other shape is left to the parser.
+    for other in (
+        {"ok": False, "error": "container not running", "text": "x"},
+        {"ok": True, "text": "x", "status": "running"},  # "text" not last
+        {"ok": True, "status": "running"},  # none
+        {"text": "x", "ok": True},  # "ok" not first
+    ):
+        assert wire.state_text_of(jsonfast.dumps(other).encode()) is None
+    assert wire.state_text_of(json.dumps(state).encode()) is None  # not compact
+    assert not wire.ok_reply(jsonfast.dumps({"ok": False, "error": "x"}).encode())
+    assert not wire.ok_reply(b"garbage")
+
+
+@given(st.text())
+def test_a_json_string_reads_as_the_scanner_reads_it(text: str) -> None:
+    for encoded in (jsonfast.dumps(text), json.dumps(text, ensure_ascii=False)):
+        assert wire.json_string(encoded[1:-1]) == text
+
+
+@given(st.text(alphabet=st.sampled_from('\\"/bfnrtu0123456789abcdefABCDEF xé\n\x01')))
+def test_a_string_body_the_scanner_refuses_is_refused(body: str) -> None:
+    try:
+        expected: str | None = json.loads(f'"{body}"')
+    except ValueError:
+        expected = None
+    assert wire.json_string(body) == expected
 
 
 def test_the_requests_are_engine_clis(tmp_path: Path, monitor: Any) -> None:
@@ -303,7 +343,8 @@ def test_nobody_listening_goes_to_the_full_path_without_a_request(tmp_path: Path
     assert _call(tmp_path / "elsewhere", "delete").run() is None  # no state directory
 
 
-def test_delete_waits_for_the_monitor_to_exit(tmp_path: Path, monitor: Any) -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_delete_waits_for_the_monitor_to_exit(tmp_path: Path, monitor: Any, encode: Any) -> None:
     # The "monitor" of runtime.json is a process that exits after the reply.
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
     assert proc.stdin is not None
@@ -314,7 +355,9 @@ def test_delete_waits_for_the_monitor_to_exit(tmp_path: Path, monitor: Any) -> N
         return b'{"ok": true, "status": "deleted"}\n'
 
     monitor(answer)
-    (tmp_path / "root" / "c1" / "runtime.json").write_text(json.dumps({"monitor_pid": proc.pid}))
+    # runtime.json as the monitor writes it (read without a parser) or not.
+    runtime = {"monitor_pid": proc.pid, "monitor_start": 1}
+    (tmp_path / "root" / "c1" / "runtime.json").write_text(encode(runtime))
     assert _call(tmp_path, "delete").run() == 0
     # Exited before run() returned (a Python process takes milliseconds to).
     assert proc.poll() == 0

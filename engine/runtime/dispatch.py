@@ -188,6 +188,8 @@ class Dispatcher:
             # `runlog state` prints, without rendering it again.
             raw = self.container.statedir.read(STATE)
             doc: dict[str, Any] = jsonfast.loads(raw)
+            # "ok" first and "text" last: the short way reads them so
+            # (engine.wire.state_text_of), and parses any other shape.
             return {"ok": True, "status": self.container.status, "state": doc, "text": raw.decode()}
         if op == "wait":
             self._query(op, actor, args)
