@@ -272,6 +272,20 @@ class SQLiteStore(EventStore):
     def close(self) -> None:
         self._conn.close()
 
+    def checkpoint(self) -> None:
+        """PASSIVE: copies what no reader still needs and waits for no one.
+
+        Each process that opens the log after all others have closed it
+        reads the whole write-ahead log to index it: some 0.8 ms per MB
+        here, and a container's lifecycle adds about 100 KB to it; SQLite
+        checkpoints by itself only at 1000 pages. The monitor calls this
+        once create has reported, while the caller is busy elsewhere.
+        """
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except _sqlite3.Error:
+            pass  # best effort: the log is as complete without it
+
 
 def _event(row: Sequence[Any]) -> Event:
     return Event.from_row(row, jsonfast.loads)

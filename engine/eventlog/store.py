@@ -67,6 +67,10 @@ class EventStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional for stores holding nothing
         """Release connections; the store is unusable afterwards."""
 
+    def checkpoint(self) -> None:  # noqa: B027 - optional for stores without a log file
+        """Move what a write-ahead log holds into the database, as far as
+        no reader stops it; for a moment when the caller would be idle."""
+
     def __enter__(self) -> EventStore:
         return self
 

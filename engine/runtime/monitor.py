@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import _socket
     from typing import Any
 
+    from engine.eventlog.store import EventStore
     from engine.oci.model import Config
     from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import Server
@@ -120,7 +121,7 @@ def run(
         return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}")
-    _settle()
+    _settle(store)
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the
@@ -132,16 +133,19 @@ def run(
     server.serve()
 
 
-def _settle() -> None:
+def _settle(store: EventStore) -> None:
     """Once create has reported. The code file has served its imports (what
     the monitor imports later is not in it): a megabyte less to keep. What
     the monitor's code and the create made stays until it exits: later
     passes of the collector leave it alone, and the processes the monitor
     forks (hooks) do not copy its pages to mark it (engine.runtime.prefork
-    turned the collector off until now)."""
+    turned the collector off until now). The event log's write-ahead log
+    is checkpointed while create's caller goes on: the next process to
+    open the log alone reads what is left of it."""
     codecache.release()
     gc.freeze()
     gc.enable()
+    store.checkpoint()
 
 
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:

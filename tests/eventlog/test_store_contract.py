@@ -197,3 +197,28 @@ def test_machine_archive_in_every_store(tmp_path: Path) -> None:
     for store in stores:
         with store:
             _archive_cases(store)
+
+
+def _in_the_database_file(path: Path) -> int:
+    """Events in the database file itself, its write-ahead log left aside."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        except sqlite3.OperationalError:  # not even the table yet
+            return 0
+
+
+def test_a_checkpoint_moves_the_write_ahead_log_into_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = SQLiteStore(str(db))
+    try:
+        for cid in ("a", "b", "a"):
+            store.append(new(cid, "start", "created", "running"))
+        assert _in_the_database_file(db) < 3  # in the log, not yet in the file
+        store.checkpoint()
+        assert _in_the_database_file(db) == 3
+        assert [e.seq for e in store.history("a")] == [1, 2]
+    finally:
+        store.close()

@@ -267,6 +267,28 @@ def test_the_container_runs_where_create_was_allowed_to(runlog: Any, bundle: Bun
         runlog("delete", "--force", "t-cpus", check=True)
 
 
+def test_the_monitor_checkpoints_the_log_once_create_has_reported(
+    runlog: Any, bundle: Bundle
+) -> None:
+    # What the monitor committed is then in the database file itself: the
+    # next process to open the log alone has little of the WAL to read.
+    runlog("create", "t-ckpt", "-b", str(bundle(["true"])), check=True)
+    deadline = time.monotonic() + 5
+    while True:
+        with sqlite3.connect(f"file:{runlog.db}?immutable=1", uri=True) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT \"trigger\", outcome FROM events WHERE container_id = 't-ckpt'"
+                ).fetchall()
+            except sqlite3.OperationalError:  # the file has not even the tables yet
+                rows = []
+        if rows == [("create", "ok")] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert rows == [("create", "ok")]
+    runlog("delete", "--force", "t-ckpt", check=True)
+
+
 def test_state_errors_in_runc_words(runlog: Any, bundle: Bundle) -> None:
     b = bundle(["sleep", "30"])
     runlog("create", "t-err", "-b", str(b), check=True)
