@@ -78,11 +78,16 @@ def test_modules_come_from_the_code_file_as_the_usual_import_gives_them(tmp_path
 def test_released_the_file_serves_nothing_more(tmp_path: Path) -> None:
     out = _with_code_file(
         tmp_path,
-        "import pkg; codecache.release(); import pkg.mod; "
-        "print(f in sys.meta_path, len(f._data), type(pkg.__loader__).__name__, "
-        "type(pkg.mod.__loader__).__name__)",
+        "import pkg, posix; fd = f._fd; codecache.release(); "
+        "exec('try: posix.fstat(fd); is_open = True\\nexcept OSError: is_open = False'); "
+        "import pkg.mod; "
+        "print(f in sys.meta_path, is_open, "
+        "type(pkg.__loader__).__name__, type(pkg.mod.__loader__).__name__)",
     )
-    assert (out.returncode, out.stdout) == (0, "False 0 CodeFile SourceFileLoader\n"), out.stderr
+    assert (out.returncode, out.stdout) == (
+        0,
+        "False False CodeFile SourceFileLoader\n",
+    ), out.stderr
 
 
 def test_a_source_changed_since_the_build_is_imported_as_usual(tmp_path: Path) -> None:
@@ -101,10 +106,17 @@ def test_a_file_of_another_python_or_none_changes_nothing(tmp_path: Path) -> Non
     header = marshal.dumps({"magic": b"\x00\x00\r\n", "modules": {}})
     other.write_bytes(len(header).to_bytes(8, "little") + header)
     garbage.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00\xff\xff")
+    # A file cut short: its header names code past its end.
+    short = tmp_path / "short"
+    entry_ = (0, 100, "/nowhere.py", 0, 0, False)
+    head = marshal.dumps({"magic": importlib.util.MAGIC_NUMBER, "modules": {"m": entry_}})
+    short.write_bytes(len(head).to_bytes(8, "little") + head + b"\x00" * 99)
     meta_path = list(sys.meta_path)
-    for path in (other, garbage, tmp_path / "missing"):
+    fds = sorted(os.listdir("/proc/self/fd"))
+    for path in (other, garbage, short, tmp_path / "missing"):
         assert codecache.install(str(path)) is None
     assert sys.meta_path == meta_path
+    assert sorted(os.listdir("/proc/self/fd")) == fds  # none left open
     # The same file with this Python's magic is taken.
     header = marshal.dumps({"magic": importlib.util.MAGIC_NUMBER, "modules": {}})
     other.write_bytes(len(header).to_bytes(8, "little") + header)

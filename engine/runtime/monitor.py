@@ -135,7 +135,7 @@ def run(
 
 def _settle(store: EventStore) -> None:
     """Once create has reported. The code file has served its imports (what
-    the monitor imports later is not in it): a megabyte less to keep. What
+    the monitor imports later is not in it): it is closed. What
     the monitor's code and the create made stays until it exits: later
     passes of the collector leave it alone, and the processes the monitor
     forks (hooks) do not copy its pages to mark it (engine.runtime.prefork
