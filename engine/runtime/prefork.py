@@ -95,13 +95,15 @@ class Early:
 
 def start() -> Early:
     """Fork the monitor-to-be now; :func:`take` hands it over."""
-    global _pending
+    global _pending, _affinity
     if _pending is not None:
         return _pending
-    global _affinity
     go_read, go_write = posix.pipe2(posix.O_CLOEXEC)
     report_read, report_write = posix.pipe2(posix.O_CLOEXEC)
-    _affinity = posix.sched_getaffinity(0)
+    try:
+        _affinity = posix.sched_getaffinity(0)
+    except OSError:
+        _affinity = None  # left to the scheduler
     child = posix.fork()
     if child == 0:
         posix.close(go_write)
@@ -120,7 +122,8 @@ def start() -> Early:
         except BaseException:
             code = 1
         posix._exit(code)
-    _apart(child, _affinity)
+    if _affinity is not None:
+        _apart(child, _affinity)
     posix.close(go_read)
     posix.close(report_write)
     _pending = Early(child, go_write, report_read)
