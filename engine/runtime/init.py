@@ -9,9 +9,12 @@ monitor's child and the monitor reaps it. B builds the root filesystem,
 checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits
 (in a new user namespace the monitor sets them, on "ready"), user and
 capabilities, tells the monitor it is ready, and blocks until the
-monitor releases it (runtime-spec "start"): then it execs the user's
-process. Until the exec, B writes any error back on the sync socket, which
-is close-on-exec: EOF after "release" means the exec happened.
+monitor releases it (runtime-spec "start"): then it says "exec" and execs
+the user's process. Until then B writes any error back on the sync socket,
+and the monitor's release returns on "exec", as runc's start returns
+before its init's exec. The socket is close-on-exec: EOF after "exec"
+means the exec happened, an error line that it failed, which the monitor
+reads when the init has ended (:meth:`InitHandle.exec_error`).
 
 A ``linux.seccomp`` filter is built by the monitor before the fork
 (:mod:`engine.linux.seccomp`, imported then and only for a config that has

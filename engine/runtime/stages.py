@@ -6,8 +6,9 @@ namespaces (a new user namespace first, mapped by the monitor), and forks
 B, which in a new pid namespace is pid 1. B builds the root filesystem,
 checks cwd, finds ``args[0]`` on the container's PATH, applies rlimits,
 user, capabilities and the seccomp filter, says "ready" and blocks until
-the monitor says "release": then it execs. Both report on the sync socket,
-one line each (:func:`send_line`, :func:`recv_line`).
+the monitor says "release": then it says "exec" and execs (or says why the
+exec failed). Both report on the sync socket, one line each
+(:func:`send_line`, :func:`recv_line`).
 
 Nothing in B may import a module after pivot_root (the new root has no
 Python): everything it runs is imported here, before the fork. That is also
