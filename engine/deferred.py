@@ -1,7 +1,7 @@
 """Standard modules that ``transitions`` imports and runlog's monitor rarely needs.
 
 Every ``runlog create`` imports ``transitions`` in the monitor before it can
-act, so what that import drags in is on the critical path. Three of its
+act, so what that import drags in is on the critical path. These of its
 imports cost more than the rest of it and are, in runlog, almost never used:
 
 * :mod:`inspect` (with ast, dis and tokenize, ~4 ms), for one check that
