@@ -163,12 +163,22 @@ def current() -> dict[str, set[str]]:
         return parse_status(status.read().decode())
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number the running kernel knows."""
+    """The highest capability number the running kernel knows (asked once
+    a process: the kernel's, it does not change)."""
+    global _last_cap
+    if _last_cap is None:
+        _last_cap = _read_last_cap()
+    return _last_cap
+
+
+def _read_last_cap() -> int:
     try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
-    except OSError:
+        return int(_read("/proc/sys/kernel/cap_last_cap"))
+    except (OSError, ValueError):
         pass
     # /proc may not be mounted in the new root yet: PR_CAPBSET_READ answers
     # EINVAL for a number the kernel does not know (prctl(2)).
@@ -180,6 +190,28 @@ def last_cap() -> int:
             break
         last = n
     return last
+
+
+def _read(path: str) -> bytes:
+    """A small file's bytes, at the os level: in the freshly forked init a
+    Python file object touches (and so copies) more of the memory it shares."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def bounding_set(last: int) -> int:
+    """The calling process's bounding set, as bits up to ``last``: from
+    ``/proc/self/status``, else one PR_CAPBSET_READ per capability."""
+    try:
+        for line in _read("/proc/self/status").splitlines():
+            if line.startswith(b"CapBnd:"):
+                return int(line.split()[1], 16) & ((1 << (last + 1)) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return sum(1 << n for n in range(last + 1) if _in_bounding(n))
 
 
 def lacking(cap: str) -> str:
@@ -263,8 +295,9 @@ def split_known(caps: Iterable[str], last: int) -> tuple[int, list[str]]:
     return bits, unknown
 
 
-def drop_bounding(capabilities: Capabilities | None) -> None:
-    """Drop from the bounding set every capability not in ``bounding``.
+def drop_bounding(capabilities: Capabilities | None) -> int:
+    """Drop from the bounding set every capability not in ``bounding``;
+    return the bounding set left.
 
     Needs ``CAP_SETPCAP`` in the effective set (prctl(2) PR_CAPBSET_DROP), so
     runc does this before changing user; so must the caller. A capability
@@ -273,9 +306,10 @@ def drop_bounding(capabilities: Capabilities | None) -> None:
     """
     last = last_cap()
     keep, _ = split_known(_sets(capabilities)["bounding"], last)
-    to_drop = [n for n in range(last + 1) if not keep >> n & 1 and _in_bounding(n)]
+    held = bounding_set(last)
+    to_drop = [n for n in range(last + 1) if not keep >> n & 1 and held >> n & 1]
     if not to_drop:
-        return
+        return held
     if not _capget()[0] >> CAP_NUMBERS["CAP_SETPCAP"] & 1:
         raise CapabilityError(
             "bounding",
@@ -291,6 +325,7 @@ def drop_bounding(capabilities: Capabilities | None) -> None:
             raise CapabilityError(
                 "bounding", [CAPABILITIES[n]], f"PR_CAPBSET_DROP: {err.strerror}", err.errno
             ) from err
+    return held & keep
 
 
 def _in_bounding(n: int) -> bool:
@@ -319,8 +354,7 @@ def apply(capabilities: Capabilities | None) -> list[str]:
                 f"capabilities: {key}: skipped {', '.join(unknown)}: "
                 f"unknown to this kernel (cap_last_cap {last})"
             )
-    drop_bounding(capabilities)
-    bounding = sum(1 << n for n in range(last + 1) if _in_bounding(n))
+    bounding = drop_bounding(capabilities)
     absent = bits["bounding"] & ~bounding
     if absent:
         notes.append(

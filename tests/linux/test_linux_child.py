@@ -337,3 +337,25 @@ def test_works_in_an_empty_root_and_imports_nothing(tmp_path: Path) -> None:
     assert seen["resuid"] == [NOBODY] * 3
     assert seen["groups"] == [NOBODY]
     assert seen["core"] == [0, 0]
+
+
+def _bounding_by_prctl() -> int:
+    return sum(1 << n for n in range(caps.last_cap() + 1) if prctl(23, n) == 1)  # CAPBSET_READ
+
+
+@pytest.mark.parametrize("chrooted", [False, True])
+def test_drop_bounding_returns_the_set_it_leaves(chrooted: bool, tmp_path: Path) -> None:
+    # Read from /proc/self/status, or (no /proc in a chroot) one prctl per
+    # capability: the same set either way, and apply() takes it from there.
+    asked = Capabilities(bounding=RUNC_DEFAULT)
+
+    def work() -> list[int]:
+        before = caps.bounding_set(caps.last_cap())
+        assert before == _bounding_by_prctl()
+        left = caps.drop_bounding(asked)
+        return [before, left, _bounding_by_prctl()]
+
+    seen = in_child(work, tmp_path if chrooted else None)
+    before, left, actual = seen["result"]
+    assert before != left == actual == int(RUNC_DEFAULT_HEX, 16)
+    assert seen["raw"]["CapBnd"] == RUNC_DEFAULT_HEX
