@@ -158,9 +158,13 @@ def test_what_the_monitor_loads_to_create_comes_from_the_file(tmp_path: Path) ->
         f"c.install({entry.code_file(str(stub))!r}); "
         "import engine.quick, engine.cli, engine.runtime.launch, engine.runtime.monitor as m; "
         f"from engine.eventlog import open_store; open_store({str(db)!r}); "
-        # control.sock and the loop's modules, as the monitor makes them.
-        "from engine.runtime.statedir import StateDir; "
-        f"d = StateDir({str(tmp_path / 'root')!r}, 'c'); d.create(); sock = m._listen(d, 0); "
+        # control.sock, the dispatcher and the loop's modules, as the monitor
+        # makes them while the init sets itself up (for a stand-in container).
+        "import types; from engine.runtime.statedir import StateDir; "
+        f"d = StateDir({str(tmp_path / 'root')!r}, 'c'); d.create(); "
+        "mgr = types.SimpleNamespace(paths={}, freezer_state=lambda: 'thawed'); "
+        "ct = types.SimpleNamespace(id='c', statedir=d, owner=0, manager=mgr); "
+        "sock, disp = m._loop(None, ct); "
         "import _frozen_importlib_external as im; "
         "print(sorted(n for n, m in list(sys.modules.items()) "
         "if isinstance(getattr(m, '__loader__', None), im.SourceFileLoader)))"

@@ -92,7 +92,7 @@ def run(
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
-        sock = _create(service, container, actor)
+        sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
         if not isinstance(err, LifecycleError):
             record.rejected(settings, cid, "create", err, {"bundle": bundle})
@@ -103,9 +103,6 @@ def run(
         statedir.remove()
         report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
-    from engine.runtime.dispatch import Dispatcher
-
-    dispatcher = Dispatcher(service, container)
     try:
         server = _server(dispatcher, statedir, sock, log)
         container.write_state(Status.CREATED)
@@ -167,28 +164,33 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
     return config
 
 
-def _create(service: Service, container: Container, actor: Actor) -> _socket.socket:
-    """Run the machine's ``create``; return control.sock, made while the
-    init sets itself up (the monitor would only wait) and before state.json
-    says "created" (a client that sees that can connect). If it cannot be
-    made, the spawn fails."""
-    statedir = container.statedir
-    listening: list[_socket.socket] = []
-    container.meanwhile = lambda: listening.append(_listen(statedir, container.owner))
+def _create(
+    service: Service, container: Container, actor: Actor
+) -> tuple[_socket.socket, Dispatcher]:
+    """Run the machine's ``create``; return control.sock and the
+    dispatcher, made while the init sets itself up (the monitor would only
+    wait) and before state.json says "created" (a client that sees that can
+    connect). If they cannot be made, the spawn fails."""
+    made: list[tuple[_socket.socket, Dispatcher]] = []
+
+    def meanwhile() -> None:
+        made.append(_loop(service, container))
+
+    container.meanwhile = meanwhile
     try:
-        service.request(statedir.id, "create", actor, {"bundle": container.config.bundle})
+        service.request(container.id, "create", actor, {"bundle": container.config.bundle})
     finally:
         container.meanwhile = None
     # A machine whose create spawns nothing has no init to wait for.
-    return listening[0] if listening else _listen(statedir, container.owner)
+    return made[0] if made else _loop(service, container)
 
 
-def _listen(statedir: StateDir, owner: int) -> _socket.socket:
-    """control.sock; the loop's modules load here, while the init sets up."""
-    from engine.runtime import dispatch as _dispatch  # noqa: F401
+def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispatcher]:
+    """control.sock and the dispatcher; the loop's modules load here."""
+    from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import listen
 
-    return listen(statedir, owner)
+    return listen(container.statedir, container.owner), Dispatcher(service, container)
 
 
 def _server(
