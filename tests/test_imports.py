@@ -140,6 +140,21 @@ def test_that_measurement_would_see_typing() -> None:
     assert "typing" in _imported("engine.audit.query")
 
 
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
+    )
+
+
+# A machine of runlog's definition, in a fresh interpreter: ``lc``.
+_A_MACHINE = (
+    "from engine.machine.runtime import Lifecycle; "
+    "from engine.machine.definition import default_path, load; "
+    "from engine.actions.registry import REGISTRY; "
+    "lc = Lifecycle(load(default_path()), REGISTRY); "
+)
+
+
 def test_inspect_loads_when_first_used() -> None:
     code = (
         "import sys; import engine.machine.runtime; import transitions.core as core; "
@@ -149,16 +164,8 @@ def test_inspect_loads_when_first_used() -> None:
         "assert core.inspect.signature is inspect.signature; "
         "print(inspect.isclass(int), 'ast' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
-    )
+    out = _fresh(code)
     assert (out.returncode, out.stdout, out.stderr) == (0, "True True\n", "")
-
-
-def _fresh(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
-    )
 
 
 def test_transitions_logs_through_logging_once_something_imports_it() -> None:
@@ -190,11 +197,7 @@ def test_transitions_warnings_load_logging_and_stay_as_quiet_as_before() -> None
 
 def test_a_machine_works_with_the_quiet_logger() -> None:
     code = (
-        "import sys; from engine.machine.runtime import Lifecycle; "
-        "from engine.machine.definition import load, resolve; "
-        "from engine.actions.registry import REGISTRY; "
-        "import transitions.core as core; "
-        "lc = Lifecycle(load(resolve(None, {})), REGISTRY); "
+        "import sys; " + _A_MACHINE + "import transitions.core as core; "
         "print(type(core._LOGGER).__name__, lc.may('created', 'start'), "
         "lc.may('stopped', 'start'), 'logging' in sys.modules)"
     )
@@ -218,13 +221,10 @@ def test_enum_is_the_real_one_for_whoever_imports_it_after_transitions() -> None
     # transitions took its own stubs for Enum and EnumMeta (engine.deferred);
     # a machine of string states works with them, and enum itself is whole.
     code = (
-        "import sys; from engine.machine.runtime import Lifecycle; "
-        "import transitions.core as core; "
+        "import sys; import engine.machine.runtime; import transitions.core as core; "
         "print('enum' in sys.modules, core.Enum.__module__, core.EnumMeta.__module__); "
-        "from engine.machine.definition import default_path, load; "
-        "from engine.actions.registry import REGISTRY; "
-        "lc = Lifecycle(load(default_path()), REGISTRY); "
-        "print(lc.may('created', 'start'), lc.may('running', 'start')); "
+        + _A_MACHINE
+        + "print(lc.may('created', 'start'), lc.may('running', 'start')); "
         "import enum; print(enum.Enum.__module__, issubclass(enum.IntEnum, enum.Enum))"
     )
     out = _fresh(code)

@@ -145,12 +145,17 @@ def names_in(bits: int) -> set[str]:
 
 def parse_status(text: str) -> dict[str, set[str]]:
     """The five sets from the text of ``/proc/PID/status``."""
+    return {key: names_in(bits) for key, bits in _status_bits(text).items()}
+
+
+def _status_bits(text: str) -> dict[str, int]:
+    """The five sets' bits from the text of ``/proc/PID/status``."""
     fields = {field: key for key, field in SETS.items()}
-    sets: dict[str, set[str]] = {}
+    sets: dict[str, int] = {}
     for line in text.splitlines():
         field, _, value = line.partition(":")
         if field in fields:
-            sets[fields[field]] = names_in(int(value.strip(), 16))
+            sets[fields[field]] = int(value.strip(), 16)
     missing = [SETS[key] for key in SETS if key not in sets]
     if missing:
         raise ValueError(f"no {', '.join(missing)} in the status text")
@@ -159,8 +164,7 @@ def parse_status(text: str) -> dict[str, set[str]]:
 
 def current() -> dict[str, set[str]]:
     """The calling process's five sets, from ``/proc/self/status``."""
-    with open("/proc/self/status", "rb") as status:
-        return parse_status(status.read().decode())
+    return parse_status(_read("/proc/self/status").decode())
 
 
 _last_cap: int | None = None
@@ -206,12 +210,10 @@ def bounding_set(last: int) -> int:
     """The calling process's bounding set, as bits up to ``last``: from
     ``/proc/self/status``, else one PR_CAPBSET_READ per capability."""
     try:
-        for line in _read("/proc/self/status").splitlines():
-            if line.startswith(b"CapBnd:"):
-                return int(line.split()[1], 16) & ((1 << (last + 1)) - 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return sum(1 << n for n in range(last + 1) if _in_bounding(n))
+        held = _status_bits(_read("/proc/self/status").decode())["bounding"]
+    except (OSError, ValueError):
+        return sum(1 << n for n in range(last + 1) if _in_bounding(n))
+    return held & ((1 << (last + 1)) - 1)
 
 
 def lacking(cap: str) -> str:

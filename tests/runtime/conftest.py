@@ -89,6 +89,18 @@ class Runlog:
             )
             return [(str(t), d, str(o)) for t, d, o, q in rows if queries or not q]
 
+    def payload(self, cid: str, trigger: str) -> dict[str, Any]:
+        """The payload of the container's first ``trigger`` event."""
+        with sqlite3.connect(self.db) as conn:
+            row = conn.execute(
+                'SELECT payload FROM events WHERE container_id = ? AND "trigger" = ? '
+                "ORDER BY seq LIMIT 1",
+                (cid, trigger),
+            ).fetchone()
+        assert row is not None, f"no {trigger} event for {cid}"
+        doc: dict[str, Any] = json.loads(row[0])
+        return doc
+
 
 def _cgroup_dirs(parent: str) -> list[Path]:
     """Every hierarchy's directory for ``parent`` that exists."""

@@ -341,12 +341,7 @@ def test_an_exec_that_fails_after_start_is_in_the_exit_event(runlog: Any, bundle
     runlog("create", "t-badexec", "-b", str(b), check=True)
     runlog("start", "t-badexec", check=True)
     assert runlog.wait_status("t-badexec", "stopped")["exitCode"] == 1
-    with sqlite3.connect(runlog.db) as conn:
-        (payload,) = conn.execute(
-            "SELECT payload FROM events WHERE container_id = ? AND \"trigger\" = 'exit'",
-            ("t-badexec",),
-        ).fetchone()
-    (status,) = json.loads(payload)["actions"]
+    (status,) = runlog.payload("t-badexec", "exit")["actions"]
     assert status["result"] == {
         "exit_code": 1,
         "exec_error": "exec /not-a-program: exec format error",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -19,8 +18,4 @@ def test_create_refuses_an_apparmor_profile_and_leaves_nothing(runlog: Any, bund
     assert out.returncode == 1
     assert out.stderr.strip().startswith(f"{b}/config.json: process.apparmorProfile")
     assert not (runlog.root / "t-aa").exists()
-    with sqlite3.connect(runlog.db) as conn:
-        rows = conn.execute(
-            "SELECT \"trigger\", outcome FROM events WHERE container_id = 't-aa'"
-        ).fetchall()
-    assert rows == [("create", "rejected")]
+    assert runlog.events("t-aa") == [("create", None, "rejected")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -209,10 +208,6 @@ def test_a_syscall_libseccomp_does_not_know_is_left_out_and_recorded(
     b = bundle(["sh", "-c", SCRIPT], edit=_edit(profile))
     out = runlog("run", "t-sc-skip", "-b", str(b))
     assert (out.returncode, lines(out.stdout)["mkdir"]) == (0, "1"), out.stderr
-    with sqlite3.connect(runlog.db) as conn:
-        (payload,) = conn.execute(
-            "SELECT payload FROM events WHERE container_id = ? AND \"trigger\" = 'create'",
-            ("t-sc-skip",),
-        ).fetchone()
-    spawn = next(a for a in json.loads(payload)["actions"] if a["action"] == "process.spawn_init")
+    actions = runlog.payload("t-sc-skip", "create")["actions"]
+    spawn = next(a for a in actions if a["action"] == "process.spawn_init")
     assert spawn["result"]["seccomp_skipped"] == ["no_such_syscall"]
