@@ -31,6 +31,13 @@ imports cost more than the rest of it and are, in runlog, almost never used:
   the pattern when a warning is first matched against it (``warnings``,
   in C or Python, only ever calls a pattern's ``match``).
 
+* :mod:`collections` (~1 ms: namedtuple, Counter, ChainMap, the User*
+  classes) and :mod:`functools` (~0.5 ms more), for ``OrderedDict``,
+  ``defaultdict``, ``deque`` and ``partial``, which both modules take from
+  their C halves, ``_collections`` and ``_functools``. During the same
+  import, placeholders hand ``transitions`` those very classes, so
+  nothing differs but what was not loaded.
+
 * :mod:`enum` (~0.8 ms), for ``isinstance`` checks of states given as enum
   members, which runlog's states (the names in statemachine.yaml) never
   are. During the same import ``enum`` cannot be imported, and
@@ -45,6 +52,7 @@ import, loudly, on every ``create``.
 
 from __future__ import annotations
 
+import _functools  # type: ignore[import-not-found]  # functools' C half: no stub
 import sys
 import warnings
 from types import ModuleType
@@ -53,9 +61,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import re
+    from collections.abc import Callable
     from typing import Any
 
-__all__ = ["LazyPattern", "QuietLogger", "importing_transitions", "inspect_on_first_use"]
+__all__ = [
+    "LazyPattern",
+    "QuietLogger",
+    "importing_sqlite",
+    "importing_transitions",
+    "inspect_on_first_use",
+]
 
 # re.IGNORECASE, which filterwarnings gives every message pattern.
 _IGNORECASE = 2
@@ -142,6 +157,40 @@ class _Six(ModuleType):
     string_types = (str,)
 
 
+class _Collections(ModuleType):
+    """What ``import collections`` gives during :class:`importing_transitions`:
+    the three classes ``transitions`` takes from it, which the real module
+    itself takes from ``_collections``."""
+
+    from _collections import OrderedDict, defaultdict, deque  # type: ignore[import-not-found]
+
+
+def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int) -> tuple[Any, ...]:
+    """What the cache's ``cache_info()`` returns: functools' named tuple, as a tuple."""
+    return (hits, misses, maxsize, currsize)
+
+
+class _Functools(ModuleType):
+    """What ``import functools`` gives during :class:`importing_transitions`
+    and :class:`importing_sqlite`: ``partial``, which the real module itself
+    takes from ``_functools``, and ``lru_cache``, which ``_sqlite3`` calls
+    for each connection's statement cache (``lru_cache(size)(connection)``):
+    it makes the same C wrapper, ``_functools._lru_cache_wrapper``, without
+    the named tuple of ``cache_info()``, which sqlite never asks for."""
+
+    from _functools import partial
+
+    @staticmethod
+    def lru_cache(maxsize: int | None = 128, typed: bool = False) -> Callable[[Any], Any]:
+        if isinstance(maxsize, int) and maxsize < 0:
+            maxsize = 0
+
+        def decorating(user_function: Any) -> Any:
+            return _functools._lru_cache_wrapper(user_function, maxsize, typed, _cache_info)
+
+        return decorating
+
+
 class LazyPattern:
     """A warnings filter's message pattern, compiled (case-insensitive, as
     :func:`warnings.filterwarnings` compiles it) when first matched."""
@@ -186,18 +235,15 @@ def _filterwarnings_without_re(real: Any) -> Any:
     return filterwarnings
 
 
-class importing_transitions:  # noqa: N801 (a statement: `with importing_transitions():`)
-    """Import ``transitions`` inside this block: ``logging`` and ``six`` are
-    placeholders while it imports, and are taken out of ``sys.modules``
-    again after it, so whatever imports them later gets the real ones.
+class _Placeholders:
+    """Within the block, the modules of ``_PLACEHOLDERS`` not yet imported
+    are placeholders and those of ``_UNAVAILABLE`` cannot be imported; after
+    it, both leave ``sys.modules``, so whatever imports them later gets the
+    real ones. A module already imported (tests, ``runlog audit``) is not
+    replaced: the import in the block then gets the real one."""
 
-    A module already imported (tests, ``runlog audit``) is not replaced:
-    ``transitions`` then gets the real one.
-    """
-
-    _PLACEHOLDERS: tuple[tuple[str, type[ModuleType]], ...] = (("logging", _Logging), ("six", _Six))
-    # Not importable during the import: transitions falls back on its own.
-    _UNAVAILABLE = ("enum",)
+    _PLACEHOLDERS: tuple[tuple[str, type[ModuleType]], ...] = ()
+    _UNAVAILABLE: tuple[str, ...] = ()
 
     def __enter__(self) -> None:
         self._installed = [
@@ -208,14 +254,45 @@ class importing_transitions:  # noqa: N801 (a statement: `with importing_transit
         self._blocked = [name for name in self._UNAVAILABLE if name not in sys.modules]
         for name in self._blocked:
             sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
-        self._filterwarnings = warnings.filterwarnings
-        warnings.filterwarnings = _filterwarnings_without_re(self._filterwarnings)
 
     def __exit__(self, *exc: object) -> None:
-        warnings.filterwarnings = self._filterwarnings
         for name, kind in self._installed:
             if isinstance(sys.modules.get(name), kind):
                 del sys.modules[name]
         for name in self._blocked:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+class importing_transitions(_Placeholders):  # noqa: N801 (a statement: `with ...:`)
+    """Import ``transitions`` inside this block: ``logging``, ``six``,
+    ``collections`` and ``functools`` are placeholders while it imports,
+    ``enum`` cannot be imported, and ``warnings.filterwarnings`` adds its
+    filter without :mod:`re`."""
+
+    _PLACEHOLDERS = (
+        ("logging", _Logging),
+        ("six", _Six),
+        ("collections", _Collections),
+        ("functools", _Functools),
+    )
+    # Not importable during the import: transitions falls back on its own.
+    _UNAVAILABLE = ("enum",)
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        self._filterwarnings = warnings.filterwarnings
+        warnings.filterwarnings = _filterwarnings_without_re(self._filterwarnings)
+
+    def __exit__(self, *exc: object) -> None:
+        warnings.filterwarnings = self._filterwarnings
+        super().__exit__(*exc)
+
+
+class importing_sqlite(_Placeholders):  # noqa: N801 (a statement: `with importing_sqlite():`)
+    """Import ``_sqlite3`` inside this block: its module init takes
+    ``functools.lru_cache`` (for every connection's statement cache), and
+    the placeholder's serves without loading :mod:`functools` and
+    :mod:`collections`."""
+
+    _PLACEHOLDERS = (("functools", _Functools),)

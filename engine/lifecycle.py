@@ -9,13 +9,13 @@ failure, so the ``failed`` event says exactly where the container was left.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 
 from engine.actions.base import Action, ActionContext
 from engine.errors import ActionError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any, Protocol
 else:
     Protocol = object  # structural types, checked by mypy only

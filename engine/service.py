@@ -13,8 +13,6 @@ Every request - from the CLI, the control socket or the spool - comes here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from engine.actions.base import ActionContext, Drivers
 from engine.errors import (
     ConcurrencyError,
@@ -32,6 +30,7 @@ from engine.status import Actor, Outcome, Status, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 __all__ = ["Service", "rejection_reason"]

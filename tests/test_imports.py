@@ -118,6 +118,10 @@ NOT_ON_CREATE = (
     "signal",
     # transitions' own stubs serve (engine.deferred).
     "enum",
+    # 1.5 ms together; transitions and _sqlite3 take what they use of them
+    # from placeholders (engine.deferred).
+    "collections",
+    "functools",
     # What only some containers need: hooks (with contextlib), a terminal.
     "engine.runtime.hookexec",
     "contextlib",
@@ -234,6 +238,66 @@ def test_enum_is_the_real_one_for_whoever_imports_it_after_transitions() -> None
         "True False",
         "enum True",
     ]
+
+
+def test_collections_and_functools_are_the_real_ones_after_transitions() -> None:
+    # transitions took OrderedDict, defaultdict, deque and partial from
+    # placeholders (engine.deferred): the very objects the real modules hold.
+    code = (
+        "import sys; import engine.machine.runtime; import transitions.core as core; "
+        "print('collections' in sys.modules, 'functools' in sys.modules); "
+        "import collections, functools; "
+        "print(core.OrderedDict is collections.OrderedDict, "
+        "core.defaultdict is collections.defaultdict, core.deque is collections.deque, "
+        "core.partial is functools.partial, callable(collections.namedtuple), "
+        "callable(functools.reduce))"
+    )
+    out = _fresh(code)
+    assert (out.returncode, out.stderr) == (0, ""), out
+    assert out.stdout.splitlines() == ["False False", "True True True True True True"]
+
+
+def test_sqlite_works_without_functools_and_leaves_the_real_one() -> None:
+    # _sqlite3 took lru_cache for its statement caches from a placeholder:
+    # more statements than the cache holds, again and again, and an error.
+    code = (
+        "import sys; from engine.eventlog.sqlite import _sqlite3; "
+        "print('functools' in sys.modules, 'collections' in sys.modules); "
+        "c = _sqlite3.connect(':memory:', cached_statements=2); "
+        "print([c.execute(f'select {n}').fetchone()[0] for n in (1, 2, 1, 3, 1, 2)]); "
+        "c.execute('create table t (x)'); "
+        "c.executemany('insert into t values (?)', [(n,) for n in range(5)]); "
+        "print(c.execute('select sum(x) from t').fetchone()[0]); "
+        "import functools; print(functools.lru_cache.__module__, 'collections' in sys.modules); "
+        "c.execute('select nosuch from t')"
+    )
+    out = _fresh(code)
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == ["False False", "[1, 2, 1, 3, 1, 2]", "10", "functools True"]
+    assert "no such column: nosuch" in out.stderr
+
+
+def test_the_placeholder_lru_cache_caches_as_functools_does() -> None:
+    import functools
+
+    from engine.deferred import _Functools
+
+    def calls_of(cache: object) -> tuple[list[int], list[int], tuple[object, ...]]:
+        calls: list[int] = []
+
+        def double(x: int) -> int:
+            calls.append(x)
+            return 2 * x
+
+        cached = cache(double)  # type: ignore[operator]
+        results = [cached(x) for x in (1, 1, 2, 3, 1, 3)]
+        return results, calls, tuple(cached.cache_info())
+
+    ours = calls_of(_Functools.lru_cache(2))
+    assert ours == calls_of(functools.lru_cache(2))
+    assert ours == ([2, 2, 4, 6, 2, 6], [1, 2, 3, 1], (2, 4, 2, 2))
+    # A negative size caches nothing, as functools' does.
+    assert calls_of(_Functools.lru_cache(-1)) == calls_of(functools.lru_cache(-1))
 
 
 _FILTERS = (

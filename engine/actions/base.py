@@ -12,10 +12,10 @@ the container as if it had not been attempted).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, Protocol
 else:
     Protocol = object  # structural types, checked by mypy only

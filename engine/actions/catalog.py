@@ -7,10 +7,13 @@ to implementations in :mod:`engine.actions.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
 
 from engine.frozen import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["ACTIONS", "HOOK_POINTS", "ON_FAILURE", "ActionSignature", "Param"]
 

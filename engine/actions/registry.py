@@ -7,7 +7,6 @@ the same names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
 
 from engine.actions.base import Action
@@ -15,6 +14,10 @@ from engine.actions.cgroup import CgroupCreate, CgroupDestroy, CgroupFreeze, Cgr
 from engine.actions.hook import Hook
 from engine.actions.process import CollectStatus, Release, Signal, SpawnInit
 from engine.actions.state import StateRemove
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["REGISTRY"]
 

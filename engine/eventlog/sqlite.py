@@ -18,11 +18,14 @@ A store is not thread-safe: one per thread.
 
 from __future__ import annotations
 
-import _sqlite3
 import os
 import time
 
 from engine import jsonfast
+from engine.deferred import importing_sqlite
+
+with importing_sqlite():
+    import _sqlite3
 from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
 from engine.eventlog import sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent

@@ -10,8 +10,6 @@ state changes, so the model stays where it was. ``auto_transitions`` is off
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
 from engine.deferred import importing_transitions, inspect_on_first_use
 
 inspect_on_first_use()
@@ -24,6 +22,7 @@ from engine.machine.definition import MachineDefinition, TransitionDef  # noqa: 
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 __all__ = ["Lifecycle"]

@@ -32,7 +32,6 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import select
 import time
-from collections.abc import Callable, Mapping, Sequence
 
 from engine import jsonfast
 from engine.errors import ActionError
@@ -41,6 +40,7 @@ from engine.oci.model import Hook, Hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 __all__ = ["IN_CONTAINER", "TAIL_BYTES", "HookRunner"]
