@@ -3,6 +3,7 @@ and the SQLAlchemy store (on an SQLite URL)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,8 +202,6 @@ def test_machine_archive_in_every_store(tmp_path: Path) -> None:
 
 def _in_the_database_file(path: Path) -> int:
     """Events in the database file itself, its write-ahead log left aside."""
-    import sqlite3
-
     with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
         try:
             return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
@@ -221,4 +220,50 @@ def test_a_checkpoint_moves_the_write_ahead_log_into_the_database(tmp_path: Path
         assert _in_the_database_file(db) == 3
         assert [e.seq for e in store.history("a")] == [1, 2]
     finally:
+        store.close()
+
+
+def _log_restarts(db: Path) -> int:
+    """The write-ahead log header's checkpoint sequence number: how often
+    the log has started over (sqlite's WAL format, bytes 12-15)."""
+    return int.from_bytes(Path(f"{db}-wal").read_bytes()[12:16], "big")
+
+
+def test_a_checkpoint_starts_the_log_over_so_the_next_commit_does_not(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = SQLiteStore(str(db))
+    try:
+        store.append(new("a", "create", None, "created"))
+        before = _log_restarts(db)
+        store.checkpoint()
+        assert _log_restarts(db) == before + 1
+        store.append(new("a", "start", "created", "running"))
+        assert _log_restarts(db) == before + 1  # this commit wrote on, from frame 1
+        assert [(e.seq, e.dest) for e in store.history("a")] == [(1, "created"), (2, "running")]
+        other = sqlite3.connect(str(db))
+        try:  # the header as it was
+            assert other.execute("PRAGMA user_version").fetchone()[0] == 0
+        finally:
+            other.close()
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    finally:
+        store.close()
+
+
+def test_a_checkpoint_a_reader_holds_back_leaves_the_log_as_it_is(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = SQLiteStore(str(db))
+    reader = sqlite3.connect(str(db), isolation_level=None)
+    try:
+        store.append(new("a", "create", None, "created"))
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # holds its snapshot
+        store.append(new("a", "start", "created", "running"))
+        before = _log_restarts(db)
+        store.checkpoint()
+        assert _log_restarts(db) == before  # not all copied: no restart
+        reader.execute("COMMIT")
+        assert [e.seq for e in store.history("a")] == [1, 2]
+    finally:
+        reader.close()
         store.close()
