@@ -119,6 +119,8 @@ class Container:
         self.started_ns: int | None = None
         self.finished_ns: int | None = None
         self.status = "creating"
+        # What state.json says: the OCI state as last written.
+        self.state: dict[str, Any] | None = None
 
     # -- files other processes read --------------------------------------
 
@@ -143,6 +145,7 @@ class Container:
             finished_at=self.finished_ns,
         )
         self.statedir.write(STATE, gojson.render(state, "  ").encode())
+        self.state = state
 
     def write_runtime(self, monitor_pid: int) -> None:
         info = {

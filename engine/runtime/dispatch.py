@@ -216,7 +216,12 @@ class Dispatcher:
                 self.freezer_seen = _freezer(self.container)
             self.sent.add(args["signal"])
             return self._ok()
-        # start, pause, resume
+        if op == "start":  # the freezer is not start's: nothing to look at again
+            event = self.service.request(self.id, op, actor, args)
+            assert event.dest is not None
+            self.container.write_state(event.dest)
+            return self._ok()
+        # pause, resume
         try:
             event = self.service.request(self.id, op, actor, args)
         finally:
@@ -234,7 +239,10 @@ class Dispatcher:
         return {"ok": True, "status": self.container.status, "state": self.state(), **extra}
 
     def state(self) -> dict[str, Any]:
-        """The OCI state as ``state.json`` has it (the monitor keeps it current)."""
+        """The OCI state as ``state.json`` has it: the monitor keeps it
+        current, and keeps what it last wrote there."""
+        if self.container.state is not None:
+            return dict(self.container.state)
         doc: dict[str, Any] = jsonfast.loads(self.container.statedir.read(STATE))
         return doc
 

@@ -149,6 +149,8 @@ def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transpor
     for op, expected in (("start", "running"), ("pause", "paused"), ("resume", "running")):
         code, reply = ctl("t-req", {"op": op})
         assert (code, reply["status"], reply["state"]["status"]) == (0, expected, expected)
+        # The state the reply carries is state.json's, as just written.
+        assert reply["state"] == json.loads((runlog.root / "t-req" / "state.json").read_text())
         if op == "start":
             wait_for((b / "rootfs" / "ready").exists, "the trap")
     code, reply = ctl("t-req", {"op": "console_size", "rows": 40, "cols": 120})
