@@ -213,6 +213,14 @@ def _rmdir(path: str, *, controller: str) -> None:
 def remove_tree(directory: str, *, controller: str) -> None:
     """rmdir a cgroup and its descendants, leaf first. Kills nothing; a
     cgroup already gone is fine (delete must be idempotent)."""
+    try:
+        # The usual case first: no child cgroup, no process left in it.
+        os.rmdir(directory)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass  # children, processes, a cgroup the kernel still releases: below
     if not os.path.isdir(directory):
         return
     for dirpath, _dirnames, _files in os.walk(directory, topdown=False):

@@ -246,6 +246,15 @@ class RealContract(EntersThroughEntry, ManagerContract):
     def v1_dir(self, manager: CgroupManager, controller: str) -> str:
         return manager.paths[controller]
 
+    def test_destroy_removes_cgroups_made_below_it(self, manager: CgroupManager) -> None:
+        # As a container that manages cgroups of its own leaves them.
+        manager.create()
+        for directory in set(manager.paths.values()):
+            os.makedirs(os.path.join(directory, "child", "grandchild"))
+        manager.destroy()
+        assert not manager.exists()
+        assert [d for d in set(manager.paths.values()) if os.path.exists(d)] == []
+
     def test_limits_are_in_the_kernel_files(self, manager: CgroupManager) -> None:
         manager.create()
         manager.apply(Resources(memory_limit=64 * MiB, pids_limit=32))
