@@ -97,14 +97,23 @@ def undo_mkdirs(made: list[str]) -> None:
 
 
 def read_text(directory: str, name: str, *, controller: str) -> str:
+    """The file's text (ASCII, as the kernel writes these files). Read at
+    the os level: a Python text file costs five more syscalls a read, and
+    its first opening imports the ASCII codec from disk."""
     path = os.path.join(directory, name)
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise CgroupError(
             f"cannot read {path}: {_hint(err)}", path=path, controller=controller
         ) from err
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def read_int(directory: str, name: str, *, controller: str) -> int:

@@ -21,6 +21,7 @@ keeps one set of kernel rules and the routing is visible in one place:
 
 from __future__ import annotations
 
+from engine.cgroups import files
 from engine.cgroups.base import DEFAULT_FREEZE_TIMEOUT, CgroupManager
 from engine.cgroups.errors import CgroupError
 
@@ -50,13 +51,11 @@ class HybridManager(CgroupManager):
         return self.v1 if self.v1.has("freezer") else self.unified
 
     def create(self) -> None:
-        existed = self.v1.exists()
-        self.v1.create()
+        made = self.v1.make()
         try:
             self.unified.create()
         except BaseException:
-            if not existed:
-                _destroy_quietly(self.v1)
+            files.undo_mkdirs(made)  # what v1 made, and no more
             raise
 
     def apply(self, resources: Resources) -> None:
@@ -110,12 +109,3 @@ class HybridManager(CgroupManager):
 
     def exists(self) -> bool:
         return self.v1.exists() or self.unified.exists()
-
-
-def _destroy_quietly(manager: CgroupManager) -> bool:
-    """Undo after a failed create; the original error is the one to report."""
-    try:
-        manager.destroy()
-    except CgroupError:
-        return False
-    return True

@@ -76,6 +76,11 @@ class V1Manager(CgroupManager):
     # -- create / add / destroy -------------------------------------------------
 
     def create(self) -> None:
+        self.make()
+
+    def make(self) -> list[str]:
+        """:meth:`create`, returning the directories this call made (parents
+        first), for a caller that may have to undo it."""
         made: list[str] = []
         try:
             for controller, directory in self._unique_dirs():
@@ -85,6 +90,7 @@ class V1Manager(CgroupManager):
         except BaseException:
             files.undo_mkdirs(made)
             raise
+        return made
 
     def add(self, pid: int) -> None:
         for controller, directory in self._unique_dirs():
@@ -244,6 +250,14 @@ class V1Manager(CgroupManager):
 
 def _makedirs(directory: str, controller: str) -> list[str]:
     """mkdir -p, returning the directories this call made (top first)."""
+    try:
+        # The usual case first: the parent exists, the cgroup does not.
+        os.mkdir(directory, 0o755)
+        return [directory]
+    except (FileExistsError, FileNotFoundError):
+        pass  # there already, or a parent is missing: below
+    except OSError:
+        pass  # said below, where each level is tried
     missing: list[str] = []
     probe = directory
     while not os.path.isdir(probe):
@@ -284,9 +298,10 @@ def _fill_cpuset(directory: str) -> None:
                 path=directory,
                 controller="cpuset",
             )
-        if not files.read_text(parent, name, controller="cpuset").strip():
-            _fill_cpuset(parent)
         value = files.read_text(parent, name, controller="cpuset").strip()
+        if not value:
+            _fill_cpuset(parent)
+            value = files.read_text(parent, name, controller="cpuset").strip()
         files.write(directory, name, value, controller="cpuset")
 
 

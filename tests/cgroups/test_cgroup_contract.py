@@ -416,6 +416,31 @@ class TestHybridManager(RealContract):
         hugetlb = manager.stats()["hugetlb"]
         assert isinstance(hugetlb, dict) and hugetlb["2MB"]["usage"] == 0
 
+    def test_a_create_that_fails_in_the_unified_tree_takes_back_what_it_made(
+        self, manager: HybridManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def refuse() -> None:
+            raise CgroupError("refused", controller="unified")
+
+        monkeypatch.setattr(manager.unified, "create", refuse)
+        with pytest.raises(CgroupError, match="refused"):
+            manager.create()
+        assert not manager.v1.exists()
+
+    def test_a_failed_create_leaves_the_cgroups_that_were_there_before(
+        self, manager: HybridManager, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        manager.v1.create()
+        assert manager.v1.make() == []  # there already: this call made nothing
+
+        def refuse() -> None:
+            raise CgroupError("refused", controller="unified")
+
+        monkeypatch.setattr(manager.unified, "create", refuse)
+        with pytest.raises(CgroupError, match="refused"):
+            manager.create()
+        assert all(os.path.isdir(d) for d in manager.v1.paths.values())
+
     def test_unknown_huge_page_size_is_refused(self, manager: CgroupManager) -> None:
         manager.create()
         with pytest.raises(CgroupError, match="3MB"):

@@ -110,3 +110,51 @@ def test_create_and_destroy_every_directory_once(tmp_path: Path) -> None:
     assert not manager.exists()
     # The parent stays: other containers live there too.
     assert (tmp_path / "pids" / "runlog").is_dir()
+
+
+def test_make_says_what_it_made(tmp_path: Path) -> None:
+    leaf = tmp_path / "pids" / "runlog" / "c1"
+    manager = V1Manager({"pids": str(leaf)})
+    made = [str(leaf.parent.parent), str(leaf.parent), str(leaf)]
+    assert manager.make() == made  # parents first
+    assert manager.make() == []
+    (leaf.parent / "c2").mkdir()
+    sibling = V1Manager({"pids": str(leaf.parent / "c3")})
+    assert sibling.make() == [str(leaf.parent / "c3")]
+
+
+def _cpuset(directory: Path, cpus: str, mems: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cpuset.cpus").write_text(cpus)
+    (directory / "cpuset.mems").write_text(mems)
+
+
+def test_an_empty_cpuset_takes_its_values_from_the_nearest_ancestor(tmp_path: Path) -> None:
+    # As the kernel makes them: a new v1 cpuset cgroup's files are empty.
+    top = tmp_path / "cpuset"
+    _cpuset(top, "0-3\n", "0\n")
+    _cpuset(top / "runlog", "\n", "\n")
+    _cpuset(top / "runlog" / "c1", "\n", "\n")
+    V1Manager({"cpuset": str(top / "runlog" / "c1")}).create()
+    for directory in (top / "runlog", top / "runlog" / "c1"):
+        assert (directory / "cpuset.cpus").read_text() == "0-3"
+        assert (directory / "cpuset.mems").read_text() == "0"
+
+
+def test_cgroup_files_are_read_as_ascii_without_a_codec(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "cgroup.procs").write_bytes(b"12\n\xff34\n")
+    code = (
+        "import sys; from engine.cgroups import files; "
+        f"print(ascii(files.read_text({str(tmp_path)!r}, 'cgroup.procs', controller='pids'))); "
+        "print('encodings.ascii' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False
+    )
+    assert (out.returncode, out.stderr) == (0, ""), out
+    assert out.stdout.splitlines() == ["'12\\n\\ufffd34\\n'", "False"]
+    with pytest.raises(CgroupError, match=r"cannot read .*missing: no such file"):
+        files.read_text(str(tmp_path), "missing", controller="pids")
