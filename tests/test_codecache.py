@@ -139,7 +139,7 @@ def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> N
     out = _python(
         f"from engine import codecache; f = codecache.CodeFile({code_file!r}); "
         "print(all(n in f._entries for n in "
-        "('engine.quick', 'engine.runtime.monitor', 'transitions.core', 'ctypes')))"
+        "('engine.quick', 'engine.runtime.monitor', 'transitions.core', 'warnings')))"
     )
     assert out.stdout == "True\n", out.stderr
     version = subprocess.run([str(stub), "--version"], capture_output=True, text=True, check=False)

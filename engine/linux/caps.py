@@ -22,11 +22,11 @@ Python library: nothing may import lazily, and files are read in binary
 
 from __future__ import annotations
 
-import ctypes
 import os
 from types import MappingProxyType
 
 from engine.errors import RunlogError
+from engine.linux import ffi
 from engine.linux.syscalls import libc, prctl
 from engine.oci.names import CAPABILITIES
 
@@ -449,17 +449,17 @@ def from_words(words: Iterable[int]) -> tuple[int, int, int]:
 def _capget() -> tuple[int, int, int]:
     # libc's capget/capset with plain arrays: the header is {version, pid},
     # the data two {effective, permitted, inheritable} structs of u32.
-    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()
+    header = (ffi.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ffi.c_uint32 * 6)()
     if libc.capget(header, data) != 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise CapabilityError("", [], f"capget: {os.strerror(err)}", err)
     return from_words(data)
 
 
 def _capset(effective: int, permitted: int, inheritable: int) -> None:
-    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)(*to_words(effective, permitted, inheritable))
+    header = (ffi.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ffi.c_uint32 * 6)(*to_words(effective, permitted, inheritable))
     if libc.capset(header, data) != 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, os.strerror(err))

@@ -16,7 +16,7 @@ run by :mod:`engine.runtime.stages`):
   lock only for reading, as every fork does.
 
 Python 3.11 has no clone3. :func:`fork_into_cgroup` makes the system call
-through ctypes with the interpreter lock held (``PyDLL``) between
+through ffi with the interpreter lock held (as ctypes' ``PyDLL``) between
 ``PyOS_BeforeFork`` and ``PyOS_AfterFork_Child``/``_Parent`` - what
 ``os.fork`` does around fork(2). What the child misses of glibc's fork:
 its thread descriptor keeps the parent's thread id (glibc uses that field
@@ -37,8 +37,9 @@ wrong, if anything.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
-import ctypes
 import os
+
+from engine.linux import ffi
 
 __all__ = ["CLONE_INTO_CGROUP", "fork_into_cgroup", "open_cgroup"]
 
@@ -48,15 +49,15 @@ _SYS_CLONE3 = 435
 
 # PyDLL: the interpreter lock stays held during the call, so the child
 # comes back from it as the only thread, holding the lock, as from fork(2).
-_libc = ctypes.PyDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_api = ctypes.pythonapi
+_libc = ffi.Library(ffi.FUNCFLAGS_PYDLL)
+_libc.syscall.restype = ffi.c_long
+_api = ffi.pythonapi
 
 
-class _CloneArgs(ctypes.Structure):
+class _CloneArgs(ffi.Structure):
     # struct clone_args, CLONE_ARGS_SIZE_VER2 (88 bytes): <linux/sched.h>.
-    _fields_ = [
-        (name, ctypes.c_uint64)
+    _fields_ = tuple(
+        (name, ffi.c_uint64)
         for name in (
             "flags",
             "pidfd",
@@ -70,7 +71,7 @@ class _CloneArgs(ctypes.Structure):
             "set_tid_size",
             "cgroup",
         )
-    ]
+    )
 
 
 def fork_into_cgroup(cgroup_fd: int) -> int | None:
@@ -81,9 +82,7 @@ def fork_into_cgroup(cgroup_fd: int) -> int | None:
     """
     args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=int(_signal.SIGCHLD), cgroup=cgroup_fd)
     _api.PyOS_BeforeFork()
-    pid = _libc.syscall(
-        ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
-    )
+    pid = _libc.syscall(ffi.c_long(_SYS_CLONE3), ffi.byref(args), ffi.c_size_t(ffi.sizeof(args)))
     if pid == 0:
         _api.PyOS_AfterFork_Child()
         return 0

@@ -18,10 +18,10 @@ makes the calls in that order.
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from engine.errors import RunlogError
+from engine.linux import ffi
 from engine.linux.caps import lacking
 from engine.linux.syscalls import libc, prctl
 
@@ -126,9 +126,9 @@ def _prctl(what: str, option: int, value: int) -> None:
 
 def _pdeathsig() -> int:
     # PR_GET_PDEATHSIG writes through a pointer; syscalls.prctl passes integers.
-    signal = ctypes.c_int(0)
-    if libc.prctl(ctypes.c_int(_PR_GET_PDEATHSIG), ctypes.byref(signal), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
+    signal = ffi.c_int(0)
+    if libc.prctl(ffi.c_int(_PR_GET_PDEATHSIG), ffi.byref(signal), 0, 0, 0) != 0:
+        err = ffi.get_errno()
         raise IdentityError("PR_GET_PDEATHSIG", "", os.strerror(err), err)
     return signal.value
 

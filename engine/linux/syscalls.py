@@ -3,13 +3,14 @@
 Python 3.11 has no ``os.unshare``/``os.setns`` and no mount API; these call
 libc directly and raise ``OSError`` with errno and the arguments, so callers
 can say what failed where. Imported only by the init and the monitor, never
-by the CLI's light commands (``ctypes`` costs ~4 ms).
+by the CLI's light commands. Through :mod:`engine.linux.ffi`, not ``ctypes``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+from engine.linux import ffi
 
 __all__ = [
     "CLONE_FLAGS",
@@ -26,7 +27,7 @@ __all__ = [
     "unshare",
 ]
 
-libc = ctypes.CDLL(None, use_errno=True)
+libc = ffi.libc
 
 # <linux/sched.h>: the namespace types of the runtime-spec (config-linux.md
 # "Namespaces") and their clone flags.
@@ -62,16 +63,16 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
 
 def _check(result: int, what: str) -> None:
     if result != 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def unshare(flags: int) -> None:
-    _check(libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+    _check(libc.unshare(ffi.c_int(flags)), f"unshare({flags:#x})")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+    _check(libc.setns(ffi.c_int(fd), ffi.c_int(nstype)), f"setns({nstype:#x})")
 
 
 def mount(
@@ -81,13 +82,13 @@ def mount(
         return None if value is None else os.fsencode(value)
 
     _check(
-        libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        libc.mount(enc(source), enc(target), enc(fstype), ffi.c_ulong(flags), enc(data)),
         f"mount {source or fstype} on {target} (flags {flags:#x}, data {data!r})",
     )
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(libc.umount2(os.fsencode(target), ctypes.c_int(flags)), f"umount {target}")
+    _check(libc.umount2(os.fsencode(target), ffi.c_int(flags)), f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -95,7 +96,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if number is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
     _check(
-        libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old)),
+        libc.syscall(ffi.c_long(number), os.fsencode(new_root), os.fsencode(put_old)),
         f"pivot_root {new_root}",
     )
 
@@ -122,7 +123,7 @@ def ignored_signals() -> frozenset[int] | None:
 _MACHINE = os.uname().machine
 # SIG_DFL, no flags, empty mask; only read by the kernel. Made here, not in
 # the forked child that uses it (default_signals says why).
-_DEFAULT_ACTION = ctypes.create_string_buffer(64)
+_DEFAULT_ACTION = ffi.create_string_buffer(64)
 
 
 def default_signal(signo: int) -> None:
@@ -131,34 +132,32 @@ def default_signal(signo: int) -> None:
     if number is None:
         raise OSError(38, f"rt_sigaction: unknown syscall number on {_MACHINE}")
     _check(
-        libc.syscall(
-            ctypes.c_long(number), ctypes.c_int(signo), _DEFAULT_ACTION, None, ctypes.c_size_t(8)
-        ),
+        libc.syscall(ffi.c_long(number), ffi.c_int(signo), _DEFAULT_ACTION, None, ffi.c_size_t(8)),
         f"rt_sigaction({signo})",
     )
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(libc.sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname {name!r}")
+    _check(libc.sethostname(raw, ffi.c_size_t(len(raw))), f"sethostname {name!r}")
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    _check(libc.setdomainname(raw, ctypes.c_size_t(len(raw))), f"setdomainname {name!r}")
+    _check(libc.setdomainname(raw, ffi.c_size_t(len(raw))), f"setdomainname {name!r}")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     result = int(
         libc.prctl(
-            ctypes.c_int(option),
-            ctypes.c_ulong(arg2),
-            ctypes.c_ulong(arg3),
-            ctypes.c_ulong(arg4),
-            ctypes.c_ulong(arg5),
+            ffi.c_int(option),
+            ffi.c_ulong(arg2),
+            ffi.c_ulong(arg3),
+            ffi.c_ulong(arg4),
+            ffi.c_ulong(arg5),
         )
     )
     if result < 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
     return result
