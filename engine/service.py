@@ -136,19 +136,35 @@ class Service:
         return self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
 
     def record_query(
-        self, container_id: str, trigger: str, actor: Actor, request: Mapping[str, Any] | None
+        self,
+        container_id: str,
+        trigger: str,
+        actor: Actor,
+        request: Mapping[str, Any] | None,
+        *,
+        time_ns: int | None = None,
     ) -> Event:
         """Record a request that asks and changes nothing (``state``,
-        ``wait``): who asked, and when. ``query`` in the payload tells
-        replay there is no transition to check. Schedulers poll ``state``,
-        so a query is committed without waiting for the disk; the next
-        transition's durable commit carries it."""
+        ``wait``): who asked, and when (``time_ns``: when it was asked, if
+        not now). ``query`` in the payload tells replay there is no
+        transition to check. Schedulers poll ``state``, so a query is
+        committed without waiting for the disk; the next transition's
+        durable commit carries it."""
         row = self.store.container(container_id)
         state = None if row is None or row.state in self._gone else row.state
         seq = 0 if row is None else row.seq
         payload: dict[str, Any] = {"request": dict(request or {}), "query": True}
         return self._append(
-            container_id, trigger, state, state, Outcome.OK, actor, payload, seq, durable=False
+            container_id,
+            trigger,
+            state,
+            state,
+            Outcome.OK,
+            actor,
+            payload,
+            seq,
+            durable=False,
+            time_ns=time_ns,
         )
 
     def refuse(
@@ -225,6 +241,7 @@ class Service:
         seq: int,
         *,
         durable: bool = True,
+        time_ns: int | None = None,
     ) -> Event:
         new = NewEvent(
             container_id,
@@ -235,6 +252,7 @@ class Service:
             actor,
             self.definition.digest,
             payload,
+            time_ns,
         )
         try:
             return self.store.append(new, expected_seq=seq, durable=durable)

@@ -119,8 +119,9 @@ class Container:
         self.started_ns: int | None = None
         self.finished_ns: int | None = None
         self.status = "creating"
-        # What state.json says: the OCI state as last written.
+        # What state.json says: the OCI state as last written, and its text.
         self.state: dict[str, Any] | None = None
+        self.state_text: bytes | None = None
 
     # -- files other processes read --------------------------------------
 
@@ -144,8 +145,9 @@ class Container:
             started_at=self.started_ns,
             finished_at=self.finished_ns,
         )
-        self.statedir.write(STATE, gojson.render(state, "  ").encode())
-        self.state = state
+        text = gojson.render(state, "  ").encode()
+        self.statedir.write(STATE, text)
+        self.state, self.state_text = state, text
 
     def write_runtime(self, monitor_pid: int) -> None:
         info = {

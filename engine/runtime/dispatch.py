@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
+import time
 
 from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError
@@ -112,6 +113,8 @@ class Dispatcher:
         self.sent: set[int] = set()
         self.oom_kills = _oom_kills(container.manager.paths)
         self.freezer_seen = _freezer(container)
+        # Queries to record once their answer is out (_query).
+        self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
 
     # -- requests ------------------------------------------------------------
 
@@ -128,6 +131,7 @@ class Dispatcher:
             reply = error_reply(internal)
         if reply is not None:
             respond(reply)
+        self._record_queries()
 
     def forget(self, respond: Respond) -> None:
         """A waiting client went away: nothing to answer there."""
@@ -174,10 +178,18 @@ class Dispatcher:
             pass
 
     def _query(self, op: str, actor: Actor, args: dict[str, Any]) -> None:
-        try:
-            self.service.record_query(self.id, op, actor, args)
-        except Exception:  # the log cannot take it; the answer still goes out
-            pass
+        """A query is recorded right after it is answered (a scheduler
+        polls ``state`` and waits for the answer, not for the log), with
+        the time it was asked, before the monitor reads its next request."""
+        self.queries.append((op, actor, args, time.time_ns()))
+
+    def _record_queries(self) -> None:
+        queries, self.queries = self.queries, []
+        for op, actor, args, asked in queries:
+            try:
+                self.service.record_query(self.id, op, actor, args, time_ns=asked)
+            except Exception:  # the log cannot take it; the answer went out
+                pass
 
     def _dispatch(self, request: Request, actor: Actor, respond: Respond) -> dict[str, Any] | None:
         op, args = request.op, request.args
@@ -186,11 +198,15 @@ class Dispatcher:
             self._query(op, actor, args)
             # "text": state.json as it is, which is runc's layout: what
             # `runlog state` prints, without rendering it again.
-            raw = self.container.statedir.read(STATE)
-            doc: dict[str, Any] = jsonfast.loads(raw)
+            raw = self.container.state_text or self.container.statedir.read(STATE)
             # "ok" first and "text" last: the short way reads them so
             # (engine.wire.state_text_of), and parses any other shape.
-            return {"ok": True, "status": self.container.status, "state": doc, "text": raw.decode()}
+            return {
+                "ok": True,
+                "status": self.container.status,
+                "state": self.state(),
+                "text": raw.decode(),
+            }
         if op == "wait":
             self._query(op, actor, args)
             if self.container.exit is not None:

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.layout import STATE_TIMEOUT
 from engine.runtime import client
 from engine.runtime.requests import MAX_REQUEST, RequestError, decode
 from engine.runtime.spool import REPLY, SpoolClient
@@ -522,6 +523,43 @@ def test_state_answers_from_the_file_when_the_monitor_does_not(
     assert (doc["id"], doc["status"]) == ("t-busy", "running")
     assert doc["pid"] == runtime_info(runlog, "t-busy")["init_pid"]
     assert status(runlog, "t-busy") == "running"  # and the monitor serves again
+
+
+def test_state_answers_while_the_log_is_locked_and_is_recorded_after(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    # A query is answered first and recorded right after, with the time it
+    # was asked: a scheduler's poll does not wait for the log (here held by
+    # another writer, as an auditor's long transaction would hold it).
+    running("t-lock")
+    holder = sqlite3.connect(runlog.db, isolation_level=None, timeout=0)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        before = time.time_ns()
+        out = runlog("state", "t-lock")
+        answered = time.time_ns()
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["status"] == "running"
+        # From the monitor: not state.json's answer after STATE_TIMEOUT.
+        assert answered - before < STATE_TIMEOUT * 1e9 / 2
+        queries = [r for r in rows(runlog.db, "t-lock") if r["trigger"] == "state"]
+        assert queries == []  # not in the log yet: its writer waits for the lock
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    def asked() -> list[int]:
+        with sqlite3.connect(runlog.db) as conn:
+            found = conn.execute(
+                "SELECT time_ns FROM events WHERE container_id = ? AND \"trigger\" = 'state'",
+                ("t-lock",),
+            ).fetchall()
+        return [int(t) for (t,) in found]
+
+    wait_for(lambda: asked() != [], "the query's event")
+    (at,) = asked()
+    assert before <= at <= answered
+    assert status(runlog, "t-lock") == "running"  # and the monitor serves on
 
 
 def test_a_kill_from_outside_is_recorded_as_external(
