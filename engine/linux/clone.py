@@ -4,8 +4,8 @@ Moving a process by writing its pid to ``cgroup.procs`` takes the kernel's
 global threadgroup lock for writing, and the first writer after a quiet
 spell waits for an RCU grace period: 6-20 ms on these hosts, on every
 ``create``, whoever the caller (runc pays it too). Two ways around it,
-both used for the init's first stage (forked by :mod:`engine.runtime.init`,
-run by :mod:`engine.runtime.stages`):
+both used for the container's init, or its first stage where it has one
+(forked by :mod:`engine.runtime.init`, run by :mod:`engine.runtime.stages`):
 
 * cgroup v1: a single-threaded process that writes ``0`` to a hierarchy's
   ``tasks`` file moves itself - its only thread - without that lock
@@ -21,11 +21,12 @@ through ffi with the interpreter lock held (as ctypes' ``PyDLL``) between
 ``os.fork`` does around fork(2). What the child misses of glibc's fork:
 its thread descriptor keeps the parent's thread id (glibc uses that field
 for its own recursive locks, consistently within the process, and asks the
-kernel where the real id matters: raise(3) since 2.34), and glibc's
-pthread_atfork handlers do not run (runlog registers none, and in a
-single-threaded caller no libc lock is held). The child should therefore
-be short-lived and call only what the init's first stage calls; a process
-it forks with ``os.fork`` is whole again.
+kernel where the real id matters: raise(3) since 2.34), it has no robust
+futex list (only robust mutexes, which runlog does not use, need one), and
+glibc's pthread_atfork handlers do not run (runlog registers none, and in
+a single-threaded caller no libc lock is held). The child should therefore
+call only what the container's init calls before its exec, which makes it
+whole again; a process it forks with ``os.fork`` is whole too.
 
 Where the kernel refuses - older than 5.7, a seccomp filter that forbids
 clone3 (container engines' default profiles answer ENOSYS), a cgroup that
@@ -74,13 +75,19 @@ class _CloneArgs(ffi.Structure):
     )
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int | None:
-    """Fork; the child starts in the cgroup2 directory open as ``cgroup_fd``.
+def fork_into_cgroup(cgroup_fd: int | None, flags: int = 0) -> int | None:
+    """Fork; the child starts in the cgroup2 directory open as ``cgroup_fd``
+    (``None``: the parent's) and in new namespaces for the CLONE_NEW* bits
+    of ``flags`` (in a new pid namespace, the child is its pid 1).
 
     Returns 0 in the child and the child's pid in the parent, as
     ``os.fork``; ``None`` (no child) when the kernel refuses.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=int(_signal.SIGCHLD), cgroup=cgroup_fd)
+    if cgroup_fd is not None:
+        flags |= CLONE_INTO_CGROUP
+    args = _CloneArgs(
+        flags=flags, exit_signal=int(_signal.SIGCHLD), cgroup=0 if cgroup_fd is None else cgroup_fd
+    )
     _api.PyOS_BeforeFork()
     pid = _libc.syscall(ffi.c_long(_SYS_CLONE3), ffi.byref(args), ffi.c_size_t(ffi.sizeof(args)))
     if pid == 0:

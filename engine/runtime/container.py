@@ -264,6 +264,7 @@ class _Process:
                 preserve_fds=c.preserve_fds,
                 stdio=(theirs[0], theirs[1], theirs[2]) if theirs else None,
                 meanwhile=c.meanwhile,
+                caller_reaps=c.caller_reaps,
             )
         except BaseException:
             for fd in ours:

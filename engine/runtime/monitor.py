@@ -67,8 +67,9 @@ def run(
         log_path = options["log_path"]
         caller_reaps = init_parent(options) == "caller"
         if not caller_reaps:
-            # The init's first stage exits once it has forked the init: the
-            # init comes to the monitor, which reaps it and keeps its status.
+            # The init is the monitor's child, or its first stage's, which
+            # exits once it has forked it: the init comes to the monitor,
+            # which reaps it and keeps its status.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         cache = settings.cache_dir()
         machines = None if cache is None else os.path.join(cache, "machines")

@@ -1,11 +1,14 @@
 """The container's init before it execs: what runs in the forked children.
 
-:mod:`engine.runtime.init` (the monitor's side) forks stage A
-(:func:`stage_a`); A joins the container's cgroup, joins or creates its
-namespaces (a new user namespace first, mapped by the monitor), and forks
-B, which in a new pid namespace is pid 1. B builds the root filesystem,
-checks cwd, finds ``args[0]`` on the container's PATH, applies rlimits,
-user, capabilities and the seccomp filter, says "ready" and blocks until
+:mod:`engine.runtime.init` (the monitor's side) clones B straight into its
+new namespaces where it can (:func:`direct_flags`, :func:`stage_direct`: B
+joins its v1 cgroups and makes its cgroup namespace, then goes on), else
+forks stage A (:func:`stage_a`); A joins the container's cgroup, joins or
+creates its namespaces (a new user namespace first, mapped by the
+monitor), and forks B, which in a new pid namespace is pid 1. B builds
+the root filesystem, checks cwd, finds ``args[0]`` on the container's
+PATH, applies rlimits, user, capabilities and the seccomp filter, says
+"ready" and blocks until
 the monitor says "release": then it says "exec" and execs (or says why the
 exec failed). Both report on the sync socket, one line each
 (:func:`send_line`, :func:`recv_line`).
@@ -33,7 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.linux.libseccomp import Filter
 
-__all__ = ["find_executable", "recv_line", "send_line", "stage_a"]
+__all__ = ["direct_flags", "find_executable", "recv_line", "send_line", "stage_a", "stage_direct"]
 
 _NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
 
@@ -137,20 +140,38 @@ def _install_stdio(fds: tuple[int, int, int]) -> None:
         os.close(fd)
 
 
-def stage_a(
+def direct_flags(config: Config) -> int | None:
+    """The clone flags of an init cloned straight into its namespaces, or
+    ``None`` where it needs stage A: a new user namespace (mapped from
+    outside before the others are made in it), a namespace joined by path
+    (setns of a pid namespace takes effect for children only), a new time
+    namespace. A new cgroup namespace is not among the flags: the init
+    makes it itself once in its v1 cgroups (:func:`stage_direct`)."""
+    flags = 0
+    for ns_type in _NS_ORDER:
+        entry = config.linux.namespace(ns_type)
+        if entry is None:
+            continue
+        if entry.path or ns_type in ("user", "time"):
+            return None
+        if ns_type != "cgroup":
+            flags |= syscalls.CLONE_FLAGS[ns_type]
+    return flags
+
+
+def _enter(
     config: Config,
     fd: int,
     cgroup_files: list[str],
     console: int | None,
     preserve: int,
-    stdio: tuple[int, int, int] | None = None,
-    seccomp: Filter | None = None,
-) -> None:
-    """Join the cgroup and the namespaces, fork B, report its pid."""
+    stdio: tuple[int, int, int] | None,
+) -> CgroupView:
+    """Take stdio, close the monitor's descriptors, join the v1 cgroups;
+    return what the container's cgroup mount shows."""
     if stdio is not None:
         _install_stdio(stdio)
     _close_fds_except({fd, console} if console is not None else {fd}, preserve)
-    buffer = bytearray()
     for name in cgroup_files:
         # os-level: a Python file object costs a freshly forked process
         # ten times as much (every object it touches copies a page).
@@ -161,7 +182,45 @@ def stage_a(
             os.close(cgroup_fd)
     # Read before a new cgroup namespace would make every path "/": what
     # the container's cgroup mount shows (CgroupView).
-    cgroups = CgroupView(own_cgroups(), config.linux.namespace("cgroup") is not None)
+    return CgroupView(own_cgroups(), config.linux.namespace("cgroup") is not None)
+
+
+def stage_direct(
+    config: Config,
+    fd: int,
+    cgroup_files: list[str],
+    console: int | None,
+    preserve: int,
+    stdio: tuple[int, int, int] | None = None,
+    seccomp: Filter | None = None,
+) -> None:
+    """The init cloned into its new namespaces (:func:`direct_flags`):
+    join the v1 cgroups, make the cgroup namespace, then go on as B.
+    Never returns."""
+    try:
+        cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
+        if config.linux.namespace("cgroup") is not None:
+            syscalls.unshare(syscalls.CLONE_FLAGS["cgroup"])
+    except BaseException as err:
+        try:
+            send_line(fd, f"error {str(err) or type(err).__name__}")
+        finally:
+            os._exit(1)
+    _stage_b(config, fd, bytearray(), console, cgroups, seccomp)
+
+
+def stage_a(
+    config: Config,
+    fd: int,
+    cgroup_files: list[str],
+    console: int | None,
+    preserve: int,
+    stdio: tuple[int, int, int] | None = None,
+    seccomp: Filter | None = None,
+) -> None:
+    """Join the cgroup and the namespaces, fork B, report its pid."""
+    cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
+    buffer = bytearray()
     linux = config.linux
     new_flags = 0
     joins: list[tuple[str, str]] = []

@@ -66,3 +66,60 @@ def test_meanwhile_runs_once_and_its_failure_leaves_no_init(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == expected
+
+
+# The init is cloned straight into its namespaces, the spawner's child from
+# the start; stage A serves where it must (here: clone3 refused).
+_DIRECT = """
+import os, sys
+from engine.linux import clone, syscalls
+from engine.oci.config import load_bundle
+from engine.runtime import init
+
+syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+config = load_bundle(sys.argv[1])
+stage_a = []
+real_fork_a = init._fork_a
+init._fork_a = lambda *args: stage_a.append(1) or real_fork_a(*args)
+if sys.argv[2] == "refused":
+    clone.fork_into_cgroup = lambda fd, flags=0: None
+handle = init.spawn(config, [], None)
+status = open(f"/proc/{handle.pid}/status").read().split("\\n")
+ppid = [line.split()[1] for line in status if line.startswith("PPid:")][0]
+nspid = [line.split()[1:] for line in status if line.startswith("NSpid:")][0]
+def ns(pid, name):
+    return os.readlink(f"/proc/{pid}/ns/{name}")
+kinds = ("pid", "net", "ipc", "uts", "mnt")
+new = [name for name in kinds if ns(handle.pid, name) != ns("self", name)]
+print("stage A", len(stage_a))
+print("parent", int(ppid) == os.getpid(), "pid 1", nspid[-1] == "1")
+print("new", *new, "cgroup", ns(handle.pid, "cgroup") == ns("self", "cgroup"))
+os.kill(handle.pid, 9)
+os.waitpid(handle.pid, 0)
+try:
+    print("left", os.waitpid(-1, os.WNOHANG))
+except ChildProcessError:
+    print("left none")
+"""
+
+
+@pytest.mark.parametrize(("mode", "forks_a"), [("direct", 0), ("refused", 1)])
+def test_the_init_is_cloned_into_its_namespaces_or_forked_by_stage_a(
+    bundle: Callable[..., Path], mode: str, forks_a: int
+) -> None:
+    b = bundle(["true"])
+    out = subprocess.run(
+        [sys.executable, "-c", _DIRECT, str(b), mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"stage A {forks_a}",
+        "parent True pid 1 True",
+        "new pid net ipc uts mnt cgroup True",
+        "left none",
+    ]
