@@ -47,6 +47,20 @@ except ChildProcessError:
 """
 
 
+def _spawning(script: str, bundle: Path, mode: str) -> list[str]:
+    """What ``script`` prints, run in a fresh interpreter as a monitor."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(bundle), mode],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [("ok", ["ready True", "calls True", "left none"]),
@@ -55,17 +69,7 @@ except ChildProcessError:
 def test_meanwhile_runs_once_and_its_failure_leaves_no_init(
     bundle: Callable[..., Path], mode: str, expected: list[str]
 ) -> None:
-    b = bundle(["true"])
-    out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(b), mode],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == expected
+    assert _spawning(_SCRIPT, bundle(["true"]), mode) == expected
 
 
 # The init is cloned straight into its namespaces, the spawner's child from
@@ -107,17 +111,7 @@ except ChildProcessError:
 def test_the_init_is_cloned_into_its_namespaces_or_forked_by_stage_a(
     bundle: Callable[..., Path], mode: str, forks_a: int
 ) -> None:
-    b = bundle(["true"])
-    out = subprocess.run(
-        [sys.executable, "-c", _DIRECT, str(b), mode],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [
+    assert _spawning(_DIRECT, bundle(["true"]), mode) == [
         f"stage A {forks_a}",
         "parent True pid 1 True",
         "new pid net ipc uts mnt cgroup True",
