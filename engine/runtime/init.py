@@ -14,7 +14,7 @@ or creates its namespaces (a new user namespace first, mapped by the
 monitor), and forks B. In a new pid namespace B is pid 1. A reports B's
 pid and exits; the monitor is a child subreaper (PR_SET_CHILD_SUBREAPER),
 so B becomes the monitor's child and the monitor reaps it. Cloning B
-directly saves a fork and stage A's work (about 1.5 ms of create). B
+directly saves a fork and stage A's work (1-2 ms of create). B
 builds the root filesystem,
 checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits
 (in a new user namespace the monitor sets them, on "ready"), user and
@@ -140,8 +140,8 @@ def spawn(
     ``terminal: true``; the init sends the pty master on it. The caller must
     be a child subreaper and single-threaded. ``stdio``: descriptors for
     the init's stdin, stdout and stderr (else it keeps the caller's).
-    ``meanwhile``: the caller's own work, run once stage A is forked, while
-    the init sets itself up (some 5 ms the caller would spend waiting); if
+    ``meanwhile``: the caller's own work, run once the init (or its stage A)
+    is forked, while the init sets itself up (some 5 ms the caller would spend waiting); if
     it raises, the init is killed and the error goes on. ``caller_reaps``:
     the init must be re-parented to create's caller, through stage A.
     """
@@ -197,7 +197,9 @@ def spawn(
 
 
 def _await_ready(fd: int, pid_a: int, config: Config, found: list[int]) -> None:
-    """Serve the init's set-up until B is ready; B's pid goes into ``found``."""
+    """Serve the init's set-up until B is ready; B's pid goes into ``found``
+    (there already when B was cloned directly, and ``pid_a`` is B's: no user
+    namespace to map then)."""
     buffer = bytearray()
     ready = False
     # A's "pid" and B's "ready" share the socket: either may come first.
