@@ -83,6 +83,7 @@ class SQLiteStore(EventStore):
             _check_file(path)
         # isolation_level=None: the module issues no implicit BEGIN; this
         # store opens every transaction itself.
+        self._busy_ms = int(busy_timeout * 1000)
         self._conn = _sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         try:
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
@@ -299,11 +300,19 @@ class SQLiteStore(EventStore):
         pay for it: SQLite syncs a restarted log's header before its first
         frame (0.3-0.4 ms here). It restarts on a write, so this writes
         the database header's user_version as it is, unsynced: the next
-        durable commit carries it, and nothing in the database changes."""
+        durable commit carries it, and nothing in the database changes.
+        Without waiting for the write lock: a writer that holds it starts
+        the log over itself."""
         conn = self._conn
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=0")
         try:
-            self._begin()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except _sqlite3.OperationalError as err:
+                if _is_busy(err):
+                    return
+                raise
             try:
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
                 conn.execute(f"PRAGMA user_version={int(version)}")
@@ -311,6 +320,16 @@ class SQLiteStore(EventStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            conn.execute(f"PRAGMA user_version={int(version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         finally:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
 

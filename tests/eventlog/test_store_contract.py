@@ -4,6 +4,7 @@ and the SQLAlchemy store (on an SQLite URL)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,6 +248,28 @@ def test_a_checkpoint_starts_the_log_over_so_the_next_commit_does_not(tmp_path: 
             other.close()
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
     finally:
+        store.close()
+
+
+def test_a_checkpoint_does_not_wait_for_a_writer_to_start_the_log_over(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    store = SQLiteStore(str(db), busy_timeout=10.0)
+    writer = sqlite3.connect(str(db), isolation_level=None, timeout=0)
+    try:
+        store.append(new("a", "create", None, "created"))
+        before = _log_restarts(db)
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+        started = time.monotonic()
+        store.checkpoint()  # copies the log, leaves the restart to the writer
+        assert time.monotonic() - started < 5  # not the busy timeout's 10 s
+        assert _log_restarts(db) == before
+        writer.execute("COMMIT")
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        store.append(new("a", "start", "created", "running"))
+        assert [e.seq for e in store.history("a")] == [1, 2]
+    finally:
+        writer.close()
         store.close()
 
 
