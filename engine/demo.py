@@ -22,7 +22,7 @@ import time
 
 from engine.actions.fakes import FakeHook, FakeWorld
 from engine.actions.registry import REGISTRY
-from engine.bundles import BUSYBOX, make_busybox_bundle
+from engine.bundles import BUSYBOX, keep_default_cgroup_parent, make_busybox_bundle
 from engine.cmdline import Opt, parse
 from engine.commands import history
 from engine.errors import RunlogError
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     flags, _ = parse(opts, sys.argv[1:] if argv is None else argv, interleave=True, where="demo")
     settings = Settings.from_flags(flags, os.environ)
     if not flags["fake"] and os.geteuid() == 0 and os.path.exists(BUSYBOX):
-        return real(settings)
+        # The containers take runlog's default cgroup parent, /runlog: it
+        # goes again afterwards if the demo made it.
+        with keep_default_cgroup_parent():
+            return real(settings)
     if not flags["fake"]:
         print("(not root, or no /bin/busybox: showing the fake-world demo)\n")
     return fake(settings)

@@ -46,9 +46,12 @@ def test_real_demo_runs_a_container(tmp_path: Path, capsys: pytest.CaptureFixtur
     if os.geteuid() != 0:
         pytest.skip("needs root")
     db = tmp_path / "events.db"
-    # The demo uses runlog's default cgroup parent, /runlog.
+    # The demo uses runlog's default cgroup parent, /runlog, and leaves it
+    # as it was.
+    parents = [str(p) for p in Path("/sys/fs/cgroup").glob("*/runlog")]
     with keep_default_cgroup_parent():
         assert demo.main(["--db", str(db), "--root", str(tmp_path / "run")]) == 0
+        assert sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/runlog")) == sorted(parents)
     out = capsys.readouterr().out
     assert "| demo-1: got TERM, exiting 3" in out
     assert '"exitCode": 3' in out
