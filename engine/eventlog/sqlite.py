@@ -323,15 +323,6 @@ class SQLiteStore(EventStore):
         finally:
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        try:
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            conn.execute(f"PRAGMA user_version={int(version)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
 
 def _event(row: Sequence[Any]) -> Event:

@@ -4,6 +4,7 @@ and the SQLAlchemy store (on an SQLite URL)."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,6 +239,11 @@ def test_a_checkpoint_starts_the_log_over_so_the_next_commit_does_not(tmp_path: 
         before = _log_restarts(db)
         store.checkpoint()
         assert _log_restarts(db) == before + 1
+        # One write, of one page: the header's user_version. The wal-index
+        # header's mxFrame (sqlite's WAL format: -shm bytes 16-19, native
+        # order) counts the log's frames.
+        frames = int.from_bytes(Path(f"{db}-shm").read_bytes()[16:20], sys.byteorder)
+        assert frames == 1
         store.append(new("a", "start", "created", "running"))
         assert _log_restarts(db) == before + 1  # this commit wrote on, from frame 1
         assert [(e.seq, e.dest) for e in store.history("a")] == [(1, "created"), (2, "running")]
