@@ -254,10 +254,8 @@ def _makedirs(directory: str, controller: str) -> list[str]:
         # The usual case first: the parent exists, the cgroup does not.
         os.mkdir(directory, 0o755)
         return [directory]
-    except (FileExistsError, FileNotFoundError):
-        pass  # there already, or a parent is missing: below
     except OSError:
-        pass  # said below, where each level is tried
+        pass  # there already, a parent missing, refused: each level below
     missing: list[str] = []
     probe = directory
     while not os.path.isdir(probe):

@@ -23,13 +23,13 @@ import time
 
 from engine import jsonfast
 from engine.deferred import importing_sqlite
-
-with importing_sqlite():
-    import _sqlite3
 from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
 from engine.eventlog import sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
+
+with importing_sqlite():
+    import _sqlite3
 
 __all__ = ["SQLiteStore"]
 

@@ -36,11 +36,9 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import time
 
-from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError
 from engine.runtime.container import Container
 from engine.runtime.requests import Request, RequestError, decode
-from engine.runtime.statedir import STATE
 from engine.service import Service
 from engine.status import Actor, Status, Transport
 
@@ -198,14 +196,15 @@ class Dispatcher:
             self._query(op, actor, args)
             # "text": state.json as it is, which is runc's layout: what
             # `runlog state` prints, without rendering it again.
-            raw = self.container.state_text or self.container.statedir.read(STATE)
             # "ok" first and "text" last: the short way reads them so
             # (engine.wire.state_text_of), and parses any other shape.
+            state = self.state()
+            assert self.container.state_text is not None
             return {
                 "ok": True,
                 "status": self.container.status,
-                "state": self.state(),
-                "text": raw.decode(),
+                "state": state,
+                "text": self.container.state_text.decode(),
             }
         if op == "wait":
             self._query(op, actor, args)
@@ -232,16 +231,12 @@ class Dispatcher:
                 self.freezer_seen = _freezer(self.container)
             self.sent.add(args["signal"])
             return self._ok()
-        if op == "start":  # the freezer is not start's: nothing to look at again
-            event = self.service.request(self.id, op, actor, args)
-            assert event.dest is not None
-            self.container.write_state(event.dest)
-            return self._ok()
-        # pause, resume
+        # start, pause, resume
         try:
             event = self.service.request(self.id, op, actor, args)
         finally:
-            self.freezer_seen = _freezer(self.container)
+            if op != "start":  # the freezer is pause's and resume's to change
+                self.freezer_seen = _freezer(self.container)
         assert event.dest is not None
         self.container.write_state(event.dest)
         return self._ok()
@@ -255,12 +250,10 @@ class Dispatcher:
         return {"ok": True, "status": self.container.status, "state": self.state(), **extra}
 
     def state(self) -> dict[str, Any]:
-        """The OCI state as ``state.json`` has it: the monitor keeps it
-        current, and keeps what it last wrote there."""
-        if self.container.state is not None:
-            return dict(self.container.state)
-        doc: dict[str, Any] = jsonfast.loads(self.container.statedir.read(STATE))
-        return doc
+        """The OCI state as ``state.json`` has it: what the monitor last
+        wrote there (at create already, before its loop serves)."""
+        assert self.container.state is not None
+        return dict(self.container.state)
 
     def abandon(self, actor: Actor) -> None:
         """Undo a create the monitor cannot go on to serve: ``delete

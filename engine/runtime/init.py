@@ -140,10 +140,11 @@ def spawn(
     ``terminal: true``; the init sends the pty master on it. The caller must
     be a child subreaper and single-threaded. ``stdio``: descriptors for
     the init's stdin, stdout and stderr (else it keeps the caller's).
-    ``meanwhile``: the caller's own work, run once the init (or its stage A)
-    is forked, while the init sets itself up (some 5 ms the caller would spend waiting); if
-    it raises, the init is killed and the error goes on. ``caller_reaps``:
-    the init must be re-parented to create's caller, through stage A.
+    ``meanwhile``: the caller's own work, run once the init (or its stage
+    A) is forked, while the init sets itself up (some 5 ms the caller
+    would spend waiting); if it raises, the init is killed and the error
+    goes on. ``caller_reaps``: the init must be re-parented to create's
+    caller, through stage A.
     """
     seccomp = _build_filter(config)
     if console is not None:
@@ -155,12 +156,9 @@ def spawn(
     pid, joins, direct = _fork_init(cgroup_tasks, cgroup2, flags)
     if pid == 0:
         parent.close()
-        if direct:
-            stages.stage_direct(
-                config, child.fileno(), joins, console, preserve_fds, stdio, seccomp
-            )
+        stage = stages.stage_direct if direct else stages.stage_a
         try:
-            stages.stage_a(config, child.fileno(), joins, console, preserve_fds, stdio, seccomp)
+            stage(config, child.fileno(), joins, console, preserve_fds, stdio, seccomp)
             os._exit(0)
         except BaseException as err:
             try:
@@ -196,10 +194,10 @@ def spawn(
     return InitHandle(found[0], parent, () if seccomp is None else seccomp.skipped)
 
 
-def _await_ready(fd: int, pid_a: int, config: Config, found: list[int]) -> None:
+def _await_ready(fd: int, child: int, config: Config, found: list[int]) -> None:
     """Serve the init's set-up until B is ready; B's pid goes into ``found``
-    (there already when B was cloned directly, and ``pid_a`` is B's: no user
-    namespace to map then)."""
+    (there already when B was cloned directly). ``child``: the process
+    forked, stage A or B, whose user namespace the monitor maps."""
     buffer = bytearray()
     ready = False
     # A's "pid" and B's "ready" share the socket: either may come first.
@@ -209,7 +207,7 @@ def _await_ready(fd: int, pid_a: int, config: Config, found: list[int]) -> None:
             raise ActionError("the container's init exited during set-up")
         word, _, rest = line.partition(" ")
         if word == "userns":
-            _map_user_namespace(pid_a, config)
+            _map_user_namespace(child, config)
             stages.send_line(fd, "mapped")
         elif word == "pid":
             found.append(int(rest))

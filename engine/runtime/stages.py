@@ -8,10 +8,9 @@ creates its namespaces (a new user namespace first, mapped by the
 monitor), and forks B, which in a new pid namespace is pid 1. B builds
 the root filesystem, checks cwd, finds ``args[0]`` on the container's
 PATH, applies rlimits, user, capabilities and the seccomp filter, says
-"ready" and blocks until
-the monitor says "release": then it says "exec" and execs (or says why the
-exec failed). Both report on the sync socket, one line each
-(:func:`send_line`, :func:`recv_line`).
+"ready" and blocks until the monitor says "release": then it says "exec"
+and execs (or says why the exec failed). Both report on the sync socket,
+one line each (:func:`send_line`, :func:`recv_line`).
 
 Nothing in B may import a module after pivot_root (the new root has no
 Python): everything it runs is imported here, before the fork. That is also
@@ -195,17 +194,11 @@ def stage_direct(
     seccomp: Filter | None = None,
 ) -> None:
     """The init cloned into its new namespaces (:func:`direct_flags`):
-    join the v1 cgroups, make the cgroup namespace, then go on as B.
-    Never returns."""
-    try:
-        cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
-        if config.linux.namespace("cgroup") is not None:
-            syscalls.unshare(syscalls.CLONE_FLAGS["cgroup"])
-    except BaseException as err:
-        try:
-            send_line(fd, f"error {str(err) or type(err).__name__}")
-        finally:
-            os._exit(1)
+    join the v1 cgroups, make the cgroup namespace, then go on as B, which
+    never returns. What fails before B is raised, as from :func:`stage_a`."""
+    cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
+    if config.linux.namespace("cgroup") is not None:
+        syscalls.unshare(syscalls.CLONE_FLAGS["cgroup"])
     _stage_b(config, fd, bytearray(), console, cgroups, seccomp)
 
 
