@@ -23,16 +23,17 @@ DEBS += $(if $(shell command -v ps),,procps)
 # podman and its conmon, for the tests that run containers under them.
 DEBS += $(if $(shell command -v conmon),,conmon)
 DEBS += $(if $(shell command -v podman),,podman)
+# runc, for the tests that run `runc spec`'s bundle side by side with it
+# and for the benchmarks.
+DEBS += $(if $(shell command -v runc),,runc)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(strip $(DEBS)); \
 	fi
 
-# runc, for the side-by-side benchmarks.
+# runc, for the side-by-side benchmarks: in `deps` now, as the tests use it.
 bench-deps: deps
-	@command -v runc >/dev/null || \
-		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y runc)
 
 venv: $(STAMP)
 

@@ -11,6 +11,13 @@ two steps runc's ``finalizeNamespace`` takes just before execve:
 2. :func:`apply` after the switch: capset(2) of effective, permitted and
    inheritable, then the ambient set.
 
+An ambient capability that is not also permitted and inheritable is
+dropped, not refused: the kernel raises no such capability (prctl(2)
+PR_CAP_AMBIENT_RAISE answers EPERM), runc ignores that answer and runs the
+container with the rest, and ``runc spec`` writes ambient capabilities
+without an inheritable set. :func:`ambient_dropped` names them for the
+create event, before the init is forked.
+
 Names the running kernel does not know (number above
 ``/proc/sys/kernel/cap_last_cap``) are skipped, as runc skips them, and
 :func:`apply` returns a note for each.
@@ -40,6 +47,8 @@ __all__ = [
     "CAP_NUMBERS",
     "SETS",
     "CapabilityError",
+    "ambient_dropped",
+    "ambient_warning",
     "apply",
     "current",
     "drop_bounding",
@@ -258,7 +267,9 @@ def _sets(capabilities: Capabilities | None) -> dict[str, tuple[str, ...]]:
 
 def validate(capabilities: Capabilities | None) -> None:
     """Check the rules the kernel would enforce with a bare EPERM, so the
-    error says which capability breaks which rule. Changes nothing."""
+    error says which capability breaks which rule. Changes nothing. An
+    ambient capability the kernel would not raise is no error: it is
+    :func:`ambient_dropped`."""
     sets = _sets(capabilities)
     for key, caps in sets.items():
         for cap in caps:
@@ -271,16 +282,36 @@ def validate(capabilities: Capabilities | None) -> None:
         raise CapabilityError(
             "effective", extra, "not in the permitted set; add them to permitted or drop them"
         )
-    allowed = permitted & set(sets["inheritable"])
-    extra = set(sets["ambient"]) - allowed
-    if extra:
-        # prctl(2) PR_CAP_AMBIENT_RAISE: EPERM unless the capability is both
-        # permitted and inheritable.
-        raise CapabilityError(
-            "ambient",
-            extra,
-            "an ambient capability must also be in the permitted and inheritable sets",
-        )
+
+
+def ambient_dropped(capabilities: Capabilities | None) -> dict[str, str]:
+    """The ambient capabilities asked for that are not also permitted and
+    inheritable, in number order, each with the set it is missing from:
+    :func:`apply` leaves them out, as the kernel would not raise them
+    (prctl(2) PR_CAP_AMBIENT_RAISE: EPERM) and runc does not."""
+    sets = _sets(capabilities)
+    held = {key: set(sets[key]) for key in ("permitted", "inheritable")}
+    dropped: dict[str, str] = {}
+    for cap in sorted(set(sets["ambient"]), key=_order):
+        missing = [key for key, names in held.items() if cap not in names]
+        if missing:
+            dropped[cap] = " and ".join(missing)
+    return dropped
+
+
+def ambient_warning(dropped: Mapping[str, str]) -> str:
+    """The create event's words for :func:`ambient_dropped`'s answer."""
+    by_set: dict[str, list[str]] = {}
+    for cap, missing in dropped.items():
+        by_set.setdefault(missing, []).append(cap)
+    what = ", ".join(
+        f"{', '.join(names)} (not in the {missing} set{'s' if ' and ' in missing else ''})"
+        for missing, names in by_set.items()
+    )
+    return (
+        f"capabilities: ambient: dropped {what}; the kernel raises an ambient "
+        "capability only if it is also permitted and inheritable"
+    )
 
 
 def split_known(caps: Iterable[str], last: int) -> tuple[int, list[str]]:
@@ -340,12 +371,15 @@ def apply(capabilities: Capabilities | None) -> list[str]:
     Drops what is left to drop from the bounding set (nothing, after
     :func:`drop_bounding`), sets effective, permitted and inheritable with
     one capset(2), then clears the ambient set and raises the asked ambient
-    capabilities (runc's ``ApplyCaps``). Call it after ``identity.apply``:
+    capabilities that are also permitted and inheritable (runc's
+    ``ApplyCaps``; the others are :func:`ambient_dropped`). Call it after ``identity.apply``:
     the uid switch clears the effective and ambient sets, which this
     restores. ``None`` means no capabilities at all, as in runc.
     """
     validate(capabilities)
     sets = _sets(capabilities)
+    dropped = ambient_dropped(capabilities)
+    sets["ambient"] = tuple(cap for cap in sets["ambient"] if cap not in dropped)
     last = last_cap()
     notes: list[str] = []
     bits: dict[str, int] = {}

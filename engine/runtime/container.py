@@ -21,6 +21,7 @@ from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
 from engine.frozen import replace
+from engine.linux import caps
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
@@ -289,6 +290,12 @@ class _Process:
         if c.handle.seccomp_skipped:
             # In the event: the filter lacks these, as runc's would.
             result["seccomp_skipped"] = list(c.handle.seccomp_skipped)
+        dropped = caps.ambient_dropped(c.config.process.capabilities)
+        if dropped:
+            # The init raised the others only, as runc's does (runc spec's
+            # bundle asks for ambient capabilities without inheritable ones).
+            result["ambient_dropped"] = list(dropped)
+            result["warning"] = caps.ambient_warning(dropped)
         return result
 
     def release(self) -> dict[str, Any]:

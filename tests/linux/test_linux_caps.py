@@ -161,17 +161,55 @@ def test_validate_refuses_effective_outside_permitted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("permitted", "inheritable"),
-    [(("CAP_KILL",), ()), ((), ("CAP_KILL",)), (("CAP_CHOWN",), ("CAP_KILL",))],
+    ("permitted", "inheritable", "missing"),
+    [
+        (("CAP_KILL",), (), "inheritable"),
+        ((), ("CAP_KILL",), "permitted"),
+        (("CAP_CHOWN",), ("CAP_KILL",), "permitted"),
+        ((), (), "permitted and inheritable"),
+    ],
 )
-def test_validate_refuses_ambient_outside_permitted_and_inheritable(
-    permitted: tuple[str, ...], inheritable: tuple[str, ...]
+def test_ambient_outside_permitted_and_inheritable_is_dropped_not_refused(
+    permitted: tuple[str, ...], inheritable: tuple[str, ...], missing: str
 ) -> None:
+    # The kernel raises no such ambient capability; runc runs the container
+    # without it.
     asked = Capabilities(permitted=permitted, inheritable=inheritable, ambient=("CAP_KILL",))
-    with pytest.raises(CapabilityError, match="permitted and inheritable") as info:
-        caps.validate(asked)
-    assert info.value.capability_set == "ambient"
-    assert info.value.names == ("CAP_KILL",)
+    caps.validate(asked)
+    assert caps.ambient_dropped(asked) == {"CAP_KILL": missing}
+
+
+def test_ambient_dropped_keeps_what_the_kernel_raises() -> None:
+    asked = Capabilities(
+        permitted=("CAP_KILL", "CAP_CHOWN"),
+        inheritable=("CAP_CHOWN", "CAP_SYS_ADMIN"),
+        ambient=("CAP_SYS_ADMIN", "CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"),
+    )
+    assert caps.ambient_dropped(asked) == {
+        "CAP_KILL": "inheritable",
+        "CAP_NET_RAW": "permitted and inheritable",
+        "CAP_SYS_ADMIN": "permitted",
+    }
+    assert list(caps.ambient_dropped(asked)) == ["CAP_KILL", "CAP_NET_RAW", "CAP_SYS_ADMIN"]
+    assert caps.ambient_dropped(None) == {}
+    assert caps.ambient_dropped(Capabilities(ambient=())) == {}
+
+
+def test_ambient_warning_of_runc_specs_bundle() -> None:
+    # `runc spec`: bounding = effective = permitted = ambient, no inheritable.
+    default = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
+    asked = Capabilities(bounding=default, effective=default, permitted=default, ambient=default)
+    assert caps.ambient_warning(caps.ambient_dropped(asked)) == (
+        "capabilities: ambient: dropped CAP_KILL, CAP_NET_BIND_SERVICE, CAP_AUDIT_WRITE "
+        "(not in the inheritable set); the kernel raises an ambient capability only if "
+        "it is also permitted and inheritable"
+    )
+    mixed = {"CAP_CHOWN": "permitted and inheritable", "CAP_KILL": "inheritable"}
+    assert caps.ambient_warning(mixed) == (
+        "capabilities: ambient: dropped CAP_CHOWN (not in the permitted and inheritable "
+        "sets), CAP_KILL (not in the inheritable set); the kernel raises an ambient "
+        "capability only if it is also permitted and inheritable"
+    )
 
 
 def test_validate_names_the_set_of_an_unknown_name() -> None:

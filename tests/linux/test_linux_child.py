@@ -295,6 +295,27 @@ def test_inheritable_cannot_grow_past_permitted_without_setpcap() -> None:
     assert seen["sets"]["inheritable"] == []
 
 
+def test_ambient_not_inheritable_is_dropped_as_runc_drops_it() -> None:
+    # `runc spec`'s sets: ambient, but no inheritable. The kernel would not
+    # raise them; runc runs the process without them, and so does runlog.
+    process = Process(
+        args=("/bin/true",),
+        cwd="/",
+        capabilities=Capabilities(
+            bounding=RUNC_DEFAULT,
+            effective=RUNC_DEFAULT,
+            permitted=RUNC_DEFAULT,
+            inheritable=("CAP_KILL",),
+            ambient=RUNC_DEFAULT,
+        ),
+    )
+    seen = in_child(lambda: finalize.prepare_exec(process))
+    assert "error" not in seen, seen.get("message")
+    assert seen["sets"]["effective"] == seen["sets"]["permitted"] == sorted(RUNC_DEFAULT)
+    assert seen["sets"]["ambient"] == ["CAP_KILL"]  # the one also inheritable
+    assert seen["raw"]["CapAmb"] == "0000000000000020"
+
+
 def test_works_in_an_empty_root_and_imports_nothing(tmp_path: Path) -> None:
     # After pivot_root the init has neither /proc nor a Python library.
     process = Process(

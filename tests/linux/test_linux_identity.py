@@ -108,8 +108,8 @@ def test_prepare_exec_leaves_out_what_is_not_asked(calls: list[str]) -> None:
 
 
 def test_prepare_exec_checks_the_sets_before_changing_anything(calls: list[str]) -> None:
-    bad = Capabilities(permitted=("CAP_KILL",), ambient=("CAP_KILL",))
-    with pytest.raises(caps.CapabilityError, match="ambient CAP_KILL"):
+    bad = Capabilities(effective=("CAP_KILL",), permitted=())
+    with pytest.raises(caps.CapabilityError, match="effective CAP_KILL"):
         finalize.prepare_exec(_process(capabilities=bad))
     assert calls == []
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -232,3 +234,85 @@ def reachable(runlog: Any) -> Iterator[Path]:
         assert not left, f"left behind: {left}"
     finally:
         shutil.rmtree(directory)
+
+
+class ConsoleSocket:
+    """runc's console socket: accept one connection, receive the pty master
+    with SCM_RIGHTS, then read everything the container writes to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(1)
+        self.name = b""
+        self.master: int | None = None
+        self.received = threading.Event()
+        self.output = bytearray()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.server.settimeout(20)
+        try:
+            conn, _ = self.server.accept()
+        except OSError:
+            return
+        with conn:
+            name, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        self.name = name
+        if fds:
+            self.master = fds[0]
+        self.received.set()
+        if self.master is None:
+            return
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: the last slave fd closed
+                break
+            if not chunk:
+                break
+            self.output += chunk
+
+    def type(self, text: str) -> None:
+        """Write ``text`` to the terminal, as if typed at it."""
+        assert self.received.wait(10), "no connection on the console socket"
+        assert self.master is not None, "no pty master came with the connection"
+        os.write(self.master, text.encode())
+
+    def wait_for(self, text: str, timeout: float = 10) -> str:
+        """The terminal's output (without carriage returns) once ``text`` is in it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.output.decode(errors="replace").replace("\r", "")
+            if text in seen:
+                return seen
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal: {seen!r}"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=20)
+        if self.master is not None:
+            os.close(self.master)
+
+
+@pytest.fixture
+def consoles(tmp_path: Path) -> Iterator[Callable[[str], ConsoleSocket]]:
+    """``consoles(name)``: a console socket at ``tmp_path/name``, closed after the test."""
+    made: list[ConsoleSocket] = []
+
+    def make(name: str) -> ConsoleSocket:
+        made.append(ConsoleSocket(tmp_path / name))
+        return made[-1]
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+@pytest.fixture
+def console(consoles: Callable[[str], ConsoleSocket]) -> ConsoleSocket:
+    """One console socket, ``tmp_path/console.sock``."""
+    return consoles("console.sock")

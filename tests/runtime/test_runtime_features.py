@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,61 +50,8 @@ def has_capability(bit: int) -> bool:
 # -- 1. process.terminal and --console-socket ------------------------------------
 
 
-class ConsoleSocket:
-    """runc's console socket: accept one connection, receive the pty master
-    with SCM_RIGHTS, then read everything the container writes to it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(path))
-        self.server.listen(1)
-        self.name = b""
-        self.master: int | None = None
-        self.received = threading.Event()
-        self.output = bytearray()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.server.settimeout(20)
-        try:
-            conn, _ = self.server.accept()
-        except OSError:
-            return
-        with conn:
-            name, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
-        self.name = name
-        if fds:
-            self.master = fds[0]
-        self.received.set()
-        if self.master is None:
-            return
-        while True:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:  # EIO: the last slave fd closed
-                break
-            if not chunk:
-                break
-            self.output += chunk
-
-    def close(self) -> None:
-        self.server.close()
-        self.thread.join(timeout=20)
-        if self.master is not None:
-            os.close(self.master)
-
-
-@pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleSocket]:
-    sock = ConsoleSocket(tmp_path / "console.sock")
-    yield sock
-    sock.close()
-
-
 def test_terminal_sends_the_pty_master_to_the_console_socket(
-    runlog: Any, bundle: Bundle, console: ConsoleSocket
+    runlog: Any, bundle: Bundle, console: Any
 ) -> None:
     def edit(spec: dict[str, Any]) -> None:
         spec["process"]["terminal"] = True
