@@ -187,6 +187,30 @@ def test_poststop_failure_only_warns(service: Service, world: FakeWorld) -> None
     assert "exited with status 2: busy" in hook["warning"]
 
 
+def test_poststop_hooks_after_a_failing_one_still_run(service: Service, world: FakeWorld) -> None:
+    world.hooks["poststop"] = [
+        FakeHook("/bin/first", 2, "busy"),
+        FakeHook("/bin/second", 3, "gone"),
+        FakeHook("/bin/third"),
+    ]
+    run(service, "c", "create", "start")
+    world.process("c").exit(0)
+    event = service.request("c", "delete", ACTOR)
+    assert event.dest == "deleted"
+    assert [what for cid, what in world.calls if cid == "c"][-4:] == [
+        "hook:poststop:/bin/first",
+        "hook:poststop:/bin/second",
+        "hook:poststop:/bin/third",
+        "state.remove",
+    ]
+    hook = event.payload["actions"][1]["result"]
+    assert [r["exit_code"] for r in hook["runs"]] == [2, 3, 0]
+    assert hook["warning"] == (
+        "poststop hook /bin/first exited with status 2: busy; "
+        "poststop hook /bin/second exited with status 3: gone"
+    )
+
+
 def test_refresh_records_the_exit_code(service: Service, world: FakeWorld) -> None:
     run(service, "c", "create", "start")
     world.process("c").exit(3)
@@ -209,14 +233,25 @@ def test_signal_to_a_frozen_container_waits_for_the_thaw(
 
 
 def test_hooks_get_the_spec_status_on_stdin(service: Service, world: FakeWorld) -> None:
-    for point in ("createRuntime", "startContainer", "poststart", "poststop"):
+    points = (
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    )
+    for point in points:
         world.hooks[point] = [FakeHook(f"/bin/{point}")]
     run(service, "c", "create", "start")
     world.process("c").exit(0)
     run(service, "c", "delete")
     seen = world.drivers("c").hooks.seen  # type: ignore[attr-defined]
+    # The create operation's hooks run once the environment is created.
     assert [(p, s["status"]) for p, s in seen] == [
-        ("createRuntime", "creating"),
+        ("prestart", "created"),
+        ("createRuntime", "created"),
+        ("createContainer", "created"),
         ("startContainer", "created"),
         ("poststart", "running"),
         ("poststop", "stopped"),

@@ -50,11 +50,14 @@ class ProcessDriver(Protocol):
 
 
 class HookDriver(Protocol):
-    def run(self, point: str, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def run(
+        self, point: str, state: Mapping[str, Any], *, keep_going: bool = False
+    ) -> list[dict[str, Any]]:
         """Run the config's hooks for ``point`` in order, each with the state
         on stdin; stop at the first failure and raise ActionError whose
         details hold the runs so far (dicts: path, exit_code, duration_ms,
-        stderr_tail)."""
+        stderr_tail). With ``keep_going``, run every hook and raise after
+        the last, naming each failure, with every run in the details."""
 
 
 class CgroupDriver(Protocol):

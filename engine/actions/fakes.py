@@ -137,8 +137,11 @@ class FakeHooks:
         self.container_id = container_id
         self.seen: list[tuple[str, dict[str, Any]]] = []
 
-    def run(self, point: str, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def run(
+        self, point: str, state: Mapping[str, Any], *, keep_going: bool = False
+    ) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []
+        failures: list[str] = []
         for hook in self.world.hooks.get(point, []):
             self.world.call(self.container_id, f"hook:{point}:{hook.path}")
             self.seen.append((point, dict(state)))
@@ -150,11 +153,14 @@ class FakeHooks:
             }
             runs.append(run)
             if hook.exit_code != 0:
-                raise ActionError(
+                failures.append(
                     f"{point} hook {hook.path} exited with status {hook.exit_code}: "
-                    f"{hook.stderr.strip()}",
-                    runs=runs,
+                    f"{hook.stderr.strip()}"
                 )
+                if not keep_going:
+                    break
+        if failures:
+            raise ActionError("; ".join(failures), runs=runs)
         return runs
 
 

@@ -16,14 +16,19 @@ __all__ = ["Hook", "status_at"]
 def status_at(point: str, source: str) -> str:
     """The container status the runtime-spec puts in the state a hook receives.
 
-    createRuntime/createContainer/prestart run during create ("creating"),
-    startContainer and poststart around start ("created" then "running"),
-    poststop after the container stopped ("stopped").
+    This is where it is decided. prestart, createRuntime and createContainer
+    see ``created``: runtime.md's state says ``created`` once the runtime
+    has finished the create operation, "after step 2 in the lifecycle"
+    (creating the environment), and those hooks run at steps 3 to 5; the
+    runtime-tools validation suite and crun expect ``created`` there, and
+    no hook sees ``creating``. startContainer sees ``created`` too,
+    poststart ``running``, poststop ``stopped``; another point keeps the
+    container's current status (``source``).
     """
     return {
-        "prestart": "creating",
-        "createRuntime": "creating",
-        "createContainer": "creating",
+        "prestart": "created",
+        "createRuntime": "created",
+        "createContainer": "created",
         "startContainer": "created",
         "poststart": "running",
         "poststop": "stopped",
@@ -36,12 +41,14 @@ class Hook(Action):
     def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
         point = str(params["point"])
         state = ctx.drivers.state.oci_state(status_at(point, ctx.source))
+        warn = params.get("on_failure") == "warn"
         try:
-            runs = ctx.drivers.hooks.run(point, state)
+            # runtime-spec: a poststop (and before 1.3 a poststart) hook
+            # that fails is logged as a warning, and the remaining hooks and
+            # the lifecycle continue.
+            runs = ctx.drivers.hooks.run(point, state, keep_going=warn)
         except ActionError as err:
-            if params.get("on_failure") == "warn":
-                # runtime-spec: poststop (and poststart before 1.3) failures
-                # are logged and the lifecycle goes on.
+            if warn:
                 return {"point": point, "warning": str(err), **err.details}
             raise
         return {"point": point, "hooks": runs}

@@ -6,7 +6,10 @@ each hook of a point runs in order, with ``args`` as its argv (``args[0]``
 included; ``[path]`` when there are none), exactly ``env`` as its
 environment, the state JSON on stdin, stdout and stderr captured, and
 ``timeout`` enforced by SIGKILL to its process group. The first failure
-stops the point and raises :class:`engine.errors.ActionError`.
+stops the point and raises :class:`engine.errors.ActionError`; at a point
+whose failures only warn (``keep_going``: poststop, runtime.md step 13 "the
+remaining hooks and lifecycle continue"), every hook runs and the error,
+naming each failure, comes after the last.
 
 Where hooks run:
 
@@ -71,7 +74,9 @@ class HookRunner:
         self.hooks = hooks
         self.namespace_pid = namespace_pid
 
-    def run(self, point: str, state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def run(
+        self, point: str, state: Mapping[str, Any], *, keep_going: bool = False
+    ) -> list[dict[str, Any]]:
         try:
             hooks = self.hooks.at(point)
         except ValueError as err:
@@ -81,15 +86,20 @@ class HookRunner:
         payload = jsonfast.dumps(dict(state)).encode()
         namespaces = self._container_namespaces(point) if point in IN_CONTAINER else []
         runs: list[dict[str, Any]] = []
+        failures: list[str] = []
         try:
             for hook in hooks:
                 run, failure = _run_one(point, hook, payload, namespaces)
                 runs.append(run)
                 if failure is not None:
-                    raise ActionError(failure, runs=runs)
+                    failures.append(failure)
+                    if not keep_going:
+                        break
         finally:
             for _name, fd in namespaces:
                 os.close(fd)
+        if failures:
+            raise ActionError("; ".join(failures), runs=runs)
         return runs
 
     def _container_namespaces(self, point: str) -> list[tuple[str, int]]:

@@ -419,8 +419,8 @@ def test_hooks_run_in_order_with_the_state_on_stdin(
     hook.write_text(
         "#!/bin/sh\n"
         f"out={log}; [ -d /hooklog ] && out=/hooklog\n"
-        'cat > "$out/$1.json"\n'
-        'echo "$1" >> "$out/order"\n'
+        'cat > "$out/$1-$2.json"\n'
+        'echo "$1:$2" >> "$out/order"\n'
     )
     hook.chmod(0o755)
     points = [
@@ -431,11 +431,22 @@ def test_hooks_run_in_order_with_the_state_on_stdin(
         "poststart",
         "poststop",
     ]
+    # Two or three hooks at every point: running any point's in another
+    # order (reversed, say) shows in the log.
+    counts = {p: 3 if p in ("createRuntime", "poststop") else 2 for p in points}
 
     def edit(spec: dict[str, Any]) -> None:
-        spec["hooks"] = {p: [{"path": str(hook), "args": ["hook.sh", p]}] for p in points}
-        # runtime-spec: startContainer's path resolves in the container.
-        spec["hooks"]["startContainer"][0]["path"] = "/hooklog/hook.sh"
+        spec["hooks"] = {
+            p: [
+                {
+                    # runtime-spec: startContainer's path resolves in the container.
+                    "path": "/hooklog/hook.sh" if p == "startContainer" else str(hook),
+                    "args": ["hook.sh", p, str(n)],
+                }
+                for n in range(1, counts[p] + 1)
+            ]
+            for p in points
+        }
         spec["mounts"].append(
             {
                 "destination": "/hooklog",
@@ -446,17 +457,31 @@ def test_hooks_run_in_order_with_the_state_on_stdin(
         )
 
     runlog("run", "t-hooks", "-b", str(bundle(["true"], edit)), check=True)
-    assert (log / "order").read_text().split() == points  # once each, in order
-    statuses = {p: json.loads((log / f"{p}.json").read_text())["status"] for p in points}
-    assert statuses == {
-        "prestart": "creating",
-        "createRuntime": "creating",
-        "createContainer": "creating",
+    expected = [f"{p}:{n}" for p in points for n in range(1, counts[p] + 1)]
+    assert (log / "order").read_text().split() == expected  # once each, in order
+    statuses = {
+        run: json.loads((log / f"{run.replace(':', '-')}.json").read_text())["status"]
+        for run in expected
+    }
+    # The create operation's hooks see "created" (runtime.md: after step 2).
+    want = {
+        "prestart": "created",
+        "createRuntime": "created",
+        "createContainer": "created",
         "startContainer": "created",
         "poststart": "running",
         "poststop": "stopped",
     }
-    assert json.loads((log / "prestart.json").read_text())["id"] == "t-hooks"
+    assert statuses == {run: want[run.split(":")[0]] for run in expected}
+    assert json.loads((log / "prestart-1.json").read_text())["id"] == "t-hooks"
+    # The events record every run of every point.
+    for trigger in ("create", "start", "delete"):
+        for action in runlog.payload("t-hooks", trigger)["actions"]:
+            result = action["result"]
+            if "point" in result:
+                runs = result["hooks"]
+                assert len(runs) == counts[result["point"]]
+                assert all(run["exit_code"] == 0 for run in runs)
 
 
 def test_config_features_inside_the_container(runlog: Any, bundle: Bundle) -> None:

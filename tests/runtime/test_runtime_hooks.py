@@ -173,6 +173,27 @@ def test_a_failing_hook_stops_the_point_and_names_point_path_status_and_reason(
     assert not marker.exists()
 
 
+def test_keep_going_runs_every_hook_and_names_each_failure(tmp_path: Path) -> None:
+    # poststop: a failing hook is a warning; the remaining hooks still run.
+    log = tmp_path / "log"
+    first = script(tmp_path, "first", f"echo first >> {log}\necho busy >&2\nexit 2\n")
+    missing = str(tmp_path / "missing")
+    third = script(tmp_path, "third", f"echo third >> {log}\n")
+
+    hooks = runner(poststop=(Hook(first), Hook(missing), Hook(third)))
+    with pytest.raises(ActionError) as caught:
+        hooks.run("poststop", STATE, keep_going=True)
+
+    assert log.read_text() == "first\nthird\n"
+    assert str(caught.value) == (
+        f"poststop hook {first} exited with status 2: busy; "
+        f"poststop hook {missing} could not be executed: No such file or directory"
+    )
+    runs = caught.value.details["runs"]
+    assert [run["path"] for run in runs] == [first, missing, third]
+    assert [run["exit_code"] for run in runs] == [2, None, 0]
+
+
 def test_the_reason_falls_back_to_stdout_and_is_omitted_when_there_is_none(
     tmp_path: Path,
 ) -> None:
