@@ -205,7 +205,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     _create(settings, flags, container_id, settings.init_parent if detach else "monitor")
     path = StateDir(settings.root, container_id).file(CONTROL)
     if detach:
-        client.call(path, {"op": "start"})
+        _start_or_discard(settings, container_id, path)
         return 0
 
     def forward(signo: int, _frame: object) -> None:
@@ -221,7 +221,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         signal.signal(signo, forward)
     try:
-        client.call(path, {"op": "start"})
+        _start_or_discard(settings, container_id, path)
         status = client.call(path, {"op": "wait"}, timeout=None)["exit"]
     finally:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
@@ -229,11 +229,30 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if "exec_error" in status:
         # What start no longer waits for (runc's start neither): run says it.
         sys.stderr.write(f"container {container_id}: {status['exec_error']}\n")
+    _discard(settings, container_id, path)
+    return _status_code(status)
+
+
+def _start_or_discard(settings: Settings, container_id: str, path: str) -> None:
+    """``run``'s start: a container whose start failed (a poststart hook,
+    say, whose failure stopped it) is deleted before the error is raised,
+    as runc's run destroys it; nothing of it is left."""
+    try:
+        client.call(path, {"op": "start"})
+    except RunlogError:
+        try:
+            _discard(settings, container_id, path)
+        except RunlogError:
+            pass  # the start's error is the one to report
+        raise
+
+
+def _discard(settings: Settings, container_id: str, path: str) -> None:
+    """``delete --force``, and wait until the monitor is gone."""
     monitor_pid = _monitor_pid(StateDir(settings.root, container_id))
     client.call(path, {"op": "delete", "force": True})
     if monitor_pid is not None:
         wait_gone(monitor_pid)
-    return _status_code(status)
 
 
 def _status_code(status: dict[str, Any]) -> int:

@@ -234,6 +234,13 @@ class Dispatcher:
         # start, pause, resume
         try:
             event = self.service.request(self.id, op, actor, args)
+        except RunlogError:
+            if op == "start" and self.container.exit is not None:
+                # The failed start's undo killed the init (spec 1.3: a
+                # poststart hook that fails stops the container) and reaped it.
+                self.sent.add(_signal.SIGKILL)
+            self.refresh()  # its end recorded before the error goes out
+            raise
         finally:
             if op != "start":  # the freezer is pause's and resume's to change
                 self.freezer_seen = _freezer(self.container)
@@ -285,9 +292,12 @@ class Dispatcher:
     # -- what happens by itself ------------------------------------------------
 
     def refresh(self) -> None:
-        """Record the init's end now if it has ended and the loop has not
-        seen it yet, so a reply never shows a dead container running."""
-        if self.container.exit is None and self.container.reap(block=False):
+        """Record the init's end now if it has ended and its end is not
+        recorded yet, so a reply never shows a dead container running or
+        created. Not recorded yet: the status is not ``stopped``, though
+        the init may be reaped already (by the undo of a failed start)."""
+        c = self.container
+        if c.status != Status.STOPPED and c.reap(block=False):
             self.exited()
 
     def exited(self) -> None:

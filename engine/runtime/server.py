@@ -220,8 +220,7 @@ class Server:
             _drain(self.sigchld)
             self._reap_orphans()
         elif fd == self.pidfd:
-            if self.container.exit is None:
-                self.dispatcher.exited()
+            self.dispatcher.refresh()  # records the end unless it is already
             self._reap_orphans()
         elif fd == self.sock.fileno():
             self._accept()

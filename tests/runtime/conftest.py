@@ -316,3 +316,40 @@ def consoles(tmp_path: Path) -> Iterator[Callable[[str], ConsoleSocket]]:
 def console(consoles: Callable[[str], ConsoleSocket]) -> ConsoleSocket:
     """One console socket, ``tmp_path/console.sock``."""
     return consoles("console.sock")
+
+
+class Runc:
+    """``runc --root R ARGS...`` in a subprocess, for a bundle side by side."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["runc", "--root", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"runc {' '.join(args)}: {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def state(self, cid: str) -> dict[str, Any]:
+        """``runc state CID``, parsed."""
+        doc: dict[str, Any] = json.loads(self("state", cid).stdout)
+        return doc
+
+
+@pytest.fixture
+def runc(tmp_path: Path) -> Iterator[Runc]:
+    """runc with its own --root; what a test leaves is deleted with --force."""
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (make deps installs it)")
+    tool = Runc(tmp_path / "runc-root")
+    yield tool
+    if tool.root.exists():
+        for entry in tool.root.iterdir():
+            tool("delete", "--force", entry.name, check=False)

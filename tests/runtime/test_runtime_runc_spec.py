@@ -25,6 +25,7 @@ from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle
 pytestmark = [
     pytest.mark.root,
     pytest.mark.slow,
+    # runc writes the bundle: without it there is nothing to run.
     pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed"),
 ]
 
@@ -37,7 +38,7 @@ NO_CAPS_HEX = "0000000000000000"
 
 def runc_spec_bundle(directory: Path, args: list[str] | None = None) -> Path:
     """A busybox rootfs and config.json exactly as ``runc spec`` writes it
-    (``args`` replaced only if given, with no other change to the text)."""
+    (``args`` replaced only if given, nothing else in it changed)."""
     make_busybox_bundle(str(directory))
     (directory / "config.json").unlink()
     subprocess.run(["runc", "spec"], cwd=directory, check=True, capture_output=True)
@@ -48,39 +49,6 @@ def runc_spec_bundle(directory: Path, args: list[str] | None = None) -> Path:
         spec["process"]["args"] = args
         path.write_text(json.dumps(spec, indent="\t"))
     return directory
-
-
-class Runc:
-    """``runc --root R ARGS...``, for the same bundle side by side."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["runc", "--root", str(self.root), *args],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=30,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"runc {' '.join(args)}: {proc.returncode}: {proc.stderr}")
-        return proc
-
-    def state(self, cid: str) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self("state", cid).stdout)
-        return doc
-
-
-@pytest.fixture
-def runc(tmp_path: Path) -> Any:
-    tool = Runc(tmp_path / "runc-root")
-    yield tool
-    if tool.root.exists():
-        for entry in tool.root.iterdir():
-            tool("delete", "--force", entry.name, check=False)
 
 
 def cgroups_of(parent: str, cid: str) -> list[Path]:
@@ -97,7 +65,7 @@ def status_field(text: str, field: str) -> str:
 
 
 def test_runc_spec_bundle_runs_with_its_ambient_capabilities_dropped(
-    runlog: Any, runc: Runc, consoles: Callable[[str], Any], tmp_path: Path
+    runlog: Any, runc: Any, consoles: Callable[[str], Any], tmp_path: Path
 ) -> None:
     # Only args changed: print the capability sets (after a marker, so the
     # terminal's echo of nothing typed cannot be mistaken for them).
@@ -168,7 +136,7 @@ def lifecycle(
 
 
 def test_runc_spec_bundle_unchanged_through_the_lifecycle(
-    runlog: Any, runc: Runc, consoles: Callable[[str], Any], tmp_path: Path
+    runlog: Any, runc: Any, consoles: Callable[[str], Any], tmp_path: Path
 ) -> None:
     b = runc_spec_bundle(tmp_path / "bundle")
     with keep_default_cgroup_parent():
