@@ -19,6 +19,7 @@ from engine.errors import (
 from engine.eventlog.memory import MemoryStore
 from engine.machine.definition import default_path, load, parse
 from engine.machine.runtime import Lifecycle
+from engine.oci.names import HOOK_POINTS
 from engine.service import Service
 from engine.status import Actor
 
@@ -233,15 +234,7 @@ def test_signal_to_a_frozen_container_waits_for_the_thaw(
 
 
 def test_hooks_get_the_spec_status_on_stdin(service: Service, world: FakeWorld) -> None:
-    points = (
-        "prestart",
-        "createRuntime",
-        "createContainer",
-        "startContainer",
-        "poststart",
-        "poststop",
-    )
-    for point in points:
+    for point in HOOK_POINTS:
         world.hooks[point] = [FakeHook(f"/bin/{point}")]
     run(service, "c", "create", "start")
     world.process("c").exit(0)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from engine.oci.names import HOOK_POINTS
+
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 Bundle = Callable[..., Path]
@@ -423,14 +425,7 @@ def test_hooks_run_in_order_with_the_state_on_stdin(
         'echo "$1:$2" >> "$out/order"\n'
     )
     hook.chmod(0o755)
-    points = [
-        "prestart",
-        "createRuntime",
-        "createContainer",
-        "startContainer",
-        "poststart",
-        "poststop",
-    ]
+    points = list(HOOK_POINTS)  # in lifecycle order
     # Two or three hooks at every point: running any point's in another
     # order (reversed, say) shows in the log.
     counts = {p: 3 if p in ("createRuntime", "poststop") else 2 for p in points}
