@@ -372,9 +372,10 @@ def apply(capabilities: Capabilities | None) -> list[str]:
     :func:`drop_bounding`), sets effective, permitted and inheritable with
     one capset(2), then clears the ambient set and raises the asked ambient
     capabilities that are also permitted and inheritable (runc's
-    ``ApplyCaps``; the others are :func:`ambient_dropped`). Call it after ``identity.apply``:
-    the uid switch clears the effective and ambient sets, which this
-    restores. ``None`` means no capabilities at all, as in runc.
+    ``ApplyCaps``; the others are :func:`ambient_dropped`). Call it after
+    ``identity.apply``: the uid switch clears the effective and ambient
+    sets, which this restores. ``None`` means no capabilities at all, as in
+    runc.
     """
     validate(capabilities)
     sets = _sets(capabilities)
