@@ -121,7 +121,9 @@ def lifecycle(
     seen["created"] = state(cid)
     run("start", cid, check=True)
     seen["running"] = state(cid)
-    # The interactive shell on the terminal, from inside the container.
+    # The interactive shell on the terminal, from inside the container,
+    # once it has shown its prompt.
+    console.wait_for("# ")
     console.type("grep CapAmb /proc/self/status; echo done-$((6*7))\n")
     seen["terminal"] = console.wait_for("done-42")
     run("kill", cid, "KILL", check=True)
