@@ -21,6 +21,7 @@ from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
 from engine.frozen import replace
+from engine.linux import lsm
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
@@ -283,6 +284,9 @@ class _Process:
             c.pty = _receive_master(own_pty)
         c.pid = c.handle.pid
         result: dict[str, Any] = {"pid": c.pid}
+        ignored = lsm.ignored_labels(c.config)
+        if ignored is not None:
+            result["warning"] = ignored
         if c.caller_reaps:
             c.watch()
             result["init_parent"] = "caller"
@@ -387,13 +391,14 @@ class _Cgroups:
     def __init__(self, container: Container) -> None:
         self.c = container
 
-    def create(self) -> None:
+    def create(self) -> list[str]:
         self.c.manager.create()
         try:
-            self.c.manager.apply(self.c.resources)
+            applied = self.c.manager.apply(self.c.resources)
         except BaseException:
             self.c.manager.destroy()
             raise
+        return [*self.c.resources.ignored(), *applied]
 
     def destroy(self) -> None:
         self.c.manager.destroy()
