@@ -7,10 +7,18 @@ cpu shares, quota or period of 0, nor a pids limit of 0
 (libcontainer/cgroups/fs/pids.go: ``if r.PidsLimit != 0``).
 
 Fields the spec defines that runlog does not apply (blockIO, network, rdma,
-unified, memory.swappiness, cpu.realtime*, ...) are listed in
-``Resources.unsupported`` by their config path, so the caller can record or
-refuse them instead of pretending they took effect. Keys the spec does not
-define are ignored, as runc's JSON decoding ignores them.
+unified, cpu.realtime*, ...) are listed in ``Resources.unsupported`` by
+their config path, and :meth:`Resources.ignored` words them as warnings for
+the create event, instead of pretending they took effect. Keys the spec
+does not define are ignored, as runc's JSON decoding ignores them.
+
+Memory knobs only cgroup v1 has (``swappiness``, ``disableOOMKiller``,
+``kernelTCP``: :meth:`Resources.v1_memory_knobs`) are written where the kernel has
+their file and otherwise ignored with a warning (runc 1.1 ignores them on
+cgroup v2 without one). ``memory.kernel`` is ignored with a warning, as
+runc 1.1 ignores it ("Kernel memory settings are ignored"): Linux
+deprecated kernel memory limits in 5.4, and here (6.x) a write to
+``memory.kmem.limit_in_bytes`` succeeds and changes nothing.
 
 The values are frozen records (:mod:`engine.frozen`, tens of microseconds
 per class where dataclasses cost 15 ms to import and 0.5 ms per class). The
@@ -33,14 +41,7 @@ _PREFIX = "linux.resources"
 
 # Spec fields runlog reads but does not apply; see the module docstring.
 _UNSUPPORTED_TOP = ("blockIO", "network", "rdma", "unified")
-_UNSUPPORTED_MEMORY = (
-    "kernel",
-    "kernelTCP",
-    "swappiness",
-    "disableOOMKiller",
-    "useHierarchy",
-    "checkBeforeUpdate",
-)
+_UNSUPPORTED_MEMORY = ("useHierarchy", "checkBeforeUpdate")
 _UNSUPPORTED_CPU = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
 _HUGEPAGE_UNITS = ("KB", "MB", "GB")
 
@@ -78,6 +79,10 @@ class Resources:
     memory_limit: int | None = None
     memory_reservation: int | None = None
     memory_swap: int | None = None
+    memory_swappiness: int | None = None
+    memory_disable_oom_killer: bool = False
+    memory_kernel: int | None = None
+    memory_kernel_tcp: int | None = None
     pids_limit: int | None = None
     cpu_shares: int | None = None
     cpu_quota: int | None = None
@@ -106,6 +111,7 @@ class Resources:
             self.memory_limit is not None
             or self.memory_reservation is not None
             or self.memory_swap is not None
+            or self.v1_memory_knobs()
         ):
             wanted.append("memory")
         if self.cpu_shares is not None or self.cpu_quota is not None or self.cpu_period is not None:
@@ -115,6 +121,31 @@ class Resources:
         if self.hugepage_limits:
             wanted.append("hugetlb")
         return wanted
+
+    def ignored(self) -> list[str]:
+        """Warnings for the fields no manager applies, on any host."""
+        warnings = [f"{field} ignored: runlog does not apply it" for field in self.unsupported]
+        if self.memory_kernel is not None:
+            warnings.append(
+                f"{_PREFIX}.memory.kernel ignored: kernel memory limits are deprecated "
+                "(runc 1.1 ignores them too)"
+            )
+        return warnings
+
+    def v1_memory_knobs(self) -> list[tuple[str, str, str]]:
+        """The memory settings only cgroup v1 has, each as (config field,
+        the v1 file, the value to write), in runc's order (fs/memory.go
+        ``Set``)."""
+        knobs: list[tuple[str, str, str]] = []
+        where = f"{_PREFIX}.memory"
+        if self.memory_disable_oom_killer:
+            knobs.append((f"{where}.disableOOMKiller", "memory.oom_control", "1"))
+        if self.memory_swappiness is not None:
+            knobs.append((f"{where}.swappiness", "memory.swappiness", str(self.memory_swappiness)))
+        if self.memory_kernel_tcp is not None:
+            tcp = str(self.memory_kernel_tcp)
+            knobs.append((f"{where}.kernelTCP", "memory.kmem.tcp.limit_in_bytes", tcp))
+        return knobs
 
 
 def from_oci(d: Mapping[str, object] | None) -> Resources:
@@ -136,6 +167,12 @@ def from_oci(d: Mapping[str, object] | None) -> Resources:
         memory_limit=_limit(memory, "limit", f"{_PREFIX}.memory"),
         memory_reservation=_limit(memory, "reservation", f"{_PREFIX}.memory"),
         memory_swap=_limit(memory, "swap", f"{_PREFIX}.memory"),
+        memory_swappiness=_swappiness(memory.get("swappiness")),
+        memory_disable_oom_killer=_flag(
+            memory.get("disableOOMKiller"), f"{_PREFIX}.memory.disableOOMKiller"
+        ),
+        memory_kernel=_int(memory.get("kernel"), f"{_PREFIX}.memory.kernel", minimum=-1),
+        memory_kernel_tcp=_limit(memory, "kernelTCP", f"{_PREFIX}.memory"),
         # pids.limit: <= -1 is "max"; 0 is unset (runc, see module docstring).
         pids_limit=_nonzero(_int(pids.get("limit"), f"{_PREFIX}.pids.limit")),
         cpu_shares=_nonzero(_int(cpu.get("shares"), f"{_PREFIX}.cpu.shares", minimum=0)),
@@ -184,6 +221,24 @@ def _nonzero(value: int | None) -> int | None:
 def _limit(section: Mapping[str, object], key: str, where: str) -> int | None:
     """A memory byte count: -1 is unlimited, 0 is unset."""
     return _nonzero(_int(section.get(key), f"{where}.{key}", minimum=-1))
+
+
+def _swappiness(value: object) -> int | None:
+    field = f"{_PREFIX}.memory.swappiness"
+    swappiness = _int(value, field, minimum=0)
+    if swappiness is not None and swappiness > 100:
+        # runc's words.
+        problem = f"invalid memory swappiness value: {swappiness} (valid range is 0-100)"
+        raise ResourcesError(field, problem)
+    return swappiness
+
+
+def _flag(value: object, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ResourcesError(field, f"expected true or false, got {value!r}")
+    return value
 
 
 def _str(value: object, field: str) -> str | None:

@@ -122,15 +122,18 @@ class V1Manager(CgroupManager):
 
     # -- limits -------------------------------------------------------------------
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
+        warnings: list[str] = []
         for controller in resources.controllers():
-            self.apply_controller(controller, resources)
+            warnings += self.apply_controller(controller, resources)
+        return warnings
 
-    def apply_controller(self, controller: str, r: Resources) -> None:
-        """Write the part of ``r`` that belongs to one controller."""
+    def apply_controller(self, controller: str, r: Resources) -> list[str]:
+        """Write the part of ``r`` that belongs to one controller; return
+        the warnings for what this host has no file for."""
         directory = self._dir(controller, f"set {controller} limits")
         if controller == "memory":
-            _set_memory(directory, r)
+            return _set_memory(directory, r)
         elif controller == "pids":
             _set_pids(directory, r)
         elif controller == "cpu":
@@ -153,6 +156,7 @@ class V1Manager(CgroupManager):
                 files.write(directory, name, rule.v1_line(), controller="devices")
         else:
             raise CgroupError(f"runlog does not set {controller} limits", controller=controller)
+        return []
 
     # -- freezer ------------------------------------------------------------------
 
@@ -323,10 +327,11 @@ def _require_file(directory: str, name: str, controller: str, what: str) -> None
         )
 
 
-def _set_memory(directory: str, r: Resources) -> None:
+def _set_memory(directory: str, r: Resources) -> list[str]:
     """runc fs/memory.go ``setMemoryAndSwap``: the kernel wants
     memsw.limit >= limit at every moment, so the order of the two writes
-    depends on whether the limits go up or down."""
+    depends on whether the limits go up or down. Then the v1-only knobs,
+    each where the kernel has its file (warnings for the others)."""
     limit, swap = r.memory_limit, r.memory_swap
     has_memsw = os.path.exists(os.path.join(directory, _MEMSW))
     if limit == -1 and swap is None and has_memsw:
@@ -354,6 +359,13 @@ def _set_memory(directory: str, r: Resources) -> None:
         ordered.append(("memory.soft_limit_in_bytes", r.memory_reservation))
     for name, value in ordered:
         files.write(directory, name, str(value), controller="memory")
+    warnings: list[str] = []
+    for field, name, text in r.v1_memory_knobs():
+        if os.path.exists(os.path.join(directory, name)):
+            files.write(directory, name, text, controller="memory")
+        else:
+            warnings.append(f"{field} ignored: this kernel has no {name}")
+    return warnings
 
 
 def _set_pids(directory: str, r: Resources) -> None:

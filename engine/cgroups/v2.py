@@ -166,14 +166,18 @@ class V2Manager(CgroupManager):
 
     # -- limits -------------------------------------------------------------------
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
+        warnings: list[str] = []
         for controller in resources.controllers():
-            self.apply_controller(controller, resources)
+            warnings += self.apply_controller(controller, resources)
+        return warnings
 
-    def apply_controller(self, controller: str, r: Resources) -> None:
+    def apply_controller(self, controller: str, r: Resources) -> list[str]:
+        """Write the part of ``r`` that belongs to one controller; return
+        the warnings for what cgroup v2 has no file for."""
         if controller == "devices":
             self._set_devices(r)
-            return
+            return []
         if not self.has(controller):
             if not self.available(controller):
                 raise CgroupError(
@@ -184,8 +188,12 @@ class V2Manager(CgroupManager):
                 )
             self.enable(controller)
         d = self._path
+        warnings: list[str] = []
         if controller == "memory":
             _set_memory(d, r)
+            # runc 1.1 ignores these on cgroup v2, which has no such file.
+            knobs = r.v1_memory_knobs()
+            warnings = [f"{field} ignored: cgroup v2 has no {name}" for field, name, _ in knobs]
         elif controller == "pids":
             if r.pids_limit is not None:
                 pids_max = "max" if r.pids_limit < 0 else str(r.pids_limit)
@@ -209,6 +217,7 @@ class V2Manager(CgroupManager):
                 files.write(d, name, str(limit.limit), controller="hugetlb")
         else:
             raise CgroupError(f"runlog does not set {controller} limits", controller=controller)
+        return warnings
 
     # -- freezer ------------------------------------------------------------------
 

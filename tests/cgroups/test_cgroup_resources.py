@@ -36,7 +36,59 @@ def test_the_spec_example_parses() -> None:
         DeviceRule(allow=True, type="c", major=10, minor=229, access="rw"),
         DeviceRule(allow=True, type="b", major=8, minor=0, access="r"),
     )
-    assert r.unsupported == ("linux.resources.blockIO", "linux.resources.memory.swappiness")
+    assert r.memory_swappiness == 0
+    assert r.unsupported == ("linux.resources.blockIO",)
+    assert r.ignored() == ["linux.resources.blockIO ignored: runlog does not apply it"]
+
+
+def test_the_v1_memory_knobs_in_runc_order() -> None:
+    r = from_oci(
+        {
+            "memory": {
+                "kernel": 1 << 20,
+                "kernelTCP": 1 << 21,
+                "swappiness": 10,
+                "disableOOMKiller": True,
+            }
+        }
+    )
+    where = "linux.resources.memory"
+    assert r.v1_memory_knobs() == [
+        (f"{where}.disableOOMKiller", "memory.oom_control", "1"),
+        (f"{where}.swappiness", "memory.swappiness", "10"),
+        (f"{where}.kernelTCP", "memory.kmem.tcp.limit_in_bytes", str(1 << 21)),
+    ]
+    assert r.controllers() == ["memory"]
+    # runc 1.1: "Kernel memory settings are ignored".
+    assert r.ignored() == [
+        f"{where}.kernel ignored: kernel memory limits are deprecated (runc 1.1 ignores them too)"
+    ]
+
+
+def test_the_oom_killer_left_on_is_nothing_to_write() -> None:
+    r = from_oci({"memory": {"disableOOMKiller": False, "kernelTCP": 0}})
+    assert r.v1_memory_knobs() == []
+    assert r.controllers() == []
+
+
+@pytest.mark.parametrize(
+    ("memory", "field", "problem"),
+    [
+        (
+            {"swappiness": 101},
+            "swappiness",
+            "invalid memory swappiness value: 101 (valid range is 0-100)",
+        ),
+        ({"swappiness": -1}, "swappiness", "-1 is out of range (at least 0)"),
+        ({"disableOOMKiller": 1}, "disableOOMKiller", "expected true or false, got 1"),
+        ({"kernelTCP": "1M"}, "kernelTCP", "expected an integer, got str '1M'"),
+    ],
+)
+def test_a_bad_memory_knob_is_named(memory: dict[str, object], field: str, problem: str) -> None:
+    with pytest.raises(ResourcesError) as caught:
+        from_oci({"memory": memory})
+    assert caught.value.field == f"linux.resources.memory.{field}"
+    assert caught.value.problem == problem
 
 
 def test_nothing_given_is_no_limit() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from engine.cgroups import FreezerState, V1Manager, files
 from engine.cgroups.errors import CgroupError
+from engine.cgroups.resources import Resources
 
 
 class StickyFreezer:
@@ -158,3 +159,21 @@ def test_cgroup_files_are_read_as_ascii_without_a_codec(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == ["'12\\n\\ufffd34\\n'", "False"]
     with pytest.raises(CgroupError, match=r"cannot read .*missing: no such file"):
         files.read_text(str(tmp_path), "missing", controller="pids")
+
+
+def test_the_v1_memory_knobs_are_written_where_the_kernel_has_their_file(
+    tmp_path: Path,
+) -> None:
+    memory = tmp_path / "memory" / "runlog" / "c1"
+    memory.mkdir(parents=True)
+    for name in ("memory.limit_in_bytes", "memory.oom_control", "memory.swappiness"):
+        (memory / name).write_text("0\n")
+    knobs = Resources(memory_swappiness=10, memory_disable_oom_killer=True, memory_kernel_tcp=4096)
+    warnings = V1Manager({"memory": str(memory)}).apply(knobs)
+    assert (memory / "memory.oom_control").read_text() == "1"
+    assert (memory / "memory.swappiness").read_text() == "10"
+    # A kernel built without TCP kernel memory accounting has no such file.
+    assert warnings == [
+        "linux.resources.memory.kernelTCP ignored: this kernel has no "
+        "memory.kmem.tcp.limit_in_bytes"
+    ]

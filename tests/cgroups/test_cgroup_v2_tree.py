@@ -229,3 +229,21 @@ def test_a_path_outside_the_mount_is_refused(tmp_path: Path) -> None:
         V2Manager(str(tmp_path / "elsewhere"), mount=str(tmp_path / "cg"))
     with pytest.raises(CgroupError, match="not below the cgroup2 mount"):
         V2Manager(str(tmp_path / "cg"), mount=str(tmp_path / "cg"))
+
+
+def test_the_v1_memory_knobs_are_ignored_with_warnings(tmp_path: Path) -> None:
+    """cgroup v2 has no swappiness, OOM-killer switch or TCP kernel memory
+    file: runc 1.1 ignores them; runlog says so."""
+    mount, leaf = _tree(tmp_path)
+    knobs = Resources(
+        memory_limit=64 * MiB,
+        memory_swappiness=10,
+        memory_disable_oom_killer=True,
+        memory_kernel_tcp=MiB,
+    )
+    assert _manager(mount, leaf).apply(knobs) == [
+        "linux.resources.memory.disableOOMKiller ignored: cgroup v2 has no memory.oom_control",
+        "linux.resources.memory.swappiness ignored: cgroup v2 has no memory.swappiness",
+        "linux.resources.memory.kernelTCP ignored: cgroup v2 has no memory.kmem.tcp.limit_in_bytes",
+    ]
+    assert (leaf / "memory.max").read_text() == str(64 * MiB)
