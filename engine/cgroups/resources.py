@@ -6,8 +6,8 @@ is not written (it would leave the container no memory at all), nor are a
 cpu shares, quota or period of 0, nor a pids limit of 0
 (libcontainer/cgroups/fs/pids.go: ``if r.PidsLimit != 0``).
 
-Fields the spec defines that runlog does not apply (blockIO, network, rdma,
-unified, cpu.realtime*, ...) are listed in ``Resources.unsupported`` by
+Fields the spec defines that runlog does not apply (rdma, unified,
+cpu.realtime*, ...) are listed in ``Resources.unsupported`` by
 their config path, and :meth:`Resources.ignored` words them as warnings for
 the create event, instead of pretending they took effect. Keys the spec
 does not define are ignored, as runc's JSON decoding ignores them.
@@ -19,6 +19,11 @@ cgroup v2 without one). ``memory.kernel`` is ignored with a warning, as
 runc 1.1 ignores it ("Kernel memory settings are ignored"): Linux
 deprecated kernel memory limits in 5.4, and here (6.x) a write to
 ``memory.kmem.limit_in_bytes`` succeeds and changes nothing.
+
+``blockIO`` and ``network`` go to cgroup v1's blkio, net_cls and net_prio
+controllers as runc writes them, and fail the create as runc's do where the
+host lacks the hierarchy or the file; cgroup v2 (io.*) does not take them
+from runlog yet, and ignores them with a warning.
 
 The values are frozen records (:mod:`engine.frozen`, tens of microseconds
 per class where dataclasses cost 15 ms to import and 0.5 ms per class). The
@@ -35,12 +40,12 @@ from _collections_abc import Mapping
 from engine.cgroups.errors import ResourcesError
 from engine.frozen import record
 
-__all__ = ["DeviceRule", "HugepageLimit", "Resources"]
+__all__ = ["DeviceLimit", "DeviceRule", "HugepageLimit", "Resources"]
 
 _PREFIX = "linux.resources"
 
 # Spec fields runlog reads but does not apply; see the module docstring.
-_UNSUPPORTED_TOP = ("blockIO", "network", "rdma", "unified")
+_UNSUPPORTED_TOP = ("rdma", "unified")
 _UNSUPPORTED_MEMORY = ("useHierarchy", "checkBeforeUpdate")
 _UNSUPPORTED_CPU = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
 _HUGEPAGE_UNITS = ("KB", "MB", "GB")
@@ -73,6 +78,18 @@ class HugepageLimit:
 
 
 @record
+class DeviceLimit:
+    """A per-device line of the blkio controller: ``major:minor value``."""
+
+    major: int
+    minor: int
+    value: int
+
+    def line(self) -> str:
+        return f"{self.major}:{self.minor} {self.value}"
+
+
+@record
 class Resources:
     """What a manager's ``apply`` writes; every field ``None``/empty is "leave as is"."""
 
@@ -91,6 +108,13 @@ class Resources:
     cpu_mems: str | None = None
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     devices: tuple[DeviceRule, ...] = ()
+    blkio_weight: int | None = None
+    blkio_leaf_weight: int | None = None
+    # (v1 file suffix, limit): "weight_device", "leaf_weight_device",
+    # "throttle.read_bps_device", ... in runc's order.
+    blkio_devices: tuple[tuple[str, DeviceLimit], ...] = ()
+    net_class_id: int | None = None
+    net_priorities: tuple[tuple[str, int], ...] = ()
     unsupported: tuple[str, ...] = ()
 
     @classmethod
@@ -118,8 +142,18 @@ class Resources:
             wanted.append("cpu")
         if self.pids_limit is not None:
             wanted.append("pids")
+        if (
+            self.blkio_weight is not None
+            or self.blkio_leaf_weight is not None
+            or self.blkio_devices
+        ):
+            wanted.append("blkio")
         if self.hugepage_limits:
             wanted.append("hugetlb")
+        if self.net_class_id is not None:
+            wanted.append("net_cls")
+        if self.net_priorities:
+            wanted.append("net_prio")
         return wanted
 
     def ignored(self) -> list[str]:
@@ -162,6 +196,10 @@ def from_oci(d: Mapping[str, object] | None) -> Resources:
     cpu = _mapping(top.get("cpu"), f"{_PREFIX}.cpu")
     unsupported += _present(cpu, _UNSUPPORTED_CPU, f"{_PREFIX}.cpu")
     pids = _mapping(top.get("pids"), f"{_PREFIX}.pids")
+    weight, leaf_weight, blkio_devices = _block_io(
+        _mapping(top.get("blockIO"), f"{_PREFIX}.blockIO")
+    )
+    class_id, priorities = _network(_mapping(top.get("network"), f"{_PREFIX}.network"))
 
     return Resources(
         memory_limit=_limit(memory, "limit", f"{_PREFIX}.memory"),
@@ -183,6 +221,11 @@ def from_oci(d: Mapping[str, object] | None) -> Resources:
         cpu_mems=_str(cpu.get("mems"), f"{_PREFIX}.cpu.mems"),
         hugepage_limits=_hugepages(top.get("hugepageLimits")),
         devices=_devices(top.get("devices")),
+        blkio_weight=weight,
+        blkio_leaf_weight=leaf_weight,
+        blkio_devices=blkio_devices,
+        net_class_id=class_id,
+        net_priorities=priorities,
         unsupported=tuple(unsupported),
     )
 
@@ -307,3 +350,65 @@ def _devices(value: object) -> tuple[DeviceRule, ...]:
             )
         )
     return tuple(rules)
+
+
+# runtime-spec blockIO's per-device lists and the v1 files runc writes them to.
+_THROTTLES = (
+    ("throttleReadBpsDevice", "throttle.read_bps_device"),
+    ("throttleWriteBpsDevice", "throttle.write_bps_device"),
+    ("throttleReadIOPSDevice", "throttle.read_iops_device"),
+    ("throttleWriteIOPSDevice", "throttle.write_iops_device"),
+)
+
+
+def _device_limit(entry: Mapping[str, object], key: str, where: str) -> DeviceLimit | None:
+    """``entry[key]`` for the device ``entry`` names; 0 or absent is unset."""
+    value = _nonzero(_int(entry.get(key), f"{where}.{key}", minimum=0))
+    if value is None:
+        return None
+    major = _int(entry.get("major"), f"{where}.major", minimum=0)
+    minor = _int(entry.get("minor"), f"{where}.minor", minimum=0)
+    if major is None or minor is None:
+        raise ResourcesError(where, "major and minor are required")
+    return DeviceLimit(major, minor, value)
+
+
+def _block_io(
+    block: Mapping[str, object],
+) -> tuple[int | None, int | None, tuple[tuple[str, DeviceLimit], ...]]:
+    """``linux.resources.blockIO`` as runc's blkio ``Set`` writes it (0 is unset)."""
+    where = f"{_PREFIX}.blockIO"
+    lines: list[tuple[str, DeviceLimit]] = []
+    for i, item in enumerate(_list(block.get("weightDevice"), f"{where}.weightDevice")):
+        at = f"{where}.weightDevice[{i}]"
+        entry = _mapping(item, at)
+        for key, suffix in (("weight", "weight_device"), ("leafWeight", "leaf_weight_device")):
+            limit = _device_limit(entry, key, at)
+            if limit is not None:
+                lines.append((suffix, limit))
+    for key, suffix in _THROTTLES:
+        for i, item in enumerate(_list(block.get(key), f"{where}.{key}")):
+            at = f"{where}.{key}[{i}]"
+            limit = _device_limit(_mapping(item, at), "rate", at)
+            if limit is not None:
+                lines.append((suffix, limit))
+    weight = _nonzero(_int(block.get("weight"), f"{where}.weight", minimum=0))
+    leaf_weight = _nonzero(_int(block.get("leafWeight"), f"{where}.leafWeight", minimum=0))
+    return weight, leaf_weight, tuple(lines)
+
+
+def _network(network: Mapping[str, object]) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """``linux.resources.network``: net_cls's class id (0 is unset, as in
+    runc) and net_prio's priorities per interface."""
+    where = f"{_PREFIX}.network"
+    priorities: list[tuple[str, int]] = []
+    for i, item in enumerate(_list(network.get("priorities"), f"{where}.priorities")):
+        at = f"{where}.priorities[{i}]"
+        entry = _mapping(item, at)
+        name = _str(entry.get("name"), f"{at}.name")
+        priority = _int(entry.get("priority"), f"{at}.priority", minimum=0)
+        if name is None or priority is None:
+            raise ResourcesError(at, "name and priority are required")
+        priorities.append((name, priority))
+    class_id = _int(network.get("classID"), f"{where}.classID", minimum=0)
+    return _nonzero(class_id), tuple(priorities)

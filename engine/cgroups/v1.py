@@ -27,7 +27,19 @@ __all__ = ["V1Manager"]
 
 # Order of work, as runc's subsystem list: cpuset first, because a v1
 # cpuset cgroup with empty cpus/mems refuses tasks.
-_ORDER = ("cpuset", "devices", "memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb", "freezer")
+_ORDER = (
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "freezer",
+)
 # Where to read the container's processes from; runc uses devices.
 _PROCS_FROM = ("devices", "freezer", "pids", "memory")
 # Memory plus swap; absent when the kernel does not account swap.
@@ -147,6 +159,14 @@ class V1Manager(CgroupManager):
                 name = f"hugetlb.{limit.page_size}.limit_in_bytes"
                 _require_file(directory, name, "hugetlb", f"page size {limit.page_size}")
                 files.write(directory, name, str(limit.limit), controller="hugetlb")
+        elif controller == "blkio":
+            _set_blkio(directory, r)
+        elif controller == "net_cls":
+            files.write(directory, "net_cls.classid", str(r.net_class_id), controller="net_cls")
+        elif controller == "net_prio":
+            for name, priority in r.net_priorities:
+                line = f"{name} {priority}"
+                files.write(directory, "net_prio.ifpriomap", line, controller="net_prio")
         elif controller == "devices":
             # Rules in config order; "a" rules reset the default and clear the
             # exceptions (kernel cgroup-v1/devices.rst), so a leading
@@ -366,6 +386,32 @@ def _set_memory(directory: str, r: Resources) -> list[str]:
         else:
             warnings.append(f"{field} ignored: this kernel has no {name}")
     return warnings
+
+
+def _set_blkio(directory: str, r: Resources) -> None:
+    """runc fs/blkio.go ``Set``: the weights go to the CFQ files
+    (``blkio.weight``) where the kernel has them, else to BFQ's
+    (``blkio.bfq.weight``); a file the kernel lacks fails the create, as
+    it fails runc's."""
+    bfq = "" if os.path.exists(os.path.join(directory, "blkio.weight")) else "bfq."
+    lines: list[tuple[str, str, str]] = []
+    if r.blkio_weight is not None:
+        lines.append(("weight", f"blkio.{bfq}weight", str(r.blkio_weight)))
+    if r.blkio_leaf_weight is not None:
+        lines.append(("leafWeight", "blkio.leaf_weight", str(r.blkio_leaf_weight)))
+    for suffix, limit in r.blkio_devices:
+        name = f"blkio.{bfq}{suffix}" if suffix == "weight_device" else f"blkio.{suffix}"
+        lines.append((suffix, name, limit.line()))
+    for what, name, value in lines:
+        if not os.path.exists(os.path.join(directory, name)):
+            raise CgroupError(
+                f"cannot set linux.resources.blockIO ({what}): {directory}/{name} does not "
+                "exist (the kernel's I/O scheduler or blkio controller lacks it); drop the "
+                "setting from config.json",
+                path=directory,
+                controller="blkio",
+            )
+        files.write(directory, name, value, controller="blkio")
 
 
 def _set_pids(directory: str, r: Resources) -> None:

@@ -178,6 +178,8 @@ class V2Manager(CgroupManager):
         if controller == "devices":
             self._set_devices(r)
             return []
+        if controller in _V1_ONLY:
+            return [f"{_V1_ONLY[controller]} ignored: {_V1_ONLY_WHY[controller]}"]
         if not self.has(controller):
             if not self.available(controller):
                 raise CgroupError(
@@ -348,6 +350,19 @@ class V2Manager(CgroupManager):
         if hugetlb:
             stats["hugetlb"] = hugetlb
         return stats
+
+
+# Controllers runlog writes on cgroup v1 only: the config field, and why.
+_V1_ONLY = {
+    "blkio": "linux.resources.blockIO",
+    "net_cls": "linux.resources.network.classID",
+    "net_prio": "linux.resources.network.priorities",
+}
+_V1_ONLY_WHY = {
+    "blkio": "runlog does not write cgroup v2's io.weight and io.max yet",
+    "net_cls": "cgroup v2 has no net_cls controller",
+    "net_prio": "cgroup v2 has no net_prio controller",
+}
 
 
 def _has(directory: str, name: str) -> bool:

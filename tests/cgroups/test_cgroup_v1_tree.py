@@ -177,3 +177,54 @@ def test_the_v1_memory_knobs_are_written_where_the_kernel_has_their_file(
         "linux.resources.memory.kernelTCP ignored: this kernel has no "
         "memory.kmem.tcp.limit_in_bytes"
     ]
+
+
+BLOCK_IO = Resources.from_oci(
+    {
+        "blockIO": {
+            "weight": 500,
+            "weightDevice": [{"major": 8, "minor": 0, "weight": 600}],
+            "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 4096}],
+        }
+    }
+)
+
+
+@pytest.mark.parametrize("scheduler", ["", "bfq."])
+def test_block_io_goes_to_the_weight_files_the_kernel_has(tmp_path: Path, scheduler: str) -> None:
+    """runc: CFQ's blkio.weight where it exists, else BFQ's blkio.bfq.weight."""
+    blkio = tmp_path / "blkio" / "c1"
+    blkio.mkdir(parents=True)
+    names = (f"blkio.{scheduler}weight", f"blkio.{scheduler}weight_device")
+    for name in (*names, "blkio.throttle.read_bps_device"):
+        (blkio / name).write_text("")
+    assert V1Manager({"blkio": str(blkio)}).apply(BLOCK_IO) == []
+    assert (blkio / names[0]).read_text() == "500"
+    assert (blkio / names[1]).read_text() == "8:0 600"
+    assert (blkio / "blkio.throttle.read_bps_device").read_text() == "8:0 4096"
+
+
+def test_block_io_without_a_weight_file_fails_naming_it(tmp_path: Path) -> None:
+    blkio = tmp_path / "blkio" / "c1"
+    blkio.mkdir(parents=True)
+    with pytest.raises(CgroupError, match=r"blockIO \(weight\): .*/blkio\.bfq\.weight does not"):
+        V1Manager({"blkio": str(blkio)}).apply(BLOCK_IO)
+
+
+def test_network_class_and_priorities(tmp_path: Path) -> None:
+    cls, prio = tmp_path / "net_cls" / "c1", tmp_path / "net_prio" / "c1"
+    for directory, name in ((cls, "net_cls.classid"), (prio, "net_prio.ifpriomap")):
+        directory.mkdir(parents=True)
+        (directory / name).write_text("")
+    r = Resources.from_oci(
+        {"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 2}]}}
+    )
+    assert V1Manager({"net_cls": str(cls), "net_prio": str(prio)}).apply(r) == []
+    assert (cls / "net_cls.classid").read_text() == "1048577"
+    assert (prio / "net_prio.ifpriomap").read_text() == "lo 2"
+
+
+def test_network_without_a_net_cls_hierarchy_fails(tmp_path: Path) -> None:
+    r = Resources.from_oci({"network": {"classID": 1}})
+    with pytest.raises(CgroupError, match="no net_cls cgroup hierarchy is mounted"):
+        V1Manager({"memory": str(tmp_path)}).apply(r)

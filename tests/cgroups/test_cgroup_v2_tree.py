@@ -247,3 +247,19 @@ def test_the_v1_memory_knobs_are_ignored_with_warnings(tmp_path: Path) -> None:
         "linux.resources.memory.kernelTCP ignored: cgroup v2 has no memory.kmem.tcp.limit_in_bytes",
     ]
     assert (leaf / "memory.max").read_text() == str(64 * MiB)
+
+
+def test_block_io_and_network_are_ignored_with_warnings(tmp_path: Path) -> None:
+    mount, leaf = _tree(tmp_path)
+    r = Resources.from_oci(
+        {
+            "blockIO": {"weight": 500},
+            "network": {"classID": 1, "priorities": [{"name": "lo", "priority": 1}]},
+        }
+    )
+    assert _manager(mount, leaf).apply(r) == [
+        "linux.resources.blockIO ignored: runlog does not write cgroup v2's io.weight and "
+        "io.max yet",
+        "linux.resources.network.classID ignored: cgroup v2 has no net_cls controller",
+        "linux.resources.network.priorities ignored: cgroup v2 has no net_prio controller",
+    ]
