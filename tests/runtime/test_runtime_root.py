@@ -149,3 +149,23 @@ def test_a_bundle_reached_through_a_symlink_is_fine(
     (tmp_path / "link").symlink_to(b)
     out = runlog("run", "t-linked", "-b", str(tmp_path / "link"))
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    ("propagation", "root_fields"),
+    [("rshared", {"shared", "master"}), ("unbindable", {"unbindable"}), ("slave", {"master"})],
+)
+def test_root_propagation_without_pivot_root(
+    runlog: Any, bundle: Any, shared_tmp: Path, propagation: str, root_fields: set[str]
+) -> None:
+    """--no-pivot moves the rootfs over / and chroots: the propagation goes
+    to that mount, the container's /."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["rootfsPropagation"] = propagation
+
+    b = bundle(["cat", "/proc/self/mountinfo"], edit)
+    out = runlog("run", "--no-pivot", "t-noprop", "-b", str(b))
+    assert out.returncode == 0, out.stderr
+    assert optional_fields(out.stdout, "/") == root_fields
+    assert host_mounts_under(b / "rootfs") == []
