@@ -22,8 +22,10 @@ deprecated kernel memory limits in 5.4, and here (6.x) a write to
 
 ``blockIO`` and ``network`` go to cgroup v1's blkio, net_cls and net_prio
 controllers as runc writes them, and fail the create as runc's do where the
-host lacks the hierarchy or the file; cgroup v2 (io.*) does not take them
-from runlog yet, and ignores them with a warning.
+host lacks the hierarchy or the file. On cgroup v2 ``blockIO`` goes to
+io.weight, io.bfq.weight and io.max as runc writes it; what v2 cannot take
+(leaf weights, device weights without BFQ) and ``network`` (v2 has no
+net_cls or net_prio) are ignored with a warning.
 
 The values are frozen records (:mod:`engine.frozen`, tens of microseconds
 per class where dataclasses cost 15 ms to import and 0.5 ms per class). The
