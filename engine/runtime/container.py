@@ -284,15 +284,16 @@ class _Process:
             c.pty = _receive_master(own_pty)
         c.pid = c.handle.pid
         result: dict[str, Any] = {"pid": c.pid}
-        ignored = lsm.ignored_labels(c.config)
-        if ignored is not None:
-            result["warning"] = ignored
         if c.caller_reaps:
             c.watch()
             result["init_parent"] = "caller"
         if c.handle.seccomp_skipped:
             # In the event: the filter lacks these, as runc's would.
             result["seccomp_skipped"] = list(c.handle.seccomp_skipped)
+        ignored = lsm.ignored_labels(c.config)
+        if ignored is not None:
+            # After any other warning of the spawn, not in its place.
+            result["warning"] = "; ".join(filter(None, (result.get("warning"), ignored)))
         return result
 
     def release(self) -> dict[str, Any]:
