@@ -17,8 +17,8 @@ class CgroupCreate(Action):
     reversible = True
 
     def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        ctx.drivers.cgroups.create()
-        return {}
+        warnings = ctx.drivers.cgroups.create()
+        return {"warning": "; ".join(warnings)} if warnings else {}
 
     def undo(
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]

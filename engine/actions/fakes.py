@@ -171,9 +171,10 @@ class FakeCgroups:
         self.exists = False
         self.frozen = False
 
-    def create(self) -> None:
+    def create(self) -> list[str]:
         self.world.call(self.container_id, "cgroup.create")
         self.exists = True
+        return []
 
     def destroy(self) -> None:
         self.world.call(self.container_id, "cgroup.destroy")

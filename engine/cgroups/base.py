@@ -77,8 +77,10 @@ class CgroupManager(ABC):
         directories made so far are removed again."""
 
     @abstractmethod
-    def apply(self, resources: Resources) -> None:
-        """Write the limits in ``resources`` (runc ``Manager.Set``)."""
+    def apply(self, resources: Resources) -> list[str]:
+        """Write the limits in ``resources`` (runc ``Manager.Set``); return
+        warnings for settings this host has no file for, which are ignored
+        (cgroup v1's memory knobs on cgroup v2, as runc ignores them)."""
 
     @abstractmethod
     def add(self, pid: int) -> None:

@@ -105,10 +105,11 @@ class FakeCgroupManager(CgroupManager):
         self._enter("create")
         self.created = True
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
         self._enter("apply", resources)
         self._require("set limits")
         self.applied.append(resources)
+        return []
 
     def add(self, pid: int) -> None:
         self._enter("add", pid)

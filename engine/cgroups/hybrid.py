@@ -58,15 +58,16 @@ class HybridManager(CgroupManager):
             files.undo_mkdirs(made)  # what v1 made, and no more
             raise
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
+        warnings: list[str] = []
         for controller in resources.controllers():
             if self.v1.has(controller):
-                self.v1.apply_controller(controller, resources)
+                warnings += self.v1.apply_controller(controller, resources)
             elif controller == "devices" or self.unified.available(controller):
                 # Without a v1 devices hierarchy, the cgroup2 tree's device
                 # program enforces the rules (cgroup membership there is
                 # what the kernel asks it about).
-                self.unified.apply_controller(controller, resources)
+                warnings += self.unified.apply_controller(controller, resources)
             else:
                 raise CgroupError(
                     f"cannot set {controller} limits: neither a v1 {controller} hierarchy "
@@ -74,6 +75,7 @@ class HybridManager(CgroupManager):
                     f"{controller} controller on this host; drop the setting from config.json",
                     controller=controller,
                 )
+        return warnings
 
     def add(self, pid: int) -> None:
         self.v1.add(pid)

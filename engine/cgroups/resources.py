@@ -6,11 +6,26 @@ is not written (it would leave the container no memory at all), nor are a
 cpu shares, quota or period of 0, nor a pids limit of 0
 (libcontainer/cgroups/fs/pids.go: ``if r.PidsLimit != 0``).
 
-Fields the spec defines that runlog does not apply (blockIO, network, rdma,
-unified, memory.swappiness, cpu.realtime*, ...) are listed in
-``Resources.unsupported`` by their config path, so the caller can record or
-refuse them instead of pretending they took effect. Keys the spec does not
-define are ignored, as runc's JSON decoding ignores them.
+Fields the spec defines that runlog does not apply (rdma, unified,
+cpu.realtime*, ...) are listed in ``Resources.unsupported`` by
+their config path, and :meth:`Resources.ignored` words them as warnings for
+the create event, instead of pretending they took effect. Keys the spec
+does not define are ignored, as runc's JSON decoding ignores them.
+
+Memory knobs only cgroup v1 has (``swappiness``, ``disableOOMKiller``,
+``kernelTCP``: :meth:`Resources.v1_memory_knobs`) are written where the kernel has
+their file and otherwise ignored with a warning (runc 1.1 ignores them on
+cgroup v2 without one). ``memory.kernel`` is ignored with a warning, as
+runc 1.1 ignores it ("Kernel memory settings are ignored"): Linux
+deprecated kernel memory limits in 5.4, and here (6.x) a write to
+``memory.kmem.limit_in_bytes`` succeeds and changes nothing.
+
+``blockIO`` and ``network`` go to cgroup v1's blkio, net_cls and net_prio
+controllers as runc writes them, and fail the create as runc's do where the
+host lacks the hierarchy or the file. On cgroup v2 ``blockIO`` goes to
+io.weight, io.bfq.weight and io.max as runc writes it; what v2 cannot take
+(leaf weights, device weights without BFQ) and ``network`` (v2 has no
+net_cls or net_prio) are ignored with a warning.
 
 The values are frozen records (:mod:`engine.frozen`, tens of microseconds
 per class where dataclasses cost 15 ms to import and 0.5 ms per class). The
@@ -27,20 +42,13 @@ from _collections_abc import Mapping
 from engine.cgroups.errors import ResourcesError
 from engine.frozen import record
 
-__all__ = ["DeviceRule", "HugepageLimit", "Resources"]
+__all__ = ["DeviceLimit", "DeviceRule", "HugepageLimit", "Resources"]
 
 _PREFIX = "linux.resources"
 
 # Spec fields runlog reads but does not apply; see the module docstring.
-_UNSUPPORTED_TOP = ("blockIO", "network", "rdma", "unified")
-_UNSUPPORTED_MEMORY = (
-    "kernel",
-    "kernelTCP",
-    "swappiness",
-    "disableOOMKiller",
-    "useHierarchy",
-    "checkBeforeUpdate",
-)
+_UNSUPPORTED_TOP = ("rdma", "unified")
+_UNSUPPORTED_MEMORY = ("useHierarchy", "checkBeforeUpdate")
 _UNSUPPORTED_CPU = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
 _HUGEPAGE_UNITS = ("KB", "MB", "GB")
 
@@ -72,12 +80,28 @@ class HugepageLimit:
 
 
 @record
+class DeviceLimit:
+    """A per-device line of the blkio controller: ``major:minor value``."""
+
+    major: int
+    minor: int
+    value: int
+
+    def line(self) -> str:
+        return f"{self.major}:{self.minor} {self.value}"
+
+
+@record
 class Resources:
     """What a manager's ``apply`` writes; every field ``None``/empty is "leave as is"."""
 
     memory_limit: int | None = None
     memory_reservation: int | None = None
     memory_swap: int | None = None
+    memory_swappiness: int | None = None
+    memory_disable_oom_killer: bool = False
+    memory_kernel: int | None = None
+    memory_kernel_tcp: int | None = None
     pids_limit: int | None = None
     cpu_shares: int | None = None
     cpu_quota: int | None = None
@@ -86,6 +110,13 @@ class Resources:
     cpu_mems: str | None = None
     hugepage_limits: tuple[HugepageLimit, ...] = ()
     devices: tuple[DeviceRule, ...] = ()
+    blkio_weight: int | None = None
+    blkio_leaf_weight: int | None = None
+    # (v1 file suffix, limit): "weight_device", "leaf_weight_device",
+    # "throttle.read_bps_device", ... in runc's order.
+    blkio_devices: tuple[tuple[str, DeviceLimit], ...] = ()
+    net_class_id: int | None = None
+    net_priorities: tuple[tuple[str, int], ...] = ()
     unsupported: tuple[str, ...] = ()
 
     @classmethod
@@ -106,15 +137,51 @@ class Resources:
             self.memory_limit is not None
             or self.memory_reservation is not None
             or self.memory_swap is not None
+            or self.v1_memory_knobs()
         ):
             wanted.append("memory")
         if self.cpu_shares is not None or self.cpu_quota is not None or self.cpu_period is not None:
             wanted.append("cpu")
         if self.pids_limit is not None:
             wanted.append("pids")
+        if (
+            self.blkio_weight is not None
+            or self.blkio_leaf_weight is not None
+            or self.blkio_devices
+        ):
+            wanted.append("blkio")
         if self.hugepage_limits:
             wanted.append("hugetlb")
+        if self.net_class_id is not None:
+            wanted.append("net_cls")
+        if self.net_priorities:
+            wanted.append("net_prio")
         return wanted
+
+    def ignored(self) -> list[str]:
+        """Warnings for the fields no manager applies, on any host."""
+        warnings = [f"{field} ignored: runlog does not apply it" for field in self.unsupported]
+        if self.memory_kernel is not None:
+            warnings.append(
+                f"{_PREFIX}.memory.kernel ignored: kernel memory limits are deprecated "
+                "(runc 1.1 ignores them too)"
+            )
+        return warnings
+
+    def v1_memory_knobs(self) -> list[tuple[str, str, str]]:
+        """The memory settings only cgroup v1 has, each as (config field,
+        the v1 file, the value to write), in runc's order (fs/memory.go
+        ``Set``)."""
+        knobs: list[tuple[str, str, str]] = []
+        where = f"{_PREFIX}.memory"
+        if self.memory_disable_oom_killer:
+            knobs.append((f"{where}.disableOOMKiller", "memory.oom_control", "1"))
+        if self.memory_swappiness is not None:
+            knobs.append((f"{where}.swappiness", "memory.swappiness", str(self.memory_swappiness)))
+        if self.memory_kernel_tcp is not None:
+            tcp = str(self.memory_kernel_tcp)
+            knobs.append((f"{where}.kernelTCP", "memory.kmem.tcp.limit_in_bytes", tcp))
+        return knobs
 
 
 def from_oci(d: Mapping[str, object] | None) -> Resources:
@@ -131,11 +198,21 @@ def from_oci(d: Mapping[str, object] | None) -> Resources:
     cpu = _mapping(top.get("cpu"), f"{_PREFIX}.cpu")
     unsupported += _present(cpu, _UNSUPPORTED_CPU, f"{_PREFIX}.cpu")
     pids = _mapping(top.get("pids"), f"{_PREFIX}.pids")
+    weight, leaf_weight, blkio_devices = _block_io(
+        _mapping(top.get("blockIO"), f"{_PREFIX}.blockIO")
+    )
+    class_id, priorities = _network(_mapping(top.get("network"), f"{_PREFIX}.network"))
 
     return Resources(
         memory_limit=_limit(memory, "limit", f"{_PREFIX}.memory"),
         memory_reservation=_limit(memory, "reservation", f"{_PREFIX}.memory"),
         memory_swap=_limit(memory, "swap", f"{_PREFIX}.memory"),
+        memory_swappiness=_swappiness(memory.get("swappiness")),
+        memory_disable_oom_killer=_flag(
+            memory.get("disableOOMKiller"), f"{_PREFIX}.memory.disableOOMKiller"
+        ),
+        memory_kernel=_int(memory.get("kernel"), f"{_PREFIX}.memory.kernel", minimum=-1),
+        memory_kernel_tcp=_limit(memory, "kernelTCP", f"{_PREFIX}.memory"),
         # pids.limit: <= -1 is "max"; 0 is unset (runc, see module docstring).
         pids_limit=_nonzero(_int(pids.get("limit"), f"{_PREFIX}.pids.limit")),
         cpu_shares=_nonzero(_int(cpu.get("shares"), f"{_PREFIX}.cpu.shares", minimum=0)),
@@ -146,6 +223,11 @@ def from_oci(d: Mapping[str, object] | None) -> Resources:
         cpu_mems=_str(cpu.get("mems"), f"{_PREFIX}.cpu.mems"),
         hugepage_limits=_hugepages(top.get("hugepageLimits")),
         devices=_devices(top.get("devices")),
+        blkio_weight=weight,
+        blkio_leaf_weight=leaf_weight,
+        blkio_devices=blkio_devices,
+        net_class_id=class_id,
+        net_priorities=priorities,
         unsupported=tuple(unsupported),
     )
 
@@ -184,6 +266,24 @@ def _nonzero(value: int | None) -> int | None:
 def _limit(section: Mapping[str, object], key: str, where: str) -> int | None:
     """A memory byte count: -1 is unlimited, 0 is unset."""
     return _nonzero(_int(section.get(key), f"{where}.{key}", minimum=-1))
+
+
+def _swappiness(value: object) -> int | None:
+    field = f"{_PREFIX}.memory.swappiness"
+    swappiness = _int(value, field, minimum=0)
+    if swappiness is not None and swappiness > 100:
+        # runc's words.
+        problem = f"invalid memory swappiness value: {swappiness} (valid range is 0-100)"
+        raise ResourcesError(field, problem)
+    return swappiness
+
+
+def _flag(value: object, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ResourcesError(field, f"expected true or false, got {value!r}")
+    return value
 
 
 def _str(value: object, field: str) -> str | None:
@@ -252,3 +352,65 @@ def _devices(value: object) -> tuple[DeviceRule, ...]:
             )
         )
     return tuple(rules)
+
+
+# runtime-spec blockIO's per-device lists and the v1 files runc writes them to.
+_THROTTLES = (
+    ("throttleReadBpsDevice", "throttle.read_bps_device"),
+    ("throttleWriteBpsDevice", "throttle.write_bps_device"),
+    ("throttleReadIOPSDevice", "throttle.read_iops_device"),
+    ("throttleWriteIOPSDevice", "throttle.write_iops_device"),
+)
+
+
+def _device_limit(entry: Mapping[str, object], key: str, where: str) -> DeviceLimit | None:
+    """``entry[key]`` for the device ``entry`` names; 0 or absent is unset."""
+    value = _nonzero(_int(entry.get(key), f"{where}.{key}", minimum=0))
+    if value is None:
+        return None
+    major = _int(entry.get("major"), f"{where}.major", minimum=0)
+    minor = _int(entry.get("minor"), f"{where}.minor", minimum=0)
+    if major is None or minor is None:
+        raise ResourcesError(where, "major and minor are required")
+    return DeviceLimit(major, minor, value)
+
+
+def _block_io(
+    block: Mapping[str, object],
+) -> tuple[int | None, int | None, tuple[tuple[str, DeviceLimit], ...]]:
+    """``linux.resources.blockIO`` as runc's blkio ``Set`` writes it (0 is unset)."""
+    where = f"{_PREFIX}.blockIO"
+    lines: list[tuple[str, DeviceLimit]] = []
+    for i, item in enumerate(_list(block.get("weightDevice"), f"{where}.weightDevice")):
+        at = f"{where}.weightDevice[{i}]"
+        entry = _mapping(item, at)
+        for key, suffix in (("weight", "weight_device"), ("leafWeight", "leaf_weight_device")):
+            limit = _device_limit(entry, key, at)
+            if limit is not None:
+                lines.append((suffix, limit))
+    for key, suffix in _THROTTLES:
+        for i, item in enumerate(_list(block.get(key), f"{where}.{key}")):
+            at = f"{where}.{key}[{i}]"
+            limit = _device_limit(_mapping(item, at), "rate", at)
+            if limit is not None:
+                lines.append((suffix, limit))
+    weight = _nonzero(_int(block.get("weight"), f"{where}.weight", minimum=0))
+    leaf_weight = _nonzero(_int(block.get("leafWeight"), f"{where}.leafWeight", minimum=0))
+    return weight, leaf_weight, tuple(lines)
+
+
+def _network(network: Mapping[str, object]) -> tuple[int | None, tuple[tuple[str, int], ...]]:
+    """``linux.resources.network``: net_cls's class id (0 is unset, as in
+    runc) and net_prio's priorities per interface."""
+    where = f"{_PREFIX}.network"
+    priorities: list[tuple[str, int]] = []
+    for i, item in enumerate(_list(network.get("priorities"), f"{where}.priorities")):
+        at = f"{where}.priorities[{i}]"
+        entry = _mapping(item, at)
+        name = _str(entry.get("name"), f"{at}.name")
+        priority = _int(entry.get("priority"), f"{at}.priority", minimum=0)
+        if name is None or priority is None:
+            raise ResourcesError(at, "name and priority are required")
+        priorities.append((name, priority))
+    class_id = _int(network.get("classID"), f"{where}.classID", minimum=0)
+    return _nonzero(class_id), tuple(priorities)

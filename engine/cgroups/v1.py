@@ -27,7 +27,19 @@ __all__ = ["V1Manager"]
 
 # Order of work, as runc's subsystem list: cpuset first, because a v1
 # cpuset cgroup with empty cpus/mems refuses tasks.
-_ORDER = ("cpuset", "devices", "memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb", "freezer")
+_ORDER = (
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "freezer",
+)
 # Where to read the container's processes from; runc uses devices.
 _PROCS_FROM = ("devices", "freezer", "pids", "memory")
 # Memory plus swap; absent when the kernel does not account swap.
@@ -122,15 +134,18 @@ class V1Manager(CgroupManager):
 
     # -- limits -------------------------------------------------------------------
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
+        warnings: list[str] = []
         for controller in resources.controllers():
-            self.apply_controller(controller, resources)
+            warnings += self.apply_controller(controller, resources)
+        return warnings
 
-    def apply_controller(self, controller: str, r: Resources) -> None:
-        """Write the part of ``r`` that belongs to one controller."""
+    def apply_controller(self, controller: str, r: Resources) -> list[str]:
+        """Write the part of ``r`` that belongs to one controller; return
+        the warnings for what this host has no file for."""
         directory = self._dir(controller, f"set {controller} limits")
         if controller == "memory":
-            _set_memory(directory, r)
+            return _set_memory(directory, r)
         elif controller == "pids":
             _set_pids(directory, r)
         elif controller == "cpu":
@@ -144,6 +159,14 @@ class V1Manager(CgroupManager):
                 name = f"hugetlb.{limit.page_size}.limit_in_bytes"
                 _require_file(directory, name, "hugetlb", f"page size {limit.page_size}")
                 files.write(directory, name, str(limit.limit), controller="hugetlb")
+        elif controller == "blkio":
+            _set_blkio(directory, r)
+        elif controller == "net_cls":
+            files.write(directory, "net_cls.classid", str(r.net_class_id), controller="net_cls")
+        elif controller == "net_prio":
+            for name, priority in r.net_priorities:
+                line = f"{name} {priority}"
+                files.write(directory, "net_prio.ifpriomap", line, controller="net_prio")
         elif controller == "devices":
             # Rules in config order; "a" rules reset the default and clear the
             # exceptions (kernel cgroup-v1/devices.rst), so a leading
@@ -153,6 +176,7 @@ class V1Manager(CgroupManager):
                 files.write(directory, name, rule.v1_line(), controller="devices")
         else:
             raise CgroupError(f"runlog does not set {controller} limits", controller=controller)
+        return []
 
     # -- freezer ------------------------------------------------------------------
 
@@ -323,10 +347,11 @@ def _require_file(directory: str, name: str, controller: str, what: str) -> None
         )
 
 
-def _set_memory(directory: str, r: Resources) -> None:
+def _set_memory(directory: str, r: Resources) -> list[str]:
     """runc fs/memory.go ``setMemoryAndSwap``: the kernel wants
     memsw.limit >= limit at every moment, so the order of the two writes
-    depends on whether the limits go up or down."""
+    depends on whether the limits go up or down. Then the v1-only knobs,
+    each where the kernel has its file (warnings for the others)."""
     limit, swap = r.memory_limit, r.memory_swap
     has_memsw = os.path.exists(os.path.join(directory, _MEMSW))
     if limit == -1 and swap is None and has_memsw:
@@ -354,6 +379,39 @@ def _set_memory(directory: str, r: Resources) -> None:
         ordered.append(("memory.soft_limit_in_bytes", r.memory_reservation))
     for name, value in ordered:
         files.write(directory, name, str(value), controller="memory")
+    warnings: list[str] = []
+    for field, name, text in r.v1_memory_knobs():
+        if os.path.exists(os.path.join(directory, name)):
+            files.write(directory, name, text, controller="memory")
+        else:
+            warnings.append(f"{field} ignored: this kernel has no {name}")
+    return warnings
+
+
+def _set_blkio(directory: str, r: Resources) -> None:
+    """runc fs/blkio.go ``Set``: the weights go to the CFQ files
+    (``blkio.weight``) where the kernel has them, else to BFQ's
+    (``blkio.bfq.weight``); a file the kernel lacks fails the create, as
+    it fails runc's."""
+    bfq = "" if os.path.exists(os.path.join(directory, "blkio.weight")) else "bfq."
+    lines: list[tuple[str, str, str]] = []
+    if r.blkio_weight is not None:
+        lines.append(("weight", f"blkio.{bfq}weight", str(r.blkio_weight)))
+    if r.blkio_leaf_weight is not None:
+        lines.append(("leafWeight", "blkio.leaf_weight", str(r.blkio_leaf_weight)))
+    for suffix, limit in r.blkio_devices:
+        name = f"blkio.{bfq}{suffix}" if suffix == "weight_device" else f"blkio.{suffix}"
+        lines.append((suffix, name, limit.line()))
+    for what, name, value in lines:
+        if not os.path.exists(os.path.join(directory, name)):
+            raise CgroupError(
+                f"cannot set linux.resources.blockIO ({what}): {directory}/{name} does not "
+                "exist (the kernel's I/O scheduler or blkio controller lacks it); drop the "
+                "setting from config.json",
+                path=directory,
+                controller="blkio",
+            )
+        files.write(directory, name, value, controller="blkio")
 
 
 def _set_pids(directory: str, r: Resources) -> None:

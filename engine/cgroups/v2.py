@@ -112,6 +112,7 @@ class V2Manager(CgroupManager):
 
     def enable(self, controller: str) -> None:
         """Enable ``controller`` from the root down to this cgroup's parent."""
+        controller = _V2_NAMES.get(controller, controller)
         for level in self._ancestors:
             enabled = files.read_text(level, "cgroup.subtree_control", controller=_C).split()
             if controller in enabled:
@@ -130,6 +131,7 @@ class V2Manager(CgroupManager):
 
     def has(self, controller: str) -> bool:
         """Whether ``controller`` works in this cgroup now."""
+        controller = _V2_NAMES.get(controller, controller)
         try:
             text = files.read_text(self._path, "cgroup.controllers", controller=_C)
         except CgroupError:
@@ -138,6 +140,7 @@ class V2Manager(CgroupManager):
 
     def available(self, controller: str) -> bool:
         """Whether the hierarchy offers ``controller`` at all (root's cgroup.controllers)."""
+        controller = _V2_NAMES.get(controller, controller)
         try:
             text = files.read_text(self._mount, "cgroup.controllers", controller=_C)
         except CgroupError:
@@ -166,14 +169,20 @@ class V2Manager(CgroupManager):
 
     # -- limits -------------------------------------------------------------------
 
-    def apply(self, resources: Resources) -> None:
+    def apply(self, resources: Resources) -> list[str]:
+        warnings: list[str] = []
         for controller in resources.controllers():
-            self.apply_controller(controller, resources)
+            warnings += self.apply_controller(controller, resources)
+        return warnings
 
-    def apply_controller(self, controller: str, r: Resources) -> None:
+    def apply_controller(self, controller: str, r: Resources) -> list[str]:
+        """Write the part of ``r`` that belongs to one controller; return
+        the warnings for what cgroup v2 has no file for."""
         if controller == "devices":
             self._set_devices(r)
-            return
+            return []
+        if controller in _V1_ONLY:
+            return [f"{_V1_ONLY[controller]} ignored: {_V1_ONLY_WHY[controller]}"]
         if not self.has(controller):
             if not self.available(controller):
                 raise CgroupError(
@@ -184,8 +193,14 @@ class V2Manager(CgroupManager):
                 )
             self.enable(controller)
         d = self._path
+        warnings: list[str] = []
         if controller == "memory":
             _set_memory(d, r)
+            # runc 1.1 ignores these on cgroup v2, which has no such file.
+            knobs = r.v1_memory_knobs()
+            warnings = [f"{field} ignored: cgroup v2 has no {name}" for field, name, _ in knobs]
+        elif controller == "blkio":
+            warnings = _set_io(d, r)
         elif controller == "pids":
             if r.pids_limit is not None:
                 pids_max = "max" if r.pids_limit < 0 else str(r.pids_limit)
@@ -209,6 +224,7 @@ class V2Manager(CgroupManager):
                 files.write(d, name, str(limit.limit), controller="hugetlb")
         else:
             raise CgroupError(f"runlog does not set {controller} limits", controller=controller)
+        return warnings
 
     # -- freezer ------------------------------------------------------------------
 
@@ -339,6 +355,71 @@ class V2Manager(CgroupManager):
         if hugetlb:
             stats["hugetlb"] = hugetlb
         return stats
+
+
+# Controllers runlog writes on cgroup v1 only: the config field, and why.
+_V1_ONLY = {
+    "net_cls": "linux.resources.network.classID",
+    "net_prio": "linux.resources.network.priorities",
+}
+_V1_ONLY_WHY = {
+    "net_cls": "cgroup v2 has no net_cls controller",
+    "net_prio": "cgroup v2 has no net_prio controller",
+}
+# cgroup v1's names of controllers cgroup v2 names otherwise.
+_V2_NAMES = {"blkio": "io"}
+# blockIO's throttles: the v1 file suffix, and the key of a line of io.max.
+_IO_MAX_KEYS = {
+    "throttle.read_bps_device": "rbps",
+    "throttle.write_bps_device": "wbps",
+    "throttle.read_iops_device": "riops",
+    "throttle.write_iops_device": "wiops",
+}
+
+
+def io_weight(blkio_weight: int) -> int:
+    """runc's ``ConvertBlkIOToIOWeightValue``: the v1 range 10..1000 onto
+    io.weight's 1..10000."""
+    return 1 + (blkio_weight - 10) * 9999 // 990
+
+
+def _set_io(d: str, r: Resources) -> list[str]:
+    """runc fs2/io.go ``setIo``: the weight to BFQ's io.bfq.weight where the
+    kernel has it, else converted to io.weight; per-device weights only to
+    a BFQ that takes them (Linux 5.4); the throttles to io.max. What cgroup
+    v2 cannot take (leaf weights, device weights without BFQ) is ignored,
+    as runc ignores it, with a warning."""
+    where = "linux.resources.blockIO"
+    warnings: list[str] = []
+    bfq = _has(d, "io.bfq.weight")
+    # A BFQ without per-device weights reads back one number, the default.
+    per_device = bfq and not files.read_text(d, "io.bfq.weight", controller="io").strip().isdigit()
+    if r.blkio_weight is not None:
+        if bfq:
+            files.write(d, "io.bfq.weight", str(r.blkio_weight), controller="io")
+        else:
+            files.write(d, "io.weight", str(io_weight(r.blkio_weight)), controller="io")
+    if r.blkio_leaf_weight is not None:
+        warnings.append(f"{where}.leafWeight ignored: cgroup v2 has no leaf weights")
+    for suffix, limit in r.blkio_devices:
+        if suffix in _IO_MAX_KEYS:
+            line = f"{limit.major}:{limit.minor} {_IO_MAX_KEYS[suffix]}={limit.value}"
+            files.write(d, "io.max", line, controller="io")
+        elif suffix == "weight_device" and per_device:
+            files.write(d, "io.bfq.weight", limit.line(), controller="io")
+        elif suffix == "leaf_weight_device":
+            device = f"{limit.major}:{limit.minor}"
+            warnings.append(
+                f"{where}.weightDevice leafWeight of {device} ignored: cgroup v2 has no leaf "
+                "weights"
+            )
+        else:
+            device = f"{limit.major}:{limit.minor}"
+            warnings.append(
+                f"{where}.weightDevice weight of {device} ignored: cgroup v2 takes device "
+                "weights only from a BFQ I/O scheduler that has them"
+            )
+    return warnings
 
 
 def _has(directory: str, name: str) -> bool:

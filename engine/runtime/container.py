@@ -21,7 +21,7 @@ from engine.cgroups import CgroupManager, manager_for
 from engine.cgroups.resources import Resources
 from engine.errors import ActionError
 from engine.frozen import replace
-from engine.linux import caps
+from engine.linux import caps, lsm
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
@@ -296,6 +296,10 @@ class _Process:
             # bundle asks for ambient capabilities without inheritable ones).
             result["ambient_dropped"] = list(dropped)
             result["warning"] = caps.ambient_warning(dropped)
+        ignored = lsm.ignored_labels(c.config)
+        if ignored is not None:
+            # After any other warning of the spawn, not in its place.
+            result["warning"] = "; ".join(filter(None, (result.get("warning"), ignored)))
         return result
 
     def release(self) -> dict[str, Any]:
@@ -394,13 +398,14 @@ class _Cgroups:
     def __init__(self, container: Container) -> None:
         self.c = container
 
-    def create(self) -> None:
+    def create(self) -> list[str]:
         self.c.manager.create()
         try:
-            self.c.manager.apply(self.c.resources)
+            applied = self.c.manager.apply(self.c.resources)
         except BaseException:
             self.c.manager.destroy()
             raise
+        return [*self.c.resources.ignored(), *applied]
 
     def destroy(self) -> None:
         self.c.manager.destroy()

@@ -151,6 +151,7 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
     config = load_bundle(bundle)
     lsm.refuse_labels(config)
     rootfs.check_no_pivot(config, bool(options["no_pivot"]))
+    rootfs.check_root_path(config)
     console_socket, log_path = options["console_socket"], options["log_path"]
     if log_path and config.process.terminal and console_socket:
         raise RunlogError(

@@ -4,8 +4,11 @@ runtime-spec config.md "Root", "Mounts", config-linux.md "Devices",
 "maskedPaths", "readonlyPaths", "rootfsPropagation"; runc's
 libcontainer/rootfs_linux.go for what the spec leaves open:
 
-1. make the host's mounts slave (or the configured propagation), so nothing
-   the container mounts leaks back to the host;
+1. make every mount in the new namespace a slave (rslave), so nothing the
+   container mounts leaks back to the host, and no mount is shared, which
+   pivot_root and the bind of the rootfs need (runc applies the configured
+   propagation here and then makes the rootfs's parent mount private when
+   it is shared; after rslave none is);
 2. bind the rootfs onto itself (pivot_root needs a mount point);
 3. each configured mount, its destination created inside the rootfs and
    resolved without leaving it (a symlink in the image cannot point a mount
@@ -19,7 +22,9 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
    own, a plain chroot);
    (here the init sets up the console, which :func:`mount_console` binds
    onto /dev/console)
-6. sysctls, read-only and masked paths, a read-only root.
+6. sysctls, read-only and masked paths, a read-only root, and last
+   ``linux.rootfsPropagation``, if set, applied to the new / (unset, the
+   root stays the slave it was bound as: runc's default, rslave).
 
 Every failure raises :class:`RootfsError` naming the path and the step
 (the mount steps themselves are :mod:`engine.runtime.mounting`'s, the
@@ -50,6 +55,7 @@ __all__ = [
     "DEFAULT_DEVICES",
     "RootfsError",
     "check_no_pivot",
+    "check_root_path",
     "finalize",
     "mount_console",
     "prepare",
@@ -64,16 +70,6 @@ _SYMLINKS = (
     ("/proc/self/fd/1", "/dev/stdout"),
     ("/proc/self/fd/2", "/dev/stderr"),
 )
-_PROPAGATION = {
-    "private": mo.MS_PRIVATE,
-    "rprivate": mo.MS_PRIVATE | mo.MS_REC,
-    "slave": mo.MS_SLAVE,
-    "rslave": mo.MS_SLAVE | mo.MS_REC,
-    "shared": mo.MS_SHARED,
-    "rshared": mo.MS_SHARED | mo.MS_REC,
-    "unbindable": mo.MS_UNBINDABLE,
-    "runbindable": mo.MS_UNBINDABLE | mo.MS_REC,
-}
 
 
 def check_no_pivot(config: Config, no_pivot: bool) -> None:
@@ -86,6 +82,29 @@ def check_no_pivot(config: Config, no_pivot: bool) -> None:
         raise UnsupportedError(
             f"{where}: linux.rootfsPropagation {propagation!r} is not safe without "
             "pivot_root (--no-pivot)"
+        )
+
+
+def check_root_path(config: Config) -> None:
+    """runc's validator ("invalid rootfs: not an absolute path, or a
+    symlink"): a rootfs that is a symlink, or reached through one, is
+    refused before anything is made, not followed (a link to / would make
+    the host's root the container's).
+
+    A relative ``root.path`` is taken from the bundle's real path, as runc
+    takes it from its working directory, the bundle: a bundle reached
+    through a symlink is fine, a symlink inside it is not.
+    """
+    path = config.root.path
+    bundle = config.bundle.rstrip("/") + "/"
+    if path.startswith(bundle):
+        path = os.path.join(os.path.realpath(bundle), path[len(bundle) :])
+    real = os.path.realpath(path)
+    if real != path and os.path.lexists(path):
+        where = os.path.join(config.bundle, "config.json")
+        raise UnsupportedError(
+            f"{where}: root.path {config.root.path}: invalid rootfs: a symlink, or under one "
+            f"(it leads to {real})"
         )
 
 
@@ -328,8 +347,7 @@ def prepare(
     if cgroups is None:
         cgroups = CgroupView(own_cgroups(), linux.namespace("cgroup") is not None)
     if new_mount_ns:
-        propagation = _PROPAGATION.get(linux.rootfs_propagation or "rslave", mo.MS_SLAVE)
-        do_mount(None, "/", None, propagation | mo.MS_REC, None, "make / private to the container")
+        do_mount(None, "/", None, mo.MS_SLAVE | mo.MS_REC, None, "make the mounts slaves (rslave)")
         do_mount(rootfs, rootfs, None, mo.MS_BIND | mo.MS_REC, None, "bind the rootfs")
         for mount in config.mounts:
             _mount_one(config, rootfs, mount, cgroups)
@@ -355,7 +373,8 @@ def mount_console(slave: str) -> None:
 
 def finalize(config: Config, *, new_mount_ns: bool) -> None:
     """What follows the pivot (runc's finalizeRootfs): sysctls, read-only and
-    masked paths, a read-only root. Runs in the init, inside the new root."""
+    masked paths, a read-only root, the root's propagation. Runs in the
+    init, inside the new root."""
     linux = config.linux
     # Sysctls first: /proc/sys is usually among the read-only paths (runc's
     # standard_init_linux.go has the same order).
@@ -369,3 +388,10 @@ def finalize(config: Config, *, new_mount_ns: bool) -> None:
     if config.root.readonly:
         flags = mo.MS_BIND | mo.MS_REMOUNT | mo.MS_RDONLY
         do_mount(None, "/", None, flags, None, "make the root read-only")
+    propagation = linux.rootfs_propagation
+    if new_mount_ns and propagation:
+        # On the new root, not the host's: a shared / before the pivot makes
+        # pivot_root fail (EINVAL), an unbindable one the bind of the rootfs;
+        # and last, as runbindable would refuse the binds of readonlyPaths.
+        flags = mo.PROPAGATION[propagation]
+        do_mount(None, "/", None, flags, None, f"linux.rootfsPropagation {propagation}")

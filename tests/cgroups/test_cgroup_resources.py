@@ -9,7 +9,7 @@ from engine.cgroups.resources import DeviceRule, HugepageLimit, Resources, from_
 from engine.errors import RunlogError
 
 # The example of runtime-spec config-linux.md, trimmed to what runlog reads
-# plus two fields it does not apply.
+# plus one field it does not apply.
 SPEC_EXAMPLE: dict[str, object] = {
     "devices": [
         {"allow": False, "access": "rwm"},
@@ -21,6 +21,7 @@ SPEC_EXAMPLE: dict[str, object] = {
     "pids": {"limit": 32771},
     "hugepageLimits": [{"pageSize": "2MB", "limit": 209715200}, {"pageSize": "64KB", "limit": 1}],
     "blockIO": {"weight": 10},
+    "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}},
 }
 
 
@@ -36,7 +37,60 @@ def test_the_spec_example_parses() -> None:
         DeviceRule(allow=True, type="c", major=10, minor=229, access="rw"),
         DeviceRule(allow=True, type="b", major=8, minor=0, access="r"),
     )
-    assert r.unsupported == ("linux.resources.blockIO", "linux.resources.memory.swappiness")
+    assert r.memory_swappiness == 0
+    assert r.blkio_weight == 10
+    assert r.unsupported == ("linux.resources.rdma",)
+    assert r.ignored() == ["linux.resources.rdma ignored: runlog does not apply it"]
+
+
+def test_the_v1_memory_knobs_in_runc_order() -> None:
+    r = from_oci(
+        {
+            "memory": {
+                "kernel": 1 << 20,
+                "kernelTCP": 1 << 21,
+                "swappiness": 10,
+                "disableOOMKiller": True,
+            }
+        }
+    )
+    where = "linux.resources.memory"
+    assert r.v1_memory_knobs() == [
+        (f"{where}.disableOOMKiller", "memory.oom_control", "1"),
+        (f"{where}.swappiness", "memory.swappiness", "10"),
+        (f"{where}.kernelTCP", "memory.kmem.tcp.limit_in_bytes", str(1 << 21)),
+    ]
+    assert r.controllers() == ["memory"]
+    # runc 1.1: "Kernel memory settings are ignored".
+    assert r.ignored() == [
+        f"{where}.kernel ignored: kernel memory limits are deprecated (runc 1.1 ignores them too)"
+    ]
+
+
+def test_the_oom_killer_left_on_is_nothing_to_write() -> None:
+    r = from_oci({"memory": {"disableOOMKiller": False, "kernelTCP": 0}})
+    assert r.v1_memory_knobs() == []
+    assert r.controllers() == []
+
+
+@pytest.mark.parametrize(
+    ("memory", "field", "problem"),
+    [
+        (
+            {"swappiness": 101},
+            "swappiness",
+            "invalid memory swappiness value: 101 (valid range is 0-100)",
+        ),
+        ({"swappiness": -1}, "swappiness", "-1 is out of range (at least 0)"),
+        ({"disableOOMKiller": 1}, "disableOOMKiller", "expected true or false, got 1"),
+        ({"kernelTCP": "1M"}, "kernelTCP", "expected an integer, got str '1M'"),
+    ],
+)
+def test_a_bad_memory_knob_is_named(memory: dict[str, object], field: str, problem: str) -> None:
+    with pytest.raises(ResourcesError) as caught:
+        from_oci({"memory": memory})
+    assert caught.value.field == f"linux.resources.memory.{field}"
+    assert caught.value.problem == problem
 
 
 def test_nothing_given_is_no_limit() -> None:
@@ -57,7 +111,7 @@ def test_minus_one_stays_unlimited() -> None:
 
 def test_controllers_in_runc_order() -> None:
     r = Resources.from_oci(SPEC_EXAMPLE)
-    assert r.controllers() == ["cpuset", "devices", "memory", "cpu", "pids", "hugetlb"]
+    assert r.controllers() == ["cpuset", "devices", "memory", "cpu", "pids", "blkio", "hugetlb"]
     assert Resources(pids_limit=5).controllers() == ["pids"]
 
 
@@ -134,3 +188,42 @@ def test_resources_are_frozen() -> None:
     r = Resources(pids_limit=3)
     with pytest.raises(AttributeError):
         r.pids_limit = 4  # type: ignore[misc]
+
+
+def test_block_io_and_network_in_runc_order() -> None:
+    r = from_oci(
+        {
+            "blockIO": {
+                "weight": 500,
+                "leafWeight": 300,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 600, "leafWeight": 0}],
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1 << 20}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}],
+            },
+            "network": {"classID": 0x100001, "priorities": [{"name": "eth0", "priority": 5}]},
+        }
+    )
+    assert (r.blkio_weight, r.blkio_leaf_weight) == (500, 300)
+    assert [(suffix, limit.line()) for suffix, limit in r.blkio_devices] == [
+        ("weight_device", "8:0 600"),
+        ("throttle.read_bps_device", f"8:0 {1 << 20}"),
+        ("throttle.write_iops_device", "8:16 100"),
+    ]
+    assert (r.net_class_id, r.net_priorities) == (0x100001, (("eth0", 5),))
+    assert r.controllers() == ["blkio", "net_cls", "net_prio"]
+    assert r.unsupported == ()
+
+
+@pytest.mark.parametrize(
+    ("top", "field"),
+    [
+        ({"blockIO": {"throttleReadBpsDevice": [{"rate": 1}]}}, "throttleReadBpsDevice[0]"),
+        ({"blockIO": {"weight": "high"}}, "weight"),
+        ({"network": {"priorities": [{"name": "eth0"}]}}, "priorities[0]"),
+        ({"network": {"classID": -1}}, "classID"),
+    ],
+)
+def test_a_bad_block_io_or_network_field_is_named(top: dict[str, object], field: str) -> None:
+    with pytest.raises(ResourcesError) as caught:
+        from_oci(top)
+    assert caught.value.field == f"linux.resources.{next(iter(top))}.{field}"

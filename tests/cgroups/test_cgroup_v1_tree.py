@@ -13,6 +13,7 @@ import pytest
 
 from engine.cgroups import FreezerState, V1Manager, files
 from engine.cgroups.errors import CgroupError
+from engine.cgroups.resources import Resources
 
 
 class StickyFreezer:
@@ -158,3 +159,72 @@ def test_cgroup_files_are_read_as_ascii_without_a_codec(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == ["'12\\n\\ufffd34\\n'", "False"]
     with pytest.raises(CgroupError, match=r"cannot read .*missing: no such file"):
         files.read_text(str(tmp_path), "missing", controller="pids")
+
+
+def test_the_v1_memory_knobs_are_written_where_the_kernel_has_their_file(
+    tmp_path: Path,
+) -> None:
+    memory = tmp_path / "memory" / "runlog" / "c1"
+    memory.mkdir(parents=True)
+    for name in ("memory.limit_in_bytes", "memory.oom_control", "memory.swappiness"):
+        (memory / name).write_text("0\n")
+    knobs = Resources(memory_swappiness=10, memory_disable_oom_killer=True, memory_kernel_tcp=4096)
+    warnings = V1Manager({"memory": str(memory)}).apply(knobs)
+    assert (memory / "memory.oom_control").read_text() == "1"
+    assert (memory / "memory.swappiness").read_text() == "10"
+    # A kernel built without TCP kernel memory accounting has no such file.
+    assert warnings == [
+        "linux.resources.memory.kernelTCP ignored: this kernel has no "
+        "memory.kmem.tcp.limit_in_bytes"
+    ]
+
+
+BLOCK_IO = Resources.from_oci(
+    {
+        "blockIO": {
+            "weight": 500,
+            "weightDevice": [{"major": 8, "minor": 0, "weight": 600}],
+            "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 4096}],
+        }
+    }
+)
+
+
+@pytest.mark.parametrize("scheduler", ["", "bfq."])
+def test_block_io_goes_to_the_weight_files_the_kernel_has(tmp_path: Path, scheduler: str) -> None:
+    """runc: CFQ's blkio.weight where it exists, else BFQ's blkio.bfq.weight."""
+    blkio = tmp_path / "blkio" / "c1"
+    blkio.mkdir(parents=True)
+    names = (f"blkio.{scheduler}weight", f"blkio.{scheduler}weight_device")
+    for name in (*names, "blkio.throttle.read_bps_device"):
+        (blkio / name).write_text("")
+    assert V1Manager({"blkio": str(blkio)}).apply(BLOCK_IO) == []
+    assert (blkio / names[0]).read_text() == "500"
+    assert (blkio / names[1]).read_text() == "8:0 600"
+    assert (blkio / "blkio.throttle.read_bps_device").read_text() == "8:0 4096"
+
+
+def test_block_io_without_a_weight_file_fails_naming_it(tmp_path: Path) -> None:
+    blkio = tmp_path / "blkio" / "c1"
+    blkio.mkdir(parents=True)
+    with pytest.raises(CgroupError, match=r"blockIO \(weight\): .*/blkio\.bfq\.weight does not"):
+        V1Manager({"blkio": str(blkio)}).apply(BLOCK_IO)
+
+
+def test_network_class_and_priorities(tmp_path: Path) -> None:
+    cls, prio = tmp_path / "net_cls" / "c1", tmp_path / "net_prio" / "c1"
+    for directory, name in ((cls, "net_cls.classid"), (prio, "net_prio.ifpriomap")):
+        directory.mkdir(parents=True)
+        (directory / name).write_text("")
+    r = Resources.from_oci(
+        {"network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 2}]}}
+    )
+    assert V1Manager({"net_cls": str(cls), "net_prio": str(prio)}).apply(r) == []
+    assert (cls / "net_cls.classid").read_text() == "1048577"
+    assert (prio / "net_prio.ifpriomap").read_text() == "lo 2"
+
+
+def test_network_without_a_net_cls_hierarchy_fails(tmp_path: Path) -> None:
+    r = Resources.from_oci({"network": {"classID": 1}})
+    with pytest.raises(CgroupError, match="no net_cls cgroup hierarchy is mounted"):
+        V1Manager({"memory": str(tmp_path)}).apply(r)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cgroups import FreezerState, V2Manager
+from engine.cgroups import FreezerState, V2Manager, files
 from engine.cgroups.errors import CgroupError
 from engine.cgroups.files import MAX_UINT64
 from engine.cgroups.resources import DeviceRule, HugepageLimit, Resources
@@ -229,3 +229,91 @@ def test_a_path_outside_the_mount_is_refused(tmp_path: Path) -> None:
         V2Manager(str(tmp_path / "elsewhere"), mount=str(tmp_path / "cg"))
     with pytest.raises(CgroupError, match="not below the cgroup2 mount"):
         V2Manager(str(tmp_path / "cg"), mount=str(tmp_path / "cg"))
+
+
+def test_the_v1_memory_knobs_are_ignored_with_warnings(tmp_path: Path) -> None:
+    """cgroup v2 has no swappiness, OOM-killer switch or TCP kernel memory
+    file: runc 1.1 ignores them; runlog says so."""
+    mount, leaf = _tree(tmp_path)
+    knobs = Resources(
+        memory_limit=64 * MiB,
+        memory_swappiness=10,
+        memory_disable_oom_killer=True,
+        memory_kernel_tcp=MiB,
+    )
+    assert _manager(mount, leaf).apply(knobs) == [
+        "linux.resources.memory.disableOOMKiller ignored: cgroup v2 has no memory.oom_control",
+        "linux.resources.memory.swappiness ignored: cgroup v2 has no memory.swappiness",
+        "linux.resources.memory.kernelTCP ignored: cgroup v2 has no memory.kmem.tcp.limit_in_bytes",
+    ]
+    assert (leaf / "memory.max").read_text() == str(64 * MiB)
+
+
+def test_network_is_ignored_with_warnings(tmp_path: Path) -> None:
+    mount, leaf = _tree(tmp_path)
+    r = Resources.from_oci(
+        {"network": {"classID": 1, "priorities": [{"name": "lo", "priority": 1}]}}
+    )
+    assert _manager(mount, leaf).apply(r) == [
+        "linux.resources.network.classID ignored: cgroup v2 has no net_cls controller",
+        "linux.resources.network.priorities ignored: cgroup v2 has no net_prio controller",
+    ]
+
+
+BLOCK_IO = {
+    "weight": 500,
+    "leafWeight": 300,
+    "weightDevice": [{"major": 8, "minor": 0, "weight": 600}],
+    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 4096}],
+    "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}],
+}
+
+
+class IoMax:
+    """io.max as the kernel keeps it: each write adds or changes a line."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lines: list[str] = []
+        real = files.write
+
+        def write(directory: str, name: str, value: str, *, controller: str) -> None:
+            if name == "io.max":
+                self.lines.append(value)
+            real(directory, name, value, controller=controller)
+
+        monkeypatch.setattr(files, "write", write)
+
+
+def test_block_io_without_bfq_goes_to_io_weight_and_io_max(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount, leaf = _tree(tmp_path, offered="memory io", leaf="memory io")
+    (leaf / "io.weight").write_text("default 100\n")
+    (leaf / "io.max").write_text("")
+    io_max = IoMax(monkeypatch)
+    warnings = _manager(mount, leaf).apply(Resources.from_oci({"blockIO": BLOCK_IO}))
+    # runc's conversion of 10..1000 onto 1..10000.
+    assert (leaf / "io.weight").read_text() == str(1 + (500 - 10) * 9999 // 990)
+    assert io_max.lines == ["8:0 rbps=4096", "8:16 wiops=100"]
+    assert warnings == [
+        "linux.resources.blockIO.leafWeight ignored: cgroup v2 has no leaf weights",
+        "linux.resources.blockIO.weightDevice weight of 8:0 ignored: cgroup v2 takes device "
+        "weights only from a BFQ I/O scheduler that has them",
+    ]
+
+
+def test_block_io_with_bfq_takes_the_weights_as_they_are(tmp_path: Path) -> None:
+    mount, leaf = _tree(tmp_path, offered="io", leaf="io")
+    # A BFQ with per-device weights reads back "default N" and device lines.
+    (leaf / "io.bfq.weight").write_text("default 100\n")
+    (leaf / "io.max").write_text("")
+    block = {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 600}]}
+    assert _manager(mount, leaf).apply(Resources.from_oci({"blockIO": block})) == []
+    # The last write; the kernel would keep both.
+    assert (leaf / "io.bfq.weight").read_text() == "8:0 600"
+
+
+def test_block_io_is_io_to_the_cgroup2_tree(tmp_path: Path) -> None:
+    mount, leaf = _tree(tmp_path, offered="memory")
+    with pytest.raises(CgroupError, match="does not offer the blkio controller"):
+        _manager(mount, leaf).apply(Resources.from_oci({"blockIO": {"weight": 500}}))
