@@ -23,6 +23,8 @@ DEBS += $(if $(shell command -v ps),,procps)
 # podman and its conmon, for the tests that run containers under them.
 DEBS += $(if $(shell command -v conmon),,conmon)
 DEBS += $(if $(shell command -v podman),,podman)
+# PostgreSQL 15's server, for the tests of the cluster-wide log (runlog ship).
+DEBS += $(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
@@ -39,7 +41,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres]'
 	$(PY) -m engine.entry $(VENV)/bin/runlog
 	touch $@
 
@@ -67,6 +69,7 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/containers.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
+	$(PY) bench/chain.py
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)
