@@ -185,6 +185,20 @@ COMMANDS = {
             1,
         ),
         Cmd(
+            "ship",
+            "engine.commands.ship:main",
+            "send this node's event logs to the cluster's PostgreSQL database",
+            "",
+            0,
+            0,
+            (
+                Opt("--to", value=True, metavar="URL", help="postgresql://USER@HOST/DB"),
+                Opt("--log", repeat=True, metavar="PATH", help="a log to send (default: --db)"),
+                Opt("--node", value=True, metavar="NAME", help="this node's name (hostname)"),
+                Opt("--follow", help="keep sending as events are recorded"),
+            ),
+        ),
+        Cmd(
             "history",
             "engine.commands.history:main",
             "one container's life: transitions, action results, rejected requests",

@@ -24,7 +24,7 @@ from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.schema import CHAINED, chain_anchors, containers, events, machines
 from engine.eventlog.store import EventStore, next_state
 
-__all__ = ["SAStore", "driver_url", "make_engine"]
+__all__ = ["SAStore", "driver_url", "make_engine", "redacted"]
 
 #: The advisory lock that orders appends to one PostgreSQL log's chain.
 _CHAIN_LOCK = 0x72756E6C6F67  # "runlog"
@@ -44,14 +44,14 @@ def driver_url(url: str) -> str:
                 import psycopg  # noqa: F401
             except ImportError:
                 raise UnsupportedError(
-                    f"event log {_redacted(url)}: PostgreSQL needs psycopg 3, "
+                    f"event log {redacted(url)}: PostgreSQL needs psycopg 3, "
                     "which is not installed; install runlog's extra: pip install 'runlog[postgres]'"
                 ) from None
             return "postgresql+psycopg://" + url[len(scheme) :]
     return url
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password, for messages."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
