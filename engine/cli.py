@@ -205,7 +205,11 @@ COMMANDS = {
             "ID",
             1,
             1,
-            (FORMAT,),
+            (
+                FORMAT,
+                Opt("--all", help="every life of the id, not only the latest"),
+                Opt("--node", value=True, metavar="NAME", help="cluster database: this node's"),
+            ),
         ),
         Cmd(
             "audit",
@@ -223,8 +227,12 @@ COMMANDS = {
                 Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
                 Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
                 Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--node", repeat=True, metavar="NAME", help="events of this node"),
+                Opt("--user", repeat=True, metavar="NAME", help="requests by this user name"),
+                Opt("--job", repeat=True, metavar="ID", help="requests from this Slurm job"),
                 Opt("--limit", value=True, metavar="N", help="the latest N (summary: top N)"),
                 Opt("--summary", help="counts by trigger, state, hook point; slowest transitions"),
+                Opt("--verify", help="check the hash chain; name the first broken link"),
                 Opt(
                     "--format",
                     "-f",
@@ -254,6 +262,9 @@ COMMANDS = {
                 Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
                 Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
                 Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--node", repeat=True, metavar="NAME", help="histories of this node"),
+                Opt("--user", repeat=True, metavar="NAME", help="requests by this user name"),
+                Opt("--job", repeat=True, metavar="ID", help="requests from this Slurm job"),
                 Opt("--verbose", "-v", help="list the histories that agree too"),
                 Opt(
                     "--format",

@@ -121,7 +121,9 @@ class Event:
         "dest",
         "hash",
         "id",
+        "log",
         "machine_digest",
+        "node",
         "outcome",
         "payload",
         "prev_hash",
@@ -163,6 +165,9 @@ class Event:
         self.root = root
         self.prev_hash = prev_hash
         self.hash = hash
+        # Where a cluster database got it from (runlog ship): None in a node's log.
+        self.node: str | None = None
+        self.log: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any], loads: Callable[[Any], Any]) -> Event:
@@ -234,7 +239,13 @@ class Event:
             ("context", actor.context),
         )
         record["actor"].update((k, v) for k, v in extra if v is not None)
-        extra = (("root", self.root), ("prev_hash", self.prev_hash), ("hash", self.hash))
+        extra = (
+            ("node", self.node),
+            ("log", self.log),
+            ("root", self.root),
+            ("prev_hash", self.prev_hash),
+            ("hash", self.hash),
+        )
         record.update((k, v) for k, v in extra if v is not None)
         return record
 

@@ -1,0 +1,203 @@
+"""Reading the cluster's database (what ``runlog ship`` sent), with SQLAlchemy Core.
+
+The same questions as a node's log answers (:mod:`engine.audit.query`,
+:mod:`engine.audit.summary`), asked of ``cluster_events`` and
+``cluster_containers``, where every event also names its node and log.
+Like the SQLite readers, it never creates or upgrades a schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from engine.audit.errors import UnknownContainer
+from engine.audit.filters import Filters
+from engine.audit.summary import StateCount, Summary, TriggerCount
+from engine.audit.verify import ChainCheck, rows_of
+from engine.errors import SchemaError
+from engine.eventlog import chain
+from engine.eventlog.record import Event
+from engine.eventlog.sa import make_engine, redacted
+from engine.eventlog.schema import CHAINED, chain_anchors, cluster_containers, cluster_events
+from engine.status import OUTCOMES, STATUSES
+
+__all__ = ["ClusterReader", "is_cluster_url"]
+
+E = cluster_events
+CC = cluster_containers
+AN = chain_anchors
+_EVENT = (E.c.log_id, *(E.c[c] for c in CHAINED), E.c.prev_hash, E.c.hash, E.c.node, E.c.log)
+
+
+def is_cluster_url(location: str) -> bool:
+    return location.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def _event(row: Sequence[Any]) -> Event:
+    """An event from a row of ``_EVENT``: its id is its id in the node's log."""
+    *stored, node, log = row
+    event = Event.from_row(stored, orjson.loads)
+    event.node, event.log = node, log
+    return event
+
+
+class ClusterReader:
+    def __init__(self, url: str) -> None:
+        from engine.eventlog import migrate
+
+        self.location = redacted(url)
+        self._engine: Engine = make_engine(url)
+        try:
+            version = migrate.current(url)
+        except DBAPIError as err:
+            self._engine.dispose()
+            raise SchemaError(self.location, f"cannot be read: {err.orig}") from err
+        if version != migrate.head():
+            self._engine.dispose()
+            raise SchemaError(
+                self.location,
+                f"is at schema revision {version or 'none'}, not {migrate.head()}; "
+                "runlog ship (or runlog db upgrade) brings it there",
+            )
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _where(self, filters: Filters) -> ColumnElement[bool]:
+        terms: list[ColumnElement[bool]] = []
+        if filters.ids or filters.prefixes:
+            ids: list[ColumnElement[bool]] = []
+            if filters.ids:
+                ids.append(E.c.container_id.in_(filters.ids))
+            ids += [E.c.container_id.startswith(p, autoescape=True) for p in filters.prefixes]
+            terms.append(or_(*ids))
+        if filters.since_ns is not None:
+            terms.append(E.c.time_ns >= filters.since_ns)
+        if filters.until_ns is not None:
+            terms.append(E.c.time_ns < filters.until_ns)
+        for column, values in (
+            (E.c.trigger, filters.triggers),
+            (E.c.outcome, filters.outcomes),
+            (E.c.actor_uid, filters.actor_uids),
+            (E.c.actor_transport, filters.transports),
+            (E.c.node, filters.nodes),
+            (E.c.actor_user, filters.users),
+            (E.c.job, filters.jobs),
+        ):
+            if values:
+                terms.append(column.in_(values))
+        if filters.states:
+            now = select(1).where(
+                CC.c.node == E.c.node,
+                CC.c.log == E.c.log,
+                CC.c.id == E.c.container_id,
+                CC.c.state.in_(filters.states),
+            )
+            terms.append(now.exists())
+        return and_(true(), *terms)
+
+    def check_ids(self, filters: Filters) -> None:
+        with self._engine.connect() as conn:
+            for cid in filters.ids:
+                found = conn.execute(select(1).where(E.c.container_id == cid).limit(1)).first()
+                if found is None:
+                    raise UnknownContainer(cid, self.location)
+            for prefix in filters.prefixes:
+                query = select(1).where(E.c.container_id.startswith(prefix, autoescape=True))
+                if conn.execute(query.limit(1)).first() is None:
+                    raise UnknownContainer(prefix, self.location, prefix=True)
+
+    def select_events(self, filters: Filters) -> list[Event]:
+        """Matching events by time (then node, log, id); with a limit, the latest."""
+        order = (E.c.time_ns, E.c.node, E.c.log, E.c.log_id)
+        query = select(*_EVENT).where(self._where(filters))
+        with self._engine.connect() as conn:
+            if filters.limit is None:
+                rows = conn.execute(query.order_by(*order)).all()
+            else:
+                latest = query.order_by(*(c.desc() for c in order)).limit(filters.limit)
+                rows = conn.execute(latest).all()[::-1]
+        return [_event(r) for r in rows]
+
+    def history(self, container_id: str, node: str | None = None) -> list[Event]:
+        """Every life of ``container_id``: grouped by node and log, each in seq order."""
+        query = select(*_EVENT).where(E.c.container_id == container_id)
+        if node is not None:
+            query = query.where(E.c.node == node)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(E.c.node, E.c.log, E.c.log_id)).all()
+        return [_event(r) for r in rows]
+
+    def state(self, node: str, log: str, container_id: str) -> str | None:
+
+        query = select(CC.c.state).where(
+            CC.c.node == node, CC.c.log == log, CC.c.id == container_id
+        )
+        with self._engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else str(found)
+
+    def summarize(self, filters: Filters) -> Summary:
+        """Events per trigger and outcome, containers by state now."""
+        where = self._where(filters)
+        counts: dict[str, dict[str, int]] = {}
+        query = select(E.c.trigger, E.c.outcome, func.count()).where(where)
+
+        states = select(CC.c.state, func.count())
+        filtered = filters.where("e")[0] != "1"
+        if filtered:
+            picked = (
+                select(1)
+                .where(E.c.node == CC.c.node, E.c.log == CC.c.log, E.c.container_id == CC.c.id)
+                .where(where)
+                .exists()
+            )
+            states = states.where(picked)
+        with self._engine.connect() as conn:
+            for trigger, outcome, n in conn.execute(query.group_by(E.c.trigger, E.c.outcome)):
+                counts.setdefault(str(trigger), dict.fromkeys(OUTCOMES, 0))[str(outcome)] = int(n)
+            rows = conn.execute(states.group_by(CC.c.state)).all()
+        order = {s: i for i, s in enumerate(STATUSES)}
+        return Summary(
+            filters.since_ns,
+            filters.until_ns,
+            filtered,
+            tuple(
+                TriggerCount(t, c["ok"], c["rejected"], c["failed"])
+                for t, c in sorted(counts.items())
+            ),
+            tuple(
+                StateCount(s, int(n))
+                for s, n in sorted(rows, key=lambda r: order.get(r[0], len(order)))
+            ),
+            (),
+            (),
+        )
+
+    def verify(self) -> list[ChainCheck]:
+        """Every (node, log) chain, each from its anchor."""
+
+        checks: list[ChainCheck] = []
+        with self._engine.connect() as conn:
+            logs = conn.execute(select(E.c.node, E.c.log).distinct().order_by(E.c.node, E.c.log))
+            for node, log in logs.all():
+                anchor = conn.execute(
+                    select(AN.c.last_id, AN.c.hash, AN.c.pruned).where(
+                        AN.c.node == node, AN.c.log == log
+                    )
+                ).first()
+                after, start, pruned = (0, chain.GENESIS, 0) if anchor is None else tuple(anchor)
+                rows = conn.execution_options(yield_per=5000).execute(
+                    select(E.c.log_id, *(E.c[c] for c in CHAINED), E.c.prev_hash, E.c.hash)
+                    .where(E.c.node == node, E.c.log == log, E.c.log_id > after)
+                    .order_by(E.c.log_id)
+                )
+                count, _, broken = chain.verify_rows(rows_of(rows), start, int(after))
+                checks.append(ChainCheck(f"{node}:{log}", count, broken, int(pruned)))
+        return checks
