@@ -29,6 +29,7 @@ class MemoryStore(EventStore):
     def append(
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
+        event = self.stamped(event)
         with self._lock:
             row = self._rows.get(event.container_id)
             last = 0 if row is None else row.seq

@@ -105,6 +105,7 @@ class SAStore(EventStore):
     def append(
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
+        event = self.stamped(event)
         for _ in range(self.retries):
             try:
                 return self._append(event, expected_seq)

@@ -183,6 +183,8 @@ class SQLiteStore(EventStore):
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
         conn = self._conn
+        if self.life_root is not None or self.life_context is not None:
+            event = self.stamped(event)
         # WAL: a NORMAL commit is not synced, but it is in the log before
         # every later commit, and the next FULL commit's sync carries it.
         lazy = not durable and self.synchronous == "FULL"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from engine.eventlog.record import ContainerRow, Event, NewEvent
+from engine.status import Actor
 
 __all__ = ["EventStore", "next_state"]
 
@@ -25,6 +26,31 @@ def next_state(current: ContainerRow | None, new: NewEvent) -> str | None:
 
 class EventStore(ABC):
     """An append-only log of events with a per-container projection."""
+
+    #: What every event appended here carries unless it says otherwise
+    #: (:meth:`stamp`): the root of the container's life, and its manager's
+    #: context (podman's id and name; engine.identity).
+    life_root: str | None = None
+    life_context: dict[str, str] | None = None
+
+    def stamp(self, root: str | None, context: dict[str, str] | None = None) -> None:
+        """Mark every event appended from now on with ``root`` and ``context``
+        (the monitor of one container does, for its life)."""
+        self.life_root = root
+        self.life_context = context or None
+
+    def stamped(self, event: NewEvent) -> NewEvent:
+        """``event`` with this store's stamp, where it has none of its own."""
+        if event.root is None:
+            event.root = self.life_root
+        context = self.life_context
+        if context:
+            actor = event.actor
+            merged = {**context, **(actor.context or {})}
+            event.actor = Actor(
+                actor.uid, actor.pid, actor.transport, actor.user, actor.loginuid, merged
+            )
+        return event
 
     @abstractmethod
     def append(
