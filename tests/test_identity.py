@@ -13,9 +13,13 @@ from engine.status import Actor
 def test_slurm_context_is_read_from_the_asking_process() -> None:
     env = {"PATH": os.environ.get("PATH", ""), "SLURM_JOB_ID": "77", "SLURM_STEP_ID": "batch"}
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, env=env
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
     )
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"  # exec'd
         actor = enriched(Actor(os.getuid(), child.pid, "socket"))
     finally:
         assert child.stdin is not None
