@@ -25,6 +25,8 @@ def test_slurm_context_is_read_from_the_asking_process() -> None:
         assert child.stdin is not None
         child.stdin.close()
         child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
     assert actor.context == {"slurm_job": "77", "slurm_step": "batch"}
     assert actor.job == "77"
     assert actor.user is not None and actor.uid == os.getuid()
