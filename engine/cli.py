@@ -179,10 +179,11 @@ COMMANDS = {
         Cmd(
             "db",
             "engine.commands.db:main",
-            "upgrade the event log's schema, or show its revision",
-            "upgrade|current",
+            "upgrade the event log's schema, show its revision, or prune old events",
+            "upgrade|current|prune",
             1,
             1,
+            (Opt("--before", value=True, metavar="DATE", help="prune: events before DATE"),),
         ),
         Cmd(
             "ship",

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.audit.errors import UnknownContainer
 from engine.audit.filters import Filters
-from engine.audit.summary import StateCount, Summary, TriggerCount
+from engine.audit.summary import PrunedSpan, StateCount, Summary, TriggerCount, overlapping
 from engine.audit.verify import ChainCheck, rows_of
 from engine.errors import SchemaError
 from engine.eventlog import chain
@@ -178,7 +178,16 @@ class ClusterReader:
             ),
             (),
             (),
+            overlapping(self._pruned(), filters.since_ns, filters.until_ns),
         )
+
+    def _pruned(self) -> list[PrunedSpan]:
+        query = select(AN.c.node, AN.c.log, AN.c.pruned, AN.c.first_ns, AN.c.last_ns)
+        with self._engine.connect() as conn:
+            return [
+                PrunedSpan(f"{node}:{log}", int(n), int(first), int(last))
+                for node, log, n, first, last in conn.execute(query)
+            ]
 
     def verify(self) -> list[ChainCheck]:
         """Every (node, log) chain, each from its anchor."""

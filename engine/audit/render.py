@@ -143,6 +143,16 @@ def _summary_records(summary: Summary) -> list[dict[str, Any]]:
         for t in summary.triggers
     ]
     records += [
+        {
+            "section": "pruned",
+            "log": p.log,
+            "events": p.events,
+            "first": utc_iso(p.first_ns),
+            "last": utc_iso(p.last_ns),
+        }
+        for p in summary.pruned
+    ]
+    records += [
         {"section": "state", "state": s.state, "containers": s.containers} for s in summary.states
     ]
     records += [
@@ -174,6 +184,8 @@ def _summary_csv(out: TextIO, summary: Summary) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("section", "key", "measure", "value"))
     writer.writerow(("window", "all", "events", summary.events))
+    for p in summary.pruned:
+        writer.writerow(("pruned", p.log, "events", p.events))
     for t in summary.triggers:
         for measure in ("ok", "rejected", "failed"):
             writer.writerow(("trigger", t.trigger, measure, getattr(t, measure)))
@@ -196,7 +208,14 @@ def write_summary(out: TextIO, summary: Summary, fmt: str) -> None:
         return
     since = "the beginning" if summary.since_ns is None else local_iso(summary.since_ns)
     until = "now" if summary.until_ns is None else local_iso(summary.until_ns)
-    lines = [f"from {since} until {until}: {summary.events:,} events", ""]
+    lines = [f"from {since} until {until}: {summary.events:,} events"]
+    for span in summary.pruned:
+        where = f" of {span.log}" if span.log else ""
+        lines.append(
+            f"pruned: {span.events:,} events{where} from {local_iso(span.first_ns)} to "
+            f"{local_iso(span.last_ns)} were removed (runlog db prune) and are not counted"
+        )
+    lines.append("")
     rows: list[tuple[str, ...]] = [("TRIGGER", "OK", "REJECTED", "FAILED", "TOTAL")]
     rows += [
         (t.trigger, f"{t.ok:,}", f"{t.rejected:,}", f"{t.failed:,}", f"{t.total:,}")

@@ -16,7 +16,16 @@ from engine.audit.filters import Filters
 from engine.eventlog.schema import view_select
 from engine.status import OUTCOMES, STATUSES
 
-__all__ = ["HookFailures", "SlowTransition", "StateCount", "Summary", "TriggerCount", "summarize"]
+__all__ = [
+    "HookFailures",
+    "PrunedSpan",
+    "SlowTransition",
+    "StateCount",
+    "Summary",
+    "TriggerCount",
+    "overlapping",
+    "summarize",
+]
 
 DEFAULT_TOP = 10
 
@@ -61,6 +70,27 @@ class SlowTransition:
 
 
 @dataclass(frozen=True, slots=True)
+class PrunedSpan:
+    """Events ``runlog db prune`` removed from a log, overlapping the window."""
+
+    log: str  # "" for a node's own log; "node:path" on the cluster's database
+    events: int
+    first_ns: int
+    last_ns: int
+
+
+def overlapping(
+    spans: list[PrunedSpan], since_ns: int | None, until_ns: int | None
+) -> tuple[PrunedSpan, ...]:
+    return tuple(
+        s
+        for s in spans
+        if (since_ns is None or s.last_ns >= since_ns)
+        and (until_ns is None or s.first_ns < until_ns)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     since_ns: int | None
     until_ns: int | None
@@ -69,6 +99,7 @@ class Summary:
     states: tuple[StateCount, ...]
     hook_failures: tuple[HookFailures, ...]
     slowest: tuple[SlowTransition, ...]
+    pruned: tuple[PrunedSpan, ...] = ()
 
     @property
     def events(self) -> int:
@@ -122,6 +153,12 @@ def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP
     )
     slowest = tuple(SlowTransition(*row) for row in conn.execute(query, [*params, top]))
 
+    spans = [
+        PrunedSpan("", int(n), int(first), int(last))
+        for n, first, last in conn.execute(
+            "SELECT pruned, first_ns, last_ns FROM chain_anchors WHERE node = '' AND log = ''"
+        )
+    ]
     return Summary(
         filters.since_ns,
         filters.until_ns,
@@ -130,4 +167,5 @@ def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP
         states,
         hook_failures,
         slowest,
+        overlapping(spans, filters.since_ns, filters.until_ns),
     )

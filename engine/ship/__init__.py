@@ -138,11 +138,17 @@ class Shipper:
         return shipped
 
     def _server_head(self, pg: Any, log: str) -> tuple[int, str | None]:
+        """The last event of ``log`` the server holds, or where pruning cut it."""
         row = pg.execute(
             "SELECT log_id, hash FROM cluster_events WHERE node = %s AND log = %s "
             "ORDER BY log_id DESC LIMIT 1",
             (self.node, log),
         ).fetchone()
+        if row is None:
+            row = pg.execute(
+                "SELECT last_id, hash FROM chain_anchors WHERE node = %s AND log = %s",
+                (self.node, log),
+            ).fetchone()
         return (0, None) if row is None else (int(row[0]), row[1])
 
     def _ship_log(self, pg: Any, log: str, shipped: Shipped) -> None:
@@ -175,12 +181,32 @@ class Shipper:
         hash the node's must equal; or at the log's start (or prune anchor)."""
         head_id, head_hash = self._server_head(pg, log)
         if head_id == 0:
-            return _anchor(local)
+            anchor_id, anchor_hash = _anchor(local)
+            if anchor_id:
+                # The node pruned before this log was first shipped: the
+                # server's chain starts at the node's anchor.
+                row = local.execute(
+                    "SELECT pruned, first_ns, last_ns, pruned_ns FROM chain_anchors "
+                    "WHERE node = '' AND log = ''"
+                ).fetchone()
+                with pg.transaction():
+                    pg.execute(
+                        "INSERT INTO chain_anchors (node, log, last_id, hash, pruned, first_ns, "
+                        "last_ns, pruned_ns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (self.node, log, anchor_id, anchor_hash, *row),
+                    )
+            return anchor_id, anchor_hash
         row = local.execute("SELECT hash FROM events WHERE id = ?", (head_id,)).fetchone()
         if row is None:
             anchor_id, anchor_hash = _anchor(local)
             if anchor_id == head_id and anchor_hash == head_hash:
                 return head_id, anchor_hash
+            if anchor_id > head_id:
+                raise ShipError(
+                    f"event log {log}: events {head_id + 1} to {anchor_id} were pruned "
+                    "before they were shipped: refusing to ship a log with a gap"
+                )
             raise ShipError(
                 f"event log {log}: event {head_id}, the last the server holds, is not in "
                 "the log; it was removed or the log replaced: refusing to ship it"
