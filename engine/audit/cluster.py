@@ -143,6 +143,12 @@ class ClusterReader:
             found = conn.execute(query).scalar()
         return None if found is None else str(found)
 
+    def current_states(self) -> list[tuple[str, str, str, str | None]]:
+        """Every shipped container's (node, log, id, state) now."""
+        query = select(CC.c.node, CC.c.log, CC.c.id, CC.c.state)
+        with self._engine.connect() as conn:
+            return [(str(n), str(lg), str(i), s) for n, lg, i, s in conn.execute(query)]
+
     def summarize(self, filters: Filters) -> Summary:
         """Events per trigger and outcome, containers by state now."""
         where = self._where(filters)

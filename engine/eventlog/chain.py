@@ -28,14 +28,9 @@ GENESIS = "0" * 64
 
 def canonical(values: Sequence[Any]) -> bytes:
     """The bytes a row's chained fields hash as."""
-    parts = []
-    for value in values:
-        if value is None:
-            parts.append("~")
-        else:
-            text = str(value)
-            parts.append(f"{len(text)}:{text}")
-    return "".join(parts).encode("utf-8", "surrogatepass")
+    return "".join(
+        "~" if value is None else f"{len(text := str(value))}:{text}" for value in values
+    ).encode("utf-8", "surrogatepass")
 
 
 def link(prev_hash: str, values: Sequence[Any]) -> str:
@@ -60,13 +55,14 @@ def verify_rows(
     rows: Iterable[tuple[int, Sequence[Any], str | None, str | None]],
     start: str = GENESIS,
     after_id: int = 0,
+    size: list[int] | None = None,
 ) -> tuple[int, str, Break | None]:
     """Walk ``(id, chained values, prev_hash, hash)`` rows in id order.
 
     Returns how many verified, the last hash, and the first break if any:
     an event whose stored hash is not its content's (edited), or whose
     ``prev_hash`` is not the previous event's hash (one removed, inserted
-    or reordered before it).
+    or reordered before it). ``size[0]`` adds up the canonical bytes walked.
     """
     last, last_id, count = start, after_id, 0
     for event_id, values, prev_hash, stored in rows:
@@ -81,7 +77,10 @@ def verify_rows(
                     "(an event before it was removed, inserted or altered)",
                 ),
             )
-        computed = link(last, values)
+        data = canonical(values)
+        computed = sha256(last.encode() + data).hexdigest()
+        if size is not None:
+            size[0] += len(data)
         if stored != computed:
             return (
                 count,

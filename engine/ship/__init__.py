@@ -160,14 +160,16 @@ class Shipper:
                 if not rows:
                     break
                 walk = ((r[0], r[1:-2], r[-2], r[-1]) for r in rows)
-                count, last_hash, broken = chain.verify_rows(walk, last, after)
+                size = [0]
+                count, last_hash, broken = chain.verify_rows(walk, last, after, size)
                 if broken is not None:
                     raise ShipError(
                         f"event log {log}: hash chain broken at event {broken.position}: "
                         f"{broken.problem}; refusing to ship it (events up to "
                         f"{after + count if count else after} are on the server)"
                     )
-                self._send(pg, log, rows, shipped)
+                shipped.events += self._send(pg, log, rows)
+                shipped.bytes += size[0]
                 after, last = int(rows[-1][0]), last_hash
                 if self.progress is not None:
                     self.progress(shipped)
@@ -218,38 +220,61 @@ class Shipper:
             )
         return head_id, str(head_hash)
 
-    def _send(self, pg: Any, log: str, rows: list[tuple[Any, ...]], shipped: Shipped) -> None:
+    def _send(self, pg: Any, log: str, rows: list[tuple[Any, ...]]) -> int:
+        """One batch in one transaction; the number of events that were new.
+
+        COPY straight into the table: resuming from the server's head, no
+        event of the batch is there yet. Should one be (another shipper of
+        the same log), the batch goes again through a temporary table,
+        INSERT ... ON CONFLICT DO NOTHING.
+        """
+        import psycopg
+
         heads: dict[str, list[Any]] = {}
-        size = 0
+        for row in rows:
+            _fold_head(heads, dict(zip(("id", *CHAINED), row[:-2], strict=True)))
+        try:
+            with pg.transaction():
+                self._copy(pg, "cluster_events", log, rows)
+                self._heads(pg, log, heads)
+            return len(rows)
+        except psycopg.errors.UniqueViolation:
+            pass
         with pg.transaction():
             pg.execute(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS ship_batch "
                 "(LIKE cluster_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-            with pg.cursor().copy(f"COPY ship_batch ({_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((self.node, log, *row))
-                    size += sum(len(v) if isinstance(v, str) else 8 for v in row if v is not None)
+            self._copy(pg, "ship_batch", log, rows)
             result = pg.execute(
                 f"INSERT INTO cluster_events ({_COLUMNS}) SELECT {_COLUMNS} FROM ship_batch "
                 "ON CONFLICT DO NOTHING"
             )
+            self._heads(pg, log, heads)
+        return max(int(result.rowcount), 0)
+
+    def _copy(self, pg: Any, table: str, log: str, rows: list[tuple[Any, ...]]) -> None:
+        with pg.cursor().copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
+            node = self.node
             for row in rows:
-                _fold_head(heads, dict(zip(("id", *CHAINED), row[:-2], strict=True)))
-            with pg.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO cluster_containers "
-                    "(node, log, id, state, seq, created_ns, updated_ns, root) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (node, log, id) DO UPDATE SET "
-                    "state = coalesce(excluded.state, cluster_containers.state), "
-                    "seq = excluded.seq, updated_ns = excluded.updated_ns, "
-                    "root = coalesce(excluded.root, cluster_containers.root) "
-                    "WHERE excluded.seq > cluster_containers.seq",
-                    [(self.node, log, cid, *head) for cid, head in heads.items()],
-                )
-        shipped.events += max(result.rowcount, 0)
-        shipped.bytes += size
+                copy.write_row((node, log, *row))
+
+    def _heads(self, pg: Any, log: str, heads: dict[str, list[Any]]) -> None:
+        """The containers' states after the batch: one statement for all."""
+        values = [(self.node, log, cid, *head) for cid, head in heads.items()]
+        with pg.cursor() as cur:
+            cur.execute(
+                "INSERT INTO cluster_containers "
+                "(node, log, id, state, seq, created_ns, updated_ns, root) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::int[], %s::bigint[], %s::bigint[], %s::text[]) "
+                "ON CONFLICT (node, log, id) DO UPDATE SET "
+                "state = coalesce(excluded.state, cluster_containers.state), "
+                "seq = excluded.seq, updated_ns = excluded.updated_ns, "
+                "root = coalesce(excluded.root, cluster_containers.root) "
+                "WHERE excluded.seq > cluster_containers.seq",
+                [list(column) for column in zip(*values, strict=True)] if values else [[]] * 8,
+            )
 
 
 def _fold_head(heads: dict[str, list[Any]], event: dict[str, Any]) -> None:

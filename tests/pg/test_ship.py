@@ -170,3 +170,30 @@ def test_follow_ships_new_events_as_they_come(pg_url: str, tmp_path: Path) -> No
 def _ready(url: str) -> bool:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT to_regclass('cluster_events')").fetchone() != (None,)
+
+
+def test_two_shippers_of_one_log_at_once_send_it_once(pg_url: str, tmp_path: Path) -> None:
+    import threading
+
+    log = tmp_path / "a.db"
+    fill(log, 6000)
+    Shipper(pg_url, "n1", [str(log)]).ship_once()  # the schema, before they race
+    fill(log, 6000)
+    shippers = [Shipper(pg_url, "n1", [str(log)], batch=500) for _ in range(2)]
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(shipper: Shipper) -> None:
+        try:
+            counts.append(shipper.ship_once().events)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in shippers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(counts) == 6000
+    assert [r[2] for r in central(pg_url)] == local_ids(log)
