@@ -115,7 +115,7 @@ def main() -> int:
     cluster = None
     url = args.to
     if url is None:
-        from tests.pgcluster import Cluster  # noqa: PLC0415
+        from tests.pgcluster import Cluster
 
         cluster = Cluster()
         cluster.init()

@@ -186,7 +186,7 @@ def test_two_shippers_of_one_log_at_once_send_it_once(pg_url: str, tmp_path: Pat
     def run(shipper: Shipper) -> None:
         try:
             counts.append(shipper.ship_once().events)
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=run, args=(s,)) for s in shippers]
