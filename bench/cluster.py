@@ -45,7 +45,7 @@ INSERT INTO cluster_events (node, log, log_id, container_id, seq, time_ns, "trig
     dest, outcome, actor_uid, actor_pid, actor_transport, payload, machine_digest, actor_user,
     actor_loginuid, actor_context, job, root, prev_hash, hash)
 SELECT 'node-' || (c %% %(nodes)s), '/var/lib/runlog/events.db', g,
-    'job-' || c, s, %(start)s + g * %(step)s,
+    'job-' || c, s, %(start)s + g::bigint * %(step)s,
     (ARRAY['create','start','pause','resume','kill','exit','delete','kill'])[1 + s %% 8],
     'running', CASE WHEN s %% 8 = 6 THEN 'deleted' ELSE 'running' END,
     CASE WHEN g %% 50 = 0 THEN 'rejected' ELSE 'ok' END,

@@ -8,23 +8,41 @@ Like the SQLite readers, it never creates or upgrades a schema.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, cast, func, literal_column, or_, select, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from engine.audit.errors import UnknownContainer
 from engine.audit.filters import Filters
-from engine.audit.summary import PrunedSpan, StateCount, Summary, TriggerCount, overlapping
+from engine.audit.summary import (
+    DEFAULT_TOP,
+    HookFailures,
+    PrunedSpan,
+    SlowTransition,
+    StateCount,
+    Summary,
+    TriggerCount,
+    hook_results,
+    overlapping,
+)
 from engine.audit.verify import ChainCheck, rows_of
 from engine.errors import SchemaError
 from engine.eventlog import chain
 from engine.eventlog.record import Event
 from engine.eventlog.sa import make_engine, redacted
-from engine.eventlog.schema import CHAINED, chain_anchors, cluster_containers, cluster_events
+from engine.eventlog.schema import (
+    CHAINED,
+    chain_anchors,
+    cluster_containers,
+    cluster_events,
+    machines,
+)
+from engine.eventlog.store import EventReader
 from engine.status import OUTCOMES, STATUSES
 
 __all__ = ["ClusterReader", "is_cluster_url"]
@@ -47,7 +65,7 @@ def _event(row: Sequence[Any]) -> Event:
     return event
 
 
-class ClusterReader:
+class ClusterReader(EventReader):
     def __init__(self, url: str) -> None:
         from engine.eventlog import migrate
 
@@ -125,14 +143,74 @@ class ClusterReader:
                 rows = conn.execute(latest).all()[::-1]
         return [_event(r) for r in rows]
 
-    def history(self, container_id: str, node: str | None = None) -> list[Event]:
+    def history(
+        self,
+        container_id: str,
+        *,
+        until_seq: int | None = None,
+        until_ns: int | None = None,
+        node: str | None = None,
+    ) -> list[Event]:
         """Every life of ``container_id``: grouped by node and log, each in seq order."""
         query = select(*_EVENT).where(E.c.container_id == container_id)
         if node is not None:
             query = query.where(E.c.node == node)
+        if until_seq is not None:
+            query = query.where(E.c.seq <= until_seq)
+        if until_ns is not None:
+            query = query.where(E.c.time_ns <= until_ns)
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(E.c.node, E.c.log, E.c.log_id)).all()
         return [_event(r) for r in rows]
+
+    def container_ids(self, filters: Filters) -> list[str]:
+        query = select(E.c.container_id).where(self._where(filters)).distinct()
+        with self._engine.connect() as conn:
+            return sorted(str(c) for (c,) in conn.execute(query))
+
+    def _replay_select(self, filters: Filters) -> Any:
+        """Whole histories one matching event names; each (node, log, id) is
+        a history of its own, named ``ID@NODE:LOG`` (ids repeat across nodes)."""
+        picked = select(E.c.node, E.c.log, E.c.container_id).where(self._where(filters))
+        histories = picked.distinct().subquery()
+        return select(E).join(
+            histories,
+            and_(
+                E.c.node == histories.c.node,
+                E.c.log == histories.c.log,
+                E.c.container_id == histories.c.container_id,
+            ),
+        )
+
+    def count_replay_rows(self, filters: Filters) -> int:
+        query = select(func.count()).select_from(self._replay_select(filters).subquery())
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def replay_rows(self, filters: Filters) -> Iterator[tuple[Any, ...]]:
+        from engine.audit.query import REPLAY_COLUMNS
+
+        sub = self._replay_select(filters).subquery()
+        payload = sub.c.payload
+        outcome = case(
+            (and_(sub.c.outcome == "rejected", payload.contains('"refused":')), "refused"),
+            (and_(sub.c.outcome == "ok", payload.contains('"query":true')), "query"),
+            else_=sub.c.outcome,
+        )
+        name = sub.c.container_id + "@" + sub.c.node + ":" + sub.c.log
+        columns = {"container_id": name, "outcome": outcome}
+        query = select(*(columns.get(c, sub.c[c]) for c in REPLAY_COLUMNS)).order_by(
+            sub.c.node, sub.c.log, sub.c.log_id
+        )
+        with self._engine.connect() as conn:
+            for row in conn.execution_options(yield_per=4096).execute(query):
+                yield tuple(row)
+
+    def machine_text(self, digest: str) -> str | None:
+        query = select(machines.c.text).where(machines.c.digest == digest)
+        with self._engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else str(found)
 
     def state(self, node: str, log: str, container_id: str) -> str | None:
 
@@ -149,8 +227,10 @@ class ClusterReader:
         with self._engine.connect() as conn:
             return [(str(n), str(lg), str(i), s) for n, lg, i, s in conn.execute(query)]
 
-    def summarize(self, filters: Filters) -> Summary:
-        """Events per trigger and outcome, containers by state now."""
+    def summarize(self, filters: Filters, top: int = DEFAULT_TOP) -> Summary:
+        """Events per trigger and outcome, containers by state now, hook
+        failures by point, the slowest transitions (as the SQLite views
+        count them: engine.audit.summary)."""
         where = self._where(filters)
         counts: dict[str, dict[str, int]] = {}
         query = select(E.c.trigger, E.c.outcome, func.count()).where(where)
@@ -182,10 +262,56 @@ class ClusterReader:
                 StateCount(s, int(n))
                 for s, n in sorted(rows, key=lambda r: order.get(r[0], len(order)))
             ),
-            (),
-            (),
+            self._hook_failures(where),
+            self._slowest(where, top),
             overlapping(self._pruned(), filters.since_ns, filters.until_ns),
         )
+
+    def _hook_failures(self, where: ColumnElement[bool]) -> tuple[HookFailures, ...]:
+        """Only failed transitions and hooks that warned hold failed runs."""
+        query = select(E.c.outcome, E.c.payload).where(
+            where, or_(E.c.outcome == "failed", E.c.payload.contains('"warning"'))
+        )
+        failures: dict[str, dict[str, int]] = {}
+        with self._engine.connect() as conn:
+            for outcome, payload in conn.execute(query):
+                for point, result in hook_results(outcome, orjson.loads(payload)):
+                    if result != "ok":
+                        counts = failures.setdefault(point, {"failed": 0, "warned": 0})
+                        counts[result] += 1
+        return tuple(HookFailures(p, c["failed"], c["warned"]) for p, c in sorted(failures.items()))
+
+    def _slowest(self, where: ColumnElement[bool], top: int) -> tuple[SlowTransition, ...]:
+        doc = cast(E.c.payload, JSONB)
+        done = case((E.c.outcome == "failed", doc["done"]), else_=doc["actions"])
+        picked = (
+            select(
+                E.c.log_id,
+                E.c.container_id,
+                E.c.seq,
+                E.c.time_ns,
+                E.c.trigger,
+                E.c.source,
+                E.c.dest,
+                E.c.outcome,
+                case((func.jsonb_typeof(done) == "array", done), else_=None).label("done"),
+            )
+            .where(where, E.c.outcome != "rejected")
+            .subquery("picked")
+        )
+        actions = func.coalesce(func.jsonb_array_length(picked.c.done), 0)
+        ms: Any = literal_column(
+            "(SELECT round(coalesce(sum((a.value ->> 'ms')::numeric), 0), 3) "
+            "FROM jsonb_array_elements(picked.done) AS a)"
+        )
+        query = (
+            select(*(c for c in picked.c if c.name != "done"), actions, ms.label("ms"))
+            .order_by(literal_column("ms").desc(), picked.c.log_id)
+            .limit(top)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return tuple(SlowTransition(*row[:8], int(row[8]), float(row[9] or 0.0)) for row in rows)
 
     def _pruned(self) -> list[PrunedSpan]:
         query = select(AN.c.node, AN.c.log, AN.c.pruned, AN.c.first_ns, AN.c.last_ns)

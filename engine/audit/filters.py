@@ -134,6 +134,11 @@ class Filters:
             limit=limit,
         )
 
+    def nodes_here(self) -> tuple[str, ...]:
+        """The nodes a node's own log holds events of, among those asked for."""
+        here = local_node()
+        return tuple(n for n in self.nodes if n == here)
+
     def where(self, alias: str = "e") -> tuple[str, list[object]]:
         """An SQL condition on ``events AS alias`` and its parameters."""
         terms: list[str] = []

@@ -10,7 +10,9 @@ views over the picked events, so the summary says what the views say.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from engine.audit.filters import Filters
 from engine.eventlog.schema import view_select
@@ -104,6 +106,32 @@ class Summary:
     @property
     def events(self) -> int:
         return sum(t.total for t in self.triggers)
+
+
+def hook_results(outcome: str, payload: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(point, result) of each hook run an event's payload holds, as the
+    ``hook_runs`` view reads them (engine.eventlog.schema): ok, warned
+    (on_failure: warn) or failed."""
+
+    def runs(actions: object, key: str, failure: str) -> Iterator[tuple[str, str]]:
+        for action in actions if isinstance(actions, list) else []:
+            result = action.get("result") if isinstance(action, dict) else None
+            if not isinstance(result, dict):
+                continue
+            for run in result.get(key) or []:
+                code = run.get("exit_code") if isinstance(run, dict) else None
+                yield str(result.get("point")), "ok" if code == 0 else failure
+
+    yield from runs(payload.get("actions"), "hooks", "failed")
+    yield from runs(payload.get("actions"), "runs", "warned")
+    yield from runs(payload.get("done"), "hooks", "failed")
+    action = payload.get("action")
+    if outcome == "failed" and isinstance(action, str) and action.startswith("hook("):
+        point = action[5:].split(",", 1)[0]
+        details = payload.get("details")
+        for run in (details.get("runs") if isinstance(details, dict) else None) or []:
+            code = run.get("exit_code") if isinstance(run, dict) else None
+            yield point, "ok" if code == 0 else "failed"
 
 
 def _state_order(state: str | None) -> int:

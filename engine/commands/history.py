@@ -52,26 +52,17 @@ def _state(life: list[Event]) -> str | None:
 
 
 def _read(settings: Settings, flags: dict[str, object], container_id: str) -> list[Event]:
-    from engine.audit import logdb, query
-    from engine.audit.cluster import ClusterReader, is_cluster_url
+    from engine.audit import logdb
+    from engine.audit.cluster import is_cluster_url
+    from engine.audit.reader import open_reader
 
-    if is_cluster_url(settings.db):
-        reader = ClusterReader(settings.db)
-        try:
-            node = flags.get("node")
-            found = reader.history(container_id, None if node is None else str(node))
-        finally:
-            reader.close()
-        return found
     # No event log yet means no container yet: say so as runc would, and
     # leave no empty database behind.
-    if not os.path.exists(logdb.sqlite_path(settings.db)):
+    if not is_cluster_url(settings.db) and not os.path.exists(logdb.sqlite_path(settings.db)):
         raise ContainerNotFound(container_id)
-    conn = logdb.open_log(settings.db)
-    try:
-        return query.history(conn, container_id)
-    finally:
-        conn.close()
+    node = flags.get("node")
+    with open_reader(settings.db) as reader:
+        return reader.history(container_id, node=None if node is None else str(node))
 
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:

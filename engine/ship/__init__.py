@@ -154,6 +154,7 @@ class Shipper:
     def _ship_log(self, pg: Any, log: str, shipped: Shipped) -> None:
         local = _local(log)
         try:
+            self._machines(pg, local)
             after, last = self._start(pg, local, log)
             while True:
                 rows = local.execute(_SELECT, (after, self.batch)).fetchall()
@@ -177,6 +178,19 @@ class Shipper:
             shipped.behind[log] = int(newest) - after
         finally:
             local.close()
+
+    def _machines(self, pg: Any, local: sqlite3.Connection) -> None:
+        """The machine definitions the log's events name, so that the
+        cluster's histories replay through the machines they ran under."""
+        rows = local.execute("SELECT digest, text, path, archived_ns FROM machines").fetchall()
+        if not rows:
+            return
+        with pg.transaction(), pg.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO machines (digest, text, path, archived_ns) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
 
     def _start(self, pg: Any, local: sqlite3.Connection, log: str) -> tuple[int, str]:
         """Where to resume: after the server's last event of this log, whose
