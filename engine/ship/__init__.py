@@ -27,9 +27,11 @@ from engine.errors import RunlogError
 from engine.eventlog import chain
 from engine.eventlog.schema import CHAINED
 
-__all__ = ["ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo"]
+__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo"]
 
 BATCH = 5000
+#: The channel a batch's commit notifies (runlog events --follow listens).
+CHANNEL = "runlog_shipped"
 
 _SHIPPED = ("node", "log", "log_id", *CHAINED, "prev_hash", "hash")
 _CHAINED = ", ".join(f'"{c}"' for c in CHAINED)
@@ -251,6 +253,7 @@ class Shipper:
             with pg.transaction():
                 self._copy(pg, "cluster_events", log, rows)
                 self._heads(pg, log, heads)
+                self._notify(pg)
             return len(rows)
         except psycopg.errors.UniqueViolation:
             pass
@@ -265,7 +268,13 @@ class Shipper:
                 "ON CONFLICT DO NOTHING"
             )
             self._heads(pg, log, heads)
+            self._notify(pg)
         return max(int(result.rowcount), 0)
+
+    def _notify(self, pg: Any) -> None:
+        """Wake ``runlog events --follow`` readers of the cluster's database,
+        at commit (LISTEN/NOTIFY: they do not poll)."""
+        pg.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.node))
 
     def _copy(self, pg: Any, table: str, log: str, rows: list[tuple[Any, ...]]) -> None:
         with pg.cursor().copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:

@@ -197,3 +197,42 @@ def test_two_shippers_of_one_log_at_once_send_it_once(pg_url: str, tmp_path: Pat
     assert errors == []
     assert sum(counts) == 6000
     assert [r[2] for r in central(pg_url)] == local_ids(log)
+
+
+def test_events_follow_on_the_cluster_wakes_on_each_shipped_batch(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import orjson
+
+    log = tmp_path / "a.db"
+    actor = Actor(0, 1, "cli")
+
+    def record(*steps: tuple[str, str | None, str]) -> None:
+        with SQLiteStore(str(log)) as store:
+            for trigger, source, dest in steps:
+                store.append(NewEvent("web", trigger, source, dest, "ok", actor, "d" * 64))
+
+    record(("create", None, "created"), ("start", "created", "running"))
+    Shipper(pg_url, "n1", [str(log)]).ship_once()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--db", pg_url, "events", "--follow", "web"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = [orjson.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [e["trigger"] for e in seen] == ["create", "start"]
+        assert seen[0]["node"] == "n1"
+        record(("kill", "running", "stopped"))
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+        assert orjson.loads(proc.stdout.readline())["trigger"] == "kill"
+        record(("delete", "stopped", "deleted"))
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+        assert orjson.loads(proc.stdout.readline())["trigger"] == "delete"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
