@@ -18,11 +18,9 @@ printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +28,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import psycopg  # noqa: E402
-from audit import generate  # noqa: E402  (bench/)
+from audit import _median_ms as median_ms  # noqa: E402  (bench/)
+from audit import generate  # noqa: E402
 from tables import table  # noqa: E402
 
 from engine.audit.cluster import ClusterReader  # noqa: E402
@@ -61,15 +60,6 @@ INSERT INTO cluster_containers (node, log, id, state, seq, created_ns, updated_n
 SELECT node, log, container_id, max(dest), max(seq), min(time_ns), max(time_ns), '/run/runlog'
 FROM cluster_events GROUP BY node, log, container_id
 """
-
-
-def median_ms(fn: Callable[[], object], repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def ship_throughput(url: str, events: int) -> tuple[float, int]:
@@ -132,13 +122,13 @@ def main() -> int:
             reader = ClusterReader(url)
             try:
                 cid = f"job-{args.containers // 2}"
-                history = median_ms(lambda: reader.history(cid))
+                history = median_ms(lambda: reader.history(cid), 7)
                 rows.append(("one container's history", f"{history:.1f} ms", "< 5 ms"))
-                states = median_ms(reader.current_states)
+                states = median_ms(reader.current_states, 7)
                 n = len(reader.current_states())
                 rows.append((f"current state of {n:,} containers", f"{states:.0f} ms", "< 200 ms"))
                 day = Filters(since_ns=start + 10 * DAY, until_ns=start + 11 * DAY)
-                summary = median_ms(lambda: reader.summarize(day), repeat=3)
+                summary = median_ms(lambda: reader.summarize(day, 10), 3)
                 rows.append(("one-day summary", f"{summary:.0f} ms", "< 500 ms"))
             finally:
                 reader.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -16,6 +15,8 @@ from engine.eventlog.record import NewEvent
 from engine.eventlog.sqlite import SQLiteStore
 from engine.ship import Shipper
 from engine.status import Actor
+
+from .cli import runlog
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -33,16 +34,6 @@ def life(store: SQLiteStore, cid: str, actor: Actor, root: str) -> None:
         ("delete", "stopped", "deleted"),
     ):
         store.append(NewEvent(cid, trigger, source, dest, "ok", actor, DIGEST, root=root))
-
-
-def runlog(db: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine", "--db", db, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
 
 
 def jsonl(done: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
@@ -73,32 +64,32 @@ def test_audit_filters_on_both_backends(logs: tuple[Path, Path], cluster: str) -
     here = socket.gethostname()
     node_log = str(logs[0])
     for db, nodes in ((node_log, {here}), (cluster, {"n1", "n2"})):
-        every = jsonl(runlog(db, "audit", "--format", "jsonl"))
+        every = jsonl(runlog("--db", db, "audit", "--format", "jsonl"))
         assert len(every) == (8 if db == node_log else 13)
-        by_alice = jsonl(runlog(db, "audit", "--user", "alice", "--format", "jsonl"))
+        by_alice = jsonl(runlog("--db", db, "audit", "--user", "alice", "--format", "jsonl"))
         assert by_alice and {e["actor"]["user"] for e in by_alice} == {"alice"}  # type: ignore[index]
-        job = jsonl(runlog(db, "audit", "--job", "501", "--format", "jsonl"))
+        job = jsonl(runlog("--db", db, "audit", "--job", "501", "--format", "jsonl"))
         assert [e["actor"]["context"]["slurm_job"] for e in job] == ["501"] * len(job)  # type: ignore[index]
         assert len(job) == len(by_alice)
         for node in nodes:
-            assert jsonl(runlog(db, "audit", "--node", node, "--format", "jsonl"))
-        assert jsonl(runlog(db, "audit", "--node", "elsewhere", "--format", "jsonl")) == []
-    central = jsonl(runlog(cluster, "audit", "--node", "n2", "--format", "jsonl"))
+            assert jsonl(runlog("--db", db, "audit", "--node", node, "--format", "jsonl"))
+        assert jsonl(runlog("--db", db, "audit", "--node", "elsewhere", "--format", "jsonl")) == []
+    central = jsonl(runlog("--db", cluster, "audit", "--node", "n2", "--format", "jsonl"))
     assert {e["node"] for e in central} == {"n2"} and len(central) == 5
-    summary = runlog(cluster, "audit", "--summary", "--format", "table")
+    summary = runlog("--db", cluster, "audit", "--summary", "--format", "table")
     assert summary.returncode == 0 and "delete" in summary.stdout
 
 
 def test_history_shows_the_latest_life_and_all_of_them(
     logs: tuple[Path, Path], cluster: str
 ) -> None:
-    latest = runlog(str(logs[0]), "history", "job1")
+    latest = runlog("--db", str(logs[0]), "history", "job1")
     assert latest.returncode == 0, latest.stderr
     assert "life 2 of 2" in latest.stdout and "/run/user/1001/runlog" in latest.stdout
     assert "life 1" not in latest.stdout
-    every = runlog(str(logs[0]), "history", "job1", "--all")
+    every = runlog("--db", str(logs[0]), "history", "job1", "--all")
     assert "life 1 of 2" in every.stdout and "life 2 of 2" in every.stdout
-    lives = runlog(cluster, "history", "job1", "--all")
+    lives = runlog("--db", cluster, "history", "job1", "--all")
     assert lives.returncode == 0, lives.stderr
     assert lives.stdout.count("life ") == 3 and "on n2" in lives.stdout
 
@@ -128,15 +119,15 @@ def test_verify_names_the_first_broken_link_on_both_sides(
     logs: tuple[Path, Path], cluster: str, kind: str
 ) -> None:
     node_log = str(logs[0])
-    assert runlog(node_log, "audit", "--verify").returncode == 0
-    fine = runlog(cluster, "audit", "--verify")
+    assert runlog("--db", node_log, "audit", "--verify").returncode == 0
+    fine = runlog("--db", cluster, "audit", "--verify")
     assert fine.returncode == 0 and fine.stdout.count("chain intact") == 2
     with sqlite3.connect(node_log) as conn:
         tamper(kind, conn, "events", "id", 5)
     with psycopg.connect(cluster) as conn:
         tamper(kind, conn, "cluster_events", "log_id", 5)
     for db, label in ((node_log, f"event log {node_log}"), (cluster, "n1:")):
-        done = runlog(db, "audit", "--verify")
+        done = runlog("--db", db, "audit", "--verify")
         assert done.returncode == 1, done.stdout
         broken = [line for line in done.stdout.splitlines() if "broken" in line]
         assert len(broken) == 1 and broken[0].startswith(label)

@@ -18,6 +18,8 @@ from engine.eventlog.sqlite import SQLiteStore
 from engine.ship import ServerDown, ShipError, Shipper
 from engine.status import Actor
 
+from .cli import runlog
+
 psycopg = pytest.importorskip("psycopg")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,16 +45,6 @@ def central(url: str) -> list[tuple[str, str, int]]:
 def local_ids(path: Path) -> list[int]:
     with sqlite3.connect(path) as conn:
         return [int(i) for (i,) in conn.execute("SELECT id FROM events ORDER BY id")]
-
-
-def runlog(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
 
 
 def test_two_nodes_into_one_database_then_nothing_twice(pg_url: str, tmp_path: Path) -> None:
