@@ -47,6 +47,10 @@ CSV_COLUMNS = (
     "machine_digest",
     "detail",
     "payload",
+    "node",
+    "actor_user",
+    "actor_loginuid",
+    "job",
 )
 
 
@@ -98,6 +102,10 @@ def write_events(out: TextIO, events: Sequence[Event], fmt: str) -> None:
                     e.machine_digest,
                     describe(e),
                     orjson.dumps(e.payload, option=orjson.OPT_SORT_KEYS).decode(),
+                    e.node or "",
+                    e.actor.user or "",
+                    "" if e.actor.loginuid is None else e.actor.loginuid,
+                    e.actor.job or "",
                 )
             )
         return
@@ -108,7 +116,7 @@ def write_events(out: TextIO, events: Sequence[Event], fmt: str) -> None:
         rows.append(
             (
                 local_iso(e.time_ns),
-                e.container_id,
+                e.container_id if e.node is None else f"{e.container_id}@{e.node}",
                 str(e.seq),
                 e.trigger,
                 transition_text(e.source, e.dest),
