@@ -134,3 +134,18 @@ def test_verify_names_the_first_broken_link_on_both_sides(
         at = 6 if kind == "deleted" else 5
         assert f"chain broken at event {at}:" in broken[0]
         assert "4 events before it verified" in broken[0]
+
+
+def test_replay_all_on_the_cluster_replays_each_node_and_log(cluster: str) -> None:
+    done = runlog("--db", cluster, "replay", "--all", "--format", "jsonl")
+    lines = [orjson.loads(line) for line in done.stdout.splitlines()]
+    (total,) = [r for r in lines if r["kind"] == "total"]
+    assert (total["histories"], total["events"]) == (3, 13)
+    names = sorted(str(r["container_id"]).split(":")[0] for r in lines if r["kind"] == "history")
+    assert names == ["job1@n1", "job1@n2", "job2@n2"]
+    # These lives go from kill straight to stopped: the machine says the
+    # exit does that, so replay reports them (exit 1), as on a node's log.
+    assert done.returncode == 1 and total["diverge"] == 2
+    one = runlog("--db", cluster, "replay", "--id", "job1")
+    assert one.returncode == 1 and "several nodes or logs" in one.stderr
+    assert "Traceback" not in one.stderr
