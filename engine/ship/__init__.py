@@ -98,6 +98,9 @@ class Shipper:
         batch: int = BATCH,
         progress: Callable[[Shipped], None] | None = None,
     ) -> None:
+        from engine.eventlog.sa import driver_url
+
+        driver_url(pg_conninfo(url))  # a missing psycopg: one line naming the extra
         self.url = url
         self.node = node
         self.logs = [str(Path(p).resolve()) for p in logs]
