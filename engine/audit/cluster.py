@@ -12,8 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, case, cast, func, literal_column, or_, select, true
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -230,41 +229,58 @@ class ClusterReader(EventReader):
     def summarize(self, filters: Filters, top: int = DEFAULT_TOP) -> Summary:
         """Events per trigger and outcome, containers by state now, hook
         failures by point, the slowest transitions (as the SQLite views
-        count them: engine.audit.summary)."""
-        where = self._where(filters)
-        counts: dict[str, dict[str, int]] = {}
-        query = select(E.c.trigger, E.c.outcome, func.count()).where(where)
+        count them: engine.audit.summary). The four are asked at once, on
+        connections of their own: the server answers them side by side."""
+        from concurrent.futures import ThreadPoolExecutor
 
-        states = select(CC.c.state, func.count())
+        where = self._where(filters)
         filtered = filters.where("e")[0] != "1"
-        if filtered:
-            picked = (
-                select(1)
-                .where(E.c.node == CC.c.node, E.c.log == CC.c.log, E.c.container_id == CC.c.id)
-                .where(where)
-                .exists()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            triggers = pool.submit(self._triggers, where)
+            states = pool.submit(self._states, where, filtered)
+            hooks = pool.submit(self._hook_failures, where)
+            slowest = pool.submit(self._slowest, where, top)
+            pruned = self._pruned()
+            return Summary(
+                filters.since_ns,
+                filters.until_ns,
+                filtered,
+                triggers.result(),
+                states.result(),
+                hooks.result(),
+                slowest.result(),
+                overlapping(pruned, filters.since_ns, filters.until_ns),
             )
-            states = states.where(picked)
+
+    def _triggers(self, where: ColumnElement[bool]) -> tuple[TriggerCount, ...]:
+        query = select(E.c.trigger, E.c.outcome, func.count()).where(where)
+        counts: dict[str, dict[str, int]] = {}
         with self._engine.connect() as conn:
             for trigger, outcome, n in conn.execute(query.group_by(E.c.trigger, E.c.outcome)):
                 counts.setdefault(str(trigger), dict.fromkeys(OUTCOMES, 0))[str(outcome)] = int(n)
+        return tuple(
+            TriggerCount(t, c["ok"], c["rejected"], c["failed"]) for t, c in sorted(counts.items())
+        )
+
+    def _states(self, where: ColumnElement[bool], filtered: bool) -> tuple[StateCount, ...]:
+        """Containers by state now: those with an event the filters pick."""
+        states = select(CC.c.state, func.count())
+        if filtered:
+            picked = select(E.c.node, E.c.log, E.c.container_id).where(where).distinct().subquery()
+            states = states.join(
+                picked,
+                and_(
+                    CC.c.node == picked.c.node,
+                    CC.c.log == picked.c.log,
+                    CC.c.id == picked.c.container_id,
+                ),
+            )
+        with self._engine.connect() as conn:
             rows = conn.execute(states.group_by(CC.c.state)).all()
         order = {s: i for i, s in enumerate(STATUSES)}
-        return Summary(
-            filters.since_ns,
-            filters.until_ns,
-            filtered,
-            tuple(
-                TriggerCount(t, c["ok"], c["rejected"], c["failed"])
-                for t, c in sorted(counts.items())
-            ),
-            tuple(
-                StateCount(s, int(n))
-                for s, n in sorted(rows, key=lambda r: order.get(r[0], len(order)))
-            ),
-            self._hook_failures(where),
-            self._slowest(where, top),
-            overlapping(self._pruned(), filters.since_ns, filters.until_ns),
+        return tuple(
+            StateCount(s, int(n))
+            for s, n in sorted(rows, key=lambda r: order.get(r[0], len(order)))
         )
 
     def _hook_failures(self, where: ColumnElement[bool]) -> tuple[HookFailures, ...]:
@@ -282,9 +298,8 @@ class ClusterReader(EventReader):
         return tuple(HookFailures(p, c["failed"], c["warned"]) for p, c in sorted(failures.items()))
 
     def _slowest(self, where: ColumnElement[bool], top: int) -> tuple[SlowTransition, ...]:
-        doc = cast(E.c.payload, JSONB)
-        done = case((E.c.outcome == "failed", doc["done"]), else_=doc["actions"])
-        picked = (
+        """By the durations the shipper worked out (``duration_ms``)."""
+        query = (
             select(
                 E.c.log_id,
                 E.c.container_id,
@@ -294,24 +309,18 @@ class ClusterReader(EventReader):
                 E.c.source,
                 E.c.dest,
                 E.c.outcome,
-                case((func.jsonb_typeof(done) == "array", done), else_=None).label("done"),
+                E.c.actions,
+                E.c.duration_ms,
             )
             .where(where, E.c.outcome != "rejected")
-            .subquery("picked")
-        )
-        actions = func.coalesce(func.jsonb_array_length(picked.c.done), 0)
-        ms: Any = literal_column(
-            "(SELECT round(coalesce(sum((a.value ->> 'ms')::numeric), 0), 3) "
-            "FROM jsonb_array_elements(picked.done) AS a)"
-        )
-        query = (
-            select(*(c for c in picked.c if c.name != "done"), actions, ms.label("ms"))
-            .order_by(literal_column("ms").desc(), picked.c.log_id)
+            .order_by(E.c.duration_ms.desc().nulls_last(), E.c.log_id)
             .limit(top)
         )
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
-        return tuple(SlowTransition(*row[:8], int(row[8]), float(row[9] or 0.0)) for row in rows)
+        return tuple(
+            SlowTransition(*row[:8], int(row[8] or 0), float(row[9] or 0.0)) for row in rows
+        )
 
     def _pruned(self) -> list[PrunedSpan]:
         query = select(AN.c.node, AN.c.log, AN.c.pruned, AN.c.first_ns, AN.c.last_ns)

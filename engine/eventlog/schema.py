@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -134,6 +135,10 @@ cluster_events = Table(
     Column("log", String(4096), primary_key=True),
     Column("log_id", BigInteger, primary_key=True, comment="the event's id in the node's log"),
     *(c._copy() for c in events.columns if c.name != "id"),
+    # What the summary's slowest transitions sort by, worked out once by
+    # the shipper rather than from every payload of a window at each query.
+    Column("actions", Integer, comment="actions the transition completed"),
+    Column("duration_ms", Float, comment="the time they took; NULL for a rejected request"),
     Index(None, "container_id", "node", "log_id"),
     Index(None, "time_ns"),
     Index(None, "job"),

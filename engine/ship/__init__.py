@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine.errors import RunlogError
 from engine.eventlog import chain
 from engine.eventlog.schema import CHAINED
@@ -33,7 +35,7 @@ BATCH = 5000
 #: The channel a batch's commit notifies (runlog events --follow listens).
 CHANNEL = "runlog_shipped"
 
-_SHIPPED = ("node", "log", "log_id", *CHAINED, "prev_hash", "hash")
+_SHIPPED = ("node", "log", "log_id", *CHAINED, "prev_hash", "hash", "actions", "duration_ms")
 _CHAINED = ", ".join(f'"{c}"' for c in CHAINED)
 _SELECT = f"SELECT id, {_CHAINED}, prev_hash, hash FROM events WHERE id > ? ORDER BY id LIMIT ?"
 _COLUMNS = ", ".join(f'"{c}"' for c in _SHIPPED)
@@ -280,10 +282,11 @@ class Shipper:
         pg.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.node))
 
     def _copy(self, pg: Any, table: str, log: str, rows: list[tuple[Any, ...]]) -> None:
+        outcome, payload = 1 + CHAINED.index("outcome"), 1 + CHAINED.index("payload")
         with pg.cursor().copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
             node = self.node
             for row in rows:
-                copy.write_row((node, log, *row))
+                copy.write_row((node, log, *row, *_timing(row[outcome], row[payload])))
 
     def _heads(self, pg: Any, log: str, heads: dict[str, list[Any]]) -> None:
         """The containers' states after the batch: one statement for all."""
@@ -301,6 +304,19 @@ class Shipper:
                 "WHERE excluded.seq > cluster_containers.seq",
                 [list(column) for column in zip(*values, strict=True)] if values else [[]] * 8,
             )
+
+
+def _timing(outcome: str, payload: str) -> tuple[int | None, float | None]:
+    """The actions a transition completed and the ms they took, as the
+    ``transition_durations`` view counts them (engine.eventlog.schema)."""
+    if outcome == "rejected":
+        return None, None
+    done = orjson.loads(payload).get("done" if outcome == "failed" else "actions")
+    if not isinstance(done, list):
+        return 0, 0.0
+    numbers = (a.get("ms") for a in done if isinstance(a, dict))
+    total = sum(ms for ms in numbers if isinstance(ms, int | float))
+    return len(done), round(float(total), 3)
 
 
 def _fold_head(heads: dict[str, list[Any]], event: dict[str, Any]) -> None:

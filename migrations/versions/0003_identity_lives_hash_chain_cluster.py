@@ -196,6 +196,15 @@ def upgrade() -> None:
             "log_id", sa.BigInteger(), nullable=False, comment="the event's id in the node's log"
         ),
         *_event_columns(),
+        sa.Column(
+            "actions", sa.Integer(), nullable=True, comment="actions the transition completed"
+        ),
+        sa.Column(
+            "duration_ms",
+            sa.Float(),
+            nullable=True,
+            comment="the time they took; NULL for a rejected request",
+        ),
         sa.PrimaryKeyConstraint("node", "log", "log_id", name=op.f("pk_cluster_events")),
     )
     with op.batch_alter_table("cluster_events", schema=None) as batch_op:
