@@ -42,7 +42,8 @@ DAY = 86_400 * 10**9
 FILL = """
 INSERT INTO cluster_events (node, log, log_id, container_id, seq, time_ns, "trigger", source,
     dest, outcome, actor_uid, actor_pid, actor_transport, payload, machine_digest, actor_user,
-    actor_loginuid, actor_context, job, root, prev_hash, hash, actions, duration_ms)
+    actor_loginuid, actor_context, job, root, prev_hash, hash, actions, duration_ms,
+    hook_failures)
 SELECT 'node-' || (c %% %(nodes)s), '/var/lib/runlog/events.db', g,
     'job-' || c, s, %(start)s + g::bigint * %(step)s,
     (ARRAY['create','start','pause','resume','kill','exit','delete','kill'])[1 + s %% 8],
@@ -51,7 +52,7 @@ SELECT 'node-' || (c %% %(nodes)s), '/var/lib/runlog/events.db', g,
     1000 + c %% 50, 4242, 'cli', '{"actions":[{"action":"spawn","ms":1.5}]}', %(digest)s,
     'user' || (c %% 50), 1000 + c %% 50,
     '{"slurm_job":"' || c || '"}', c::text, '/run/runlog', md5(g::text), md5((g + 1)::text),
-    1, (g %% 1000) / 10.0
+    1, (g %% 1000) / 10.0, CASE WHEN g %% 997 = 0 THEN 1 END
 FROM (SELECT g, (g - 1) %% %(containers)s AS c, 1 + (g - 1) / %(containers)s AS s
       FROM generate_series(%(lo)s, %(hi)s) AS g) AS x
 """

@@ -284,10 +284,8 @@ class ClusterReader(EventReader):
         )
 
     def _hook_failures(self, where: ColumnElement[bool]) -> tuple[HookFailures, ...]:
-        """Only failed transitions and hooks that warned hold failed runs."""
-        query = select(E.c.outcome, E.c.payload).where(
-            where, or_(E.c.outcome == "failed", E.c.payload.contains('"warning"'))
-        )
+        """The events the shipper found failed hook runs in (``hook_failures``)."""
+        query = select(E.c.outcome, E.c.payload).where(where, E.c.hook_failures.is_not(None))
         failures: dict[str, dict[str, int]] = {}
         with self._engine.connect() as conn:
             for outcome, payload in conn.execute(query):

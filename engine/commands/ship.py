@@ -16,9 +16,13 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from engine.errors import UsageError
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.ship import Shipped, Shipper
 
 __all__ = ["main"]
 
@@ -26,10 +30,7 @@ __all__ = ["main"]
 MAX_BACKOFF = 30.0
 
 
-def _summary(shipped: object, started: float) -> str:
-    from engine.ship import Shipped
-
-    assert isinstance(shipped, Shipped)
+def _summary(shipped: Shipped, started: float) -> str:
     wall = time.monotonic() - started
     behind = sum(shipped.behind.values())
     rate = shipped.events / wall if wall > 0 else 0.0
@@ -40,12 +41,13 @@ def _summary(shipped: object, started: float) -> str:
 
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    from engine.ship import ServerDown, Shipped, Shipper
+    from engine.ship import Shipped, Shipper
 
     url = str(flags.get("to") or "")
     if not url:
         raise UsageError("runlog ship: --to URL is required (postgresql://...)")
-    logs = [str(p) for p in flags.get("log") or []] or [settings.db]  # type: ignore[attr-defined]
+    given = flags.get("log")
+    logs = [str(p) for p in given] if isinstance(given, list) and given else [settings.db]
     node = str(flags.get("node") or socket.gethostname())
     tty = sys.stderr.isatty()
 
@@ -69,16 +71,15 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
                 sys.stderr.write("\r")
             sys.stdout.write(_summary(shipped, started))
         return 0
-    return _follow(shipper, shipped, started, ServerDown)
+    return _follow(shipper, shipped, started)
 
 
-def _follow(shipper: object, shipped: object, started: float, down: type[Exception]) -> int:
+def _follow(shipper: Shipper, shipped: Shipped, started: float) -> int:
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    from engine.ship import Shipper
+    from engine.ship import ServerDown
 
-    assert isinstance(shipper, Shipper)
     wake = threading.Event()
     names = {p: {os.path.basename(p), os.path.basename(p) + "-wal"} for p in shipper.logs}
 
@@ -97,10 +98,10 @@ def _follow(shipper: object, shipped: object, started: float, down: type[Excepti
         while True:
             wake.clear()
             try:
-                shipper.ship_once(shipped)  # type: ignore[arg-type]
+                shipper.ship_once(shipped)
                 backoff = 0.5
                 timeout: float | None = None
-            except down as err:
+            except ServerDown as err:
                 sys.stderr.write(f"runlog ship: {err}; retrying in {backoff:g} s\n")
                 timeout, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
             if timeout is None:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -139,8 +140,20 @@ cluster_events = Table(
     # the shipper rather than from every payload of a window at each query.
     Column("actions", Integer, comment="actions the transition completed"),
     Column("duration_ms", Float, comment="the time they took; NULL for a rejected request"),
+    Column("hook_failures", Integer, comment="hook runs that failed or warned; NULL: none"),
     Index(None, "container_id", "node", "log_id"),
-    Index(None, "time_ns"),
+    # A window's counts and containers from the index alone (PostgreSQL).
+    Index(
+        None,
+        "time_ns",
+        postgresql_include=["trigger", "outcome", "node", "log", "container_id"],
+    ),
+    # The few events with failed hook runs, by time.
+    Index(
+        "ix_cluster_events_hook_failures_time_ns",
+        "time_ns",
+        postgresql_where=text("hook_failures IS NOT NULL"),
+    ),
     Index(None, "job"),
     Index(None, "actor_user"),
 )

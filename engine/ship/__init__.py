@@ -35,7 +35,17 @@ BATCH = 5000
 #: The channel a batch's commit notifies (runlog events --follow listens).
 CHANNEL = "runlog_shipped"
 
-_SHIPPED = ("node", "log", "log_id", *CHAINED, "prev_hash", "hash", "actions", "duration_ms")
+_SHIPPED = (
+    "node",
+    "log",
+    "log_id",
+    *CHAINED,
+    "prev_hash",
+    "hash",
+    "actions",
+    "duration_ms",
+    "hook_failures",
+)
 _CHAINED = ", ".join(f'"{c}"' for c in CHAINED)
 _SELECT = f"SELECT id, {_CHAINED}, prev_hash, hash FROM events WHERE id > ? ORDER BY id LIMIT ?"
 _COLUMNS = ", ".join(f'"{c}"' for c in _SHIPPED)
@@ -306,17 +316,22 @@ class Shipper:
             )
 
 
-def _timing(outcome: str, payload: str) -> tuple[int | None, float | None]:
+def _timing(outcome: str, payload: str) -> tuple[int | None, float | None, int | None]:
     """The actions a transition completed and the ms they took, as the
-    ``transition_durations`` view counts them (engine.eventlog.schema)."""
+    ``transition_durations`` view counts them (engine.eventlog.schema), and
+    how many of its hook runs failed or warned (``hook_runs``)."""
+    from engine.audit.summary import hook_results
+
+    doc = orjson.loads(payload)
+    failed = sum(result != "ok" for _, result in hook_results(outcome, doc)) or None
     if outcome == "rejected":
-        return None, None
-    done = orjson.loads(payload).get("done" if outcome == "failed" else "actions")
+        return None, None, failed
+    done = doc.get("done" if outcome == "failed" else "actions")
     if not isinstance(done, list):
-        return 0, 0.0
+        return 0, 0.0, failed
     numbers = (a.get("ms") for a in done if isinstance(a, dict))
     total = sum(ms for ms in numbers if isinstance(ms, int | float))
-    return len(done), round(float(total), 3)
+    return len(done), round(float(total), 3), failed
 
 
 def _fold_head(heads: dict[str, list[Any]], event: dict[str, Any]) -> None:

@@ -205,6 +205,12 @@ def upgrade() -> None:
             nullable=True,
             comment="the time they took; NULL for a rejected request",
         ),
+        sa.Column(
+            "hook_failures",
+            sa.Integer(),
+            nullable=True,
+            comment="hook runs that failed or warned; NULL: none",
+        ),
         sa.PrimaryKeyConstraint("node", "log", "log_id", name=op.f("pk_cluster_events")),
     )
     with op.batch_alter_table("cluster_events", schema=None) as batch_op:
@@ -214,7 +220,16 @@ def upgrade() -> None:
             ["container_id", "node", "log_id"],
         )
         batch_op.create_index(batch_op.f("ix_cluster_events_job"), ["job"])
-        batch_op.create_index(batch_op.f("ix_cluster_events_time_ns"), ["time_ns"])
+        batch_op.create_index(
+            batch_op.f("ix_cluster_events_hook_failures_time_ns"),
+            ["time_ns"],
+            postgresql_where=sa.text("hook_failures IS NOT NULL"),
+        )
+        batch_op.create_index(
+            batch_op.f("ix_cluster_events_time_ns"),
+            ["time_ns"],
+            postgresql_include=["trigger", "outcome", "node", "log", "container_id"],
+        )
 
 
 def downgrade() -> None:
