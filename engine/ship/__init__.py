@@ -322,8 +322,12 @@ def _timing(outcome: str, payload: str) -> tuple[int | None, float | None, int |
     how many of its hook runs failed or warned (``hook_runs``)."""
     from engine.audit.summary import hook_results
 
+    if outcome == "rejected" and '"exit_code"' not in payload:
+        return None, None, None
     doc = orjson.loads(payload)
-    failed = sum(result != "ok" for _, result in hook_results(outcome, doc)) or None
+    failed = None
+    if '"exit_code"' in payload:  # a hook ran: every run records its exit code
+        failed = sum(result != "ok" for _, result in hook_results(outcome, doc)) or None
     if outcome == "rejected":
         return None, None, failed
     done = doc.get("done" if outcome == "failed" else "actions")
