@@ -228,3 +228,41 @@ def test_events_follow_on_the_cluster_wakes_on_each_shipped_batch(
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_follow_rides_out_a_server_stop_and_catches_up(
+    pg_url: str, pg_cluster: object, tmp_path: Path
+) -> None:
+    from tests.pgcluster import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    log = tmp_path / "a.db"
+    fill(log, 5, synchronous="FULL")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--log", str(log), "--follow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (_ready(pg_url) and len(central(pg_url)) == 5):
+            assert time.monotonic() < deadline, "the first events never arrived"
+            time.sleep(0.1)
+        pg_cluster.stop()
+        try:
+            fill(log, 20, synchronous="FULL")  # the node goes on; the shipper retries
+            time.sleep(1.5)
+        finally:
+            pg_cluster.start()
+        fill(log, 1, synchronous="FULL")
+        while len(central(pg_url)) < 26:
+            assert time.monotonic() < deadline, "the shipper did not catch up"
+            time.sleep(0.2)
+        assert [r[2] for r in central(pg_url)] == local_ids(log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "retrying" in err and "Traceback" not in err
+    assert "shipped 26 events" in out
