@@ -26,6 +26,8 @@ DEBS += $(if $(shell command -v podman),,podman)
 # runc, for the tests that run `runc spec`'s bundle side by side with it
 # and for the benchmarks.
 DEBS += $(if $(shell command -v runc),,runc)
+# PostgreSQL 15's server, for the tests of the cluster-wide log (runlog ship).
+DEBS += $(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
@@ -40,7 +42,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres]'
 	$(PY) -m engine.entry $(VENV)/bin/runlog
 	touch $@
 
@@ -68,6 +70,7 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/containers.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
+	$(PY) bench/chain.py
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)

@@ -29,7 +29,7 @@ import orjson
 from engine.audit import logdb, query
 from engine.audit.filters import Filters
 from engine.audit.summary import summarize
-from engine.eventlog import sql
+from engine.eventlog import chain, sql
 from engine.eventlog.sqlite import SQLiteStore
 from engine.machine.definition import MachineDefinition, default_path, load
 from engine.replay.fold import replay
@@ -217,6 +217,8 @@ def generate(
         seq = 0
         state: str | None = None
         first = int(t)
+        job = str(100_000 + i)
+        context = f'{{"slurm_job":"{job}","slurm_step":"0","slurm_user":"user{uid}"}}'
         for trigger, source, dest, outcome, payload in walker.history(cid, length):
             seq += 1
             t += gap * rng.uniform(0.5, 1.5)
@@ -236,12 +238,18 @@ def generate(
                     transport,
                     dumps(payload).decode(),
                     digest,
+                    None if actor_uid is None else f"user{uid}",
+                    actor_uid,
+                    None if actor_uid is None else context,
+                    None if actor_uid is None else job,
+                    "/run/runlog",
                 )
             )
             if outcome == "ok":
                 state = dest
         heads.append((cid, state, seq, first, int(t), digest))
     rows.sort(key=lambda r: r[2])
+    rows = chain_rows(rows)
     if path.exists():
         path.unlink()
     SQLiteStore(str(path)).close()  # the schema, as the hot path creates it
@@ -258,6 +266,17 @@ def generate(
     conn.execute("ANALYZE")
     conn.close()
     return len(rows), len(heads)
+
+
+def chain_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows of CHAINED_COLUMNS with their prev_hash and hash, in this order."""
+    last = chain.GENESIS
+    out = []
+    for values in rows:
+        digest = chain.link(last, values)
+        out.append((*values, last, digest))
+        last = digest
+    return out
 
 
 def _median_ms(fn: Callable[[], object], repeat: int) -> float:

@@ -179,10 +179,25 @@ COMMANDS = {
         Cmd(
             "db",
             "engine.commands.db:main",
-            "upgrade the event log's schema, or show its revision",
-            "upgrade|current",
+            "upgrade the event log's schema, show its revision, or prune old events",
+            "upgrade|current|prune",
             1,
             1,
+            (Opt("--before", value=True, metavar="DATE", help="prune: events before DATE"),),
+        ),
+        Cmd(
+            "ship",
+            "engine.commands.ship:main",
+            "send this node's event logs to the cluster's PostgreSQL database",
+            "",
+            0,
+            0,
+            (
+                Opt("--to", value=True, metavar="URL", help="postgresql://USER@HOST/DB"),
+                Opt("--log", repeat=True, metavar="PATH", help="a log to send (default: --db)"),
+                Opt("--node", value=True, metavar="NAME", help="this node's name (hostname)"),
+                Opt("--follow", help="keep sending as events are recorded"),
+            ),
         ),
         Cmd(
             "history",
@@ -191,7 +206,11 @@ COMMANDS = {
             "ID",
             1,
             1,
-            (FORMAT,),
+            (
+                FORMAT,
+                Opt("--all", help="every life of the id, not only the latest"),
+                Opt("--node", value=True, metavar="NAME", help="cluster database: this node's"),
+            ),
         ),
         Cmd(
             "audit",
@@ -209,8 +228,12 @@ COMMANDS = {
                 Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
                 Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
                 Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--node", repeat=True, metavar="NAME", help="events of this node"),
+                Opt("--user", repeat=True, metavar="NAME", help="requests by this user name"),
+                Opt("--job", repeat=True, metavar="ID", help="requests from this Slurm job"),
                 Opt("--limit", value=True, metavar="N", help="the latest N (summary: top N)"),
                 Opt("--summary", help="counts by trigger, state, hook point; slowest transitions"),
+                Opt("--verify", help="check the hash chain; name the first broken link"),
                 Opt(
                     "--format",
                     "-f",
@@ -240,6 +263,9 @@ COMMANDS = {
                 Opt("--actor-uid", repeat=True, metavar="UID", help="requests by this uid"),
                 Opt("--transport", repeat=True, metavar="NAME", help="cli, socket, spool, ..."),
                 Opt("--state", repeat=True, metavar="STATE", help="containers now in STATE"),
+                Opt("--node", repeat=True, metavar="NAME", help="histories of this node"),
+                Opt("--user", repeat=True, metavar="NAME", help="requests by this user name"),
+                Opt("--job", repeat=True, metavar="ID", help="requests from this Slurm job"),
                 Opt("--verbose", "-v", help="list the histories that agree too"),
                 Opt(
                     "--format",

@@ -66,23 +66,46 @@ TRANSPORTS = (
 
 
 class Actor:
-    """Who asked: a uid and pid, and the transport the request came by."""
+    """Who asked: a uid and pid, and the transport the request came by; where
+    known, the uid's user name, the audit login uid, and the scheduler's
+    context (``slurm_job``, ``slurm_step``, ``slurm_user``, ``podman_name``,
+    ``podman_id``: engine.identity)."""
 
-    __slots__ = ("pid", "transport", "uid")
+    __slots__ = ("context", "loginuid", "pid", "transport", "uid", "user")
 
-    def __init__(self, uid: int | None, pid: int | None, transport: str) -> None:
+    def __init__(
+        self,
+        uid: int | None,
+        pid: int | None,
+        transport: str,
+        user: str | None = None,
+        loginuid: int | None = None,
+        context: dict[str, str] | None = None,
+    ) -> None:
         self.uid = uid
         self.pid = pid
         self.transport = transport
+        self.user = user
+        self.loginuid = loginuid
+        self.context = context or None
 
     @classmethod
     def current(cls, transport: str = Transport.CLI) -> Actor:
         return cls(posix.getuid(), posix.getpid(), transport)
 
+    @property
+    def job(self) -> str | None:
+        """The caller's Slurm job id, if it has one."""
+        return None if self.context is None else self.context.get("slurm_job")
+
+    def _key(self) -> tuple[object, ...]:
+        context = None if self.context is None else sorted(self.context.items())
+        return (self.uid, self.pid, self.transport, self.user, self.loginuid, context)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Actor):
             return NotImplemented
-        return (self.uid, self.pid, self.transport) == (other.uid, other.pid, other.transport)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash((self.uid, self.pid, self.transport))

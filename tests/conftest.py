@@ -59,3 +59,37 @@ def nothing_left_on_the_host() -> Iterator[None]:
     left = [path for path, existed in before.items() if not existed and os.path.exists(path)]
     left += sorted(_runlog_cgroups() - cgroups_before)
     assert not left, f"tests left {left} behind"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A PostgreSQL cluster for the session (tests/pgcluster.py), removed after."""
+    from tests import pgcluster
+
+    why = pgcluster.missing()
+    if why is not None:
+        pytest.skip(why)
+    cluster = pgcluster.Cluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database in the session's cluster, dropped after the test."""
+    from tests.pgcluster import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    if not pg_cluster.running:
+        pg_cluster.start()
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    pg_cluster.dropdb(name)
+    url = pg_cluster.createdb(name)
+    yield url
+    if not pg_cluster.running:
+        pg_cluster.start()
+    pg_cluster.dropdb(name)

@@ -73,13 +73,21 @@ def action_detail(result: Mapping[str, Any]) -> str:
 
 
 def actor_text(event: Event) -> str:
-    """``cli uid 0 pid 4242``."""
+    """``cli uid 0 (root) pid 4242 job 77.0``: who, as far as the event knows."""
     actor = event.actor
     parts = [actor.transport]
     if actor.uid is not None:
-        parts.append(f"uid {actor.uid}")
+        parts.append(f"uid {actor.uid}" + (f" ({actor.user})" if actor.user else ""))
+    if actor.loginuid is not None and actor.loginuid != actor.uid:
+        parts.append(f"login {actor.loginuid}")
     if actor.pid is not None:
         parts.append(f"pid {actor.pid}")
+    context = actor.context or {}
+    if "slurm_job" in context:
+        step = context.get("slurm_step")
+        parts.append(f"job {context['slurm_job']}" + (f".{step}" if step else ""))
+    if "podman_id" in context:
+        parts.append(f"podman {context.get('podman_name') or context['podman_id'][:12]}")
     return " ".join(parts)
 
 

@@ -15,13 +15,32 @@ from engine.audit.times import parse_time
 from engine.errors import UsageError
 from engine.status import OUTCOMES, STATUSES, TRANSPORTS
 
-__all__ = ["FILTER_FLAGS", "Filters"]
+__all__ = ["FILTER_FLAGS", "Filters", "local_node"]
 
 # How much of the log a time bound is taken to keep, for the query planner.
 _WINDOW = 0.05
 
 #: The flags (dests) that are filters; ``runlog replay`` takes the same.
-FILTER_FLAGS = ("id", "since", "until", "trigger", "outcome", "actor_uid", "transport", "state")
+FILTER_FLAGS = (
+    "id",
+    "since",
+    "until",
+    "trigger",
+    "outcome",
+    "actor_uid",
+    "transport",
+    "state",
+    "node",
+    "user",
+    "job",
+)
+
+
+def local_node() -> str:
+    """This node's name, as ``runlog ship`` sends it by default."""
+    import socket
+
+    return socket.gethostname()
 
 
 def _strings(flags: Mapping[str, object], key: str) -> tuple[str, ...]:
@@ -64,6 +83,9 @@ class Filters:
     actor_uids: tuple[int, ...] = ()
     transports: tuple[str, ...] = ()
     states: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
     limit: int | None = None
 
     @classmethod
@@ -106,8 +128,16 @@ class Filters:
             actor_uids=tuple(uids),
             transports=_choices(_strings(flags, "transport"), TRANSPORTS, "--transport"),
             states=_choices(_strings(flags, "state"), STATUSES, "--state"),
+            nodes=_strings(flags, "node"),
+            users=_strings(flags, "user"),
+            jobs=_strings(flags, "job"),
             limit=limit,
         )
+
+    def nodes_here(self) -> tuple[str, ...]:
+        """The nodes a node's own log holds events of, among those asked for."""
+        here = local_node()
+        return tuple(n for n in self.nodes if n == here)
 
     def where(self, alias: str = "e") -> tuple[str, list[object]]:
         """An SQL condition on ``events AS alias`` and its parameters."""
@@ -146,6 +176,10 @@ class Filters:
         any_of("outcome", self.outcomes)
         any_of("actor_uid", self.actor_uids)
         any_of("actor_transport", self.transports)
+        any_of("actor_user", self.users)
+        any_of("job", self.jobs)
+        if self.nodes and local_node() not in self.nodes:
+            terms.append("0")  # a node's own log holds this node's events alone
         if self.states:
             marks = ", ".join("?" * len(self.states))
             terms.append(

@@ -47,6 +47,10 @@ CSV_COLUMNS = (
     "machine_digest",
     "detail",
     "payload",
+    "node",
+    "actor_user",
+    "actor_loginuid",
+    "job",
 )
 
 
@@ -98,6 +102,10 @@ def write_events(out: TextIO, events: Sequence[Event], fmt: str) -> None:
                     e.machine_digest,
                     describe(e),
                     orjson.dumps(e.payload, option=orjson.OPT_SORT_KEYS).decode(),
+                    e.node or "",
+                    e.actor.user or "",
+                    "" if e.actor.loginuid is None else e.actor.loginuid,
+                    e.actor.job or "",
                 )
             )
         return
@@ -108,7 +116,7 @@ def write_events(out: TextIO, events: Sequence[Event], fmt: str) -> None:
         rows.append(
             (
                 local_iso(e.time_ns),
-                e.container_id,
+                e.container_id if e.node is None else f"{e.container_id}@{e.node}",
                 str(e.seq),
                 e.trigger,
                 transition_text(e.source, e.dest),
@@ -143,6 +151,16 @@ def _summary_records(summary: Summary) -> list[dict[str, Any]]:
         for t in summary.triggers
     ]
     records += [
+        {
+            "section": "pruned",
+            "log": p.log,
+            "events": p.events,
+            "first": utc_iso(p.first_ns),
+            "last": utc_iso(p.last_ns),
+        }
+        for p in summary.pruned
+    ]
+    records += [
         {"section": "state", "state": s.state, "containers": s.containers} for s in summary.states
     ]
     records += [
@@ -174,6 +192,8 @@ def _summary_csv(out: TextIO, summary: Summary) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("section", "key", "measure", "value"))
     writer.writerow(("window", "all", "events", summary.events))
+    for p in summary.pruned:
+        writer.writerow(("pruned", p.log, "events", p.events))
     for t in summary.triggers:
         for measure in ("ok", "rejected", "failed"):
             writer.writerow(("trigger", t.trigger, measure, getattr(t, measure)))
@@ -196,7 +216,14 @@ def write_summary(out: TextIO, summary: Summary, fmt: str) -> None:
         return
     since = "the beginning" if summary.since_ns is None else local_iso(summary.since_ns)
     until = "now" if summary.until_ns is None else local_iso(summary.until_ns)
-    lines = [f"from {since} until {until}: {summary.events:,} events", ""]
+    lines = [f"from {since} until {until}: {summary.events:,} events"]
+    for span in summary.pruned:
+        where = f" of {span.log}" if span.log else ""
+        lines.append(
+            f"pruned: {span.events:,} events{where} from {local_iso(span.first_ns)} to "
+            f"{local_iso(span.last_ns)} were removed (runlog db prune) and are not counted"
+        )
+    lines.append("")
     rows: list[tuple[str, ...]] = [("TRIGGER", "OK", "REJECTED", "FAILED", "TOTAL")]
     rows += [
         (t.trigger, f"{t.ok:,}", f"{t.rejected:,}", f"{t.failed:,}", f"{t.total:,}")

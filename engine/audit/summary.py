@@ -10,13 +10,24 @@ views over the picked events, so the summary says what the views say.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from engine.audit.filters import Filters
 from engine.eventlog.schema import view_select
 from engine.status import OUTCOMES, STATUSES
 
-__all__ = ["HookFailures", "SlowTransition", "StateCount", "Summary", "TriggerCount", "summarize"]
+__all__ = [
+    "HookFailures",
+    "PrunedSpan",
+    "SlowTransition",
+    "StateCount",
+    "Summary",
+    "TriggerCount",
+    "overlapping",
+    "summarize",
+]
 
 DEFAULT_TOP = 10
 
@@ -61,6 +72,27 @@ class SlowTransition:
 
 
 @dataclass(frozen=True, slots=True)
+class PrunedSpan:
+    """Events ``runlog db prune`` removed from a log, overlapping the window."""
+
+    log: str  # "" for a node's own log; "node:path" on the cluster's database
+    events: int
+    first_ns: int
+    last_ns: int
+
+
+def overlapping(
+    spans: list[PrunedSpan], since_ns: int | None, until_ns: int | None
+) -> tuple[PrunedSpan, ...]:
+    return tuple(
+        s
+        for s in spans
+        if (since_ns is None or s.last_ns >= since_ns)
+        and (until_ns is None or s.first_ns < until_ns)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     since_ns: int | None
     until_ns: int | None
@@ -69,10 +101,37 @@ class Summary:
     states: tuple[StateCount, ...]
     hook_failures: tuple[HookFailures, ...]
     slowest: tuple[SlowTransition, ...]
+    pruned: tuple[PrunedSpan, ...] = ()
 
     @property
     def events(self) -> int:
         return sum(t.total for t in self.triggers)
+
+
+def hook_results(outcome: str, payload: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(point, result) of each hook run an event's payload holds, as the
+    ``hook_runs`` view reads them (engine.eventlog.schema): ok, warned
+    (on_failure: warn) or failed."""
+
+    def runs(actions: object, key: str, failure: str) -> Iterator[tuple[str, str]]:
+        for action in actions if isinstance(actions, list) else []:
+            result = action.get("result") if isinstance(action, dict) else None
+            if not isinstance(result, dict):
+                continue
+            for run in result.get(key) or []:
+                code = run.get("exit_code") if isinstance(run, dict) else None
+                yield str(result.get("point")), "ok" if code == 0 else failure
+
+    yield from runs(payload.get("actions"), "hooks", "failed")
+    yield from runs(payload.get("actions"), "runs", "warned")
+    yield from runs(payload.get("done"), "hooks", "failed")
+    action = payload.get("action")
+    if outcome == "failed" and isinstance(action, str) and action.startswith("hook("):
+        point = action[5:].split(",", 1)[0]
+        details = payload.get("details")
+        for run in (details.get("runs") if isinstance(details, dict) else None) or []:
+            code = run.get("exit_code") if isinstance(run, dict) else None
+            yield point, "ok" if code == 0 else "failed"
 
 
 def _state_order(state: str | None) -> int:
@@ -122,6 +181,12 @@ def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP
     )
     slowest = tuple(SlowTransition(*row) for row in conn.execute(query, [*params, top]))
 
+    spans = [
+        PrunedSpan("", int(n), int(first), int(last))
+        for n, first, last in conn.execute(
+            "SELECT pruned, first_ns, last_ns FROM chain_anchors WHERE node = '' AND log = ''"
+        )
+    ]
     return Summary(
         filters.since_ns,
         filters.until_ns,
@@ -130,4 +195,5 @@ def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP
         states,
         hook_failures,
         slowest,
+        overlapping(spans, filters.since_ns, filters.until_ns),
     )

@@ -1,9 +1,13 @@
 """``runlog audit``: events across containers, filtered; or a summary of a window.
 
 Filters (``--id``, ``--since``/``--until``, ``--trigger``, ``--outcome``,
-``--actor-uid``, ``--transport``, ``--state``) narrow; ``--limit N`` keeps
-the latest N events. ``--summary`` counts instead of listing. Output is a
-table on a terminal and JSON lines otherwise, unless ``--format`` says.
+``--actor-uid``, ``--transport``, ``--state``, ``--node``, ``--user``,
+``--job``) narrow; ``--limit N`` keeps the latest N events. ``--summary``
+counts instead of listing; ``--verify`` walks the hash chain and names the
+first broken link (exit 1). ``--db`` may be a node's log or the cluster's
+PostgreSQL database (``runlog ship``): one reader interface answers both
+(engine.eventlog.store.EventReader). Output is a table on a terminal and
+JSON lines otherwise, unless ``--format`` says.
 """
 
 from __future__ import annotations
@@ -17,22 +21,27 @@ __all__ = ["main"]
 
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    from engine.audit import logdb, query, render
+    from engine.audit import render
     from engine.audit.filters import Filters
-    from engine.audit.summary import DEFAULT_TOP, summarize
+    from engine.audit.reader import open_reader
+    from engine.audit.summary import DEFAULT_TOP
 
     filters = Filters.from_flags(flags, time.time_ns())
     fmt = str(flags.get("format") or ("table" if sys.stdout.isatty() else "jsonl"))
-    conn = logdb.open_log(settings.db)
-    try:
-        query.check_ids(conn, filters, settings.db)
+    with open_reader(settings.db) as reader:
+        if flags.get("verify"):
+            checks = reader.verify()
+            for check in checks:
+                sys.stdout.write(check.line())
+            if not checks:
+                sys.stdout.write(f"event log {reader.location}: no events to verify\n")
+            return 0 if all(c.broken is None for c in checks) else 1
+        reader.check_ids(filters)
         if flags.get("summary"):
-            summary = summarize(conn, filters, top=filters.limit or DEFAULT_TOP)
+            summary = reader.summarize(filters, filters.limit or DEFAULT_TOP)
             render.write_summary(sys.stdout, summary, fmt)
             return 0
-        events = query.select_events(conn, filters)
-    finally:
-        conn.close()
+        events = reader.select_events(filters)
     if not events and fmt == "table":
         sys.stdout.write("no events match\n")
         return 0

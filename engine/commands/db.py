@@ -1,4 +1,5 @@
-"""``runlog db upgrade|current``: the event log's schema revision."""
+"""``runlog db upgrade|current``: the event log's schema revision;
+``runlog db prune --before DATE``: remove older events, keeping a chain anchor."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     from engine.eventlog import migrate, open_store
 
     verb = args[0]
+    if verb == "prune":
+        return _prune(settings, flags)
     head = migrate.head()
     if verb == "upgrade":
         # Opening a store creates a new database at the head revision and
@@ -23,7 +26,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         sys.stdout.write(f"event log {settings.db}: at revision {head} (head)\n")
         return 0
     if verb != "current":
-        raise UsageError(f"runlog db: unknown action {verb!r} (upgrade or current)")
+        raise UsageError(f"runlog db: unknown action {verb!r} (upgrade, current or prune)")
     url = migrate.url_for(settings.db)
     if url.startswith("sqlite:///") and not os.path.exists(settings.db):
         raise SchemaError(settings.db, "does not exist (runlog db upgrade creates it)")
@@ -45,3 +48,37 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         note = f"newer than this runlog knows (head {head})"
     sys.stdout.write(f"event log {settings.db}: at revision {current} ({note})\n")
     return 0 if current in known else 1
+
+
+def _prune(settings: Settings, flags: dict[str, object]) -> int:
+    import time
+
+    from engine.audit.cluster import is_cluster_url
+    from engine.audit.times import parse_time, utc_iso
+    from engine.eventlog import open_store
+    from engine.eventlog.prune import prune_cluster, prune_sqlite
+
+    text = flags.get("before")
+    if not text:
+        raise UsageError("runlog db prune: --before DATE is required (ISO 8601, or an age: 90d)")
+    before = parse_time(str(text), time.time_ns(), flag="--before")
+    if is_cluster_url(settings.db):
+        from engine.eventlog.sa import make_engine
+
+        engine = make_engine(settings.db)
+        try:
+            with engine.begin() as conn:
+                done = prune_cluster(conn, before)
+        finally:
+            engine.dispose()
+    else:
+        if not os.path.exists(settings.db):
+            raise SchemaError(settings.db, "does not exist")
+        open_store(settings.db).close()  # at the head revision, or refused
+        done = [prune_sqlite(settings.db, before)]
+    for pruned in done:
+        sys.stdout.write(
+            f"{pruned.label}: {pruned.removed} events before {utc_iso(before)} removed"
+            + (f"; chain anchored at event {pruned.last_id}\n" if pruned.removed else "\n")
+        )
+    return 0

@@ -9,6 +9,9 @@
   (the SQLite file and its ``-wal``) or the state directory's removal, then
   reads, and looks again a few times within half a second (a write is seen
   before its commit is visible); no polling while nothing happens.
+  With ``--db`` the cluster's PostgreSQL database, the id's latest life on
+  whichever node, as ``runlog ship`` sends it: the stream sleeps until a
+  shipped batch's commit notifies it (LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def _refuse_absent(settings: Settings, container_id: str) -> ContainerNotFound:
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if flags.get("follow"):
+        from engine.audit.cluster import is_cluster_url
+
+        if is_cluster_url(settings.db):
+            return follow_cluster(settings.db, args[0])
         return follow(settings, args[0])
     return stats(settings, args[0], bool(flags.get("stats")), flags.get("interval"))
 
@@ -112,3 +119,37 @@ def follow(settings: Settings, container_id: str) -> int:
             if poller.poll(settle.pop(0) if settle else None):
                 watcher.drain()
                 settle = list(SETTLE_MS)
+
+
+def follow_cluster(url: str, container_id: str) -> int:
+    """``events --follow`` of the cluster's database: the latest life of the
+    id, then what the shippers send of it, until its delete."""
+    import psycopg
+
+    from engine.audit import render
+    from engine.audit.cluster import ClusterReader
+    from engine.commands.history import lives
+    from engine.ship import CHANNEL, pg_conninfo
+
+    out = sys.stdout.buffer
+    with ClusterReader(url) as reader, psycopg.connect(pg_conninfo(url), autocommit=True) as pg:
+        # Listen first, then read: nothing shipped in between is missed.
+        pg.execute(f"LISTEN {CHANNEL}")
+        found = reader.history(container_id)
+        if not found:
+            raise ContainerNotFound(container_id)
+        life = sorted(lives(found), key=lambda events: events[-1].time_ns)[-1]
+        node, last = life[0].node, 0
+        while True:
+            new = [e for e in reader.history(container_id, node=node) if e.log == life[0].log]
+            for event in new:
+                if event.id <= last or event.seq < life[0].seq:
+                    continue
+                out.write(render.event_json(event) + b"\n")
+                last = event.id
+                if _ended(event):
+                    out.flush()
+                    return 0
+            out.flush()
+            for _ in pg.notifies(stop_after=1):
+                pass

@@ -5,6 +5,10 @@ code and duration, signals sent, the exit status), each failure with what
 was undone, each rejected request, and who sent every one of them.
 ``--format jsonl`` writes the events as ``runlog audit`` does. An id with
 no events is runc's "container does not exist".
+
+Containers that share an id are different lives: one life ends with its
+delete, and another --root (or, in the cluster's database, another node or
+log) is another life. The latest is shown; ``--all`` shows every one.
 """
 
 from __future__ import annotations
@@ -14,31 +18,72 @@ import sys
 
 from engine.audit.describe import describe
 from engine.errors import ContainerNotFound
+from engine.eventlog.record import Event
 from engine.settings import Settings
+from engine.status import Outcome, Status
 
-__all__ = ["describe", "main"]
+__all__ = ["describe", "lives", "main"]
+
+
+def lives(events: list[Event]) -> list[list[Event]]:
+    """``events`` (each log's in seq order) cut into lives: after a delete,
+    and where the node, the log or the recorded root changes."""
+    out: list[list[Event]] = []
+    last: Event | None = None
+    for event in events:
+        if (
+            last is None
+            or (last.outcome == Outcome.OK and last.dest == Status.DELETED)
+            or (event.node, event.log) != (last.node, last.log)
+            or (event.root is not None and last.root is not None and event.root != last.root)
+        ):
+            out.append([])
+        out[-1].append(event)
+        last = event
+    return out
+
+
+def _state(life: list[Event]) -> str | None:
+    state = None
+    for event in life:
+        if event.outcome == Outcome.OK and event.dest is not None:
+            state = event.dest
+    return state
+
+
+def _read(settings: Settings, flags: dict[str, object], container_id: str) -> list[Event]:
+    from engine.audit import logdb
+    from engine.audit.cluster import is_cluster_url
+    from engine.audit.reader import open_reader
+
+    # No event log yet means no container yet: say so as runc would, and
+    # leave no empty database behind.
+    if not is_cluster_url(settings.db) and not os.path.exists(logdb.sqlite_path(settings.db)):
+        raise ContainerNotFound(container_id)
+    node = flags.get("node")
+    with open_reader(settings.db) as reader:
+        return reader.history(container_id, node=None if node is None else str(node))
 
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    from engine.audit import logdb, query, render
-    from engine.eventlog import sql
+    from engine.audit import render
 
     container_id = args[0]
-    # No event log yet means no container yet: say so as runc would, and
-    # leave no empty database behind.
-    if not os.path.exists(logdb.sqlite_path(settings.db)):
-        raise ContainerNotFound(container_id)
-    conn = logdb.open_log(settings.db)
-    try:
-        events = query.history(conn, container_id)
-        row = conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
-    finally:
-        conn.close()
+    events = _read(settings, flags, container_id)
     if not events:
         raise ContainerNotFound(container_id)
-    state = None if row is None else row[sql.CONTAINER_COLUMNS.index("state")]
+    found = sorted(lives(events), key=lambda life: life[-1].time_ns)
+    shown = found if flags.get("all") else found[-1:]
     if flags.get("format") == "jsonl":
-        render.write_events(sys.stdout, events, "jsonl")
-    else:
-        render.write_history(sys.stdout, events, state)
+        render.write_events(sys.stdout, [e for life in shown for e in life], "jsonl")
+        return 0
+    for n, life in enumerate(shown):
+        if len(found) > 1:
+            number = found.index(life) + 1
+            first = life[0]
+            where = f" on {first.node}, log {first.log}" if first.node else ""
+            root = f", root {first.root}" if first.root else ""
+            sep = "\n" if n else ""
+            sys.stdout.write(f"{sep}life {number} of {len(found)}{where}{root}\n")
+        render.write_history(sys.stdout, life, _state(life))
     return 0

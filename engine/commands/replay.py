@@ -17,7 +17,6 @@ puts every history through FILE instead - the question a changed
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.audit.filters import Filters
+    from engine.eventlog.store import EventReader
     from engine.machine.definition import MachineDefinition
     from engine.replay.fold import HistoryResult, Replay
     from engine.replay.machines import MachineCatalog
@@ -72,7 +72,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             )
         return _fixtures(Path(str(flags["fixtures"])), override, current, fmt, flags)
 
-    from engine.audit import logdb, query
+    from engine.audit.reader import open_reader
 
     if not modes:
         extra = [f for f in FILTER_FLAGS if f not in ("id", "until") and flags.get(f)]
@@ -83,27 +83,24 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         filters = Filters.from_flags(fold_flags, time.time_ns())
     else:
         filters = Filters.from_flags(flags, time.time_ns())
-    conn = logdb.open_log(settings.db)
-    try:
-        query.check_ids(conn, filters, settings.db)
-        catalog = _catalog(conn, override, current)
+    with open_reader(settings.db) as reader:
+        reader.check_ids(filters)
+        catalog = _catalog(reader, override, current)
         if modes == ["export"]:
-            return _export(conn, filters, catalog, Path(str(flags["export"])))
+            return _export(reader, filters, catalog, Path(str(flags["export"])))
         if modes == ["all"]:
-            return _verify_log(conn, filters, catalog, fmt, flags)
-        return _fold(conn, filters.ids, flags.get("until"), catalog, fmt)
-    finally:
-        conn.close()
+            return _verify_log(reader, filters, catalog, fmt, flags)
+        return _fold(reader, filters.ids, flags.get("until"), catalog, fmt)
 
 
 def _catalog(
-    conn: sqlite3.Connection,
+    reader: EventReader,
     override: MachineDefinition | None,
     current: Callable[[], MachineDefinition],
 ) -> MachineCatalog:
-    from engine.replay.machines import MachineCatalog, archived_in, remember
+    from engine.replay.machines import MachineCatalog
 
-    archived = archived_in(conn)
+    archived = reader.machine_text
     if override is None:
         # Archive today's machine while its file still says what the log's
         # containers ran under: after statemachine.yaml changes, replay by
@@ -113,11 +110,7 @@ def _catalog(
         except MachineError:
             pass  # reported if a replay needs it
         else:
-            used = conn.execute(
-                "SELECT 1 FROM containers WHERE machine_digest = ? LIMIT 1", (now.digest,)
-            ).fetchone()
-            if used and archived(now.digest) is None:
-                remember(conn, now)
+            reader.remember(now)
     return MachineCatalog(override=override, archived=archived, current=current)
 
 
@@ -187,21 +180,20 @@ def _report(out: TextIO, result: Replay, catalog: MachineCatalog, fmt: str, verb
 
 
 def _verify_log(
-    conn: sqlite3.Connection,
+    reader: EventReader,
     filters: Filters,
     catalog: MachineCatalog,
     fmt: str,
     flags: dict[str, object],
 ) -> int:
-    from engine.audit import query
     from engine.replay.fold import replay
     from engine.replay.progress import ProgressBar
 
     bar = None
     if sys.stderr.isatty():
-        bar = ProgressBar.for_terminal(query.count_replay_rows(conn, filters), sys.stderr)
+        bar = ProgressBar.for_terminal(reader.count_replay_rows(filters), sys.stderr)
     try:
-        result = replay(query.replay_rows(conn, filters), catalog, progress=bar)
+        result = replay(reader.replay_rows(filters), catalog, progress=bar)
     finally:
         if bar is not None:
             bar.close()
@@ -227,7 +219,7 @@ def _fixtures(
 
 
 def _fold(
-    conn: sqlite3.Connection,
+    reader: EventReader,
     ids: tuple[str, ...],
     until: object,
     catalog: MachineCatalog,
@@ -235,7 +227,6 @@ def _fold(
 ) -> int:
     import orjson
 
-    from engine.audit import query
     from engine.audit.times import local_iso, parse_time, utc_iso
     from engine.replay.fold import replay, rows_of
 
@@ -250,7 +241,12 @@ def _fold(
         raise UsageError("runlog replay: --id takes a container id here, not a prefix")
     status = 0
     for cid in ids:
-        events = query.history(conn, cid, until_seq=until_seq, until_ns=until_ns)
+        events = reader.history(cid, until_seq=until_seq, until_ns=until_ns)
+        if len({(e.node, e.log) for e in events}) > 1:
+            raise UsageError(
+                f"runlog replay --id {cid}: the id has histories on several nodes or logs; "
+                "replay --all --id ID replays each of them"
+            )
         result = replay(rows_of(events), catalog)
         h = result.histories.get(cid)
         state = h.state if h is not None else None
@@ -284,22 +280,19 @@ def _fold(
     return status
 
 
-def _export(
-    conn: sqlite3.Connection, filters: Filters, catalog: MachineCatalog, directory: Path
-) -> int:
-    from engine.audit import query
+def _export(reader: EventReader, filters: Filters, catalog: MachineCatalog, directory: Path) -> int:
     from engine.replay.fixtures import write_fixture
-    from engine.replay.machines import archived_in, machine_text
+    from engine.replay.machines import machine_text
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"runlog replay --export: {directory}: {err.strerror}") from err
-    archived = archived_in(conn)
+    archived = reader.machine_text
     texts: dict[str, str | None] = {}
     histories = events = 0
-    for cid in query.container_ids(conn, filters):
-        found = query.history(conn, cid)
+    for cid in reader.container_ids(filters):
+        found = reader.history(cid)
         if not found:
             continue
         for digest in {e.machine_digest for e in found} - texts.keys():

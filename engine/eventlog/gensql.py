@@ -21,7 +21,15 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from engine.eventlog import migrate
-from engine.eventlog.schema import VIEWS, containers, events, machines, metadata
+from engine.eventlog.schema import (
+    CHAINED,
+    VIEWS,
+    chain_anchors,
+    containers,
+    events,
+    machines,
+    metadata,
+)
 
 __all__ = ["render"]
 
@@ -71,6 +79,11 @@ def _statements() -> dict[str, str]:
         .on_conflict_do_nothing(index_elements=[machines.c.digest])
     )
     machine = select(machines.c.text).where(machines.c.digest == bindparam("digest"))
+    # The chain: the log's last hash, or where pruning cut it.
+    last_hash = select(events.c.hash).order_by(events.c.id.desc()).limit(1)
+    anchor = select(chain_anchors.c.hash).where(
+        chain_anchors.c.node == "", chain_anchors.c.log == ""
+    )
     return {
         "INSERT_EVENT": _sql(ins_event, new_event),
         "SELECT_HEAD": _sql(head, ("id",)),
@@ -81,7 +94,14 @@ def _statements() -> dict[str, str]:
         "SELECT_CONTAINERS": _sql(every),
         "INSERT_MACHINE": _sql(archive, MACHINE_COLUMNS),
         "SELECT_MACHINE": _sql(machine, ("digest",)),
+        "SELECT_LAST_HASH": _literal(last_hash),
+        "SELECT_ANCHOR_HASH": _literal(anchor),
     }
+
+
+def _literal(stmt: ClauseElement) -> str:
+    compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
+    return " ".join(str(compiled).split())
 
 
 def _ddl() -> list[str]:
@@ -106,6 +126,8 @@ def render() -> str:
         f"EVENT_COLUMNS = {EVENT_COLUMNS!r}",
         f"CONTAINER_COLUMNS = {CONTAINER_COLUMNS!r}",
         f"MACHINE_COLUMNS = {MACHINE_COLUMNS!r}",
+        "# What an event's hash covers, besides prev_hash (engine.eventlog.chain).",
+        f"CHAINED_COLUMNS = {CHAINED!r}",
         "",
         "# Alembic revisions this runlog knows, oldest first; the last is the head.",
         f"REVISIONS = {tuple(migrate.revisions())!r}",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import threading
 
+from engine import jsonfast
 from engine.errors import ConcurrencyError
+from engine.eventlog import chain
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
 
@@ -27,6 +29,7 @@ class MemoryStore(EventStore):
     def append(
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
+        event = self.stamped(event)
         with self._lock:
             row = self._rows.get(event.container_id)
             last = 0 if row is None else row.seq
@@ -34,7 +37,12 @@ class MemoryStore(EventStore):
                 raise ConcurrencyError(event.container_id, expected_seq, last)
             # Copy the payload as a database would: later changes to the
             # caller's dict must not rewrite history.
-            stored = copy.deepcopy(event).recorded(len(self._events) + 1, last + 1)
+            copied = copy.deepcopy(event)
+            prev_hash = self._events[-1].hash if self._events else chain.GENESIS
+            assert prev_hash is not None
+            values = copied.chained(last + 1, jsonfast.dumps(copied.payload))
+            digest = chain.link(prev_hash, values)
+            stored = copied.recorded(len(self._events) + 1, last + 1, prev_hash, digest)
             self._events.append(stored)
             self._by_container.setdefault(event.container_id, []).append(stored)
             state = next_state(row, event)

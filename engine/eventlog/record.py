@@ -28,6 +28,7 @@ class NewEvent:
         "machine_digest",
         "outcome",
         "payload",
+        "root",
         "source",
         "time_ns",
         "trigger",
@@ -44,6 +45,7 @@ class NewEvent:
         machine_digest: str,
         payload: Mapping[str, Any] | None = None,
         time_ns: int | None = None,
+        root: str | None = None,
     ) -> None:
         self.container_id = container_id
         self.trigger = trigger
@@ -54,8 +56,36 @@ class NewEvent:
         self.machine_digest = machine_digest
         self.payload: dict[str, Any] = dict(payload or {})
         self.time_ns = time.time_ns() if time_ns is None else time_ns
+        self.root = root
 
-    def recorded(self, id: int, seq: int) -> Event:
+    def chained(self, seq: int, payload_text: str) -> tuple[Any, ...]:
+        """The values of ``CHAINED_COLUMNS`` (engine.eventlog.sql) as stored:
+        what an INSERT writes before ``prev_hash`` and ``hash``."""
+        actor = self.actor
+        context = actor.context
+        return (
+            self.container_id,
+            seq,
+            self.time_ns,
+            self.trigger,
+            self.source,
+            self.dest,
+            self.outcome,
+            actor.uid,
+            actor.pid,
+            actor.transport,
+            payload_text,
+            self.machine_digest,
+            actor.user,
+            actor.loginuid,
+            None if context is None else context_text(context),
+            None if context is None else context.get("slurm_job"),
+            self.root,
+        )
+
+    def recorded(
+        self, id: int, seq: int, prev_hash: str | None = None, hash: str | None = None
+    ) -> Event:
         """The event as stored, once the store has given it an id and seq."""
         return Event(
             id,
@@ -69,7 +99,17 @@ class NewEvent:
             self.actor,
             self.payload,
             self.machine_digest,
+            self.root,
+            prev_hash,
+            hash,
         )
+
+
+def context_text(context: Mapping[str, str]) -> str:
+    """An actor's context as stored: a JSON object, keys sorted."""
+    from engine import jsonfast
+
+    return jsonfast.dumps(dict(sorted(context.items())))
 
 
 class Event:
@@ -79,10 +119,15 @@ class Event:
         "actor",
         "container_id",
         "dest",
+        "hash",
         "id",
+        "log",
         "machine_digest",
+        "node",
         "outcome",
         "payload",
+        "prev_hash",
+        "root",
         "seq",
         "source",
         "time_ns",
@@ -102,6 +147,9 @@ class Event:
         actor: Actor,
         payload: dict[str, Any],
         machine_digest: str,
+        root: str | None = None,
+        prev_hash: str | None = None,
+        hash: str | None = None,
     ) -> None:
         self.id = id
         self.container_id = container_id
@@ -114,6 +162,12 @@ class Event:
         self.actor = actor
         self.payload = payload
         self.machine_digest = machine_digest
+        self.root = root
+        self.prev_hash = prev_hash
+        self.hash = hash
+        # Where a cluster database got it from (runlog ship): None in a node's log.
+        self.node: str | None = None
+        self.log: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any], loads: Callable[[Any], Any]) -> Event:
@@ -133,6 +187,13 @@ class Event:
             transport,
             payload,
             md,
+            user,
+            loginuid,
+            context,
+            _job,
+            root,
+            prev_hash,
+            hash_,
         ) = row
         return cls(
             id_,
@@ -143,14 +204,18 @@ class Event:
             source,
             dest,
             outcome,
-            Actor(uid, pid, transport),
+            Actor(uid, pid, transport, user, loginuid, None if context is None else loads(context)),
             loads(payload),
             md,
+            root,
+            prev_hash,
+            hash_,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Stable keys, for JSON lines and fixtures."""
-        return {
+        """Stable keys, for JSON lines and fixtures; identity, life and chain
+        fields only where the event has them."""
+        record: dict[str, Any] = {
             "id": self.id,
             "container_id": self.container_id,
             "seq": self.seq,
@@ -167,6 +232,22 @@ class Event:
             "payload": self.payload,
             "machine_digest": self.machine_digest,
         }
+        actor = self.actor
+        extra: tuple[tuple[str, object], ...] = (
+            ("user", actor.user),
+            ("loginuid", actor.loginuid),
+            ("context", actor.context),
+        )
+        record["actor"].update((k, v) for k, v in extra if v is not None)
+        extra = (
+            ("node", self.node),
+            ("log", self.log),
+            ("root", self.root),
+            ("prev_hash", self.prev_hash),
+            ("hash", self.hash),
+        )
+        record.update((k, v) for k, v in extra if v is not None)
+        return record
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Event):

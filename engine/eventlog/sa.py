@@ -14,21 +14,55 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, create_engine, event, insert, select, update
+from sqlalchemy import Row, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from engine.errors import ConcurrencyError, SchemaError
+from engine.errors import ConcurrencyError, SchemaError, UnsupportedError
+from engine.eventlog import chain
 from engine.eventlog.record import ContainerRow, Event, NewEvent
-from engine.eventlog.schema import containers, events, machines
+from engine.eventlog.schema import CHAINED, chain_anchors, containers, events, machines
 from engine.eventlog.store import EventStore, next_state
 
-__all__ = ["SAStore", "make_engine"]
+__all__ = ["SAStore", "driver_url", "make_engine", "redacted"]
+
+#: The advisory lock that orders appends to one PostgreSQL log's chain.
+_CHAIN_LOCK = 0x72756E6C6F67  # "runlog"
+
+#: The PostgreSQL URL schemes people write, and the driver runlog uses.
+_POSTGRES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def driver_url(url: str) -> str:
+    """``url`` with runlog's driver named: ``postgresql://`` is psycopg 3.
+
+    A missing psycopg is a one-line error naming the extra that brings it.
+    """
+    for scheme in _POSTGRES:
+        if url.startswith(scheme):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise UnsupportedError(
+                    f"event log {redacted(url)}: PostgreSQL needs psycopg 3, "
+                    "which is not installed; install runlog's extra: pip install 'runlog[postgres]'"
+                ) from None
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 def make_engine(url: str) -> Engine:
     """An engine; on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
-    sa_engine = create_engine(url)
+    sa_engine = create_engine(driver_url(url))
     if sa_engine.dialect.name == "sqlite":
         # pysqlite's implicit BEGIN is deferred; take transactions over
         # (SQLAlchemy docs, "Serializable isolation / Savepoints /
@@ -71,6 +105,7 @@ class SAStore(EventStore):
     def append(
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
+        event = self.stamped(event)
         for _ in range(self.retries):
             try:
                 return self._append(event, expected_seq)
@@ -96,22 +131,11 @@ class SAStore(EventStore):
             if expected_seq is not None and expected_seq != last:
                 raise ConcurrencyError(event.container_id, expected_seq, last)
             seq = last + 1
-            result = conn.execute(
-                insert(events).values(
-                    container_id=event.container_id,
-                    seq=seq,
-                    time_ns=event.time_ns,
-                    trigger=event.trigger,
-                    source=event.source,
-                    dest=event.dest,
-                    outcome=event.outcome,
-                    actor_uid=event.actor.uid,
-                    actor_pid=event.actor.pid,
-                    actor_transport=event.actor.transport,
-                    payload=orjson.dumps(event.payload).decode(),
-                    machine_digest=event.machine_digest,
-                )
-            )
+            prev_hash = self._last_hash(conn)
+            chained = event.chained(seq, orjson.dumps(event.payload).decode())
+            digest = chain.link(prev_hash, chained)
+            row = dict(zip(CHAINED, chained, strict=True))
+            result = conn.execute(insert(events).values(**row, prev_hash=prev_hash, hash=digest))
             state = next_state(None, event)
             if last == 0:
                 conn.execute(
@@ -137,7 +161,22 @@ class SAStore(EventStore):
                 )
             (event_id,) = result.inserted_primary_key or (None,)
         assert event_id is not None
-        return event.recorded(int(event_id), seq)
+        return event.recorded(int(event_id), seq, prev_hash, digest)
+
+    def _last_hash(self, conn: Connection) -> str:
+        """The hash the next event follows. On PostgreSQL, appends to other
+        containers run concurrently: a transaction lock makes them take
+        their turn at the log's end (SQLite's BEGIN IMMEDIATE already does)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+        found = conn.execute(select(events.c.hash).order_by(events.c.id.desc()).limit(1)).first()
+        if found is None:
+            found = conn.execute(
+                select(chain_anchors.c.hash).where(
+                    chain_anchors.c.node == "", chain_anchors.c.log == ""
+                )
+            ).first()
+        return chain.GENESIS if found is None or found[0] is None else str(found[0])
 
     def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
         query = (

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -25,9 +26,21 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
-__all__ = ["VIEWS", "containers", "events", "machines", "metadata", "view_select"]
+__all__ = [
+    "CHAINED",
+    "VIEWS",
+    "chain_anchors",
+    "cluster_containers",
+    "cluster_events",
+    "containers",
+    "events",
+    "machines",
+    "metadata",
+    "view_select",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -37,6 +50,24 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def _identity_and_chain() -> list[Column[object]]:
+    """Who asked beyond uid and pid, the container's life, and the hash chain."""
+    return [
+        Column("actor_user", String(256), comment="the uid's user name"),
+        Column("actor_loginuid", BigInteger, comment="/proc/PID/loginuid; NULL when unset"),
+        Column(
+            "actor_context",
+            Text,
+            comment="JSON object: Slurm job, step, user; podman container name, id",
+        ),
+        Column("job", String(64), comment="the Slurm job id of the caller, if any"),
+        Column("root", String(4096), comment="the --root of the container's life"),
+        Column("prev_hash", String(64), comment="hash of the log's previous event"),
+        Column("hash", String(64), comment="sha256 of prev_hash and this event's fields"),
+    ]
+
 
 # One row per event, in a total order (id). (container_id, seq) is UNIQUE: a
 # writer that read seq N and appends N+1 loses cleanly to a concurrent one.
@@ -56,6 +87,7 @@ events = Table(
     Column("actor_transport", String(16), nullable=False),
     Column("payload", Text, nullable=False, comment="JSON object: action results, errors"),
     Column("machine_digest", String(64), nullable=False, comment="sha256 of the machine"),
+    *_identity_and_chain(),
     UniqueConstraint("container_id", "seq"),
     CheckConstraint("outcome IN ('ok', 'rejected', 'failed')", name="outcome"),
     CheckConstraint("seq > 0", name="seq_positive"),
@@ -87,6 +119,76 @@ machines = Table(
     Column("text", Text, nullable=False, comment="the machine definition file, UTF-8"),
     Column("path", String(4096), comment="where it was read from when first archived"),
     Column("archived_ns", BigInteger, nullable=False, comment="UTC, ns since the epoch"),
+)
+
+#: The columns an event's hash covers (besides prev_hash), in this order:
+#: every column but id and the two hashes (engine.eventlog.chain).
+CHAINED = tuple(c.name for c in events.columns if c.name not in ("id", "prev_hash", "hash"))
+
+# The cluster's log (``runlog ship``): every node's events, keyed by the
+# node, the log (its path on the node) and the event's id in that log, so
+# that a batch sent twice adds nothing. The hashes are the node's: the
+# chain of each (node, log) verifies here as it did there.
+cluster_events = Table(
+    "cluster_events",
+    metadata,
+    Column("node", String(255), primary_key=True),
+    Column("log", String(4096), primary_key=True),
+    Column("log_id", BigInteger, primary_key=True, comment="the event's id in the node's log"),
+    *(c._copy() for c in events.columns if c.name != "id"),
+    # What the summary's slowest transitions sort by, worked out once by
+    # the shipper rather than from every payload of a window at each query.
+    Column("actions", Integer, comment="actions the transition completed"),
+    Column("duration_ms", Float, comment="the time they took; NULL for a rejected request"),
+    Column("hook_failures", Integer, comment="hook runs that failed or warned; NULL: none"),
+    Index(None, "container_id", "node", "log_id"),
+    # A window's counts and containers from the index alone (PostgreSQL).
+    Index(
+        None,
+        "time_ns",
+        postgresql_include=["trigger", "outcome", "node", "log", "container_id"],
+    ),
+    # The few events with failed hook runs, by time.
+    Index(
+        "ix_cluster_events_hook_failures_time_ns",
+        "time_ns",
+        postgresql_where=text("hook_failures IS NOT NULL"),
+    ),
+    Index(None, "job"),
+    Index(None, "actor_user"),
+)
+
+# Each shipped container's state now, per node and log, kept by the shipper
+# in the transaction of the batch that changed it.
+cluster_containers = Table(
+    "cluster_containers",
+    metadata,
+    Column("node", String(255), primary_key=True),
+    Column("log", String(4096), primary_key=True),
+    Column("id", String(1024), primary_key=True),
+    Column("state", String(32)),
+    Column("seq", Integer, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("root", String(4096)),
+    Index(None, "id"),
+)
+
+# A log's chain anchor: where pruning cut it (``runlog db prune``). The
+# first event left has ``prev_hash`` equal to ``hash`` here, so what remains
+# still verifies, and ``runlog audit --summary`` can say what was pruned.
+# ``node`` and ``log`` are empty strings in a node's own log.
+chain_anchors = Table(
+    "chain_anchors",
+    metadata,
+    Column("node", String(255), primary_key=True),
+    Column("log", String(4096), primary_key=True),
+    Column("last_id", BigInteger, nullable=False, comment="id of the last event pruned"),
+    Column("hash", String(64), nullable=False, comment="that event's hash"),
+    Column("pruned", BigInteger, nullable=False, comment="events pruned, in all"),
+    Column("first_ns", BigInteger, nullable=False, comment="time of the first event pruned"),
+    Column("last_ns", BigInteger, nullable=False, comment="time of the last event pruned"),
+    Column("pruned_ns", BigInteger, nullable=False, comment="when the last prune ran"),
 )
 
 # -- views -------------------------------------------------------------------

@@ -3,18 +3,29 @@
 Do not edit: tests/eventlog/test_sql.py fails when this file is stale.
 """
 
-EVENT_COLUMNS = ('id', 'container_id', 'seq', 'time_ns', 'trigger', 'source', 'dest', 'outcome', 'actor_uid', 'actor_pid', 'actor_transport', 'payload', 'machine_digest')
+EVENT_COLUMNS = ('id', 'container_id', 'seq', 'time_ns', 'trigger', 'source', 'dest', 'outcome', 'actor_uid', 'actor_pid', 'actor_transport', 'payload', 'machine_digest', 'actor_user', 'actor_loginuid', 'actor_context', 'job', 'root', 'prev_hash', 'hash')
 CONTAINER_COLUMNS = ('id', 'state', 'seq', 'created_ns', 'updated_ns', 'machine_digest')
 MACHINE_COLUMNS = ('digest', 'text', 'path', 'archived_ns')
+# What an event's hash covers, besides prev_hash (engine.eventlog.chain).
+CHAINED_COLUMNS = ('container_id', 'seq', 'time_ns', 'trigger', 'source', 'dest', 'outcome', 'actor_uid', 'actor_pid', 'actor_transport', 'payload', 'machine_digest', 'actor_user', 'actor_loginuid', 'actor_context', 'job', 'root')
 
 # Alembic revisions this runlog knows, oldest first; the last is the head.
-REVISIONS = ('0001', '0002')
+REVISIONS = ('0001', '0002', '0003')
 
 # The schema at the head revision, for a new database: tables, indexes, views.
 SCHEMA_DDL = (
+    'CREATE TABLE chain_anchors (\n\tnode VARCHAR(255) NOT NULL, \n\tlog VARCHAR(4096) NOT NULL, \n\tlast_id BIGINT NOT NULL, \n\thash VARCHAR(64) NOT NULL, \n\tpruned BIGINT NOT NULL, \n\tfirst_ns BIGINT NOT NULL, \n\tlast_ns BIGINT NOT NULL, \n\tpruned_ns BIGINT NOT NULL, \n\tCONSTRAINT pk_chain_anchors PRIMARY KEY (node, log)\n)',
+    'CREATE TABLE cluster_containers (\n\tnode VARCHAR(255) NOT NULL, \n\tlog VARCHAR(4096) NOT NULL, \n\tid VARCHAR(1024) NOT NULL, \n\tstate VARCHAR(32), \n\tseq INTEGER NOT NULL, \n\tcreated_ns BIGINT NOT NULL, \n\tupdated_ns BIGINT NOT NULL, \n\troot VARCHAR(4096), \n\tCONSTRAINT pk_cluster_containers PRIMARY KEY (node, log, id)\n)',
+    'CREATE INDEX ix_cluster_containers_id ON cluster_containers (id)',
+    'CREATE TABLE cluster_events (\n\tnode VARCHAR(255) NOT NULL, \n\tlog VARCHAR(4096) NOT NULL, \n\tlog_id BIGINT NOT NULL, \n\tcontainer_id VARCHAR(1024) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttime_ns BIGINT NOT NULL, \n\t"trigger" VARCHAR(64) NOT NULL, \n\tsource VARCHAR(32), \n\tdest VARCHAR(32), \n\toutcome VARCHAR(16) NOT NULL, \n\tactor_uid INTEGER, \n\tactor_pid INTEGER, \n\tactor_transport VARCHAR(16) NOT NULL, \n\tpayload TEXT NOT NULL, \n\tmachine_digest VARCHAR(64) NOT NULL, \n\tactor_user VARCHAR(256), \n\tactor_loginuid BIGINT, \n\tactor_context TEXT, \n\tjob VARCHAR(64), \n\troot VARCHAR(4096), \n\tprev_hash VARCHAR(64), \n\thash VARCHAR(64), \n\tactions INTEGER, \n\tduration_ms FLOAT, \n\thook_failures INTEGER, \n\tCONSTRAINT pk_cluster_events PRIMARY KEY (node, log, log_id)\n)',
+    'CREATE INDEX ix_cluster_events_actor_user ON cluster_events (actor_user)',
+    'CREATE INDEX ix_cluster_events_container_id_node_log_id ON cluster_events (container_id, node, log_id)',
+    'CREATE INDEX ix_cluster_events_hook_failures_time_ns ON cluster_events (time_ns)',
+    'CREATE INDEX ix_cluster_events_job ON cluster_events (job)',
+    'CREATE INDEX ix_cluster_events_time_ns ON cluster_events (time_ns)',
     'CREATE TABLE containers (\n\tid VARCHAR(1024) NOT NULL, \n\tstate VARCHAR(32), \n\tseq INTEGER NOT NULL, \n\tcreated_ns BIGINT NOT NULL, \n\tupdated_ns BIGINT NOT NULL, \n\tmachine_digest VARCHAR(64) NOT NULL, \n\tCONSTRAINT pk_containers PRIMARY KEY (id)\n)',
     'CREATE INDEX ix_containers_state ON containers (state)',
-    'CREATE TABLE events (\n\tid INTEGER NOT NULL, \n\tcontainer_id VARCHAR(1024) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttime_ns BIGINT NOT NULL, \n\t"trigger" VARCHAR(64) NOT NULL, \n\tsource VARCHAR(32), \n\tdest VARCHAR(32), \n\toutcome VARCHAR(16) NOT NULL, \n\tactor_uid INTEGER, \n\tactor_pid INTEGER, \n\tactor_transport VARCHAR(16) NOT NULL, \n\tpayload TEXT NOT NULL, \n\tmachine_digest VARCHAR(64) NOT NULL, \n\tCONSTRAINT pk_events PRIMARY KEY (id), \n\tCONSTRAINT uq_events_container_id_seq UNIQUE (container_id, seq), \n\tCONSTRAINT ck_events_outcome CHECK (outcome IN (\'ok\', \'rejected\', \'failed\')), \n\tCONSTRAINT ck_events_seq_positive CHECK (seq > 0)\n)',
+    'CREATE TABLE events (\n\tid INTEGER NOT NULL, \n\tcontainer_id VARCHAR(1024) NOT NULL, \n\tseq INTEGER NOT NULL, \n\ttime_ns BIGINT NOT NULL, \n\t"trigger" VARCHAR(64) NOT NULL, \n\tsource VARCHAR(32), \n\tdest VARCHAR(32), \n\toutcome VARCHAR(16) NOT NULL, \n\tactor_uid INTEGER, \n\tactor_pid INTEGER, \n\tactor_transport VARCHAR(16) NOT NULL, \n\tpayload TEXT NOT NULL, \n\tmachine_digest VARCHAR(64) NOT NULL, \n\tactor_user VARCHAR(256), \n\tactor_loginuid BIGINT, \n\tactor_context TEXT, \n\tjob VARCHAR(64), \n\troot VARCHAR(4096), \n\tprev_hash VARCHAR(64), \n\thash VARCHAR(64), \n\tCONSTRAINT pk_events PRIMARY KEY (id), \n\tCONSTRAINT uq_events_container_id_seq UNIQUE (container_id, seq), \n\tCONSTRAINT ck_events_outcome CHECK (outcome IN (\'ok\', \'rejected\', \'failed\')), \n\tCONSTRAINT ck_events_seq_positive CHECK (seq > 0)\n)',
     'CREATE INDEX ix_events_time_ns ON events (time_ns)',
     'CREATE TABLE machines (\n\tdigest VARCHAR(64) NOT NULL, \n\ttext TEXT NOT NULL, \n\tpath VARCHAR(4096), \n\tarchived_ns BIGINT NOT NULL, \n\tCONSTRAINT pk_machines PRIMARY KEY (digest)\n)',
     "CREATE VIEW container_current_state AS\nSELECT\n    c.id AS container_id,\n    c.state AS state,\n    (c.state IS NOT NULL AND c.state != 'deleted') AS present,\n    c.seq AS last_seq,\n    strftime('%Y-%m-%dT%H:%M:%fZ', c.created_ns / 1e9, 'unixepoch') AS first_event_at,\n    strftime('%Y-%m-%dT%H:%M:%fZ', c.updated_ns / 1e9, 'unixepoch') AS last_event_at,\n    c.machine_digest AS machine_digest\nFROM containers AS c",
@@ -27,12 +38,14 @@ CREATE_VERSION_TABLE = 'CREATE TABLE alembic_version (version_num VARCHAR(32) NO
 INSERT_VERSION = 'INSERT INTO alembic_version (version_num) VALUES (?)'
 SELECT_VERSION = 'SELECT version_num FROM alembic_version'
 
-INSERT_EVENT = 'INSERT INTO events (container_id, seq, time_ns, "trigger", source, dest, outcome, actor_uid, actor_pid, actor_transport, payload, machine_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
+INSERT_EVENT = 'INSERT INTO events (container_id, seq, time_ns, "trigger", source, dest, outcome, actor_uid, actor_pid, actor_transport, payload, machine_digest, actor_user, actor_loginuid, actor_context, job, root, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
 SELECT_HEAD = 'SELECT containers.seq, containers.state FROM containers WHERE containers.id = ?'
 UPSERT_CONTAINER = 'INSERT INTO containers (id, state, seq, created_ns, updated_ns, machine_digest) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = coalesce(excluded.state, containers.state), seq = excluded.seq, updated_ns = excluded.updated_ns, machine_digest = excluded.machine_digest'
-SELECT_HISTORY = 'SELECT events.id, events.container_id, events.seq, events.time_ns, events."trigger", events.source, events.dest, events.outcome, events.actor_uid, events.actor_pid, events.actor_transport, events.payload, events.machine_digest FROM events WHERE events.container_id = ? AND events.seq > ? ORDER BY events.seq'
-SELECT_EVENTS_AFTER = 'SELECT events.id, events.container_id, events.seq, events.time_ns, events."trigger", events.source, events.dest, events.outcome, events.actor_uid, events.actor_pid, events.actor_transport, events.payload, events.machine_digest FROM events WHERE events.id > ? ORDER BY events.id'
+SELECT_HISTORY = 'SELECT events.id, events.container_id, events.seq, events.time_ns, events."trigger", events.source, events.dest, events.outcome, events.actor_uid, events.actor_pid, events.actor_transport, events.payload, events.machine_digest, events.actor_user, events.actor_loginuid, events.actor_context, events.job, events.root, events.prev_hash, events.hash FROM events WHERE events.container_id = ? AND events.seq > ? ORDER BY events.seq'
+SELECT_EVENTS_AFTER = 'SELECT events.id, events.container_id, events.seq, events.time_ns, events."trigger", events.source, events.dest, events.outcome, events.actor_uid, events.actor_pid, events.actor_transport, events.payload, events.machine_digest, events.actor_user, events.actor_loginuid, events.actor_context, events.job, events.root, events.prev_hash, events.hash FROM events WHERE events.id > ? ORDER BY events.id'
 SELECT_CONTAINER = 'SELECT containers.id, containers.state, containers.seq, containers.created_ns, containers.updated_ns, containers.machine_digest FROM containers WHERE containers.id = ?'
 SELECT_CONTAINERS = 'SELECT containers.id, containers.state, containers.seq, containers.created_ns, containers.updated_ns, containers.machine_digest FROM containers ORDER BY containers.id'
 INSERT_MACHINE = 'INSERT INTO machines (digest, text, path, archived_ns) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING'
 SELECT_MACHINE = 'SELECT machines.text FROM machines WHERE machines.digest = ?'
+SELECT_LAST_HASH = 'SELECT events.hash FROM events ORDER BY events.id DESC LIMIT 1 OFFSET 0'
+SELECT_ANCHOR_HASH = "SELECT chain_anchors.hash FROM chain_anchors WHERE chain_anchors.node = '' AND chain_anchors.log = ''"

@@ -24,7 +24,7 @@ import time
 from engine import jsonfast
 from engine.deferred import importing_sqlite
 from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
-from engine.eventlog import sql
+from engine.eventlog import chain, sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
 
@@ -183,6 +183,8 @@ class SQLiteStore(EventStore):
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
     ) -> Event:
         conn = self._conn
+        if self.life_root is not None or self.life_context is not None:
+            event = self.stamped(event)
         # WAL: a NORMAL commit is not synced, but it is in the log before
         # every later commit, and the next FULL commit's sync carries it.
         lazy = not durable and self.synchronous == "FULL"
@@ -203,24 +205,13 @@ class SQLiteStore(EventStore):
             if expected_seq is not None and expected_seq != last:
                 raise ConcurrencyError(event.container_id, expected_seq, last)
             seq = last + 1
-            actor = event.actor
-            cur = conn.execute(
-                sql.INSERT_EVENT,
-                (
-                    event.container_id,
-                    seq,
-                    event.time_ns,
-                    event.trigger,
-                    event.source,
-                    event.dest,
-                    event.outcome,
-                    actor.uid,
-                    actor.pid,
-                    actor.transport,
-                    jsonfast.dumps(event.payload),
-                    event.machine_digest,
-                ),
-            )
+            prev = conn.execute(sql.SELECT_LAST_HASH).fetchone()
+            if prev is None:
+                prev = conn.execute(sql.SELECT_ANCHOR_HASH).fetchone()
+            prev_hash = chain.GENESIS if prev is None or prev[0] is None else prev[0]
+            values = event.chained(seq, jsonfast.dumps(event.payload))
+            digest = chain.link(prev_hash, values)
+            cur = conn.execute(sql.INSERT_EVENT, (*values, prev_hash, digest))
             event_id = cur.lastrowid
             state = next_state(None, event)
             conn.execute(
@@ -239,7 +230,7 @@ class SQLiteStore(EventStore):
             conn.execute("ROLLBACK")
             raise
         assert event_id is not None
-        return event.recorded(event_id, seq)
+        return event.recorded(event_id, seq, prev_hash, digest)
 
     def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
         rows = self._conn.execute(sql.SELECT_HISTORY, (container_id, after_seq)).fetchall()

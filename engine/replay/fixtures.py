@@ -119,6 +119,10 @@ class _Lines:
             raise self.fail(f"{key}: expected {_kind(kind)}, found {_json_kind(value)}")
         return value
 
+    def optional(self, record: Mapping[str, Any], key: str, kind: type) -> Any:
+        """A key a fixture may leave out (identity, life, chain): None then."""
+        return self.get(record, key, (kind, type(None))) if key in record else None
+
 
 def _kind(kind: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", dict: "an object", type(None): "null"}
@@ -159,9 +163,15 @@ def _event(check: _Lines, record: Mapping[str, Any], cid: str) -> Event:
             check.get(actor, "uid", opt_int),
             check.get(actor, "pid", opt_int),
             check.get(actor, "transport", str),
+            check.optional(actor, "user", str),
+            check.optional(actor, "loginuid", int),
+            check.optional(actor, "context", dict),
         ),
         check.get(record, "payload", dict),
         check.get(record, "machine_digest", str),
+        check.optional(record, "root", str),
+        check.optional(record, "prev_hash", str),
+        check.optional(record, "hash", str),
     )
     if event.container_id != cid:
         raise check.fail(f"an event of container {event.container_id!r} in the history of {cid!r}")

@@ -19,10 +19,11 @@ refuses a peer that is neither root nor the container's owner, then acts:
 Every request that is refused before it reaches the machine - malformed,
 not permitted, unsupported - is recorded as a ``rejected`` event with the
 op as trigger ("request" when there is none) and ``refused`` in the payload.
-Accepted ``state`` and ``wait`` requests change nothing and are recorded as
-``ok`` events from the state to itself with ``query`` in the payload, which
-replay does not check against the machine; schedulers poll ``state``, so
-queries are committed without waiting for the disk.
+Accepted ``state`` and ``wait`` requests change nothing and are not events,
+unless ``RUNLOG_RECORD_QUERIES=1`` was set for create: then they are ``ok``
+events from the state to itself with ``query`` in the payload, which replay
+does not check against the machine; schedulers poll ``state``, so queries
+are committed without waiting for the disk.
 
 The dispatcher also records what changes under runlog's feet: the init's
 end (``exit``; by an actor ``external`` when a signal runlog did not send,
@@ -111,8 +112,9 @@ class Dispatcher:
         self.sent: set[int] = set()
         self.oom_kills = _oom_kills(container.manager.paths)
         self.freezer_seen = _freezer(container)
-        # Queries to record once their answer is out (_query).
+        # Queries to record once their answer is out (_query), if asked to.
         self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
+        self.record_queries = os.environ.get("RUNLOG_RECORD_QUERIES", "") in ("1", "true", "yes")
 
     # -- requests ------------------------------------------------------------
 
@@ -179,7 +181,8 @@ class Dispatcher:
         """A query is recorded right after it is answered (a scheduler
         polls ``state`` and waits for the answer, not for the log), with
         the time it was asked, before the monitor reads its next request."""
-        self.queries.append((op, actor, args, time.time_ns()))
+        if self.record_queries:
+            self.queries.append((op, actor, args, time.time_ns()))
 
     def _record_queries(self) -> None:
         queries, self.queries = self.queries, []

@@ -25,6 +25,7 @@ from engine import codecache
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
 from engine.eventlog import open_store
+from engine.identity import enriched, from_annotations
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
@@ -75,6 +76,9 @@ def run(
         machines = None if cache is None else os.path.join(cache, "machines")
         definition = load(resolve(settings.machine, {}), cache=machines)
         store = open_store(settings.db)
+        # Every event of this life names its root and podman's identity.
+        store.stamp(os.path.abspath(settings.root), from_annotations(cid, config.annotations))
+        actor = enriched(actor)
         container = Container(
             statedir,
             config,

@@ -8,6 +8,8 @@ loading the machine's digest.
 
 from __future__ import annotations
 
+import os
+
 from engine.errors import RunlogError
 from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
@@ -22,6 +24,13 @@ else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
     from _sha256 import sha256
 
 __all__ = ["machine_digest", "rejected"]
+
+
+def _me() -> Actor:
+    """This process, with its user, login uid and Slurm context (engine.identity)."""
+    from engine.identity import enriched
+
+    return enriched(Actor.current(), os.environ)
 
 
 def _machine(settings: Settings) -> tuple[str, bytes, str]:
@@ -57,9 +66,10 @@ def rejected(
         source,
         None,
         Outcome.REJECTED,
-        actor or Actor.current(),
+        actor or _me(),
         digest,
         payload,
+        root=os.path.abspath(settings.root),
     )
     with open_store(settings.db) as store:
         try:

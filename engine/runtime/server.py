@@ -28,6 +28,7 @@ import struct
 import time
 
 from engine import jsonfast
+from engine.identity import enriched
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.requests import MAX_REQUEST
 from engine.runtime.spool import REQUESTS, Spool, is_request
@@ -305,7 +306,7 @@ class Server:
         raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _SO_PEERCRED.size)
         pid, uid, _gid = _SO_PEERCRED.unpack(raw)
         sock.setblocking(False)
-        conn = _Conn(sock, Actor(uid, pid, Transport.SOCKET))
+        conn = _Conn(sock, enriched(Actor(uid, pid, Transport.SOCKET)))
         self.conns[sock.fileno()] = conn
         self.poller.register(sock.fileno(), select.POLLIN)
 
@@ -355,7 +356,7 @@ class Server:
         if entry is None:
             return
         self.taken.add(name)
-        actor = Actor(entry.uid, None, Transport.SPOOL)
+        actor = enriched(Actor(entry.uid, None, Transport.SPOOL))
 
         def respond(reply: dict[str, Any]) -> None:
             self.spool.answer(name, _encode(reply), entry.uid)

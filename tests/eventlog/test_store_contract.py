@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConcurrencyError
+from engine.eventlog.chain import GENESIS, link
 from engine.eventlog.memory import MemoryStore
-from engine.eventlog.record import NewEvent
+from engine.eventlog.record import Event, NewEvent
 from engine.eventlog.sa import SAStore
 from engine.eventlog.sqlite import SQLiteStore
 from engine.eventlog.store import EventStore
+from engine.jsonfast import dumps
 from engine.status import Actor
 
 DIGEST = "ab" * 32
@@ -34,6 +36,22 @@ def new(
     time_ns: int | None = None,
 ) -> NewEvent:
     return NewEvent(cid, trigger, source, dest, outcome, ACTOR, DIGEST, payload, time_ns)
+
+
+def NewEvent_of(event: Event) -> NewEvent:
+    """The event as its writer handed it over, to recompute its hash."""
+    return NewEvent(
+        event.container_id,
+        event.trigger,
+        event.source,
+        event.dest,
+        event.outcome,
+        event.actor,
+        event.machine_digest,
+        event.payload,
+        event.time_ns,
+        event.root,
+    )
 
 
 class StoreContract:
@@ -129,6 +147,25 @@ class StoreContract:
         payload["n"] = 2
         assert store.history("c")[0].payload == {"n": 1}
 
+    def test_each_event_carries_the_hash_of_the_one_before(self, store: EventStore) -> None:
+        got = [store.append(new(cid, payload={"n": n})) for n, cid in enumerate("abab")]
+        assert got[0].prev_hash == GENESIS
+        assert [e.prev_hash for e in got[1:]] == [e.hash for e in got[:-1]]
+        read = store.events()
+        assert [e.hash for e in read] == [e.hash for e in got]
+        assert len({e.hash for e in read}) == 4
+        for event in read:
+            assert event.hash == link(
+                event.prev_hash or "", NewEvent_of(event).chained(event.seq, dumps(event.payload))
+            )
+
+    def test_identity_and_life_round_trip(self, store: EventStore) -> None:
+        actor = Actor(1000, 77, "socket", "alice", 1000, {"slurm_job": "42", "podman_id": "ff"})
+        store.append(NewEvent("c", "create", None, "created", "ok", actor, DIGEST, root="/r"))
+        (read,) = store.history("c")
+        assert read.actor == actor and read.actor.job == "42"
+        assert read.root == "/r"
+
     def test_an_event_not_waited_for_is_kept_all_the_same(self, store: EventStore) -> None:
         store.append(new("c"))
         store.append(new("c", "state", "created", "created"), durable=False)
@@ -170,6 +207,13 @@ class TestMemory(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[EventStore]:
         with MemoryStore() as s:
+            yield s
+
+
+class TestPostgreSQL(StoreContract):
+    @pytest.fixture
+    def store(self, pg_url: str) -> Iterator[EventStore]:
+        with SAStore(pg_url) as s:
             yield s
 
 

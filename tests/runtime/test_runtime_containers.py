@@ -55,8 +55,22 @@ def test_lifecycle_and_exit_code(runlog: Any, bundle: Bundle, tmp_path: Path) ->
         ("exit", "stopped", "ok"),
         ("delete", "deleted", "ok"),
     ]
-    # Each `state` above was a request to the monitor, recorded as a query.
-    everything = runlog.events("t-life", queries=True)
+    # Each `state` above was a request to the monitor: a query changes
+    # nothing and is not an event unless RUNLOG_RECORD_QUERIES asks for it.
+    assert runlog.events("t-life", queries=True) == runlog.events("t-life")
+
+
+def test_queries_are_recorded_when_asked(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")
+    b = bundle(["sh", "-c", "read x < /dev/null; sleep 0.3; exit 3"])
+    runlog("create", "t-asked", "-b", str(b), check=True)
+    assert runlog.state("t-asked")["status"] == "created"
+    runlog("start", "t-asked", check=True)
+    runlog.wait_status("t-asked", "stopped")
+    runlog("delete", "t-asked", check=True)
+    everything = runlog.events("t-asked", queries=True)
     polls = [e for e in everything if e[0] == "state"]
     assert len(polls) >= 2
     assert set(polls) <= {("state", s, "ok") for s in ("created", "running", "stopped")}

@@ -135,7 +135,10 @@ class Transport:
 
 
 @pytest.mark.parametrize("transport", ["socket", "spool"])
-def test_every_request_over_each_transport(runlog: Any, bundle: Bundle, transport: str) -> None:
+def test_every_request_over_each_transport(
+    runlog: Any, bundle: Bundle, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")  # queries are events only when asked
     ctl = Transport(runlog, transport)
     b = bundle(["sh", "-c", LOOP])
     runlog("create", "t-req", "-b", str(b), check=True)
@@ -232,7 +235,19 @@ def test_wait_returns_the_exit_code_and_the_signal(
     assert brief(runlog.db, "t-w9")[-2] == ("exit", "stopped", "ok", "monitor")
 
 
-def test_two_clients_at_once(runlog: Any, running: Callable[[str], Path]) -> None:
+def test_queries_are_not_events_by_default(runlog: Any, running: Callable[[str], Path]) -> None:
+    running("t-quiet")
+    for _ in range(5):
+        assert status(runlog, "t-quiet") == "running"
+    path = str(runlog.root / "t-quiet" / "control.sock")
+    assert client.call(path, {"op": "state"}, timeout=10)["ok"] is True
+    assert [r["trigger"] for r in rows(runlog.db, "t-quiet")] == ["create", "start"]
+
+
+def test_two_clients_at_once(
+    runlog: Any, running: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")  # queries are events only when asked
     running("t-two")
     path = str(runlog.root / "t-two" / "control.sock")
     results: dict[str, Any] = {}
@@ -526,8 +541,9 @@ def test_state_answers_from_the_file_when_the_monitor_does_not(
 
 
 def test_state_answers_while_the_log_is_locked_and_is_recorded_after(
-    runlog: Any, running: Callable[[str], Path]
+    runlog: Any, running: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")  # queries are events only when asked
     # A query is answered first and recorded right after, with the time it
     # was asked: a scheduler's poll does not wait for the log (here held by
     # another writer, as an auditor's long transaction would hold it).

@@ -143,6 +143,20 @@ def test_podman_runs_a_detached_container_through_its_lifecycle(
     # Each of them asked through the control socket, podman's tools as the actor.
     actors = runlog_actors(runlog.db, cid)
     assert {"cli", "socket"} <= actors, actors
+    # And every event its monitor recorded names podman's container.
+    assert podman_ids(runlog.db, cid) == {cid}
+
+
+def podman_ids(db: Path, cid: str) -> set[str | None]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT actor_context FROM events WHERE container_id = ? AND actor_transport != 'cli'",
+            (cid,),
+        )
+        return {json.loads(row[0] or "{}").get("podman_id") for row in rows}
 
 
 def runlog_actors(db: Path, cid: str) -> set[str]:

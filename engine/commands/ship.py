@@ -1,0 +1,116 @@
+"""``runlog ship --to URL``: send this node's event logs to the cluster's PostgreSQL.
+
+The logs: ``--log PATH`` (repeatable), else the event log ``--db`` names.
+Once: send what is new, print a summary, exit (1 when the server cannot be
+reached: the events stay in the node's log for the next run). ``--follow``:
+keep sending as events are recorded; between sends the shipper sleeps until
+watchdog reports a write to a log's files (no polling), and while the
+server is down it retries with back-off. It runs at a low priority and only
+reads the logs, so container commands never wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from engine.errors import UsageError
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.ship import Shipped, Shipper
+
+__all__ = ["main"]
+
+#: The longest wait between retries while the server is down, in seconds.
+MAX_BACKOFF = 30.0
+
+
+def _summary(shipped: Shipped, started: float) -> str:
+    wall = time.monotonic() - started
+    behind = sum(shipped.behind.values())
+    rate = shipped.events / wall if wall > 0 else 0.0
+    return (
+        f"shipped {shipped.events} events ({shipped.bytes / 1e6:.1f} MB) in {wall:.2f} s, "
+        f"{rate:,.0f} events/s; lag: {behind} events behind\n"
+    )
+
+
+def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    from engine.ship import Shipped, Shipper
+
+    url = str(flags.get("to") or "")
+    if not url:
+        raise UsageError("runlog ship: --to URL is required (postgresql://...)")
+    given = flags.get("log")
+    logs = [str(p) for p in given] if isinstance(given, list) and given else [settings.db]
+    node = str(flags.get("node") or socket.gethostname())
+    tty = sys.stderr.isatty()
+
+    def progress(shipped: Shipped) -> None:
+        if tty:
+            sys.stderr.write(f"\rshipped {shipped.events} events, {shipped.bytes / 1e6:.1f} MB ")
+            sys.stderr.flush()
+
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    shipper = Shipper(url, node, logs, progress=progress)
+    started = time.monotonic()
+    shipped = Shipped()
+    if not flags.get("follow"):
+        try:
+            shipper.ship_once(shipped)
+        finally:
+            if tty:
+                sys.stderr.write("\r")
+            sys.stdout.write(_summary(shipped, started))
+        return 0
+    return _follow(shipper, shipped, started)
+
+
+def _follow(shipper: Shipper, shipped: Shipped, started: float) -> int:
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    from engine.ship import ServerDown
+
+    wake = threading.Event()
+    names = {p: {os.path.basename(p), os.path.basename(p) + "-wal"} for p in shipper.logs}
+
+    class Changed(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            path = os.fsdecode(event.src_path)
+            if any(os.path.basename(path) in n for n in names.values()):
+                wake.set()
+
+    observer = Observer()
+    for directory in {os.path.dirname(p) for p in shipper.logs}:
+        observer.schedule(Changed(), directory, recursive=False)
+    observer.start()
+    backoff = 0.5
+    try:
+        while True:
+            wake.clear()
+            try:
+                shipper.ship_once(shipped)
+                backoff = 0.5
+                timeout: float | None = None
+            except ServerDown as err:
+                sys.stderr.write(f"runlog ship: {err}; retrying in {backoff:g} s\n")
+                timeout, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
+            if timeout is None:
+                wake.wait()
+            else:
+                time.sleep(timeout)
+    except KeyboardInterrupt:
+        sys.stdout.write(_summary(shipped, started))
+        return 0
+    finally:
+        observer.stop()
+        observer.join()

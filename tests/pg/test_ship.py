@@ -1,0 +1,268 @@
+"""`runlog ship`: node logs into one PostgreSQL database, exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.eventlog.record import NewEvent
+from engine.eventlog.sqlite import SQLiteStore
+from engine.ship import ServerDown, ShipError, Shipper
+from engine.status import Actor
+
+from .cli import runlog
+
+psycopg = pytest.importorskip("psycopg")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fill(path: Path, count: int, prefix: str = "c", synchronous: str = "OFF") -> None:
+    actor = Actor(1000, 7, "cli", "alice", 1000, {"slurm_job": "77"})
+    with SQLiteStore(str(path), synchronous=synchronous) as store:
+        for i in range(count):
+            store.append(
+                NewEvent(
+                    f"{prefix}{i % 5}", "kill", "running", None, "ok", actor, "d" * 64, {"i": i}
+                )
+            )
+
+
+def central(url: str) -> list[tuple[str, str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT node, log, log_id FROM cluster_events ORDER BY 1, 2, 3")
+        return [(str(n), str(lg), int(i)) for n, lg, i in rows]
+
+
+def local_ids(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [int(i) for (i,) in conn.execute("SELECT id FROM events ORDER BY id")]
+
+
+def test_two_nodes_into_one_database_then_nothing_twice(pg_url: str, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    fill(a, 30)
+    fill(b, 20)
+    done = runlog("ship", "--to", pg_url, "--log", str(a), "--node", "n1")
+    assert done.returncode == 0, done.stderr
+    assert "shipped 30 events" in done.stdout and "0 events behind" in done.stdout
+    assert Shipper(pg_url, "n2", [str(b)]).ship_once().events == 20
+    assert Shipper(pg_url, "n1", [str(a)]).ship_once().events == 0  # a re-run adds nothing
+    rows = central(pg_url)
+    assert [r[2] for r in rows if r[0] == "n1"] == local_ids(a)
+    assert [r[2] for r in rows if r[0] == "n2"] == local_ids(b)
+    with psycopg.connect(pg_url) as conn:
+        heads = conn.execute("SELECT node, count(*) FROM cluster_containers GROUP BY 1 ORDER BY 1")
+        assert heads.fetchall() == [("n1", 5), ("n2", 5)]
+    fill(a, 3)
+    assert Shipper(pg_url, "n1", [str(a)]).ship_once().events == 3
+
+
+def test_a_broken_chain_is_refused_and_nothing_of_it_sent(pg_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "a.db"
+    fill(log, 10)
+    with sqlite3.connect(log) as conn:
+        conn.execute("UPDATE events SET payload = '{\"i\":99}' WHERE id = 4")
+    with pytest.raises(ShipError, match="broken at event 4"):
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+    done = runlog("ship", "--to", pg_url, "--log", str(log), "--node", "n1")
+    assert done.returncode == 1 and "event 4" in done.stderr and "Traceback" not in done.stderr
+    assert central(pg_url) == []
+
+
+def test_a_log_altered_after_shipping_is_refused(pg_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "a.db"
+    fill(log, 10)
+    Shipper(pg_url, "n1", [str(log)]).ship_once()
+    with sqlite3.connect(log) as conn:  # rewritten, chain and all, from event 1
+        conn.execute("DELETE FROM events")
+    fill(log, 12)
+    with pytest.raises(ShipError, match="differs from the copy on the server"):
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+
+
+SHIP = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from engine.ship import Shipper
+Shipper(sys.argv[2], "n1", [sys.argv[3]], batch=int(sys.argv[4])).ship_once()
+"""
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(pg_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "a.db"
+    fill(log, 20_000)
+    rng = random.Random(17)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SHIP, str(REPO), pg_url, str(log), "500"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.2, 1.2))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    Shipper(pg_url, "n1", [str(log)]).ship_once()
+    assert [r[2] for r in central(pg_url)] == local_ids(log)
+
+
+def test_server_down_then_up_catches_up(pg_url: str, pg_cluster: object, tmp_path: Path) -> None:
+    from tests.pgcluster import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    log = tmp_path / "a.db"
+    fill(log, 50)
+    Shipper(pg_url, "n1", [str(log)]).ship_once()
+    pg_cluster.stop()
+    try:
+        fill(log, 25)  # the node keeps working
+        with pytest.raises(ServerDown):
+            Shipper(pg_url, "n1", [str(log)]).ship_once()
+        done = runlog("ship", "--to", pg_url, "--log", str(log), "--node", "n1")
+        assert done.returncode == 1 and "cannot reach" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        pg_cluster.start()
+    assert Shipper(pg_url, "n1", [str(log)]).ship_once().events == 25
+    assert [r[2] for r in central(pg_url)] == local_ids(log)
+
+
+def test_follow_ships_new_events_as_they_come(pg_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "a.db"
+    fill(log, 5, synchronous="FULL")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--log", str(log), "--follow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(central(pg_url) if _ready(pg_url) else []) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        fill(log, 7, synchronous="FULL")
+        while len(central(pg_url)) < 12 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [r[2] for r in central(pg_url)] == local_ids(log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "shipped 12 events" in out, err
+
+
+def _ready(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regclass('cluster_events')").fetchone() != (None,)
+
+
+def test_two_shippers_of_one_log_at_once_send_it_once(pg_url: str, tmp_path: Path) -> None:
+    import threading
+
+    log = tmp_path / "a.db"
+    fill(log, 6000)
+    Shipper(pg_url, "n1", [str(log)]).ship_once()  # the schema, before they race
+    fill(log, 6000)
+    shippers = [Shipper(pg_url, "n1", [str(log)], batch=500) for _ in range(2)]
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(shipper: Shipper) -> None:
+        try:
+            counts.append(shipper.ship_once().events)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in shippers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(counts) == 6000
+    assert [r[2] for r in central(pg_url)] == local_ids(log)
+
+
+def test_events_follow_on_the_cluster_wakes_on_each_shipped_batch(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import orjson
+
+    log = tmp_path / "a.db"
+    actor = Actor(0, 1, "cli")
+
+    def record(*steps: tuple[str, str | None, str]) -> None:
+        with SQLiteStore(str(log)) as store:
+            for trigger, source, dest in steps:
+                store.append(NewEvent("web", trigger, source, dest, "ok", actor, "d" * 64))
+
+    record(("create", None, "created"), ("start", "created", "running"))
+    Shipper(pg_url, "n1", [str(log)]).ship_once()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--db", pg_url, "events", "--follow", "web"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = [orjson.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [e["trigger"] for e in seen] == ["create", "start"]
+        assert seen[0]["node"] == "n1"
+        record(("kill", "running", "stopped"))
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+        assert orjson.loads(proc.stdout.readline())["trigger"] == "kill"
+        record(("delete", "stopped", "deleted"))
+        Shipper(pg_url, "n1", [str(log)]).ship_once()
+        assert orjson.loads(proc.stdout.readline())["trigger"] == "delete"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_follow_rides_out_a_server_stop_and_catches_up(
+    pg_url: str, pg_cluster: object, tmp_path: Path
+) -> None:
+    from tests.pgcluster import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    log = tmp_path / "a.db"
+    fill(log, 5, synchronous="FULL")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--log", str(log), "--follow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (_ready(pg_url) and len(central(pg_url)) == 5):
+            assert time.monotonic() < deadline, "the first events never arrived"
+            time.sleep(0.1)
+        pg_cluster.stop()
+        try:
+            fill(log, 20, synchronous="FULL")  # the node goes on; the shipper retries
+            time.sleep(1.5)
+        finally:
+            pg_cluster.start()
+        fill(log, 1, synchronous="FULL")
+        while len(central(pg_url)) < 26:
+            assert time.monotonic() < deadline, "the shipper did not catch up"
+            time.sleep(0.2)
+        assert [r[2] for r in central(pg_url)] == local_ids(log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "retrying" in err and "Traceback" not in err
+    assert "shipped 26 events" in out
