@@ -100,6 +100,33 @@ RUNC_COMMANDS = (
         *_ID,
         (*_CREATE_OPTS, Opt("--detach", "-d", help="do not wait")),
     ),
+    Cmd(
+        "exec",
+        "engine.commands.execute:main",
+        "run a process in a running container",
+        "ID COMMAND [ARGS...] | -p process.json ID",
+        1,
+        None,
+        (
+            _CONSOLE,
+            Opt("--cwd", value=True, metavar="DIR", help="working directory in the container"),
+            Opt("--env", "-e", repeat=True, metavar="NAME=VALUE", help="set environment variables"),
+            Opt("--tty", "-t", help="allocate a pseudo-TTY"),
+            Opt("--user", "-u", value=True, metavar="UID[:GID]", help="the process's uid and gid"),
+            Opt("--additional-gids", "-g", repeat=True, metavar="GID", help="additional gids"),
+            Opt("--process", "-p", value=True, metavar="FILE", help="path to the process.json"),
+            Opt("--detach", "-d", help="detach from the container's process"),
+            Opt("--pid-file", value=True, metavar="FILE", help="write the process's pid here"),
+            Opt("--process-label", value=True, metavar="LABEL", help="SELinux label (refused)"),
+            Opt("--apparmor", value=True, metavar="PROFILE", help="AppArmor profile (refused)"),
+            Opt("--no-new-privs", help="set no_new_privs for the process"),
+            Opt("--cap", "-c", repeat=True, metavar="CAP", help="add a capability"),
+            Opt("--preserve-fds", value=True, metavar="N", default="0", help="pass N more fds"),
+            Opt("--cgroup", repeat=True, metavar="[CTRL:]PATH", help="an existing sub-cgroup"),
+            Opt("--ignore-paused", help="allow exec in a paused container"),
+        ),
+        interleave=False,
+    ),
     Cmd("pause", _C + "pause", "freeze every process of a container", *_ID),
     Cmd("resume", _C + "resume", "thaw a paused container", *_ID),
     Cmd(
@@ -296,7 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UsageError(f"{PROG}: unknown command {name!r}; see '{PROG} --help'")
-        cflags, positionals = parse(cmd.opts + HELP, cargs, interleave=True, where=f"{PROG} {name}")
+        cflags, positionals = parse(
+            cmd.opts + HELP, cargs, interleave=cmd.interleave, where=f"{PROG} {name}"
+        )
         if cflags["help"]:
             sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
             return 0

@@ -52,6 +52,8 @@ def rejection_reason(container_id: str, trigger: str, state: str) -> str:
         return "container not running"
     if trigger == "resume":
         return "container not paused"
+    if trigger == "exec":
+        return f"cannot exec in a {state} container"
     return f"cannot {trigger} a container in the {state} state"
 
 

@@ -36,7 +36,7 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import time
 
-from engine.errors import LifecycleError, RunlogError
+from engine.errors import LifecycleError, RunlogError, TransitionRejected
 from engine.runtime.container import Container
 from engine.runtime.requests import Request, RequestError, decode
 from engine.service import Service
@@ -113,6 +113,11 @@ class Dispatcher:
         self.freezer_seen = _freezer(container)
         # Queries to record once their answer is out (_query).
         self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
+        # Detached exec'd processes whose end the monitor watches: by
+        # pidfd, the exec_exit request that asked (engine.runtime.execute).
+        self.exec_watches: dict[int, dict[str, Any]] = {}
+        # The loop's way to poll a new pidfd (set by the server).
+        self.on_watch: Callable[[int], None] | None = None
 
     # -- requests ------------------------------------------------------------
 
@@ -224,6 +229,10 @@ class Dispatcher:
             return self._ok()
         if op == "delete":
             return self._delete(actor, args["force"])
+        if op == "exec":
+            return self._exec(actor, args)
+        if op == "exec_exit":
+            return self._exec_exit(actor, args)
         if op == "kill":
             try:
                 self.service.request(self.id, op, actor, args)
@@ -240,6 +249,57 @@ class Dispatcher:
         assert event.dest is not None
         self.container.write_state(event.dest)
         return self._ok()
+
+    def _exec(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """``runlog exec``: the machine's ``exec`` (refused when stopped); in
+        a paused container only with ``ignore_paused``, runc's rule. The
+        reply gives the init's pid, whose namespaces the process joins,
+        and the event's seq, which its ``exec_exit`` names."""
+        if self.container.status == Status.PAUSED and not args["ignore_paused"]:
+            error = TransitionRejected(
+                self.id,
+                "exec",
+                Status.PAUSED,
+                "cannot exec in a paused container (use --ignore-paused to override)",
+            )
+            self._record("exec", actor, error, "paused", args)
+            raise error
+        event = self.service.request(self.id, "exec", actor, args)
+        return self._ok(exec=event.seq, pid=self.container.pid)
+
+    def _exec_exit(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """An exec'd process has ended (its caller saw it), or, with
+        ``watch``, is to be watched until it ends."""
+        if not args["watch"]:
+            self._record_exec_exit(actor, args)
+            return self._ok()
+        pid = args["pid"]
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, ValueError, OSError):
+            self._record_exec_exit(self.me, {**args, "reaped_by_caller": True})
+            return self._ok()
+        self.exec_watches[fd] = {**args, "start": _start_time(pid)}
+        if self.on_watch is not None:
+            self.on_watch(fd)
+        return self._ok()
+
+    def exec_ended(self, fd: int) -> None:
+        """A watched exec'd process has ended: its status, if its parent has
+        not reaped it yet (a zombie's /proc/PID/stat keeps it), is recorded."""
+        args = self.exec_watches.pop(fd)
+        os.close(fd)
+        status = _zombie_status(args["pid"], args.pop("start"))
+        if status is None:
+            status = {"reaped_by_caller": True}
+        self._record_exec_exit(self.me, {**args, **status})
+
+    def _record_exec_exit(self, actor: Actor, args: dict[str, Any]) -> None:
+        request = {k: v for k, v in args.items() if v is not None and k != "watch"}
+        try:
+            self.service.request(self.id, "exec_exit", actor, request)
+        except RunlogError:
+            pass  # recorded as rejected or failed
 
     def _unsupported(self, op: str, actor: Actor, args: dict[str, Any], what: str) -> NoReturn:
         error = Unsupported(self.id, f"{op}: container {self.id} {what}")
@@ -354,6 +414,35 @@ def _freezer(container: Container) -> str | None:
         return container.manager.freezer_state()
     except RunlogError:
         return None
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 onwards)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    return fields if len(fields) >= 50 else None
+
+
+def _zombie_status(pid: int, start: str | None) -> dict[str, int] | None:
+    """How the process ``pid`` (started at ``start``) ended, read from its
+    zombie's /proc/PID/stat (field 52, exit_code, Linux 3.5); ``None`` once
+    its parent has reaped it."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] != "Z" or fields[19] != start:
+        return None
+    status = int(fields[49])
+    if status & 0x7F:
+        return {"signal": status & 0x7F}
+    return {"exit_code": (status >> 8) & 0xFF}
 
 
 def _oom_kills(paths: dict[str, str]) -> int:
