@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 PROG = "runlog"
-VERSION = "0.1.0"
-SPEC_VERSION = "1.2.0"
 
 GLOBAL_OPTS = (
     # Defaults live in Settings, so the environment can sit between the two.
@@ -141,11 +139,12 @@ RUNC_COMMANDS = (
     Cmd(
         "ps",
         _I + "ps",
-        "the container's processes",
-        "ID [PS-ARGS...]",
+        "the container's processes; ps options after the ID go to ps (default -ef)",
+        "ID [PS-OPTIONS...]",
         1,
         None,
         (Opt("--format", "-f", value=True, choices=("table", "json"), default="table"),),
+        interleave=False,
     ),
     Cmd(
         "events",
@@ -165,6 +164,14 @@ RUNC_COMMANDS = (
         opts=(_BUNDLE, Opt("--rootless", help="for a rootless container")),
     ),
     Cmd("features", _I + "features", "what this runtime supports, as JSON"),
+    Cmd(
+        "help",
+        "engine.cli:help_command",
+        "shows a list of commands or help for one command",
+        "[COMMAND]",
+        0,
+        1,
+    ),
 )
 
 COMMANDS = {
@@ -282,6 +289,42 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    """As runc prints it: version, commit, spec, then the language and libseccomp."""
+    import platform
+
+    from engine.linux.libseccomp import library_version
+    from engine.oci.version import OCI_VERSION, RUNLOG_VERSION, commit
+
+    lines = [
+        f"{PROG} version {RUNLOG_VERSION}",
+        f"commit: {commit()}",
+        f"spec: {OCI_VERSION}",
+        f"python: {platform.python_version()}",
+    ]
+    seccomp = library_version()
+    if seccomp is not None:
+        lines.append(f"libseccomp: {seccomp}")
+    return "\n".join(lines) + "\n"
+
+
+def _help(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        args = ["help"]
+    if not args:
+        sys.stdout.write(usage(PROG, None, list(COMMANDS.values()), GLOBAL_OPTS) + "\n")
+        return 0
+    cmd = COMMANDS.get(args[0])
+    if cmd is None:
+        raise UsageError(f"No help topic for '{args[0]}'")
+    sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
+    return 0
+
+
+def help_command(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    return _help(args)
+
+
 def _log_line(settings_log: str | None, fmt: str, level: str, msg: str) -> None:
     """Append a logrus-style line to ``--log``, as runc writes its own log."""
     if not settings_log:
@@ -314,12 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gflags, rest = parse(GLOBAL_OPTS, args, interleave=False, where=PROG)
         if gflags["version"]:
-            sys.stdout.write(f"{PROG} version {VERSION}\nspec: {SPEC_VERSION}\n")
+            sys.stdout.write(_version())
             return 0
         if not rest or gflags["help"]:
             sys.stdout.write(usage(PROG, None, list(COMMANDS.values()), GLOBAL_OPTS) + "\n")
             return 0
         name, cargs = rest[0], rest[1:]
+        if name in ("help", "h"):
+            # runc's help [COMMAND]
+            return _help(cargs)
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UsageError(f"{PROG}: unknown command {name!r}; see '{PROG} --help'")

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.actions.base import Drivers
 from engine.errors import ActionError
+from engine.oci.version import OCI_VERSION
 
 __all__ = ["FakeHook", "FakeWorld"]
 
@@ -196,7 +197,7 @@ class FakeState:
 
     def oci_state(self, status: str) -> dict[str, Any]:
         return {
-            "ociVersion": "1.2.0",
+            "ociVersion": OCI_VERSION,
             "id": self.process.container_id,
             "status": status,
             "pid": self.process.pid,
