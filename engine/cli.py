@@ -209,6 +209,16 @@ COMMANDS = {
             "check|show|graph [FILE]",
             1,
             2,
+            (
+                Opt(
+                    "--format",
+                    "-f",
+                    value=True,
+                    choices=("mermaid", "dot"),
+                    default="mermaid",
+                    help="of graph",
+                ),
+            ),
         ),
         Cmd(
             "db",
