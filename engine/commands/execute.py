@@ -5,7 +5,7 @@ container, and for a paused one without ``--ignore-paused``; the event
 records the process, who asked, tty and detach); then this process makes
 the exec'd one (:mod:`engine.runtime.execute`). In the foreground it
 forwards signals to it, waits, records its end (``exec_exit``, linked to the
-``exec`` event by seq) and exits with its status (128 + N for signal N).
+``exec`` event by the exec's id) and exits with its status (128 + N for signal N).
 With ``--detach`` it writes ``--pid-file`` and returns; the monitor then
 watches the process on a pidfd and records its end, with its status when
 it can still read it. As runc, every error is ``exec failed: ...`` with
@@ -23,7 +23,6 @@ import sys
 from engine.commands.container import _call, _status_code, _write_pid_file, absent
 from engine.errors import ContainerNotFound, RunlogError, UnsupportedError, UsageError
 from engine.frozen import replace
-from engine.runtime import client
 from engine.runtime.statedir import CONTROL, StateDir
 from engine.settings import Settings
 
@@ -99,7 +98,7 @@ def _exec(
     # The machine says whether it may be; the reply names the init to join.
     asked.append(True)
     reply = _call(settings, cid, "exec", request)
-    seq, init_pid = int(reply["exec"]), int(reply["pid"])
+    exec_id, init_pid = int(reply["exec"]), int(reply["pid"])
     console, pump = None, None
     if process.terminal:
         console, pump = _console(console_socket)
@@ -110,26 +109,38 @@ def _exec(
     if spawned.error is not None:
         if pump is not None:
             pump.close()
-        _report(control, {"exec": seq, "pid": spawned.pid, "exec_error": spawned.error})
+        _report(control, {"exec": exec_id, "pid": spawned.pid, "exec_error": spawned.error})
         raise ExecFailed(f"exec failed: unable to start container process: {spawned.error}")
     pid_file = flags.get("pid_file")
     if pid_file:
         _write_pid_file(os.path.abspath(str(pid_file)), spawned.pid)
     if detach:
-        _report(control, {"exec": seq, "pid": spawned.pid, "watch": True})
+        _report(control, {"exec": exec_id, "pid": spawned.pid, "watch": True})
         return 0
     status = _foreground(spawned.pid, pump)
-    _report(control, {"exec": seq, "pid": spawned.pid, **status})
+    _report(control, {"exec": exec_id, "pid": spawned.pid, **status})
     return _status_code(status)
 
 
 def _report(control: str, fields: dict[str, Any]) -> None:
-    """The exec'd process's end (or, ``watch``, its pid) to the monitor; a
+    """The exec'd process's end (or, ``watch``, its pid) to the monitor,
+    which records it; sent without waiting for the answer (the commit). A
     container deleted meanwhile has no monitor to tell."""
+    import _socket
+
+    from engine import jsonfast
+    from engine.runtime.statedir import SocketAddress
+
+    data = (jsonfast.dumps({"op": "exec_exit", **fields}) + "\n").encode()
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        client.call(control, {"op": "exec_exit", **fields})
-    except RunlogError:
+        with SocketAddress(control) as address:
+            sock.connect(address)
+        sock.sendall(data)
+    except OSError:
         pass
+    finally:
+        sock.close()
 
 
 def _process(flags: dict[str, object], argv: list[str], config: Config) -> Process:
@@ -363,8 +374,9 @@ def _console(path: str) -> tuple[int, _Pump | None]:
 
 
 def _foreground(pid: int, pump: _Pump | None) -> dict[str, int]:
-    """Forward signals to the process, copy its terminal, wait; how it ended."""
-    import signal
+    """Forward signals to the process, copy its terminal, wait; how it ended.
+    On ``_signal``: ``signal`` would load ``enum`` (about 1 ms)."""
+    import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 
     def forward(signo: int, _frame: object) -> None:
         try:
@@ -372,13 +384,13 @@ def _foreground(pid: int, pump: _Pump | None) -> dict[str, int]:
         except ProcessLookupError:
             pass
 
-    skip = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGURG}
+    skip = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGURG}
     if pump is not None:
-        skip.add(signal.SIGWINCH)
-    for signo in signal.valid_signals():
-        if signo not in skip and signo < signal.SIGRTMIN:
+        skip.add(_signal.SIGWINCH)
+    for signo in range(1, _signal.SIGRTMIN):
+        if signo not in skip:
             try:
-                signal.signal(signo, forward)
+                _signal.signal(signo, forward)
             except (OSError, ValueError):
                 pass
     if pump is not None:

@@ -116,6 +116,10 @@ class Dispatcher:
         # Detached exec'd processes whose end the monitor watches: by
         # pidfd, the exec_exit request that asked (engine.runtime.execute).
         self.exec_watches: dict[int, dict[str, Any]] = {}
+        # Each exec's id (its event's request "id", which its exec_exit names).
+        self.execs = 0
+        # What to record once the answer is out (an accepted exec).
+        self.after: list[Callable[[], object]] = []
         # The loop's way to poll a new pidfd (set by the server).
         self.on_watch: Callable[[int], None] | None = None
 
@@ -187,6 +191,12 @@ class Dispatcher:
         self.queries.append((op, actor, args, time.time_ns()))
 
     def _record_queries(self) -> None:
+        after, self.after = self.after, []
+        for record in after:
+            try:
+                record()
+            except Exception:  # recorded as rejected or failed, or the log cannot take it
+                pass
         queries, self.queries = self.queries, []
         for op, actor, args, asked in queries:
             try:
@@ -254,7 +264,8 @@ class Dispatcher:
         """``runlog exec``: the machine's ``exec`` (refused when stopped); in
         a paused container only with ``ignore_paused``, runc's rule. The
         reply gives the init's pid, whose namespaces the process joins,
-        and the event's seq, which its ``exec_exit`` names."""
+        and the exec's id (in its event's request), which its ``exec_exit``
+        names."""
         if self.container.status == Status.PAUSED and not args["ignore_paused"]:
             error = TransitionRejected(
                 self.id,
@@ -264,8 +275,14 @@ class Dispatcher:
             )
             self._record("exec", actor, error, "paused", args)
             raise error
-        event = self.service.request(self.id, "exec", actor, args)
-        return self._ok(exec=event.seq, pid=self.container.pid)
+        if not self.service.lifecycle.may(self.container.status, "exec"):
+            self.service.request(self.id, "exec", actor, args)  # recorded, refused
+        # Allowed: answered at once, and recorded right after (as a query
+        # is), so that the process starts without waiting for the commit.
+        self.execs += 1
+        request = {**args, "id": self.execs}
+        self.after.append(lambda: self.service.request(self.id, "exec", actor, request))
+        return self._ok(exec=self.execs, pid=self.container.pid)
 
     def _exec_exit(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
         """An exec'd process has ended (its caller saw it), or, with

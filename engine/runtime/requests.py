@@ -17,7 +17,7 @@ delete):
     exec            args: strings (required); user: text; cwd: text; tty, detach,
                     ignore_paused: bool          (runlog exec: recorded, then the
                                                  caller makes the process)
-    exec_exit       exec: int (required, the exec event's seq); pid: int; exit_code,
+    exec_exit       exec: int (required, the exec's id); pid: int; exit_code,
                     signal: int; exec_error: text; watch: bool (the monitor
                     watches pid and records its end itself)
 

@@ -83,13 +83,15 @@ def test_exec_joins_every_namespace_and_cgroup_and_passes_the_status(
     # In the container's cgroup namespace its own cgroup is its root.
     assert got["cgroup.pids"].endswith(":pids:/"), got
     assert got["me"] != "1"  # a process of the container's pid namespace, not its init
-    events = _exec_events(runlog, "x-ns")
+    # The end is sent without waiting for its commit: recorded shortly.
+    events = _wait_for(lambda: (e := _exec_events(runlog, "x-ns")) and len(e) == 2 and e, "exit")
     assert [(t, o) for _, t, o, _ in events] == [("exec", "ok"), ("exec_exit", "ok")]
-    (seq, _, _, started), (_, _, _, ended) = events
+    (_, _, _, started), (_, _, _, ended) = events
     assert started["request"]["args"] == ["sh", "-c", script]
     assert started["request"]["user"] == "0:0"
     assert started["request"]["tty"] is False and started["request"]["detach"] is False
-    assert ended["request"]["exec"] == seq and ended["request"]["exit_code"] == 3
+    assert ended["request"]["exec"] == started["request"]["id"] == 1
+    assert ended["request"]["exit_code"] == 3
     assert runlog.state("x-ns")["status"] == "running"  # exec changes no state
     runlog("delete", "--force", "x-ns", check=True)
 
@@ -167,8 +169,10 @@ def test_foreground_exec_forwards_signals_and_dies_of_them(
     finally:
         proc.kill()
         proc.wait()
-    ended = _exec_events(runlog, "x-sig")[-1]
-    assert ended[1] == "exec_exit" and ended[3]["request"]["signal"] == signal.SIGTERM
+    ended = _wait_for(
+        lambda: [e for e in _exec_events(runlog, "x-sig") if e[1] == "exec_exit"], "exit"
+    )[0]
+    assert ended[3]["request"]["signal"] == signal.SIGTERM
     runlog("delete", "--force", "x-sig", check=True)
 
 
@@ -189,10 +193,10 @@ def test_detached_exec_writes_the_pid_file_and_the_monitor_records_its_end(
         lambda: [e for e in _exec_events(runlog, "x-det") if e[1] == "exec_exit"],
         "the exec_exit event",
     )
-    (seq, _, _, started) = _exec_events(runlog, "x-det")[0]
+    (_, _, _, started) = _exec_events(runlog, "x-det")[0]
     assert started["request"]["detach"] is True
     request = ended[0][3]["request"]
-    assert request["exec"] == seq and request["pid"] == pid
+    assert request["exec"] == started["request"]["id"] and request["pid"] == pid
     # Re-parented to the host's init, which reaps at once: the status may be gone.
     assert request.get("exit_code") == 4 or request.get("reaped_by_caller") is True
     runlog("delete", "--force", "x-det", check=True)
