@@ -184,6 +184,10 @@ class FakeCgroups:
         self.frozen = False
         self.world.process(self.container_id).thawed()
 
+    def update(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        self.world.call(self.container_id, "cgroup.update")
+        return {"before": {}, "after": {}}
+
 
 class FakeState:
     def __init__(self, world: FakeWorld, process: FakeProcess) -> None:

@@ -241,6 +241,10 @@ class Dispatcher:
             return self._delete(actor, args["force"])
         if op == "exec":
             return self._exec(actor, args)
+        if op == "update":
+            event = self.service.request(self.id, op, actor, args)
+            (result,) = [a.get("result") for a in event.payload.get("actions", [])]
+            return self._ok(update=result)
         if op == "exec_exit":
             return self._exec_exit(actor, args)
         if op == "kill":

@@ -14,6 +14,7 @@ delete):
     console_size    rows, cols: int 0-65535, both required  (a pty the monitor owns)
     reopen_log      -                       (a container log: create --log-path)
     delete          force: bool (false)
+    update          resources: object (OCI linux.resources: memory, cpu, pids)
     exec            args: strings (required); user: text; cwd: text; tty, detach,
                     ignore_paused: bool          (runlog exec: recorded, then the
                                                  caller makes the process)
@@ -51,6 +52,7 @@ _SIGNAL = "a signal number (0-64) or name"
 _INT = "a non-negative integer"
 _TEXT = "a string"
 _STRINGS = "a list of strings"
+_OBJECT = "an object"
 
 
 class Field:
@@ -81,6 +83,7 @@ OPS: dict[str, dict[str, Field]] = {
     },
     "reopen_log": {},
     "delete": {"force": Field(_BOOL, default=False)},
+    "update": {"resources": Field(_OBJECT, required=True)},
     "exec": {
         "args": Field(_STRINGS, required=True),
         "user": Field(_TEXT, default=""),
@@ -253,6 +256,8 @@ def _value(kind: str, value: object) -> object:
         return value if isinstance(value, int) and 0 <= value < 2**63 else None
     if kind == _TEXT:
         return value if isinstance(value, str) else None
+    if kind == _OBJECT:
+        return value if isinstance(value, dict) else None
     if kind == _STRINGS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return value if ok else None
