@@ -72,6 +72,8 @@ ACTIONS: Mapping[str, ActionSignature] = MappingProxyType(
                 on_failure=Param(str, ON_FAILURE, default="abort"),
             ),
             _sig("state.remove", "remove the container's state directory"),
+            _sig("criu.dump", "checkpoint through CRIU (runlog does not drive it yet)"),
+            _sig("criu.restore", "restore through CRIU (runlog does not drive it yet)"),
         ]
     )
 )

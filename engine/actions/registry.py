@@ -17,6 +17,7 @@ from engine.actions.cgroup import (
     CgroupThaw,
     CgroupUpdate,
 )
+from engine.actions.criu import CriuDump, CriuRestore
 from engine.actions.hook import Hook
 from engine.actions.process import CollectStatus, Release, Signal, SpawnInit
 from engine.actions.state import StateRemove
@@ -36,6 +37,8 @@ REGISTRY: Mapping[str, Action] = MappingProxyType(
             CgroupFreeze(),
             CgroupThaw(),
             CgroupUpdate(),
+            CriuDump(),
+            CriuRestore(),
             SpawnInit(),
             Release(),
             Signal(),

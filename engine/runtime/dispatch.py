@@ -241,6 +241,9 @@ class Dispatcher:
             return self._delete(actor, args["force"])
         if op == "exec":
             return self._exec(actor, args)
+        if op == "checkpoint":
+            self.service.request(self.id, op, actor, args)
+            return self._ok()
         if op == "update":
             event = self.service.request(self.id, op, actor, args)
             (result,) = [a.get("result") for a in event.payload.get("actions", [])]

@@ -15,6 +15,7 @@ delete):
     reopen_log      -                       (a container log: create --log-path)
     delete          force: bool (false)
     update          resources: object (OCI linux.resources: memory, cpu, pids)
+    checkpoint      image_path: text (required); work_path: text; leave_running: bool
     exec            args: strings (required); user: text; cwd: text; tty, detach,
                     ignore_paused: bool          (runlog exec: recorded, then the
                                                  caller makes the process)
@@ -84,6 +85,11 @@ OPS: dict[str, dict[str, Field]] = {
     "reopen_log": {},
     "delete": {"force": Field(_BOOL, default=False)},
     "update": {"resources": Field(_OBJECT, required=True)},
+    "checkpoint": {
+        "image_path": Field(_TEXT, required=True),
+        "work_path": Field(_TEXT, default=""),
+        "leave_running": Field(_BOOL, default=False),
+    },
     "exec": {
         "args": Field(_STRINGS, required=True),
         "user": Field(_TEXT, default=""),
