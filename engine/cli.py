@@ -69,6 +69,18 @@ _CREATE_OPTS = (
     ),
 )
 _ID = ("ID", 1, 1)
+# The CRIU flags runc's checkpoint and restore share.
+_CRIU = (
+    Opt("--work-path", value=True, metavar="DIR", help="CRIU's logs and work files"),
+    Opt("--tcp-established", help="allow open tcp connections"),
+    Opt("--ext-unix-sk", help="allow external unix sockets"),
+    Opt("--shell-job", help="allow shell jobs"),
+    Opt("--file-locks", help="handle file locks"),
+    Opt("--manage-cgroups-mode", value=True, metavar="MODE", help="soft|full|strict"),
+    Opt("--empty-ns", repeat=True, metavar="NS", help="create a namespace, not restore"),
+    Opt("--auto-dedup", help="deduplicate with the parent's images"),
+    Opt("--lazy-pages", help="use userfaultfd to lazily restore memory pages"),
+)
 
 # runc's commands, with runc's names, flags and argument counts.
 RUNC_COMMANDS = (
@@ -162,21 +174,13 @@ RUNC_COMMANDS = (
         "checkpoint a running container through CRIU (not driven yet: says why)",
         *_ID,
         (
+            *_CRIU,
             Opt("--image-path", value=True, metavar="DIR", help="where to write the images"),
-            Opt("--work-path", value=True, metavar="DIR", help="CRIU's logs and work files"),
             Opt("--parent-path", value=True, metavar="DIR", help="a previous dump"),
             Opt("--leave-running", help="leave the process running after checkpointing"),
-            Opt("--tcp-established", help="allow open tcp connections"),
-            Opt("--ext-unix-sk", help="allow external unix sockets"),
-            Opt("--shell-job", help="allow shell jobs"),
-            Opt("--lazy-pages", help="use userfaultfd to lazily restore memory pages"),
             Opt("--status-fd", value=True, metavar="FD", help="CRIU's status fd"),
             Opt("--page-server", value=True, metavar="ADDR:PORT", help="CRIU's page server"),
-            Opt("--file-locks", help="handle file locks"),
             Opt("--pre-dump", help="dump the memory only, leave the container running"),
-            Opt("--manage-cgroups-mode", value=True, metavar="MODE", help="soft|full|strict"),
-            Opt("--empty-ns", repeat=True, metavar="NS", help="create a namespace, not restore"),
-            Opt("--auto-dedup", help="deduplicate with the parent's images"),
         ),
     ),
     Cmd(
@@ -188,19 +192,11 @@ RUNC_COMMANDS = (
             _BUNDLE,
             _CONSOLE,
             _PID_FILE,
+            *_CRIU,
             Opt("--image-path", value=True, metavar="DIR", help="where the images are"),
-            Opt("--work-path", value=True, metavar="DIR", help="CRIU's logs and work files"),
-            Opt("--tcp-established", help="allow open tcp connections"),
-            Opt("--ext-unix-sk", help="allow external unix sockets"),
-            Opt("--shell-job", help="allow shell jobs"),
-            Opt("--file-locks", help="handle file locks"),
-            Opt("--manage-cgroups-mode", value=True, metavar="MODE", help="soft|full|strict"),
             Opt("--detach", "-d", help="detach from the container's process"),
             Opt("--no-subreaper", help="disable the use of the subreaper"),
             Opt("--no-pivot", help="chroot instead of pivot_root"),
-            Opt("--empty-ns", repeat=True, metavar="NS", help="create a namespace, not restore"),
-            Opt("--auto-dedup", help="deduplicate with the parent's images"),
-            Opt("--lazy-pages", help="use userfaultfd to lazily restore memory pages"),
             Opt("--lsm-profile", value=True, metavar="PROFILE", help="LSM profile"),
             Opt("--lsm-mount-context", value=True, metavar="CTX", help="LSM mount context"),
         ),

@@ -36,15 +36,8 @@ sys.path[0:0] = {paths!r}
 if any(word in sys.argv for word in {forks!r}):
     from engine.codecache import install
     install({code!r})
-from engine.quick import main
-code = main()
-try:
-    sys.stdout.flush()
-    sys.stderr.flush()
-except BrokenPipeError:
-    pass
-import posix
-posix._exit(code)
+from engine.quick import console
+console()
 """
 
 

@@ -224,9 +224,9 @@ def main(argv: "Sequence[str] | None" = None) -> int:
 
 
 def console() -> None:
-    """The console script pip writes (``[project.scripts]``): :func:`main`,
-    then out as the stub of :mod:`engine.entry` leaves - streams flushed,
-    ``posix._exit``, without the interpreter's teardown."""
+    """The ``runlog`` command (the stub of :mod:`engine.entry`, and pip's
+    ``scripts/runlog``): :func:`main`, then out with the streams flushed
+    and ``posix._exit``, without the interpreter's teardown."""
     code = main()
     try:
         sys.stdout.flush()
