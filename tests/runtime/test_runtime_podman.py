@@ -139,12 +139,19 @@ def podman(
     assert not made, f"podman left {made}"
 
 
-def test_podman_run_passes_the_exit_code_and_output(podman: Podman, bundle: Bundle) -> None:
+def test_podman_run_passes_the_exit_code_and_output(
+    podman: Podman, bundle: Bundle, runlog: Any
+) -> None:
     rootfs = bundle(["true"]) / "rootfs"
     proc = podman(
         "run", "--rm", *podman.run_args(rootfs), "sh", "-c", "echo hello; exit 7", check=False
     )
     assert (proc.returncode, proc.stdout) == (7, "hello\n"), proc.stderr
+    # Its whole life, --rm's delete included, is in runlog's log.
+    (cid,) = runlog_ids(runlog.db)
+    triggers = [trigger for trigger, _dest, outcome in runlog.events(cid) if outcome == "ok"]
+    for step in ("create", "start", "exit", "delete"):
+        assert step in triggers, (step, triggers)
 
 
 def test_podman_runs_a_detached_container_through_its_lifecycle(
@@ -213,3 +220,11 @@ def runlog_actors(db: Path, cid: str) -> set[str]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT actor_transport FROM events WHERE container_id = ?", (cid,))
         return {str(row[0]) for row in rows}
+
+
+def runlog_ids(db: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT DISTINCT container_id FROM events ORDER BY container_id")
+        return [str(row[0]) for row in rows]
