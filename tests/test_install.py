@@ -23,7 +23,7 @@ def test_machine_graph_as_dot(capsys: pytest.CaptureFixture[str]) -> None:
     assert out == dot(load(default_path())) + "\n"
     assert out.startswith("digraph machine {") and out.rstrip().endswith("}")
     assert '"running" -> "paused" [label="pause"];' in out
-    assert '"running" -> "running" [label="kill, exec, exec_exit"];' in out
+    assert '"running" -> "running" [label="kill, update, checkpoint, exec, exec_exit"];' in out
     assert '"deleted" [label="deleted", peripheries=2];' in out
     assert main(["machine", "graph", "--format", "svg"]) == 1
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,17 @@ def podman(
     tool("rm", "--all", "--force", "--time", "0", check=False)
     shutil.rmtree(short)
     # conmon's own cgroup (cgroupfs manager), under the test's parent.
+    # podman returns before an exec session's conmon has exited: given a
+    # few seconds to, it must leave nothing.
     for leftover in Path("/sys/fs/cgroup").glob(f"*/{tool.parent.strip('/')}/conmon"):
+        deadline = time.monotonic() + 10
+        while (procs := (leftover / "cgroup.procs").read_text().split()) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        if procs:
+            cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes() for p in procs]
+            raise AssertionError(f"left in {leftover}: {cmdlines}")
         leftover.rmdir()
     made = [d for d in absent if os.path.exists(d)]
     assert not made, f"podman left {made}"
