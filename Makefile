@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: all deps bench-deps venv lint typecheck unit test demo bench sql clean
+.PHONY: all deps bench-deps venv lint typecheck unit test demo bench sql clean install
 
 all: test
 
@@ -71,6 +71,19 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
 	$(PY) bench/chain.py
+
+# runlog on the PATH without a venv path in oci.conf: a venv of its own under
+# $(PREFIX)/lib/runlog, and the fast entry stub (engine/entry.py) as
+# $(PREFIX)/bin/runlog. DESTDIR for packagers.
+PREFIX ?= /usr/local
+INSTALL_VENV = $(DESTDIR)$(PREFIX)/lib/runlog
+install: deps
+	$(PYTHON) -m venv --clear $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INSTALL_VENV)/bin/python -m pip install --quiet $(CURDIR)
+	mkdir -p $(DESTDIR)$(PREFIX)/bin
+	# Outside the checkout: the stub must point at the installed package.
+	cd / && $(INSTALL_VENV)/bin/python -m engine.entry $(DESTDIR)$(PREFIX)/bin/runlog
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)

@@ -3,6 +3,7 @@
 - lifecycle of ``true``: create, start, poll ``state`` until stopped, delete;
 - ``run true`` (foreground, exit status collected);
 - ``state`` alone, on a created container (schedulers poll it);
+- ``exec true`` into a running container (foreground, status collected);
 - the monitor's resident memory with a running container.
 
 Needs root, /bin/busybox and runc (``make bench`` installs both from
@@ -153,7 +154,15 @@ def _main() -> int:
                 lambda: runlog("state", ids["runlog"]), lambda: runc("state", ids["runc"]), RUNS * 3
             ),
         )
-        runlog("start", ids["runlog"])
+        for rt in (runlog, runc):
+            rt("start", ids[rt.name])
+        add(
+            "exec true into a running container",
+            side_by_side(
+                lambda: runlog("exec", ids["runlog"], "true"),
+                lambda: runc("exec", ids["runc"], "true"),
+            ),
+        )
         info = json.loads((tmp / "runlog-root" / ids["runlog"] / "runtime.json").read_text())
         monitor_rss = rss_kib(info["monitor_pid"]) / 1024
         for rt in (runlog, runc):

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 PROG = "runlog"
-VERSION = "0.1.0"
-SPEC_VERSION = "1.2.0"
 
 GLOBAL_OPTS = (
     # Defaults live in Settings, so the environment can sit between the two.
@@ -71,6 +69,18 @@ _CREATE_OPTS = (
     ),
 )
 _ID = ("ID", 1, 1)
+# The CRIU flags runc's checkpoint and restore share.
+_CRIU = (
+    Opt("--work-path", value=True, metavar="DIR", help="CRIU's logs and work files"),
+    Opt("--tcp-established", help="allow open tcp connections"),
+    Opt("--ext-unix-sk", help="allow external unix sockets"),
+    Opt("--shell-job", help="allow shell jobs"),
+    Opt("--file-locks", help="handle file locks"),
+    Opt("--manage-cgroups-mode", value=True, metavar="MODE", help="soft|full|strict"),
+    Opt("--empty-ns", repeat=True, metavar="NS", help="create a namespace, not restore"),
+    Opt("--auto-dedup", help="deduplicate with the parent's images"),
+    Opt("--lazy-pages", help="use userfaultfd to lazily restore memory pages"),
+)
 
 # runc's commands, with runc's names, flags and argument counts.
 RUNC_COMMANDS = (
@@ -100,6 +110,97 @@ RUNC_COMMANDS = (
         *_ID,
         (*_CREATE_OPTS, Opt("--detach", "-d", help="do not wait")),
     ),
+    Cmd(
+        "exec",
+        "engine.commands.execute:main",
+        "run a process in a running container",
+        "ID COMMAND [ARGS...] | -p process.json ID",
+        1,
+        None,
+        (
+            _CONSOLE,
+            Opt("--cwd", value=True, metavar="DIR", help="working directory in the container"),
+            Opt("--env", "-e", repeat=True, metavar="NAME=VALUE", help="set environment variables"),
+            Opt("--tty", "-t", help="allocate a pseudo-TTY"),
+            Opt("--user", "-u", value=True, metavar="UID[:GID]", help="the process's uid and gid"),
+            Opt("--additional-gids", "-g", repeat=True, metavar="GID", help="additional gids"),
+            Opt("--process", "-p", value=True, metavar="FILE", help="path to the process.json"),
+            Opt("--detach", "-d", help="detach from the container's process"),
+            Opt("--pid-file", value=True, metavar="FILE", help="write the process's pid here"),
+            Opt("--process-label", value=True, metavar="LABEL", help="SELinux label (refused)"),
+            Opt("--apparmor", value=True, metavar="PROFILE", help="AppArmor profile (refused)"),
+            Opt("--no-new-privs", help="set no_new_privs for the process"),
+            Opt("--cap", "-c", repeat=True, metavar="CAP", help="add a capability"),
+            Opt("--preserve-fds", value=True, metavar="N", default="0", help="pass N more fds"),
+            Opt("--cgroup", repeat=True, metavar="[CTRL:]PATH", help="an existing sub-cgroup"),
+            Opt("--ignore-paused", help="allow exec in a paused container"),
+        ),
+        interleave=False,
+    ),
+    Cmd(
+        "update",
+        "engine.commands.update:main",
+        "update a container's resource limits",
+        *_ID,
+        (
+            Opt(
+                "--resources",
+                "-r",
+                value=True,
+                metavar="FILE",
+                help="linux.resources JSON, - stdin",
+            ),
+            Opt("--blkio-weight", value=True, metavar="N", help="block IO weight (10-1000)"),
+            Opt("--cpu-period", value=True, metavar="US", help="CPU CFS period"),
+            Opt("--cpu-quota", value=True, metavar="US", help="CPU CFS quota"),
+            Opt("--cpu-share", value=True, metavar="N", help="CPU shares (relative weight)"),
+            Opt("--cpu-rt-period", value=True, metavar="US", help="CPU realtime period"),
+            Opt("--cpu-rt-runtime", value=True, metavar="US", help="CPU realtime runtime"),
+            Opt("--cpuset-cpus", value=True, metavar="LIST", help="CPUs to use"),
+            Opt("--cpuset-mems", value=True, metavar="LIST", help="memory nodes to use"),
+            Opt("--kernel-memory", value=True, metavar="SIZE", help="kernel memory limit"),
+            Opt("--kernel-memory-tcp", value=True, metavar="SIZE", help="kernel TCP memory"),
+            Opt("--memory", value=True, metavar="SIZE", help="memory limit"),
+            Opt("--memory-reservation", value=True, metavar="SIZE", help="memory soft limit"),
+            Opt("--memory-swap", value=True, metavar="SIZE", help="memory plus swap limit"),
+            Opt("--pids-limit", value=True, metavar="N", help="maximum number of pids"),
+            Opt("--l3-cache-schema", value=True, metavar="S", help="Intel RDT (not enabled)"),
+            Opt("--mem-bw-schema", value=True, metavar="S", help="Intel RDT (not enabled)"),
+        ),
+    ),
+    Cmd(
+        "checkpoint",
+        "engine.commands.checkpoint:checkpoint",
+        "checkpoint a running container through CRIU (not driven yet: says why)",
+        *_ID,
+        (
+            *_CRIU,
+            Opt("--image-path", value=True, metavar="DIR", help="where to write the images"),
+            Opt("--parent-path", value=True, metavar="DIR", help="a previous dump"),
+            Opt("--leave-running", help="leave the process running after checkpointing"),
+            Opt("--status-fd", value=True, metavar="FD", help="CRIU's status fd"),
+            Opt("--page-server", value=True, metavar="ADDR:PORT", help="CRIU's page server"),
+            Opt("--pre-dump", help="dump the memory only, leave the container running"),
+        ),
+    ),
+    Cmd(
+        "restore",
+        "engine.commands.checkpoint:restore",
+        "restore a container from a checkpoint (not driven yet: says why)",
+        *_ID,
+        (
+            _BUNDLE,
+            _CONSOLE,
+            _PID_FILE,
+            *_CRIU,
+            Opt("--image-path", value=True, metavar="DIR", help="where the images are"),
+            Opt("--detach", "-d", help="detach from the container's process"),
+            Opt("--no-subreaper", help="disable the use of the subreaper"),
+            Opt("--no-pivot", help="chroot instead of pivot_root"),
+            Opt("--lsm-profile", value=True, metavar="PROFILE", help="LSM profile"),
+            Opt("--lsm-mount-context", value=True, metavar="CTX", help="LSM mount context"),
+        ),
+    ),
     Cmd("pause", _C + "pause", "freeze every process of a container", *_ID),
     Cmd("resume", _C + "resume", "thaw a paused container", *_ID),
     Cmd(
@@ -114,11 +215,12 @@ RUNC_COMMANDS = (
     Cmd(
         "ps",
         _I + "ps",
-        "the container's processes",
-        "ID [PS-ARGS...]",
+        "the container's processes; ps options after the ID go to ps (default -ef)",
+        "ID [PS-OPTIONS...]",
         1,
         None,
         (Opt("--format", "-f", value=True, choices=("table", "json"), default="table"),),
+        interleave=False,
     ),
     Cmd(
         "events",
@@ -138,6 +240,14 @@ RUNC_COMMANDS = (
         opts=(_BUNDLE, Opt("--rootless", help="for a rootless container")),
     ),
     Cmd("features", _I + "features", "what this runtime supports, as JSON"),
+    Cmd(
+        "help",
+        "engine.cli:help_command",
+        "shows a list of commands or help for one command",
+        "[COMMAND]",
+        0,
+        1,
+    ),
 )
 
 COMMANDS = {
@@ -175,6 +285,16 @@ COMMANDS = {
             "check|show|graph [FILE]",
             1,
             2,
+            (
+                Opt(
+                    "--format",
+                    "-f",
+                    value=True,
+                    choices=("mermaid", "dot"),
+                    default="mermaid",
+                    help="of graph",
+                ),
+            ),
         ),
         Cmd(
             "db",
@@ -281,6 +401,42 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    """As runc prints it: version, commit, spec, then the language and libseccomp."""
+    import platform
+
+    from engine.linux.libseccomp import library_version
+    from engine.oci.version import OCI_VERSION, RUNLOG_VERSION, commit
+
+    lines = [
+        f"{PROG} version {RUNLOG_VERSION}",
+        f"commit: {commit()}",
+        f"spec: {OCI_VERSION}",
+        f"python: {platform.python_version()}",
+    ]
+    seccomp = library_version()
+    if seccomp is not None:
+        lines.append(f"libseccomp: {seccomp}")
+    return "\n".join(lines) + "\n"
+
+
+def _help(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        args = ["help"]
+    if not args:
+        sys.stdout.write(usage(PROG, None, list(COMMANDS.values()), GLOBAL_OPTS) + "\n")
+        return 0
+    cmd = COMMANDS.get(args[0])
+    if cmd is None:
+        raise UsageError(f"No help topic for '{args[0]}'")
+    sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
+    return 0
+
+
+def help_command(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    return _help(args)
+
+
 def _log_line(settings_log: str | None, fmt: str, level: str, msg: str) -> None:
     """Append a logrus-style line to ``--log``, as runc writes its own log."""
     if not settings_log:
@@ -313,16 +469,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gflags, rest = parse(GLOBAL_OPTS, args, interleave=False, where=PROG)
         if gflags["version"]:
-            sys.stdout.write(f"{PROG} version {VERSION}\nspec: {SPEC_VERSION}\n")
+            sys.stdout.write(_version())
             return 0
         if not rest or gflags["help"]:
             sys.stdout.write(usage(PROG, None, list(COMMANDS.values()), GLOBAL_OPTS) + "\n")
             return 0
         name, cargs = rest[0], rest[1:]
+        if name in ("help", "h"):
+            # runc's help [COMMAND]
+            return _help(cargs)
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UsageError(f"{PROG}: unknown command {name!r}; see '{PROG} --help'")
-        cflags, positionals = parse(cmd.opts + HELP, cargs, interleave=True, where=f"{PROG} {name}")
+        cflags, positionals = parse(
+            cmd.opts + HELP, cargs, interleave=cmd.interleave, where=f"{PROG} {name}"
+        )
         if cflags["help"]:
             sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
             return 0

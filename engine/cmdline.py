@@ -55,7 +55,7 @@ class Cmd:
     runs, so one command never pays for another's imports.
     """
 
-    __slots__ = ("args", "max_args", "min_args", "name", "opts", "summary", "target")
+    __slots__ = ("args", "interleave", "max_args", "min_args", "name", "opts", "summary", "target")
 
     def __init__(
         self,
@@ -66,8 +66,13 @@ class Cmd:
         min_args: int = 0,
         max_args: int | None = 0,
         opts: Sequence[Opt] = (),
+        *,
+        interleave: bool = True,
     ) -> None:
         self.name = name
+        # False: the flags end at the first positional argument (runc's
+        # SkipArgReorder: `exec ID ls -l` passes -l to ls).
+        self.interleave = interleave
         self.target = target
         self.summary = summary
         self.args = args

@@ -8,8 +8,8 @@ pip's console script starts Python with ``site`` (the venv's .pth files,
 interpreter start is the floor; everything on top shows in the ratio to
 runc). ``python -m engine`` and pip's script keep working as they are.
 
-Beside the stub goes ``<stub>.code``: the compiled code of what ``create``
-and ``run`` import, which the stub installs for those two commands
+Beside the stub goes ``<stub>.code``: the compiled code of what ``create``,
+``run`` and ``exec`` import, which the stub installs for those commands
 (:mod:`engine.codecache`). It is written from the sources as they are; a
 source changed since is imported as usual, and ``make bench`` writes the
 file again.
@@ -24,6 +24,9 @@ import sysconfig
 
 from engine.quick import FORKS_MONITOR
 
+#: The commands whose imports the stub takes from its code file.
+CODE_CACHED = frozenset({*FORKS_MONITOR, "exec"})
+
 __all__ = ["code_file", "install", "render"]
 
 _TEMPLATE = """#!{python} -IS
@@ -33,15 +36,8 @@ sys.path[0:0] = {paths!r}
 if any(word in sys.argv for word in {forks!r}):
     from engine.codecache import install
     install({code!r})
-from engine.quick import main
-code = main()
-try:
-    sys.stdout.flush()
-    sys.stderr.flush()
-except BrokenPipeError:
-    pass
-import posix
-posix._exit(code)
+from engine.quick import console
+console()
 """
 
 
@@ -51,7 +47,7 @@ def render(target: str) -> str:
         target=target,
         paths=_paths(),
         code=code_file(target),
-        forks=tuple(sorted(FORKS_MONITOR)),
+        forks=tuple(sorted(CODE_CACHED)),
     )
 
 
@@ -80,6 +76,9 @@ _CREATE_PATH = (
     "engine.eventlog.sqlite",
     "engine.runtime.server",
     "engine.runtime.dispatch",
+    # exec's own (its process is made by the caller, engine.runtime.execute)
+    "engine.commands.execute",
+    "engine.runtime.execute",
 )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "GLOBAL_VALUE_FLAGS",
     "Call",
     "command_of",
+    "console",
     "main",
     "recognize",
 ]
@@ -220,6 +221,19 @@ def main(argv: "Sequence[str] | None" = None) -> int:
     from engine.cli import main as full
 
     return full(args)
+
+
+def console() -> None:
+    """The ``runlog`` command (the stub of :mod:`engine.entry`, and pip's
+    ``scripts/runlog``): :func:`main`, then out with the streams flushed
+    and ``posix._exit``, without the interpreter's teardown."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    posix._exit(code)
 
 
 def command_of(argv: "Sequence[str]") -> "str | None":

@@ -48,10 +48,12 @@ def rejection_reason(container_id: str, trigger: str, state: str) -> str:
         }.get(state, f"cannot start a container in the {state} state")
     if trigger == "delete":
         return f"cannot delete container {container_id} that is not stopped: {state}"
-    if trigger in ("pause", "kill"):
+    if trigger in ("pause", "kill", "update"):
         return "container not running"
     if trigger == "resume":
         return "container not paused"
+    if trigger == "exec":
+        return f"cannot exec in a {state} container"
     return f"cannot {trigger} a container in the {state} state"
 
 

@@ -133,7 +133,7 @@ def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> N
     text = stub.read_text()
     code_file = entry.code_file(str(stub))
     assert os.path.isabs(code_file) and Path(code_file).stat().st_size > 0
-    assert "if any(word in sys.argv for word in ('create', 'run')):" in text
+    assert "if any(word in sys.argv for word in ('create', 'exec', 'run')):" in text
     assert f"install({code_file!r})" in text
     # It holds what create's processes load: the monitor and transitions.
     out = _python(

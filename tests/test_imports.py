@@ -32,7 +32,10 @@ def _imported(module: str) -> set[str]:
     return seen & set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["engine.cli", "engine.eventlog.sqlite"])
+@pytest.mark.parametrize(
+    "module",
+    ["engine.cli", "engine.eventlog.sqlite", "engine.commands.execute", "engine.runtime.execute"],
+)
 def test_hot_path_imports_nothing_heavy(module: str) -> None:
     loaded = _imported(module)
     assert module in loaded  # the measurement saw the import at all

@@ -45,7 +45,8 @@ def test_wheel_ships_the_machine_and_the_migrations(wheel: Path) -> None:
     assert "engine/_migrations/env.py" in names
     revisions = {p.name for p in (REPO / "migrations" / "versions").glob("*.py")}
     assert {f"engine/_migrations/versions/{r}" for r in revisions} <= names
-    assert any(n.endswith("entry_points.txt") for n in names)
+    # The command is a script of its own (scripts/runlog), not an entry point.
+    assert any(n.endswith(".data/scripts/runlog") for n in names)
 
 
 @pytest.mark.slow

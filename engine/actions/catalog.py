@@ -57,6 +57,7 @@ ACTIONS: Mapping[str, ActionSignature] = MappingProxyType(
             _sig("cgroup.destroy", "remove the container's cgroup"),
             _sig("cgroup.freeze", "freeze the cgroup and wait until it is frozen"),
             _sig("cgroup.thaw", "thaw the cgroup and wait until it is thawed"),
+            _sig("cgroup.update", "write new limits (runc update); the values before and after"),
             _sig(
                 "process.spawn_init",
                 "fork the init into its namespaces and rootfs; it waits before exec",
@@ -71,6 +72,8 @@ ACTIONS: Mapping[str, ActionSignature] = MappingProxyType(
                 on_failure=Param(str, ON_FAILURE, default="abort"),
             ),
             _sig("state.remove", "remove the container's state directory"),
+            _sig("criu.dump", "checkpoint through CRIU (runlog does not drive it yet)"),
+            _sig("criu.restore", "restore through CRIU (runlog does not drive it yet)"),
         ]
     )
 )

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["CgroupCreate", "CgroupDestroy", "CgroupFreeze", "CgroupThaw"]
+__all__ = ["CgroupCreate", "CgroupDestroy", "CgroupFreeze", "CgroupThaw", "CgroupUpdate"]
 
 
 class CgroupCreate(Action):
@@ -62,3 +62,13 @@ class CgroupThaw(Action):
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
     ) -> None:
         ctx.drivers.cgroups.freeze()
+
+
+class CgroupUpdate(Action):
+    """runc update: the request's ``resources`` (OCI ``linux.resources``)
+    written to the cgroup; the limit files' values before and after."""
+
+    name = "cgroup.update"
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        return ctx.drivers.cgroups.update(dict(ctx.request.get("resources") or {}))

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.actions.base import Drivers
 from engine.errors import ActionError
+from engine.oci.version import OCI_VERSION
 
 __all__ = ["FakeHook", "FakeWorld"]
 
@@ -190,6 +191,10 @@ class FakeCgroups:
         self.frozen = False
         self.world.process(self.container_id).thawed()
 
+    def update(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        self.world.call(self.container_id, "cgroup.update")
+        return {"before": {}, "after": {}}
+
 
 class FakeState:
     def __init__(self, world: FakeWorld, process: FakeProcess) -> None:
@@ -203,7 +208,7 @@ class FakeState:
 
     def oci_state(self, status: str) -> dict[str, Any]:
         return {
-            "ociVersion": "1.2.0",
+            "ociVersion": OCI_VERSION,
             "id": self.process.container_id,
             "status": status,
             "pid": self.process.pid,

@@ -10,7 +10,14 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from engine.actions.base import Action
-from engine.actions.cgroup import CgroupCreate, CgroupDestroy, CgroupFreeze, CgroupThaw
+from engine.actions.cgroup import (
+    CgroupCreate,
+    CgroupDestroy,
+    CgroupFreeze,
+    CgroupThaw,
+    CgroupUpdate,
+)
+from engine.actions.criu import CriuDump, CriuRestore
 from engine.actions.hook import Hook
 from engine.actions.process import CollectStatus, Release, Signal, SpawnInit
 from engine.actions.state import StateRemove
@@ -29,6 +36,9 @@ REGISTRY: Mapping[str, Action] = MappingProxyType(
             CgroupDestroy(),
             CgroupFreeze(),
             CgroupThaw(),
+            CgroupUpdate(),
+            CriuDump(),
+            CriuRestore(),
             SpawnInit(),
             Release(),
             Signal(),

@@ -16,17 +16,36 @@ __all__ = ["features", "list_", "ps", "spec"]
 
 
 def _states(root: str) -> list[dict[str, Any]]:
+    """Each container's state.json, with its owner's name (``owner``, as
+    runc's list has it: the uid that made it, from runtime.json)."""
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
     found = []
     for name in names:
+        statedir = StateDir(root, name)
         try:
-            found.append(jsonfast.loads(StateDir(root, name).read(STATE)))
+            state = jsonfast.loads(statedir.read(STATE))
         except (RunlogError, ValueError):
             continue  # being created or deleted right now
+        try:
+            uid = statedir.runtime().get("owner")
+        except (RunlogError, ValueError):
+            uid = None
+        state["owner"] = _user_name(uid if isinstance(uid, int) else 0)
+        found.append(state)
     return found
+
+
+def _user_name(uid: int) -> str:
+    """runc's list: the owner's name, or ``#UID`` when it has none."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def list_(settings: Settings, flags: dict[str, object], args: list[str]) -> int:

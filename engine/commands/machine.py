@@ -6,7 +6,7 @@ import sys
 
 from engine.errors import UsageError
 from engine.machine.definition import load, resolve
-from engine.machine.render import mermaid, table
+from engine.machine.render import dot, mermaid, table
 from engine.settings import Settings
 
 __all__ = ["main"]
@@ -26,5 +26,6 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     elif verb == "show":
         sys.stdout.write(table(definition) + "\n")
     else:
-        sys.stdout.write(mermaid(definition) + "\n")
+        draw = dot if flags.get("format") == "dot" else mermaid
+        sys.stdout.write(draw(definition) + "\n")
     return 0

@@ -103,6 +103,15 @@ def _open_library() -> ctypes.CDLL:
     return lib
 
 
+def library_version() -> str | None:
+    """libseccomp's version (``2.5.4``), or ``None`` where it cannot be loaded."""
+    try:
+        found = _open_library().seccomp_version().contents
+    except SeccompError:
+        return None
+    return f"{found.major}.{found.minor}.{found.micro}"
+
+
 def _strerror(rc: int) -> str:
     return os.strerror(-rc) if rc < 0 else f"error {rc}"
 

@@ -1,4 +1,5 @@
-"""Drawing a machine definition: a text table and a Mermaid state diagram.
+"""Drawing a machine definition: a text table, a Mermaid state diagram and
+a Graphviz (dot) graph.
 
 Pure functions from a :class:`~engine.machine.definition.MachineDefinition`
 to text, without a trailing newline; printing is the caller's business
@@ -11,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.machine.definition import MachineDefinition, TransitionDef
 
-__all__ = ["INTERNAL", "mermaid", "table"]
+__all__ = ["INTERNAL", "dot", "mermaid", "table"]
 
 # The dest column of an internal transition (dest: null): the state stays.
 INTERNAL = "(same)"
@@ -45,6 +46,33 @@ def mermaid(defn: MachineDefinition) -> str:
     lines = ["stateDiagram-v2", f"    [*] --> {defn.initial}"]
     lines += [f"    {s} --> {d} : {', '.join(ts)}" for (s, d), ts in _edges(defn).items()]
     lines += [f"    {s} --> [*]" for s in defn.terminal_states()]
+    return "\n".join(lines)
+
+
+def dot(defn: MachineDefinition) -> str:
+    """A Graphviz ``digraph`` with the edges of :func:`mermaid`: the initial
+    and terminal states are marked (``dot -Tsvg`` renders it offline)."""
+
+    def quote(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        "digraph machine {",
+        "    rankdir=LR;",
+        '    node [shape=box, style=rounded, fontname="Helvetica"];',
+        '    edge [fontname="Helvetica", fontsize=10];',
+        '    __start [shape=point, label=""];',
+        f"    __start -> {quote(defn.initial)};",
+    ]
+    terminal = set(defn.terminal_states())
+    for state in defn.states:
+        shape = ", peripheries=2" if state in terminal else ""
+        lines.append(f"    {quote(state)} [label={quote(state)}{shape}];")
+    lines += [
+        f"    {quote(s)} -> {quote(d)} [label={quote(', '.join(ts))}];"
+        for (s, d), ts in _edges(defn).items()
+    ]
+    lines.append("}")
     return "\n".join(lines)
 
 

@@ -82,6 +82,7 @@ __all__ = [
     "User",
     "load_bundle",
     "parse",
+    "parse_process",
 ]
 
 _CAPABILITY_SET = frozenset(CAPABILITIES)
@@ -130,6 +131,13 @@ def parse(doc: object, source: str, *, bundle: str | None = None) -> Config:
     if bundle is None:
         bundle = os.path.dirname(os.path.abspath(source))
     return _Parser(source, os.path.abspath(bundle)).config(doc)
+
+
+def parse_process(doc: object, source: str, *, bundle: str) -> Process:
+    """Check a decoded ``process`` object (``runlog exec --process FILE``,
+    runc's process.json) and build a :class:`Process`."""
+    parser = _Parser(source, os.path.abspath(bundle))
+    return parser.process(parser.obj(doc, "process"))
 
 
 def _at(base: str, key: str) -> str:

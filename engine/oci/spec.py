@@ -171,6 +171,8 @@ def features() -> dict[str, Any]:
     Intel RDT, idmapped mounts), so callers do not rely on them.
     """
     from engine.linux import seccomp  # ctypes: only this command pays for it
+    from engine.linux.libseccomp import library_version
+    from engine.oci.version import commit
 
     return {
         "ociVersionMin": OCI_VERSION_MIN,
@@ -198,5 +200,11 @@ def features() -> dict[str, Any]:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
-        "annotations": {ANNOTATION_VERSION: RUNLOG_VERSION},
+        # runc 1.1's annotations, under runlog's names where they are runc's.
+        "annotations": {
+            "io.github.seccomp.libseccomp.version": library_version() or "",
+            "org.runlog.checkpoint.enabled": "false",
+            "org.runlog.commit": commit(),
+            ANNOTATION_VERSION: RUNLOG_VERSION,
+        },
     }

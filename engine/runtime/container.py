@@ -31,7 +31,7 @@ from engine.runtime.statedir import RUNTIME, STATE, SocketAddress, StateDir, pro
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 __all__ = ["Container"]
@@ -415,6 +415,63 @@ class _Cgroups:
 
     def thaw(self) -> None:
         self.c.manager.thaw()
+
+    def update(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        """runc update: write ``resources`` (OCI ``linux.resources``), and
+        read the limit files back, before and after."""
+        from engine.cgroups.errors import CgroupError
+
+        try:
+            wanted = Resources.from_oci(resources)
+        except CgroupError as err:
+            raise ActionError(str(err)) from err
+        if wanted.unsupported:
+            raise ActionError(f"runlog does not set {', '.join(wanted.unsupported)}")
+        before = _limits(self.c.manager.paths)
+        try:
+            self.c.manager.apply(wanted)
+        except CgroupError as err:
+            raise ActionError(str(err), before=before) from err
+        return {"before": before, "after": _limits(self.c.manager.paths)}
+
+
+# The limit files runc update writes, by hierarchy (v1 controller, or the
+# cgroup2 directory): what an update event shows before and after.
+_LIMIT_FILES = {
+    "memory": (
+        "memory.limit_in_bytes",
+        "memory.soft_limit_in_bytes",
+        "memory.memsw.limit_in_bytes",
+    ),
+    "cpu": ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"),
+    "cpuset": ("cpuset.cpus", "cpuset.mems"),
+    "pids": ("pids.max",),
+    "unified": (
+        "memory.max",
+        "memory.low",
+        "memory.swap.max",
+        "cpu.weight",
+        "cpu.max",
+        "cpuset.cpus",
+        "cpuset.mems",
+        "pids.max",
+    ),
+}
+
+
+def _limits(paths: Mapping[str, str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, names in _LIMIT_FILES.items():
+        directory = paths.get(key)
+        if directory is None:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(directory, name)) as fh:
+                    found[name if key != "unified" else f"unified:{name}"] = fh.read().strip()
+            except OSError:
+                continue
+    return found
 
 
 class _State:

@@ -37,7 +37,7 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import time
 
-from engine.errors import LifecycleError, RunlogError
+from engine.errors import LifecycleError, RunlogError, TransitionRejected
 from engine.runtime.container import Container
 from engine.runtime.requests import Request, RequestError, decode
 from engine.service import Service
@@ -115,6 +115,15 @@ class Dispatcher:
         # Queries to record once their answer is out (_query), if asked to.
         self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
         self.record_queries = os.environ.get("RUNLOG_RECORD_QUERIES", "") in ("1", "true", "yes")
+        # Detached exec'd processes whose end the monitor watches: by
+        # pidfd, the exec_exit request that asked (engine.runtime.execute).
+        self.exec_watches: dict[int, dict[str, Any]] = {}
+        # Each exec's id (its event's request "id", which its exec_exit names).
+        self.execs = 0
+        # What to record once the answer is out (an accepted exec).
+        self.after: list[Callable[[], object]] = []
+        # The loop's way to poll a new pidfd (set by the server).
+        self.on_watch: Callable[[int], None] | None = None
 
     # -- requests ------------------------------------------------------------
 
@@ -185,6 +194,12 @@ class Dispatcher:
             self.queries.append((op, actor, args, time.time_ns()))
 
     def _record_queries(self) -> None:
+        after, self.after = self.after, []
+        for record in after:
+            try:
+                record()
+            except Exception:  # recorded as rejected or failed, or the log cannot take it
+                pass
         queries, self.queries = self.queries, []
         for op, actor, args, asked in queries:
             try:
@@ -227,6 +242,17 @@ class Dispatcher:
             return self._ok()
         if op == "delete":
             return self._delete(actor, args["force"])
+        if op == "exec":
+            return self._exec(actor, args)
+        if op == "checkpoint":
+            self.service.request(self.id, op, actor, args)
+            return self._ok()
+        if op == "update":
+            event = self.service.request(self.id, op, actor, args)
+            (result,) = [a.get("result") for a in event.payload.get("actions", [])]
+            return self._ok(update=result)
+        if op == "exec_exit":
+            return self._exec_exit(actor, args)
         if op == "kill":
             try:
                 self.service.request(self.id, op, actor, args)
@@ -250,6 +276,64 @@ class Dispatcher:
         assert event.dest is not None
         self.container.write_state(event.dest)
         return self._ok()
+
+    def _exec(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """``runlog exec``: the machine's ``exec`` (refused when stopped); in
+        a paused container only with ``ignore_paused``, runc's rule. The
+        reply gives the init's pid, whose namespaces the process joins,
+        and the exec's id (in its event's request), which its ``exec_exit``
+        names."""
+        if self.container.status == Status.PAUSED and not args["ignore_paused"]:
+            error = TransitionRejected(
+                self.id,
+                "exec",
+                Status.PAUSED,
+                "cannot exec in a paused container (use --ignore-paused to override)",
+            )
+            self._record("exec", actor, error, "paused", args)
+            raise error
+        if not self.service.lifecycle.may(self.container.status, "exec"):
+            self.service.request(self.id, "exec", actor, args)  # recorded, refused
+        # Allowed: answered at once, and recorded right after (as a query
+        # is), so that the process starts without waiting for the commit.
+        self.execs += 1
+        request = {**args, "id": self.execs}
+        self.after.append(lambda: self.service.request(self.id, "exec", actor, request))
+        return self._ok(exec=self.execs, pid=self.container.pid)
+
+    def _exec_exit(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """An exec'd process has ended (its caller saw it), or, with
+        ``watch``, is to be watched until it ends."""
+        if not args["watch"]:
+            self._record_exec_exit(actor, args)
+            return self._ok()
+        pid = args["pid"]
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, ValueError, OSError):
+            self._record_exec_exit(self.me, {**args, "reaped_by_caller": True})
+            return self._ok()
+        self.exec_watches[fd] = {**args, "start": _start_time(pid)}
+        if self.on_watch is not None:
+            self.on_watch(fd)
+        return self._ok()
+
+    def exec_ended(self, fd: int) -> None:
+        """A watched exec'd process has ended: its status, if its parent has
+        not reaped it yet (a zombie's /proc/PID/stat keeps it), is recorded."""
+        args = self.exec_watches.pop(fd)
+        os.close(fd)
+        status = _zombie_status(args["pid"], args.pop("start"))
+        if status is None:
+            status = {"reaped_by_caller": True}
+        self._record_exec_exit(self.me, {**args, **status})
+
+    def _record_exec_exit(self, actor: Actor, args: dict[str, Any]) -> None:
+        request = {k: v for k, v in args.items() if v is not None and k != "watch"}
+        try:
+            self.service.request(self.id, "exec_exit", actor, request)
+        except RunlogError:
+            pass  # recorded as rejected or failed
 
     def _unsupported(self, op: str, actor: Actor, args: dict[str, Any], what: str) -> NoReturn:
         error = Unsupported(self.id, f"{op}: container {self.id} {what}")
@@ -367,6 +451,35 @@ def _freezer(container: Container) -> str | None:
         return container.manager.freezer_state()
     except RunlogError:
         return None
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 onwards)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    return fields if len(fields) >= 50 else None
+
+
+def _zombie_status(pid: int, start: str | None) -> dict[str, int] | None:
+    """How the process ``pid`` (started at ``start``) ended, read from its
+    zombie's /proc/PID/stat (field 52, exit_code, Linux 3.5); ``None`` once
+    its parent has reaped it."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] != "Z" or fields[19] != start:
+        return None
+    status = int(fields[49])
+    if status & 0x7F:
+        return {"signal": status & 0x7F}
+    return {"exit_code": (status >> 8) & 0xFF}
 
 
 def _oom_kills(paths: dict[str, str]) -> int:

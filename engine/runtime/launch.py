@@ -13,11 +13,13 @@ monitor, which so keeps its exit status. But a caller that supervises the
 container itself - conmon under podman, a containerd shim - makes itself a
 child subreaper and runs ``create`` expecting the init to be re-parented to
 it when the runtime exits, as runc's is. The double fork shows which: the
-monitor is re-parented to the nearest living subreaper above it, so if that
-is the very process that ran ``create``, the caller reaps, and the monitor
-does not make itself a subreaper: the init, when its first stage exits, goes
-to the caller too. The monitor then sees the init's end on a pidfd and
-records it without a status (``reaped_by_caller``).
+monitor is re-parented to the nearest living subreaper above it, so if there
+is one (the process that ran ``create``, or one above it, as conmon above a
+wrapper script), the caller reaps, and the monitor does not make itself a
+subreaper: the init, when its first stage exits, goes to that subreaper
+too; where there is none (pid 1 adopts the monitor), the monitor keeps it.
+The monitor then sees the init's end on a pidfd and records it without a
+status (``reaped_by_caller``).
 """
 
 from __future__ import annotations
@@ -121,7 +123,11 @@ def init_parent(options: dict[str, Any]) -> str:
     deadline = time.monotonic() + 1.0
     while os.getppid() == options["intermediate"] and time.monotonic() < deadline:
         time.sleep(0.0002)
-    return "caller" if os.getppid() == caller else "monitor"
+    # runc's rule: the init goes to the nearest child subreaper above the
+    # caller - the caller itself, or one further up (conmon, when a wrapper
+    # script runs runlog without exec). pid 1 (0: a parent outside this pid
+    # namespace) adopts every orphan: then there is none, and the monitor keeps it.
+    return "monitor" if os.getppid() in (0, 1) else "caller"
 
 
 def report(fd: int, text: str) -> None:

@@ -14,6 +14,14 @@ delete):
     console_size    rows, cols: int 0-65535, both required  (a pty the monitor owns)
     reopen_log      -                       (a container log: create --log-path)
     delete          force: bool (false)
+    update          resources: object (OCI linux.resources: memory, cpu, pids)
+    checkpoint      image_path: text (required); work_path: text; leave_running: bool
+    exec            args: strings (required); user: text; cwd: text; tty, detach,
+                    ignore_paused: bool          (runlog exec: recorded, then the
+                                                 caller makes the process)
+    exec_exit       exec: int (required, the exec's id); pid: int; exit_code,
+                    signal: int; exec_error: text; watch: bool (the monitor
+                    watches pid and records its end itself)
 
 Anything else - not UTF-8, not JSON, not an object, no ``op``, an unknown
 op, an unknown field, a wrong type, a missing field, a value out of range,
@@ -42,6 +50,10 @@ _QUOTE = 64
 _BOOL = "a boolean"
 _SIZE = "an integer from 0 to 65535"
 _SIGNAL = "a signal number (0-64) or name"
+_INT = "a non-negative integer"
+_TEXT = "a string"
+_STRINGS = "a list of strings"
+_OBJECT = "an object"
 
 
 class Field:
@@ -72,6 +84,28 @@ OPS: dict[str, dict[str, Field]] = {
     },
     "reopen_log": {},
     "delete": {"force": Field(_BOOL, default=False)},
+    "update": {"resources": Field(_OBJECT, required=True)},
+    "checkpoint": {
+        "image_path": Field(_TEXT, required=True),
+        "work_path": Field(_TEXT, default=""),
+        "leave_running": Field(_BOOL, default=False),
+    },
+    "exec": {
+        "args": Field(_STRINGS, required=True),
+        "user": Field(_TEXT, default=""),
+        "cwd": Field(_TEXT, default=""),
+        "tty": Field(_BOOL, default=False),
+        "detach": Field(_BOOL, default=False),
+        "ignore_paused": Field(_BOOL, default=False),
+    },
+    "exec_exit": {
+        "exec": Field(_INT, required=True),
+        "pid": Field(_INT, default=0),
+        "exit_code": Field(_INT, default=None),
+        "signal": Field(_INT, default=None),
+        "exec_error": Field(_TEXT, default=None),
+        "watch": Field(_BOOL, default=False),
+    },
 }
 
 
@@ -224,6 +258,15 @@ def _value(kind: str, value: object) -> object:
         return None  # JSON true is no number
     if kind == _SIZE:
         return value if isinstance(value, int) and 0 <= value <= 0xFFFF else None
+    if kind == _INT:
+        return value if isinstance(value, int) and 0 <= value < 2**63 else None
+    if kind == _TEXT:
+        return value if isinstance(value, str) else None
+    if kind == _OBJECT:
+        return value if isinstance(value, dict) else None
+    if kind == _STRINGS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return value if ok else None
     if kind == _SIGNAL:
         if isinstance(value, int):
             return value if 0 <= value <= 64 else None

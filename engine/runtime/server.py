@@ -126,6 +126,7 @@ class Server:
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
         # subreaper, reaps what is re-parented to it: daemons a hook left.
         self.sigchld, self._sigchld_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        dispatcher.on_watch = lambda fd: self.poller.register(fd, select.POLLIN)
 
     # -- the loop --------------------------------------------------------------
 
@@ -225,6 +226,9 @@ class Server:
             self._reap_orphans()
         elif fd == self.sock.fileno():
             self._accept()
+        elif fd in self.dispatcher.exec_watches:
+            self.poller.unregister(fd)
+            self.dispatcher.exec_ended(fd)
         elif self.watcher is not None and fd == self.watcher.fileno():
             for tag, name in self.watcher.drain():
                 if tag == _SPOOL:
@@ -290,6 +294,8 @@ class Server:
         self.sock.close()
         if self.pidfd is not None:
             os.close(self.pidfd)
+        for fd in list(self.dispatcher.exec_watches):
+            os.close(fd)
         if self.streams is not None:
             self.streams.close()
 

@@ -168,7 +168,14 @@ def test_features_document() -> None:
     assert "SCMP_ACT_NOTIFY" not in linux["seccomp"]["actions"]
     assert linux["apparmor"] == {"enabled": False}
     assert linux["selinux"] == {"enabled": False}
-    assert doc["annotations"] == {ANNOTATION_VERSION: RUNLOG_VERSION}
+    assert doc["annotations"][ANNOTATION_VERSION] == RUNLOG_VERSION
+    # runc 1.1's others, under runlog's names where they are runc's
+    assert set(doc["annotations"]) == {
+        ANNOTATION_VERSION,
+        "io.github.seccomp.libseccomp.version",
+        "org.runlog.checkpoint.enabled",
+        "org.runlog.commit",
+    }
     assert RUNLOG_VERSION == "0.1.0"
     text = render(doc, "    ")
     assert text.startswith('{\n    "ociVersionMin": "1.0.0",\n    "ociVersionMax": ')

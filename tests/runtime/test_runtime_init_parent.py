@@ -37,6 +37,8 @@ CALLER = textwrap.dedent(
     runlog, root, db, bundle, cid, pid_file = sys.argv[1:7]
     env = dict(os.environ, **json.loads(sys.argv[7]))
     base = [sys.executable, "-m", "engine", "--root", root, "--db", db]
+    if env.pop("_WRAP", None):  # a wrapper script between the caller and runlog, no exec
+        base = ["sh", "-c", '"$0" "$@"; exit $?', *base]
     def call(*args):
         return subprocess.run([*base, *args], env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True)
@@ -117,6 +119,19 @@ def test_a_subreaper_caller_gets_the_init_and_its_status(
     events = _payloads(runlog.db, "t-caller")
     assert _result(events["create"], "process.spawn_init")["init_parent"] == "caller"
     assert _result(events["exit"], "process.collect_status") == {"reaped_by_caller": True}
+
+
+def test_the_nearest_subreaper_above_a_wrapper_script_gets_the_init(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    # runc's rule: not the process that ran create (the script), but the
+    # child subreaper above it (conmon, here the harness).
+    b = bundle(["sh", "-c", "sleep 0.2; exit 3"])
+    seen = _as_caller(runlog, b, "t-wrapped", tmp_path, {"_WRAP": "1"})
+    assert (seen["create"], seen["parent_is_me"], seen["reaped"]) == (0, True, 3)
+    runlog("delete", "t-wrapped", check=True)
+    events = _payloads(runlog.db, "t-wrapped")
+    assert _result(events["create"], "process.spawn_init")["init_parent"] == "caller"
 
 
 def test_init_parent_monitor_keeps_the_status_even_under_a_subreaper(

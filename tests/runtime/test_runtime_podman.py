@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,19 @@ _HOST_DIRS = ("/run/containers", "/run/libpod", "/var/lib/containers", "/etc/cni
 
 
 class Podman:
-    def __init__(self, tmp_path: Path, short: Path, runlog: Any, parent: str) -> None:
+    def __init__(
+        self, tmp_path: Path, short: Path, runlog: Any, parent: str, wrapper: bool = False
+    ) -> None:
         podman = shutil.which("podman")
         assert podman, "podman is missing: make deps installs it"
         runtime = tmp_path / "runlog-runtime"
+        # wrapper: a script that runs runlog as its child (no exec), between
+        # conmon and runlog; the init must still go to conmon.
         runtime.write_text(
             "#!/bin/sh\n"
             f"export PYTHONPATH={REPO}\n"
-            f'exec {sys.executable} -m engine --root {runlog.root} --db {runlog.db} "$@"\n'
+            f"{'' if wrapper else 'exec '}"
+            f'{sys.executable} -m engine --root {runlog.root} --db {runlog.db} "$@"\n'
         )
         runtime.chmod(0o755)
         conf = tmp_path / "containers.conf"
@@ -76,6 +82,34 @@ class Podman:
             raise AssertionError(f"podman {' '.join(args)}: {proc.returncode}: {proc.stderr}")
         return proc
 
+    def in_pty(self, *args: str) -> tuple[int, str]:
+        """``podman ARGS`` on a terminal (``exec -it``): its exit status and
+        what it wrote there."""
+        master, slave = os.openpty()
+        try:
+            proc = subprocess.Popen(
+                [*self.argv, *args], stdin=slave, stdout=slave, stderr=slave, env=self.env
+            )
+        finally:
+            os.close(slave)
+        output = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every slave descriptor closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            code = proc.wait(timeout=60)
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return code, output.decode(errors="replace")
+
     def run_args(self, rootfs: Path) -> list[str]:
         return [
             "--network",
@@ -88,28 +122,47 @@ class Podman:
         ]
 
 
-@pytest.fixture
-def podman(tmp_path: Path, runlog: Any, parent_cgroup: str) -> Iterator[Podman]:
+@pytest.fixture(params=["direct", "wrapper"])
+def podman(
+    request: pytest.FixtureRequest, tmp_path: Path, runlog: Any, parent_cgroup: str
+) -> Iterator[Podman]:
     absent = [d for d in _HOST_DIRS if not os.path.exists(d)]
     # podman refuses a run root of more than 50 characters (conmon's socket paths).
     short = Path(tempfile.mkdtemp(prefix="rl-podman-", dir="/tmp"))
-    tool = Podman(tmp_path, short, runlog, parent_cgroup)
+    tool = Podman(tmp_path, short, runlog, parent_cgroup, wrapper=request.param == "wrapper")
     yield tool
     tool("rm", "--all", "--force", "--time", "0", check=False)
     shutil.rmtree(short)
     # conmon's own cgroup (cgroupfs manager), under the test's parent.
+    # podman returns before an exec session's conmon has exited: given a
+    # few seconds to, it must leave nothing.
     for leftover in Path("/sys/fs/cgroup").glob(f"*/{tool.parent.strip('/')}/conmon"):
+        deadline = time.monotonic() + 10
+        while (procs := (leftover / "cgroup.procs").read_text().split()) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        if procs:
+            cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes() for p in procs]
+            raise AssertionError(f"left in {leftover}: {cmdlines}")
         leftover.rmdir()
     made = [d for d in absent if os.path.exists(d)]
     assert not made, f"podman left {made}"
 
 
-def test_podman_run_passes_the_exit_code_and_output(podman: Podman, bundle: Bundle) -> None:
+def test_podman_run_passes_the_exit_code_and_output(
+    podman: Podman, bundle: Bundle, runlog: Any
+) -> None:
     rootfs = bundle(["true"]) / "rootfs"
     proc = podman(
         "run", "--rm", *podman.run_args(rootfs), "sh", "-c", "echo hello; exit 7", check=False
     )
     assert (proc.returncode, proc.stdout) == (7, "hello\n"), proc.stderr
+    # Its whole life, --rm's delete included, is in runlog's log.
+    (cid,) = runlog_ids(runlog.db)
+    triggers = [trigger for trigger, _dest, outcome in runlog.events(cid) if outcome == "ok"]
+    for step in ("create", "start", "exit", "delete"):
+        assert step in triggers, (step, triggers)
 
 
 def test_podman_runs_a_detached_container_through_its_lifecycle(
@@ -117,7 +170,14 @@ def test_podman_runs_a_detached_container_through_its_lifecycle(
 ) -> None:
     rootfs = bundle(["true"]) / "rootfs"
     cid = podman(
-        "run", "-d", "--name", "t-pod", *podman.run_args(rootfs), "sleep", "60"
+        "run",
+        "-d",
+        "--name",
+        "t-pod",
+        *podman.run_args(rootfs),
+        "sh",
+        "-c",
+        "echo started; exec sleep 60",
     ).stdout.strip()
     assert runlog.state(cid)["status"] == "running"
 
@@ -127,18 +187,26 @@ def test_podman_runs_a_detached_container_through_its_lifecycle(
     assert status() == "running"
     names = podman("ps", "--format", "{{.Names}}").stdout.split()
     assert names == ["t-pod"]
+    assert "started" in podman("logs", "t-pod").stdout
     podman("pause", "t-pod")
     assert (status(), runlog.state(cid)["status"]) == ("paused", "paused")
     podman("unpause", "t-pod")
     assert (status(), runlog.state(cid)["status"]) == ("running", "running")
+    # exec through conmon: runlog exec --detach --pid-file --process FILE.
+    ran = podman("exec", "t-pod", "sh", "-c", "echo in-exec; exit 5", check=False)
+    assert (ran.returncode, ran.stdout) == (5, "in-exec\n"), ran.stderr
+    code, screen = podman.in_pty("exec", "-it", "t-pod", "sh", "-c", "tty; exit 6")
+    assert code == 6, screen
+    assert "/dev/pts/" in screen, screen
     podman("stop", "--time", "1", "t-pod")
     assert status() == "exited"
     podman("rm", "t-pod")
     assert not (runlog.root / cid).exists()
     # The whole life is in runlog's log, each step asked for by podman's tools.
     triggers = [trigger for trigger, _dest, outcome in runlog.events(cid) if outcome == "ok"]
-    for step in ("create", "start", "pause", "resume", "kill", "exit", "delete"):
+    for step in ("create", "start", "pause", "resume", "exec", "kill", "exit", "delete"):
         assert step in triggers, (step, triggers)
+    assert triggers.count("exec") == 2
     assert triggers[0] == "create" and triggers[-1] == "delete"
     # Each of them asked through the control socket, podman's tools as the actor.
     actors = runlog_actors(runlog.db, cid)
@@ -159,9 +227,29 @@ def podman_ids(db: Path, cid: str) -> set[str | None]:
         return {json.loads(row[0] or "{}").get("podman_id") for row in rows}
 
 
+def test_podman_kill_then_wait_gives_137(podman: Podman, bundle: Bundle, runlog: Any) -> None:
+    rootfs = bundle(["true"]) / "rootfs"
+    cid = podman("run", "-d", "--name", "t-kill", *podman.run_args(rootfs), "sleep", "60")
+    cid_text = cid.stdout.strip()
+    podman("kill", "t-kill")
+    assert podman("wait", "t-kill").stdout.strip() == "137"
+    podman("rm", "t-kill")
+    triggers = [t for t, _dest, outcome in runlog.events(cid_text) if outcome == "ok"]
+    for step in ("create", "start", "kill", "exit", "delete"):
+        assert step in triggers, (step, triggers)
+
+
 def runlog_actors(db: Path, cid: str) -> set[str]:
     import sqlite3
 
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT actor_transport FROM events WHERE container_id = ?", (cid,))
         return {str(row[0]) for row in rows}
+
+
+def runlog_ids(db: Path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT DISTINCT container_id FROM events ORDER BY container_id")
+        return [str(row[0]) for row in rows]

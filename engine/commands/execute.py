@@ -1,0 +1,402 @@
+"""``runlog exec``: runc 1.1's exec, every flag.
+
+The monitor is asked first (the machine's ``exec``: refused for a stopped
+container, and for a paused one without ``--ignore-paused``; the event
+records the process, who asked, tty and detach); then this process makes
+the exec'd one (:mod:`engine.runtime.execute`). In the foreground it
+forwards signals to it, waits, records its end (``exec_exit``, linked to the
+``exec`` event by the exec's id) and exits with its status (128 + N for signal N).
+With ``--detach`` it writes ``--pid-file`` and returns; the monitor then
+watches the process on a pidfd and records its end, with its status when
+it can still read it. As runc, every error is ``exec failed: ...`` with
+exit status 255.
+
+A scheduler calls this: nothing heavy is imported (no event log code; the
+monitor records).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from engine.commands.container import _call, _status_code, _write_pid_file, absent
+from engine.errors import ContainerNotFound, RunlogError, UnsupportedError, UsageError
+from engine.frozen import replace
+from engine.runtime.statedir import CONTROL, StateDir
+from engine.settings import Settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from engine.oci.model import Config, Process
+
+__all__ = ["ExecFailed", "main"]
+
+
+class ExecFailed(RunlogError):
+    """runc's ``exec failed: ...``, exit status 255."""
+
+    exit_code = 255
+
+
+def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    if not flags.get("process") and len(args) < 2:
+        raise UsageError("runlog: process args cannot be empty")
+    asked: list[bool] = []
+    try:
+        return _exec(settings, flags, args[0], args[1:], asked)
+    except ExecFailed:
+        raise
+    except RunlogError as err:
+        if not asked and not isinstance(err, ContainerNotFound):
+            # Refused here, before the monitor was asked (which records its
+            # own refusals): recorded all the same.
+            from engine.runtime import record
+
+            request = {"args": args[1:], **{k: v for k, v in flags.items() if v}}
+            record.rejected(settings, args[0], "exec", err, request)
+        raise ExecFailed(f"exec failed: {err}") from err
+
+
+def _exec(
+    settings: Settings, flags: dict[str, object], cid: str, argv: list[str], asked: list[bool]
+) -> int:
+    from engine.oci.config import load_bundle
+    from engine.runtime import execute
+
+    statedir = StateDir(settings.root, cid)
+    if not statedir.exists():
+        raise absent(settings, statedir, "exec")
+    try:
+        info = statedir.runtime()
+    except ContainerNotFound:
+        raise absent(settings, statedir, "exec") from None
+    config = load_bundle(str(info.get("bundle") or "."))
+    process = _process(flags, argv, config)
+    _refuse_labels(flags)
+    detach = bool(flags.get("detach"))
+    console_socket = str(flags.get("console_socket") or "")
+    if process.terminal and detach and not console_socket:
+        raise UsageError("cannot allocate tty if runlog will detach without setting console socket")
+    if console_socket and not process.terminal:
+        raise UsageError("cannot use console socket if runlog will not allocate tty")
+    preserve = _count(flags.get("preserve_fds")) + _listen_fds()
+    cgroups = execute.cgroup_entry(
+        dict(info.get("cgroup_paths") or {}), _sub_cgroups(flags.get("cgroup"))
+    )
+    request = {
+        "op": "exec",
+        "args": list(process.args),
+        "user": f"{process.user.uid}:{process.user.gid}",
+        "cwd": process.cwd,
+        "tty": process.terminal,
+        "detach": detach,
+        "ignore_paused": bool(flags.get("ignore_paused")),
+    }
+    # The machine says whether it may be; the reply names the init to join.
+    asked.append(True)
+    reply = _call(settings, cid, "exec", request)
+    exec_id, init_pid = int(reply["exec"]), int(reply["pid"])
+    console, pump = None, None
+    if process.terminal:
+        console, pump = _console(console_socket)
+    spawned = execute.spawn(
+        config, process, init_pid, cgroups, console=console, preserve_fds=preserve
+    )
+    control = statedir.file(CONTROL)
+    if spawned.error is not None:
+        if pump is not None:
+            pump.close()
+        _report(control, {"exec": exec_id, "pid": spawned.pid, "exec_error": spawned.error})
+        raise ExecFailed(f"exec failed: unable to start container process: {spawned.error}")
+    pid_file = flags.get("pid_file")
+    if pid_file:
+        _write_pid_file(os.path.abspath(str(pid_file)), spawned.pid)
+    if detach:
+        _report(control, {"exec": exec_id, "pid": spawned.pid, "watch": True})
+        return 0
+    status = _foreground(spawned.pid, pump)
+    _report(control, {"exec": exec_id, "pid": spawned.pid, **status})
+    return _status_code(status)
+
+
+def _report(control: str, fields: dict[str, Any]) -> None:
+    """The exec'd process's end (or, ``watch``, its pid) to the monitor,
+    which records it; sent without waiting for the answer (the commit). A
+    container deleted meanwhile has no monitor to tell."""
+    import _socket
+
+    from engine import jsonfast
+    from engine.runtime.statedir import SocketAddress
+
+    data = (jsonfast.dumps({"op": "exec_exit", **fields}) + "\n").encode()
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        with SocketAddress(control) as address:
+            sock.connect(address)
+        sock.sendall(data)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _process(flags: dict[str, object], argv: list[str], config: Config) -> Process:
+    """runc's getProcess: ``--process FILE`` as it is, else the config's
+    process with the command line's changes."""
+    from engine.oci.model import Capabilities, User
+
+    path = flags.get("process")
+    if path:
+        from engine import jsonfast
+        from engine.oci.config import parse_process
+
+        try:
+            with open(str(path), "rb") as fh:
+                doc = jsonfast.loads(fh.read())
+        except OSError as err:
+            raise RunlogError(f"open {path}: {err.strerror}") from None
+        except ValueError as err:
+            raise RunlogError(f"{path}: invalid JSON: {err}") from None
+        return parse_process(doc, str(path), bundle=config.bundle)
+    base = config.process
+    user = base.user
+    spec = str(flags.get("user") or "")
+    if spec:
+        uid_text, colon, gid_text = spec.partition(":")
+        uid = _int(uid_text, "uid")
+        gid = _int(gid_text, "gid") if colon else user.gid
+        user = User(uid=uid, gid=gid, umask=user.umask, additional_gids=user.additional_gids)
+    gids = [_int(str(g), "additional gid") for g in _list(flags.get("additional_gids"))]
+    if gids:
+        user = replace(user, additional_gids=(*user.additional_gids, *gids))
+    caps = base.capabilities
+    added = tuple(_cap(c) for c in _list(flags.get("cap")))
+    if added:
+        caps = caps or Capabilities()
+        caps = replace(
+            caps,
+            bounding=(*caps.bounding, *added),
+            effective=(*caps.effective, *added),
+            permitted=(*caps.permitted, *added),
+            # runc adds them to the ambient set too, where the kernel keeps
+            # only those also inheritable (the rest are dropped, as runc does).
+            ambient=(*caps.ambient, *(c for c in added if c in caps.inheritable)),
+        )
+    env = tuple(_list(flags.get("env")))
+    for entry in env:
+        if "=" not in entry or entry.startswith("="):
+            raise UsageError(f"--env {entry!r}: not NAME=VALUE")
+    cwd = str(flags.get("cwd") or base.cwd)
+    if not cwd.startswith("/"):
+        raise UsageError(f"--cwd {cwd!r}: cwd must be an absolute path")
+    nnp = flags.get("no_new_privs")
+    return replace(
+        base,
+        args=tuple(argv),
+        cwd=cwd,
+        env=(*base.env, *env),
+        terminal=bool(flags.get("tty")),
+        user=user,
+        capabilities=caps,
+        no_new_privileges=base.no_new_privileges if nnp is None else bool(nnp),
+    )
+
+
+def _cap(name: str) -> str:
+    from engine.oci.names import CAPABILITIES
+
+    cap = name.upper()
+    if not cap.startswith("CAP_"):
+        cap = "CAP_" + cap
+    if cap not in CAPABILITIES:
+        raise UsageError(f"--cap {name!r}: unknown capability")
+    return cap
+
+
+def _int(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"parsing {text} as int for {what} failed")
+    return int(text)
+
+
+def _list(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _count(value: object) -> int:
+    text = str(value or "0")
+    if not text.isdigit():
+        raise UsageError(f"--preserve-fds: not a number: {text!r}")
+    return int(text)
+
+
+def _listen_fds() -> int:
+    """As runc: descriptors passed by socket activation go along too."""
+    text = os.environ.get("LISTEN_FDS", "")
+    return int(text) if text.isdigit() else 0
+
+
+def _sub_cgroups(value: object) -> dict[str, str] | None:
+    """runc's ``--cgroup [CONTROLLER[,CONTROLLER]:]PATH``, repeatable."""
+    items = _list(value)
+    if not items:
+        return None
+    paths: dict[str, str] = {}
+    for item in items:
+        parts = item.split(":")
+        if len(parts) > 2:
+            raise UsageError(f"invalid --cgroup argument: {item}")
+        if len(parts) == 1:
+            if len(items) != 1:
+                raise UsageError(
+                    f"invalid --cgroup argument: {item} (missing <controller>: prefix)"
+                )
+            paths[""] = item
+        else:
+            for controller in parts[0].split(","):
+                paths[controller] = parts[1]
+    return paths
+
+
+def _refuse_labels(flags: dict[str, object]) -> None:
+    """runlog applies no LSM label: asked for one, it says why rather than
+    run the process unconfined (as at create, engine.linux.lsm)."""
+    from engine.linux import lsm
+
+    profile = flags.get("apparmor")
+    if profile:
+        why = (
+            "runlog does not apply AppArmor profiles"
+            if lsm.apparmor_enabled()
+            else "AppArmor is not enabled on this host"
+        )
+        raise UnsupportedError(f"--apparmor {profile!r}: {why}")
+    label = flags.get("process_label")
+    if label:
+        why = (
+            "runlog does not apply SELinux labels"
+            if lsm.selinux_enabled()
+            else "SELinux is not enabled on this host"
+        )
+        raise UnsupportedError(f"--process-label {label!r}: {why}")
+
+
+class _Pump:
+    """A foreground ``exec -t`` without ``--console-socket``: the pty master
+    comes here, and this terminal is copied to it and back (runc does the
+    same)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.master: int | None = None
+
+    def receive(self) -> None:
+        from engine.linux import fdpass
+
+        _name, fds = fdpass.recv_fds(self.sock, 4096, 1)
+        self.sock.close()
+        if not fds:
+            raise RunlogError("the process sent no pty master")
+        self.master = fds[0]
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+    def run(self) -> None:
+        import select
+        import termios
+        import tty
+
+        assert self.master is not None
+        master, stdin, stdout = self.master, sys.stdin.fileno(), sys.stdout.fileno()
+        saved = None
+        if os.isatty(stdin):
+            saved = termios.tcgetattr(stdin)
+            tty.setraw(stdin)
+            try:
+                size = os.get_terminal_size(stdin)
+                import fcntl
+                import struct
+
+                winsize = struct.pack("HHHH", size.lines, size.columns, 0, 0)
+                fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
+            except OSError:
+                pass
+        poller = select.poll()
+        poller.register(master, select.POLLIN)
+        poller.register(stdin, select.POLLIN)
+        try:
+            while True:
+                for fd, _events in poller.poll():
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        data = b""
+                    if fd == master:
+                        if not data:
+                            return
+                        os.write(stdout, data)
+                    elif data:
+                        os.write(master, data)
+                    else:
+                        poller.unregister(stdin)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            self.close()
+
+
+def _console(path: str) -> tuple[int, _Pump | None]:
+    """A socket for the pty master: connected to ``--console-socket``, or,
+    without one (foreground), one end of a pair whose other end this
+    process reads (:class:`_Pump`)."""
+    import _socket
+
+    from engine.runtime.statedir import SocketAddress
+
+    if not path:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        return theirs.detach(), _Pump(ours)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        with SocketAddress(path) as address:
+            sock.connect(address)
+    except OSError as err:
+        sock.close()
+        raise RunlogError(f"console socket {path}: {err.strerror or err}") from None
+    return sock.detach(), None
+
+
+def _foreground(pid: int, pump: _Pump | None) -> dict[str, int]:
+    """Forward signals to the process, copy its terminal, wait; how it ended.
+    On ``_signal``: ``signal`` would load ``enum`` (about 1 ms)."""
+    import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
+
+    def forward(signo: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signo)
+        except ProcessLookupError:
+            pass
+
+    skip = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGURG}
+    if pump is not None:
+        skip.add(_signal.SIGWINCH)
+    for signo in range(1, _signal.SIGRTMIN):
+        if signo not in skip:
+            try:
+                _signal.signal(signo, forward)
+            except (OSError, ValueError):
+                pass
+    if pump is not None:
+        pump.receive()
+        pump.run()
+    _pid, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exit_code": os.waitstatus_to_exitcode(status)}

@@ -1,0 +1,62 @@
+"""The rest of runc's command line: help, --version, ps options, list's
+owner, features, and one runtime-spec version everywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.root]
+
+Bundle = Callable[..., Path]
+
+
+def test_help_for_every_command(runlog: Any) -> None:
+    from engine.cli import COMMANDS
+
+    listed = runlog("help", check=True).stdout
+    for name in COMMANDS:
+        assert f"   {name} " in listed, name
+        # `help CMD` and `CMD -h` say the same, as runc's do.
+        shown = runlog("help", name, check=True).stdout
+        assert shown.startswith(f"usage: runlog {name} ")
+        assert runlog(name, "-h", check=True).stdout == shown
+    unknown = runlog("help", "frobnicate")
+    assert unknown.returncode == 1 and "No help topic for 'frobnicate'" in unknown.stderr
+
+
+def test_one_spec_version_everywhere(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    version = runlog("--version", check=True).stdout.splitlines()
+    assert version[0] == "runlog version 0.1.0"
+    assert version[1].startswith("commit: ")
+    assert version[2].startswith("spec: ")
+    assert any(line.startswith("libseccomp: 2.") for line in version)
+    spec_version = version[2].removeprefix("spec: ")
+    features = json.loads(runlog("features", check=True).stdout)
+    assert features["ociVersionMax"] == spec_version
+    annotations = features["annotations"]
+    assert annotations["io.github.seccomp.libseccomp.version"].startswith("2.")
+    assert annotations["org.runlog.version"] == "0.1.0"
+    runlog("spec", "--bundle", str(tmp_path), check=True)
+    assert json.loads((tmp_path / "config.json").read_text())["ociVersion"] == spec_version
+    runlog("run", "-d", "s-ver", "-b", str(bundle(["sleep", "30"])), check=True)
+    assert runlog.state("s-ver")["ociVersion"] == spec_version
+    runlog("delete", "--force", "s-ver", check=True)
+
+
+def test_ps_passes_options_to_ps_and_list_shows_the_owner(runlog: Any, bundle: Bundle) -> None:
+    runlog("run", "-d", "s-ps", "-b", str(bundle(["sleep", "30"])), check=True)
+    pid = runlog.state("s-ps")["pid"]
+    # runc's way: what follows the id goes to ps, without "--".
+    out = runlog("ps", "s-ps", "-o", "pid,comm", check=True).stdout.splitlines()
+    assert out[0].split() == ["PID", "COMMAND"]
+    assert [line.split() for line in out[1:]] == [[str(pid), "sleep"]]
+    listed = json.loads(runlog("list", "--format", "json", check=True).stdout)
+    assert [(c["id"], c["owner"]) for c in listed] == [("s-ps", "root")]
+    table = runlog("list", check=True).stdout.splitlines()
+    assert table[0].split()[-1] == "OWNER" and table[1].split()[-1] == "root"
+    runlog("delete", "--force", "s-ps", check=True)
