@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+def parse_rootless(value: str) -> bool | None:
+    """``--rootless``'s value as runc reads it: ``auto`` (or empty) is
+    ``None`` - rootless when not root -, else a Go boolean."""
+    text = value.strip()
+    if text in ("", "auto", "AUTO", "Auto"):
+        return None
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    from engine.errors import UsageError
+
+    raise UsageError(f"--rootless: invalid value {value!r}: one of true, false, auto")
+
+
 def environ() -> dict[str, str]:
     """The environment, decoded as ``os.environ`` decodes it."""
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -31,6 +46,11 @@ def environ() -> dict[str, str]:
         key.decode(encoding, errors): value.decode(encoding, errors)
         for key, value in posix.environ.items()
     }
+
+
+def _checked_rootless(value: str) -> str:
+    parse_rootless(value)
+    return value
 
 
 class Settings:
@@ -87,9 +107,15 @@ class Settings:
             log_format=str(flags.get("log_format") or "text"),
             debug=bool(flags.get("debug")),
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
-            rootless=str(flags.get("rootless") or "auto"),
+            rootless=_checked_rootless(str(flags.get("rootless") or "auto")),
             init_parent=pick("init_parent", "RUNLOG_INIT_PARENT", "auto") or "auto",
         )
+
+    def is_rootless(self) -> bool:
+        """Rootless cgroups (runc's ``--rootless``): asked for, or ``auto``
+        and not root."""
+        wanted = parse_rootless(self.rootless)
+        return posix.geteuid() != 0 if wanted is None else wanted
 
     def cache_dir(self) -> str | None:
         """Where runlog may keep derived data (validated machines): next to

@@ -17,8 +17,8 @@ class CgroupCreate(Action):
     reversible = True
 
     def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        ctx.drivers.cgroups.create()
-        return {}
+        # Rootless: which controllers were set up, which done without.
+        return dict(ctx.drivers.cgroups.create() or {})
 
     def undo(
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]

@@ -78,6 +78,7 @@ class Container:
         config: Config,
         *,
         systemd_cgroup: bool = False,
+        rootless: bool = False,
         no_pivot: bool = False,
         console_socket: str | None = None,
         preserve_fds: int = 0,
@@ -105,7 +106,7 @@ class Container:
         self.pty: int | None = None
         self.created_ns = time.time_ns()
         self.manager: CgroupManager = manager_for(
-            self.id, config.linux.cgroups_path, systemd=systemd_cgroup
+            self.id, config.linux.cgroups_path, systemd=systemd_cgroup, rootless=rootless
         )
         self.resources = _with_default_devices(
             Resources.from_oci(dict(config.linux.resources or {})), config
@@ -305,7 +306,9 @@ class _Process:
         c = self.c
         if c.pid is None or c.reap(block=False):
             raise ActionError("container not running")
-        targets = c.manager.pids() if all_processes else [c.pid]
+        # Rootless without a cgroup to list them: the init alone (the rest
+        # of a pid namespace ends with it).
+        targets = (c.manager.pids() if all_processes else []) or [c.pid]
         for pid in targets:
             try:
                 os.kill(pid, signo)
@@ -387,13 +390,15 @@ class _Cgroups:
     def __init__(self, container: Container) -> None:
         self.c = container
 
-    def create(self) -> None:
+    def create(self) -> dict[str, Any]:
         self.c.manager.create()
         try:
             self.c.manager.apply(self.c.resources)
         except BaseException:
             self.c.manager.destroy()
             raise
+        report = getattr(self.c.manager, "report", None)
+        return {} if report is None else dict(report())
 
     def destroy(self) -> None:
         self.c.manager.destroy()
