@@ -381,3 +381,48 @@ def test_console_socket(userlog: UserRunlog, bundle: Bundle, place: Path) -> Non
         userlog("delete", "t1", check=True)
     finally:
         server.close()
+
+
+def test_what_a_user_namespace_cannot_mount_falls_back_as_runcs(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """sysfs without a network namespace is bound from the host; devpts's
+    gid=5, not mapped in a one-id namespace, is dropped (runc spec's mounts
+    as root writes them)."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        for mount in spec["mounts"]:
+            if mount["destination"] == "/sys":
+                mount.update(type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev"])
+            if mount["destination"] == "/dev/pts":
+                mount["options"] = [*mount["options"], "gid=5"]
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+
+    script = "test -d /sys/kernel && grep -q ' /dev/pts ' /proc/mounts && echo ok"
+    b = bundle(["sh", "-c", script], edit)
+    got = userlog("run", "-b", str(b), "s1")
+    assert (got.returncode, got.stdout.strip()) == (0, "ok"), got.stderr
+
+
+def test_limits_above_the_users_are_refused_and_lower_ones_set(
+    userlog: UserRunlog, bundle: Bundle
+) -> None:
+    def lower(spec: dict[str, Any]) -> None:
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+
+    got = userlog("run", "-b", str(bundle(["sh", "-c", "ulimit -n"], lower)), "l1")
+    assert (got.returncode, got.stdout.strip()) == (0, "256"), got.stderr
+
+    def higher(spec: dict[str, Any]) -> None:
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1 << 20, "soft": 1024}]
+        spec["process"]["oomScoreAdj"] = 0
+
+    got = userlog("run", "-b", str(bundle(["true"], higher)), "l2")
+    assert got.returncode == 1 and "RLIMIT_NOFILE" in got.stderr, got.stderr
+
+    def oom(spec: dict[str, Any]) -> None:
+        spec["process"]["oomScoreAdj"] = -500
+
+    got = userlog("run", "-b", str(bundle(["true"], oom)), "l3")
+    assert got.returncode == 1 and "oom_score_adj -500" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr
