@@ -28,8 +28,18 @@ SPEC_VERSION = "1.2.0"
 
 GLOBAL_OPTS = (
     # Defaults live in Settings, so the environment can sit between the two.
-    Opt("--root", value=True, metavar="DIR", help=f"state directory root ({DEFAULT_ROOT})"),
-    Opt("--db", value=True, metavar="PATH|URL", help=f"event log database ({DEFAULT_DB})"),
+    Opt(
+        "--root",
+        value=True,
+        metavar="DIR",
+        help=f"state directory root ({DEFAULT_ROOT}; not root: $XDG_RUNTIME_DIR/runlog)",
+    ),
+    Opt(
+        "--db",
+        value=True,
+        metavar="PATH|URL",
+        help=f"event log database ({DEFAULT_DB}; not root: ~/.local/state/runlog/events.db)",
+    ),
     Opt("--machine", value=True, metavar="FILE", help="machine definition (statemachine.yaml)"),
     Opt("--log", value=True, metavar="FILE", help="write runlog's own log lines to FILE"),
     Opt("--log-format", value=True, choices=("text", "json"), default="text", help="log format"),
@@ -302,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         check_args(cmd, positionals, PROG)
         settings = Settings.from_flags(gflags, environ())
+        settings.own_places()
         if settings.systemd_cgroup:
             import os
 

@@ -78,6 +78,7 @@ _CREATE_PATH = (
     "engine.runtime.launch",
     "engine.runtime.monitor",
     "engine.eventlog.sqlite",
+    "engine.places",
     "engine.runtime.server",
     "engine.runtime.dispatch",
 )

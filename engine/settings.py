@@ -11,7 +11,7 @@ a sixth of the interpreter's start. They use :mod:`posix`, the C module
 import posix
 import sys
 
-from engine.layout import DEFAULT_ROOT
+from engine.layout import DEFAULT_ROOT, default_root
 
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
 
@@ -21,7 +21,7 @@ DEFAULT_DB = "/var/lib/runlog/events.db"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 
 def parse_rootless(value: str) -> bool | None:
@@ -48,6 +48,12 @@ def environ() -> dict[str, str]:
     }
 
 
+def _user_db(env: "Mapping[str, str]", uid: int) -> str:
+    from engine.places import default_db
+
+    return default_db(env, uid)
+
+
 def _checked_rootless(value: str) -> str:
     parse_rootless(value)
     return value
@@ -57,6 +63,7 @@ class Settings:
     __slots__ = (
         "db",
         "debug",
+        "defaulted",
         "init_parent",
         "log",
         "log_format",
@@ -78,6 +85,7 @@ class Settings:
         systemd_cgroup: bool = False,
         rootless: str = "auto",
         init_parent: str = "auto",
+        defaulted: "Sequence[str]" = (),
     ) -> None:
         self.root = root
         self.db = db
@@ -88,6 +96,8 @@ class Settings:
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
         self.init_parent = init_parent
+        #: The places taken from the defaults, not the flags or the environment.
+        self.defaulted = tuple(defaulted)
 
     @classmethod
     def from_flags(cls, flags: "Mapping[str, object]", env: "Mapping[str, str]") -> "Settings":
@@ -99,9 +109,12 @@ class Settings:
                 return value
             return env.get(var) or default
 
-        return cls(
-            root=pick("root", "RUNLOG_ROOT", DEFAULT_ROOT) or DEFAULT_ROOT,
-            db=pick("db", "RUNLOG_DB", DEFAULT_DB) or DEFAULT_DB,
+        uid = posix.geteuid()
+        root = pick("root", "RUNLOG_ROOT", None)
+        db = pick("db", "RUNLOG_DB", None)
+        settings = cls(
+            root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
+            db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
             machine=pick("machine", "RUNLOG_MACHINE", None),
             log=pick("log", "RUNLOG_LOG", None),
             log_format=str(flags.get("log_format") or "text"),
@@ -110,6 +123,23 @@ class Settings:
             rootless=_checked_rootless(str(flags.get("rootless") or "auto")),
             init_parent=pick("init_parent", "RUNLOG_INIT_PARENT", "auto") or "auto",
         )
+        settings.defaulted = tuple(
+            name for name, value in (("root", root), ("db", db)) if not value
+        )
+        return settings
+
+    def own_places(self) -> None:
+        """Not root: make and check the directories of runlog's own that
+        the defaults chose (engine.places); given places are the caller's."""
+        uid = posix.geteuid()
+        if uid == 0 or not self.defaulted:
+            return
+        from engine.places import private_dir
+
+        if "root" in self.defaulted:
+            private_dir(self.root, uid)
+        if "db" in self.defaulted:
+            private_dir(self.db.rsplit("/", 1)[0], uid)
 
     def is_rootless(self) -> bool:
         """Rootless cgroups (runc's ``--rootless``): asked for, or ``auto``

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from engine.bundles import BUSYBOX
+from tests.runtime.conftest import Runlog
 from tests.runtime.users import User, UserRunlog, make_user, rootless_bundle, user_dir
 
 pytestmark = pytest.mark.root
@@ -426,3 +427,137 @@ def test_limits_above_the_users_are_refused_and_lower_ones_set(
     got = userlog("run", "-b", str(bundle(["true"], oom)), "l3")
     assert got.returncode == 1 and "oom_score_adj -500" in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
+
+
+# -- places of the user's own ----------------------------------------------------
+
+
+def _bare(user: User, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """runlog without --root, --db or RUNLOG_*: the user's defaults."""
+    return user.run(
+        [sys.executable, "-m", "engine", *args],
+        env=user.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]), **env),
+        cwd=str(user.home),
+    )
+
+
+@pytest.fixture
+def user_tmp(alice: User) -> Iterator[Path]:
+    """/tmp/runlog-<uid>, alice's default root without XDG_RUNTIME_DIR:
+    absent before, removed after (with her default log)."""
+    path = Path(f"/tmp/runlog-{alice.uid}")
+    state = alice.home / ".local"
+    for old in (path, state):
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.exists():
+            shutil.rmtree(old)
+    yield path
+    if path.is_dir() and not path.is_symlink():
+        for entry in path.iterdir():
+            _bare(alice, "delete", "--force", entry.name)
+    for old in (path, state):
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.exists():
+            shutil.rmtree(old)
+
+
+def test_defaults_are_the_users_own_places(
+    alice: User, bundle: Bundle, user_tmp: Path, place: Path
+) -> None:
+    b = bundle(["sh", "-c", "exit 4"])
+    got = _bare(alice, "run", "-b", str(b), "x1")
+    assert got.returncode == 4, got.stderr
+    db = alice.home / ".local" / "state" / "runlog" / "events.db"
+    assert db.exists()
+    for directory in (user_tmp, db.parent):
+        st = os.lstat(directory)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (alice.uid, 0o700), directory
+    assert [t for t, _d, _o, p in _events(db, "x1") if not p.get("query")] == [
+        "create",
+        "start",
+        "exit",
+        "delete",
+    ]
+    # The short way (state) and the full one (create) agree on the place.
+    # A created container keeps create's stdio (a pipe would not end).
+    made = alice.run(
+        [sys.executable, "-m", "engine", "create", "-b", str(b), "x2"],
+        env=alice.env(PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+        cwd=str(alice.home),
+        capture_output=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert made.returncode == 0
+    assert json.loads(_bare(alice, "state", "x2").stdout)["status"] == "created"
+    assert _bare(alice, "delete", "--force", "x2").returncode == 0
+    # With XDG_RUNTIME_DIR, as runc: $XDG_RUNTIME_DIR/runlog.
+    runtime = place / "xdg"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, alice.uid, alice.gid)
+    got = _bare(alice, "run", "-b", str(b), "x3", XDG_RUNTIME_DIR=str(runtime))
+    assert got.returncode == 4, got.stderr
+    assert stat.S_IMODE(os.lstat(runtime / "runlog").st_mode) == 0o700
+    for path in ("/run/runlog", "/var/lib/runlog"):
+        assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("plant", ["other owner", "symlink", "mode 0777"])
+def test_a_planted_directory_is_refused(
+    alice: User, mallory: User, user_tmp: Path, plant: str
+) -> None:
+    if plant == "other owner":
+        user_tmp.mkdir(mode=0o700)
+        os.chown(user_tmp, mallory.uid, mallory.gid)
+    elif plant == "symlink":
+        target = alice.home / "elsewhere"
+        target.mkdir(mode=0o700, exist_ok=True)
+        os.chown(target, alice.uid, alice.gid)
+        user_tmp.symlink_to(target)
+    else:
+        user_tmp.mkdir()
+        user_tmp.chmod(0o777)
+        os.chown(user_tmp, alice.uid, alice.gid)
+    for args in (("state", "x1"), ("list",), ("run", "-b", "/nonexistent", "x1")):
+        got = _bare(alice, *args)
+        assert got.returncode == 1, (args, got.stdout)
+        assert str(user_tmp) in got.stderr, (args, got.stderr)
+        assert "Traceback" not in got.stderr
+
+
+def test_root_acts_on_the_users_container_as_slurm_clean_up_does(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """slurmstepd runs RunTimeQuery/Kill/Delete as root with the user's
+    --root and --db: it works, root is the actor, and root leaves no file
+    of its own in the user's directories."""
+    b = bundle(["sleep", "30"])
+    userlog("create", "-b", str(b), "q1", check=True)
+    userlog("start", "q1", check=True)
+    as_root = Runlog(userlog.root, userlog.db, place)
+    assert as_root.state("q1")["status"] == "running"
+    as_root("kill", "q1", "KILL", check=True)
+    assert as_root.wait_status("q1", "stopped")["status"] == "stopped"
+    as_root("delete", "--force", "q1", check=True)
+    with sqlite3.connect(userlog.db) as conn:
+        actors = dict(
+            conn.execute(
+                'SELECT "trigger", actor_uid FROM events WHERE container_id = ? '
+                "AND outcome = 'ok' ORDER BY seq",
+                ("q1",),
+            ).fetchall()
+        )
+    assert actors["create"] == alice.uid
+    assert actors["kill"] == 0 and actors["delete"] == 0, actors
+    # The user's own runlog still reads and writes its log.
+    assert userlog("run", "-b", str(bundle(["true"])), "q2").returncode == 0
+    owned = [
+        str(p)
+        for top in (userlog.root, userlog.db.parent)
+        if top.exists()
+        for p in [top, *top.rglob("*")]
+        if p.lstat().st_uid != alice.uid
+    ]
+    assert not owned, f"not {alice.name}'s: {owned}"
