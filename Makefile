@@ -23,6 +23,15 @@ DEBS += $(if $(shell command -v ps),,procps)
 # podman and its conmon, for the tests that run containers under them.
 DEBS += $(if $(shell command -v conmon),,conmon)
 DEBS += $(if $(shell command -v podman),,podman)
+# The rootless tests: runc side by side, newuidmap/newgidmap; the Slurm
+# tests start a one-node Slurm 22.05 cluster of their own (munged,
+# slurmctld, slurmd) and call srun/sbatch.
+DEBS += $(if $(shell command -v runc),,runc)
+DEBS += $(if $(shell command -v newuidmap),,uidmap)
+DEBS += $(if $(shell command -v munged),,munge)
+DEBS += $(if $(shell command -v slurmctld),,slurmctld)
+DEBS += $(if $(shell command -v slurmd),,slurmd)
+DEBS += $(if $(shell command -v srun),,slurm-client)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
