@@ -76,6 +76,7 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/containers.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
+	$(PY) bench/rootless.py
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)
