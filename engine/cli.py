@@ -45,7 +45,7 @@ GLOBAL_OPTS = (
     Opt("--log-format", value=True, choices=("text", "json"), default="text", help="log format"),
     Opt("--debug", help="log debug lines"),
     Opt("--systemd-cgroup", help="manage cgroups through systemd (not supported)"),
-    Opt("--rootless", value=True, metavar="true|false|auto", default="auto", help="as runc"),
+    Opt("--rootless", value=True, metavar="true|false|auto", help="as runc (default: auto)"),
     Opt(
         "--init-parent",
         value=True,
@@ -323,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "--systemd-cgroup: runlog manages cgroups through cgroupfs only; drop the flag"
             )
         if settings.debug:
-            _log_line(settings.log, settings.log_format, "debug", f"{name} {' '.join(cargs)}")
+            for line in [f"{name} {' '.join(cargs)}", *settings.origins()]:
+                if settings.log:
+                    _log_line(settings.log, settings.log_format, "debug", line)
+                else:
+                    sys.stderr.write(f"debug: {line}\n")
         if name in FORKS_MONITOR:
             # Forked already by engine.quick, as a rule; its imports overlap
             # the handler's (engine.runtime.prefork).

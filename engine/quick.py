@@ -178,8 +178,8 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
 
     ``env``: the environment as :data:`posix.environ` has it.
     """
-    if b"RUNLOG_LOG" in env:
-        return None
+    if b"RUNLOG_LOG" in env or b"RUNLOG_CONFIG" in env or _site_config():
+        return None  # engine.cli reads them
     given = {"--root": "", "--db": ""}
     i, n = 0, len(argv)
     while i < n and argv[i].startswith("-"):
@@ -212,6 +212,15 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
         if uid != 0 and not private(root, uid):
             return None  # engine.cli says what is wrong with it
     return Call(root, given["--db"], command, rest[0], force)
+
+
+def _site_config() -> bool:
+    """Whether /etc/runlog/runlog.toml (engine.siteconfig) is there: one stat."""
+    try:
+        posix.stat("/etc/runlog/runlog.toml")
+    except OSError:
+        return False
+    return True
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:

@@ -48,6 +48,18 @@ def environ() -> dict[str, str]:
     }
 
 
+#: engine.siteconfig.CONFIG, without importing it where there is no file.
+_CONFIG = "/etc/runlog/runlog.toml"
+
+
+def _exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def _user_db(env: "Mapping[str, str]", uid: int) -> str:
     from engine.places import default_db
 
@@ -70,6 +82,7 @@ class Settings:
         "machine",
         "root",
         "rootless",
+        "sources",
         "systemd_cgroup",
     )
 
@@ -86,6 +99,7 @@ class Settings:
         rootless: str = "auto",
         init_parent: str = "auto",
         defaulted: "Sequence[str]" = (),
+        sources: "Mapping[str, str] | None" = None,
     ) -> None:
         self.root = root
         self.db = db
@@ -98,35 +112,64 @@ class Settings:
         self.init_parent = init_parent
         #: The places taken from the defaults, not the flags or the environment.
         self.defaulted = tuple(defaulted)
+        #: Setting -> where it came from (a flag, a variable, the site
+        #: configuration's file); absent: runlog's default.
+        self.sources: dict[str, str] = dict(sources or {})
 
     @classmethod
     def from_flags(cls, flags: "Mapping[str, object]", env: "Mapping[str, str]") -> "Settings":
-        """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, RUNLOG_MACHINE)."""
+        """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, ...), which
+        wins over the site configuration (engine.siteconfig), which wins
+        over the defaults; ``sources`` says where each came from."""
+        uid = posix.geteuid()
+        site = None
+        if "RUNLOG_CONFIG" in env or _exists(_CONFIG):
+            from engine.siteconfig import load
 
-        def pick(flag: str, var: str, default: str | None) -> str | None:
+            site = load(env, uid)
+        config_file, config = site if site is not None else ("", {})
+        sources: dict[str, str] = {}
+
+        def pick(flag: str, var: str | None) -> str | None:
             value = flags.get(flag)
             if isinstance(value, str) and value:
+                sources[flag] = "--" + flag.replace("_", "-")
                 return value
-            return env.get(var) or default
+            if var is not None and env.get(var):
+                sources[flag] = var
+                return env[var]
+            if config.get(flag):
+                sources[flag] = config_file
+                return config[flag]
+            return None
 
-        uid = posix.geteuid()
-        root = pick("root", "RUNLOG_ROOT", None)
-        db = pick("db", "RUNLOG_DB", None)
+        root = pick("root", "RUNLOG_ROOT")
+        db = pick("db", "RUNLOG_DB")
+        rootless = pick("rootless", None)
+        init_parent = pick("init_parent", "RUNLOG_INIT_PARENT")
         settings = cls(
             root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
             db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
-            machine=pick("machine", "RUNLOG_MACHINE", None),
-            log=pick("log", "RUNLOG_LOG", None),
+            machine=pick("machine", "RUNLOG_MACHINE"),
+            log=pick("log", "RUNLOG_LOG"),
             log_format=str(flags.get("log_format") or "text"),
             debug=bool(flags.get("debug")),
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
-            rootless=_checked_rootless(str(flags.get("rootless") or "auto")),
-            init_parent=pick("init_parent", "RUNLOG_INIT_PARENT", "auto") or "auto",
+            rootless=_checked_rootless(rootless or "auto"),
+            init_parent=init_parent or "auto",
         )
         settings.defaulted = tuple(
             name for name, value in (("root", root), ("db", db)) if not value
         )
+        settings.sources = sources
         return settings
+
+    def origins(self) -> list[str]:
+        """For --debug: each setting, its value, and where it came from."""
+        return [
+            f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
+            for name in ("root", "db", "rootless", "machine", "log", "init_parent")
+        ]
 
     def own_places(self) -> None:
         """Not root: make and check the directories of runlog's own that
