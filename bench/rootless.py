@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,28 +27,9 @@ from tables import table  # noqa: E402
 from tests.runtime.users import User, make_user, rootless_bundle  # noqa: E402
 
 
-class UserRuntime(Runtime):
-    """A runtime's command line run as ``user``."""
-
-    def __init__(self, name: str, argv: list[str], user: User) -> None:
-        super().__init__(name, argv)
-        self.user = user
-
-    def __call__(self, *args: str) -> str:
-        out = subprocess.run(
-            [*self.argv, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if args[0] == "state" else subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-            user=self.user.uid,
-            group=self.user.gid,
-            extra_groups=[],
-            env=self.user.env(),
-        )
-        if out.returncode != 0 and args[0] not in ("delete",):
-            raise RuntimeError(f"{self.name} {' '.join(args)} exited {out.returncode}")
-        return out.stdout.decode() if out.stdout else ""
+def as_user(user: User) -> dict[str, Any]:
+    """subprocess.run's options to run a runtime as ``user``."""
+    return {"user": user.uid, "group": user.gid, "extra_groups": [], "env": user.env()}
 
 
 def main() -> int:
@@ -69,12 +49,14 @@ def main() -> int:
 def _bench(user: User, tmp: Path) -> int:
     true_bundle = str(rootless_bundle(user, tmp / "true", ["true"]))
     sleep_bundle = str(rootless_bundle(user, tmp / "sleep", ["sleep", "60"]))
-    runc = UserRuntime("runc", ["runc", "--rootless=true", "--root", str(tmp / "runc-root")], user)
+    runc = Runtime(
+        "runc", ["runc", "--rootless=true", "--root", str(tmp / "runc-root")], **as_user(user)
+    )
     entry = str(Path(sys.executable).parent / "runlog")
-    runlog = UserRuntime(
+    runlog = Runtime(
         "runlog",
         [entry, "--rootless=true", "--root", str(tmp / "runlog-root"), "--db", str(tmp / "ev.db")],
-        user,
+        **as_user(user),
     )
     runlog.lifecycle(true_bundle)  # warm caches, create the database
     runc.lifecycle(true_bundle)

@@ -17,6 +17,7 @@ __all__ = [
     "SocketAddress",
     "container_path",
     "default_root",
+    "exists",
     "is_valid_id",
     "join",
     "private",
@@ -46,6 +47,15 @@ def default_root(uid: int, runtime_dir: str | None) -> str:
     if runtime_dir and runtime_dir.startswith("/"):
         return join(runtime_dir, "runlog")
     return f"/tmp/runlog-{uid}"
+
+
+def exists(path: str) -> bool:
+    """``os.path.exists`` with :mod:`posix` alone."""
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 def private(path: str, uid: int) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import posix
 
 from engine.errors import RunlogError
+from engine.layout import exists
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,15 +90,12 @@ def _little() -> bool:
 
 def _existing(path: str) -> str:
     """``path``, or its nearest ancestor that exists."""
-    while True:
-        try:
-            posix.stat(path)
-            return path
-        except OSError:
-            parent = path.rsplit("/", 1)[0] or "/"
-            if parent == path:
-                return path
-            path = parent
+    while not exists(path):
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent == path:
+            break
+        path = parent
+    return path
 
 
 def network_filesystem(path: str) -> str | None:
@@ -145,22 +143,14 @@ def _home(uid: int) -> str | None:
         return None
 
 
-def private_dir(path: str, uid: int, *, parents: bool = True) -> None:
+def private_dir(path: str, uid: int) -> None:
     """Make ``path`` (mode 0700; its missing parents too, 0700) unless it
     exists, then check it: a directory, not a symlink, owned by ``uid``,
     mode 0700. Anything else is refused, naming the path."""
     try:
         st = posix.lstat(path)
     except FileNotFoundError:
-        parent = path.rsplit("/", 1)[0]
-        if parents and parent and _missing(parent):
-            _makedirs(parent)
-        try:
-            posix.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-        except OSError as err:
-            raise PlaceError(f"cannot make {path}: {err.strerror}") from err
+        _makedirs(path)
         st = posix.lstat(path)
     kind = st.st_mode & _S_IFMT
     if kind == _S_IFLNK:
@@ -179,17 +169,10 @@ def private_dir(path: str, uid: int, *, parents: bool = True) -> None:
         )
 
 
-def _missing(path: str) -> bool:
-    try:
-        posix.stat(path)
-    except FileNotFoundError:
-        return True
-    return False
-
-
 def _makedirs(path: str) -> None:
+    """mkdir -p with mode 0700."""
     parent = path.rsplit("/", 1)[0]
-    if parent and _missing(parent):
+    if parent and not exists(parent):
         _makedirs(parent)
     try:
         posix.mkdir(path, 0o700)

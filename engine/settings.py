@@ -11,7 +11,7 @@ a sixth of the interpreter's start. They use :mod:`posix`, the C module
 import posix
 import sys
 
-from engine.layout import DEFAULT_ROOT, default_root
+from engine.layout import DEFAULT_ROOT, default_root, exists
 
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
 
@@ -50,14 +50,6 @@ def environ() -> dict[str, str]:
 
 #: engine.siteconfig.CONFIG, without importing it where there is no file.
 _CONFIG = "/etc/runlog/runlog.toml"
-
-
-def _exists(path: str) -> bool:
-    try:
-        posix.stat(path)
-    except OSError:
-        return False
-    return True
 
 
 def _user_db(env: "Mapping[str, str]", uid: int) -> str:
@@ -123,7 +115,7 @@ class Settings:
         over the defaults; ``sources`` says where each came from."""
         uid = posix.geteuid()
         site = None
-        if "RUNLOG_CONFIG" in env or _exists(_CONFIG):
+        if "RUNLOG_CONFIG" in env or exists(_CONFIG):
             from engine.siteconfig import load
 
             site = load(env, uid)
