@@ -28,6 +28,14 @@ DEBS += $(if $(shell command -v podman),,podman)
 DEBS += $(if $(shell command -v runc),,runc)
 # PostgreSQL 15's server, for the tests of the cluster-wide log (runlog ship).
 DEBS += $(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
+# The rootless tests: runc side by side, newuidmap/newgidmap; the Slurm
+# tests start a one-node Slurm 22.05 cluster of their own (munged,
+# slurmctld, slurmd) and call srun/sbatch.
+DEBS += $(if $(shell command -v newuidmap),,uidmap)
+DEBS += $(if $(shell command -v munged),,munge)
+DEBS += $(if $(shell command -v slurmctld),,slurmctld)
+DEBS += $(if $(shell command -v slurmd),,slurmd)
+DEBS += $(if $(shell command -v srun),,slurm-client)
 
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
@@ -71,6 +79,7 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
 	$(PY) bench/chain.py
+	$(PY) bench/rootless.py
 
 # runlog on the PATH without a venv path in oci.conf: a venv of its own under
 # $(PREFIX)/lib/runlog, and the fast entry stub (engine/entry.py) as

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -66,10 +67,12 @@ def side_by_side(
 
 
 class Runtime:
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], **options: Any) -> None:
         self.name = name
         self.argv = argv
         self.n = 0
+        # More for subprocess.run: the user to run as (bench/rootless.py).
+        self.options = options
 
     def __call__(self, *args: str) -> str:
         out = subprocess.run(
@@ -78,6 +81,7 @@ class Runtime:
             stdout=subprocess.PIPE if args[0] == "state" else subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            **self.options,
         )
         if out.returncode != 0 and args[0] not in ("delete",):
             raise RuntimeError(f"{self.name} {' '.join(args)} exited {out.returncode}")

@@ -26,14 +26,24 @@ PROG = "runlog"
 
 GLOBAL_OPTS = (
     # Defaults live in Settings, so the environment can sit between the two.
-    Opt("--root", value=True, metavar="DIR", help=f"state directory root ({DEFAULT_ROOT})"),
-    Opt("--db", value=True, metavar="PATH|URL", help=f"event log database ({DEFAULT_DB})"),
+    Opt(
+        "--root",
+        value=True,
+        metavar="DIR",
+        help=f"state directory root ({DEFAULT_ROOT}; not root: $XDG_RUNTIME_DIR/runlog)",
+    ),
+    Opt(
+        "--db",
+        value=True,
+        metavar="PATH|URL",
+        help=f"event log database ({DEFAULT_DB}; not root: ~/.local/state/runlog/events.db)",
+    ),
     Opt("--machine", value=True, metavar="FILE", help="machine definition (statemachine.yaml)"),
     Opt("--log", value=True, metavar="FILE", help="write runlog's own log lines to FILE"),
     Opt("--log-format", value=True, choices=("text", "json"), default="text", help="log format"),
     Opt("--debug", help="log debug lines"),
     Opt("--systemd-cgroup", help="manage cgroups through systemd (not supported)"),
-    Opt("--rootless", value=True, metavar="true|false|auto", default="auto", help="as runc"),
+    Opt("--rootless", value=True, metavar="true|false|auto", help="as runc (default: auto)"),
     Opt(
         "--init-parent",
         value=True,
@@ -489,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         check_args(cmd, positionals, PROG)
         settings = Settings.from_flags(gflags, environ())
+        settings.own_places()
         if settings.systemd_cgroup:
             import os
 
@@ -499,7 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "--systemd-cgroup: runlog manages cgroups through cgroupfs only; drop the flag"
             )
         if settings.debug:
-            _log_line(settings.log, settings.log_format, "debug", f"{name} {' '.join(cargs)}")
+            for line in [f"{name} {' '.join(cargs)}", *settings.origins()]:
+                if settings.log:
+                    _log_line(settings.log, settings.log_format, "debug", line)
+                else:
+                    sys.stderr.write(f"debug: {line}\n")
         if name in FORKS_MONITOR:
             # Forked already by engine.quick, as a rule; its imports overlap
             # the handler's (engine.runtime.prefork).

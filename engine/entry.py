@@ -74,6 +74,7 @@ _CREATE_PATH = (
     "engine.runtime.launch",
     "engine.runtime.monitor",
     "engine.eventlog.sqlite",
+    "engine.places",
     "engine.runtime.server",
     "engine.runtime.dispatch",
     # exec's own (its process is made by the caller, engine.runtime.execute)

@@ -16,8 +16,11 @@ __all__ = [
     "STATE_TIMEOUT",
     "SocketAddress",
     "container_path",
+    "default_root",
+    "exists",
     "is_valid_id",
     "join",
+    "private",
 ]
 
 #: ``--root`` when neither the flag nor RUNLOG_ROOT gives one.
@@ -33,6 +36,36 @@ REQUEST_TIMEOUT = 60.0
 STATE_TIMEOUT = 2.0
 # sun_path: 108 bytes with the terminating NUL.
 _SUN_PATH_MAX = 107
+
+
+def default_root(uid: int, runtime_dir: str | None) -> str:
+    """``--root`` when neither the flag nor RUNLOG_ROOT gives one: root's
+    :data:`DEFAULT_ROOT`; an unprivileged user's ``$XDG_RUNTIME_DIR/runlog``
+    (``runtime_dir``), else ``/tmp/runlog-<uid>`` (engine.places)."""
+    if uid == 0:
+        return DEFAULT_ROOT
+    if runtime_dir and runtime_dir.startswith("/"):
+        return join(runtime_dir, "runlog")
+    return f"/tmp/runlog-{uid}"
+
+
+def exists(path: str) -> bool:
+    """``os.path.exists`` with :mod:`posix` alone."""
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def private(path: str, uid: int) -> bool:
+    """Whether ``path`` is a directory of ``uid``'s own, mode 0700, not a
+    symlink (engine.places.private_dir says what is wrong otherwise)."""
+    try:
+        st = posix.lstat(path)
+    except OSError:
+        return False
+    return st.st_mode & 0o177777 == 0o040700 and st.st_uid == uid
 
 
 def is_valid_id(container_id: str) -> bool:

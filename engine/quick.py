@@ -25,13 +25,14 @@ import sys
 
 from engine.layout import (
     CONTROL,
-    DEFAULT_ROOT,
     REQUEST_TIMEOUT,
     RUNTIME,
     STATE,
     STATE_TIMEOUT,
     container_path,
+    default_root,
     is_valid_id,
+    private,
 )
 from engine.wire import NoMonitor, exchange, ok_reply, state_text, state_text_of, wait_gone
 
@@ -64,6 +65,11 @@ _GLOBAL_FLAGS = GLOBAL_VALUE_FLAGS | GLOBAL_SWITCHES
 # Global flags with a value; --db and --rootless do not change these calls.
 _GLOBALS = frozenset({"--root", "--db", "--rootless"})
 _FORCE = ("--force", "-f")
+# --rootless's values (engine.settings.parse_rootless); another is refused there.
+_ROOTLESS = frozenset(
+    {"", "auto", "AUTO", "Auto", "1", "t", "T", "true", "TRUE", "True"}
+    | {"0", "f", "F", "false", "FALSE", "False"}
+)
 
 
 class Call:
@@ -173,8 +179,8 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
 
     ``env``: the environment as :data:`posix.environ` has it.
     """
-    if b"RUNLOG_LOG" in env:
-        return None
+    if b"RUNLOG_LOG" in env or b"RUNLOG_CONFIG" in env or _site_config():
+        return None  # engine.cli reads them
     given = {"--root": "", "--db": ""}
     i, n = 0, len(argv)
     while i < n and argv[i].startswith("-"):
@@ -186,6 +192,8 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
                 return None
             i += 1
             value = argv[i]
+        if name == "--rootless" and value.strip() not in _ROOTLESS:
+            return None
         given[name] = value
         i += 1
     if i >= n or argv[i] not in COMMANDS:
@@ -197,10 +205,23 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
         rest.remove(rest[0] if rest[0] in _FORCE else rest[1])
     if len(rest) != 1 or rest[0].startswith("-") or not is_valid_id(rest[0]):
         return None
-    root = given["--root"] or env.get(b"RUNLOG_ROOT", b"").decode(
-        sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-    )
-    return Call(root or DEFAULT_ROOT, given["--db"], command, rest[0], force)
+    decode = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    root = given["--root"] or env.get(b"RUNLOG_ROOT", b"").decode(*decode)
+    if not root:
+        uid = posix.geteuid()
+        root = default_root(uid, env.get(b"XDG_RUNTIME_DIR", b"").decode(*decode))
+        if uid != 0 and not private(root, uid):
+            return None  # engine.cli says what is wrong with it
+    return Call(root, given["--db"], command, rest[0], force)
+
+
+def _site_config() -> bool:
+    """Whether /etc/runlog/runlog.toml (engine.siteconfig) is there: one stat."""
+    try:
+        posix.stat("/etc/runlog/runlog.toml")
+    except OSError:
+        return False
+    return True
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:

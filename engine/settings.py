@@ -11,7 +11,7 @@ a sixth of the interpreter's start. They use :mod:`posix`, the C module
 import posix
 import sys
 
-from engine.layout import DEFAULT_ROOT
+from engine.layout import DEFAULT_ROOT, default_root, exists
 
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
 
@@ -21,7 +21,22 @@ DEFAULT_DB = "/var/lib/runlog/events.db"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+
+
+def parse_rootless(value: str) -> bool | None:
+    """``--rootless``'s value as runc reads it: ``auto`` (or empty) is
+    ``None`` - rootless when not root -, else a Go boolean."""
+    text = value.strip()
+    if text in ("", "auto", "AUTO", "Auto"):
+        return None
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    from engine.errors import UsageError
+
+    raise UsageError(f"--rootless: invalid value {value!r}: one of true, false, auto")
 
 
 def environ() -> dict[str, str]:
@@ -33,16 +48,33 @@ def environ() -> dict[str, str]:
     }
 
 
+#: engine.siteconfig.CONFIG, without importing it where there is no file.
+_CONFIG = "/etc/runlog/runlog.toml"
+
+
+def _user_db(env: "Mapping[str, str]", uid: int) -> str:
+    from engine.places import default_db
+
+    return default_db(env, uid)
+
+
+def _checked_rootless(value: str) -> str:
+    parse_rootless(value)
+    return value
+
+
 class Settings:
     __slots__ = (
         "db",
         "debug",
+        "defaulted",
         "init_parent",
         "log",
         "log_format",
         "machine",
         "root",
         "rootless",
+        "sources",
         "systemd_cgroup",
     )
 
@@ -58,6 +90,8 @@ class Settings:
         systemd_cgroup: bool = False,
         rootless: str = "auto",
         init_parent: str = "auto",
+        defaulted: "Sequence[str]" = (),
+        sources: "Mapping[str, str] | None" = None,
     ) -> None:
         self.root = root
         self.db = db
@@ -68,28 +102,85 @@ class Settings:
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
         self.init_parent = init_parent
+        #: The places taken from the defaults, not the flags or the environment.
+        self.defaulted = tuple(defaulted)
+        #: Setting -> where it came from (a flag, a variable, the site
+        #: configuration's file); absent: runlog's default.
+        self.sources: dict[str, str] = dict(sources or {})
 
     @classmethod
     def from_flags(cls, flags: "Mapping[str, object]", env: "Mapping[str, str]") -> "Settings":
-        """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, RUNLOG_MACHINE)."""
+        """Flags win over the environment (RUNLOG_ROOT, RUNLOG_DB, ...), which
+        wins over the site configuration (engine.siteconfig), which wins
+        over the defaults; ``sources`` says where each came from."""
+        uid = posix.geteuid()
+        site = None
+        if "RUNLOG_CONFIG" in env or exists(_CONFIG):
+            from engine.siteconfig import load
 
-        def pick(flag: str, var: str, default: str | None) -> str | None:
+            site = load(env, uid)
+        config_file, config = site if site is not None else ("", {})
+        sources: dict[str, str] = {}
+
+        def pick(flag: str, var: str | None) -> str | None:
             value = flags.get(flag)
             if isinstance(value, str) and value:
+                sources[flag] = "--" + flag.replace("_", "-")
                 return value
-            return env.get(var) or default
+            if var is not None and env.get(var):
+                sources[flag] = var
+                return env[var]
+            if config.get(flag):
+                sources[flag] = config_file
+                return config[flag]
+            return None
 
-        return cls(
-            root=pick("root", "RUNLOG_ROOT", DEFAULT_ROOT) or DEFAULT_ROOT,
-            db=pick("db", "RUNLOG_DB", DEFAULT_DB) or DEFAULT_DB,
-            machine=pick("machine", "RUNLOG_MACHINE", None),
-            log=pick("log", "RUNLOG_LOG", None),
+        root = pick("root", "RUNLOG_ROOT")
+        db = pick("db", "RUNLOG_DB")
+        rootless = pick("rootless", None)
+        init_parent = pick("init_parent", "RUNLOG_INIT_PARENT")
+        settings = cls(
+            root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
+            db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
+            machine=pick("machine", "RUNLOG_MACHINE"),
+            log=pick("log", "RUNLOG_LOG"),
             log_format=str(flags.get("log_format") or "text"),
             debug=bool(flags.get("debug")),
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
-            rootless=str(flags.get("rootless") or "auto"),
-            init_parent=pick("init_parent", "RUNLOG_INIT_PARENT", "auto") or "auto",
+            rootless=_checked_rootless(rootless or "auto"),
+            init_parent=init_parent or "auto",
         )
+        settings.defaulted = tuple(
+            name for name, value in (("root", root), ("db", db)) if not value
+        )
+        settings.sources = sources
+        return settings
+
+    def origins(self) -> list[str]:
+        """For --debug: each setting, its value, and where it came from."""
+        return [
+            f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
+            for name in ("root", "db", "rootless", "machine", "log", "init_parent")
+        ]
+
+    def own_places(self) -> None:
+        """Not root: make and check the directories of runlog's own that
+        the defaults chose (engine.places); given places are the caller's."""
+        uid = posix.geteuid()
+        if uid == 0 or not self.defaulted:
+            return
+        from engine.places import private_dir
+
+        if "root" in self.defaulted:
+            private_dir(self.root, uid)
+        if "db" in self.defaulted:
+            private_dir(self.db.rsplit("/", 1)[0], uid)
+
+    def is_rootless(self) -> bool:
+        """Rootless cgroups (runc's ``--rootless``): asked for, or ``auto``
+        and not root."""
+        wanted = parse_rootless(self.rootless)
+        return posix.geteuid() != 0 if wanted is None else wanted
 
     def cache_dir(self) -> str | None:
         """Where runlog may keep derived data (validated machines): next to

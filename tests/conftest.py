@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-GUARDED = ("/run/runlog", "/var/lib/runlog")
+GUARDED = ("/run/runlog", "/var/lib/runlog", "/etc/runlog")
 
 
 def _runlog_cgroups() -> set[str]:

@@ -61,9 +61,10 @@ class HookDriver(Protocol):
 
 
 class CgroupDriver(Protocol):
-    def create(self) -> list[str]:
-        """Make the cgroup and apply the limits; return warnings for the
-        settings ignored (the action records them)."""
+    def create(self) -> dict[str, Any]:
+        """Make the cgroup and apply the limits; return what the action
+        records: the settings ignored (``warning``) and, rootless, which
+        controllers were set up and which were done without."""
 
     def destroy(self) -> None: ...
     def freeze(self) -> None: ...

@@ -17,8 +17,7 @@ class CgroupCreate(Action):
     reversible = True
 
     def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        warnings = ctx.drivers.cgroups.create()
-        return {"warning": "; ".join(warnings)} if warnings else {}
+        return ctx.drivers.cgroups.create()
 
     def undo(
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]

@@ -172,10 +172,10 @@ class FakeCgroups:
         self.exists = False
         self.frozen = False
 
-    def create(self) -> list[str]:
+    def create(self) -> dict[str, Any]:
         self.world.call(self.container_id, "cgroup.create")
         self.exists = True
-        return []
+        return {}
 
     def destroy(self) -> None:
         self.world.call(self.container_id, "cgroup.destroy")

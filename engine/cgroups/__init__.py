@@ -118,6 +118,7 @@ def manager_for(
     systemd: bool = False,
     mountinfo: str | None = None,
     proc_cgroup: str | None = None,
+    rootless: bool = False,
 ) -> CgroupManager:
     """The manager for a container's cgroup; touches nothing yet.
 
@@ -131,18 +132,47 @@ def manager_for(
     base = os.fspath(root)
     mounts = parse_mountinfo(_read("/proc/self/mountinfo") if mountinfo is None else mountinfo)
     mode = detect_mode(mounts)
-    inner = resolve_inner(container_id, cgroups_path)
+    if rootless and not clean_path(cgroups_path or ""):
+        inner = container_id
+    else:
+        inner = resolve_inner(container_id, cgroups_path)
     own: dict[str, str] | None = None
     if not os.path.isabs(inner):
         own = parse_proc_cgroup(_read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
     if mode == "v2":
         mount, leaf = unified_dirs(mounts, base, inner, own, mode="v2")
+        if rootless:
+            return _rootless({}, (mount, leaf), True)
         return V2Manager(leaf, mount=mount)
-    v1 = V1Manager(v1_dirs(mounts, base, inner, own))
+    v1_paths = v1_dirs(mounts, base, inner, own)
     if mode == "v1":
-        return v1
-    mount, leaf = unified_dirs(mounts, base, inner, own, mode="hybrid")
-    return HybridManager(v1, V2Manager(leaf, mount=mount, enable_all=False))
+        return _rootless(v1_paths, None, False) if rootless else V1Manager(v1_paths)
+    unified = unified_dirs(mounts, base, inner, own, mode="hybrid")
+    if rootless:
+        return _rootless(v1_paths, unified, False)
+    mount, leaf = unified
+    return HybridManager(V1Manager(v1_paths), V2Manager(leaf, mount=mount, enable_all=False))
+
+
+def _rootless(
+    v1_paths: Mapping[str, str], unified: tuple[str, str] | None, pure_v2: bool
+) -> CgroupManager:
+    """The manager of the hierarchies among these the caller may write."""
+    from engine.cgroups.rootless import RootlessManager, writable
+
+    paths = dict(v1_paths)
+    if unified is not None:
+        paths["unified"] = unified[1]
+    kept, skipped = writable(paths)
+    v1_kept = {k: v for k, v in kept.items() if k != "unified"}
+    v1 = V1Manager(v1_kept) if v1_kept else None
+    v2 = None
+    if unified is not None and "unified" in kept:
+        v2 = V2Manager(unified[1], mount=unified[0], enable_all=pure_v2)
+    inner: CgroupManager | None = v1 or v2
+    if v1 is not None and v2 is not None:
+        inner = HybridManager(v1, v2)
+    return RootlessManager(inner, skipped)
 
 
 def manager_at(

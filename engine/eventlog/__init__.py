@@ -15,6 +15,35 @@ __all__ = ["DEFAULT_DB", "EventStore", "open_store"]
 DEFAULT_DB = "/var/lib/runlog/events.db"
 
 
+def _owner(db: str) -> tuple[int, int] | None:
+    """Root opening a user's log (Slurm's clean-up runs ``state``, ``kill``
+    and ``delete`` as root, with the user's ``--db``): the user, who must
+    own every file of it - the database, and the ``-wal`` and ``-shm``
+    SQLite makes beside it, else the user is locked out of their own log.
+    ``None`` when runlog is not root or the log is root's."""
+    import posix
+
+    if posix.geteuid() != 0:
+        return None
+    for path in (db, db.rsplit("/", 1)[0] if "/" in db else "."):
+        try:
+            st = posix.stat(path)
+        except OSError:
+            continue
+        return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+    return None
+
+
+def _give_back(db: str, owner: tuple[int, int]) -> None:
+    import posix
+
+    for path in (db, f"{db}-wal", f"{db}-shm", f"{db}-journal"):
+        try:
+            posix.chown(path, *owner)
+        except OSError:
+            continue
+
+
 def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
     if db.startswith("sqlite:///"):
         db = db[len("sqlite:///") :]
@@ -23,6 +52,15 @@ def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
     if "://" not in db:
         from engine.eventlog.sqlite import SQLiteStore
 
+        if db != ":memory:":
+            from engine.places import refuse_network_db
+
+            refuse_network_db(db)  # SQLite's WAL is not safe there
+            owner = _owner(db)
+            if owner is not None:
+                store = SQLiteStore(db, synchronous=synchronous)
+                _give_back(db, owner)
+                return store
         return SQLiteStore(db, synchronous=synchronous)
     from engine.eventlog.sa import SAStore
 

@@ -79,6 +79,7 @@ class Container:
         config: Config,
         *,
         systemd_cgroup: bool = False,
+        rootless: bool = False,
         no_pivot: bool = False,
         console_socket: str | None = None,
         preserve_fds: int = 0,
@@ -106,7 +107,7 @@ class Container:
         self.pty: int | None = None
         self.created_ns = time.time_ns()
         self.manager: CgroupManager = manager_for(
-            self.id, config.linux.cgroups_path, systemd=systemd_cgroup
+            self.id, config.linux.cgroups_path, systemd=systemd_cgroup, rootless=rootless
         )
         self.resources = _with_default_devices(
             Resources.from_oci(dict(config.linux.resources or {})), config
@@ -316,7 +317,9 @@ class _Process:
         c = self.c
         if c.pid is None or c.reap(block=False):
             raise ActionError("container not running")
-        targets = c.manager.pids() if all_processes else [c.pid]
+        # Rootless without a cgroup to list them: the init alone (the rest
+        # of a pid namespace ends with it).
+        targets = (c.manager.pids() if all_processes else []) or [c.pid]
         for pid in targets:
             try:
                 os.kill(pid, signo)
@@ -398,14 +401,21 @@ class _Cgroups:
     def __init__(self, container: Container) -> None:
         self.c = container
 
-    def create(self) -> list[str]:
+    def create(self) -> dict[str, Any]:
         self.c.manager.create()
         try:
             applied = self.c.manager.apply(self.c.resources)
         except BaseException:
             self.c.manager.destroy()
             raise
-        return [*self.c.resources.ignored(), *applied]
+        result: dict[str, Any] = {}
+        report = getattr(self.c.manager, "report", None)
+        if report is not None:
+            result.update(report())
+        warnings = [*self.c.resources.ignored(), *applied]
+        if warnings:
+            result["warning"] = "; ".join(warnings)
+        return result
 
     def destroy(self) -> None:
         self.c.manager.destroy()

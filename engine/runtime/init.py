@@ -101,20 +101,9 @@ class InitHandle:
 
 
 def _map_user_namespace(pid: int, config: Config) -> None:
-    linux = config.linux
+    from engine.linux import userns
 
-    def write(name: str, text: str) -> None:
-        with open(f"/proc/{pid}/{name}", "w") as fh:
-            fh.write(text)
-
-    def table(mappings: tuple[object, ...]) -> str:
-        rows = [f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings]  # type: ignore[attr-defined]
-        return "".join(rows)
-
-    if linux.uid_mappings:
-        write("uid_map", table(linux.uid_mappings))
-    if linux.gid_mappings:
-        write("gid_map", table(linux.gid_mappings))
+    userns.map_process(pid, config.linux.uid_mappings, config.linux.gid_mappings)
 
 
 def spawn(

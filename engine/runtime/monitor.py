@@ -83,6 +83,7 @@ def run(
             statedir,
             config,
             systemd_cgroup=settings.systemd_cgroup,
+            rootless=settings.is_rootless(),
             no_pivot=options["no_pivot"],
             console_socket=os.path.abspath(console_socket) if console_socket else None,
             preserve_fds=options["preserve_fds"],
@@ -153,6 +154,14 @@ def _settle(store: EventStore) -> None:
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
     """config.json, and what create refuses before anything is made."""
     config = load_bundle(bundle)
+    if os.geteuid() != 0 and config.linux.namespace("user") is None:
+        # runc's words: not root, the init can do nothing of what a
+        # container needs without a user namespace of its own.
+        raise RunlogError(
+            f"container {cid}: rootless container requires user namespaces "
+            f"(runlog runs as uid {os.geteuid()}; `runlog spec --rootless` writes a config "
+            "with one)"
+        )
     lsm.refuse_labels(config)
     rootfs.check_no_pivot(config, bool(options["no_pivot"]))
     rootfs.check_root_path(config)

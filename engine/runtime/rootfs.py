@@ -47,6 +47,7 @@ from engine.runtime.mounting import (
     RootfsError,
     do_mount,
     mkdirs,
+    remount_bind,
     secure_join,
     touch,
 )
@@ -136,9 +137,41 @@ def _mount_one(config: Config, rootfs: str, mount: Mount, cgroups: CgroupView) -
         mount_cgroup(dest, spec.flags, what, cgroups)
     else:
         mkdirs(dest, what)
-        do_mount(mount.source or mount.type, dest, mount.type, spec.flags, spec.data, what)
+        _mount_fs(mount, dest, spec, what)
     for propagation in spec.propagation:
         do_mount(None, dest, None, propagation, None, f"{what} (propagation)")
+
+
+# What a user namespace cannot mount, and what runc binds instead: sysfs
+# needs a network namespace of the user namespace's own, mqueue an ipc one.
+_ROOTLESS_BINDS = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}
+
+
+def _mount_fs(mount: Mount, dest: str, spec: mo.MountSpec, what: str) -> None:
+    """Mount a filesystem; in a user namespace with runc's fallbacks: sysfs
+    and mqueue bound recursively from the host where the kernel refuses
+    them (EPERM), devpts without the ``uid=``/``gid=`` a one-id mapping does
+    not map (EINVAL)."""
+    source = mount.source or mount.type
+    try:
+        syscalls.mount(source, dest, mount.type, spec.flags, spec.data or None)
+        return
+    except OSError as err:
+        failed = err
+    host = _ROOTLESS_BINDS.get(mount.type or "")
+    if failed.errno == errno.EPERM and host is not None and os.path.isdir(host):
+        do_mount(host, dest, None, mo.MS_BIND | mo.MS_REC, None, f"{what} (bound from {host})")
+        remount_bind(dest, spec.flags, what)
+        return
+    data = ",".join(
+        option
+        for option in (spec.data or "").split(",")
+        if option and not option.startswith(("uid=", "gid="))
+    )
+    if failed.errno == errno.EINVAL and mount.type == "devpts" and data != (spec.data or ""):
+        do_mount(source, dest, mount.type, spec.flags, data, f"{what} (without uid=/gid=)")
+        return
+    raise RootfsError(dest, what, failed.strerror or str(failed)) from failed
 
 
 def _device(rootfs: str, device: Device | str, bind: bool) -> None:

@@ -1,0 +1,111 @@
+"""The site configuration: ``/etc/runlog/runlog.toml`` (``RUNLOG_CONFIG``
+names another file), where an admin sets the root, the log and defaults
+for everyone on a node::
+
+    root = "/run/runlog-{uid}"
+    db = "/var/lib/runlog/{user}/events.db"
+    rootless = "auto"
+
+``{uid}`` and ``{user}`` are the caller's uid and user name. A command-line
+flag wins over a ``RUNLOG_*`` variable, which wins over the file, which
+wins over runlog's defaults (engine.settings); ``--debug`` says where each
+setting came from. The file is read only where it exists, and
+:mod:`tomllib` is imported only then. A malformed file is an error naming
+the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+from engine.errors import RunlogError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
+
+CONFIG = "/etc/runlog/runlog.toml"
+#: The settings the file may give (as Settings names them).
+KEYS = ("root", "db", "rootless", "machine", "log", "init_parent")
+
+
+class ConfigError(RunlogError):
+    """The site configuration cannot be used."""
+
+
+def config_path(env: Mapping[str, str]) -> str:
+    return env.get("RUNLOG_CONFIG") or CONFIG
+
+
+def load(env: Mapping[str, str], uid: int) -> tuple[str, dict[str, str]] | None:
+    """(the file, its settings with the placeholders filled), or ``None``
+    where there is no file."""
+    path = config_path(env)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError(f"site configuration {path}: cannot be read: {err.strerror}") from err
+    import tomllib
+
+    text = data.decode("utf-8", errors="replace")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line = _error_line(str(err))
+        key = _key_at(text, line)
+        where = f"line {line}" + (f", key {key!r}" if key else "") if line else "?"
+        raise ConfigError(f"site configuration {path}: {where}: {err}") from None
+    settings: dict[str, str] = {}
+    user = _user(uid)
+    for key, given in doc.items():
+        line = _line_of(text, key)
+        if key not in KEYS:
+            raise ConfigError(
+                f"site configuration {path}: line {line}, key {key!r}: unknown; "
+                f"known keys: {', '.join(KEYS)}"
+            )
+        value = ("true" if given else "false") if isinstance(given, bool) else given
+        if (key != "rootless" and isinstance(given, bool)) or not isinstance(value, str):
+            raise ConfigError(
+                f"site configuration {path}: line {line}, key {key!r}: a string is needed, "
+                f"not {type(value).__name__}"
+            )
+        settings[key] = value.replace("{uid}", str(uid)).replace("{user}", user)
+    return path, settings
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _error_line(message: str) -> int | None:
+    marker = "(at line "
+    if marker not in message:
+        return None
+    number = message.split(marker, 1)[1].split(",", 1)[0].rstrip(")")
+    return int(number) if number.isdigit() else None
+
+
+def _key_at(text: str, line: int | None) -> str | None:
+    if line is None:
+        return None
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return None
+    key = lines[line - 1].split("=", 1)[0].strip()
+    return key or None
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.split("=", 1)[0].strip().strip('"') == key:
+            return number
+    return 0

@@ -1,0 +1,64 @@
+"""Rootless cgroups on a directory tree standing in for /sys/fs/cgroup: the
+hierarchies the caller may write are kept, the rest done without."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.cgroups import manager_for
+from engine.cgroups.errors import CgroupError
+from engine.cgroups.resources import Resources
+from engine.cgroups.rootless import NO_FREEZER, RootlessManager, may_write, writable
+
+HYBRID = """\
+21 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:10 - cgroup cgroup rw,memory
+31 25 0:27 / /sys/fs/cgroup/freezer rw,relatime shared:11 - cgroup cgroup rw,freezer
+32 25 0:28 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:12 - cgroup2 cgroup2 rw
+"""
+OWN = "2:memory:/\n1:freezer:/job\n0::/\n"
+
+
+def test_unwritable_places_are_left_out(tmp_path: Path) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    (open_dir / "cgroup.procs").write_text("")
+    assert may_write(str(open_dir / "a" / "b"), "freezer")
+    assert may_write(str(open_dir / "c"), "unified")
+    assert not may_write("/proc/1/c", "memory")
+    kept, skipped = writable({"freezer": str(open_dir / "x"), "memory": "/proc/1/x"})
+    assert kept == {"freezer": str(open_dir / "x")}
+    assert skipped == ["memory"]
+
+
+def test_rootless_default_path_is_below_the_callers_cgroup(tmp_path: Path) -> None:
+    for name in ("memory", "freezer", "unified"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "freezer" / "job").mkdir()
+    (tmp_path / "freezer" / "job" / "cgroup.procs").write_text("")
+    manager = manager_for(
+        "c1", None, root=tmp_path, mountinfo=HYBRID, proc_cgroup=OWN, rootless=True
+    )
+    assert isinstance(manager, RootlessManager)
+    # As root every place here is writable; the freezer one is below the job's cgroup.
+    assert manager.paths["freezer"] == str(tmp_path / "freezer" / "job" / "c1")
+
+
+def test_limits_without_their_hierarchy_fail_with_runcs_words() -> None:
+    manager = RootlessManager(None, ["memory", "freezer"])
+    with pytest.raises(CgroupError, match="cannot set memory limit: container could not join"):
+        manager.apply(Resources.from_oci({"memory": {"limit": 1 << 26}}))
+    # Device rules are not enforced rootless, as runc's.
+    manager.apply(Resources.from_oci({"devices": [{"allow": False, "access": "rwm"}]}))
+    with pytest.raises(CgroupError, match=NO_FREEZER):
+        manager.freeze()
+    with pytest.raises(CgroupError, match=NO_FREEZER):
+        manager.thaw()
+    assert manager.freezer_state() == "thawed"
+    assert manager.pids() == []
+    assert manager.report() == {"cgroups": [], "cgroups_skipped": ["freezer", "memory"]}
+    manager.create()
+    manager.destroy()
+    assert manager.entry() == ([], None)

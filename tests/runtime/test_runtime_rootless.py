@@ -1,0 +1,563 @@
+"""runlog as an unprivileged user, as Slurm runs it: a real user made for the
+session, bundles as `runc spec --rootless` writes them, runc alongside."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.bundles import BUSYBOX
+from tests.runtime.conftest import Runlog
+from tests.runtime.users import User, UserRunlog, make_user, rootless_bundle, user_dir
+
+pytestmark = pytest.mark.root
+
+Bundle = Callable[..., Path]
+
+
+@pytest.fixture(scope="module")
+def alice() -> Iterator[User]:
+    if os.geteuid() != 0:
+        pytest.skip("making a user needs root")
+    with make_user("rlalice", 2901) as user:
+        yield user
+
+
+@pytest.fixture(scope="module")
+def mallory() -> Iterator[User]:
+    if os.geteuid() != 0:
+        pytest.skip("making a user needs root")
+    with make_user("rlmallory", 2951) as user:
+        yield user
+
+
+def _leftovers(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            in_root = os.readlink(f"/proc/{pid}/root").startswith(marker)
+            if in_root or marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(f"process {pid}")
+        except OSError:
+            continue
+    with open("/proc/self/mountinfo") as fh:
+        found += [f"mount {line.split()[4]}" for line in fh if marker in line]
+    return found
+
+
+@pytest.fixture
+def place(alice: User) -> Iterator[Path]:
+    """alice's directory for one test; checked for leftovers after."""
+    if not os.path.exists(BUSYBOX):
+        pytest.fail(f"{BUSYBOX} is missing: make installs busybox-static")
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (make bench-deps)")
+    with user_dir(alice) as directory:
+        yield directory
+        root = directory / "root"
+        if root.exists():
+            for entry in root.iterdir():
+                UserRunlog(alice, root, directory / "log" / "events.db", directory)(
+                    "delete", "--force", entry.name
+                )
+        left = _leftovers(str(directory))
+        left += [f"state {p}" for p in root.iterdir()] if root.exists() else []
+        assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
+def userlog(alice: User, place: Path) -> UserRunlog:
+    log = place / "log"
+    log.mkdir(mode=0o700)
+    os.chown(log, alice.uid, alice.gid)
+    return UserRunlog(alice, place / "root", log / "events.db", place)
+
+
+@pytest.fixture
+def bundle(alice: User, place: Path) -> Bundle:
+    count = 0
+
+    def make(args: list[str], edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        nonlocal count
+        count += 1
+        return rootless_bundle(alice, place / f"bundle{count}", args, edit)
+
+    return make
+
+
+def _runc(user: User, place: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return user.run(["runc", "--rootless=true", "--root", str(place / "runc"), *args], cwd=place)
+
+
+def _events(db: Path, cid: str) -> list[tuple[str, str | None, str, dict[str, Any]]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            'SELECT "trigger", dest, outcome, payload FROM events WHERE container_id = ? '
+            "ORDER BY seq",
+            (cid,),
+        ).fetchall()
+    return [(t, d, o, json.loads(p)) for t, d, o, p in rows]
+
+
+def _create_result(db: Path, cid: str) -> dict[str, Any]:
+    for trigger, _dest, outcome, payload in _events(db, cid):
+        if trigger == "create" and outcome == "ok":
+            for action in payload["actions"]:
+                if action["action"] == "cgroup.create":
+                    return dict(action["result"])
+    raise AssertionError(f"no create of {cid}")
+
+
+# -- run, and runc alongside ---------------------------------------------------
+
+
+def test_run_as_the_user_maps_it_to_root_as_runc_does(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    b = bundle(["sh", "-c", "id -u; id -g; cat /proc/self/uid_map; exit 7"])
+    ours = userlog("run", "-b", str(b), "r1")
+    theirs = _runc(alice, place, "run", "-b", str(b), "r2")
+    assert ours.returncode == theirs.returncode == 7, (ours.stderr, theirs.stderr)
+    assert ours.stdout.split() == theirs.stdout.split() == ["0", "0", "0", str(alice.uid), "1"]
+    events = [(t, d, o) for t, d, o, p in _events(userlog.db, "r1") if not p.get("query")]
+    assert events == [
+        ("create", "created", "ok"),
+        ("start", "running", "ok"),
+        ("exit", "stopped", "ok"),
+        ("delete", "deleted", "ok"),
+    ]
+    # The create event says which controllers were set up: none is alice's here.
+    result = _create_result(userlog.db, "r1")
+    assert result["cgroups"] == []
+    assert "memory" in result["cgroups_skipped"]
+    assert os.stat(userlog.db).st_uid == alice.uid
+    for path in ("/run/runlog", "/var/lib/runlog"):
+        assert not os.path.exists(path)
+
+
+def test_lifecycle_verbs_and_owned_files(
+    userlog: UserRunlog, bundle: Bundle, alice: User, mallory: User
+) -> None:
+    b = bundle(["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done"])
+    userlog("create", "-b", str(b), "c1", check=True)
+    assert userlog.state("c1")["status"] == "created"
+    directory = userlog.root / "c1"
+    for name in ("control.sock", "state.json", "requests"):
+        st = os.lstat(directory / name)
+        assert st.st_uid == alice.uid, name
+    assert stat.S_ISSOCK(os.lstat(directory / "control.sock").st_mode)
+    userlog("start", "c1", check=True)
+    assert userlog.state("c1")["status"] == "running"
+
+    # Another user is refused everywhere: state, socket, spool, log.
+    other = UserRunlog(mallory, userlog.root, userlog.db, Path("/"))
+    for args in (("state", "c1"), ("kill", "c1", "KILL"), ("delete", "--force", "c1")):
+        got = other(*args)
+        assert got.returncode != 0, args
+        assert "Traceback" not in got.stderr
+    for sneak in (
+        f"cat {userlog.db}",
+        f"ls {directory}/requests",
+        f"echo x > {directory}/requests/x",
+        f"{sys.executable} -c 'import socket; socket.socket(socket.AF_UNIX)"
+        f'.connect("{directory}/control.sock")\'',
+    ):
+        assert mallory.run(["sh", "-c", sneak]).returncode != 0, sneak
+    assert userlog.state("c1")["status"] == "running"
+
+    userlog("kill", "c1", "TERM", check=True)
+    done = userlog.wait_status("c1", "stopped")
+    assert done["status"] == "stopped"
+    userlog("delete", "c1", check=True)
+    assert not directory.exists()
+
+
+def test_pause_without_a_writable_freezer_is_refused_as_runc_refuses_it(
+    userlog: UserRunlog, bundle: Bundle
+) -> None:
+    b = bundle(["sleep", "30"])
+    userlog("run", "-d", "-b", str(b), "p1", check=True)
+    got = userlog("pause", "p1")
+    assert got.returncode == 1
+    assert "cannot toggle freezer: cgroups not configured for container" in got.stderr
+    assert userlog.state("p1")["status"] == "running"
+    rejected = [(t, o) for t, _d, o, _p in _events(userlog.db, "p1") if t == "pause"]
+    assert rejected and rejected[-1][1] in ("rejected", "failed")
+    userlog("delete", "--force", "p1", check=True)
+
+
+@pytest.fixture
+def delegated(alice: User, tmp_path: Path) -> Iterator[str]:
+    """A v1 freezer cgroup (or a cgroup2 one) handed to alice, as an admin or
+    Slurm delegates one; its path below the hierarchy's root."""
+    name = f"/runlog-test/rootless-{tmp_path.name}"
+    base = None
+    for candidate in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(f"{candidate}/cgroup.procs") and (
+            candidate.endswith("freezer") or os.path.exists(f"{candidate}/cgroup.controllers")
+        ):
+            base = candidate
+            break
+    if base is None:
+        pytest.skip("no freezer hierarchy to delegate on this host")
+    directory = Path(base + name)
+    directory.mkdir(parents=True)
+    for entry in [directory, *directory.iterdir()]:
+        os.chown(entry, alice.uid, alice.gid)
+    try:
+        yield name
+    finally:
+        for sub in sorted(directory.glob("**/"), key=lambda p: -len(p.parts)):
+            sub.rmdir()
+        try:
+            directory.parent.rmdir()
+        except OSError:
+            pass
+
+
+def test_pause_and_resume_in_a_delegated_freezer(
+    userlog: UserRunlog, bundle: Bundle, delegated: str
+) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["cgroupsPath"] = f"{delegated}/d1"
+
+    b = bundle(["sleep", "30"], edit)
+    userlog("run", "-d", "-b", str(b), "d1", check=True)
+    result = _create_result(userlog.db, "d1")
+    assert result["cgroups"], result
+    userlog("pause", "d1", check=True)
+    assert userlog.state("d1")["status"] == "paused"
+    userlog("resume", "d1", check=True)
+    assert userlog.state("d1")["status"] == "running"
+    userlog("delete", "--force", "d1", check=True)
+
+
+def test_limits_the_user_cannot_enforce_fail_with_runcs_words(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+
+    b = bundle(["true"], edit)
+    ours = userlog("run", "-b", str(b), "m1")
+    theirs = _runc(alice, place, "run", "-b", str(b), "m2")
+    message = "cannot set memory limit: container could not join or create cgroup"
+    assert ours.returncode == 1 and message in ours.stderr
+    assert theirs.returncode != 0 and message in theirs.stderr
+    assert [(t, o) for t, _d, o, _p in _events(userlog.db, "m1")] == [("create", "failed")]
+
+
+def test_without_a_user_namespace_runcs_message(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["namespaces"] = [
+            n for n in spec["linux"]["namespaces"] if n["type"] != "user"
+        ]
+        del spec["linux"]["uidMappings"], spec["linux"]["gidMappings"]
+
+    b = bundle(["true"], edit)
+    ours = userlog("run", "-b", str(b), "n1")
+    theirs = _runc(alice, place, "run", "-b", str(b), "n2")
+    assert ours.returncode == 1
+    assert "rootless container requires user namespaces" in ours.stderr
+    assert "rootless container requires user namespaces" in theirs.stderr
+    assert [(t, o) for t, _d, o, _p in _events(userlog.db, "n1")] == [("create", "rejected")]
+
+
+def _subordinate(path: str, user: User) -> tuple[int, int]:
+    for line in Path(path).read_text().splitlines():
+        name, first, count = line.split(":")
+        if name == user.name:
+            return int(first), int(count)
+    pytest.skip(f"useradd gave {user.name} no range in {path}")
+
+
+def test_several_ranges_through_newuidmap(userlog: UserRunlog, bundle: Bundle, alice: User) -> None:
+    if shutil.which("newuidmap") is None:
+        pytest.skip("newuidmap is not installed (Debian: uidmap)")
+    first, count = _subordinate("/etc/subuid", alice)
+    gfirst, gcount = _subordinate("/etc/subgid", alice)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": alice.uid, "size": 1},
+            {"containerID": 1, "hostID": first, "size": count},
+        ]
+        spec["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": alice.gid, "size": 1},
+            {"containerID": 1, "hostID": gfirst, "size": gcount},
+        ]
+        # A user that exists only through the second range.
+        spec["process"]["user"] = {"uid": 1000, "gid": 1000}
+
+    b = bundle(["sh", "-c", "cat /proc/self/uid_map; id -u; id -g"], edit)
+    got = userlog("run", "-b", str(b), "u1")
+    assert got.returncode == 0, got.stderr
+    rows = [line.split() for line in got.stdout.splitlines()]
+    assert rows == [["0", str(alice.uid), "1"], ["1", str(first), str(count)], ["1000"], ["1000"]]
+
+
+def test_a_range_not_the_users_is_refused_naming_file_user_and_range(
+    userlog: UserRunlog, bundle: Bundle, alice: User
+) -> None:
+    first, count = _subordinate("/etc/subuid", alice)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["uidMappings"] = [
+            {"containerID": 0, "hostID": alice.uid, "size": 1},
+            {"containerID": 1, "hostID": first, "size": count + 10},
+        ]
+
+    b = bundle(["true"], edit)
+    got = userlog("run", "-b", str(b), "u2")
+    assert got.returncode == 1
+    assert "/etc/subuid" in got.stderr and alice.name in got.stderr, got.stderr
+    assert f"{first}-{first + count + 9}" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr
+    assert [(t, o) for t, _d, o, _p in _events(userlog.db, "u2")] == [("create", "failed")]
+
+
+def test_hooks_run_as_the_user(userlog: UserRunlog, bundle: Bundle, place: Path) -> None:
+    out = place / "hook.out"
+    hook = place / "hook.sh"
+    hook.write_text(f"#!/bin/sh\nid -u > {out}\ncat >> {out}\n")
+    hook.chmod(0o755)
+    os.chown(hook, userlog.user.uid, userlog.user.gid)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"prestart": [{"path": str(hook)}]}
+
+    b = bundle(["true"], edit)
+    userlog("run", "-b", str(b), "h1", check=True)
+    uid, state = out.read_text().split("\n", 1)
+    assert uid == str(userlog.user.uid)
+    assert json.loads(state)["id"] == "h1"
+
+
+def test_console_socket(userlog: UserRunlog, bundle: Bundle, place: Path) -> None:
+    path = place / "console.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    os.chown(path, userlog.user.uid, userlog.user.gid)
+    server.listen(1)
+    server.settimeout(20)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["process"]["terminal"] = True
+
+    b = bundle(["sh", "-c", "tty"], edit)
+    try:
+        userlog("create", "-b", str(b), "--console-socket", str(path), "t1", check=True)
+        conn, _ = server.accept()
+        with conn:
+            _name, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        assert fds
+        userlog("start", "t1", check=True)
+        output = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        os.close(fds[0])
+        assert output.decode().strip().startswith("/dev/pts/"), output
+        assert userlog.wait_status("t1", "stopped")["status"] == "stopped"
+        userlog("delete", "t1", check=True)
+    finally:
+        server.close()
+
+
+def test_what_a_user_namespace_cannot_mount_falls_back_as_runcs(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """sysfs without a network namespace is bound from the host; devpts's
+    gid=5, not mapped in a one-id namespace, is dropped (runc spec's mounts
+    as root writes them)."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        for mount in spec["mounts"]:
+            if mount["destination"] == "/sys":
+                mount.update(type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev"])
+            if mount["destination"] == "/dev/pts":
+                mount["options"] = [*mount["options"], "gid=5"]
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+
+    script = "test -d /sys/kernel && grep -q ' /dev/pts ' /proc/mounts && echo ok"
+    b = bundle(["sh", "-c", script], edit)
+    got = userlog("run", "-b", str(b), "s1")
+    assert (got.returncode, got.stdout.strip()) == (0, "ok"), got.stderr
+
+
+def test_limits_above_the_users_are_refused_and_lower_ones_set(
+    userlog: UserRunlog, bundle: Bundle
+) -> None:
+    def lower(spec: dict[str, Any]) -> None:
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+
+    got = userlog("run", "-b", str(bundle(["sh", "-c", "ulimit -n"], lower)), "l1")
+    assert (got.returncode, got.stdout.strip()) == (0, "256"), got.stderr
+
+    def higher(spec: dict[str, Any]) -> None:
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1 << 20, "soft": 1024}]
+        spec["process"]["oomScoreAdj"] = 0
+
+    got = userlog("run", "-b", str(bundle(["true"], higher)), "l2")
+    assert got.returncode == 1 and "RLIMIT_NOFILE" in got.stderr, got.stderr
+
+    def oom(spec: dict[str, Any]) -> None:
+        spec["process"]["oomScoreAdj"] = -500
+
+    got = userlog("run", "-b", str(bundle(["true"], oom)), "l3")
+    assert got.returncode == 1 and "oom_score_adj -500" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr
+
+
+# -- places of the user's own ----------------------------------------------------
+
+
+def _bare(user: User, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """runlog without --root, --db or RUNLOG_*: the user's defaults."""
+    return user.run(
+        [sys.executable, "-m", "engine", *args],
+        env=user.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]), **env),
+        cwd=str(user.home),
+    )
+
+
+@pytest.fixture
+def user_tmp(alice: User) -> Iterator[Path]:
+    """/tmp/runlog-<uid>, alice's default root without XDG_RUNTIME_DIR:
+    absent before, removed after (with her default log)."""
+    path = Path(f"/tmp/runlog-{alice.uid}")
+    state = alice.home / ".local"
+    for old in (path, state):
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.exists():
+            shutil.rmtree(old)
+    yield path
+    if path.is_dir() and not path.is_symlink():
+        for entry in path.iterdir():
+            _bare(alice, "delete", "--force", entry.name)
+    for old in (path, state):
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        elif old.exists():
+            shutil.rmtree(old)
+
+
+def test_defaults_are_the_users_own_places(
+    alice: User, bundle: Bundle, user_tmp: Path, place: Path
+) -> None:
+    b = bundle(["sh", "-c", "exit 4"])
+    got = _bare(alice, "run", "-b", str(b), "x1")
+    assert got.returncode == 4, got.stderr
+    db = alice.home / ".local" / "state" / "runlog" / "events.db"
+    assert db.exists()
+    for directory in (user_tmp, db.parent):
+        st = os.lstat(directory)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (alice.uid, 0o700), directory
+    assert [t for t, _d, _o, p in _events(db, "x1") if not p.get("query")] == [
+        "create",
+        "start",
+        "exit",
+        "delete",
+    ]
+    # The short way (state) and the full one (create) agree on the place.
+    # A created container keeps create's stdio (a pipe would not end).
+    made = alice.run(
+        [sys.executable, "-m", "engine", "create", "-b", str(b), "x2"],
+        env=alice.env(PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+        cwd=str(alice.home),
+        capture_output=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert made.returncode == 0
+    assert json.loads(_bare(alice, "state", "x2").stdout)["status"] == "created"
+    assert _bare(alice, "delete", "--force", "x2").returncode == 0
+    # With XDG_RUNTIME_DIR, as runc: $XDG_RUNTIME_DIR/runlog.
+    runtime = place / "xdg"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, alice.uid, alice.gid)
+    got = _bare(alice, "run", "-b", str(b), "x3", XDG_RUNTIME_DIR=str(runtime))
+    assert got.returncode == 4, got.stderr
+    assert stat.S_IMODE(os.lstat(runtime / "runlog").st_mode) == 0o700
+    for path in ("/run/runlog", "/var/lib/runlog"):
+        assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("plant", ["other owner", "symlink", "mode 0777"])
+def test_a_planted_directory_is_refused(
+    alice: User, mallory: User, user_tmp: Path, plant: str
+) -> None:
+    if plant == "other owner":
+        user_tmp.mkdir(mode=0o700)
+        os.chown(user_tmp, mallory.uid, mallory.gid)
+    elif plant == "symlink":
+        target = alice.home / "elsewhere"
+        target.mkdir(mode=0o700, exist_ok=True)
+        os.chown(target, alice.uid, alice.gid)
+        user_tmp.symlink_to(target)
+    else:
+        user_tmp.mkdir()
+        user_tmp.chmod(0o777)
+        os.chown(user_tmp, alice.uid, alice.gid)
+    for args in (("state", "x1"), ("list",), ("run", "-b", "/nonexistent", "x1")):
+        got = _bare(alice, *args)
+        assert got.returncode == 1, (args, got.stdout)
+        assert str(user_tmp) in got.stderr, (args, got.stderr)
+        assert "Traceback" not in got.stderr
+
+
+def test_root_acts_on_the_users_container_as_slurm_clean_up_does(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """slurmstepd runs RunTimeQuery/Kill/Delete as root with the user's
+    --root and --db: it works, root is the actor, and root leaves no file
+    of its own in the user's directories."""
+    b = bundle(["sleep", "30"])
+    userlog("create", "-b", str(b), "q1", check=True)
+    userlog("start", "q1", check=True)
+    as_root = Runlog(userlog.root, userlog.db, place)
+    assert as_root.state("q1")["status"] == "running"
+    as_root("kill", "q1", "KILL", check=True)
+    assert as_root.wait_status("q1", "stopped")["status"] == "stopped"
+    as_root("delete", "--force", "q1", check=True)
+    with sqlite3.connect(userlog.db) as conn:
+        actors = dict(
+            conn.execute(
+                'SELECT "trigger", actor_uid FROM events WHERE container_id = ? '
+                "AND outcome = 'ok' ORDER BY seq",
+                ("q1",),
+            ).fetchall()
+        )
+    assert actors["create"] == alice.uid
+    assert actors["kill"] == 0 and actors["delete"] == 0, actors
+    # The user's own runlog still reads and writes its log.
+    assert userlog("run", "-b", str(bundle(["true"])), "q2").returncode == 0
+    owned = [
+        str(p)
+        for top in (userlog.root, userlog.db.parent)
+        if top.exists()
+        for p in [top, *top.rglob("*")]
+        if p.lstat().st_uid != alice.uid
+    ]
+    assert not owned, f"not {alice.name}'s: {owned}"

@@ -1,0 +1,362 @@
+"""Slurm 22.05 running runlog as the job's user: a one-node cluster (munged,
+slurmctld, slurmd from Debian) started here with its configuration, key and
+spool in a temporary directory, ports free on 127.0.0.1, and stopped and
+removed after. `srun --container` and `sbatch --container` run as a user
+made for the module, with the oci.conf of the README's recipes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.bundles import BUSYBOX
+from tests.runtime.users import User, make_user, rootless_bundle
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+RUNLOG = Path(sys.executable).parent / "runlog"
+_DAEMONS = ("munged", "slurmctld", "slurmd", "srun", "sbatch", "scancel", "scontrol", "squeue")
+# The README's recipes; {runlog} is the entry point, %u the job's user.
+FLAGS = "--rootless=true --root=/tmp/runlog-%u --db=/var/tmp/runlog-%u/events.db"
+RUN_MODE = """\
+RunTimeQuery="{runlog} {flags} state %n.%u.%j.%s.%t"
+RunTimeKill="{runlog} {flags} kill -a %n.%u.%j.%s.%t"
+RunTimeDelete="{runlog} {flags} delete --force %n.%u.%j.%s.%t"
+RunTimeRun="{runlog} {flags} run %n.%u.%j.%s.%t -b %b"
+"""
+CREATE_MODE = """\
+RunTimeQuery="{runlog} {flags} state %n.%u.%j.%s.%t"
+RunTimeCreate="{runlog} {flags} create --log-path=/dev/null -b %b %n.%u.%j.%s.%t"
+RunTimeStart="{runlog} {flags} start %n.%u.%j.%s.%t"
+RunTimeKill="{runlog} {flags} kill -a %n.%u.%j.%s.%t"
+RunTimeDelete="{runlog} {flags} delete --force %n.%u.%j.%s.%t"
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Cluster:
+    def __init__(self, directory: Path, user: User, bundle: Path) -> None:
+        self.dir = directory
+        self.user = user
+        self.bundle = bundle
+        self.conf = directory / "slurm.conf"
+        self.root = Path(f"/tmp/runlog-{user.name}")
+        self.db = Path(f"/var/tmp/runlog-{user.name}/events.db")
+
+    def env(self) -> dict[str, str]:
+        return self.user.env(SLURM_CONF=str(self.conf))
+
+    def oci(self, recipe: str) -> None:
+        text = recipe.format(runlog=RUNLOG, flags=FLAGS)
+        (self.dir / "oci.conf").write_text(text)
+
+    def as_user(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.user.run(argv, env=self.env(), cwd=str(self.user.home), timeout=timeout)
+
+    def root_cmd(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+    def jobs(self) -> list[str]:
+        return self.root_cmd("squeue", "-h", "-o", "%i").stdout.split()
+
+    def job_field(self, job: str, field: str) -> str:
+        out = self.root_cmd("scontrol", "show", "job", job).stdout
+        for word in out.split():
+            if word.startswith(field + "="):
+                return word.split("=", 1)[1]
+        raise AssertionError(f"no {field} for job {job}: {out}")
+
+    def wait_idle(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while self.jobs() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not self.jobs(), f"jobs still there: {self.jobs()}"
+
+    def leftovers(self) -> list[str]:
+        """Containers, processes, mounts of the user's: none once jobs end."""
+        left = []
+        deadline = time.monotonic() + 10
+        while True:
+            left = [f"state {p}" for p in self.root.iterdir()] if self.root.exists() else []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == self.user.uid:
+                        left.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
+                except OSError:
+                    continue
+            with open("/proc/self/mountinfo") as fh:
+                left += [f"mount {line.split()[4]}" for line in fh if str(self.bundle) in line]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.2)
+
+    def events(self, cid_part: str) -> list[tuple[str, str, int]]:
+        with sqlite3.connect(self.db) as conn:
+            rows = conn.execute(
+                'SELECT "trigger", outcome, actor_uid FROM events WHERE container_id LIKE ? '
+                "ORDER BY seq",
+                (f"%{cid_part}%",),
+            ).fetchall()
+        return [(str(t), str(o), int(u)) for t, o, u in rows]
+
+
+def _start(directory: Path, user: User) -> None:
+    host = socket.gethostname().split(".")[0]
+    key = directory / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    for sub in ("state", "spool"):
+        (directory / sub).mkdir(mode=0o700)
+    ctld, slurmd = _free_port(), _free_port()
+    cpus = os.cpu_count() or 1
+    d = directory
+    (d / "slurm.conf").write_text(
+        f"""\
+ClusterName=runlogtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld}
+SlurmdPort={slurmd}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={d}/munge.sock
+CredType=cred/munge
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+PlugStackConfig={d}/plugstack.conf
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+MpiDefault=none
+ReturnToService=2
+KillWait=5
+SlurmdDebug=debug
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+    )
+    (d / "plugstack.conf").write_text("")
+    subprocess.run(
+        [
+            "munged",
+            f"--key-file={key}",
+            f"--socket={d}/munge.sock",
+            f"--pid-file={d}/munged.pid",
+            f"--log-file={d}/munged.log",
+            f"--seed-file={d}/munge.seed",
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["slurmctld", "-f", str(d / "slurm.conf")], check=True, capture_output=True)
+    subprocess.run(["slurmd", "-f", str(d / "slurm.conf")], check=True, capture_output=True)
+    env = {**os.environ, "SLURM_CONF": str(d / "slurm.conf")}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True, check=False
+        )
+        if out.stdout.strip() == "idle":
+            return
+        time.sleep(0.5)
+    logs = "".join(p.read_text()[-2000:] for p in d.glob("*.log"))
+    raise AssertionError(f"the test cluster did not come up: {logs}")
+
+
+def _stop(directory: Path) -> None:
+    env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
+    subprocess.run(["scancel", "--full", "-u", "root"], env=env, capture_output=True, check=False)
+    for name in ("slurmd", "slurmctld", "munged"):
+        pid = _pid(directory / f"{name}.pid")
+        if pid is None:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.1)
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+    # slurmstepd of a job that did not end: the cluster's own, by their parent.
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if (
+            cmdline.startswith(b"slurmstepd")
+            and str(directory).encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        ):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("a Slurm cluster needs root")
+    missing = [name for name in _DAEMONS if shutil.which(name) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: make installs slurmctld, slurmd, munge")
+    if not RUNLOG.exists():
+        pytest.fail(f"{RUNLOG} is missing: make venv writes it")
+    if not os.path.exists(BUSYBOX) or shutil.which("runc") is None:
+        pytest.fail("busybox-static and runc are needed: make installs them")
+    directory = Path(tempfile.mkdtemp(prefix="runlog-slurm-", dir="/tmp"))
+    directory.chmod(0o755)
+    with make_user("rlslurm", 2931) as user:
+        bundle = rootless_bundle(user, user.home / "bundle", ["sh"])
+        try:
+            _start(directory, user)
+            made = Cluster(directory, user, bundle)
+            yield made
+        finally:
+            _stop(directory)
+            shutil.rmtree(directory, ignore_errors=True)
+            for path in (Path(f"/tmp/runlog-{user.name}"), Path(f"/var/tmp/runlog-{user.name}")):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def test_srun_in_run_mode_passes_output_and_exit_code(cluster: Cluster) -> None:
+    cluster.oci(RUN_MODE)
+    got = cluster.as_user(
+        ["srun", f"--container={cluster.bundle}", "sh", "-c", "id -u; echo inside; exit 3"]
+    )
+    assert got.returncode == 3, got.stderr
+    assert got.stdout.split() == ["0", "inside"]
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
+    events = cluster.events(".0.0")
+    assert ("create", "ok", cluster.user.uid) in events
+    assert ("delete", "ok", cluster.user.uid) in events
+    # Slurm's RunTimeQuery after the step, as root: recorded with root the actor.
+    assert any(uid == 0 for _t, _o, uid in events), events
+    owned = [
+        str(p)
+        for top in (cluster.root, cluster.db.parent)
+        for p in [top, *top.rglob("*")]
+        if p.lstat().st_uid != cluster.user.uid
+    ]
+    assert not owned, owned
+
+
+def test_sbatch_keeps_the_exit_code(cluster: Cluster) -> None:
+    cluster.oci(RUN_MODE)
+    script = cluster.user.home / "job.sh"
+    script.write_text("#!/bin/sh\necho batch\nexit 5\n")
+    script.chmod(0o755)
+    out = cluster.user.home / "job.out"
+    got = cluster.as_user(
+        ["sbatch", "--parsable", f"--container={cluster.bundle}", f"--output={out}", str(script)]
+    )
+    assert got.returncode == 0, got.stderr
+    job = got.stdout.strip().split(";")[0]
+    cluster.wait_idle()
+    assert cluster.job_field(job, "ExitCode") == "5:0"
+    assert "batch" in out.read_text()
+    assert cluster.leftovers() == []
+
+
+def _srun_background(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["srun", f"--container={cluster.bundle}", *args],
+        env=cluster.env(),
+        cwd=str(cluster.user.home),
+        user=cluster.user.uid,
+        group=cluster.user.gid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# A program that ends on SIGTERM, as most do; a pid 1 without a handler
+# ignores it (pid_namespaces(7)), under runc as under runlog.
+WORKER = "trap 'exit 143' TERM; echo ready; sleep 300 & wait"
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
+
+
+def test_scancel_stops_the_container(cluster: Cluster) -> None:
+    cluster.oci(RUN_MODE)
+    proc = _srun_background(cluster, "sh", "-c", WORKER)
+    try:
+        _wait_ready(proc)
+        [job] = cluster.jobs()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
+
+
+def test_a_time_limit_ends_the_container(cluster: Cluster) -> None:
+    cluster.oci(RUN_MODE)
+    proc = _srun_background(cluster, "--time=1", "sh", "-c", WORKER)
+    try:
+        _wait_ready(proc)
+        code = proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _out, err = proc.communicate()
+    assert code != 0
+    assert "TIME LIMIT" in err, err
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
+
+
+def test_create_start_mode_does_not_hang_and_leaves_nothing(cluster: Cluster) -> None:
+    cluster.oci(CREATE_MODE)
+    got = cluster.as_user(["srun", f"--container={cluster.bundle}", "sh", "-c", "exit 0"], 90)
+    assert got.returncode == 0, got.stderr
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
+    with sqlite3.connect(cluster.db) as conn:
+        last = conn.execute("SELECT container_id FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    # Slurm polls state between the steps: the lifecycle without the queries.
+    queries = ("state", "wait")
+    triggers = [t for t, o, _u in cluster.events(str(last[0])) if o == "ok" and t not in queries]
+    assert triggers == ["create", "start", "exit", "delete"], triggers
