@@ -37,6 +37,8 @@ import os
 import time
 
 from engine.errors import LifecycleError, RunlogError
+from engine.machine import vocabulary
+from engine.machine.vocabulary import EXIT
 from engine.runtime.container import Container
 from engine.runtime.requests import Request, RequestError, decode
 from engine.service import Service
@@ -231,14 +233,12 @@ class Dispatcher:
                 self.freezer_seen = _freezer(self.container)
             self.sent.add(args["signal"])
             return self._ok()
-        # start, pause, resume
+        # start, pause, resume (state.json follows the event: Service.project)
         try:
-            event = self.service.request(self.id, op, actor, args)
+            self.service.request(self.id, op, actor, args)
         finally:
             if op != "start":  # the freezer is pause's and resume's to change
                 self.freezer_seen = _freezer(self.container)
-        assert event.dest is not None
-        self.container.write_state(event.dest)
         return self._ok()
 
     def _unsupported(self, op: str, actor: Actor, args: dict[str, Any], what: str) -> NoReturn:
@@ -298,12 +298,11 @@ class Dispatcher:
             self.log.finish()  # all it wrote is in the log before its end is
         actor, cause = self._exit_cause()
         try:
-            self.service.request(self.id, "exit", actor, cause)
+            self.service.request(self.id, EXIT, actor, cause)
         except RunlogError:
-            pass  # recorded as rejected/failed; the status is kept all the same
-        c.write_state(Status.STOPPED)
-        reply = self._ok(exit=dict(c.exit or {}))
+            pass  # recorded as rejected or failed: the status stays as the log has it
         waiters, self.waiters = self.waiters, []
+        reply = self._ok(exit=dict(c.exit or {})) if waiters else {}
         for respond in waiters:
             respond(reply)
 
@@ -332,20 +331,18 @@ class Dispatcher:
             return False
         self.freezer_seen = now
         if c.status == Status.RUNNING and now == "frozen":
-            trigger = "pause"
+            trigger = vocabulary.PAUSE
         elif c.status == Status.PAUSED and now == "thawed":
-            trigger = "resume"
+            trigger = vocabulary.RESUME
         else:
             return False
         external = Actor(None, None, Transport.EXTERNAL)
         try:
-            event = self.service.request(self.id, trigger, external, {"noticed": "freezer"})
+            self.service.request(self.id, trigger, external, {"noticed": "freezer"})
         except RunlogError:
             return False  # recorded as rejected or failed
         finally:
             self.freezer_seen = _freezer(c)
-        assert event.dest is not None
-        c.write_state(event.dest)
         return False
 
 

@@ -28,19 +28,21 @@ from engine.eventlog import open_store
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
+from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
 from engine.runtime.launch import init_parent, report
 from engine.service import Service
 from engine.settings import Settings
-from engine.status import Actor, Status
+from engine.status import Actor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
     from typing import Any
 
+    from engine.eventlog.record import Event
     from engine.eventlog.store import EventStore
     from engine.oci.model import Config
     from engine.runtime.dispatch import Dispatcher
@@ -93,7 +95,7 @@ def run(
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
-        sock, dispatcher = _create(service, container, actor)
+        created, sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
         if not isinstance(err, LifecycleError):
             record.rejected(settings, cid, "create", err, {"bundle": bundle})
@@ -105,8 +107,11 @@ def run(
         report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
     try:
+        # state.json from create's event; every later event's through the
+        # service, the one writer from here on.
+        container.project(created)
+        service.project = container.project
         server = _server(dispatcher, statedir, sock, log)
-        container.write_state(Status.CREATED)
         container.write_runtime(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
@@ -167,7 +172,7 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
 
 def _create(
     service: Service, container: Container, actor: Actor
-) -> tuple[_socket.socket, Dispatcher]:
+) -> tuple[Event, _socket.socket, Dispatcher]:
     """Run the machine's ``create``; return control.sock and the
     dispatcher, made while the init sets itself up (the monitor would only
     wait) and before state.json says "created" (a client that sees that can
@@ -179,11 +184,11 @@ def _create(
 
     container.meanwhile = meanwhile
     try:
-        service.request(container.id, "create", actor, {"bundle": container.config.bundle})
+        event = service.request(container.id, CREATE, actor, {"bundle": container.config.bundle})
     finally:
         container.meanwhile = None
     # A machine whose create spawns nothing has no init to wait for.
-    return made[0] if made else _loop(service, container)
+    return (event, *(made[0] if made else _loop(service, container)))
 
 
 def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispatcher]:

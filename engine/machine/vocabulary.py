@@ -1,0 +1,95 @@
+"""The triggers and states runlog's code relies on, named once.
+
+``statemachine.yaml`` decides what is allowed and what each transition
+does; the code still has to name some of its triggers and states - a
+request's op is a trigger, the init's end is recorded as ``exit``, a hook
+is given the state the runtime-spec says it sees, a freezer written by hand
+is recorded as ``pause`` or ``resume``. Those names live here, each with
+who relies on it, and :func:`require` refuses a machine without them when
+it is loaded to be run (:func:`engine.machine.definition.load`), naming the
+file and the line. A replay of an archived machine does not ask: it runs no
+code that needs them.
+
+A new trigger the code relies on (``exec``, say) is one constant and one
+line in :data:`TRIGGERS`.
+"""
+
+from __future__ import annotations
+
+from engine.errors import MachineError
+from engine.status import Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.machine.definition import MachineDefinition
+
+__all__ = [
+    "CREATE",
+    "DELETE",
+    "EXIT",
+    "KILL",
+    "PAUSE",
+    "RESUME",
+    "START",
+    "STATES",
+    "TRIGGERS",
+    "require",
+]
+
+CREATE = "create"
+START = "start"
+PAUSE = "pause"
+RESUME = "resume"
+KILL = "kill"
+EXIT = "exit"
+DELETE = "delete"
+
+#: Each trigger the code fires by name, and where.
+TRIGGERS: dict[str, str] = {
+    CREATE: "runlog create (engine/runtime/monitor.py)",
+    START: "runlog start, the start request (engine/runtime/requests.py)",
+    PAUSE: "runlog pause; a freezer frozen by hand (engine/runtime/dispatch.py)",
+    RESUME: "runlog resume; a freezer thawed by hand (engine/runtime/dispatch.py)",
+    KILL: "runlog kill, delete --force (engine/runtime/requests.py)",
+    EXIT: "the init's end (engine/service.py, engine/runtime/dispatch.py)",
+    DELETE: "runlog delete (engine/runtime/requests.py, engine/runtime/reconcile.py)",
+}
+
+#: Each state the code names, and where.
+STATES: dict[str, str] = {
+    Status.CREATING: "the state create-time hooks are given (engine/actions/hook.py)",
+    Status.CREATED: "the state startContainer hooks are given (engine/actions/hook.py)",
+    Status.RUNNING: "the freezer's thawed state, poststart hooks (engine/runtime/dispatch.py)",
+    Status.PAUSED: "the freezer's frozen state (engine/runtime/dispatch.py)",
+    Status.STOPPED: "poststop hooks; a stopped container has no pid (engine/actions/hook.py)",
+}
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line of the top-level ``key:`` in the machine's text (1-based)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(f"{key}:"):
+            return number
+    return None
+
+
+def require(definition: MachineDefinition) -> None:
+    """Raise MachineError (file, line) naming the first state or trigger
+    the code relies on that ``definition`` lacks."""
+    for state, who in STATES.items():
+        if state not in definition.states:
+            raise MachineError(
+                definition.path,
+                _line_of(definition.text, "states"),
+                "states",
+                f"runlog needs state {state!r}, which this machine does not declare ({who})",
+            )
+    present = set(definition.triggers())
+    for trigger, who in TRIGGERS.items():
+        if trigger not in present:
+            raise MachineError(
+                definition.path,
+                _line_of(definition.text, "transitions"),
+                "transitions",
+                f"runlog needs trigger {trigger!r}, which no transition has ({who})",
+            )
