@@ -14,35 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, create_engine, event, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import ConcurrencyError, SchemaError
 from engine.eventlog.record import ContainerRow, Event, NewEvent
-from engine.eventlog.schema import containers, events, machines
+from engine.eventlog.schema import containers, events, machines, make_engine
 from engine.eventlog.store import EventStore, next_state
 
 __all__ = ["SAStore", "make_engine"]
-
-
-def make_engine(url: str) -> Engine:
-    """An engine; on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
-    sa_engine = create_engine(url)
-    if sa_engine.dialect.name == "sqlite":
-        # pysqlite's implicit BEGIN is deferred; take transactions over
-        # (SQLAlchemy docs, "Serializable isolation / Savepoints /
-        # Transactional DDL") so the head read and the insert are one
-        # write-locked unit, and DDL in migrations is transactional.
-        @event.listens_for(sa_engine, "connect")
-        def _connect(dbapi_conn: Any, _record: object) -> None:
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(sa_engine, "begin")
-        def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return sa_engine
 
 
 class SAStore(EventStore):

@@ -14,6 +14,8 @@ They use SQLite's JSON functions (``json_extract``, ``json_each``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -25,9 +27,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    create_engine,
+    event,
 )
+from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["VIEWS", "containers", "events", "machines", "metadata", "view_select"]
+__all__ = ["VIEWS", "containers", "events", "machines", "make_engine", "metadata", "view_select"]
 
 metadata = MetaData(
     naming_convention={
@@ -212,3 +217,23 @@ def view_select(name: str, events: str = "events") -> str:
 
 #: View name → its SELECT, in creation order.
 VIEWS: dict[str, str] = {name: view_select(name) for name in _VIEW_TEMPLATES}
+
+
+def make_engine(url: str) -> Engine:
+    """An engine over these tables (for the store, engine.eventlog.sa, and
+    for migrations); on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
+    sa_engine = create_engine(url)
+    if sa_engine.dialect.name == "sqlite":
+        # pysqlite's implicit BEGIN is deferred; take transactions over
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints /
+        # Transactional DDL") so the head read and the insert are one
+        # write-locked unit, and DDL in migrations is transactional.
+        @event.listens_for(sa_engine, "connect")
+        def _connect(dbapi_conn: Any, _record: object) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(sa_engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return sa_engine

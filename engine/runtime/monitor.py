@@ -4,8 +4,9 @@
 (:mod:`engine.runtime.prefork`); the monitor, in a new session, imports
 this module - its imports are the monitor's, never ``create``'s - while
 ``create`` claims the state directory (:mod:`engine.runtime.launch`),
-and then :func:`run` runs the machine's ``create`` trigger (cgroup, init,
-hooks) and reports ``ok PID`` or the error on a pipe that ``create`` reads. Then it lives until
+and once told what to create (:func:`serve`), :func:`run` runs the
+machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
+or the error on a pipe that ``create`` reads. Then it lives until
 ``delete``, in one thread and one poll loop (:mod:`engine.runtime.server`;
 the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
-from engine import codecache
+from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
 from engine.eventlog import open_store
@@ -32,7 +34,7 @@ from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
-from engine.runtime.launch import init_parent, report
+from engine.runtime.statedir import StateDir
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor
@@ -47,10 +49,20 @@ if TYPE_CHECKING:
     from engine.oci.model import Config
     from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import Server
-    from engine.runtime.statedir import StateDir
     from engine.runtime.streams import LogFile
 
-__all__ = ["run"]
+__all__ = ["init_parent", "report", "run", "serve"]
+
+
+def serve(line: bytes, report_fd: int, intermediate: int) -> None:
+    """The monitor, told what to create (one line from ``create``,
+    :mod:`engine.runtime.prefork`): create it and serve it."""
+    request = jsonfast.loads(line)
+    settings = Settings(**request["settings"])
+    statedir = StateDir(settings.root, request["id"])
+    options = {**request["options"], "intermediate": intermediate}
+    actor = Actor(**request["actor"])
+    run(settings, statedir, request["bundle"], options, actor, report_fd)
 
 
 def run(
@@ -134,6 +146,39 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def init_parent(options: dict[str, Any]) -> str:
+    """``monitor`` or ``caller``: who reaps the init (see the module's
+    docstring). Run in the monitor; ``auto`` waits for the intermediate
+    process's exit to have re-parented it."""
+    chosen = str(options["init_parent"])
+    if chosen != "auto":
+        return chosen
+    caller = int(options["caller"])
+    if caller <= 1:
+        return "monitor"  # pid 1 adopts every orphan: no sign of a supervisor
+    deadline = time.monotonic() + 1.0
+    while os.getppid() == options["intermediate"] and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    return "caller" if os.getppid() == caller else "monitor"
+
+
+def report(fd: int, text: str) -> None:
+    """Write the one-line report ``create`` waits for, and close the pipe.
+
+    A ``create`` that died meanwhile (killed, its terminal closed) reads
+    nothing: the report is dropped, and the monitor goes on as it would
+    have - a created container is served all the same, for whoever comes
+    next to start or delete, and the log has its events."""
+    data = (text.replace("\n", " ") + "\n").encode()
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _settle(store: EventStore) -> None:
