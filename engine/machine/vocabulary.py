@@ -27,6 +27,7 @@ __all__ = [
     "CREATE",
     "DELETE",
     "EXIT",
+    "FREEZER",
     "KILL",
     "PAUSE",
     "RESUME",
@@ -53,6 +54,13 @@ TRIGGERS: dict[str, str] = {
     KILL: "runlog kill, delete --force (engine/runtime/requests.py)",
     EXIT: "the init's end (engine/service.py, engine/runtime/dispatch.py)",
     DELETE: "runlog delete (engine/runtime/requests.py, engine/runtime/reconcile.py)",
+}
+
+#: A freezer changed by hand, as the trigger that records it: (the state
+#: the log has, what the cgroup's freezer says) -> trigger.
+FREEZER: dict[tuple[str, str], str] = {
+    (Status.RUNNING, "frozen"): PAUSE,
+    (Status.PAUSED, "thawed"): RESUME,
 }
 
 #: Each state the code names, and where.

@@ -274,11 +274,12 @@ class Dispatcher:
         c = self.container
         if force and c.exit is None:
             # delete --force: kill everything, wait for the init, then delete.
-            self.service.request(self.id, "kill", actor, {"signal": _signal.SIGKILL, "all": True})
+            kill = {"signal": _signal.SIGKILL, "all": True}
+            self.service.request(self.id, vocabulary.KILL, actor, kill)
             self.sent.add(_signal.SIGKILL)
             c.reap(block=True)
             self.exited()
-        self.service.request(self.id, "delete", actor, {"force": force})
+        self.service.request(self.id, vocabulary.DELETE, actor, {"force": force})
         self.deleted = True
         return {"ok": True, "status": Status.DELETED}
 
@@ -322,7 +323,7 @@ class Dispatcher:
         so the caller looks again shortly."""
         c = self.container
         self.refresh()
-        if c.exit is not None or c.status not in (Status.RUNNING, Status.PAUSED):
+        if c.exit is not None or c.status not in {state for state, _ in vocabulary.FREEZER}:
             return False
         now = _freezer(c)
         if now == "freezing":
@@ -330,11 +331,8 @@ class Dispatcher:
         if now == self.freezer_seen:
             return False
         self.freezer_seen = now
-        if c.status == Status.RUNNING and now == "frozen":
-            trigger = vocabulary.PAUSE
-        elif c.status == Status.PAUSED and now == "thawed":
-            trigger = vocabulary.RESUME
-        else:
+        trigger = vocabulary.FREEZER.get((c.status, now or ""))
+        if trigger is None:
             return False
         external = Actor(None, None, Transport.EXTERNAL)
         try:

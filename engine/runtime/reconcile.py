@@ -273,13 +273,8 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
 def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
     """A freezer written by hand: recorded as the dispatcher records it."""
     cid = world.statedir.id
-    current = service.state(cid)
-    now = world.freezer()
-    if current == Status.RUNNING and now == "frozen":
-        trigger = vocabulary.PAUSE
-    elif current == Status.PAUSED and now == "thawed":
-        trigger = vocabulary.RESUME
-    else:
+    trigger = vocabulary.FREEZER.get((service.state(cid) or "", world.freezer() or ""))
+    if trigger is None:
         return
     external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
     try:

@@ -14,63 +14,29 @@ from engine.machine.vocabulary import TRIGGERS
 
 DEFINITION = load(default_path())
 
-#: None: refused. A state: allowed, and the state it leads to (kill: stays).
-GOLDEN: dict[str, dict[str, str | None]] = {
-    "creating": {
-        "create": "created",
-        "start": None,
-        "pause": None,
-        "resume": None,
-        "kill": None,
-        "exit": None,
-        "delete": None,
-    },
-    "created": {
-        "create": None,
-        "start": "running",
-        "pause": None,
-        "resume": None,
-        "kill": "created",
-        "exit": "stopped",
-        "delete": None,
-    },
-    "running": {
-        "create": None,
-        "start": None,
-        "pause": "paused",
-        "resume": None,
-        "kill": "running",
-        "exit": "stopped",
-        "delete": None,
-    },
-    "paused": {
-        "create": None,
-        "start": None,
-        "pause": None,
-        "resume": "running",
-        "kill": "paused",
-        "exit": "stopped",
-        "delete": None,
-    },
-    "stopped": {
-        "create": None,
-        "start": None,
-        "pause": None,
-        "resume": None,
-        "kill": None,
-        "exit": None,
-        "delete": "deleted",
-    },
-    "deleted": {
-        "create": None,
-        "start": None,
-        "pause": None,
-        "resume": None,
-        "kill": None,
-        "exit": None,
-        "delete": None,
-    },
-}
+#: Each state's row: where each trigger leads from it (kill: it stays);
+#: ``-``: refused.
+GOLDEN_TEXT = """
+state     create   start    pause   resume   kill     exit     delete
+creating  created  -        -       -        -        -        -
+created   -        running  -       -        created  stopped  -
+running   -        -        paused  -        running  stopped  -
+paused    -        -        -       running  paused   stopped  -
+stopped   -        -        -       -        -        -        deleted
+deleted   -        -        -       -        -        -        -
+"""
+
+
+def _golden() -> dict[str, dict[str, str | None]]:
+    header, *rows = (line.split() for line in GOLDEN_TEXT.strip().splitlines())
+    triggers = header[1:]
+    return {
+        state: {t: None if to == "-" else to for t, to in zip(triggers, dests, strict=True)}
+        for state, *dests in rows
+    }
+
+
+GOLDEN = _golden()
 
 
 def _table(definition: MachineDefinition) -> dict[str, dict[str, str | None]]:

@@ -152,3 +152,24 @@ def test_churn_replays_clean(runlog: Any, bundle: Bundle) -> None:
         runlog("delete", "--force", cid, check=True)
         runlog("delete", cid)  # refused: gone
     replays_clean(runlog)
+
+
+def test_a_freezer_changed_by_hand_without_monitor_is_the_machine_s_pause(
+    runlog: Any, bundle: Bundle
+) -> None:
+    from engine.cgroups import manager_at
+
+    runlog("run", "-d", "t-frozen", "-b", str(bundle(["sleep", "30"])), check=True)
+    info = kill_monitor(runlog, "t-frozen")
+    manager = manager_at(info["cgroup_paths"])
+    manager.freeze()
+    assert runlog.state("t-frozen")["status"] == "paused"
+    manager.thaw()
+    assert runlog.state("t-frozen")["status"] == "running"
+    runlog("delete", "--force", "t-frozen", check=True)
+    changes = [e for e in history(runlog.db, "t-frozen") if e[0] != "state"]
+    assert changes[2:4] == [
+        ("pause", "running", "paused", "ok"),
+        ("resume", "paused", "running", "ok"),
+    ]
+    replays_clean(runlog)
