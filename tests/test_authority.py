@@ -239,3 +239,22 @@ def test_refresh_records_an_exit_the_world_shows(world: FakeWorld) -> None:
         assert service.refresh("nobody", ACTOR) is None
         assert [e.trigger for e in seen] == ["create", "start", "exit"]
         replays_clean(store, definition, "c")
+
+
+def test_machine_check_names_the_missing_trigger(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = PACKAGED.replace("{trigger: resume,", "{trigger: unfreeze,")
+    path = machine(tmp_path, text)
+    out = subprocess.run(
+        [sys.executable, "-m", "engine", "machine", "check", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith("transitions:"))
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"{path}:{line}: transitions: runlog needs trigger 'resume'")
+    assert "Traceback" not in out.stderr

@@ -47,13 +47,13 @@ DELETE = "delete"
 
 #: Each trigger the code fires by name, and where.
 TRIGGERS: dict[str, str] = {
-    CREATE: "runlog create (engine/runtime/monitor.py)",
-    START: "runlog start, the start request (engine/runtime/requests.py)",
-    PAUSE: "runlog pause; a freezer frozen by hand (engine/runtime/dispatch.py)",
-    RESUME: "runlog resume; a freezer thawed by hand (engine/runtime/dispatch.py)",
-    KILL: "runlog kill, delete --force (engine/runtime/requests.py)",
-    EXIT: "the init's end (engine/service.py, engine/runtime/dispatch.py)",
-    DELETE: "runlog delete (engine/runtime/requests.py, engine/runtime/reconcile.py)",
+    CREATE: "runlog create, in engine/runtime/monitor.py",
+    START: "runlog start, in engine/runtime/requests.py",
+    PAUSE: "runlog pause and a freezer frozen by hand, in engine/runtime/dispatch.py",
+    RESUME: "runlog resume and a freezer thawed by hand, in engine/runtime/dispatch.py",
+    KILL: "runlog kill and delete --force, in engine/runtime/requests.py",
+    EXIT: "the init's end, in engine/service.py",
+    DELETE: "runlog delete, in engine/runtime/requests.py and engine/runtime/reconcile.py",
 }
 
 #: A freezer changed by hand, as the trigger that records it: (the state
@@ -65,11 +65,11 @@ FREEZER: dict[tuple[str, str], str] = {
 
 #: Each state the code names, and where.
 STATES: dict[str, str] = {
-    Status.CREATING: "the state create-time hooks are given (engine/actions/hook.py)",
-    Status.CREATED: "the state startContainer hooks are given (engine/actions/hook.py)",
-    Status.RUNNING: "the freezer's thawed state, poststart hooks (engine/runtime/dispatch.py)",
-    Status.PAUSED: "the freezer's frozen state (engine/runtime/dispatch.py)",
-    Status.STOPPED: "poststop hooks; a stopped container has no pid (engine/actions/hook.py)",
+    Status.CREATING: "the state create-time hooks are given, in engine/actions/hook.py",
+    Status.CREATED: "the state startContainer hooks are given, in engine/actions/hook.py",
+    Status.RUNNING: "a thawed freezer and poststart hooks, in engine/runtime/dispatch.py",
+    Status.PAUSED: "a frozen freezer, in engine/runtime/dispatch.py",
+    Status.STOPPED: "poststop hooks and a container without pid, in engine/actions/hook.py",
 }
 
 
@@ -90,7 +90,8 @@ def require(definition: MachineDefinition) -> None:
                 definition.path,
                 _line_of(definition.text, "states"),
                 "states",
-                f"runlog needs state {state!r}, which this machine does not declare ({who})",
+                f"runlog needs state {state!r}, which this machine does not declare "
+                f"(used by {who})",
             )
     present = set(definition.triggers())
     for trigger, who in TRIGGERS.items():
@@ -99,5 +100,5 @@ def require(definition: MachineDefinition) -> None:
                 definition.path,
                 _line_of(definition.text, "transitions"),
                 "transitions",
-                f"runlog needs trigger {trigger!r}, which no transition has ({who})",
+                f"runlog needs trigger {trigger!r}, which no transition has (used by {who})",
             )

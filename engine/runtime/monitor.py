@@ -110,7 +110,7 @@ def run(
         created, sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
         if not isinstance(err, LifecycleError):
-            record.rejected(settings, cid, "create", err, {"bundle": bundle})
+            record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
         statedir.remove()
         report(report_fd, f"error {err}")
         return
