@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Service", "rejection_reason"]
 
+#: Appends retried after writers that changed no state (refusals, queries).
+_RETRIES = 8
+
 #: The trigger by which the init's end is recorded (statemachine.yaml).
 EXIT = vocabulary.EXIT
 
@@ -304,16 +307,22 @@ class Service:
             payload,
             time_ns,
         )
-        try:
-            return self.store.append(new, expected_seq=seq, durable=durable)
-        except ConcurrencyError as err:
-            conflict = err
-        # Someone else recorded an event for this container since we read
-        # its state: the request is refused, recorded in the state the
-        # container is in now. A refusal or a query stays what it was
+        for _attempt in range(_RETRIES):
+            try:
+                return self.store.append(new, expected_seq=seq, durable=durable)
+            except ConcurrencyError as err:
+                conflict = err
+            # Someone else recorded an event for this container since we
+            # read its state. If it left the state as it was (a refusal, a
+            # query), what was decided still holds: append after it.
+            row = self.store.container(container_id)
+            now = None if row is None or row.state in self._gone else row.state
+            if now != source:
+                break
+            seq = conflict.actual_seq
+        # The state moved on: the request is refused, recorded in the state
+        # the container is in now. A refusal or a query stays what it was
         # (it changed nothing); a transition is reported as refused.
-        row = self.store.container(container_id)
-        now = None if row is None or row.state in self._gone else row.state
         refusal = ConcurrentChange(
             container_id, trigger, conflict.expected_seq, conflict.actual_seq
         )

@@ -148,12 +148,14 @@ def test_a_custom_machine_never_contradicts_itself(world: FakeWorld) -> None:
 
 
 class _RacedStore(MemoryStore):
-    """Another writer records the init's exit just before ``trigger`` is appended."""
+    """Another writer records the init's exit (or, ``changes=False``, a
+    refusal) just before ``trigger`` is appended."""
 
-    def __init__(self, definition: MachineDefinition, trigger: str) -> None:
+    def __init__(self, definition: MachineDefinition, trigger: str, changes: bool = True) -> None:
         super().__init__()
         self.digest = definition.digest
         self.trigger = trigger
+        self.changes = changes
 
     def append(
         self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
@@ -163,8 +165,8 @@ class _RacedStore(MemoryStore):
             other = Actor(None, None, "external")
             head = self.container(event.container_id)
             assert head is not None
-            super().append(
-                NewEvent(
+            if self.changes:
+                raced = NewEvent(
                     event.container_id,
                     "exit",
                     head.state,
@@ -174,7 +176,19 @@ class _RacedStore(MemoryStore):
                     self.digest,
                     {"actions": []},
                 )
-            )
+            else:
+                request = {"error": "no", "request": {}, "refused": "malformed"}
+                raced = NewEvent(
+                    event.container_id,
+                    "request",
+                    head.state,
+                    None,
+                    Outcome.REJECTED,
+                    other,
+                    self.digest,
+                    request,
+                )
+            super().append(raced)
         return super().append(event, expected_seq, durable=durable)
 
 
@@ -196,6 +210,21 @@ def test_a_conflict_is_a_refusal_in_the_state_the_container_is_in(world: FakeWor
         assert history[-1].payload["refused"] == "conflict"
         assert history[-1].payload["raced_with_seq"] == 3
         assert service.state("c") == "stopped"
+        replays_clean(store, definition, "c")
+
+
+def test_a_refusal_meanwhile_changes_no_state_and_no_decision(world: FakeWorld) -> None:
+    definition = load(default_path())
+    with _RacedStore(definition, "pause", changes=False) as store:
+        service = service_for(definition, world, store)
+        for trigger in ("create", "start", "pause"):
+            service.request("c", trigger, ACTOR)
+        history = store.history("c")
+        assert [(e.trigger, e.source, e.dest, e.outcome) for e in history][2:] == [
+            ("request", "running", None, "rejected"),
+            ("pause", "running", "paused", "ok"),
+        ]
+        assert "raced_with_seq" not in history[-1].payload
         replays_clean(store, definition, "c")
 
 

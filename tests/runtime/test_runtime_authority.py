@@ -173,3 +173,37 @@ def test_a_freezer_changed_by_hand_without_monitor_is_the_machine_s_pause(
         ("resume", "paused", "running", "ok"),
     ]
     replays_clean(runlog)
+
+
+def test_concurrent_refusals_and_transitions_replay_clean(runlog: Any, bundle: Bundle) -> None:
+    # While one caller drives containers through their lives, another keeps
+    # asking for a duplicate create and a pause (refused, or not): the
+    # CLI's refusals and the monitor's events interleave in the log.
+    import threading
+
+    # A bundle, and so a cgroup, each: runc's rule, one cgroup per container.
+    bundles = {f"t-race{n}": str(bundle(["sleep", "30"])) for n in range(3)}
+    ids = list(bundles)
+    done = threading.Event()
+
+    def pester() -> None:
+        while not done.is_set():
+            for cid in ids:
+                runlog("create", cid, "-b", bundles[cid])
+                runlog("pause", cid)
+
+    for cid in ids:
+        runlog("create", cid, "-b", bundles[cid], check=True)
+    other = threading.Thread(target=pester)
+    other.start()
+    try:
+        for cid in ids:
+            runlog("start", cid, check=True)
+            runlog("kill", cid, "KILL", check=True)
+            runlog("delete", "--force", cid, check=True)
+    finally:
+        done.set()
+        other.join(timeout=60)
+    for cid in ids:
+        runlog("delete", "--force", cid)  # the pester's create, after the delete
+    replays_clean(runlog)
