@@ -12,7 +12,7 @@ import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import RunlogError, UnsupportedError, UsageError
-from engine.quick import FORKS_MONITOR
+from engine.layout import FORKS_MONITOR
 from engine.runtime import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 

@@ -4,7 +4,7 @@ pip's console script starts Python with ``site`` (the venv's .pth files,
 2-3 ms) and tears the interpreter down at exit; a scheduler polling
 ``runlog state`` pays both on every call. This writes a script run as
 ``python -I -S`` that puts the package and the venv's site-packages on
-``sys.path`` itself, and leaves with ``posix._exit`` after flushing (DESIGN.md:
+``sys.path`` itself, and leaves with ``posix._exit`` after flushing (docs/design.md:
 interpreter start is the floor; everything on top shows in the ratio to
 runc). ``python -m engine`` and pip's script keep working as they are.
 

@@ -15,6 +15,7 @@ raises. Each class carries its context as attributes and an ``exit_code``.
     │   ├── ContainerNotFound   no such container
     │   ├── ContainerExists     create with an id in use
     │   ├── TransitionRejected  trigger not allowed in the current state
+    │   ├── ConcurrentChange    another writer changed the container meanwhile
     │   └── TransitionFailed    an action failed; the transition was undone
     └── ActionError             raised by an action; the engine wraps it
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "ActionError",
     "ConcurrencyError",
+    "ConcurrentChange",
     "ContainerExists",
     "ContainerNotFound",
     "EventLogError",
@@ -124,6 +126,21 @@ class TransitionRejected(LifecycleError):
         self.state = state
         self.reason = reason
         super().__init__(container_id, f"{trigger} {container_id}: {reason} (state: {state})")
+
+
+class ConcurrentChange(LifecycleError):
+    """Another writer recorded an event for the container after this
+    request read its state: the request is refused, not recorded twice."""
+
+    def __init__(self, container_id: str, trigger: str, expected_seq: int, actual_seq: int) -> None:
+        self.trigger = trigger
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+        super().__init__(
+            container_id,
+            f"{trigger} {container_id}: the container changed while this request was "
+            f"handled (seq {actual_seq}, not {expected_seq}); ask again",
+        )
 
 
 class TransitionFailed(LifecycleError):

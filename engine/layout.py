@@ -10,6 +10,7 @@ import posix
 __all__ = [
     "CONTROL",
     "DEFAULT_ROOT",
+    "FORKS_MONITOR",
     "REQUEST_TIMEOUT",
     "RUNTIME",
     "STATE",
@@ -34,6 +35,9 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 #: hook), and state.json answers instead.
 REQUEST_TIMEOUT = 60.0
 STATE_TIMEOUT = 2.0
+#: The commands whose monitor is forked as soon as the command line is read
+#: (by engine.quick, else engine.cli).
+FORKS_MONITOR = frozenset({"create", "run"})
 # sun_path: 108 bytes with the terminating NUL.
 _SUN_PATH_MAX = 107
 

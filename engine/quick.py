@@ -25,6 +25,7 @@ import sys
 
 from engine.layout import (
     CONTROL,
+    FORKS_MONITOR,
     REQUEST_TIMEOUT,
     RUNTIME,
     STATE,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 COMMANDS = frozenset({"state", "start", "pause", "resume", "delete"})
-#: The commands whose monitor is forked as soon as the command line is read.
-FORKS_MONITOR = frozenset({"create", "run"})
 #: engine.cli's global flags, by whether they take a value (a test holds
 #: these to engine.cli.GLOBAL_OPTS).
 GLOBAL_VALUE_FLAGS = frozenset(

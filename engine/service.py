@@ -8,7 +8,14 @@ Every request - from the CLI, the control socket or the spool - comes here:
    record a ``rejected`` event and raise with runc's wording;
 3. **act**: fire the trigger, which runs its actions (undone on failure, and
    then a ``failed`` event is recorded);
-4. **record**: append the ``ok`` event with every action's result.
+4. **record**: append the ``ok`` event with every action's result;
+5. **project**: hand the event to :attr:`Service.project`, the one place
+   where what others read of the container (``state.json``, the monitor's
+   status) is written from the event just appended.
+
+A request that finds the container's history moved on under it (another
+writer appended first) is refused, and that refusal is recorded in the
+state the container is in now.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 from engine.actions.base import ActionContext, Drivers
 from engine.errors import (
     ConcurrencyError,
+    ConcurrentChange,
     ContainerExists,
     ContainerNotFound,
     LifecycleError,
@@ -25,6 +33,7 @@ from engine.errors import (
 from engine.eventlog.record import Event, NewEvent
 from engine.eventlog.store import EventStore
 from engine.lifecycle import ActionsFailed
+from engine.machine import vocabulary
 from engine.machine.runtime import Lifecycle
 from engine.status import Actor, Outcome, Status, Transport
 
@@ -33,28 +42,52 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
+    from engine.machine.definition import MachineDefinition
+
 __all__ = ["Service", "rejection_reason"]
 
+#: Appends retried after writers that changed no state (refusals, queries).
+_RETRIES = 8
+
 #: The trigger by which the init's end is recorded (statemachine.yaml).
-EXIT = "exit"
+EXIT = vocabulary.EXIT
+
+#: Where runc refuses these triggers with words that name the one state
+#: it wanted, those words - used only when the machine, too, would allow
+#: the trigger from that state (else they would say something false).
+_RUNC_NEEDS = {
+    vocabulary.DELETE: (
+        Status.STOPPED,
+        "cannot delete container {id} that is not stopped: {state}",
+    ),
+    vocabulary.PAUSE: (Status.RUNNING, "container not running"),
+    vocabulary.KILL: (Status.RUNNING, "container not running"),
+    vocabulary.UPDATE: (Status.RUNNING, "container not running"),
+    vocabulary.EXEC: (Status.RUNNING, "cannot exec in a {state} container"),
+    vocabulary.RESUME: (Status.PAUSED, "container not paused"),
+}
+_RUNC_START = {
+    Status.RUNNING: "cannot start an already running container",
+    Status.STOPPED: "cannot start a container that has stopped",
+}
 
 
-def rejection_reason(container_id: str, trigger: str, state: str) -> str:
-    """runc's words for an operation its state does not allow."""
-    if trigger == "start":
-        return {
-            Status.RUNNING: "cannot start an already running container",
-            Status.STOPPED: "cannot start a container that has stopped",
-        }.get(state, f"cannot start a container in the {state} state")
-    if trigger == "delete":
-        return f"cannot delete container {container_id} that is not stopped: {state}"
-    if trigger in ("pause", "kill", "update"):
-        return "container not running"
-    if trigger == "resume":
-        return "container not paused"
-    if trigger == "exec":
-        return f"cannot exec in a {state} container"
-    return f"cannot {trigger} a container in the {state} state"
+def rejection_reason(
+    definition: MachineDefinition, container_id: str, trigger: str, state: str
+) -> str:
+    """Why the machine refuses ``trigger`` in ``state``: runc's words where
+    runc has them and they hold for this machine, else the machine's answer
+    (the states it allows the trigger from)."""
+    sources = [s for t in definition.transitions if t.trigger == trigger for s in t.sources]
+    if not sources:
+        return f"this machine has no trigger {trigger!r}"
+    if trigger == vocabulary.START and state in _RUNC_START:
+        return _RUNC_START[state]
+    wanted = _RUNC_NEEDS.get(trigger)
+    if wanted is not None and wanted[0] != state and wanted[0] in sources:
+        return wanted[1].format(id=container_id, state=state)
+    allowed = ", ".join(dict.fromkeys(sources))
+    return f"the machine allows {trigger} only from {allowed}"
 
 
 class Service:
@@ -65,8 +98,12 @@ class Service:
         store: EventStore,
         lifecycle: Lifecycle,
         drivers: Callable[[str], Drivers],
+        project: Callable[[Event], None] | None = None,
     ) -> None:
         self.store = store
+        #: Called with every event that changed the container's state,
+        #: right after it is appended: the one writer of what others read.
+        self.project = project
         self.lifecycle = lifecycle
         self.definition = lifecycle.definition
         self._drivers = drivers
@@ -118,7 +155,7 @@ class Service:
             if exists and trigger in self._births:
                 error = ContainerExists(container_id)
             else:
-                reason = rejection_reason(container_id, trigger, current)
+                reason = rejection_reason(self.definition, container_id, trigger, current)
                 error = TransitionRejected(container_id, trigger, current, reason)
         if error is not None:
             payload: dict[str, Any] = {"error": str(error), "request": request}
@@ -135,7 +172,9 @@ class Service:
                 container_id, trigger, failed.action, failed.cause, failed.undone
             ) from failed
         payload = {"request": request, "actions": records}
-        return self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
+        event = self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
+        self._project(event)
+        return event
 
     def record_query(
         self,
@@ -199,7 +238,20 @@ class Service:
             container_id, trigger, state, None, Outcome.REJECTED, actor, payload, seq
         )
 
+    def refresh(self, container_id: str, actor: Actor) -> str | None:
+        """The container's state after recording an end of its init that
+        the real world shows and the log does not have yet; None if it
+        does not exist."""
+        return self._refresh(container_id, actor)[0]
+
     # -- refresh and record -----------------------------------------------
+
+    def _project(self, event: Event) -> None:
+        """A container that is gone (its state removed by the transition's
+        actions) has nothing left to project to."""
+        dest = event.dest
+        if self.project is not None and dest != event.source and dest not in self._gone:
+            self.project(event)
 
     def _refresh(
         self, container_id: str, actor: Actor, *, reconcile: bool = True
@@ -229,6 +281,7 @@ class Service:
             return state, event.seq
         payload = {"noticed_during": "refresh", "actions": records}
         event = self._append(container_id, EXIT, state, dest, Outcome.OK, noticed, payload, row.seq)
+        self._project(event)
         return dest, event.seq
 
     def _append(
@@ -256,10 +309,43 @@ class Service:
             payload,
             time_ns,
         )
-        try:
-            return self.store.append(new, expected_seq=seq, durable=durable)
-        except ConcurrencyError as err:
-            # Someone else recorded an event for this container while we
-            # acted. What we did happened all the same: record it, marked.
-            new.payload["raced_with_seq"] = err.actual_seq
-            return self.store.append(new, durable=durable)
+        for _attempt in range(_RETRIES):
+            try:
+                return self.store.append(new, expected_seq=seq, durable=durable)
+            except ConcurrencyError as err:
+                conflict = err
+            # Someone else recorded an event for this container since we
+            # read its state. If it left the state as it was (a refusal, a
+            # query), what was decided still holds: append after it.
+            row = self.store.container(container_id)
+            now = None if row is None or row.state in self._gone else row.state
+            if now != source:
+                break
+            seq = conflict.actual_seq
+        # The state moved on: the request is refused, recorded in the state
+        # the container is in now. A refusal or a query stays what it was
+        # (it changed nothing); a transition is reported as refused.
+        refusal = ConcurrentChange(
+            container_id, trigger, conflict.expected_seq, conflict.actual_seq
+        )
+        refused = NewEvent(
+            container_id,
+            trigger,
+            now,
+            None,
+            Outcome.REJECTED,
+            actor,
+            self.definition.digest,
+            {
+                "error": str(refusal),
+                "request": payload.get("request", {}),
+                "refused": "conflict",
+                "raced_with_seq": conflict.actual_seq,
+                "was": {"source": source, "dest": dest, "outcome": outcome},
+            },
+            time_ns,
+        )
+        event = self.store.append(refused, durable=durable)
+        if outcome == Outcome.REJECTED or payload.get("query") is True:
+            return event
+        raise refusal

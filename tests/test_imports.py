@@ -43,6 +43,111 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
     assert heavy == set(), f"{module} imports {sorted(heavy)}"
 
 
+# The hot path, named in one place: every module of the package that a
+# scheduler's call loads - the short way (engine.quick), the CLI's
+# container commands, and create's launch and monitor with what the
+# monitor loads before it serves. Speed idioms (C modules, TYPE_CHECKING =
+# False, no typing) belong here and nowhere else; a module that joins the
+# path is added here, on purpose, and one that leaves it is taken out.
+HOT_PATH_ENTRIES = (
+    "engine.quick",
+    "engine.cli, engine.commands.container, engine.runtime.client",
+    "engine.runtime.launch, engine.runtime.monitor, engine.eventlog.sqlite, "
+    "engine.runtime.server, engine.runtime.dispatch",
+)
+HOT_PATH = frozenset(
+    {
+        "engine",
+        "engine.actions",
+        "engine.actions.base",
+        "engine.actions.cgroup",
+        "engine.actions.hook",
+        "engine.actions.process",
+        "engine.actions.registry",
+        "engine.actions.state",
+        "engine.cgroups",
+        "engine.cgroups.base",
+        "engine.cgroups.errors",
+        "engine.cgroups.files",
+        "engine.cgroups.hybrid",
+        "engine.cgroups.mounts",
+        "engine.cgroups.resources",
+        "engine.cgroups.v1",
+        "engine.cgroups.v2",
+        "engine.cli",
+        "engine.cmdline",
+        "engine.codecache",
+        "engine.commands",
+        "engine.commands.container",
+        "engine.deferred",
+        "engine.errors",
+        "engine.eventlog",
+        "engine.eventlog.record",
+        "engine.eventlog.sql",
+        "engine.eventlog.sqlite",
+        "engine.eventlog.store",
+        "engine.frozen",
+        "engine.jsonfast",
+        "engine.layout",
+        "engine.lifecycle",
+        "engine.linux",
+        "engine.linux.caps",
+        "engine.linux.clone",
+        "engine.linux.ffi",
+        "engine.linux.finalize",
+        "engine.linux.identity",
+        "engine.linux.lsm",
+        "engine.linux.mountinfo",
+        "engine.linux.rlimits",
+        "engine.linux.syscalls",
+        "engine.machine",
+        "engine.machine.definition",
+        "engine.machine.runtime",
+        "engine.machine.vocabulary",
+        "engine.oci",
+        "engine.oci.config",
+        "engine.oci.errors",
+        "engine.oci.gojson",
+        "engine.oci.model",
+        "engine.oci.mounts",
+        "engine.oci.names",
+        "engine.oci.state",
+        "engine.oci.version",
+        "engine.quick",
+        "engine.runtime",
+        "engine.runtime.cgroupfs",
+        "engine.runtime.client",
+        "engine.runtime.container",
+        "engine.runtime.dispatch",
+        "engine.runtime.hooks",
+        "engine.runtime.init",
+        "engine.runtime.launch",
+        "engine.runtime.monitor",
+        "engine.runtime.mounting",
+        "engine.runtime.prefork",
+        "engine.runtime.record",
+        "engine.runtime.requests",
+        "engine.runtime.rootfs",
+        "engine.runtime.server",
+        "engine.runtime.spool",
+        "engine.runtime.stages",
+        "engine.runtime.statedir",
+        "engine.service",
+        "engine.settings",
+        "engine.status",
+        "engine.wire",
+    }
+)
+
+
+def test_the_hot_path_is_the_modules_named_so() -> None:
+    loaded: set[str] = set()
+    for entry in HOT_PATH_ENTRIES:
+        loaded |= {m for m in _imported(entry) if m.split(".")[0] == "engine"}
+    assert sorted(loaded - HOT_PATH) == [], "on the hot path, not named in HOT_PATH"
+    assert sorted(HOT_PATH - loaded) == [], "named in HOT_PATH, no longer on the hot path"
+
+
 # The commands a scheduler calls besides create do without os (1 ms under
 # -S, engine.settings); create loads it with the launch.
 THIN = (

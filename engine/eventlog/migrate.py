@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import engine
-from engine.eventlog.sa import make_engine
+from engine.eventlog.schema import make_engine
 
 __all__ = ["alembic_config", "current", "head", "migrations_dir", "revisions", "upgrade", "url_for"]
 

@@ -14,69 +14,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, create_engine, event, insert, select, text, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import Row, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from engine.errors import ConcurrencyError, SchemaError, UnsupportedError
+from engine.errors import ConcurrencyError, SchemaError
 from engine.eventlog import chain
 from engine.eventlog.record import ContainerRow, Event, NewEvent
-from engine.eventlog.schema import CHAINED, chain_anchors, containers, events, machines
+from engine.eventlog.schema import (
+    CHAINED,
+    chain_anchors,
+    containers,
+    driver_url,
+    events,
+    machines,
+    make_engine,
+    redacted,
+)
 from engine.eventlog.store import EventStore, next_state
 
 __all__ = ["SAStore", "driver_url", "make_engine", "redacted"]
 
 #: The advisory lock that orders appends to one PostgreSQL log's chain.
 _CHAIN_LOCK = 0x72756E6C6F67  # "runlog"
-
-#: The PostgreSQL URL schemes people write, and the driver runlog uses.
-_POSTGRES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-
-
-def driver_url(url: str) -> str:
-    """``url`` with runlog's driver named: ``postgresql://`` is psycopg 3.
-
-    A missing psycopg is a one-line error naming the extra that brings it.
-    """
-    for scheme in _POSTGRES:
-        if url.startswith(scheme):
-            try:
-                import psycopg  # noqa: F401
-            except ImportError:
-                raise UnsupportedError(
-                    f"event log {redacted(url)}: PostgreSQL needs psycopg 3, "
-                    "which is not installed; install runlog's extra: pip install 'runlog[postgres]'"
-                ) from None
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
-
-
-def make_engine(url: str) -> Engine:
-    """An engine; on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
-    sa_engine = create_engine(driver_url(url))
-    if sa_engine.dialect.name == "sqlite":
-        # pysqlite's implicit BEGIN is deferred; take transactions over
-        # (SQLAlchemy docs, "Serializable isolation / Savepoints /
-        # Transactional DDL") so the head read and the insert are one
-        # write-locked unit, and DDL in migrations is transactional.
-        @event.listens_for(sa_engine, "connect")
-        def _connect(dbapi_conn: Any, _record: object) -> None:
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(sa_engine, "begin")
-        def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return sa_engine
 
 
 class SAStore(EventStore):

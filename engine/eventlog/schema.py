@@ -14,6 +14,8 @@ They use SQLite's JSON functions (``json_extract``, ``json_each``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -26,8 +28,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    create_engine,
+    event,
     text,
 )
+from sqlalchemy.engine import Connection, Engine
+
+from engine.errors import UnsupportedError
 
 __all__ = [
     "CHAINED",
@@ -36,9 +43,12 @@ __all__ = [
     "cluster_containers",
     "cluster_events",
     "containers",
+    "driver_url",
     "events",
     "machines",
+    "make_engine",
     "metadata",
+    "redacted",
     "view_select",
 ]
 
@@ -314,3 +324,54 @@ def view_select(name: str, events: str = "events") -> str:
 
 #: View name → its SELECT, in creation order.
 VIEWS: dict[str, str] = {name: view_select(name) for name in _VIEW_TEMPLATES}
+
+
+#: The PostgreSQL URL schemes people write, and the driver runlog uses.
+_POSTGRES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
+def driver_url(url: str) -> str:
+    """``url`` with runlog's driver named: ``postgresql://`` is psycopg 3.
+
+    A missing psycopg is a one-line error naming the extra that brings it.
+    """
+    for scheme in _POSTGRES:
+        if url.startswith(scheme):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise UnsupportedError(
+                    f"event log {redacted(url)}: PostgreSQL needs psycopg 3, "
+                    "which is not installed; install runlog's extra: pip install 'runlog[postgres]'"
+                ) from None
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine over these tables (for the store, engine.eventlog.sa, and
+    for migrations); on SQLite, one whose transactions are ``BEGIN IMMEDIATE``."""
+    sa_engine = create_engine(driver_url(url))
+    if sa_engine.dialect.name == "sqlite":
+        # pysqlite's implicit BEGIN is deferred; take transactions over
+        # (SQLAlchemy docs, "Serializable isolation / Savepoints /
+        # Transactional DDL") so the head read and the insert are one
+        # write-locked unit, and DDL in migrations is transactional.
+        @event.listens_for(sa_engine, "connect")
+        def _connect(dbapi_conn: Any, _record: object) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(sa_engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return sa_engine

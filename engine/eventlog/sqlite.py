@@ -1,7 +1,7 @@
 """The SQLite event store, on the DB-API alone: the hot path's driver.
 
 Statements come from :mod:`engine.eventlog.sql`, compiled from the schema.
-Settings follow DESIGN.md's measurements: WAL; ``synchronous=FULL`` unless
+Settings follow measurements (docs/design.md): WAL; ``synchronous=FULL`` unless
 told otherwise (an acknowledged event survives power loss); every
 read-then-write in ``BEGIN IMMEDIATE`` (deferred transactions lose most
 concurrent appends to "database is locked"); a busy timeout, then retries

@@ -33,11 +33,13 @@ from types import MappingProxyType
 import engine
 from engine.errors import MachineError
 from engine.frozen import field, record
+from engine.machine.vocabulary import require
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from hashlib import sha256
+    from typing import Any
 
 else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
     from _sha256 import sha256
@@ -52,7 +54,6 @@ __all__ = [
     "resolve",
 ]
 
-SUPPORTED_VERSION = 1
 ENV_VAR = "RUNLOG_MACHINE"
 
 
@@ -146,7 +147,9 @@ def resolve(explicit: str | None, env: Mapping[str, str]) -> str:
 
 
 def load(path: str | os.PathLike[str], *, cache: str | None = None) -> MachineDefinition:
-    """Read and validate the machine file at ``path``.
+    """Read and validate the machine file at ``path``, to be run: it must
+    have the triggers and states runlog's code relies on
+    (:func:`engine.machine.vocabulary.require`).
 
     With ``cache`` (a directory), a definition that validated once is kept
     there under the sha256 of the file's bytes, so the next load of the same
@@ -159,18 +162,22 @@ def load(path: str | os.PathLike[str], *, cache: str | None = None) -> MachineDe
     except OSError as err:
         raise MachineError(name, None, None, f"cannot read: {err.strerror or err}") from err
     if cache is None:
-        return parse(data, name)
+        definition = parse(data, name)
+        require(definition)
+        return definition
     digest = sha256(data).hexdigest()
     cached = _cache_read(cache, digest, name, data)
     if cached is not None:
         return cached
     definition = parse(data, name)
+    require(definition)
     _cache_write(cache, definition)
     return definition
 
 
-# Bump when the cached layout changes: old entries are then ignored.
-_CACHE_LAYOUT = 1
+# Bump when the cached layout changes, or what a cached definition has
+# passed: old entries are then ignored.
+_CACHE_LAYOUT = 2
 
 
 def _cache_read(cache: str, digest: str, name: str, data: bytes) -> MachineDefinition | None:
@@ -178,11 +185,17 @@ def _cache_read(cache: str, digest: str, name: str, data: bytes) -> MachineDefin
 
     try:
         with open(os.path.join(cache, f"{digest}.marshal"), "rb") as fh:
-            layout, version, states, initial, transitions = marshal.load(fh)
+            layout, *plain = marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if layout != _CACHE_LAYOUT:
         return None
+    return _from_plain(name, digest, plain, data)
+
+
+def _from_plain(name: str, digest: str, plain: Any, data: bytes) -> MachineDefinition:
+    """The records, from the reader's (and the cache's) plain layout."""
+    version, states, initial, transitions = plain
     return MachineDefinition(
         name,
         digest,
@@ -243,4 +256,4 @@ def parse(data: bytes, path: str) -> MachineDefinition:
     errors): :mod:`engine.machine.reader`, which imports YAML."""
     from engine.machine.reader import read
 
-    return read(data, path)
+    return _from_plain(path, sha256(data).hexdigest(), read(data, path), data)

@@ -1,6 +1,8 @@
-"""Reading a machine file: YAML to a checked :class:`MachineDefinition`.
+"""Reading a machine file: YAML to checked plain data.
 
-The format is :mod:`engine.machine.definition`'s. Every error is a
+The format is :mod:`engine.machine.definition`'s, which turns what
+:func:`read` returns - the layout its cache keeps - into its records (this
+module does not import it: the definition imports the reader). Every error is a
 :class:`~engine.errors.MachineError` naming the file, the 1-based line and
 the key, written as a path from the top of the file
 (``transitions[2].actions[0].hook.point``); lines come from the composed
@@ -16,25 +18,27 @@ from types import MappingProxyType
 
 from engine.actions.catalog import ACTIONS, ActionSignature, Param
 from engine.errors import MachineError
-from engine.machine.definition import (
-    SUPPORTED_VERSION,
-    ActionRef,
-    MachineDefinition,
-    TransitionDef,
-)
 from engine.status import STATUSES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from hashlib import sha256
 
     from yaml.error import MarkedYAMLError
     from yaml.nodes import Node
-else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
-    from _sha256 import sha256
 
-__all__ = ["read"]
+    #: engine.machine.definition.ActionRef's fields: name, params, line.
+    PlainAction = tuple[str, Mapping[str, object], int]
+    #: TransitionDef's: trigger, sources, dest, actions, line, description.
+    PlainTransition = tuple[
+        str, tuple[str, ...], str | None, tuple[PlainAction, ...], int, str | None
+    ]
+    #: MachineDefinition's: version, states, initial, transitions.
+    Plain = tuple[int, tuple[str, ...], str, tuple[PlainTransition, ...]]
+
+__all__ = ["SUPPORTED_VERSION", "read"]
+
+SUPPORTED_VERSION = 1
 
 _TOP_REQUIRED = ("version", "states", "initial", "transitions")
 _TOP_LIST = ", ".join(_TOP_REQUIRED)
@@ -60,12 +64,12 @@ _KINDS = {
 }
 
 
-def read(data: bytes, path: str) -> MachineDefinition:
+def read(data: bytes, path: str) -> Plain:
     """Validate ``data``, the bytes of the machine file ``path`` (used in errors)."""
     root = _compose(data, path)
     reader = _Reader(path, data.decode("utf-8"))  # _compose refused non-UTF-8
     reader.check_unique_keys(root, "")
-    return reader.machine(root, sha256(data).hexdigest())
+    return reader.machine(root)
 
 
 def _compose(data: bytes, path: str) -> Node:
@@ -226,7 +230,7 @@ class _Reader:
 
     # -- the machine ---------------------------------------------------
 
-    def machine(self, root: Node, digest: str) -> MachineDefinition:
+    def machine(self, root: Node) -> Plain:
         top = self.fields(root, "", _TOP_REQUIRED)
         version = self.version(top["version"])
         states = self.states(top["states"])
@@ -235,9 +239,7 @@ class _Reader:
             raise self.error(top["initial"], "initial", f"{initial!r} is not declared in states")
         transitions = self.transitions(top["transitions"], states)
         self.check_reachable(states, initial, transitions)
-        return MachineDefinition(
-            self.path, digest, version, tuple(states), initial, tuple(transitions), self.text
-        )
+        return version, tuple(states), initial, tuple(transitions)
 
     def version(self, node: Node) -> int:
         value = self.value(node, "version")
@@ -263,24 +265,25 @@ class _Reader:
             states[name] = item
         return states
 
-    def transitions(self, node: Node, states: Mapping[str, Node]) -> list[TransitionDef]:
-        out: list[TransitionDef] = []
-        first: dict[tuple[str, str], TransitionDef] = {}
+    def transitions(self, node: Node, states: Mapping[str, Node]) -> list[PlainTransition]:
+        out: list[PlainTransition] = []
+        first: dict[tuple[str, str], PlainTransition] = {}
         for i, item in enumerate(self.items(node, "transitions")):
             key = _join("transitions", i)
             transition = self.transition(item, key, states)
-            for source in transition.sources:
-                earlier = first.setdefault((transition.trigger, source), transition)
+            trigger, sources, _dest, _actions, line, _description = transition
+            for source in sources:
+                earlier = first.setdefault((trigger, source), transition)
                 if earlier is not transition:
                     problem = (
-                        f"duplicate transition {transition.trigger!r} from {source!r} "
-                        f"(lines {earlier.line} and {transition.line})"
+                        f"duplicate transition {trigger!r} from {source!r} "
+                        f"(lines {earlier[4]} and {line})"
                     )
                     raise self.error(item, key, problem)
             out.append(transition)
         return out
 
-    def transition(self, node: Node, key: str, states: Mapping[str, Node]) -> TransitionDef:
+    def transition(self, node: Node, key: str, states: Mapping[str, Node]) -> PlainTransition:
         f = self.fields(node, key, _TRANSITION_REQUIRED, _TRANSITION_OPTIONAL)
         trigger = self.string(f["trigger"], _join(key, "trigger"))
         problem = _trigger_problem(trigger)
@@ -293,7 +296,7 @@ class _Reader:
         if "description" in f:
             description = self.string(f["description"], _join(key, "description"))
         line = _line(node) or 0
-        return TransitionDef(trigger, sources, dest, actions, line, description)
+        return trigger, sources, dest, actions, line, description
 
     def sources(self, node: Node, key: str, states: Mapping[str, Node]) -> tuple[str, ...]:
         sources: list[str] = []
@@ -315,21 +318,21 @@ class _Reader:
         if name not in states:
             raise self.error(node, key, f"state {name!r} is not declared in states")
 
-    def actions(self, node: Node | None, key: str) -> tuple[ActionRef, ...]:
+    def actions(self, node: Node | None, key: str) -> tuple[PlainAction, ...]:
         if node is None or node.tag == _TAG + "null":
             return ()
         return tuple(
             self.action(item, _join(key, i)) for i, item in enumerate(self.items(node, key))
         )
 
-    def action(self, node: Node, key: str) -> ActionRef:
+    def action(self, node: Node, key: str) -> PlainAction:
         """``name`` or ``{name: {param: value, ...}}``."""
         from yaml.nodes import MappingNode
 
         if not isinstance(node, MappingNode):
             name = self.string(node, key)
             params = self.params(self.signature(name, node, key), {}, node, key)
-            return ActionRef(name, params, _line(node) or 0)
+            return name, params, _line(node) or 0
         if len(node.value) != 1:
             raise self.error(node, key, "an action with parameters is a one-key mapping")
         ((knode, vnode),) = node.value
@@ -339,7 +342,7 @@ class _Reader:
         given = {}
         if vnode.tag != _TAG + "null":  # `hook:` with nothing after it
             given = self.fields(vnode, pkey, (), tuple(signature.params))
-        return ActionRef(name, self.params(signature, given, node, pkey), _line(node) or 0)
+        return name, self.params(signature, given, node, pkey), _line(node) or 0
 
     def signature(self, name: str, node: Node, key: str) -> ActionSignature:
         signature = ACTIONS.get(name)
@@ -374,9 +377,9 @@ class _Reader:
         return value
 
     def check_reachable(
-        self, states: Mapping[str, Node], initial: str, transitions: Iterable[TransitionDef]
+        self, states: Mapping[str, Node], initial: str, transitions: Iterable[PlainTransition]
     ) -> None:
-        edges = [(t.sources, t.dest) for t in transitions if t.dest is not None]
+        edges = [(t[1], t[2]) for t in transitions if t[2] is not None]
         reached = {initial}
         frontier = [initial]
         while frontier:

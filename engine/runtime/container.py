@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
 
+    from engine.eventlog.record import Event
+
 __all__ = ["Container"]
 
 
@@ -127,9 +129,15 @@ class Container:
 
     # -- files other processes read --------------------------------------
 
-    def write_state(self, status: str | None = None) -> None:
-        if status is not None:
-            self.status = status
+    def project(self, event: Event) -> None:
+        """What others read of the container - its status here and
+        ``state.json`` - from the event that just changed its state (the
+        service calls this; nothing else writes a status)."""
+        assert event.dest is not None
+        self.status = event.dest
+        self._write_state()
+
+    def _write_state(self) -> None:
         exit_code = None
         if self.exit is not None and "exit_code" in self.exit:
             exit_code = int(self.exit["exit_code"])

@@ -38,6 +38,8 @@ import os
 import time
 
 from engine.errors import LifecycleError, RunlogError, TransitionRejected
+from engine.machine import vocabulary
+from engine.machine.vocabulary import EXIT
 from engine.runtime.container import Container
 from engine.runtime.requests import Request, RequestError, decode
 from engine.service import Service
@@ -260,9 +262,9 @@ class Dispatcher:
                 self.freezer_seen = _freezer(self.container)
             self.sent.add(args["signal"])
             return self._ok()
-        # start, pause, resume
+        # start, pause, resume (state.json follows the event: Service.project)
         try:
-            event = self.service.request(self.id, op, actor, args)
+            self.service.request(self.id, op, actor, args)
         except RunlogError:
             if op == "start" and self.container.exit is not None:
                 # The failed start's undo killed the init (spec 1.3: a
@@ -273,8 +275,6 @@ class Dispatcher:
         finally:
             if op != "start":  # the freezer is pause's and resume's to change
                 self.freezer_seen = _freezer(self.container)
-        assert event.dest is not None
-        self.container.write_state(event.dest)
         return self._ok()
 
     def _exec(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
@@ -368,11 +368,12 @@ class Dispatcher:
         c = self.container
         if force and c.exit is None:
             # delete --force: kill everything, wait for the init, then delete.
-            self.service.request(self.id, "kill", actor, {"signal": _signal.SIGKILL, "all": True})
+            kill = {"signal": _signal.SIGKILL, "all": True}
+            self.service.request(self.id, vocabulary.KILL, actor, kill)
             self.sent.add(_signal.SIGKILL)
             c.reap(block=True)
             self.exited()
-        self.service.request(self.id, "delete", actor, {"force": force})
+        self.service.request(self.id, vocabulary.DELETE, actor, {"force": force})
         self.deleted = True
         return {"ok": True, "status": Status.DELETED}
 
@@ -395,12 +396,11 @@ class Dispatcher:
             self.log.finish()  # all it wrote is in the log before its end is
         actor, cause = self._exit_cause()
         try:
-            self.service.request(self.id, "exit", actor, cause)
+            self.service.request(self.id, EXIT, actor, cause)
         except RunlogError:
-            pass  # recorded as rejected/failed; the status is kept all the same
-        c.write_state(Status.STOPPED)
-        reply = self._ok(exit=dict(c.exit or {}))
+            pass  # recorded as rejected or failed: the status stays as the log has it
         waiters, self.waiters = self.waiters, []
+        reply = self._ok(exit=dict(c.exit or {})) if waiters else {}
         for respond in waiters:
             respond(reply)
 
@@ -420,7 +420,7 @@ class Dispatcher:
         so the caller looks again shortly."""
         c = self.container
         self.refresh()
-        if c.exit is not None or c.status not in (Status.RUNNING, Status.PAUSED):
+        if c.exit is not None or c.status not in {state for state, _ in vocabulary.FREEZER}:
             return False
         now = _freezer(c)
         if now == "freezing":
@@ -428,21 +428,16 @@ class Dispatcher:
         if now == self.freezer_seen:
             return False
         self.freezer_seen = now
-        if c.status == Status.RUNNING and now == "frozen":
-            trigger = "pause"
-        elif c.status == Status.PAUSED and now == "thawed":
-            trigger = "resume"
-        else:
+        trigger = vocabulary.FREEZER.get((c.status, now or ""))
+        if trigger is None:
             return False
         external = Actor(None, None, Transport.EXTERNAL)
         try:
-            event = self.service.request(self.id, trigger, external, {"noticed": "freezer"})
+            self.service.request(self.id, trigger, external, {"noticed": "freezer"})
         except RunlogError:
             return False  # recorded as rejected or failed
         finally:
             self.freezer_seen = _freezer(c)
-        assert event.dest is not None
-        c.write_state(event.dest)
         return False
 
 

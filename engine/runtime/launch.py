@@ -5,10 +5,11 @@ The monitor is forked as soon as the command line is read
 (:mod:`engine.runtime.prefork`) and, in a new session after a second fork,
 imports :mod:`engine.runtime.monitor` while ``create`` claims the
 container's state directory and request spool here. ``create`` then sends
-it the request (:func:`launch`), and the monitor (:func:`serve_when_told`)
-runs the machine's ``create`` and reports ``ok PID`` or the error.
+it the request (:func:`launch`), and the monitor
+(:func:`engine.runtime.monitor.serve`) runs the machine's ``create`` and
+reports ``ok PID`` or the error.
 
-Who reaps the container's init (:func:`init_parent`). By default its
+Who reaps the container's init (:func:`engine.runtime.monitor.init_parent`). By default its
 monitor, which so keeps its exit status. But a caller that supervises the
 container itself - conmon under podman, a containerd shim - makes itself a
 child subreaper and runs ``create`` expecting the init to be re-parented to
@@ -25,7 +26,6 @@ status (``reaped_by_caller``).
 from __future__ import annotations
 
 import os
-import time
 
 from engine import jsonfast
 from engine.errors import LifecycleError, RunlogError, UsageError
@@ -37,10 +37,10 @@ from engine.status import Actor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 
-__all__ = ["init_parent", "launch", "report", "serve_when_told"]
+__all__ = ["launch"]
 
 
 def launch(
@@ -108,68 +108,3 @@ def launch(
         return int(rest)
     statedir.remove()
     raise RunlogError(rest or f"container {container_id}: the monitor died during create")
-
-
-def init_parent(options: dict[str, Any]) -> str:
-    """``monitor`` or ``caller``: who reaps the init (see the module's
-    docstring). Run in the monitor; ``auto`` waits for the intermediate
-    process's exit to have re-parented it."""
-    chosen = str(options["init_parent"])
-    if chosen != "auto":
-        return chosen
-    caller = int(options["caller"])
-    if caller <= 1:
-        return "monitor"  # pid 1 adopts every orphan: no sign of a supervisor
-    deadline = time.monotonic() + 1.0
-    while os.getppid() == options["intermediate"] and time.monotonic() < deadline:
-        time.sleep(0.0002)
-    # runc's rule: the init goes to the nearest child subreaper above the
-    # caller - the caller itself, or one further up (conmon, when a wrapper
-    # script runs runlog without exec). pid 1 (0: a parent outside this pid
-    # namespace) adopts every orphan: then there is none, and the monitor keeps it.
-    return "monitor" if os.getppid() in (0, 1) else "caller"
-
-
-def report(fd: int, text: str) -> None:
-    """Write the one-line report ``create`` waits for, and close the pipe.
-
-    A ``create`` that died meanwhile (killed, its terminal closed) reads
-    nothing: the report is dropped, and the monitor goes on as it would
-    have - a created container is served all the same, for whoever comes
-    next to start or delete, and the log has its events."""
-    data = (text.replace("\n", " ") + "\n").encode()
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except BrokenPipeError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
-    """In the monitor (:mod:`engine.runtime.prefork`): load its code, wait for what
-    to create, create it and serve it; exit at once if create gave up."""
-    try:
-        from engine.runtime import monitor
-    except BaseException as err:  # reported once there is something to report on
-        problem: BaseException | None = err
-    else:
-        problem = None
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(go_fd, 65536)
-        if not chunk:
-            return  # create gave up: nothing to do
-        line += chunk
-    os.close(go_fd)
-    prefork.restore_affinity()
-    request = jsonfast.loads(line)
-    settings = Settings(**request["settings"])
-    statedir = StateDir(settings.root, request["id"])
-    if problem is not None:  # create removes the state directory
-        report(report_fd, f"error container {statedir.id}: the monitor cannot start: {problem!r}")
-        return
-    options = {**request["options"], "intermediate": intermediate}
-    actor = Actor(**request["actor"])
-    monitor.run(settings, statedir, request["bundle"], options, actor, report_fd)

@@ -4,8 +4,9 @@
 (:mod:`engine.runtime.prefork`); the monitor, in a new session, imports
 this module - its imports are the monitor's, never ``create``'s - while
 ``create`` claims the state directory (:mod:`engine.runtime.launch`),
-and then :func:`run` runs the machine's ``create`` trigger (cgroup, init,
-hooks) and reports ``ok PID`` or the error on a pipe that ``create`` reads. Then it lives until
+and once told what to create (:func:`serve`), :func:`run` runs the
+machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
+or the error on a pipe that ``create`` reads. Then it lives until
 ``delete``, in one thread and one poll loop (:mod:`engine.runtime.server`;
 the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
-from engine import codecache
+from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
 from engine.errors import LifecycleError, RunlogError
 from engine.eventlog import open_store
@@ -29,27 +31,39 @@ from engine.identity import enriched, from_annotations
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
+from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
-from engine.runtime.launch import init_parent, report
+from engine.runtime.statedir import StateDir
 from engine.service import Service
 from engine.settings import Settings
-from engine.status import Actor, Status
+from engine.status import Actor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
     from typing import Any
 
+    from engine.eventlog.record import Event
     from engine.eventlog.store import EventStore
     from engine.oci.model import Config
     from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import Server
-    from engine.runtime.statedir import StateDir
     from engine.runtime.streams import LogFile
 
-__all__ = ["run"]
+__all__ = ["init_parent", "report", "run", "serve"]
+
+
+def serve(line: bytes, report_fd: int, intermediate: int) -> None:
+    """The monitor, told what to create (one line from ``create``,
+    :mod:`engine.runtime.prefork`): create it and serve it."""
+    request = jsonfast.loads(line)
+    settings = Settings(**request["settings"])
+    statedir = StateDir(settings.root, request["id"])
+    options = {**request["options"], "intermediate": intermediate}
+    actor = Actor(**request["actor"])
+    run(settings, statedir, request["bundle"], options, actor, report_fd)
 
 
 def run(
@@ -98,10 +112,10 @@ def run(
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
-        sock, dispatcher = _create(service, container, actor)
+        created, sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
         if not isinstance(err, LifecycleError):
-            record.rejected(settings, cid, "create", err, {"bundle": bundle})
+            record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
         statedir.remove()
         report(report_fd, f"error {err}")
         return
@@ -110,8 +124,11 @@ def run(
         report(report_fd, f"error container {cid}: {type(err).__name__}: {err}")
         return
     try:
+        # state.json from create's event; every later event's through the
+        # service, the one writer from here on.
+        container.project(created)
+        service.project = container.project
         server = _server(dispatcher, statedir, sock, log)
-        container.write_state(Status.CREATED)
         container.write_runtime(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
@@ -134,6 +151,43 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def init_parent(options: dict[str, Any]) -> str:
+    """``monitor`` or ``caller``: who reaps the init (see the module's
+    docstring). Run in the monitor; ``auto`` waits for the intermediate
+    process's exit to have re-parented it."""
+    chosen = str(options["init_parent"])
+    if chosen != "auto":
+        return chosen
+    caller = int(options["caller"])
+    if caller <= 1:
+        return "monitor"  # pid 1 adopts every orphan: no sign of a supervisor
+    deadline = time.monotonic() + 1.0
+    while os.getppid() == options["intermediate"] and time.monotonic() < deadline:
+        time.sleep(0.0002)
+    # runc's rule: the init goes to the nearest child subreaper above the
+    # caller - the caller itself, or one further up (conmon, when a wrapper
+    # script runs runlog without exec). pid 1 (0: a parent outside this pid
+    # namespace) adopts every orphan: then there is none, and the monitor keeps it.
+    return "monitor" if os.getppid() in (0, 1) else "caller"
+
+
+def report(fd: int, text: str) -> None:
+    """Write the one-line report ``create`` waits for, and close the pipe.
+
+    A ``create`` that died meanwhile (killed, its terminal closed) reads
+    nothing: the report is dropped, and the monitor goes on as it would
+    have - a created container is served all the same, for whoever comes
+    next to start or delete, and the log has its events."""
+    data = (text.replace("\n", " ") + "\n").encode()
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _settle(store: EventStore) -> None:
@@ -181,7 +235,7 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
 
 def _create(
     service: Service, container: Container, actor: Actor
-) -> tuple[_socket.socket, Dispatcher]:
+) -> tuple[Event, _socket.socket, Dispatcher]:
     """Run the machine's ``create``; return control.sock and the
     dispatcher, made while the init sets itself up (the monitor would only
     wait) and before state.json says "created" (a client that sees that can
@@ -193,11 +247,11 @@ def _create(
 
     container.meanwhile = meanwhile
     try:
-        service.request(container.id, "create", actor, {"bundle": container.config.bundle})
+        event = service.request(container.id, CREATE, actor, {"bundle": container.config.bundle})
     finally:
         container.meanwhile = None
     # A machine whose create spawns nothing has no init to wait for.
-    return made[0] if made else _loop(service, container)
+    return (event, *(made[0] if made else _loop(service, container)))
 
 
 def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispatcher]:

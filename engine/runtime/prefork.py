@@ -5,7 +5,7 @@ about 16 ms here - before it can create anything, while ``create`` loads
 its own (the launch, about 3 ms) and claims the state directory. Forked
 here, before either, the two overlap on a second core. The monitor-to-be,
 in a new session after a second fork (:mod:`engine.runtime.launch` says
-why), then waits on a pipe for what to create: one line, which
+why), imports :mod:`engine.runtime.monitor` and waits on a pipe for what to create: one line, which
 :meth:`Early.go` writes once the state directory is claimed. If ``create``
 gives up first (a flag it refuses, an id in use), :meth:`Early.abandon`
 closes the pipe, and the monitor-to-be exits having made nothing; create
@@ -115,9 +115,7 @@ def start() -> Early:
             if posix.fork() == 0:
                 # Until create has reported (engine.runtime.monitor.run).
                 gc.disable()
-                from engine.runtime.launch import serve_when_told
-
-                serve_when_told(go_read, report_write, intermediate)
+                _serve_when_told(go_read, report_write, intermediate)
             code = 0
         except BaseException:
             code = 1
@@ -145,6 +143,36 @@ def _apart(child: int, allowed: "set[int]") -> None:
         posix.sched_setaffinity(child, allowed - {here})
     except (OSError, ValueError, IndexError):
         pass  # an optimisation only
+
+
+def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
+    """In the monitor-to-be: load the monitor's code, wait for what to
+    create, create it and serve it; exit at once if create gave up."""
+    try:
+        from engine.runtime import monitor
+    except BaseException as err:  # reported once there is something to report on
+        problem: BaseException | None = err
+    else:
+        problem = None
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = posix.read(go_fd, 65536)
+        if not chunk:
+            return  # create gave up: nothing to do
+        line += chunk
+    posix.close(go_fd)
+    restore_affinity()
+    if problem is None:
+        monitor.serve(line, report_fd, intermediate)
+        return
+    # create removes the state directory; the report names the container.
+    import json
+
+    text = f"error container {json.loads(line)['id']}: the monitor cannot start: {problem!r}\n"
+    try:
+        posix.write(report_fd, text.replace("\n", " ").rstrip().encode() + b"\n")
+    finally:
+        posix.close(report_fd)
 
 
 def restore_affinity() -> None:

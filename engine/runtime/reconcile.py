@@ -1,33 +1,57 @@
-"""When a container's monitor is gone: answer from the real world, and record it.
+"""When a container's monitor is gone: the same service, with drivers that need no monitor.
 
 The monitor is the init's parent and the only one who learns its exit
-status; if it was killed, the status is lost. The CLI then reads what is
-left - the init's pid with its start time (against pid reuse), the freezer -
-answers ``state`` from that, lets ``delete`` clean up (kill what remains,
-remove the cgroup and the state directory), refuses the rest, and records
-what it found (crun computes status on read the same way).
+status; if it was killed, the status is lost. The CLI then runs the
+request through :class:`engine.service.Service` as the monitor would -
+refresh, guard, act, record, project - with drivers built from what is
+left: ``runtime.json`` (the init's pid with its start time, against pid
+reuse; the cgroup's paths), the bundle's ``config.json`` (its hooks) and the
+state directory. So the init's end is the machine's ``exit``, a freezer
+written by hand its ``pause`` or ``resume``, and a delete its ``delete``
+with every action (the cgroup removed, poststop hooks run, the state
+directory removed) - or its refusal, recorded in the state the container
+is in. crun computes the status on read the same way.
+
+Only ``state`` and ``delete`` are served: a created container's init waits
+for its monitor to release it, and nobody would reap a running one. Every
+other request is refused, and recorded so.
 """
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
-import signal
+import time
 
 from engine import jsonfast
-from engine.errors import LifecycleError, RunlogError
+from engine.actions.base import Drivers
+from engine.actions.registry import REGISTRY
+from engine.errors import ActionError, ContainerNotFound, LifecycleError, RunlogError
 from engine.eventlog import open_store
-from engine.eventlog.record import NewEvent
+from engine.machine import vocabulary
+from engine.machine.definition import load, resolve
+from engine.machine.runtime import Lifecycle
 from engine.oci import gojson
-from engine.runtime import record
+from engine.oci.state import hook_state
+from engine.runtime.hooks import HookRunner
 from engine.runtime.statedir import STATE, StateDir, alive
+from engine.service import Service
 from engine.settings import Settings
-from engine.status import Actor, Outcome, Status, Transport
+from engine.status import Actor, Status, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from contextlib import AbstractContextManager
     from typing import Any
 
+    from engine.cgroups import CgroupManager
+    from engine.eventlog.record import Event
+
 __all__ = ["handle", "state"]
+
+#: How long delete --force waits for a killed container's processes.
+_GONE_TIMEOUT = 5.0
 
 
 class MonitorLost(LifecycleError):
@@ -39,110 +63,293 @@ class MonitorLost(LifecycleError):
         )
 
 
-def _status(info: dict[str, Any], recorded: str) -> str:
-    if not alive(info, "init"):
-        return Status.STOPPED
-    paths = info.get("cgroup_paths") or {}
-    if paths:
-        from engine.cgroups import manager_at
+# -- drivers that need no monitor ---------------------------------------------
 
+
+class _World:
+    """What is left of one container: runtime.json, its cgroup, its config."""
+
+    def __init__(self, statedir: StateDir) -> None:
+        self.statedir = statedir
+        self.info = statedir.runtime()
+        paths = self.info.get("cgroup_paths") or {}
+        self.manager: CgroupManager | None = None
+        if paths:
+            from engine.cgroups import manager_at
+
+            self.manager = manager_at(paths)
+        self._config: Any = None
+        self._config_error: str | None = None
+
+    def init_alive(self) -> bool:
+        """The init runs: its pid with its start time, and not a zombie
+        (its new parent reaps it when it will; it has ended all the same)."""
+        return alive(self.info, "init") and not _zombie(self.info["init_pid"])
+
+    def pids(self) -> list[int]:
+        if self.manager is not None and self.manager.exists():
+            return self.manager.pids()
+        pid = self.info.get("init_pid")
+        return [pid] if isinstance(pid, int) and self.init_alive() else []
+
+    def freezer(self) -> str | None:
+        if self.manager is None:
+            return None
         try:
-            if manager_at(paths).freezer_state() == "frozen":
-                return Status.PAUSED
+            return self.manager.freezer_state()
         except RunlogError:
-            pass
-    return Status.RUNNING if recorded == Status.PAUSED else recorded
+            return None
+
+    def config(self) -> Any:
+        """The bundle's config (for its hooks and annotations), or None if
+        it no longer loads (``_config_error`` says why)."""
+        if self._config is None and self._config_error is None:
+            from engine.oci.config import load_bundle
+
+            try:
+                self._config = load_bundle(str(self.info.get("bundle") or ""))
+            except RunlogError as err:
+                self._config_error = str(err)
+        return self._config
+
+    def drivers(self) -> Drivers:
+        return Drivers(_Process(self), _Hooks(self), _Cgroups(self), _State(self))
 
 
-def _record_lost_exit(settings: Settings, container_id: str, source: str) -> None:
-    """Once: the log still shows the container alive, the world does not."""
-    digest = record.machine_digest(settings)
-    with open_store(settings.db) as store:
-        row = store.container(container_id)
-        if row is None or row.state in (Status.STOPPED, Status.DELETED, None):
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return True
+    return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"Z", b"X")
+
+
+def _no_monitor(what: str) -> ActionError:
+    return ActionError(f"{what} needs the container's monitor, which is gone")
+
+
+class _Process:
+    def __init__(self, world: _World) -> None:
+        self.w = world
+
+    def spawn_init(self) -> dict[str, Any]:
+        raise _no_monitor("spawning the init")
+
+    def release(self) -> dict[str, Any]:
+        raise _no_monitor("releasing the init")
+
+    def signal(self, signo: int, all_processes: bool) -> dict[str, Any]:
+        w = self.w
+        if not w.init_alive():
+            raise ActionError("container not running")
+        targets = w.pids() if all_processes else [int(w.info["init_pid"])]
+        for pid in targets:
+            try:
+                os.kill(pid, signo)
+            except ProcessLookupError:
+                continue
+        if signo == _signal.SIGKILL and w.manager is not None and w.freezer() != "thawed":
+            w.manager.thaw()  # a frozen v1 task does not die until thawed
+        return {"signal": signo, "all": all_processes, "pids": targets}
+
+    def kill_init(self) -> None:
+        for pid in self.w.pids():
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def exit_status(self) -> dict[str, Any] | None:
+        if self.w.init_alive():
+            return None
+        return {"lost": "the monitor is gone, and the init's exit status with it"}
+
+
+class _Hooks:
+    def __init__(self, world: _World) -> None:
+        self.w = world
+
+    def run(
+        self, point: str, state: Mapping[str, Any], *, keep_going: bool = False
+    ) -> list[dict[str, Any]]:
+        config = self.w.config()
+        if config is None:
+            raise ActionError(f"{point} hooks: the bundle's config: {self.w._config_error}")
+        return HookRunner(config.hooks, lambda: None).run(point, state, keep_going=keep_going)
+
+
+class _Cgroups:
+    def __init__(self, world: _World) -> None:
+        self.w = world
+
+    def create(self) -> dict[str, Any]:
+        raise _no_monitor("creating the cgroup")
+
+    def update(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        raise _no_monitor("updating the cgroup")
+
+    def destroy(self) -> None:
+        manager = self.w.manager
+        if manager is None:
             return
-        actor = Actor(os.getuid(), os.getpid(), Transport.EXTERNAL)
-        payload = {"exit": "lost", "reason": "the monitor is gone; its exit status with it"}
-        store.append(
-            NewEvent(
-                container_id, "exit", source, Status.STOPPED, Outcome.OK, actor, digest, payload
-            )
+        # The init's end ends its pid namespace; what is left goes as it
+        # dies (or was never in one): wait for it, a little.
+        deadline = time.monotonic() + _GONE_TIMEOUT
+        while True:
+            try:
+                manager.destroy()
+                return
+            except RunlogError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def freeze(self) -> None:
+        if self.w.manager is not None:
+            self.w.manager.freeze()
+
+    def thaw(self) -> None:
+        if self.w.manager is not None:
+            self.w.manager.thaw()
+
+
+class _State:
+    def __init__(self, world: _World) -> None:
+        self.w = world
+
+    def remove(self) -> None:
+        self.w.statedir.remove()
+
+    def oci_state(self, status: str) -> dict[str, Any]:
+        w = self.w
+        config = w.config()
+        pid = w.info.get("init_pid")
+        return hook_state(
+            container_id=w.statedir.id,
+            status=status,
+            pid=pid if isinstance(pid, int) and status != Status.STOPPED else None,
+            bundle=str(w.info.get("bundle") or ""),
+            annotations=None if config is None else config.annotations,
         )
 
 
+# -- the projection: state.json from the event ----------------------------------
+
+
+def _projector(statedir: StateDir) -> Callable[[Event], None]:
+    def project(event: Event) -> None:
+        assert event.dest is not None
+        try:
+            doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
+        except ContainerNotFound:
+            return  # the monitor died before it wrote one: nothing to keep current
+        doc["status"] = event.dest
+        if event.dest == Status.STOPPED:
+            doc["pid"] = 0
+        statedir.write(STATE, gojson.render(doc, "  ").encode())
+
+    return project
+
+
+# -- requests ---------------------------------------------------------------------
+
+
+def _service(settings: Settings, world: _World) -> AbstractContextManager[Service]:
+    from contextlib import contextmanager
+
+    @contextmanager
+    def opened() -> Iterator[Service]:
+        cache = settings.cache_dir()
+        machines = None if cache is None else os.path.join(cache, "machines")
+        definition = load(resolve(settings.machine, {}), cache=machines)
+        drivers = world.drivers()
+        with open_store(settings.db) as store:
+            yield Service(
+                store,
+                Lifecycle(definition, REGISTRY),
+                lambda _cid: drivers,
+                _projector(world.statedir),
+            )
+
+    return opened()
+
+
+def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
+    """A freezer written by hand: recorded as the dispatcher records it."""
+    cid = world.statedir.id
+    trigger = vocabulary.FREEZER.get((service.state(cid) or "", world.freezer() or ""))
+    if trigger is None:
+        return
+    external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
+    try:
+        service.request(cid, trigger, external, {"noticed": "freezer"})
+    except RunlogError:
+        pass  # recorded as rejected or failed
+
+
 def state(settings: Settings, statedir: StateDir) -> bytes:
+    """``state``, answered from the real world after recording what changed."""
+    world = _World(statedir)
+    actor = Actor.current()
+    with _service(settings, world) as service:
+        service.refresh(statedir.id, actor)
+        _freezer_noticed(service, world, actor)
     doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
-    info = statedir.runtime()
-    status = _status(info, str(doc.get("status")))
-    if status == Status.STOPPED and doc.get("status") != Status.STOPPED:
-        _record_lost_exit(settings, statedir.id, str(doc.get("status")))
-    doc["status"] = status
-    if status == Status.STOPPED:
-        doc["pid"] = 0
     return gojson.render(doc, "  ").encode()
 
 
 def handle(
     settings: Settings, statedir: StateDir, trigger: str, request: dict[str, Any]
 ) -> dict[str, Any]:
-    if trigger != "delete":
-        lost = MonitorLost(statedir.id, trigger)
-        record.rejected(settings, statedir.id, trigger, lost, request)
-        raise lost
-    info = statedir.runtime()
-    doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
-    status = _status(info, str(doc.get("status")))
-    if status != Status.STOPPED and not request.get("force"):
-        error = LifecycleError(
-            statedir.id,
-            f"cannot delete container {statedir.id} that is not stopped: {status}",
-        )
-        record.rejected(settings, statedir.id, "delete", error, request, source=status)
-        raise error
-    paths = info.get("cgroup_paths") or {}
-    cleaned: dict[str, Any] = {"reconciled": True}
-    if paths:
-        from engine.cgroups import manager_at
-
-        manager = manager_at(paths)
-        pids = manager.pids() if manager.exists() else []
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if pids and manager.freezer_state() != "thawed":
-            manager.thaw()
-        cleaned["killed"] = pids
-        _destroy(manager)
-    _record_lost_exit(settings, statedir.id, str(doc.get("status")))
-    statedir.remove()
-    digest = record.machine_digest(settings)
-    with open_store(settings.db) as store:
-        store.append(
-            NewEvent(
-                statedir.id,
-                "delete",
-                Status.STOPPED,
-                Status.DELETED,
-                Outcome.OK,
-                Actor.current(),
-                digest,
-                cleaned,
-            )
-        )
+    """A request whose monitor is gone: ``delete`` through the machine,
+    anything else refused; either way recorded."""
+    world = _World(statedir)
+    cid = statedir.id
+    actor = Actor.current()
+    with _service(settings, world) as service:
+        if trigger != vocabulary.DELETE:
+            service.refresh(cid, actor)
+            lost = MonitorLost(cid, trigger)
+            service.refuse(cid, trigger, actor, lost, request, "monitor gone")
+            raise lost
+        force = bool(request.get("force"))
+        current = service.refresh(cid, actor)
+        if current is None:
+            return _never_created(service, world, actor, request, force)
+        if force and current is not None and world.init_alive():
+            if service.lifecycle.may(current, vocabulary.KILL):
+                kill = {"signal": _signal.SIGKILL, "all": True}
+                service.request(cid, vocabulary.KILL, actor, kill)
+            _wait_gone(world)
+        service.request(cid, vocabulary.DELETE, actor, {"force": force})
     return {"ok": True}
 
 
-def _destroy(manager: Any) -> None:
-    import time
+def _never_created(
+    service: Service, world: _World, actor: Actor, request: dict[str, Any], force: bool
+) -> dict[str, Any]:
+    """A state directory whose create the log does not have (its monitor
+    died creating it): there is no container to delete, so the machine
+    is not asked. delete --force clears what is left, as runc's does for
+    a container that does not exist; both are recorded as refused."""
+    cid = world.statedir.id
+    error = ContainerNotFound(cid)
+    cleared: dict[str, Any] = {}
+    if force:
+        drivers = world.drivers()
+        cleared["killed"] = world.pids()
+        drivers.process.kill_init()
+        _wait_gone(world)
+        drivers.cgroups.destroy()
+        world.statedir.remove()
+    service.refuse(cid, vocabulary.DELETE, actor, error, request, "not created", cleared=cleared)
+    if not force:
+        raise error
+    return {"ok": True}
 
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            manager.destroy()
-            return
-        except RunlogError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+
+def _wait_gone(world: _World) -> None:
+    deadline = time.monotonic() + _GONE_TIMEOUT
+    while world.init_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -7,7 +7,7 @@
   :data:`READ_TIMEOUT`; the peer's uid and pid (SO_PEERCRED) are the actor;
 - a :class:`~engine.runtime.watcher.Watcher` on the request spool and the
   cgroup's freezer file, started once the loop has been idle a moment (the
-  init exists by then: DESIGN.md, fork only while single-threaded), with a
+  init exists by then: docs/design.md, fork only while single-threaded), with a
   look every :data:`POLL` seconds at whatever cannot be watched.
 
 - with ``--log-path``, the container's pipes and ``attach.sock``
@@ -171,7 +171,7 @@ class Server:
         return self.dispatcher.deleted
 
     def _watch(self) -> None:
-        """Start the watcher: the init exists, so threads may now (DESIGN.md).
+        """Start the watcher: the init exists, so threads may now (docs/design.md).
 
         What cannot be watched - no inotify instance left (the per-user
         limit, fs.inotify.max_user_instances), a freezer file the kernel

@@ -11,7 +11,7 @@ threads: every transition stays in the consumer's.
 Threads and fork. watchdog runs an inotify reader thread, one emitter
 thread per watch and a dispatcher thread; they hold only their own locks
 (the watch table, the event queue) and block in poll(2) or on a queue.
-The monitor starts its watcher after the init has been forked (DESIGN.md:
+The monitor starts its watcher after the init has been forked (docs/design.md:
 fork only while single-threaded). Hooks still fork from the monitor's
 thread later; the child inherits none of those threads and touches none of
 their locks - it only rearranges descriptors, joins namespaces and execs -

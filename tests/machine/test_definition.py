@@ -84,9 +84,9 @@ def with_action(action: str) -> str:
 # -- a good file -------------------------------------------------------------
 
 
-def test_good_file_loads_with_structure_and_lines(tmp_path: Path) -> None:
+def test_good_file_reads_with_structure_and_lines(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    defn = load(path)
+    defn = parse(path.read_bytes(), str(path))
     assert defn.path == str(path)
     assert defn.version == 1
     assert defn.states == ("creating", "created", "running", "stopped", "deleted")

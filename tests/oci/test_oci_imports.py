@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-# Modules whose import cost the scheduler's calls must not pay (DESIGN.md,
-# "Measured on this machine class").
+# Modules whose import cost the scheduler's calls must not pay (docs/design.md,
+# "The hot path, and why").
 HEAVY = {"signal", "dataclasses", "re", "json", "datetime", "inspect", "typing", "orjson"}
 
 
