@@ -10,6 +10,7 @@ import posix
 __all__ = [
     "CONTROL",
     "DEFAULT_ROOT",
+    "MAX_ID",
     "REQUEST_TIMEOUT",
     "RUNTIME",
     "STATE",
@@ -35,13 +36,19 @@ STATE_TIMEOUT = 2.0
 _SUN_PATH_MAX = 107
 
 
+#: The longest id: it names the container's state directory and cgroup,
+#: and a file name holds 255 bytes (NAME_MAX), where runc's ids fail too.
+MAX_ID = 255
+
+
 def is_valid_id(container_id: str) -> bool:
-    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``."""
+    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``; at most
+    :data:`MAX_ID` characters."""
     return (
         bool(container_id)
         and container_id not in (".", "..")
         and _ID_CHARS.issuperset(container_id)
-        and len(container_id) <= 1024
+        and len(container_id) <= MAX_ID
     )
 
 

@@ -44,7 +44,11 @@ def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNot
     from engine.runtime import record
 
     error = ContainerNotFound(statedir.id)
-    record.rejected(settings, statedir.id, trigger, error)
+    try:
+        # A query (state) is answered without waiting on the log's lock.
+        record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
+    except (RunlogError, OSError) as err:  # the answer stands; say it is not in the log
+        sys.stderr.write(f"runlog: the refusal was not recorded: {err}\n")
     return error
 
 
@@ -178,13 +182,33 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
         if force:
-            return 0  # runc: delete --force of a missing container succeeds
+            # runc: delete --force of a missing container succeeds; a log
+            # still showing it (a delete cut short) is put right.
+            from engine.runtime import remains
+
+            remains.clean(settings, statedir, f"container {args[0]}: gone; delete --force")
+            return 0
         raise absent(settings, statedir, "delete")
+    if force and not _exists(statedir.file(STATE)):
+        # No state.json: a create that died (or hangs), or a journal a
+        # delete left; take away whatever there is.
+        from engine.runtime import remains
+
+        remains.clean(settings, statedir, f"container {args[0]}: what a create left, forced")
+        return 0
     monitor_pid = _monitor_pid(statedir)
     _call(settings, args[0], "delete", {"op": "delete", "force": force})
     if monitor_pid is not None:
         wait_gone(monitor_pid)
     return 0
+
+
+def _exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 def _monitor_pid(statedir: StateDir) -> int | None:

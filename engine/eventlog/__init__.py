@@ -15,7 +15,10 @@ __all__ = ["DEFAULT_DB", "EventStore", "open_store"]
 DEFAULT_DB = "/var/lib/runlog/events.db"
 
 
-def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
+def open_store(db: str, *, synchronous: str = "FULL", wait: bool = True) -> EventStore:
+    """The store for ``db``. ``wait=False``: an SQLite log whose write lock
+    another process holds refuses at once (StoreBusyError), for callers
+    that must not wait on it."""
     if db.startswith("sqlite:///"):
         db = db[len("sqlite:///") :]
     elif db in ("sqlite://", "sqlite:///:memory:"):
@@ -23,6 +26,8 @@ def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
     if "://" not in db:
         from engine.eventlog.sqlite import SQLiteStore
 
+        if not wait:
+            return SQLiteStore(db, synchronous=synchronous, busy_timeout=0, retry_budget=0)
         return SQLiteStore(db, synchronous=synchronous)
     from engine.eventlog.sa import SAStore
 

@@ -284,6 +284,18 @@ class Dispatcher:
 
     # -- what happens by itself ------------------------------------------------
 
+    def retry_journal(self) -> bool:
+        """Write the journal into the log if it takes writes again; whether
+        events still wait in it."""
+        journal = self.service.journal
+        if journal is None or not journal.pending:
+            return False
+        try:
+            self.service.flush_journal()
+        except RunlogError:
+            return True
+        return journal.pending
+
     def refresh(self) -> None:
         """Record the init's end now if it has ended and the loop has not
         seen it yet, so a reply never shows a dead container running."""
@@ -299,8 +311,9 @@ class Dispatcher:
         actor, cause = self._exit_cause()
         try:
             self.service.request(self.id, "exit", actor, cause)
-        except RunlogError:
-            pass  # recorded as rejected/failed; the status is kept all the same
+        except Exception:  # the monitor must outlive any error of the log
+            pass  # recorded as rejected/failed (or journaled); the status is kept
+
         c.write_state(Status.STOPPED)
         reply = self._ok(exit=dict(c.exit or {}))
         waiters, self.waiters = self.waiters, []

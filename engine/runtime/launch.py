@@ -104,8 +104,18 @@ def launch(
     word, _, rest = reply.partition(" ")
     if word == "ok":
         return int(rest)
-    statedir.remove()
-    raise RunlogError(rest or f"container {container_id}: the monitor died during create")
+    if rest:  # the monitor undid what it had made and said why
+        statedir.remove()
+        raise RunlogError(rest)
+    # The monitor died without a word: take away what it made.
+    from engine.runtime import remains
+
+    problem = f"container {container_id}: the monitor died during create"
+    try:
+        remains.clean(settings, statedir, problem)
+    except (RunlogError, OSError) as err:
+        raise RunlogError(f"{problem}; cleaning up after it: {err}") from err
+    raise RunlogError(problem)
 
 
 def init_parent(options: dict[str, Any]) -> str:

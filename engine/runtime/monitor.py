@@ -23,7 +23,7 @@ import os
 
 from engine import codecache
 from engine.actions.registry import REGISTRY
-from engine.errors import LifecycleError, RunlogError
+from engine.errors import EventLogError, LifecycleError, RunlogError
 from engine.eventlog import open_store
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
@@ -31,6 +31,7 @@ from engine.machine.runtime import Lifecycle
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
+from engine.runtime.journal import JOURNAL, Journal
 from engine.runtime.launch import init_parent, report
 from engine.service import Service
 from engine.settings import Settings
@@ -86,6 +87,9 @@ def run(
             capture=bool(log_path),
             caller_reaps=caller_reaps,
         )
+        # Before anything is made: whoever finds this create dead finds
+        # its monitor and cgroups by the id (engine.runtime.remains).
+        container.write_runtime(os.getpid())
         log = None
         if log_path:
             # Only with --log-path: the streams' module (and socket) load then.
@@ -93,10 +97,10 @@ def run(
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
+        service.journal = Journal(statedir.file(JOURNAL))
         sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
-        if not isinstance(err, LifecycleError):
-            record.rejected(settings, cid, "create", err, {"bundle": bundle})
+        _refused(settings, cid, err, bundle)
         statedir.remove()
         report(report_fd, f"error {err}")
         return
@@ -129,6 +133,17 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def _refused(settings: Settings, cid: str, err: RunlogError, bundle: str) -> None:
+    """Record a create refused before the machine was asked (the service
+    recorded the rest), unless the log itself is what refused."""
+    if isinstance(err, (LifecycleError, EventLogError)):
+        return
+    try:
+        record.rejected(settings, cid, "create", err, {"bundle": bundle})
+    except RunlogError:
+        pass  # the log refuses it too: the error create reports is the record
 
 
 def _settle(store: EventStore) -> None:
