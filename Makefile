@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: all deps bench-deps venv lint typecheck unit test demo bench sql clean
+.PHONY: all deps bench-deps venv lint typecheck unit test demo bench stress sql clean
 
 all: test
 
@@ -24,15 +24,19 @@ DEBS += $(if $(shell command -v ps),,procps)
 DEBS += $(if $(shell command -v conmon),,conmon)
 DEBS += $(if $(shell command -v podman),,podman)
 
+# Another apt or dpkg (unattended-upgrades, a second `make`) may hold its
+# lock: wait for it, as apt can, rather than fail at once.
+APT := apt-get -o DPkg::Lock::Timeout=600
+
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(strip $(DEBS)); \
+		$(APT) update && DEBIAN_FRONTEND=noninteractive $(APT) install -y $(strip $(DEBS)); \
 	fi
 
 # runc, for the side-by-side benchmarks.
 bench-deps: deps
 	@command -v runc >/dev/null || \
-		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y runc)
+		($(APT) update && DEBIAN_FRONTEND=noninteractive $(APT) install -y runc)
 
 venv: $(STAMP)
 
@@ -67,6 +71,12 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/containers.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
+
+# Churn under load: 64 containers, 8 workers, 8 state pollers; commands
+# against events, sequence gaps, leftovers, p50/p99 (DURATION in seconds).
+DURATION ?= 300
+stress: $(STAMP) deps
+	$(PY) bench/stress.py --duration $(DURATION)
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)
