@@ -167,7 +167,8 @@ class Service:
                 container_id, trigger, failed.action, failed.cause, failed.undone
             ) from failed
         payload = {"request": request, "actions": records}
-        new = self._new(container_id, trigger, state, dest, Outcome.OK, actor, payload)
+        digest = self.definition.digest
+        new = NewEvent(container_id, trigger, state, dest, Outcome.OK, actor, digest, payload)
         try:
             event = self._write(new, seq)
         except EventLogError as err:
@@ -311,29 +312,6 @@ class Service:
         except EventLogError:
             return None, 0
 
-    def _new(
-        self,
-        container_id: str,
-        trigger: str,
-        source: str | None,
-        dest: str | None,
-        outcome: str,
-        actor: Actor,
-        payload: dict[str, Any],
-        time_ns: int | None = None,
-    ) -> NewEvent:
-        return NewEvent(
-            container_id,
-            trigger,
-            source,
-            dest,
-            outcome,
-            actor,
-            self.definition.digest,
-            payload,
-            time_ns,
-        )
-
     def _append(
         self,
         container_id: str,
@@ -350,7 +328,10 @@ class Service:
     ) -> Event:
         """Append one event; into the journal if the log refuses it and the
         container has one (else the log's error is raised)."""
-        new = self._new(container_id, trigger, source, dest, outcome, actor, payload, time_ns)
+        digest = self.definition.digest
+        new = NewEvent(
+            container_id, trigger, source, dest, outcome, actor, digest, payload, time_ns
+        )
         try:
             return self._write(new, seq, durable=durable)
         except EventLogError as err:

@@ -61,6 +61,17 @@ def _rollback(conn: _sqlite3.Connection) -> None:
             pass
 
 
+def not_a_file(mode: int) -> str | None:
+    """Why a file of ``mode`` cannot be a database (a FIFO would block its
+    open for ever), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a database file"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"is {kind}, not a database file"
+
+
 def _check_file(path: str) -> None:
     """Refuse a file that is not an SQLite database, before SQLite touches it:
     anything but a regular file (a FIFO would block the open for ever)."""
@@ -72,12 +83,9 @@ def _check_file(path: str) -> None:
     except OSError as err:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
     mode = st.st_mode
-    if stat.S_ISDIR(mode):
-        raise SchemaError(path, "is a directory, not a database file")
-    if not stat.S_ISREG(mode):
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
-        kind = kind if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else "a device"
-        raise SchemaError(path, f"is {kind}, not a database file")
+    problem = not_a_file(mode)
+    if problem is not None:
+        raise SchemaError(path, problem)
     try:
         with open(path, "rb") as fh:
             header = fh.read(len(_HEADER))

@@ -353,8 +353,8 @@ class Dispatcher:
         external = Actor(None, None, Transport.EXTERNAL)
         try:
             event = self.service.request(self.id, trigger, external, {"noticed": "freezer"})
-        except RunlogError:
-            return False  # recorded as rejected or failed
+        except Exception:  # the monitor must outlive any error of the log
+            return False  # recorded as rejected or failed (or journaled)
         finally:
             self.freezer_seen = _freezer(c)
         assert event.dest is not None

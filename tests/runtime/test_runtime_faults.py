@@ -424,3 +424,25 @@ def test_a_monitor_killed_at_a_step_boundary(
     with sqlite3.connect(runlog.db) as conn:
         (state,) = conn.execute("SELECT state FROM containers WHERE id = 'c'").fetchone()
     assert state == "deleted"
+
+
+def test_a_delete_the_full_log_refuses_is_journaled_then_written(
+    runlog: Any, bundle: Bundle, small_disk: Path
+) -> None:
+    runlog.db = small_disk / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    runlog("kill", "c", "KILL", check=True)
+    assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+    filler = fill(small_disk)
+    try:
+        deleted = runlog("delete", "c")
+        assert deleted.returncode == 0, deleted.stderr  # done, and kept in the journal
+        assert [p.name for p in (runlog.root / "c").iterdir()] == ["journal"]
+        assert runlog("state", "c").returncode == 1
+    finally:
+        filler.unlink()
+    assert runlog("delete", "--force", "c").returncode == 0
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
