@@ -23,6 +23,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -68,19 +69,24 @@ class Runner:
         self.env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def __call__(self, stats: Stats, *args: str) -> tuple[bool, str]:
-        started = time.perf_counter()
-        done = subprocess.run(
-            [*self.cmd, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if args[0] == "state" else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=self.env,
-            check=False,
-        )
-        ms = (time.perf_counter() - started) * 1000
-        out = done.stdout.decode(errors="replace") if done.stdout else ""
-        stats.add(args[0], ms, done.returncode == 0, done.stderr.decode(errors="replace"))
-        return done.returncode == 0, out
+        # Files, not pipes: a created container keeps create's stdio (as
+        # with runc), so a pipe would see no EOF until the container ends.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            started = time.perf_counter()
+            code = subprocess.run(
+                [*self.cmd, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self.env,
+                check=False,
+            ).returncode
+            ms = (time.perf_counter() - started) * 1000
+            out.seek(0)
+            err.seek(0)
+            text, problem = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        stats.add(args[0], ms, code == 0, problem)
+        return code == 0, text
 
 
 def churn(run: Runner, stats: Stats, ids: list[str], bundles: Path, until: float) -> None:
@@ -152,9 +158,13 @@ def main() -> int:
         print("stress: needs root (real containers)", file=sys.stderr)
         return 2
     base = Path(tempfile.mkdtemp(prefix="runlog-stress-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # and clean up
     try:
         return _run(base, opts)
     finally:
+        run = Runner(base)
+        for entry in (base / "root").glob("*"):
+            run(Stats(), "delete", "--force", entry.name)
         for tree in Path("/sys/fs/cgroup").glob(f"*/{PARENT}"):
             try:
                 tree.rmdir()
@@ -176,11 +186,14 @@ def _run(base: Path, opts: argparse.Namespace) -> int:
     stats = Stats()
     until = time.monotonic() + opts.duration
     threads = [
-        threading.Thread(target=churn, args=(run, stats, ids[w :: opts.workers], bundles, until))
+        threading.Thread(
+            target=churn, args=(run, stats, ids[w :: opts.workers], bundles, until), daemon=True
+        )
         for w in range(opts.workers)
     ]
     threads += [
-        threading.Thread(target=poll, args=(run, stats, ids, until)) for _ in range(opts.pollers)
+        threading.Thread(target=poll, args=(run, stats, ids, until), daemon=True)
+        for _ in range(opts.pollers)
     ]
     started = time.monotonic()
     for t in threads:

@@ -3,7 +3,9 @@ that reaches that point, to show what a crash there leaves.
 
 Points: ``after:ACTION`` once an action of TRIGGER has completed (its
 label, e.g. ``create:after:cgroup.create``), ``recorded`` once TRIGGER's
-event is committed, before anyone is answered. Unset, it costs one
+event is committed, before anyone is answered; ``create:claimed`` in the
+``create`` command once it has claimed the id, before the monitor is told
+what to create. Unset, it costs one
 comparison per point.
 """
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 
-from engine import jsonfast
+from engine import faults, jsonfast
 from engine.errors import LifecycleError, RunlogError, UsageError
 from engine.runtime import prefork
 from engine.runtime.spool import REQUESTS, Spool
@@ -83,6 +83,7 @@ def launch(
         early.abandon()
         statedir.remove()
         raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
+    faults.point("create", "claimed")
     options = {
         "no_pivot": no_pivot,
         "console_socket": console_socket,

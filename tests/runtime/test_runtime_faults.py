@@ -446,3 +446,22 @@ def test_a_delete_the_full_log_refuses_is_journaled_then_written(
     assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
     replay = runlog("replay", "--all")
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_create_command_killed_after_claiming_the_id(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create SIGKILLed once it has claimed the id: its monitor-to-be exits,
+    a bare state directory is left, and delete --force frees the id."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", "create:claimed")
+    killed = runlog("create", "--bundle", path, "c")
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert killed.returncode == -9
+    assert runlog("state", "c").returncode == 1
+    assert runlog("delete", "--force", "c").returncode == 0
+    assert not (runlog.root / "c").exists()
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
