@@ -201,6 +201,10 @@ def _run(base: Path, opts: argparse.Namespace) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    # Refusals recorded by detached processes (the log was locked) land now.
+    settle = time.monotonic() + 10
+    while time.monotonic() < settle and any("process" in x for x in leftovers(base)):
+        time.sleep(0.1)
     by_trigger, gaps, total = check_log(base / "events.db")
     issued = sum(stats.issued.values())
     left = leftovers(base)
@@ -212,13 +216,17 @@ def _run(base: Path, opts: argparse.Namespace) -> int:
         f"commands issued: {issued}; events recorded: {total} "
         f"(of which exit: {by_trigger.get('exit', 0)}; cycles ended: {stats.stopped})"
     )
-    print(f"{'command':<8} {'issued':>8} {'events':>8} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'command':<8} {'issued':>8} {'events':>8} {'failed':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    )
     for command in (*CYCLE, "state"):
         times = sorted(stats.times.get(command, [0.0]))
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
         print(
             f"{command:<8} {stats.issued[command]:>8} {by_trigger.get(command, 0):>8} "
-            f"{stats.failed[command]:>7} {statistics.median(times):>8.1f} {p99:>8.1f}"
+            f"{stats.failed[command]:>7} {statistics.median(times):>8.1f} {p99:>8.1f} "
+            f"{times[-1]:>8.1f}"
         )
     print(f"sequence gaps: {len(gaps)}{' ' + ', '.join(gaps[:10]) if gaps else ''}")
     print(f"leftovers: {len(left)}{' ' + '; '.join(left[:10]) if left else ''}")

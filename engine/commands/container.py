@@ -160,10 +160,34 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             data = statedir.read(STATE)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        answered_from_file(settings.root, settings.db, args[0], data)
+        return 0
     else:
         data = state_text(reply)
     sys.stdout.buffer.write(data + b"\n")
     return 0
+
+
+def answered_from_file(root: str, db: str, container_id: str, data: bytes) -> None:
+    """Record a ``state`` answered from state.json (its monitor too busy to
+    answer), as the monitor records the queries it answers; a log that
+    cannot take it is said on stderr."""
+    from engine import jsonfast
+    from engine.runtime import record
+    from engine.settings import environ
+
+    try:
+        doc = jsonfast.loads(data)
+        status = doc.get("status") if isinstance(doc, dict) else None
+    except ValueError:
+        status = None
+    settings = Settings.from_flags({"root": root, "db": db}, environ())
+    try:
+        record.query(settings, container_id, "state", status if isinstance(status, str) else None)
+    except (RunlogError, OSError) as err:
+        sys.stderr.write(f"runlog: the query was not recorded: {err}\n")
 
 
 def kill(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -302,8 +326,13 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if flags.get("spool"):
         from engine.runtime.spool import REQUESTS, SpoolClient
 
-        with SpoolClient(statedir.file(REQUESTS)) as spool:
-            raw = spool.call(data, timeout)
+        try:
+            with SpoolClient(statedir.file(REQUESTS)) as spool:
+                raw = spool.call(data, timeout)
+        except OSError as err:
+            raise RunlogError(
+                f"container {args[0]}: request spool {statedir.file(REQUESTS)}: {err.strerror}"
+            ) from err
     else:
         raw = client.call_raw(statedir.file(CONTROL), data, timeout)
     sys.stdout.write(raw.decode(errors="replace").rstrip("\n") + "\n")

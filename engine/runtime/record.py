@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
     from _sha256 import sha256
 
-__all__ = ["command_refused", "machine_digest", "rejected"]
+__all__ = ["command_refused", "machine_digest", "query", "rejected"]
 
 
 def _machine(settings: Settings) -> tuple[str, bytes, str]:
@@ -72,6 +72,20 @@ def rejected(
             _later(settings, event, data, path)
         return
     _append(settings, event, data, path)
+
+
+def query(settings: Settings, container_id: str, trigger: str, status: str | None) -> None:
+    """Record a query the CLI answered itself (``state`` from state.json,
+    its monitor too busy), without waiting on the log's write lock."""
+    digest, data, path = _machine(settings)
+    payload = {"request": {}, "query": True, "answered_from": "state.json"}
+    event = NewEvent(
+        container_id, trigger, status, status, Outcome.OK, Actor.current(), digest, payload
+    )
+    try:
+        _append(settings, event, data, path, wait=False)
+    except StoreBusyError:
+        _later(settings, event, data, path)
 
 
 def _append(

@@ -465,3 +465,24 @@ def test_a_create_command_killed_after_claiming_the_id(
     runlog("delete", "--force", "c", check=True)
     replay = runlog("replay", "--all")
     assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_state_answered_from_the_file_is_recorded(runlog: Any, bundle: Bundle) -> None:
+    import json
+    import signal
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        out = runlog("state", "c")  # the monitor does not answer: state.json does
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "created"
+    with sqlite3.connect(runlog.db) as conn:
+        rows = conn.execute(
+            "SELECT source, outcome, json_extract(payload, '$.answered_from') FROM events "
+            "WHERE container_id = 'c' AND \"trigger\" = 'state'"
+        ).fetchall()
+    assert ("created", "ok", "state.json") in rows
