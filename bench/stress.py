@@ -53,12 +53,16 @@ class Stats:
         self.stopped = 0
 
     def add(self, command: str, ms: float, ok: bool, err: str) -> None:
+        if os.environ.get("STRESS_ERRORS") and ("Traceback" in err or "not recorded" in err):
+            with open(os.environ["STRESS_ERRORS"], "a") as fh:
+                fh.write(f"--- {command}\n{err}\n")
         with self.lock:
             self.issued[command] += 1
             self.times[command].append(ms)
             if not ok:
                 self.failed[command] += 1
-                self.errors.setdefault(command, err.strip()[:200])
+                # A traceback's last lines say what it was; else the message.
+                self.errors.setdefault(command, "\n".join(err.strip().splitlines()[-6:]))
 
 
 class Runner:

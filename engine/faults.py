@@ -11,9 +11,11 @@ comparison per point.
 
 import posix
 
-__all__ = ["point"]
+__all__ = ["ARMED", "point"]
 
 _AT = posix.environ.get(b"RUNLOG_FAULT", b"").decode(errors="replace")
+#: Whether a fault is set at all (callers skip building the point's name).
+ARMED = bool(_AT)
 
 
 def point(trigger: str, where: str) -> None:

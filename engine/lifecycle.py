@@ -88,7 +88,8 @@ def run_actions(
             raise ActionsFailed(
                 step.label(), cause, details, records, undone, not_undone, undo_errors
             ) from err
-        faults.point(ctx.trigger, f"after:{step.label()}")
+        if faults.ARMED:
+            faults.point(ctx.trigger, f"after:{step.label()}")
         done.append((step, action, result))
         records.append(
             {

@@ -155,6 +155,11 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        # Answered without a monitor (gone, or removing the container).
+        answered_from_file(settings.root, settings.db, args[0], data)
+        return 0
     except client.MonitorBusy:
         try:
             data = statedir.read(STATE)

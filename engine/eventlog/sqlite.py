@@ -25,7 +25,13 @@ import time
 
 from engine import jsonfast
 from engine.deferred import importing_sqlite
-from engine.errors import ConcurrencyError, SchemaError, StoreBusyError, StoreWriteError
+from engine.errors import (
+    ConcurrencyError,
+    EventLogError,
+    SchemaError,
+    StoreBusyError,
+    StoreWriteError,
+)
 from engine.eventlog import sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
@@ -320,8 +326,19 @@ class SQLiteStore(EventStore):
         return [_event(r) for r in rows]
 
     def container(self, container_id: str) -> ContainerRow | None:
-        row = self._conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+        try:
+            row = self._conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+        except _sqlite3.Error as err:
+            raise self._read_error(err) from err
         return None if row is None else ContainerRow(*row)
+
+    def _read_error(self, err: _sqlite3.Error) -> EventLogError:
+        """A read that failed: locked (without a busy timeout, a reader can
+        meet a writer restarting the write-ahead log), or a log that broke
+        since it was opened."""
+        if _is_busy(err):
+            return StoreBusyError(f"event log {self.location}: locked: {err}")
+        return SchemaError(self.location, f"cannot be read: {err}")
 
     def containers(self) -> list[ContainerRow]:
         return [ContainerRow(*r) for r in self._conn.execute(sql.SELECT_CONTAINERS).fetchall()]
@@ -344,7 +361,10 @@ class SQLiteStore(EventStore):
             raise
 
     def machine_text(self, digest: str) -> str | None:
-        row = self._conn.execute(sql.SELECT_MACHINE, (digest,)).fetchone()
+        try:
+            row = self._conn.execute(sql.SELECT_MACHINE, (digest,)).fetchone()
+        except _sqlite3.Error as err:
+            raise self._read_error(err) from err
         return None if row is None else str(row[0])
 
     def close(self) -> None:

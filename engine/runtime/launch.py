@@ -114,8 +114,8 @@ def launch(
     problem = f"container {container_id}: the monitor died during create"
     try:
         remains.clean(settings, statedir, problem)
-    except (RunlogError, OSError) as err:
-        raise RunlogError(f"{problem}; cleaning up after it: {err}") from err
+    except Exception as err:  # one line, whatever the clean-up met
+        raise RunlogError(f"{problem}; cleaning up after it: {err!r}") from err
     raise RunlogError(problem)
 
 
