@@ -278,6 +278,8 @@ class Dispatcher:
             self.sent.add(_signal.SIGKILL)
             c.reap(block=True)
             self.exited()
+        elif force:
+            _kill_leftovers(c)
         self.service.request(self.id, "delete", actor, {"force": force})
         self.deleted = True
         return {"ok": True, "status": Status.DELETED}
@@ -360,6 +362,44 @@ class Dispatcher:
         assert event.dest is not None
         c.write_state(event.dest)
         return False
+
+
+def _kill_leftovers(container: Container) -> None:
+    """delete --force of a container whose init has ended: what is still in
+    its cgroup (a process the init left, a stage that never got to exec)
+    is killed, as runc's delete --force kills every process, so the cgroup
+    can go. The init is gone, so this is no ``kill`` of the container."""
+    manager = container.manager
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            pids = manager.pids()
+        except RunlogError:
+            return
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            if manager.freezer_state() != "thawed":
+                manager.thaw()
+        except RunlogError:
+            pass
+        _reap_children()  # the monitor is their subreaper
+        time.sleep(0.01)
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _freezer(container: Container) -> str | None:

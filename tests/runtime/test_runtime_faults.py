@@ -486,3 +486,22 @@ def test_a_state_answered_from_the_file_is_recorded(runlog: Any, bundle: Bundle)
             "WHERE container_id = 'c' AND \"trigger\" = 'state'"
         ).fetchall()
     assert ("created", "ok", "state.json") in rows
+
+
+def test_delete_force_kills_what_the_ended_init_left_in_its_cgroup(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """Without a PID namespace, a process the init started outlives it; the
+    container is stopped, and delete --force kills it so the cgroup goes."""
+
+    def no_pid_namespace(spec: dict[str, Any]) -> None:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+
+    path = str(bundle(["sh", "-c", "sleep 1000 & exit 0"], edit=no_pid_namespace))
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("start", "c", check=True)
+    assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+    deleted = runlog("delete", "--force", "c")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
