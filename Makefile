@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: all deps bench-deps venv lint typecheck unit test demo bench sql clean install
+.PHONY: all deps bench-deps venv lint typecheck unit test demo bench stress sql clean install
 
 all: test
 
@@ -37,9 +37,13 @@ DEBS += $(if $(shell command -v slurmctld),,slurmctld)
 DEBS += $(if $(shell command -v slurmd),,slurmd)
 DEBS += $(if $(shell command -v srun),,slurm-client)
 
+# Another apt or dpkg (unattended-upgrades, a second `make`) may hold its
+# lock: wait for it, as apt can, rather than fail at once.
+APT := apt-get -o DPkg::Lock::Timeout=600
+
 deps:
 	@if [ -n "$(strip $(DEBS))" ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(strip $(DEBS)); \
+		$(APT) update && DEBIAN_FRONTEND=noninteractive $(APT) install -y $(strip $(DEBS)); \
 	fi
 
 # runc, for the side-by-side benchmarks: in `deps` now, as the tests use it.
@@ -93,6 +97,12 @@ install: deps
 	mkdir -p $(DESTDIR)$(PREFIX)/bin
 	# Outside the checkout: the stub must point at the installed package.
 	cd / && $(INSTALL_VENV)/bin/python -m engine.entry $(DESTDIR)$(PREFIX)/bin/runlog
+
+# Churn under load: 64 containers, 8 workers, 8 state pollers; commands
+# against events, sequence gaps, leftovers, p50/p99 (DURATION in seconds).
+DURATION ?= 300
+stress: $(STAMP) deps
+	$(PY) bench/stress.py --duration $(DURATION)
 
 # Regenerate the hot path's SQL from the SQLAlchemy tables.
 sql: $(STAMP)

@@ -11,8 +11,9 @@ import sys
 import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
-from engine.errors import RunlogError, UnsupportedError, UsageError
+from engine.errors import InvalidId, RunlogError, UnsupportedError, UsageError
 from engine.layout import FORKS_MONITOR
+from engine.oci.errors import SignalError
 from engine.runtime import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 
@@ -466,6 +467,17 @@ def _log_line(settings_log: str | None, fmt: str, level: str, msg: str) -> None:
         sys.stderr.write(f"{PROG}: cannot write log {settings_log}: {err.strerror}\n")
 
 
+def _refused(gflags: dict[str, object], words: list[str], err: RunlogError) -> None:
+    """Record a refusal made here, before any monitor was asked."""
+    from engine.runtime.record import command_refused
+
+    try:
+        settings = Settings.from_flags(gflags, environ())
+    except RunlogError:
+        return
+    command_refused(settings, words[0], words[1:], err)
+
+
 def _handler(target: str) -> Callable[[Settings, dict[str, object], list[str]], int]:
     module, _, func = target.partition(":")
     handler: Callable[[Settings, dict[str, object], list[str]], int]
@@ -476,6 +488,8 @@ def _handler(target: str) -> Callable[[Settings, dict[str, object], list[str]], 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     gflags: dict[str, object] = {}
+    words: list[str] = []
+    parsed = False
     try:
         gflags, rest = parse(GLOBAL_OPTS, args, interleave=False, where=PROG)
         if gflags["version"]:
@@ -488,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in ("help", "h"):
             # runc's help [COMMAND]
             return _help(cargs)
+        words = list(rest)
         cmd = COMMANDS.get(name)
         if cmd is None:
             raise UsageError(f"{PROG}: unknown command {name!r}; see '{PROG} --help'")
@@ -499,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         check_args(cmd, positionals, PROG)
         settings = Settings.from_flags(gflags, environ())
+        parsed = True
         settings.own_places()
         if settings.systemd_cgroup:
             import os
@@ -523,6 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunlogError as err:
         message = str(err)
         sys.stderr.write(message + "\n")
+        if words and (not parsed or isinstance(err, (InvalidId, SignalError))):
+            _refused(gflags, words, err)
         log = gflags.get("log") or environ().get("RUNLOG_LOG")
         _log_line(
             str(log) if log else None, str(gflags.get("log_format") or "text"), "error", message

@@ -5,18 +5,21 @@ raises. Each class carries its context as attributes and an ``exit_code``.
 
     RunlogError
     ├── UsageError              bad command line
+    │   └── InvalidId           a container id runc's rules refuse
     ├── UnsupportedError        a feature this host or build cannot offer
     ├── MachineError            statemachine.yaml does not load (file, line, key)
     ├── EventLogError           the event log
     │   ├── SchemaError         not a database, unknown or newer schema
     │   ├── ConcurrencyError    another writer appended first (seq conflict)
-    │   └── StoreBusyError      the database stayed locked past the retry budget
+    │   ├── StoreBusyError      the database stayed locked past the retry budget
+    │   └── StoreWriteError     SQLite refused the write (disk full, read-only, ...)
     ├── LifecycleError          a container operation
     │   ├── ContainerNotFound   no such container
     │   ├── ContainerExists     create with an id in use
     │   ├── TransitionRejected  trigger not allowed in the current state
     │   ├── ConcurrentChange    another writer changed the container meanwhile
-    │   └── TransitionFailed    an action failed; the transition was undone
+    │   ├── TransitionFailed    an action failed; the transition was undone
+    │   └── NotRecorded         the actions ran but the log refused their event
     └── ActionError             raised by an action; the engine wraps it
 """
 
@@ -29,11 +32,14 @@ __all__ = [
     "ContainerExists",
     "ContainerNotFound",
     "EventLogError",
+    "InvalidId",
     "LifecycleError",
     "MachineError",
+    "NotRecorded",
     "RunlogError",
     "SchemaError",
     "StoreBusyError",
+    "StoreWriteError",
     "TransitionFailed",
     "TransitionRejected",
     "UnsupportedError",
@@ -49,6 +55,15 @@ class RunlogError(Exception):
 
 class UsageError(RunlogError):
     """The command line does not parse. Exit 1, as runc's usage errors."""
+
+
+class InvalidId(UsageError):
+    """A container id runc's rules refuse; refused before any monitor."""
+
+    def __init__(self, container_id: str, problem: str) -> None:
+        self.container_id = container_id
+        shown = container_id if len(container_id) <= 64 else container_id[:64] + "..."
+        super().__init__(f"invalid container id {shown!r}: {problem}")
 
 
 class UnsupportedError(RunlogError):
@@ -96,6 +111,17 @@ class ConcurrencyError(EventLogError):
 
 class StoreBusyError(EventLogError):
     """The database stayed locked for longer than the retry budget."""
+
+
+class StoreWriteError(EventLogError):
+    """SQLite refused a write: the disk is full, the file read-only, ...
+
+    The message is SQLite's own error, never what a rollback after it said."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"event log {location}: cannot write: {problem}")
 
 
 class LifecycleError(RunlogError):
@@ -159,6 +185,23 @@ class TransitionFailed(LifecycleError):
         self.cause = cause
         self.undone = undone
         super().__init__(container_id, f"{trigger} {container_id}: {action}: {cause}")
+
+
+class NotRecorded(LifecycleError):
+    """The actions ran, then the log refused their event: what could be
+    undone was (``undone``), and the transition did not happen."""
+
+    def __init__(
+        self, container_id: str, trigger: str, cause: EventLogError, undone: list[str]
+    ) -> None:
+        self.trigger = trigger
+        self.cause = cause
+        self.undone = undone
+        what = f"undone: {', '.join(undone)}" if undone else "nothing to undo"
+        super().__init__(
+            container_id,
+            f"{trigger} {container_id}: not done, the event log cannot take it ({what}): {cause}",
+        )
 
 
 class ActionError(RunlogError):

@@ -11,6 +11,7 @@ __all__ = [
     "CONTROL",
     "DEFAULT_ROOT",
     "FORKS_MONITOR",
+    "MAX_ID",
     "REQUEST_TIMEOUT",
     "RUNTIME",
     "STATE",
@@ -72,13 +73,19 @@ def private(path: str, uid: int) -> bool:
     return st.st_mode & 0o177777 == 0o040700 and st.st_uid == uid
 
 
+#: The longest id: it names the container's state directory and cgroup,
+#: and a file name holds 255 bytes (NAME_MAX), where runc's ids fail too.
+MAX_ID = 255
+
+
 def is_valid_id(container_id: str) -> bool:
-    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``."""
+    """runc's rule: ``^[\\w+-\\.]+$``, and not ``.`` or ``..``; at most
+    :data:`MAX_ID` characters."""
     return (
         bool(container_id)
         and container_id not in (".", "..")
         and _ID_CHARS.issuperset(container_id)
-        and len(container_id) <= 1024
+        and len(container_id) <= MAX_ID
     )
 
 

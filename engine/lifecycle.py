@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from engine import faults
 from engine.actions.base import Action, ActionContext
 from engine.errors import ActionError
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 else:
     Protocol = object  # structural types, checked by mypy only
 
-__all__ = ["ActionsFailed", "StepRef", "run_actions"]
+__all__ = ["ActionsFailed", "StepRef", "run_actions", "undo_records"]
 
 
 class StepRef(Protocol):
@@ -87,6 +88,8 @@ def run_actions(
             raise ActionsFailed(
                 step.label(), cause, details, records, undone, not_undone, undo_errors
             ) from err
+        if faults.ARMED:
+            faults.point(ctx.trigger, f"after:{step.label()}")
         done.append((step, action, result))
         records.append(
             {
@@ -96,6 +99,22 @@ def run_actions(
             }
         )
     return records
+
+
+def undo_records(
+    steps: Sequence[StepRef],
+    records: Sequence[Mapping[str, Any]],
+    ctx: ActionContext,
+    registry: Mapping[str, Action],
+) -> tuple[list[str], list[str], list[str]]:
+    """Undo a transition whose actions all completed (``records``, from
+    :func:`run_actions`), last first: when its event could not be recorded.
+    Returns (undone, not undone, undo errors), as a failed action's undo."""
+    done = [
+        (step, registry[step.name], dict(record.get("result") or {}))
+        for step, record in zip(steps, records, strict=False)
+    ]
+    return _undo(done, ctx)
 
 
 def _undo(

@@ -170,6 +170,10 @@ class Call:
             error = absent(settings, StateDir(self.root, self.container_id), "state")
             return _fail(str(error), error.exit_code)
         sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        from engine.commands.container import answered_from_file
+
+        answered_from_file(self.root, self.db, self.container_id, data)
         return 0
 
 

@@ -16,17 +16,28 @@ Every request - from the CLI, the control socket or the spool - comes here:
 A request that finds the container's history moved on under it (another
 writer appended first) is refused, and that refusal is recorded in the
 state the container is in now.
+
+If the log refuses that last append (a full disk, a read-only file), the
+actions have run all the same. What can be undone is undone (a pause is
+thawed, a create taken back) and the request fails, saying why; what cannot
+(a signal delivered, an exit, a delete) is kept in the container's journal
+(:mod:`engine.runtime.journal`), fsynced, and written into the log, in
+order, before anything newer, once the log takes writes again. Refusals and
+queries the log cannot take go to the journal too.
 """
 
 from __future__ import annotations
 
+from engine import faults
 from engine.actions.base import ActionContext, Drivers
 from engine.errors import (
     ConcurrencyError,
     ConcurrentChange,
     ContainerExists,
     ContainerNotFound,
+    EventLogError,
     LifecycleError,
+    NotRecorded,
     TransitionFailed,
     TransitionRejected,
 )
@@ -40,7 +51,16 @@ from engine.status import Actor, Outcome, Status, Transport
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Any
+    from typing import Any, Protocol
+
+    class Journal(Protocol):
+        """Where events go that the log cannot take (engine.runtime.journal)."""
+
+        pending: bool
+
+        def add(self, event: NewEvent) -> None: ...
+        def events(self) -> list[NewEvent]: ...
+        def clear(self) -> None: ...
 
     from engine.machine.definition import MachineDefinition
 
@@ -104,6 +124,8 @@ class Service:
         #: Called with every event that changed the container's state,
         #: right after it is appended: the one writer of what others read.
         self.project = project
+        #: Set by the monitor: events the log cannot take wait there.
+        self.journal: Journal | None = None
         self.lifecycle = lifecycle
         self.definition = lifecycle.definition
         self._drivers = drivers
@@ -122,10 +144,21 @@ class Service:
 
     def state(self, container_id: str) -> str | None:
         """The container's current state, or None if it does not exist."""
+        return self._head(container_id)[0]
+
+    def _head(self, container_id: str) -> tuple[str | None, int]:
+        """The container's state (None: none, or gone) and last seq, as the
+        log has them followed by the journal's events not in it yet."""
         row = self.store.container(container_id)
-        if row is None or row.state is None or row.state in self._gone:
-            return None
-        return row.state
+        state, seq = (None, 0) if row is None else (row.state, row.seq)
+        if self.journal is not None and self.journal.pending:
+            for event in self.journal.events():
+                seq += 1
+                if event.outcome == Outcome.OK and event.dest is not None:
+                    state = event.dest
+        if state is None or state in self._gone:
+            return None, seq
+        return state, seq
 
     # -- requests ---------------------------------------------------------
 
@@ -172,9 +205,61 @@ class Service:
                 container_id, trigger, failed.action, failed.cause, failed.undone
             ) from failed
         payload = {"request": request, "actions": records}
-        event = self._append(container_id, trigger, state, dest, Outcome.OK, actor, payload, seq)
+        digest = self.definition.digest
+        new = NewEvent(container_id, trigger, state, dest, Outcome.OK, actor, digest, payload)
+        try:
+            event = self._write(new, seq)
+        except EventLogError as err:
+            # Journaled (what cannot be undone happened all the same), or raised.
+            event = self._not_recorded(new, seq, ctx, records, err)
+        else:
+            faults.point(trigger, "recorded")
         self._project(event)
         return event
+
+    def _not_recorded(
+        self,
+        new: NewEvent,
+        seq: int,
+        ctx: ActionContext,
+        records: list[dict[str, Any]],
+        err: EventLogError,
+    ) -> Event:
+        """The actions ran and the log refused their event. A transition
+        none of whose actions can be undone happened: its event goes to the
+        journal. Otherwise what can be undone is, the ``failed`` event goes
+        to the journal, and the request fails with the log's error."""
+        birth = new.trigger in self._births
+        if not birth and not self.lifecycle.reversible(ctx.source, new.trigger):
+            if self.journal is None:
+                raise err
+            return self._journal(new, seq, err)
+        undone, not_undone, undo_errors = self.lifecycle.undo(ctx.source, new.trigger, ctx, records)
+        if not birth:  # a create taken back leaves no container to journal for
+            payload = {
+                "request": new.payload["request"],
+                "action": "event log",
+                "error": str(err),
+                "details": {},
+                "done": records,
+                "undone": undone,
+                "not_undone": not_undone,
+                "undo_errors": undo_errors,
+            }
+            try:
+                self._append(
+                    new.container_id,
+                    new.trigger,
+                    new.source,
+                    None,
+                    Outcome.FAILED,
+                    new.actor,
+                    payload,
+                    seq,
+                )
+            except EventLogError:
+                pass  # no journal to keep it in; the error below says it all
+        raise NotRecorded(new.container_id, new.trigger, err, undone) from err
 
     def record_query(
         self,
@@ -191,9 +276,7 @@ class Service:
         transition to check. Schedulers poll ``state``, so a query is
         committed without waiting for the disk; the next transition's
         durable commit carries it."""
-        row = self.store.container(container_id)
-        state = None if row is None or row.state in self._gone else row.state
-        seq = 0 if row is None else row.seq
+        state, seq = self._known_head(container_id)
         payload: dict[str, Any] = {"request": dict(request or {}), "query": True}
         return self._append(
             container_id,
@@ -222,12 +305,7 @@ class Service:
         from a peer without permission, or for something the container does
         not have. The machine was not asked and nothing changes; ``refused``
         says why, in the payload, next to the error and the request."""
-        row = self.store.container(container_id)
-        if row is None:
-            state, seq = None, 0
-        else:
-            gone = row.state is None or row.state in self._gone
-            state, seq = (None if gone else row.state), row.seq
+        state, seq = self._known_head(container_id)
         payload: dict[str, Any] = {
             "error": str(error),
             "request": dict(request or {}),
@@ -258,15 +336,12 @@ class Service:
     ) -> tuple[str | None, int]:
         """The container's state and last seq, after recording an exit the
         real world shows and the log does not have yet."""
-        row = self.store.container(container_id)
-        if row is None:
-            return None, 0
-        state = None if row.state is None or row.state in self._gone else row.state
+        state, last = self._head(container_id)
         if not reconcile or state is None or not self.lifecycle.may(state, EXIT):
-            return state, row.seq
+            return state, last
         drivers = self._drivers(container_id)
         if drivers.process.exit_status() is None:
-            return state, row.seq
+            return state, last
         # The init ended and nobody recorded it (the monitor is gone, or this
         # is a fake world): record it now, as noticed by this caller.
         noticed = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
@@ -276,13 +351,21 @@ class Service:
         except ActionsFailed as failed:
             payload = {"noticed_during": "refresh", **failed.payload()}
             event = self._append(
-                container_id, EXIT, state, None, Outcome.FAILED, noticed, payload, row.seq
+                container_id, EXIT, state, None, Outcome.FAILED, noticed, payload, last
             )
             return state, event.seq
         payload = {"noticed_during": "refresh", "actions": records}
-        event = self._append(container_id, EXIT, state, dest, Outcome.OK, noticed, payload, row.seq)
+        event = self._append(container_id, EXIT, state, dest, Outcome.OK, noticed, payload, last)
         self._project(event)
         return dest, event.seq
+
+    def _known_head(self, container_id: str) -> tuple[str | None, int]:
+        """:meth:`_head`, or (None, 0) when the log cannot be read: a refusal
+        or a query is recorded all the same (in the journal, if it must)."""
+        try:
+            return self._head(container_id)
+        except EventLogError:
+            return None, 0
 
     def _append(
         self,
@@ -298,17 +381,31 @@ class Service:
         durable: bool = True,
         time_ns: int | None = None,
     ) -> Event:
+        """Append one event; into the journal if the log refuses it and the
+        container has one (else the log's error is raised)."""
+        digest = self.definition.digest
         new = NewEvent(
-            container_id,
-            trigger,
-            source,
-            dest,
-            outcome,
-            actor,
-            self.definition.digest,
-            payload,
-            time_ns,
+            container_id, trigger, source, dest, outcome, actor, digest, payload, time_ns
         )
+        try:
+            return self._write(new, seq, durable=durable)
+        except EventLogError as err:
+            if self.journal is None:
+                raise
+            return self._journal(new, seq, err)
+
+    def _write(self, new: NewEvent, seq: int, *, durable: bool = True) -> Event:
+        """Append ``new`` to the log, after what the journal holds.
+
+        If someone else recorded an event for this container since its
+        state was read and left the state as it was (a refusal, a query),
+        what was decided still holds: ``new`` goes after it. If the state
+        moved on, the request is refused, recorded in the state the
+        container is in now: a refusal or a query stays what it was (it
+        changed nothing); a transition raises ConcurrentChange."""
+        if self.journal is not None and self.journal.pending:
+            self.flush_journal()
+            seq = self._head(new.container_id)[1]
         for _attempt in range(_RETRIES):
             try:
                 return self.store.append(new, expected_seq=seq, durable=durable)
@@ -317,35 +414,70 @@ class Service:
             # Someone else recorded an event for this container since we
             # read its state. If it left the state as it was (a refusal, a
             # query), what was decided still holds: append after it.
-            row = self.store.container(container_id)
+            row = self.store.container(new.container_id)
             now = None if row is None or row.state in self._gone else row.state
-            if now != source:
+            if now != new.source:
                 break
             seq = conflict.actual_seq
         # The state moved on: the request is refused, recorded in the state
         # the container is in now. A refusal or a query stays what it was
         # (it changed nothing); a transition is reported as refused.
         refusal = ConcurrentChange(
-            container_id, trigger, conflict.expected_seq, conflict.actual_seq
+            new.container_id, new.trigger, conflict.expected_seq, conflict.actual_seq
         )
         refused = NewEvent(
-            container_id,
-            trigger,
+            new.container_id,
+            new.trigger,
             now,
             None,
             Outcome.REJECTED,
-            actor,
-            self.definition.digest,
+            new.actor,
+            new.machine_digest,
             {
                 "error": str(refusal),
-                "request": payload.get("request", {}),
+                "request": new.payload.get("request", {}),
                 "refused": "conflict",
                 "raced_with_seq": conflict.actual_seq,
-                "was": {"source": source, "dest": dest, "outcome": outcome},
+                "was": {"source": new.source, "dest": new.dest, "outcome": new.outcome},
             },
-            time_ns,
+            new.time_ns,
+            root=new.root,
         )
         event = self.store.append(refused, durable=durable)
-        if outcome == Outcome.REJECTED or payload.get("query") is True:
+        if new.outcome == Outcome.REJECTED or new.payload.get("query") is True:
             return event
         raise refusal
+
+    def _journal(self, new: NewEvent, seq: int, err: EventLogError) -> Event:
+        """Keep ``new`` in the journal (fsynced): it is in the log later."""
+        assert self.journal is not None
+        new.payload["journaled"] = str(err)
+        self.journal.add(new)
+        return new.recorded(0, seq + 1)
+
+    def flush_journal(self) -> int:
+        """Write the journal's events into the log, in order; then remove it.
+        Raises EventLogError if the log still refuses them (the journal
+        stays). An event already in the log (a flush cut short) is skipped.
+        Returns how many were written."""
+        journal = self.journal
+        if journal is None or not journal.pending:
+            return 0
+        events = journal.events()
+        written = 0
+        if events:
+            cid = events[0].container_id
+            row = self.store.container(cid)
+            after = 0 if row is None else max(0, row.seq - len(events))
+            there = {
+                (e.time_ns, e.trigger, e.outcome)
+                for e in self.store.history(cid, after)
+                if "journaled" in e.payload
+            }
+            for event in events:
+                if (event.time_ns, event.trigger, event.outcome) in there:
+                    continue
+                self.store.append(event)
+                written += 1
+        journal.clear()
+        return written

@@ -35,6 +35,14 @@ def sqlite_path(location: str) -> str:
 
 
 def _check_file(path: Path, location: str) -> None:
+    from engine.eventlog.sqlite import not_a_file
+
+    try:
+        problem = not_a_file(path.stat().st_mode)
+    except OSError:
+        problem = None  # the open says why
+    if problem is not None:
+        raise SchemaError(location, problem)
     try:
         with path.open("rb") as fh:
             header = fh.read(len(_HEADER))

@@ -44,7 +44,11 @@ def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNot
     from engine.runtime import record
 
     error = ContainerNotFound(statedir.id)
-    record.rejected(settings, statedir.id, trigger, error)
+    try:
+        # A query (state) is answered without waiting on the log's lock.
+        record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
+    except (RunlogError, OSError) as err:  # the answer stands; say it is not in the log
+        sys.stderr.write(f"runlog: the refusal was not recorded: {err}\n")
     return error
 
 
@@ -151,15 +155,44 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        # Answered without a monitor (gone, or removing the container).
+        answered_from_file(settings.root, settings.db, args[0], data)
+        return 0
     except client.MonitorBusy:
         try:
             data = statedir.read(STATE)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        sys.stdout.buffer.write(data + b"\n")
+        sys.stdout.flush()
+        answered_from_file(settings.root, settings.db, args[0], data)
+        return 0
     else:
         data = state_text(reply)
     sys.stdout.buffer.write(data + b"\n")
     return 0
+
+
+def answered_from_file(root: str, db: str, container_id: str, data: bytes) -> None:
+    """Record a ``state`` answered from state.json (its monitor too busy to
+    answer), as the monitor records the queries it answers; a log that
+    cannot take it is said on stderr."""
+    from engine import jsonfast
+    from engine.runtime import record
+    from engine.settings import environ
+
+    try:
+        doc = jsonfast.loads(data)
+        status = doc.get("status") if isinstance(doc, dict) else None
+    except ValueError:
+        status = None
+    settings = Settings.from_flags({"root": root, "db": db}, environ())
+    try:
+        record.query(settings, container_id, "state", status if isinstance(status, str) else None)
+    except (RunlogError, OSError) as err:
+        sys.stderr.write(f"runlog: the query was not recorded: {err}\n")
 
 
 def kill(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -178,13 +211,33 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():
         if force:
-            return 0  # runc: delete --force of a missing container succeeds
+            # runc: delete --force of a missing container succeeds; a log
+            # still showing it (a delete cut short) is put right.
+            from engine.runtime import remains
+
+            remains.clean(settings, statedir, f"container {args[0]}: gone; delete --force")
+            return 0
         raise absent(settings, statedir, "delete")
+    if force and not _exists(statedir.file(STATE)):
+        # No state.json: a create that died (or hangs), or a journal a
+        # delete left; take away whatever there is.
+        from engine.runtime import remains
+
+        remains.clean(settings, statedir, f"container {args[0]}: what a create left, forced")
+        return 0
     monitor_pid = _monitor_pid(statedir)
     _call(settings, args[0], "delete", {"op": "delete", "force": force})
     if monitor_pid is not None:
         wait_gone(monitor_pid)
     return 0
+
+
+def _exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
 
 
 def _monitor_pid(statedir: StateDir) -> int | None:
@@ -297,8 +350,13 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if flags.get("spool"):
         from engine.runtime.spool import REQUESTS, SpoolClient
 
-        with SpoolClient(statedir.file(REQUESTS)) as spool:
-            raw = spool.call(data, timeout)
+        try:
+            with SpoolClient(statedir.file(REQUESTS)) as spool:
+                raw = spool.call(data, timeout)
+        except OSError as err:
+            raise RunlogError(
+                f"container {args[0]}: request spool {statedir.file(REQUESTS)}: {err.strerror}"
+            ) from err
     else:
         raw = client.call_raw(statedir.file(CONTROL), data, timeout)
     sys.stdout.write(raw.decode(errors="replace").rstrip("\n") + "\n")

@@ -44,7 +44,10 @@ def _give_back(db: str, owner: tuple[int, int]) -> None:
             continue
 
 
-def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
+def open_store(db: str, *, synchronous: str = "FULL", wait: bool = True) -> EventStore:
+    """The store for ``db``. ``wait=False``: an SQLite log whose write lock
+    another process holds refuses at once (StoreBusyError), for callers
+    that must not wait on it."""
     if db.startswith("sqlite:///"):
         db = db[len("sqlite:///") :]
     elif db in ("sqlite://", "sqlite:///:memory:"):
@@ -52,16 +55,18 @@ def open_store(db: str, *, synchronous: str = "FULL") -> EventStore:
     if "://" not in db:
         from engine.eventlog.sqlite import SQLiteStore
 
+        # wait=False: no busy timeout and no retries (StoreBusyError at once).
+        busy = {} if wait else {"busy_timeout": 0, "retry_budget": 0}
+        owner = None
         if db != ":memory:":
             from engine.places import refuse_network_db
 
             refuse_network_db(db)  # SQLite's WAL is not safe there
             owner = _owner(db)
-            if owner is not None:
-                store = SQLiteStore(db, synchronous=synchronous)
-                _give_back(db, owner)
-                return store
-        return SQLiteStore(db, synchronous=synchronous)
+        store = SQLiteStore(db, synchronous=synchronous, **busy)
+        if owner is not None:
+            _give_back(db, owner)
+        return store
     from engine.eventlog.sa import SAStore
 
     return SAStore(db)

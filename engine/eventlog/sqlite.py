@@ -19,11 +19,19 @@ A store is not thread-safe: one per thread.
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import time
 
 from engine import jsonfast
 from engine.deferred import importing_sqlite
-from engine.errors import ConcurrencyError, SchemaError, StoreBusyError
+from engine.errors import (
+    ConcurrencyError,
+    EventLogError,
+    SchemaError,
+    StoreBusyError,
+    StoreWriteError,
+)
 from engine.eventlog import chain, sql
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.store import EventStore, next_state
@@ -48,21 +56,80 @@ def _is_busy(err: Exception) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _rollback(conn: _sqlite3.Connection) -> None:
+    """ROLLBACK what is still open. SQLite rolls a transaction back by itself
+    on some errors (SQLITE_FULL, SQLITE_IOERR): a ROLLBACK then fails with
+    "no transaction is active" and would hide the error that mattered."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except _sqlite3.Error:
+            pass
+
+
+def not_a_file(mode: int) -> str | None:
+    """Why a file of ``mode`` cannot be a database (a FIFO would block its
+    open for ever), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a database file"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"is {kind}, not a database file"
+
+
 def _check_file(path: str) -> None:
-    """Refuse a file that is not an SQLite database, before SQLite touches it."""
+    """Refuse a file that is not an SQLite database, before SQLite touches it:
+    anything but a regular file (a FIFO would block the open for ever)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _make_private(path)
+        return
+    except OSError as err:
+        raise SchemaError(path, f"cannot be read: {err.strerror}") from err
+    mode = st.st_mode
+    problem = not_a_file(mode)
+    if problem is not None:
+        raise SchemaError(path, problem)
     try:
         with open(path, "rb") as fh:
             header = fh.read(len(_HEADER))
-    except FileNotFoundError:
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, mode=0o755, exist_ok=True)
-        return
-    except IsADirectoryError:
-        raise SchemaError(path, "is a directory, not a database file") from None
     except OSError as err:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
     if header and header != _HEADER:
         raise SchemaError(path, "is not an SQLite database; refusing to touch it")
+    if mode & 0o077 and st.st_uid == os.geteuid():
+        _tighten(path, mode)
+
+
+def _make_private(path: str) -> None:
+    """A new log: its directory 0700 (if made here), the file 0600, which
+    SQLite gives its -wal and -shm files too. Every payload is in it."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass  # another process made it first
+    except OSError as err:
+        raise SchemaError(path, f"cannot be created: {err.strerror}") from err
+
+
+def _tighten(path: str, mode: int) -> None:
+    """An existing log others could read: make it and its -wal/-shm 0600, and say so."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            sys.stderr.write(f"runlog: event log {name}: cannot make it private: {err.strerror}\n")
+            return
+    sys.stderr.write(
+        f"runlog: note: event log {path} was readable by others (mode {mode & 0o777:04o}); "
+        "made private (0600)\n"
+    )
 
 
 class SQLiteStore(EventStore):
@@ -84,7 +151,10 @@ class SQLiteStore(EventStore):
         # isolation_level=None: the module issues no implicit BEGIN; this
         # store opens every transaction itself.
         self._busy_ms = int(busy_timeout * 1000)
-        self._conn = _sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            self._conn = _sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except _sqlite3.Error as err:
+            raise SchemaError(path, f"cannot be opened: {err}") from err
         try:
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._ensure_schema()
@@ -145,7 +215,7 @@ class SQLiteStore(EventStore):
                 self._conn.execute(sql.INSERT_VERSION, (HEAD,))
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
             raise
 
     def _upgrade(self) -> None:
@@ -192,9 +262,14 @@ class SQLiteStore(EventStore):
             conn.execute("PRAGMA synchronous=NORMAL")
         try:
             return self._append(event, expected_seq)
+        except _sqlite3.Error as err:
+            raise StoreWriteError(self.location, str(err)) from err
         finally:
             if lazy:
-                conn.execute("PRAGMA synchronous=FULL")
+                try:
+                    conn.execute("PRAGMA synchronous=FULL")
+                except _sqlite3.Error:
+                    pass
 
     def _append(self, event: NewEvent, expected_seq: int | None) -> Event:
         conn = self._conn
@@ -227,7 +302,7 @@ class SQLiteStore(EventStore):
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         assert event_id is not None
         return event.recorded(event_id, seq, prev_hash, digest)
@@ -242,8 +317,19 @@ class SQLiteStore(EventStore):
         return [_event(r) for r in rows]
 
     def container(self, container_id: str) -> ContainerRow | None:
-        row = self._conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+        try:
+            row = self._conn.execute(sql.SELECT_CONTAINER, (container_id,)).fetchone()
+        except _sqlite3.Error as err:
+            raise self._read_error(err) from err
         return None if row is None else ContainerRow(*row)
+
+    def _read_error(self, err: _sqlite3.Error) -> EventLogError:
+        """A read that failed: locked (without a busy timeout, a reader can
+        meet a writer restarting the write-ahead log), or a log that broke
+        since it was opened."""
+        if _is_busy(err):
+            return StoreBusyError(f"event log {self.location}: locked: {err}")
+        return SchemaError(self.location, f"cannot be read: {err}")
 
     def containers(self) -> list[ContainerRow]:
         return [ContainerRow(*r) for r in self._conn.execute(sql.SELECT_CONTAINERS).fetchall()]
@@ -256,12 +342,20 @@ class SQLiteStore(EventStore):
         try:
             self._conn.execute(sql.INSERT_MACHINE, (digest, text, path, time.time_ns()))
             self._conn.execute("COMMIT")
+        except _sqlite3.Error as err:
+            _rollback(self._conn)
+            if _is_busy(err):
+                raise StoreBusyError(f"event log {self.location}: locked: {err}") from err
+            raise StoreWriteError(self.location, str(err)) from err
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            _rollback(self._conn)
             raise
 
     def machine_text(self, digest: str) -> str | None:
-        row = self._conn.execute(sql.SELECT_MACHINE, (digest,)).fetchone()
+        try:
+            row = self._conn.execute(sql.SELECT_MACHINE, (digest,)).fetchone()
+        except _sqlite3.Error as err:
+            raise self._read_error(err) from err
         return None if row is None else str(row[0])
 
     def close(self) -> None:
@@ -309,7 +403,7 @@ class SQLiteStore(EventStore):
                 conn.execute(f"PRAGMA user_version={int(version)}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         finally:
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")

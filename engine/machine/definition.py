@@ -243,12 +243,26 @@ def _cache_write(cache: str, d: MachineDefinition) -> None:
     path = os.path.join(cache, f"{d.digest}.marshal")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(cache, mode=0o700, exist_ok=True)
+        _private_dirs(cache)
         with open(tmp, "wb") as fh:
             marshal.dump(plain, fh)
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that cannot be written only costs time
+
+
+def _private_dirs(path: str) -> None:
+    """``os.makedirs`` with every directory it makes 0700 (the cache sits
+    beside the event log, whose directory must be as private)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _private_dirs(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
 
 
 def parse(data: bytes, path: str) -> MachineDefinition:

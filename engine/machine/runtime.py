@@ -17,7 +17,7 @@ with importing_transitions():
     from transitions import EventData, Machine, MachineError
 
 from engine.actions.base import Action, ActionContext  # noqa: E402
-from engine.lifecycle import run_actions  # noqa: E402
+from engine.lifecycle import run_actions, undo_records  # noqa: E402
 from engine.machine.definition import MachineDefinition, TransitionDef  # noqa: E402
 
 TYPE_CHECKING = False
@@ -112,3 +112,18 @@ class Lifecycle:
         finally:
             self._idle.append(model)
         return model.state, model._records
+
+    def reversible(self, state: str, trigger: str) -> bool:
+        """Whether any action of ``trigger`` from ``state`` can be undone."""
+        tdef = self.definition.find(trigger, state)
+        return tdef is not None and any(self._registry[a.name].reversible for a in tdef.actions)
+
+    def undo(
+        self, state: str, trigger: str, ctx: ActionContext, records: list[dict[str, Any]]
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Undo a fired transition (its event could not be recorded):
+        (undone, not undone, undo errors)."""
+        tdef = self.definition.find(trigger, state)
+        if tdef is None:
+            return [], [], []
+        return undo_records(tdef.actions, records, ctx, self._registry)

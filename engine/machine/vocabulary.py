@@ -32,6 +32,7 @@ __all__ = [
     "EXIT",
     "FREEZER",
     "KILL",
+    "OPTIONAL",
     "PAUSE",
     "RESTORE",
     "RESUME",
@@ -66,6 +67,16 @@ TRIGGERS: dict[str, str] = {
     KILL: "runlog kill and delete --force, in engine/runtime/requests.py",
     EXIT: "the init's end, in engine/service.py",
     DELETE: "runlog delete, in engine/runtime/requests.py and engine/runtime/reconcile.py",
+}
+
+#: Triggers the code fires by name that a machine may leave out: the
+#: command is then refused ("this machine has no trigger ...").
+OPTIONAL: dict[str, str] = {
+    EXEC: "runlog exec, in engine/runtime/dispatch.py",
+    EXEC_EXIT: "the end of an exec'd process, in engine/runtime/dispatch.py",
+    UPDATE: "runlog update, in engine/runtime/dispatch.py",
+    CHECKPOINT: "runlog checkpoint, in engine/runtime/dispatch.py",
+    RESTORE: "runlog restore, in engine/commands/checkpoint.py",
 }
 
 #: A freezer changed by hand, as the trigger that records it: (the state

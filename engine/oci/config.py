@@ -112,6 +112,9 @@ def load_bundle(bundle: str) -> Config:
         raise ConfigError(path, None, "not UTF-8 text", line=line, col=col) from None
     try:
         doc = jsonfast.loads(text)
+    except RecursionError:
+        # Deeper than the scanner goes (about 1,000 levels): no config is.
+        raise ConfigError(path, None, "invalid JSON: nested too deep") from None
     except jsonfast.JSONError as err:
         # JSONError's text ends with its own "line L column C"; the position
         # goes into ConfigError's attributes and prefix instead.
@@ -119,7 +122,10 @@ def load_bundle(bundle: str) -> Config:
         raise ConfigError(
             path, None, f"invalid JSON: {problem}", line=err.line, col=err.col
         ) from None
-    return parse(doc, path, bundle=directory)
+    try:
+        return parse(doc, path, bundle=directory)
+    except RecursionError:
+        raise ConfigError(path, None, "nested too deep") from None
 
 
 def parse(doc: object, source: str, *, bundle: str | None = None) -> Config:

@@ -41,6 +41,7 @@ from engine.errors import LifecycleError, RunlogError, TransitionRejected
 from engine.machine import vocabulary
 from engine.machine.vocabulary import EXIT
 from engine.runtime.container import Container
+from engine.runtime.record import queries_recorded
 from engine.runtime.requests import Request, RequestError, decode
 from engine.service import Service
 from engine.status import Actor, Status, Transport
@@ -116,7 +117,7 @@ class Dispatcher:
         self.freezer_seen = _freezer(container)
         # Queries to record once their answer is out (_query), if asked to.
         self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
-        self.record_queries = os.environ.get("RUNLOG_RECORD_QUERIES", "") in ("1", "true", "yes")
+        self.record_queries = queries_recorded()
         # Detached exec'd processes whose end the monitor watches: by
         # pidfd, the exec_exit request that asked (engine.runtime.execute).
         self.exec_watches: dict[int, dict[str, Any]] = {}
@@ -373,11 +374,25 @@ class Dispatcher:
             self.sent.add(_signal.SIGKILL)
             c.reap(block=True)
             self.exited()
+        elif force:
+            _kill_leftovers(c)
         self.service.request(self.id, vocabulary.DELETE, actor, {"force": force})
         self.deleted = True
         return {"ok": True, "status": Status.DELETED}
 
     # -- what happens by itself ------------------------------------------------
+
+    def retry_journal(self) -> bool:
+        """Write the journal into the log if it takes writes again; whether
+        events still wait in it."""
+        journal = self.service.journal
+        if journal is None or not journal.pending:
+            return False
+        try:
+            self.service.flush_journal()
+        except RunlogError:
+            return True
+        return journal.pending
 
     def refresh(self) -> None:
         """Record the init's end now if it has ended and its end is not
@@ -397,8 +412,8 @@ class Dispatcher:
         actor, cause = self._exit_cause()
         try:
             self.service.request(self.id, EXIT, actor, cause)
-        except RunlogError:
-            pass  # recorded as rejected or failed: the status stays as the log has it
+        except Exception:  # the monitor must outlive any error of the log
+            pass  # recorded as rejected/failed (or journaled): the status stays as the log has it
         waiters, self.waiters = self.waiters, []
         reply = self._ok(exit=dict(c.exit or {})) if waiters else {}
         for respond in waiters:
@@ -434,11 +449,49 @@ class Dispatcher:
         external = Actor(None, None, Transport.EXTERNAL)
         try:
             self.service.request(self.id, trigger, external, {"noticed": "freezer"})
-        except RunlogError:
-            return False  # recorded as rejected or failed
+        except Exception:  # the monitor must outlive any error of the log
+            return False  # recorded as rejected or failed (or journaled)
         finally:
             self.freezer_seen = _freezer(c)
         return False
+
+
+def _kill_leftovers(container: Container) -> None:
+    """delete --force of a container whose init has ended: what is still in
+    its cgroup (a process the init left, a stage that never got to exec)
+    is killed, as runc's delete --force kills every process, so the cgroup
+    can go. The init is gone, so this is no ``kill`` of the container."""
+    manager = container.manager
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            pids = manager.pids()
+        except RunlogError:
+            return
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            if manager.freezer_state() != "thawed":
+                manager.thaw()
+        except RunlogError:
+            pass
+        _reap_children()  # the monitor is their subreaper
+        time.sleep(0.01)
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _freezer(container: Container) -> str | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 
-from engine import jsonfast
+from engine import faults, jsonfast
 from engine.errors import LifecycleError, RunlogError, UsageError
 from engine.runtime import prefork
 from engine.runtime.spool import REQUESTS, Spool
@@ -85,6 +85,7 @@ def launch(
         early.abandon()
         statedir.remove()
         raise RunlogError(f"container {container_id}: request spool: {err.strerror}") from err
+    faults.point("create", "claimed")
     options = {
         "no_pivot": no_pivot,
         "console_socket": console_socket,
@@ -106,5 +107,15 @@ def launch(
     word, _, rest = reply.partition(" ")
     if word == "ok":
         return int(rest)
-    statedir.remove()
-    raise RunlogError(rest or f"container {container_id}: the monitor died during create")
+    if rest:  # the monitor undid what it had made and said why
+        statedir.remove()
+        raise RunlogError(rest)
+    # The monitor died without a word: take away what it made.
+    from engine.runtime import remains
+
+    problem = f"container {container_id}: the monitor died during create"
+    try:
+        remains.clean(settings, statedir, problem)
+    except Exception as err:  # one line, whatever the clean-up met
+        raise RunlogError(f"{problem}; cleaning up after it: {err!r}") from err
+    raise RunlogError(problem)

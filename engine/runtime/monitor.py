@@ -25,7 +25,7 @@ import time
 
 from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
-from engine.errors import LifecycleError, RunlogError
+from engine.errors import EventLogError, LifecycleError, RunlogError
 from engine.eventlog import open_store
 from engine.identity import enriched, from_annotations
 from engine.linux import lsm, syscalls
@@ -35,6 +35,7 @@ from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
 from engine.runtime import record, rootfs
 from engine.runtime.container import Container
+from engine.runtime.journal import JOURNAL, Journal
 from engine.runtime.statedir import StateDir
 from engine.service import Service
 from engine.settings import Settings
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from engine.eventlog.record import Event
     from engine.eventlog.store import EventStore
+    from engine.machine.definition import MachineDefinition
     from engine.oci.model import Config
     from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import Server
@@ -86,12 +88,7 @@ def run(
             # exits once it has forked it: the init comes to the monitor,
             # which reaps it and keeps its status.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
-        cache = settings.cache_dir()
-        machines = None if cache is None else os.path.join(cache, "machines")
-        definition = load(resolve(settings.machine, {}), cache=machines)
-        store = open_store(settings.db)
-        # Every event of this life names its root and podman's identity.
-        store.stamp(os.path.abspath(settings.root), from_annotations(cid, config.annotations))
+        definition, store = _machine_and_log(settings, cid, config)
         actor = enriched(actor)
         container = Container(
             statedir,
@@ -105,6 +102,9 @@ def run(
             capture=bool(log_path),
             caller_reaps=caller_reaps,
         )
+        # Before anything is made: whoever finds this create dead finds
+        # its monitor and cgroups by the id (engine.runtime.remains).
+        container.write_runtime(os.getpid())
         log = None
         if log_path:
             # Only with --log-path: the streams' module (and socket) load then.
@@ -112,10 +112,10 @@ def run(
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
+        service.journal = Journal(statedir.file(JOURNAL))
         created, sock, dispatcher = _create(service, container, actor)
     except RunlogError as err:
-        if not isinstance(err, LifecycleError):
-            record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
+        _refused(settings, cid, err, bundle)
         statedir.remove()
         report(report_fd, f"error {err}")
         return
@@ -190,6 +190,17 @@ def report(fd: int, text: str) -> None:
         os.close(fd)
 
 
+def _refused(settings: Settings, cid: str, err: RunlogError, bundle: str) -> None:
+    """Record a create refused before the machine was asked (the service
+    recorded the rest), unless the log itself is what refused."""
+    if isinstance(err, (LifecycleError, EventLogError)):
+        return
+    try:
+        record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
+    except RunlogError:
+        pass  # the log refuses it too: the error create reports is the record
+
+
 def _settle(store: EventStore) -> None:
     """Once create has reported. The code file has served its imports (what
     the monitor imports later is not in it): it is closed. What
@@ -231,6 +242,19 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
             "cannot allocate tty if runlog will detach without setting console socket"
         )
     return config
+
+
+def _machine_and_log(
+    settings: Settings, cid: str, config: Config
+) -> tuple[MachineDefinition, EventStore]:
+    """The machine in force and the event log, whose every event of this
+    life names its root and podman's identity."""
+    cache = settings.cache_dir()
+    machines = None if cache is None else os.path.join(cache, "machines")
+    definition = load(resolve(settings.machine, {}), cache=machines)
+    store = open_store(settings.db)
+    store.stamp(os.path.abspath(settings.root), from_annotations(cid, config.annotations))
+    return definition, store
 
 
 def _create(

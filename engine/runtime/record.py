@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from engine.errors import ConcurrencyError, RunlogError
+from engine.errors import ConcurrencyError, RunlogError, StoreBusyError
 from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
 from engine.settings import Settings
@@ -20,14 +20,14 @@ from engine.status import Actor, Outcome, Status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from hashlib import sha256
 
     from engine.eventlog.store import EventStore
 else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
     from _sha256 import sha256
 
-__all__ = ["machine_digest", "rejected"]
+__all__ = ["command_refused", "machine_digest", "queries_recorded", "query", "rejected"]
 
 
 def _me() -> Actor:
@@ -80,34 +80,151 @@ def rejected(
     *,
     source: str | None = None,
     actor: Actor | None = None,
+    wait: bool = True,
 ) -> None:
+    """Record a refusal. ``wait=False``: if another process holds the log's
+    write lock, the caller does not wait for it; a detached process
+    appends the event once it can."""
     # The CLI refuses these itself, before any machine is asked (replay
     # does not hold the machine to them).
     payload = {"error": str(error), "request": dict(request or {}), "refused": type(error).__name__}
     digest, data, path = _machine(settings)
     gone = _gone(settings, path) if source is None else ()
-    with open_store(settings.db) as store:
+    who = actor or _me()
+    root = os.path.abspath(settings.root)
+
+    def build(state: str | None) -> NewEvent:
+        return NewEvent(
+            container_id,
+            trigger,
+            state if source is None else source,
+            None,
+            Outcome.REJECTED,
+            who,
+            digest,
+            payload,
+            root=root,
+        )
+
+    if not wait:
         try:
-            store.archive_machine(digest, data.decode("utf-8"), path)
+            _append(settings, container_id, build, gone, data, path, wait=False)
+        except StoreBusyError:
+            _later(settings, container_id, build, gone, data, path)
+        return
+    _append(settings, container_id, build, gone, data, path)
+
+
+def queries_recorded() -> bool:
+    """Whether ``state`` and ``wait`` are events: off unless
+    ``RUNLOG_RECORD_QUERIES`` says so (a polled container would otherwise
+    add a row a second)."""
+    return os.environ.get("RUNLOG_RECORD_QUERIES", "") in ("1", "true", "yes")
+
+
+def query(settings: Settings, container_id: str, trigger: str, status: str | None) -> None:
+    """Record a query the CLI answered itself (``state`` from state.json,
+    its monitor too busy), where queries are recorded, without waiting on
+    the log's write lock."""
+    if not queries_recorded():
+        return
+    digest, data, path = _machine(settings)
+    payload = {"request": {}, "query": True, "answered_from": "state.json"}
+    who = _me()
+    root = os.path.abspath(settings.root)
+
+    def build(_state: str | None) -> NewEvent:
+        return NewEvent(
+            container_id, trigger, status, status, Outcome.OK, who, digest, payload, root=root
+        )
+
+    try:
+        _append(settings, container_id, build, (), data, path, wait=False)
+    except StoreBusyError:
+        _later(settings, container_id, build, (), data, path)
+
+
+def _append(
+    settings: Settings,
+    container_id: str,
+    build: Callable[[str | None], NewEvent],
+    gone: tuple[str, ...],
+    data: bytes,
+    path: str,
+    *,
+    wait: bool = True,
+) -> None:
+    """Append ``build(state)``, ``state`` being the one the log has the
+    container in as the event is appended (read again if a monitor
+    recorded something meanwhile)."""
+    with open_store(settings.db, wait=wait) as store:
+        event = build(None)
+        try:
+            store.archive_machine(event.machine_digest, data.decode("utf-8"), path)
         except UnicodeDecodeError:
             pass  # not a machine runlog could load; the event says so by its digest
-        who = actor or _me()
         for _attempt in range(5):
             state, seq = _head(store, container_id, gone)
-            event = NewEvent(
-                container_id,
-                trigger,
-                state if source is None else source,
-                None,
-                Outcome.REJECTED,
-                who,
-                digest,
-                payload,
-                root=os.path.abspath(settings.root),
-            )
+            event = build(state)
             try:
                 store.append(event, expected_seq=seq)
                 return
             except ConcurrencyError:
                 continue  # a monitor recorded something meanwhile: read the state again
         store.append(event)
+
+
+def _later(
+    settings: Settings,
+    container_id: str,
+    build: Callable[[str | None], NewEvent],
+    gone: tuple[str, ...],
+    data: bytes,
+    path: str,
+) -> None:
+    """Append the event from a detached process once the lock is free: the
+    caller answers now. The process forks twice so that nobody waits for it."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # a caller reading our output sees its end now
+            os.dup2(devnull, fd)
+        if os.fork() == 0:
+            try:
+                _append(settings, container_id, build, gone, data, path)
+            finally:
+                os._exit(0)
+    finally:
+        os._exit(0)
+
+
+def command_refused(
+    settings: Settings, command: str | None, words: list[str], error: RunlogError
+) -> None:
+    """A command line refused before any monitor was asked: an invalid id,
+    an unknown command or flag, an unknown signal. Recorded for the
+    container it names (the first word that is an id in use, or the
+    invalid id itself); nothing is recorded when it names none. The log
+    refusing it too is said on stderr, never instead of the error."""
+    from engine.errors import InvalidId
+    from engine.layout import is_valid_id
+    from engine.runtime.statedir import StateDir
+
+    if isinstance(error, InvalidId):
+        container_id = error.container_id[:1024]
+    else:
+        named = [w for w in words if is_valid_id(w) and StateDir(settings.root, w).exists()]
+        if not named:
+            return
+        container_id = named[0]
+    trigger = command if command and 0 < len(command) <= 64 else "request"
+    try:
+        rejected(settings, container_id, trigger, error, {"argv": words})
+    except (RunlogError, OSError) as err:
+        import sys
+
+        sys.stderr.write(f"runlog: the refusal was not recorded: {err}\n")

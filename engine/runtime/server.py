@@ -54,6 +54,8 @@ WATCH_IDLE = 0.02
 WATCH_BY = 0.25
 #: Seconds between looks at a freezer still FREEZING.
 FREEZING_RECHECK = 0.05
+#: Seconds between tries to write the journal into an event log that refused it.
+JOURNAL_RETRY = 1.0
 _SPOOL = "spool"
 _FREEZER = "freezer"
 
@@ -121,6 +123,8 @@ class Server:
         self.freezer_due: float | None = None
         self.watch_idle: float | None = None
         self.watch_by: float | None = None
+        # When to try again to write the journal into the event log.
+        self.journal_due: float | None = None
         assert self.container.pid is not None
         self.pidfd: int | None = _pidfd(self.container.pid)
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
@@ -205,7 +209,12 @@ class Server:
 
     def _timeout(self) -> int | None:
         deadlines = [c.deadline for c in self.conns.values() if c.reply is None]
-        due = (self.spool_due, self.freezer_due, self.watch_idle, self.watch_by)
+        journal = self.dispatcher.service.journal
+        if journal is not None and journal.pending and self.journal_due is None:
+            self.journal_due = time.monotonic() + JOURNAL_RETRY
+        elif journal is None or not journal.pending:
+            self.journal_due = None
+        due = (self.spool_due, self.freezer_due, self.watch_idle, self.watch_by, self.journal_due)
         deadlines += [t for t in due if t is not None]
         if not deadlines:
             return None
@@ -240,6 +249,10 @@ class Server:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        if self.journal_due is not None and self.journal_due <= now:
+            self.journal_due = None
+            if self.dispatcher.retry_journal():
+                self.journal_due = now + JOURNAL_RETRY
         if self.watch_by is not None and (
             now >= self.watch_by or (self.watch_idle is not None and now >= self.watch_idle)
         ):

@@ -91,18 +91,22 @@ class Spool:
             return None
         except OSError as err:
             try:
-                uid: int | None = os.lstat(path).st_uid
+                st = os.lstat(path)
             except OSError:
                 return None
-            return Entry(name, uid, b"", f"spool entry {name!r} cannot be read: {err.strerror}")
+            if not stat.S_ISREG(st.st_mode):  # a symbolic link (ELOOP), a socket (ENXIO)
+                return Entry(name, st.st_uid, b"", _not_regular(name, st.st_mode))
+            problem = f"spool entry {name!r} cannot be read: {err.strerror}"
+            return Entry(name, st.st_uid, b"", problem)
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 return None
             if not stat.S_ISREG(st.st_mode):
-                return Entry(name, st.st_uid, b"", f"spool entry {name!r} is not a regular file")
+                return Entry(name, st.st_uid, b"", _not_regular(name, st.st_mode))
             if st.st_nlink != 1:
-                return Entry(name, st.st_uid, b"", f"spool entry {name!r} has other hard links")
+                problem = f"spool entry {name!r} is not a regular file of its own (a hard link)"
+                return Entry(name, st.st_uid, b"", problem)
             chunks = []
             size = 0
             while size <= MAX_REQUEST:
@@ -143,6 +147,18 @@ class Spool:
             pass
 
 
+def _not_regular(name: str, mode: int) -> str:
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    kind = next((word for test, word in kinds if test(mode)), "not a file")
+    return f"spool entry {name!r} is not a regular file ({kind}); not followed"
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -177,7 +193,7 @@ class SpoolClient:
             self.watcher.close()
             raise RunlogError(f"no request spool to use at {directory}: {err.strerror}") from err
         # The container's deletion removes the spool: watch from above, where
-        # allowed (--root is 0711: a non-root owner may not watch it), else
+        # allowed (--root is 0700: a non-root owner may not watch it), else
         # look now and then.
         self._look_every: int | None = None
         try:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import posix
 
-from engine.errors import ContainerExists, ContainerNotFound, UsageError
-from engine.layout import CONTROL, RUNTIME, STATE, SocketAddress, is_valid_id, join
+from engine.errors import ContainerExists, ContainerNotFound, InvalidId
+from engine.layout import CONTROL, MAX_ID, RUNTIME, STATE, SocketAddress, is_valid_id, join
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,9 +41,24 @@ __all__ = [
 
 
 def validate_id(container_id: str) -> None:
-    """runc's rule (:func:`engine.layout.is_valid_id`), or UsageError."""
+    """runc's rule (:func:`engine.layout.is_valid_id`), or InvalidId."""
     if not is_valid_id(container_id):
-        raise UsageError(f"invalid container id format: {container_id!r}")
+        if len(container_id) > MAX_ID:
+            problem = f"{len(container_id)} characters, at most {MAX_ID}"
+        else:
+            problem = "invalid container id format (letters, digits, _ + - . only)"
+        raise InvalidId(container_id, problem)
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields from the third (state) on; None if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    return data[data.rfind(b")") + 2 :].split()
 
 
 def process_start_time(pid: int) -> int | None:
@@ -51,21 +66,22 @@ def process_start_time(pid: int) -> int | None:
 
     A pid plus its start time names a process; a pid alone may be reused.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    return int(fields[19])
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def alive(info: Mapping[str, Any], role: str) -> bool:
     """Whether runtime.json's ``role`` (``monitor`` or ``init``) still runs:
-    its pid with the start time recorded for it, against pid reuse."""
+    its pid with the start time recorded for it, against pid reuse. A
+    zombie has ended (runc counts it stopped): only its status is left,
+    for a parent that may never come to collect it."""
     pid = info.get(f"{role}_pid")
-    return isinstance(pid, int) and process_start_time(pid) == info.get(f"{role}_start")
+    if not isinstance(pid, int):
+        return False
+    fields = _stat(pid)
+    if fields is None or fields[0] in (b"Z", b"X"):
+        return False
+    return int(fields[19]) == info.get(f"{role}_start")
 
 
 class StateDir:
@@ -88,7 +104,10 @@ class StateDir:
         """Claim the id: mkdir is atomic, so of two creates one wins."""
         import os
 
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        # Private, as runc keeps its root (0700; each container's 0711,
+        # its files 0600): what a container runs, its bundle and its owner
+        # are no one else's to read.
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         try:
             posix.mkdir(self.path, 0o711)
         except FileExistsError:
@@ -98,7 +117,7 @@ class StateDir:
         path = self.file(name)
         tmp = f"{path}.tmp.{posix.getpid()}"
         flags = posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC
-        fd = posix.open(tmp, flags, 0o644)
+        fd = posix.open(tmp, flags, 0o600)
         try:
             view = memoryview(data)
             while view:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -54,7 +55,9 @@ CHANGED = "changed"
 GONE = "gone"
 
 _FILTERS: dict[str, list[type[FileSystemEvent]]] = {
-    ARRIVED: [FileMovedEvent, FileClosedEvent],
+    # Created: only what is no regular file (a link, a FIFO), which is never
+    # closed after writing and must be answered all the same.
+    ARRIVED: [FileMovedEvent, FileClosedEvent, FileCreatedEvent],
     CHANGED: [FileModifiedEvent, FileMovedEvent, FileCreatedEvent],
     GONE: [FileDeletedEvent, FileMovedEvent, DirDeletedEvent, DirMovedEvent],
 }
@@ -80,8 +83,21 @@ class _Handler(FileSystemEventHandler):
             # Renamed in: the new name is what arrived (renamed out: dest "").
             path = event.dest_path or event.src_path
         name = os.path.basename(_text(path))
+        if self.kind == ARRIVED and isinstance(event, FileCreatedEvent) and _being_written(path):
+            return  # a file still being written: it arrives when closed
         if name and self.accept(name):
             self.watcher.notify(self.tag, name)
+
+
+def _being_written(path: bytes | str) -> bool:
+    """Whether ``path`` is a regular file of its own (not followed if a
+    link; not a hard link, which no one closes after writing); a name gone
+    already counts as one (nothing to answer)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return True
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 class Watcher:

@@ -17,23 +17,38 @@ DEFINITION = load(default_path())
 #: Each state's row: where each trigger leads from it (kill: it stays);
 #: ``-``: refused.
 GOLDEN_TEXT = """
-state     create   start    pause   resume   kill     exit     delete
-creating  created  -        -       -        -        -        -
-created   -        running  -       -        created  stopped  -
-running   -        -        paused  -        running  stopped  -
-paused    -        -        -       running  paused   stopped  -
-stopped   -        -        -       -        -        -        deleted
-deleted   -        -        -       -        -        -        -
+state    create  start   pause  resume  kill    exit    delete
+creating created -       -      -       -       -       -
+created  -       running -      -       created stopped -
+running  -       -       paused -       running stopped -
+paused   -       -       -      running paused  stopped -
+stopped  -       -       -      -       -       -       deleted
+deleted  -       -       -      -       -       -       -
+"""
+
+#: The same for the triggers that leave the state as it is, and restore.
+GOLDEN_MORE = """
+state    update  checkpoint restore exec    exec_exit
+creating -       -          running -       -
+created  created -          -       created created
+running  running running    -       running running
+paused   paused  paused     -       paused  paused
+stopped  -       -          -       -       stopped
+deleted  -       -          -       -       -
 """
 
 
 def _golden() -> dict[str, dict[str, str | None]]:
-    header, *rows = (line.split() for line in GOLDEN_TEXT.strip().splitlines())
-    triggers = header[1:]
-    return {
-        state: {t: None if to == "-" else to for t, to in zip(triggers, dests, strict=True)}
-        for state, *dests in rows
-    }
+    table: dict[str, dict[str, str | None]] = {}
+    for text in (GOLDEN_TEXT, GOLDEN_MORE):
+        header, *rows = (line.split() for line in text.strip().splitlines())
+        triggers = header[1:]
+        for state, *dests in rows:
+            row = table.setdefault(state, {})
+            row.update(
+                {t: None if to == "-" else to for t, to in zip(triggers, dests, strict=True)}
+            )
+    return table
 
 
 GOLDEN = _golden()

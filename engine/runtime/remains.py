@@ -1,0 +1,121 @@
+"""What a create whose monitor died (or hangs) leaves, and taking it away.
+
+The monitor writes ``runtime.json`` with its pid and the container's cgroup
+paths before it makes anything, so whatever it made can be found by the id
+alone: ``create`` cleans up when its monitor died without reporting, and
+``delete --force ID`` does for a state directory without ``state.json``
+(a create killed, or a journal left by a delete the log refused). Either
+way the processes in the cgroups are killed, the cgroups removed, the
+journal written into the log, the state directory removed, and what was
+done recorded: the id can be used again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from engine.errors import ContainerNotFound, RunlogError
+from engine.eventlog import open_store
+from engine.eventlog.record import NewEvent
+from engine.runtime import record
+from engine.runtime.journal import JOURNAL, Journal
+from engine.runtime.statedir import StateDir, alive
+from engine.settings import Settings
+from engine.status import Actor, Outcome, Status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["clean"]
+
+#: States in which the log still shows the container alive.
+_LIVE = (Status.CREATING, Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+
+def clean(settings: Settings, statedir: StateDir, reason: str) -> dict[str, Any]:
+    """Take away all of the container's remains and record it; what was done.
+    Without a state directory, only the log is put right: a container it
+    still shows (its monitor killed mid-delete) gets its exit and delete."""
+    try:
+        info = statedir.runtime()
+    except ContainerNotFound:  # a bare state directory
+        info = {}
+    done: dict[str, Any] = {"reason": reason}
+    if alive(info, "monitor"):
+        # A monitor hanging in create (on a log that is a FIFO, ...).
+        try:
+            os.kill(int(info["monitor_pid"]), signal.SIGKILL)
+            done["monitor_killed"] = info["monitor_pid"]
+        except ProcessLookupError:
+            pass
+    paths = info.get("cgroup_paths") or {}
+    if paths:
+        done["killed"] = _remove_cgroups(paths)
+    try:
+        _record(settings, statedir, done)
+    finally:
+        statedir.remove()
+    return done
+
+
+def _remove_cgroups(paths: dict[str, str]) -> list[int]:
+    from engine.cgroups import manager_at
+
+    manager = manager_at(paths)
+    killed: list[int] = []
+    deadline = time.monotonic() + 5
+    while True:
+        pids = manager.pids() if manager.exists() else []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+        try:
+            if pids and manager.freezer_state() != "thawed":
+                manager.thaw()
+            manager.destroy()
+            return killed
+        except RunlogError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _record(settings: Settings, statedir: StateDir, done: dict[str, Any]) -> None:
+    """The journal's events first; then, if the log shows the container
+    alive, its lost exit and its delete; if it shows nothing, the create
+    that failed."""
+    cid = statedir.id
+    journal = Journal(statedir.file(JOURNAL))
+    digest = record.machine_digest(settings)
+    actor = Actor.current()
+    with open_store(settings.db) as store:
+        journaled = journal.events()
+        for event in journaled:
+            store.append(event)
+        row = store.container(cid)
+        state = None if row is None else row.state
+        events: list[NewEvent] = []
+        if state in _LIVE:
+            lost = {"exit": "lost", "reason": "the monitor is gone; its exit status with it"}
+            events.append(
+                NewEvent(cid, "exit", state, Status.STOPPED, Outcome.OK, actor, digest, lost)
+            )
+            state = Status.STOPPED
+        if state == Status.STOPPED:
+            payload = {"reconciled": True, **done}
+            events.append(
+                NewEvent(cid, "delete", state, Status.DELETED, Outcome.OK, actor, digest, payload)
+            )
+        elif not journaled and state in (None, Status.DELETED) and statedir.exists():
+            payload = {"error": done["reason"], "undone": done}
+            events.append(
+                NewEvent(cid, "create", None, None, Outcome.FAILED, actor, digest, payload)
+            )
+        for event in events:
+            store.append(event)

@@ -1,0 +1,507 @@
+"""Faults, with real containers: an event log on a full disk or read-only.
+
+Whatever a command returns, the container's real state, what ``state``
+prints and the log agree: an action whose event the log refuses is undone,
+or kept in the container's journal and written into the log once it can be.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+Bundle = Callable[..., Path]
+SLEEP = ["sleep", "1000"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of ``directory``; the filler's path. The log's
+    write-ahead log is emptied first: SQLite reuses its frames, so the next
+    write must grow it."""
+    with sqlite3.connect(directory / "events.db") as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+def freezer(cid: str, runlog: Any) -> str:
+    """The container's cgroup v2 freezer, or v1's state, read from the files."""
+    import json
+
+    info = json.loads((runlog.root / cid / "runtime.json").read_text())
+    paths = info["cgroup_paths"]
+    if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
+        text = Path(paths["unified"], "cgroup.freeze").read_text().strip()
+        return "frozen" if text == "1" else "thawed"
+    return Path(paths["freezer"], "freezer.state").read_text().strip().lower()
+
+
+def events(runlog: Any, cid: str) -> list[tuple[str, str | None, str]]:
+    return list(runlog.events(cid))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_full_disk_undoes_pause_and_journals_kill(
+    runlog: Any, bundle: Bundle, small_disk: Path
+) -> None:
+    runlog.db = small_disk / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    runlog("start", "c", check=True)
+    filler = fill(small_disk)
+    try:
+        paused = runlog("pause", "c")
+        assert paused.returncode == 1, paused
+        assert "database or disk is full" in paused.stderr
+        assert "Traceback" not in paused.stderr
+        assert "cgroup.freeze" in paused.stderr  # undone, and says so
+        assert freezer("c", runlog) == "thawed"
+        assert runlog.state("c")["status"] == "running"
+
+        killed = runlog("kill", "c", "KILL")
+        assert killed.returncode == 0, killed.stderr  # delivered, and journaled
+        assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+        assert (runlog.root / "c" / "journal").exists()
+        assert ("kill", "running", "ok") not in events(runlog, "c")
+    finally:
+        filler.unlink()
+    # The monitor writes the journal into the log once it takes writes.
+    assert wait_for(lambda: not (runlog.root / "c" / "journal").exists())
+    history = events(runlog, "c")
+    assert history[-3:] == [
+        ("pause", None, "failed"),
+        ("kill", "running", "ok"),
+        ("exit", "stopped", "ok"),
+    ]
+    runlog("delete", "c", check=True)
+    assert events(runlog, "c")[-1] == ("delete", "deleted", "ok")
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_create_against_a_full_log_leaves_nothing_and_says_why(
+    runlog: Any, bundle: Bundle, small_disk: Path
+) -> None:
+    runlog.db = small_disk / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "first", check=True)
+    runlog("delete", "--force", "first", check=True)
+    filler = fill(small_disk)
+    try:
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "c")
+        assert created.returncode == 1
+        assert "database or disk is full" in created.stderr, created.stderr
+        assert "Traceback" not in created.stderr
+        assert not (runlog.root / "c").exists()
+    finally:
+        filler.unlink()
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)  # the id is free
+    runlog("delete", "--force", "c", check=True)
+
+
+def test_a_read_only_log_refuses_create_and_leaves_nothing(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    runlog("create", "--bundle", str(bundle(SLEEP)), "first", check=True)
+    runlog("delete", "--force", "first", check=True)
+    with sqlite3.connect(runlog.db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    runlog.db.chmod(0o444)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.rename(runlog.db, ro / "events.db")
+    runlog.db = ro / "events.db"
+    subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], check=True)
+    try:
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "c")
+        assert created.returncode == 1
+        assert "Traceback" not in created.stderr
+        assert "read" in created.stderr, created.stderr  # read-only, in SQLite's words
+        assert not (runlog.root / "c").exists()
+        state = runlog("state", "missing")
+        assert state.returncode == 1 and "Traceback" not in state.stderr, state.stderr
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+CREATE_POINTS = [
+    "create:after:cgroup.create",
+    "create:after:process.spawn_init",
+    "create:after:hook(prestart, abort)",
+    "create:after:hook(createContainer, abort)",
+    "create:recorded",
+]
+
+
+@pytest.mark.parametrize("point", CREATE_POINTS)
+def test_a_monitor_killed_during_create_leaves_nothing(
+    runlog: Any, bundle: Bundle, point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", point)
+    created = runlog("create", "--bundle", path, "c")
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert created.returncode == 1
+    assert "the monitor died during create" in created.stderr
+    assert "Traceback" not in created.stderr
+    assert not (runlog.root / "c").exists()
+    assert runlog("state", "c").returncode == 1
+    # The id can be used again, and the log replays clean.
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_delete_force_takes_away_what_a_dead_create_left(runlog: Any, bundle: Bundle) -> None:
+    import json
+    import signal
+
+    path = str(bundle(SLEEP))
+    runlog("create", "--bundle", path, "c", check=True)
+    info = json.loads((runlog.root / "c" / "runtime.json").read_text())
+    os.kill(info["monitor_pid"], signal.SIGKILL)
+    (runlog.root / "c" / "state.json").unlink()  # as a create killed before it wrote it
+    cgroups = [p for p in info["cgroup_paths"].values() if os.path.isdir(p)]
+    assert cgroups
+    deleted = runlog("delete", "--force", "c")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (runlog.root / "c").exists()
+    assert not [p for p in cgroups if os.path.isdir(p)]
+    assert runlog.events("c")[-2:] == [("exit", "stopped", "ok"), ("delete", "deleted", "ok")]
+    # A bare state directory, too.
+    (runlog.root / "d").mkdir()
+    assert runlog("delete", "--force", "d").returncode == 0
+    assert not (runlog.root / "d").exists()
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "socket", "unwritable"])
+def test_create_against_a_log_that_is_no_file_leaves_nothing(
+    runlog: Any, bundle: Bundle, tmp_path: Path, kind: str
+) -> None:
+    import socket
+
+    target = tmp_path / "bad" / "events.db"
+    target.parent.mkdir()
+    holder = None
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+    elif kind == "socket":
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(target))
+    else:
+        target.parent.chmod(0o500)  # root may write anyway: read-only bind below
+        subprocess.run(["mount", "--bind", "-o", "ro", target.parent, target.parent], check=True)
+    runlog.db = target
+    try:
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "c", timeout=20)
+    finally:
+        if kind == "unwritable":
+            subprocess.run(["umount", str(target.parent)], check=False)
+        if holder is not None:
+            holder.close()
+    assert created.returncode == 1
+    assert str(target) in created.stderr, created.stderr
+    assert "Traceback" not in created.stderr
+    assert len(created.stderr.strip().splitlines()) == 1
+    assert not (runlog.root / "c").exists()
+
+
+def test_a_created_container_whose_monitor_died_is_stopped_and_deletes(
+    runlog: Any, bundle: Bundle
+) -> None:
+    import json
+    import signal
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    info = json.loads((runlog.root / "c" / "runtime.json").read_text())
+    os.kill(info["monitor_pid"], signal.SIGKILL)
+    # The init, waiting for start, ends with its monitor: a zombie at most.
+    assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+    deleted = runlog("delete", "c")  # no --force: stopped, as runc has it
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-2:] == [("exit", "stopped", "ok"), ("delete", "deleted", "ok")]
+
+
+NOBODY = 65534
+
+
+def _nobody_reads(path: Path) -> str:
+    """What ``nobody`` gets opening ``path``: "read" or the error's name."""
+    code = (
+        "import os, sys\n"
+        f"os.setgid({NOBODY}); os.setgroups([]); os.setuid({NOBODY})\n"
+        "try:\n    open(sys.argv[1], 'rb').read(1); print('read')\n"
+        "except OSError as err:\n    print(type(err).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_the_log_and_the_state_are_private(runlog: Any, bundle: Bundle) -> None:
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="runlog-private-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        runlog.db = base / "log" / "events.db"
+        runlog.root = base / "run"
+        runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+        runlog("pause", "c")  # something in the write-ahead log
+        logdir = runlog.db.parent
+        assert logdir.stat().st_mode & 0o777 == 0o700
+        files = [runlog.db, Path(f"{runlog.db}-wal"), Path(f"{runlog.db}-shm")]
+        assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+        assert runlog.root.stat().st_mode & 0o777 == 0o700
+        statedir = runlog.root / "c"
+        assert statedir.stat().st_mode & 0o777 == 0o711  # as runc's
+        for name in ("state.json", "runtime.json"):
+            assert (statedir / name).stat().st_mode & 0o777 == 0o600
+        # Even with the directories opened by hand, nobody reads the files.
+        for directory in (logdir, runlog.root):
+            directory.chmod(0o755)
+        for path in [*files, statedir / "state.json", statedir / "runtime.json"]:
+            assert _nobody_reads(path) == "PermissionError", path
+        for directory in (logdir, runlog.root):
+            directory.chmod(0o700)
+        runlog("delete", "--force", "c", check=True)
+        # A log made readable is made private again at the next open, with a note.
+        for path in files:
+            if path.exists():
+                path.chmod(0o644)
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "d", check=True)
+        assert "made private (0600)" in created.stderr
+        assert runlog.db.stat().st_mode & 0o777 == 0o600
+        runlog("delete", "--force", "d", check=True)
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_the_spool_answers_what_is_no_regular_file_and_removes_it(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    import json
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    runlog("start", "c", check=True)
+    time.sleep(0.5)  # the monitor watches the spool by now
+    spool = runlog.root / "c" / "requests"
+    secret = tmp_path / "secret"
+    secret.write_text('{"op": "pause"}')
+    (spool / "link").symlink_to(secret)
+    os.mkfifo(spool / "fifo")
+    os.link(secret, spool / "hard")
+    for name, kind in (("link", "symbolic link"), ("fifo", "FIFO"), ("hard", "hard link")):
+        reply = spool / f"{name}.reply"
+        assert wait_for(reply.exists), name
+        answer = json.loads(reply.read_text())
+        assert answer["ok"] is False
+        assert "is not a regular file" in answer["error"] and kind in answer["error"]
+        assert not (spool / name).exists() and not (spool / name).is_symlink()
+    assert secret.read_text() == '{"op": "pause"}'  # never followed
+    assert runlog.state("c")["status"] == "running"
+    refused = [e for e in runlog.events("c") if e[2] == "rejected"]
+    assert len(refused) == 3
+    runlog("delete", "--force", "c", check=True)
+
+
+# (the fault, the commands before the one it falls in, that command)
+STEP_FAULTS = [
+    ("start:after:hook(startContainer, abort)", [], ["start"]),
+    ("start:after:process.release", [], ["start"]),
+    ("start:recorded", [], ["start"]),
+    ("pause:after:cgroup.freeze", ["start"], ["pause"]),
+    ("pause:recorded", ["start"], ["pause"]),
+    ("resume:after:cgroup.thaw", ["start", "pause"], ["resume"]),
+    ("resume:recorded", ["start", "pause"], ["resume"]),
+    ("kill:after:process.signal", ["start"], ["kill", "KILL"]),
+    ("kill:recorded", ["start"], ["kill", "KILL"]),
+    ("delete:after:cgroup.destroy", ["start", "kill", "KILL"], ["delete"]),
+    ("delete:after:state.remove", ["start", "kill", "KILL"], ["delete"]),
+    ("delete:recorded", ["start", "kill", "KILL"], ["delete"]),
+]
+
+
+def _commands(words: list[str]) -> list[list[str]]:
+    """["start", "kill", "KILL"] -> [["start"], ["kill", "KILL"]]."""
+    out: list[list[str]] = []
+    for word in words:
+        if word.isupper():
+            out[-1].append(word)
+        else:
+            out.append([word])
+    return out
+
+
+@pytest.mark.parametrize(("point", "before", "faulted"), STEP_FAULTS)
+def test_a_monitor_killed_at_a_step_boundary(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    before: list[str],
+    faulted: list[str],
+) -> None:
+    """The monitor SIGKILLed at each step of each command: the command ends
+    in one line, ``state`` answers, ``delete --force`` leaves nothing, the
+    id is free again, and the log agrees with the world at the end (no
+    container). What the CLI records meanwhile, without the monitor
+    (engine.runtime.reconcile), is not held to the machine here."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", point)  # the monitor inherits it
+    runlog("create", "--bundle", path, "c", check=True)
+    monkeypatch.delenv("RUNLOG_FAULT")
+    for command in _commands(before):
+        runlog(*command[:1], "c", *command[1:], check=True)
+        if command[0] == "kill":
+            runlog.wait_status("c", "stopped")
+    done = runlog(faulted[0], "c", *faulted[1:], timeout=30)
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
+    if (runlog.root / "c" / "state.json").exists():
+        shown = runlog("state", "c")
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    deleted = runlog("delete", "--force", "c")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (runlog.root / "c").exists()
+    runlog("create", "--bundle", path, "c", check=True)  # the id is free again
+    runlog("delete", "--force", "c", check=True)
+    with sqlite3.connect(runlog.db) as conn:
+        (state,) = conn.execute("SELECT state FROM containers WHERE id = 'c'").fetchone()
+    assert state == "deleted"
+
+
+def test_a_delete_the_full_log_refuses_is_journaled_then_written(
+    runlog: Any, bundle: Bundle, small_disk: Path
+) -> None:
+    runlog.db = small_disk / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    runlog("kill", "c", "KILL", check=True)
+    assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+    filler = fill(small_disk)
+    try:
+        deleted = runlog("delete", "c")
+        assert deleted.returncode == 0, deleted.stderr  # done, and kept in the journal
+        assert [p.name for p in (runlog.root / "c").iterdir()] == ["journal"]
+        assert runlog("state", "c").returncode == 1
+    finally:
+        filler.unlink()
+    assert runlog("delete", "--force", "c").returncode == 0
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_create_command_killed_after_claiming_the_id(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create SIGKILLed once it has claimed the id: its monitor-to-be exits,
+    a bare state directory is left, and delete --force frees the id."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", "create:claimed")
+    killed = runlog("create", "--bundle", path, "c")
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert killed.returncode == -9
+    assert runlog("state", "c").returncode == 1
+    assert runlog("delete", "--force", "c").returncode == 0
+    assert not (runlog.root / "c").exists()
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_state_answered_from_the_file_is_recorded(runlog: Any, bundle: Bundle) -> None:
+    import json
+    import signal
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
+    os.kill(monitor, signal.SIGSTOP)
+    try:
+        out = runlog("state", "c")  # the monitor does not answer: state.json does
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "created"
+    with sqlite3.connect(runlog.db) as conn:
+        rows = conn.execute(
+            "SELECT source, outcome, json_extract(payload, '$.answered_from') FROM events "
+            "WHERE container_id = 'c' AND \"trigger\" = 'state'"
+        ).fetchall()
+    assert ("created", "ok", "state.json") in rows
+
+
+def test_delete_force_kills_what_the_ended_init_left_in_its_cgroup(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """Without a PID namespace, a process the init started outlives it; the
+    container is stopped, and delete --force kills it so the cgroup goes."""
+
+    def no_pid_namespace(spec: dict[str, Any]) -> None:
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+
+    path = str(bundle(["sh", "-c", "sleep 1000 & exit 0"], edit=no_pid_namespace))
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("start", "c", check=True)
+    assert runlog.wait_status("c", "stopped")["status"] == "stopped"
+    deleted = runlog("delete", "--force", "c")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
