@@ -103,7 +103,11 @@ def launch(
     reply = early.report()
     word, _, rest = reply.partition(" ")
     if word == "ok":
-        return int(rest)
+        pid, _, given_up = rest.partition(" ")
+        if given_up:
+            # Served all the same, with less: the create event says it too.
+            os.write(2, f"runlog: container {container_id}: {given_up}\n".encode())
+        return int(pid)
     statedir.remove()
     raise RunlogError(rest or f"container {container_id}: the monitor died during create")
 

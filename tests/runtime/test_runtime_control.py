@@ -4,8 +4,10 @@ over control.sock and over the request spool, who may ask, what is refused,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +26,7 @@ from engine.layout import STATE_TIMEOUT
 from engine.runtime import client
 from engine.runtime.requests import MAX_REQUEST, RequestError, decode
 from engine.runtime.spool import REPLY, SpoolClient
+from engine.runtime.watcher import Watcher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,6 +85,12 @@ def changes(db: Path, cid: str) -> list[dict[str, Any]]:
 
 def brief(db: Path, cid: str) -> list[tuple[str, str | None, str, str]]:
     return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in changes(db, cid)]
+
+
+def watching(pid: int) -> tuple[int, int]:
+    """The monitor's threads and inotify instances."""
+    fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    return len(os.listdir(f"/proc/{pid}/task")), fds.count("anon_inode:inotify")
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -444,8 +453,9 @@ def test_a_spool_that_cannot_be_watched_is_looked_at(
     runlog: Any, bundle: Bundle, tmp_path: Path
 ) -> None:
     """No watch on the spool (here: it is elsewhere when the watcher starts):
-    the monitor looks at it every second instead, and a spooled delete still
-    ends the monitor."""
+    create says so, the monitor looks at it every second instead, and a
+    spooled delete still ends the monitor - here without the client's
+    wake-up over control.sock."""
     spool = runlog.root / "t-poll" / "requests"
     hook = tmp_path / "away.sh"
     hook.write_text(f"#!/bin/sh\nmv {spool} {spool}.away\n")
@@ -454,11 +464,13 @@ def test_a_spool_that_cannot_be_watched_is_looked_at(
     def edit(spec: dict[str, Any]) -> None:
         spec["hooks"] = {"createRuntime": [{"path": str(hook), "env": ["PATH=/usr/bin:/bin"]}]}
 
-    runlog("create", "t-poll", "-b", str(bundle(["sh", "-c", LOOP], edit)), check=True)
+    made = runlog("create", "t-poll", "-b", str(bundle(["sh", "-c", LOOP], edit)), check=True)
+    assert "the request spool looked at every 1s, not watched" in made.stderr
     monitor = runtime_info(runlog, "t-poll")["monitor_pid"]
-    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
+    assert watching(monitor) == (1, 1)  # the freezer's watch stands
     os.rename(f"{spool}.away", spool)
     with SpoolClient(str(spool)) as client_:
+        client_.poke = lambda: False  # type: ignore[method-assign]
         reply = json.loads(client_.call(b'{"op": "start"}', timeout=10))
         assert (reply["ok"], reply["status"]) == (True, "running")
         reply = json.loads(client_.call(b'{"op": "delete", "force": true}', timeout=10))
@@ -485,8 +497,8 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
 ) -> None:
     running("t-ext")
     monitor = runtime_info(runlog, "t-ext")["monitor_pid"]
-    # Once the watcher runs, only inotify tells the monitor (nothing polls).
-    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
+    # Only inotify tells the monitor (nothing polls); no thread waits for it.
+    assert watching(monitor) == (1, 1)
     freezer = _freezer_state(runlog, "t-ext")
     frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
     freezer.write_text(frozen)
@@ -506,6 +518,83 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
     ]
     assert events[2]["payload"]["request"] == {"noticed": "freezer"}
     assert events[2]["actor_uid"] is None
+
+
+@pytest.fixture
+def no_inotify_left() -> Iterator[int]:
+    """Every inotify instance root may still have, held by the test: what a
+    monitor meets past the kernel's default of 128 (fs.inotify.max_user_instances,
+    per user). Yields how many were taken; gives them back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held: list[Watcher] = []
+    try:
+        while True:
+            try:
+                held.append(Watcher())
+            except OSError as err:
+                assert err.errno == errno.EMFILE, err
+                break
+        if len(os.listdir("/proc/self/fd")) >= hard - 1:
+            pytest.skip("the descriptor limit comes before the inotify instance limit")
+        yield len(held)
+    finally:
+        for watcher in held:
+            watcher.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_every_duty_is_served_without_an_inotify_instance(
+    runlog: Any, bundle: Bundle, tmp_path: Path, popen: Any, no_inotify_left: int
+) -> None:
+    """Past the inotify instance limit: create says what it gives up (on
+    stderr and in its event); the spool client wakes the monitor over
+    control.sock and needs no instance itself; a hand-written freezer is
+    noticed at the next look; ``events --follow`` looks every so often;
+    every request is answered."""
+    b = bundle(["sh", "-c", LOOP])
+    made = runlog("create", "t-noin", "-b", str(b), check=True)
+    given_up = (
+        "the request spool and the freezer looked at every 1s, not watched "
+        "(inotify: Too many open files; see fs.inotify.max_user_instances)"
+    )
+    assert made.stderr == f"runlog: container t-noin: {given_up}\n"
+    assert rows(runlog.db, "t-noin")[0]["payload"]["request"]["given_up"] == given_up
+    monitor = runtime_info(runlog, "t-noin")["monitor_pid"]
+    assert watching(monitor) == (1, 0)
+    out = tmp_path / "follow.out"
+    follower = popen("events", "--follow", "t-noin", out=out)
+    spool = Transport(runlog, "spool")
+    took = time.monotonic()
+    code, reply = spool("t-noin", {"op": "start"})
+    assert (code, reply["status"]) == (0, "running")
+    assert time.monotonic() - took < 1.0  # woken, not found at the next look
+    wait_for((b / "rootfs" / "ready").exists, "the trap")
+    freezer = _freezer_state(runlog, "t-noin")
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer.write_text(frozen)
+    wait_for(lambda: status(runlog, "t-noin") == "paused", "the monitor to notice the freeze")
+    freezer.write_text(thawed)
+    wait_for(lambda: status(runlog, "t-noin") == "running", "the monitor to notice the thaw")
+    assert Transport(runlog, "socket")("t-noin", {"op": "state"})[1]["status"] == "running"
+    assert spool("t-noin", {"op": "delete", "force": True}) == (
+        0,
+        {"ok": True, "status": "deleted"},
+    )
+    assert follower.wait(timeout=10) == 0
+    followed = [json.loads(line)["trigger"] for line in out.read_text().splitlines()]
+    assert [t for t in followed if t != "state"] == [
+        t for t, _d, _o, _a in brief(runlog.db, "t-noin")
+    ]
+    assert [t for t, _d, _o, _a in brief(runlog.db, "t-noin")] == [
+        "create",
+        "start",
+        "pause",
+        "resume",
+        "kill",
+        "exit",
+        "delete",
+    ]
 
 
 def test_state_answers_from_the_file_when_the_monitor_does_not(
@@ -684,11 +773,10 @@ def test_no_request_takes_the_monitor_down(runlog: Any, running: Callable[[str],
     assert client.call(path, {"op": "state"})["status"] == "running"
 
 
-def test_hooks_fork_while_the_watcher_threads_run(
-    runlog: Any, bundle: Bundle, tmp_path: Path
-) -> None:
-    """The monitor forks hook processes after its watcher's threads exist:
-    every hook still runs, and in the order of its points."""
+def test_hooks_fork_while_the_monitor_watches(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    """The monitor forks hook processes while its inotify instance is open
+    (close-on-exec: no hook holds it): every hook still runs, and in the
+    order of its points."""
     log = tmp_path / "hooks.log"
     hook = tmp_path / "hook.sh"
     hook.write_text(f'#!/bin/sh\necho "$1" >> {log}\n')
@@ -704,7 +792,7 @@ def test_hooks_fork_while_the_watcher_threads_run(
         cid = f"t-fork{n}"
         runlog("create", cid, "-b", str(bundle(["true"], edit)), check=True)
         monitor = runtime_info(runlog, cid)["monitor_pid"]
-        wait_for(lambda m=monitor: len(os.listdir(f"/proc/{m}/task")) > 1, "the watcher")
+        assert watching(monitor) == (1, 1)
         runlog("start", cid, check=True, timeout=20)
         assert runlog("wait", cid, timeout=20).returncode == 0
         runlog("delete", cid, check=True, timeout=20)
