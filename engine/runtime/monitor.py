@@ -120,8 +120,6 @@ def run(
         report(report_fd, f"error container {cid}: cannot serve it: {type(err).__name__}: {err}")
         return
     assert container.pid is not None
-    if given_up is None and server.unwatched:
-        given_up = _looked_at(server.unwatched, "cannot be watched")
     report(report_fd, f"ok {container.pid}" + (f" {given_up}" if given_up else ""))
     _settle(store)
     # The container keeps create's stdio (runc passes it through), unless

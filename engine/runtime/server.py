@@ -51,6 +51,12 @@ _SO_PEERCRED = struct.Struct("3i")
 READ_TIMEOUT = 5.0
 #: Seconds between looks at a spool or a freezer that cannot be watched.
 POLL = 1.0
+#: The watches are set after this long without a request, or this long
+#: after serving: a container deleted before has none to tear down (closing
+#: an inotify instance that has watches waits for the kernel's grace
+#: period, some 15 ms here; one without is free).
+WATCH_IDLE = 0.02
+WATCH_BY = 0.25
 #: Seconds between looks at a freezer still FREEZING.
 FREEZING_RECHECK = 0.05
 _SPOOL = "spool"
@@ -119,9 +125,8 @@ class Server:
         self.spool_due: float | None = None
         self.freezer_poll: float | None = None
         self.freezer_due: float | None = None
-        #: What could not be watched, and is looked at every POLL seconds instead.
-        self.unwatched: list[str] = []
-        self._watch()
+        self.watch_idle: float | None = None
+        self.watch_by: float | None = None
         assert self.container.pid is not None
         self.pidfd: int | None = _pidfd(self.container.pid)
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
@@ -142,11 +147,10 @@ class Server:
             self.streams.register(self.poller)
         if self.watcher is not None:
             self.poller.register(self.watcher.fileno(), select.POLLIN)
+        now = time.monotonic()
+        self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
         try:
-            # What happened before the watches were in place: requests
-            # dropped into the spool, a freezer written to.
             self._look_at_spool()
-            self._freezer()
             while not self._done():
                 for fd, events in self.poller.poll(self._timeout()):
                     self._ready(fd, events)
@@ -159,14 +163,21 @@ class Server:
         finally:
             self._close()
 
+    def _start_watching(self) -> None:
+        self.watch_idle = self.watch_by = None
+        self._watch()
+        # What happened before the watches were in place: requests dropped
+        # into the spool, a freezer written to.
+        self._look_at_spool()
+        self._freezer()
+
     def _done(self) -> bool:
         return self.dispatcher.deleted
 
     def _watch(self) -> None:
         """Watch the spool and the freezer with the watcher the monitor got
         (None: no inotify instance was left). What cannot be watched is
-        looked at every :data:`POLL` seconds instead, and named in
-        :attr:`unwatched`."""
+        looked at every :data:`POLL` seconds instead."""
         freezer = _freezer_file(self.container.manager.paths)
         watcher = self.watcher
         try:
@@ -176,7 +187,6 @@ class Server:
         except OSError:
             self.spool_poll = POLL
             self.spool_due = time.monotonic() + POLL
-            self.unwatched.append("the request spool")
         try:
             if watcher is None:
                 raise OSError("no inotify instance")
@@ -187,12 +197,10 @@ class Server:
         except OSError:
             self.freezer_poll = POLL
             self.freezer_due = time.monotonic() + POLL
-            if freezer is not None:
-                self.unwatched.append("the freezer")
 
     def _timeout(self) -> int | None:
         deadlines = [c.deadline for c in self.conns.values() if c.reply is None]
-        due = (self.spool_due, self.freezer_due)
+        due = (self.spool_due, self.freezer_due, self.watch_idle, self.watch_by)
         deadlines += [t for t in due if t is not None]
         if not deadlines:
             return None
@@ -203,6 +211,8 @@ class Server:
             # The container's output is no request: the watcher may start.
             self.streams.event(fd, events)
             return
+        if self.watch_idle is not None:
+            self.watch_idle = time.monotonic() + WATCH_IDLE  # busy: not yet
         if fd == self.sigchld:
             _drain(self.sigchld)
             self._reap_orphans()
@@ -224,6 +234,10 @@ class Server:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        if self.watch_by is not None and (
+            now >= self.watch_by or (self.watch_idle is not None and now >= self.watch_idle)
+        ):
+            self._start_watching()
         for conn in [c for c in self.conns.values() if c.reply is None and c.deadline <= now]:
             self._complete(conn)  # what came in time is the request
         if self.freezer_due is not None and self.freezer_due <= now:
