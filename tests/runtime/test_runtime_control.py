@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 Bundle = Callable[..., Path]
 NOBODY = 65534
 # Ends on USR1 with status 3, once /ready says the trap is set.
+#: A life with one pause and resume, ended by a signal, then deleted.
+PAUSED_ONCE = ["create", "start", "pause", "resume", "kill", "exit", "delete"]
 LOOP = "trap 'exit 3' USR1; touch /ready; while true; do sleep 0.05; done"
 
 
@@ -500,6 +502,16 @@ def _freezer_state(runlog: Any, cid: str) -> Path:
     return Path(paths["unified"]) / "cgroup.freeze"
 
 
+def freeze_and_thaw_by_hand(runlog: Any, cid: str) -> None:
+    """Write the container's freezer; wait for the monitor to notice each change."""
+    freezer = _freezer_state(runlog, cid)
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer.write_text(frozen)
+    wait_for(lambda: status(runlog, cid) == "paused", "the monitor to notice the freeze")
+    freezer.write_text(thawed)
+    wait_for(lambda: status(runlog, cid) == "running", "the monitor to notice the thaw")
+
+
 def test_a_freezer_written_by_hand_is_recorded_as_external(
     runlog: Any, running: Callable[[str], Path]
 ) -> None:
@@ -508,12 +520,7 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
     # Only inotify tells the monitor (nothing polls); no thread waits for it.
     assert watching(monitor) == (1, 1)
     wait_for(lambda: watches(monitor) == 2, "the watches")
-    freezer = _freezer_state(runlog, "t-ext")
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
-    freezer.write_text(frozen)
-    wait_for(lambda: status(runlog, "t-ext") == "paused", "the monitor to notice the freeze")
-    freezer.write_text(thawed)
-    wait_for(lambda: status(runlog, "t-ext") == "running", "the monitor to notice the thaw")
+    freeze_and_thaw_by_hand(runlog, "t-ext")
     # runlog's own pause and resume write the same file: not external.
     runlog("pause", "t-ext", check=True)
     runlog("resume", "t-ext", check=True)
@@ -579,12 +586,7 @@ def test_every_duty_is_served_without_an_inotify_instance(
     assert (code, reply["status"]) == (0, "running")
     assert time.monotonic() - took < 1.0  # woken, not found at the next look
     wait_for((b / "rootfs" / "ready").exists, "the trap")
-    freezer = _freezer_state(runlog, "t-noin")
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
-    freezer.write_text(frozen)
-    wait_for(lambda: status(runlog, "t-noin") == "paused", "the monitor to notice the freeze")
-    freezer.write_text(thawed)
-    wait_for(lambda: status(runlog, "t-noin") == "running", "the monitor to notice the thaw")
+    freeze_and_thaw_by_hand(runlog, "t-noin")
     assert Transport(runlog, "socket")("t-noin", {"op": "state"})[1]["status"] == "running"
     assert spool("t-noin", {"op": "delete", "force": True}) == (
         0,
@@ -595,15 +597,7 @@ def test_every_duty_is_served_without_an_inotify_instance(
     assert [t for t in followed if t != "state"] == [
         t for t, _d, _o, _a in brief(runlog.db, "t-noin")
     ]
-    assert [t for t, _d, _o, _a in brief(runlog.db, "t-noin")] == [
-        "create",
-        "start",
-        "pause",
-        "resume",
-        "kill",
-        "exit",
-        "delete",
-    ]
+    assert [t for t, _d, _o, _a in brief(runlog.db, "t-noin")] == PAUSED_ONCE
 
 
 def test_state_answers_from_the_file_when_the_monitor_does_not(
@@ -728,15 +722,7 @@ def test_events_follow_streams_until_delete(
     runlog("delete", "t-follow", check=True)
     assert follower.wait(timeout=10) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["trigger"] for e in lines] == [
-        "create",
-        "start",
-        "pause",
-        "resume",
-        "kill",
-        "exit",
-        "delete",
-    ]
+    assert [e["trigger"] for e in lines] == PAUSED_ONCE
     assert [e["seq"] for e in lines] == list(range(1, 8))
 
 
