@@ -851,3 +851,49 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
         ("exit", "ok"),
         ("delete", "ok"),
     ]
+
+
+SCALE = 256
+
+
+def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> None:
+    """256 running containers at the kernel's default limits: every one
+    answers a spooled request and notices a freezer written by hand (by
+    inotify, or at its next look past the instance limit). Prints memory
+    and counts per monitor."""
+    b = bundle(["sleep", "100000"])
+    ids = [f"t-s{n}" for n in range(SCALE)]
+    try:
+        for cid in ids:
+            runlog("run", "-d", cid, "-b", str(b), check=True)
+        monitors = [runtime_info(runlog, cid)["monitor_pid"] for cid in ids]
+        spool = Transport(runlog, "spool")
+        for cid in ids:
+            assert spool(cid, {"op": "state"})[1]["status"] == "running"
+        for cid in ids:
+            freezer = _freezer_state(runlog, cid)
+            freezer.write_text("FROZEN" if freezer.name == "freezer.state" else "1")
+        wait_for(
+            lambda: all(status(runlog, cid) == "paused" for cid in ids),
+            "every monitor to notice its freeze",
+            timeout=60,
+        )
+        pss = [_smaps(pid)["Pss"] for pid in monitors]
+        counts = [watching(pid) for pid in monitors]
+        fds = [len(os.listdir(f"/proc/{pid}/fd")) for pid in monitors]
+        print(
+            f"\n{SCALE} monitors: PSS mean {sum(pss) / len(pss) / 1024:.2f} MiB, "
+            f"threads {sorted({t for t, _i in counts})}, "
+            f"inotify instances {sum(i for _t, i in counts)}, fds {min(fds)}-{max(fds)}"
+        )
+    finally:
+        for cid in ids:
+            runlog("delete", "--force", cid, timeout=60)
+
+
+def _smaps(pid: int) -> dict[str, int]:
+    found = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        found[key] = int(rest.split()[0])
+    return found
