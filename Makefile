@@ -80,6 +80,7 @@ bench: $(STAMP) bench-deps
 	$(PY) -m engine.entry $(VENV)/bin/runlog  # the code file as the sources are now
 	$(PY) bench/run.py
 	$(PY) bench/containers.py
+	$(PY) bench/monitors.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
 	$(PY) bench/chain.py

@@ -69,7 +69,12 @@ def _ended(event: Any) -> bool:
     return bool(event.outcome == Outcome.OK and event.dest == Status.DELETED)
 
 
+#: Milliseconds between looks at the log when it cannot be watched.
+UNWATCHED_MS = 100
+
+
 def follow(settings: Settings, container_id: str) -> int:
+    import contextlib
     import select
 
     from engine.audit import logdb, query, render
@@ -83,13 +88,19 @@ def follow(settings: Settings, container_id: str) -> int:
     conn = logdb.open_log(settings.db)
     out = sys.stdout.buffer
     names = {os.path.basename(path), os.path.basename(path) + "-wal"}
-    with Watcher() as watcher:
-        # Watch first, then read: nothing recorded in between is missed.
-        watcher.start()
-        watcher.watch(os.path.dirname(path), "db", CHANGED, names.__contains__)
-        watcher.watch(settings.root, "root", GONE, lambda name: name == container_id)
-        poller = select.poll()
-        poller.register(watcher.fileno(), select.POLLIN)
+    poller = select.poll()
+    try:
+        watcher = Watcher()
+    except OSError:
+        # No inotify instance left (fs.inotify.max_user_instances): look
+        # every UNWATCHED_MS instead, with a poller that nothing wakes.
+        watcher = None
+    with watcher or contextlib.nullcontext():
+        if watcher is not None:
+            # Watch first, then read: nothing recorded in between is missed.
+            watcher.watch(os.path.dirname(path), "db", CHANGED, names.__contains__)
+            watcher.watch(settings.root, "root", GONE, lambda name: name == container_id)
+            poller.register(watcher.fileno(), select.POLLIN)
         events = query.history(conn, container_id)
         # The current life: after the last time an earlier one was deleted.
         start = max((i + 1 for i, e in enumerate(events) if _ended(e)), default=0)
@@ -116,8 +127,9 @@ def follow(settings: Settings, container_id: str) -> int:
             # A write to the -wal is seen before its commit is: the writer
             # may still be syncing. So after each wake, look again a few
             # times, briefly; then sleep until the next write.
-            if poller.poll(settle.pop(0) if settle else None):
-                watcher.drain()
+            if poller.poll(settle.pop(0) if settle else None if watcher else UNWATCHED_MS):
+                if watcher is not None:
+                    watcher.drain()
                 settle = list(SETTLE_MS)
 
 

@@ -106,7 +106,11 @@ def launch(
     reply = early.report()
     word, _, rest = reply.partition(" ")
     if word == "ok":
-        return int(rest)
+        pid, _, given_up = rest.partition(" ")
+        if given_up:
+            # Served all the same, with less: the create event says it too.
+            os.write(2, f"runlog: container {container_id}: {given_up}\n".encode())
+        return int(pid)
     if rest:  # the monitor undid what it had made and said why
         statedir.remove()
         raise RunlogError(rest)

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from engine.runtime.dispatch import Dispatcher
     from engine.runtime.server import Server
     from engine.runtime.streams import LogFile
+    from engine.runtime.watcher import Watcher
 
 __all__ = ["init_parent", "report", "run", "serve"]
 
@@ -113,7 +114,8 @@ def run(
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
         service.journal = Journal(statedir.file(JOURNAL))
-        created, sock, dispatcher = _create(service, container, actor)
+        watcher, given_up = _watcher()
+        created, sock, dispatcher = _create(service, container, actor, given_up)
     except RunlogError as err:
         _refused(settings, cid, err, bundle)
         statedir.remove()
@@ -128,7 +130,7 @@ def run(
         # service, the one writer from here on.
         container.project(created)
         service.project = container.project
-        server = _server(dispatcher, statedir, sock, log)
+        server = _server(dispatcher, statedir, sock, log, watcher)
         container.write_runtime(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
@@ -140,7 +142,7 @@ def run(
         report(report_fd, f"error container {cid}: cannot serve it: {type(err).__name__}: {err}")
         return
     assert container.pid is not None
-    report(report_fd, f"ok {container.pid}")
+    report(report_fd, f"ok {container.pid}" + (f" {given_up}" if given_up else ""))
     _settle(store)
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
@@ -257,13 +259,34 @@ def _machine_and_log(
     return definition, store
 
 
+def _watcher() -> tuple[Watcher | None, str | None]:
+    """The monitor's inotify instance, or None and what is given up without
+    one (the per-user limit, fs.inotify.max_user_instances, is reached)."""
+    from engine.runtime.watcher import Watcher
+
+    try:
+        return Watcher(), None
+    except OSError as err:
+        return None, _looked_at(["the request spool", "the freezer"], err.strerror or str(err))
+
+
+def _looked_at(what: list[str], why: str) -> str:
+    from engine.runtime.server import POLL
+
+    return (
+        f"{' and '.join(what)} looked at every {POLL:g}s, not watched "
+        f"(inotify: {why}; see fs.inotify.max_user_instances)"
+    )
+
+
 def _create(
-    service: Service, container: Container, actor: Actor
+    service: Service, container: Container, actor: Actor, given_up: str | None
 ) -> tuple[Event, _socket.socket, Dispatcher]:
     """Run the machine's ``create``; return control.sock and the
     dispatcher, made while the init sets itself up (the monitor would only
     wait) and before state.json says "created" (a client that sees that can
-    connect). If they cannot be made, the spawn fails."""
+    connect). If they cannot be made, the spawn fails. What the monitor
+    gives up (``given_up``) is in the create event (``given_up``)."""
     made: list[tuple[_socket.socket, Dispatcher]] = []
 
     def meanwhile() -> None:
@@ -271,7 +294,10 @@ def _create(
 
     container.meanwhile = meanwhile
     try:
-        event = service.request(container.id, CREATE, actor, {"bundle": container.config.bundle})
+        args = {"bundle": container.config.bundle}
+        if given_up:
+            args["given_up"] = given_up
+        event = service.request(container.id, CREATE, actor, args)
     finally:
         container.meanwhile = None
     # A machine whose create spawns nothing has no init to wait for.
@@ -287,13 +313,17 @@ def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispa
 
 
 def _server(
-    dispatcher: Dispatcher, statedir: StateDir, sock: _socket.socket, log: LogFile | None
+    dispatcher: Dispatcher,
+    statedir: StateDir,
+    sock: _socket.socket,
+    log: LogFile | None,
+    watcher: Watcher | None,
 ) -> Server:
     """The loop, with the container's streams when the monitor keeps them."""
     from engine.runtime.server import Server
 
     if log is None:
-        return Server(dispatcher, statedir, sock)
+        return Server(dispatcher, statedir, sock, watcher=watcher)
     from engine.runtime.streams import Streams
 
     container = dispatcher.container
@@ -304,4 +334,4 @@ def _server(
     elif container.pty is not None:
         streams = Streams.terminal(log, container.pty, statedir, container.owner)
         dispatcher.log = dispatcher.terminal = streams
-    return Server(dispatcher, statedir, sock, streams)
+    return Server(dispatcher, statedir, sock, streams, watcher)

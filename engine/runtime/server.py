@@ -5,10 +5,13 @@
   blocking the loop, each until a newline, the client's shutdown, more than
   :data:`~engine.runtime.requests.MAX_REQUEST` bytes or
   :data:`READ_TIMEOUT`; the peer's uid and pid (SO_PEERCRED) are the actor;
-- a :class:`~engine.runtime.watcher.Watcher` on the request spool and the
-  cgroup's freezer file, started once the loop has been idle a moment (the
-  init exists by then: docs/design.md, fork only while single-threaded), with a
-  look every :data:`POLL` seconds at whatever cannot be watched.
+- a :class:`~engine.runtime.watcher.Watcher` (one inotify instance, no
+  thread) on the request spool and the cgroup's freezer file, with a look
+  every :data:`POLL` seconds at whatever cannot be watched: no inotify
+  instance left (``fs.inotify.max_user_instances`` is per user, 128 by
+  default), a freezer the kernel does not report. A spool client wakes the
+  loop over control.sock (:data:`~engine.runtime.spool.POKE`) once its
+  request is in place, so the spool needs no watch to be served at once.
 
 - with ``--log-path``, the container's pipes and ``attach.sock``
   (:class:`~engine.runtime.streams.Streams`).
@@ -31,8 +34,9 @@ from engine import jsonfast
 from engine.identity import enriched
 from engine.runtime.dispatch import Dispatcher
 from engine.runtime.requests import MAX_REQUEST
-from engine.runtime.spool import REQUESTS, Spool, is_request
+from engine.runtime.spool import POKE, REQUESTS, Spool, is_request
 from engine.runtime.statedir import CONTROL, SocketAddress, StateDir
+from engine.runtime.watcher import ARRIVED, CHANGED, OVERFLOW, Watcher
 from engine.status import Actor, Transport
 
 TYPE_CHECKING = False
@@ -40,7 +44,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from engine.runtime.streams import Streams
-    from engine.runtime.watcher import Watcher
 
 __all__ = ["Server", "listen"]
 
@@ -49,7 +52,10 @@ _SO_PEERCRED = struct.Struct("3i")
 READ_TIMEOUT = 5.0
 #: Seconds between looks at a spool or a freezer that cannot be watched.
 POLL = 1.0
-#: The watcher starts after this long without a request, or this long after serving.
+#: The watches are set after this long without a request, or this long
+#: after serving: a container deleted before has none to tear down (closing
+#: an inotify instance that has watches waits for the kernel's grace
+#: period, some 15 ms here; one without is free).
 WATCH_IDLE = 0.02
 WATCH_BY = 0.25
 #: Seconds between looks at a freezer still FREEZING.
@@ -105,6 +111,7 @@ class Server:
         statedir: StateDir,
         sock: _socket.socket,
         streams: Streams | None = None,
+        watcher: Watcher | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.container = dispatcher.container
@@ -115,7 +122,7 @@ class Server:
         self.poller = select.poll()
         self.conns: dict[int, _Conn] = {}
         self.taken: set[str] = set()  # spooled requests being answered (wait)
-        self.watcher: Watcher | None = None
+        self.watcher = watcher
         # Seconds between looks, and when the next is due, at what cannot be watched.
         self.spool_poll: float | None = None
         self.spool_due: float | None = None
@@ -144,13 +151,13 @@ class Server:
         self.poller.register(self.pidfd, select.POLLIN)
         if self.streams is not None:
             self.streams.register(self.poller)
-        # The watcher (watchdog: ~10 ms of imports) starts once the loop has
-        # been idle a moment, or soon at the latest: the ``start`` that
-        # usually follows ``create`` does not wait for it.
+        if self.watcher is not None:
+            self.poller.register(self.watcher.fileno(), select.POLLIN)
         now = time.monotonic()
         self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
         try:
-            while True:
+            self._look_at_spool()
+            while not self._done():
                 for fd, events in self.poller.poll(self._timeout()):
                     self._ready(fd, events)
                     if self._done():
@@ -167,38 +174,28 @@ class Server:
         self._watch()
         # What happened before the watches were in place: requests dropped
         # into the spool, a freezer written to.
-        for name in self.spool.pending():
-            self._spooled(name)
+        self._look_at_spool()
         self._freezer()
 
     def _done(self) -> bool:
         return self.dispatcher.deleted
 
     def _watch(self) -> None:
-        """Start the watcher: the init exists, so threads may now (docs/design.md).
-
-        What cannot be watched - no inotify instance left (the per-user
-        limit, fs.inotify.max_user_instances), a freezer file the kernel
-        does not report - is looked at every so often instead.
-        """
-        from engine.runtime.watcher import ARRIVED, CHANGED, Watcher
-
+        """Watch the spool and the freezer with the watcher the monitor got
+        (None: no inotify instance was left). What cannot be watched is
+        looked at every :data:`POLL` seconds instead."""
         freezer = _freezer_file(self.container.manager.paths)
+        watcher = self.watcher
         try:
-            watcher = Watcher()
-        except OSError:
-            self.spool_poll = self.freezer_poll = POLL
-            self.spool_due = self.freezer_due = time.monotonic() + POLL
-            return
-        self.watcher = watcher
-        watcher.start()
-        self.poller.register(watcher.fileno(), select.POLLIN)
-        try:
+            if watcher is None:
+                raise OSError("no inotify instance")
             watcher.watch(self.spool.directory, _SPOOL, ARRIVED, is_request)
         except OSError:
             self.spool_poll = POLL
             self.spool_due = time.monotonic() + POLL
         try:
+            if watcher is None:
+                raise OSError("no inotify instance")
             if freezer is None:
                 raise FileNotFoundError("no freezer")
             directory, names = freezer
@@ -240,7 +237,9 @@ class Server:
             self.dispatcher.exec_ended(fd)
         elif self.watcher is not None and fd == self.watcher.fileno():
             for tag, name in self.watcher.drain():
-                if tag == _SPOOL:
+                if tag == _SPOOL and name == OVERFLOW:
+                    self._look_at_spool()
+                elif tag == _SPOOL:
                     self._spooled(name)
                 elif tag == _FREEZER:
                     self._freezer()
@@ -265,8 +264,7 @@ class Server:
         if self.spool_due is not None and self.spool_due <= now:
             assert self.spool_poll is not None
             self.spool_due = now + self.spool_poll
-            for name in self.spool.pending():
-                self._spooled(name)
+            self._look_at_spool()
 
     def _freezer(self) -> None:
         if self.dispatcher.freezer_changed():
@@ -352,6 +350,13 @@ class Server:
         line, newline, _rest = data.partition(b"\n")
         request = line if newline and len(line) <= MAX_REQUEST else data
         conn.reply = _SocketReply(self, conn)
+        if request == POKE:
+            # A spool client's wake-up, no request: the spool is looked at
+            # now, and the client told once what was there has been taken.
+            self.poller.modify(conn.sock.fileno(), 0)
+            self._look_at_spool()
+            conn.reply({"ok": True})
+            return
         # Read no more. A wait keeps the connection open: only a hang-up
         # (the client gone, not merely done sending) is of interest now.
         self.poller.modify(conn.sock.fileno(), 0)
@@ -364,6 +369,10 @@ class Server:
         conn.sock.close()
 
     # -- the spool -------------------------------------------------------------------
+
+    def _look_at_spool(self) -> None:
+        for name in self.spool.pending():
+            self._spooled(name)
 
     def _spooled(self, name: str) -> None:
         if name in self.taken:

@@ -10,6 +10,14 @@ all - waits in the directory: it is acted on when the monitor gets to it.
 
 Names starting with ``.`` and ending in ``.reply`` are never requests.
 
+A client then wakes the monitor: it sends :data:`POKE` on the container's
+``control.sock``, and the monitor answers once it has taken what the spool
+holds - so neither side needs an inotify instance (of which a user has 128
+by default) for a request to be served at once. The client then looks for
+its reply, more and more rarely (:data:`LOOKS`). A monitor that cannot be
+poked (not yet serving, busy, or the client not allowed to connect) still
+finds the request: by its own watch on the spool, or a look every second.
+
 ``delete`` removes the state directory, the spool with it, so a spooled
 ``delete`` that succeeds has no reply file: the spool's removal is its
 reply, and :class:`SpoolClient` reports it as ``{"ok": true, "status":
@@ -25,10 +33,16 @@ import time
 from engine.errors import RunlogError
 from engine.runtime.requests import MAX_REQUEST
 
-__all__ = ["REPLY", "REQUESTS", "Entry", "Spool", "SpoolClient", "is_request"]
+__all__ = ["POKE", "REPLY", "REQUESTS", "Entry", "Spool", "SpoolClient", "is_request"]
 
 REQUESTS = "requests"
 REPLY = ".reply"
+#: The line a spool client sends on control.sock to wake the monitor; no request.
+POKE = b"spool"
+#: Seconds between a client's looks for its reply: growing, then every 0.1 s.
+LOOKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+#: Seconds a client waits for the monitor to answer its wake-up.
+POKE_TIMEOUT = 5.0
 
 
 def is_request(name: str) -> bool:
@@ -174,38 +188,19 @@ class SpoolTimeout(RunlogError):
 
 
 class SpoolClient:
-    """A client of one spool: drop requests, wait for their replies.
-
-    Watches the directory (inotify) for as long as it lives, so a reply is
-    noticed without polling.
-    """
+    """A client of one spool: drop requests, wake the monitor, wait for their replies."""
 
     def __init__(self, directory: str) -> None:
-        from engine.runtime.watcher import ARRIVED, GONE, Watcher
+        from engine.runtime.statedir import CONTROL
 
+        if not os.path.isdir(directory):
+            raise RunlogError(f"no request spool to use at {directory}: no such directory")
         self.directory = directory
-        statedir = os.path.dirname(os.path.abspath(directory))
-        self.watcher = Watcher()
-        self.watcher.start()
-        try:
-            self.watcher.watch(directory, "reply", ARRIVED, lambda name: name.endswith(REPLY))
-        except OSError as err:
-            self.watcher.close()
-            raise RunlogError(f"no request spool to use at {directory}: {err.strerror}") from err
-        # The container's deletion removes the spool: watch from above, where
-        # allowed (--root is 0700: a non-root owner may not watch it), else
-        # look now and then.
-        self._look_every: int | None = None
-        try:
-            self.watcher.watch(
-                os.path.dirname(statedir), "gone", GONE, os.path.basename(statedir).__eq__
-            )
-        except OSError:
-            self._look_every = 1000
+        self.control = os.path.join(os.path.dirname(os.path.abspath(directory)), CONTROL)
         self._count = 0
 
     def submit(self, data: bytes) -> str:
-        """Drop one request; return its name."""
+        """Drop one request and wake the monitor; return its name."""
         self._count += 1
         name = f"{os.getpid()}-{time.time_ns()}-{self._count}"
         tmp = os.path.join(self.directory, f".{name}.tmp")
@@ -215,16 +210,23 @@ class SpoolClient:
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(self.directory, name))
+        self.poke()
         return name
+
+    def poke(self) -> bool:
+        """Wake the monitor; True once it has taken what the spool holds."""
+        from engine.wire import NoMonitor, exchange
+
+        try:
+            return bool(exchange(self.control, POKE + b"\n", POKE_TIMEOUT))
+        except (NoMonitor, OSError):
+            return False  # it finds the request by itself
 
     def reply(self, name: str, timeout: float | None = 60.0) -> bytes:
         """Wait for ``NAME.reply``; return it (and remove it)."""
-        import select
-
         path = os.path.join(self.directory, name + REPLY)
-        poller = select.poll()
-        poller.register(self.watcher.fileno(), select.POLLIN)
         deadline = None if timeout is None else time.monotonic() + timeout
+        looks = 0
         while True:
             try:
                 with open(path, "rb") as fh:
@@ -242,17 +244,15 @@ class SpoolClient:
                     f"no reply to {name} in {self.directory} after {timeout:g}s; "
                     "the request stays in the spool (is the container's monitor running?)"
                 )
-            wait = None if left is None else max(1, int(left * 1000))
-            if self._look_every is not None:
-                wait = self._look_every if wait is None else min(wait, self._look_every)
-            poller.poll(wait)
-            self.watcher.drain()
+            pause = LOOKS[min(looks, len(LOOKS) - 1)]
+            looks += 1
+            time.sleep(pause if left is None else min(pause, left))
 
     def call(self, data: bytes, timeout: float | None = 60.0) -> bytes:
         return self.reply(self.submit(data), timeout)
 
     def close(self) -> None:
-        self.watcher.close()
+        """Nothing held between requests."""
 
     def __enter__(self) -> SpoolClient:
         return self

@@ -1,51 +1,32 @@
-"""File-system notifications (inotify, through watchdog) for one consumer loop.
+"""File-system notifications (inotify(7)) for one consumer loop, without threads.
 
-The only module that imports watchdog. A :class:`Watcher` watches a few
-directories (never recursively) and, for each event whose file name a
-watch's filter accepts, queues ``(tag, name)`` and makes an eventfd
-readable. The consumer - the monitor's poll loop, ``events --follow``, the
-spool client - polls :meth:`Watcher.fileno` and takes the queue with
-:meth:`Watcher.drain`, in its own thread. Nothing else runs in watchdog's
-threads: every transition stays in the consumer's.
+A :class:`Watcher` is one inotify instance watching a few directories
+(never recursively). Its descriptor is the instance's own: the consumer -
+the monitor's poll loop, ``events --follow`` - polls :meth:`Watcher.fileno`
+and takes what happened with :meth:`Watcher.drain`, as ``(tag, name)`` for
+each event whose file name a watch's filter accepts. No thread is started
+and nothing runs outside the consumer's: a monitor holds one thread, and
+may fork (hooks) at any time.
 
-Threads and fork. watchdog runs an inotify reader thread, one emitter
-thread per watch and a dispatcher thread; they hold only their own locks
-(the watch table, the event queue) and block in poll(2) or on a queue.
-The monitor starts its watcher after the init has been forked (docs/design.md:
-fork only while single-threaded). Hooks still fork from the monitor's
-thread later; the child inherits none of those threads and touches none of
-their locks - it only rearranges descriptors, joins namespaces and execs -
-and CPython takes its import lock and the GIL across fork(2), so a hook
-child cannot deadlock on either.
+An instance counts against the user's ``fs.inotify.max_user_instances``
+(128 by default): :class:`Watcher` raises OSError (EMFILE) when none is
+left, and the consumer does without (the monitor looks every so often, and
+is woken over its control socket: :mod:`engine.runtime.server`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-import threading
-from collections import deque
-from collections.abc import Callable
+import struct
 
-from watchdog.events import (
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers.inotify import InotifyObserver
+from engine.linux import ffi
 
-__all__ = ["ARRIVED", "CHANGED", "GONE", "Watcher"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-# watchdog logs a race of its own when a watch stops mid-read; without a
-# handler Python would print that on the stderr of ``events --follow``.
-logging.getLogger("watchdog").addHandler(logging.NullHandler())
+__all__ = ["ARRIVED", "CHANGED", "GONE", "OVERFLOW", "Watcher"]
 
 #: What to be told of: a file that arrived complete (renamed in, or closed
 #: after writing), a file written to (a cgroup's freezer.state, the event
@@ -53,40 +34,56 @@ logging.getLogger("watchdog").addHandler(logging.NullHandler())
 ARRIVED = "arrived"
 CHANGED = "changed"
 GONE = "gone"
+#: The name reported, once per tag, when the kernel's queue overflowed and
+#: events were lost: look at everything.
+OVERFLOW = ""
 
-_FILTERS: dict[str, list[type[FileSystemEvent]]] = {
+# <sys/inotify.h>
+_IN_MODIFY = 0x002
+_IN_CLOSE_WRITE = 0x008
+_IN_MOVED_FROM = 0x040
+_IN_MOVED_TO = 0x080
+_IN_CREATE = 0x100
+_IN_DELETE = 0x200
+_IN_Q_OVERFLOW = 0x4000
+_IN_ONLYDIR = 0x01000000
+_IN_MASK_ADD = 0x20000000
+_IN_ISDIR = 0x40000000
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+
+#: The events of each kind, and whether directories count.
+_MASKS: dict[str, tuple[int, bool]] = {
     # Created: only what is no regular file (a link, a FIFO), which is never
     # closed after writing and must be answered all the same.
-    ARRIVED: [FileMovedEvent, FileClosedEvent, FileCreatedEvent],
-    CHANGED: [FileModifiedEvent, FileMovedEvent, FileCreatedEvent],
-    GONE: [FileDeletedEvent, FileMovedEvent, DirDeletedEvent, DirMovedEvent],
+    ARRIVED: (_IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_CREATE, False),
+    CHANGED: (_IN_MODIFY | _IN_MOVED_TO | _IN_CREATE, False),
+    GONE: (_IN_DELETE | _IN_MOVED_FROM, True),
 }
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then the name
+_BUFFER = 65536
+
+_libc = ffi.libc
 
 
-def _text(path: bytes | str) -> str:
-    return os.fsdecode(path)
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        errno = ffi.get_errno()
+        raise OSError(errno, os.strerror(errno), what)
+    return result
 
 
-class _Handler(FileSystemEventHandler):
+class _Watch:
+    __slots__ = ("accept", "directory", "dirs", "kind", "mask", "tag")
+
     def __init__(
-        self, tag: str, kind: str, accept: Callable[[str], bool], watcher: Watcher
+        self, tag: str, kind: str, accept: Callable[[str], bool], directory: bytes
     ) -> None:
         self.tag = tag
         self.kind = kind
+        self.mask, self.dirs = _MASKS[kind]
         self.accept = accept
-        self.watcher = watcher
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        # watchdog's dispatcher thread: only queue and wake.
-        path = event.src_path
-        if isinstance(event, FileMovedEvent | DirMovedEvent) and self.kind != GONE:
-            # Renamed in: the new name is what arrived (renamed out: dest "").
-            path = event.dest_path or event.src_path
-        name = os.path.basename(_text(path))
-        if self.kind == ARRIVED and isinstance(event, FileCreatedEvent) and _being_written(path):
-            return  # a file still being written: it arrives when closed
-        if name and self.accept(name):
-            self.watcher.notify(self.tag, name)
+        self.directory = directory
 
 
 def _being_written(path: bytes | str) -> bool:
@@ -101,16 +98,11 @@ def _being_written(path: bytes | str) -> bool:
 
 
 class Watcher:
-    """Watches directories and wakes one consumer through an eventfd."""
+    """One inotify instance; its descriptor wakes the consumer."""
 
     def __init__(self) -> None:
-        self._fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._queue: deque[tuple[str, str]] = deque()
-        self._lock = threading.Lock()
-        # Full events: a file renamed in from elsewhere is a move, not a
-        # creation (which would also fire for a file still being written).
-        self._observer = InotifyObserver(generate_full_events=True)
-        self._started = False
+        self._fd = _check(_libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC), "inotify_init1")
+        self._watches: dict[int, list[_Watch]] = {}
 
     def fileno(self) -> int:
         return self._fd
@@ -123,36 +115,57 @@ class Watcher:
         accept: Callable[[str], bool] = lambda _name: True,
     ) -> None:
         """Report ``kind`` events in ``directory`` for names ``accept`` takes,
-        as ``(tag, name)``. Call after :meth:`start`: then a directory that
-        cannot be watched raises OSError here, and the other watches stand."""
-        handler = _Handler(tag, kind, accept, self)
-        self._observer.schedule(handler, directory, recursive=False, event_filter=_FILTERS[kind])
+        as ``(tag, name)``. A directory that cannot be watched raises
+        OSError; the other watches stand."""
+        path = os.fsencode(directory)
+        watch = _Watch(tag, kind, accept, path)
+        flags = watch.mask | _IN_ONLYDIR | _IN_MASK_ADD
+        wd = _check(_libc.inotify_add_watch(self._fd, path, flags), directory)
+        self._watches.setdefault(wd, []).append(watch)
 
     def start(self) -> None:
-        self._observer.start()
-        self._started = True
-
-    def notify(self, tag: str, name: str) -> None:
-        with self._lock:
-            self._queue.append((tag, name))
-        os.eventfd_write(self._fd, 1)
+        """Nothing to start: kept for callers written for a threaded watcher."""
 
     def drain(self) -> list[tuple[str, str]]:
         """What happened since the last drain, in order, each (tag, name) once."""
-        try:
-            os.eventfd_read(self._fd)
-        except BlockingIOError:
-            pass
-        with self._lock:
-            items = list(dict.fromkeys(self._queue))
-            self._queue.clear()
-        return items
+        found: dict[tuple[str, str], None] = {}
+        while True:
+            try:
+                data = os.read(self._fd, _BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            self._parse(data, found)
+        return list(found)
+
+    def _parse(self, data: bytes, found: dict[tuple[str, str], None]) -> None:
+        at = 0
+        while at + _EVENT.size <= len(data):
+            wd, mask, _cookie, length = _EVENT.unpack_from(data, at)
+            raw = data[at + _EVENT.size : at + _EVENT.size + length]
+            at += _EVENT.size + length
+            if mask & _IN_Q_OVERFLOW:
+                for watches in self._watches.values():
+                    for watch in watches:
+                        found[(watch.tag, OVERFLOW)] = None
+                continue
+            name = os.fsdecode(raw.rstrip(b"\0"))
+            if not name:
+                continue  # about the directory itself
+            for watch in self._watches.get(wd, ()):
+                if not mask & watch.mask or (mask & _IN_ISDIR and not watch.dirs):
+                    continue
+                if (
+                    watch.kind == ARRIVED
+                    and mask & (_IN_MOVED_TO | _IN_CLOSE_WRITE) == 0
+                    and _being_written(os.path.join(watch.directory, raw.rstrip(b"\0")))
+                ):
+                    continue  # a file still being written: it arrives when closed
+                if watch.accept(name):
+                    found[(watch.tag, name)] = None
 
     def close(self) -> None:
-        if self._started:
-            self._observer.stop()
-            self._observer.join(timeout=2)
-            self._started = False
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

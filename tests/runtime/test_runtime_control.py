@@ -4,8 +4,10 @@ over control.sock and over the request spool, who may ask, what is refused,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +26,7 @@ from engine.layout import STATE_TIMEOUT
 from engine.runtime import client
 from engine.runtime.requests import MAX_REQUEST, RequestError, decode
 from engine.runtime.spool import REPLY, SpoolClient
+from engine.runtime.watcher import Watcher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +35,8 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 Bundle = Callable[..., Path]
 NOBODY = 65534
 # Ends on USR1 with status 3, once /ready says the trap is set.
+#: A life with one pause and resume, ended by a signal, then deleted.
+PAUSED_ONCE = ["create", "start", "pause", "resume", "kill", "exit", "delete"]
 LOOP = "trap 'exit 3' USR1; touch /ready; while true; do sleep 0.05; done"
 
 
@@ -82,6 +87,20 @@ def changes(db: Path, cid: str) -> list[dict[str, Any]]:
 
 def brief(db: Path, cid: str) -> list[tuple[str, str | None, str, str]]:
     return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in changes(db, cid)]
+
+
+def watches(pid: int) -> int:
+    """The directories the monitor's inotify instance watches."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+            return Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
+    return 0
+
+
+def watching(pid: int) -> tuple[int, int]:
+    """The monitor's threads and inotify instances."""
+    fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    return len(os.listdir(f"/proc/{pid}/task")), fds.count("anon_inode:inotify")
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -459,8 +478,9 @@ def test_a_spool_that_cannot_be_watched_is_looked_at(
     runlog: Any, bundle: Bundle, tmp_path: Path
 ) -> None:
     """No watch on the spool (here: it is elsewhere when the watcher starts):
-    the monitor looks at it every second instead, and a spooled delete still
-    ends the monitor."""
+    the monitor looks at it every second instead, and a
+    spooled delete still ends the monitor - here without the client's
+    wake-up over control.sock."""
     spool = runlog.root / "t-poll" / "requests"
     hook = tmp_path / "away.sh"
     hook.write_text(f"#!/bin/sh\nmv {spool} {spool}.away\n")
@@ -471,9 +491,11 @@ def test_a_spool_that_cannot_be_watched_is_looked_at(
 
     runlog("create", "t-poll", "-b", str(bundle(["sh", "-c", LOOP], edit)), check=True)
     monitor = runtime_info(runlog, "t-poll")["monitor_pid"]
-    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
+    assert watching(monitor) == (1, 1)
+    wait_for(lambda: watches(monitor) == 1, "the freezer's watch")  # the spool's failed
     os.rename(f"{spool}.away", spool)
     with SpoolClient(str(spool)) as client_:
+        client_.poke = lambda: False  # type: ignore[method-assign]
         reply = json.loads(client_.call(b'{"op": "start"}', timeout=10))
         assert (reply["ok"], reply["status"]) == (True, "running")
         reply = json.loads(client_.call(b'{"op": "delete", "force": true}', timeout=10))
@@ -495,19 +517,25 @@ def _freezer_state(runlog: Any, cid: str) -> Path:
     return Path(paths["unified"]) / "cgroup.freeze"
 
 
+def freeze_and_thaw_by_hand(runlog: Any, cid: str) -> None:
+    """Write the container's freezer; wait for the monitor to notice each change."""
+    freezer = _freezer_state(runlog, cid)
+    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
+    freezer.write_text(frozen)
+    wait_for(lambda: status(runlog, cid) == "paused", "the monitor to notice the freeze")
+    freezer.write_text(thawed)
+    wait_for(lambda: status(runlog, cid) == "running", "the monitor to notice the thaw")
+
+
 def test_a_freezer_written_by_hand_is_recorded_as_external(
     runlog: Any, running: Callable[[str], Path]
 ) -> None:
     running("t-ext")
     monitor = runtime_info(runlog, "t-ext")["monitor_pid"]
-    # Once the watcher runs, only inotify tells the monitor (nothing polls).
-    wait_for(lambda: len(os.listdir(f"/proc/{monitor}/task")) > 1, "the watcher")
-    freezer = _freezer_state(runlog, "t-ext")
-    frozen, thawed = ("FROZEN", "THAWED") if freezer.name == "freezer.state" else ("1", "0")
-    freezer.write_text(frozen)
-    wait_for(lambda: status(runlog, "t-ext") == "paused", "the monitor to notice the freeze")
-    freezer.write_text(thawed)
-    wait_for(lambda: status(runlog, "t-ext") == "running", "the monitor to notice the thaw")
+    # Only inotify tells the monitor (nothing polls); no thread waits for it.
+    assert watching(monitor) == (1, 1)
+    wait_for(lambda: watches(monitor) == 2, "the watches")
+    freeze_and_thaw_by_hand(runlog, "t-ext")
     # runlog's own pause and resume write the same file: not external.
     runlog("pause", "t-ext", check=True)
     runlog("resume", "t-ext", check=True)
@@ -521,6 +549,70 @@ def test_a_freezer_written_by_hand_is_recorded_as_external(
     ]
     assert events[2]["payload"]["request"] == {"noticed": "freezer"}
     assert events[2]["actor_uid"] is None
+
+
+@pytest.fixture
+def no_inotify_left() -> Iterator[int]:
+    """Every inotify instance root may still have, held by the test: what a
+    monitor meets past the kernel's default of 128 (fs.inotify.max_user_instances,
+    per user). Yields how many were taken; gives them back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held: list[Watcher] = []
+    try:
+        while True:
+            try:
+                held.append(Watcher())
+            except OSError as err:
+                assert err.errno == errno.EMFILE, err
+                break
+        if len(os.listdir("/proc/self/fd")) >= hard - 1:
+            pytest.skip("the descriptor limit comes before the inotify instance limit")
+        yield len(held)
+    finally:
+        for watcher in held:
+            watcher.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_every_duty_is_served_without_an_inotify_instance(
+    runlog: Any, bundle: Bundle, tmp_path: Path, popen: Any, no_inotify_left: int
+) -> None:
+    """Past the inotify instance limit: create says what it gives up (on
+    stderr and in its event); the spool client wakes the monitor over
+    control.sock and needs no instance itself; a hand-written freezer is
+    noticed at the next look; ``events --follow`` looks every so often;
+    every request is answered."""
+    b = bundle(["sh", "-c", LOOP])
+    made = runlog("create", "t-noin", "-b", str(b), check=True)
+    given_up = (
+        "the request spool and the freezer looked at every 1s, not watched "
+        "(inotify: Too many open files; see fs.inotify.max_user_instances)"
+    )
+    assert made.stderr == f"runlog: container t-noin: {given_up}\n"
+    assert rows(runlog.db, "t-noin")[0]["payload"]["request"]["given_up"] == given_up
+    monitor = runtime_info(runlog, "t-noin")["monitor_pid"]
+    assert watching(monitor) == (1, 0)
+    out = tmp_path / "follow.out"
+    follower = popen("events", "--follow", "t-noin", out=out)
+    spool = Transport(runlog, "spool")
+    took = time.monotonic()
+    code, reply = spool("t-noin", {"op": "start"})
+    assert (code, reply["status"]) == (0, "running")
+    assert time.monotonic() - took < 1.0  # woken, not found at the next look
+    wait_for((b / "rootfs" / "ready").exists, "the trap")
+    freeze_and_thaw_by_hand(runlog, "t-noin")
+    assert Transport(runlog, "socket")("t-noin", {"op": "state"})[1]["status"] == "running"
+    assert spool("t-noin", {"op": "delete", "force": True}) == (
+        0,
+        {"ok": True, "status": "deleted"},
+    )
+    assert follower.wait(timeout=10) == 0
+    followed = [json.loads(line)["trigger"] for line in out.read_text().splitlines()]
+    assert [t for t in followed if t != "state"] == [
+        t for t, _d, _o, _a in brief(runlog.db, "t-noin")
+    ]
+    assert [t for t, _d, _o, _a in brief(runlog.db, "t-noin")] == PAUSED_ONCE
 
 
 def test_state_answers_from_the_file_when_the_monitor_does_not(
@@ -646,15 +738,7 @@ def test_events_follow_streams_until_delete(
     runlog("delete", "t-follow", check=True)
     assert follower.wait(timeout=10) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [e["trigger"] for e in lines] == [
-        "create",
-        "start",
-        "pause",
-        "resume",
-        "kill",
-        "exit",
-        "delete",
-    ]
+    assert [e["trigger"] for e in lines] == PAUSED_ONCE
     assert [e["seq"] for e in lines] == list(range(1, 8))
 
 
@@ -700,11 +784,10 @@ def test_no_request_takes_the_monitor_down(runlog: Any, running: Callable[[str],
     assert client.call(path, {"op": "state"})["status"] == "running"
 
 
-def test_hooks_fork_while_the_watcher_threads_run(
-    runlog: Any, bundle: Bundle, tmp_path: Path
-) -> None:
-    """The monitor forks hook processes after its watcher's threads exist:
-    every hook still runs, and in the order of its points."""
+def test_hooks_fork_while_the_monitor_watches(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
+    """The monitor forks hook processes while its inotify instance is open
+    (close-on-exec: no hook holds it): every hook still runs, and in the
+    order of its points."""
     log = tmp_path / "hooks.log"
     hook = tmp_path / "hook.sh"
     hook.write_text(f'#!/bin/sh\necho "$1" >> {log}\n')
@@ -720,7 +803,7 @@ def test_hooks_fork_while_the_watcher_threads_run(
         cid = f"t-fork{n}"
         runlog("create", cid, "-b", str(bundle(["true"], edit)), check=True)
         monitor = runtime_info(runlog, cid)["monitor_pid"]
-        wait_for(lambda m=monitor: len(os.listdir(f"/proc/{m}/task")) > 1, "the watcher")
+        assert watching(monitor) == (1, 1)
         runlog("start", cid, check=True, timeout=20)
         assert runlog("wait", cid, timeout=20).returncode == 0
         runlog("delete", cid, check=True, timeout=20)
@@ -784,3 +867,49 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
         ("exit", "ok"),
         ("delete", "ok"),
     ]
+
+
+SCALE = 256
+
+
+def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> None:
+    """256 running containers at the kernel's default limits: every one
+    answers a spooled request and notices a freezer written by hand (by
+    inotify, or at its next look past the instance limit). Prints memory
+    and counts per monitor."""
+    b = bundle(["sleep", "100000"])
+    ids = [f"t-s{n}" for n in range(SCALE)]
+    try:
+        for cid in ids:
+            runlog("run", "-d", cid, "-b", str(b), check=True)
+        monitors = [runtime_info(runlog, cid)["monitor_pid"] for cid in ids]
+        spool = Transport(runlog, "spool")
+        for cid in ids:
+            assert spool(cid, {"op": "state"})[1]["status"] == "running"
+        for cid in ids:
+            freezer = _freezer_state(runlog, cid)
+            freezer.write_text("FROZEN" if freezer.name == "freezer.state" else "1")
+        wait_for(
+            lambda: all(status(runlog, cid) == "paused" for cid in ids),
+            "every monitor to notice its freeze",
+            timeout=60,
+        )
+        pss = [_smaps(pid)["Pss"] for pid in monitors]
+        counts = [watching(pid) for pid in monitors]
+        fds = [len(os.listdir(f"/proc/{pid}/fd")) for pid in monitors]
+        print(
+            f"\n{SCALE} monitors: PSS mean {sum(pss) / len(pss) / 1024:.2f} MiB, "
+            f"threads {sorted({t for t, _i in counts})}, "
+            f"inotify instances {sum(i for _t, i in counts)}, fds {min(fds)}-{max(fds)}"
+        )
+    finally:
+        for cid in ids:
+            runlog("delete", "--force", cid, timeout=60)
+
+
+def _smaps(pid: int) -> dict[str, int]:
+    found = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, rest = line.partition(":")
+        found[key] = int(rest.split()[0])
+    return found
