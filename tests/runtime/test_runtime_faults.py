@@ -467,10 +467,17 @@ def test_a_create_command_killed_after_claiming_the_id(
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
-def test_a_state_answered_from_the_file_is_recorded(runlog: Any, bundle: Bundle) -> None:
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_state_answered_from_the_file_is_recorded_where_queries_are(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, recorded: bool
+) -> None:
+    """Queries are events only with RUNLOG_RECORD_QUERIES; then one the CLI
+    answers from state.json is recorded too, as the monitor's are."""
     import json
     import signal
 
+    if recorded:
+        monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")
     runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
     monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
     os.kill(monitor, signal.SIGSTOP)
@@ -485,7 +492,7 @@ def test_a_state_answered_from_the_file_is_recorded(runlog: Any, bundle: Bundle)
             "SELECT source, outcome, json_extract(payload, '$.answered_from') FROM events "
             "WHERE container_id = 'c' AND \"trigger\" = 'state'"
         ).fetchall()
-    assert ("created", "ok", "state.json") in rows
+    assert (("created", "ok", "state.json") in rows) is recorded
 
 
 def test_delete_force_kills_what_the_ended_init_left_in_its_cgroup(

@@ -166,7 +166,7 @@ def test_lifecycle_verbs_and_owned_files(
     for args in (("state", "c1"), ("kill", "c1", "KILL"), ("delete", "--force", "c1")):
         got = other(*args)
         assert got.returncode != 0, args
-        assert "Traceback" not in got.stderr
+        assert "Traceback" not in got.stderr, got.stderr
     for sneak in (
         f"cat {userlog.db}",
         f"ls {directory}/requests",
