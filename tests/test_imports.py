@@ -137,6 +137,7 @@ HOT_PATH = frozenset(
         "engine.runtime.spool",
         "engine.runtime.stages",
         "engine.runtime.statedir",
+        "engine.runtime.watcher",
         "engine.service",
         "engine.settings",
         "engine.status",
