@@ -106,6 +106,23 @@ class CgroupManager(ABC):
         """Pids in the cgroup and its descendants, sorted (runc
         ``GetAllPids``); ``[]`` when the cgroup does not exist."""
 
+    def kill_all(self) -> list[int]:
+        """SIGKILL every process in the cgroup, once, then thaw it if it is
+        frozen (a frozen v1 task does not die until thawed); the pids
+        signalled. Callers that need the cgroup empty call it until it is."""
+        import posix
+
+        killed: list[int] = []
+        for pid in self.pids():
+            try:
+                posix.kill(pid, 9)  # SIGKILL
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+        if killed and self.freezer_state() != "thawed":
+            self.thaw()
+        return killed
+
     @abstractmethod
     def stats(self) -> dict[str, object]:
         """Usage and limits as ``runc events --stats`` reports them."""

@@ -463,23 +463,12 @@ def _kill_leftovers(container: Container) -> None:
     can go. The init is gone, so this is no ``kill`` of the container."""
     manager = container.manager
     deadline = time.monotonic() + 5
-    while True:
+    while time.monotonic() <= deadline:
         try:
-            pids = manager.pids()
+            if not manager.kill_all():
+                return
         except RunlogError:
             return
-        if not pids or time.monotonic() > deadline:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, _signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            if manager.freezer_state() != "thawed":
-                manager.thaw()
-        except RunlogError:
-            pass
         _reap_children()  # the monitor is their subreaper
         time.sleep(0.01)
 

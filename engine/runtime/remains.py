@@ -68,16 +68,9 @@ def _remove_cgroups(paths: dict[str, str]) -> list[int]:
     killed: list[int] = []
     deadline = time.monotonic() + 5
     while True:
-        pids = manager.pids() if manager.exists() else []
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            killed.append(pid)
         try:
-            if pids and manager.freezer_state() != "thawed":
-                manager.thaw()
+            if manager.exists():
+                killed += manager.kill_all()
             manager.destroy()
             return killed
         except RunlogError:

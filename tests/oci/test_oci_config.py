@@ -382,7 +382,7 @@ def test_minimal_config(doc: Doc) -> None:
     [
         ("rootfs", "/bundles/b1", "/bundles/b1/rootfs"),
         ("./rootfs/", "/bundles/b1", "/bundles/b1/rootfs"),
-        ("../shared/rootfs", "/bundles/b1", "/bundles/shared/rootfs"),
+        ("../images/rootfs", "/bundles/b1", "/bundles/images/rootfs"),
         ("/srv/images/alpine", "/bundles/b1", "/srv/images/alpine"),
         ("rootfs", "relative/bundle", os.path.join(os.getcwd(), "relative/bundle/rootfs")),
     ],
