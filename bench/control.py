@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 from tables import table  # noqa: E402  (bench/, this script's directory)
 
 from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
-from engine.runtime import client  # noqa: E402
-from engine.runtime.spool import SpoolClient  # noqa: E402
+from engine.runtime.cli import client  # noqa: E402
+from engine.runtime.shared.spool import SpoolClient  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
 

@@ -14,7 +14,7 @@ from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import InvalidId, RunlogError, UnsupportedError, UsageError
 from engine.layout import FORKS_MONITOR
 from engine.oci.errors import SignalError
-from engine.runtime import prefork
+from engine.runtime.cli import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
@@ -469,7 +469,7 @@ def _log_line(settings_log: str | None, fmt: str, level: str, msg: str) -> None:
 
 def _refused(gflags: dict[str, object], words: list[str], err: RunlogError) -> None:
     """Record a refusal made here, before any monitor was asked."""
-    from engine.runtime.record import command_refused
+    from engine.runtime.shared.record import command_refused
 
     try:
         settings = Settings.from_flags(gflags, environ())
@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     sys.stderr.write(f"debug: {line}\n")
         if name in FORKS_MONITOR:
             # Forked already by engine.quick, as a rule; its imports overlap
-            # the handler's (engine.runtime.prefork).
+            # the handler's (engine.runtime.cli.prefork).
             prefork.start()
         return _handler(cmd.target)(settings, cflags, positionals)
     except RunlogError as err:

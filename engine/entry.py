@@ -71,15 +71,15 @@ def code_file(target: str) -> str:
 _CREATE_PATH = (
     "engine.quick",
     "engine.cli",
-    "engine.runtime.launch",
-    "engine.runtime.monitor",
+    "engine.runtime.cli.launch",
+    "engine.runtime.monitor.main",
     "engine.eventlog.sqlite",
     "engine.places",
-    "engine.runtime.server",
-    "engine.runtime.dispatch",
-    # exec's own (its process is made by the caller, engine.runtime.execute)
+    "engine.runtime.monitor.server",
+    "engine.runtime.monitor.dispatch",
+    # exec's own (its process is made by the caller, engine.runtime.cli.execute)
     "engine.commands.execute",
-    "engine.runtime.execute",
+    "engine.runtime.cli.execute",
 )
 
 

@@ -1,7 +1,7 @@
 """Where a container's files are under ``--root``: names, ids, socket addresses.
 
 No imports but :mod:`posix`: :mod:`engine.quick` answers a scheduler's
-polls with this alone, and :mod:`engine.runtime.statedir` builds on it;
+polls with this alone, and :mod:`engine.runtime.shared.statedir` builds on it;
 outside :mod:`engine.runtime`, whose package costs the short way 0.3 ms.
 """
 

@@ -163,7 +163,7 @@ class Call:
         except FileNotFoundError:
             # Deleted meanwhile: refused and recorded as engine.cli does it.
             from engine.commands.container import absent
-            from engine.runtime.statedir import StateDir
+            from engine.runtime.shared.statedir import StateDir
             from engine.settings import Settings, environ
 
             settings = Settings.from_flags({"root": self.root, "db": self.db}, environ())
@@ -239,7 +239,7 @@ def main(argv: "Sequence[str] | None" = None) -> int:
             return code
     if command_of(args) in FORKS_MONITOR:
         # Before engine.cli loads: the monitor's imports start 1.5 ms sooner.
-        from engine.runtime import prefork
+        from engine.runtime.cli import prefork
 
         prefork.start()
     from engine.cli import main as full

@@ -21,7 +21,7 @@ If the log refuses that last append (a full disk, a read-only file), the
 actions have run all the same. What can be undone is undone (a pause is
 thawed, a create taken back) and the request fails, saying why; what cannot
 (a signal delivered, an exit, a delete) is kept in the container's journal
-(:mod:`engine.runtime.journal`), fsynced, and written into the log, in
+(:mod:`engine.runtime.shared.journal`), fsynced, and written into the log, in
 order, before anything newer, once the log takes writes again. Refusals and
 queries the log cannot take go to the journal too.
 """
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     class Journal(Protocol):
-        """Where events go that the log cannot take (engine.runtime.journal)."""
+        """Where events go that the log cannot take (engine.runtime.shared.journal)."""
 
         pending: bool
 

@@ -15,7 +15,7 @@ from engine.layout import DEFAULT_ROOT, default_root, exists
 
 __all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
 
-#: Who reaps the container's init (engine.runtime.launch.init_parent).
+#: Who reaps the container's init (engine.runtime.cli.launch.init_parent).
 INIT_PARENTS = ("auto", "monitor", "caller")
 DEFAULT_DB = "/var/lib/runlog/events.db"
 

@@ -1,7 +1,7 @@
 """The client's side of a monitor's control socket, at the lowest level.
 
 What :mod:`engine.quick` (the short way of the scheduler's commands) and
-:mod:`engine.runtime.client` (runlog's errors on top) share: one exchange
+:mod:`engine.runtime.cli.client` (runlog's errors on top) share: one exchange
 on the socket, the text of a ``state`` reply, the wait for a monitor's
 exit. :mod:`posix` and :mod:`_socket` alone.
 """

@@ -139,7 +139,7 @@ def test_the_stub_installs_the_file_for_create_and_run_only(tmp_path: Path) -> N
     out = _python(
         f"from engine import codecache; f = codecache.CodeFile({code_file!r}); "
         "print(all(n in f._entries for n in "
-        "('engine.quick', 'engine.runtime.monitor', 'transitions.core', 'warnings')))"
+        "('engine.quick', 'engine.runtime.monitor.main', 'transitions.core', 'warnings')))"
     )
     assert out.stdout == "True\n", out.stderr
     version = subprocess.run([str(stub), "--version"], capture_output=True, text=True, check=False)
@@ -156,11 +156,12 @@ def test_what_the_monitor_loads_to_create_comes_from_the_file(tmp_path: Path) ->
     out = _python(
         "import posix, engine.codecache as c; "
         f"c.install({entry.code_file(str(stub))!r}); "
-        "import engine.quick, engine.cli, engine.runtime.launch, engine.runtime.monitor as m; "
+        "import engine.quick, engine.cli, engine.runtime.cli.launch; "
+        "import engine.runtime.monitor.main as m; "
         f"from engine.eventlog import open_store; open_store({str(db)!r}); "
         # control.sock, the dispatcher and the loop's modules, as the monitor
         # makes them while the init sets itself up (for a stand-in container).
-        "import types; from engine.runtime.statedir import StateDir; "
+        "import types; from engine.runtime.shared.statedir import StateDir; "
         f"d = StateDir({str(tmp_path / 'root')!r}, 'c'); d.create(); "
         "mgr = types.SimpleNamespace(paths={}, freezer_state=lambda: 'thawed'); "
         "ct = types.SimpleNamespace(id='c', statedir=d, owner=0, manager=mgr); "

@@ -34,7 +34,12 @@ def _imported(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    ["engine.cli", "engine.eventlog.sqlite", "engine.commands.execute", "engine.runtime.execute"],
+    [
+        "engine.cli",
+        "engine.eventlog.sqlite",
+        "engine.commands.execute",
+        "engine.runtime.cli.execute",
+    ],
 )
 def test_hot_path_imports_nothing_heavy(module: str) -> None:
     loaded = _imported(module)
@@ -51,9 +56,9 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
 # path is added here, on purpose, and one that leaves it is taken out.
 HOT_PATH_ENTRIES = (
     "engine.quick",
-    "engine.cli, engine.commands.container, engine.runtime.client",
-    "engine.runtime.launch, engine.runtime.monitor, engine.eventlog.sqlite, "
-    "engine.runtime.server, engine.runtime.dispatch",
+    "engine.cli, engine.commands.container, engine.runtime.cli.client",
+    "engine.runtime.cli.launch, engine.runtime.monitor.main, engine.eventlog.sqlite, "
+    "engine.runtime.monitor.server, engine.runtime.monitor.dispatch",
 )
 HOT_PATH = frozenset(
     {
@@ -119,25 +124,29 @@ HOT_PATH = frozenset(
         "engine.oci.version",
         "engine.quick",
         "engine.runtime",
-        "engine.runtime.cgroupfs",
-        "engine.runtime.client",
-        "engine.runtime.container",
-        "engine.runtime.dispatch",
-        "engine.runtime.hooks",
+        "engine.runtime.cli",
+        "engine.runtime.cli.client",
+        "engine.runtime.cli.launch",
+        "engine.runtime.cli.prefork",
         "engine.runtime.init",
-        "engine.runtime.journal",
-        "engine.runtime.launch",
+        "engine.runtime.init.cgroupfs",
+        "engine.runtime.init.mounting",
+        "engine.runtime.init.rootfs",
+        "engine.runtime.init.stages",
         "engine.runtime.monitor",
-        "engine.runtime.mounting",
-        "engine.runtime.prefork",
-        "engine.runtime.record",
-        "engine.runtime.requests",
-        "engine.runtime.rootfs",
-        "engine.runtime.server",
-        "engine.runtime.spool",
-        "engine.runtime.stages",
-        "engine.runtime.statedir",
-        "engine.runtime.watcher",
+        "engine.runtime.monitor.container",
+        "engine.runtime.monitor.dispatch",
+        "engine.runtime.monitor.hooks",
+        "engine.runtime.monitor.main",
+        "engine.runtime.monitor.requests",
+        "engine.runtime.monitor.server",
+        "engine.runtime.monitor.spawn",
+        "engine.runtime.shared",
+        "engine.runtime.shared.journal",
+        "engine.runtime.shared.record",
+        "engine.runtime.shared.spool",
+        "engine.runtime.shared.statedir",
+        "engine.runtime.shared.watcher",
         "engine.service",
         "engine.settings",
         "engine.status",
@@ -159,8 +168,8 @@ def test_the_hot_path_is_the_modules_named_so() -> None:
 THIN = (
     "engine.cli",
     "engine.commands.container",
-    "engine.runtime.client",
-    "engine.runtime.statedir",
+    "engine.runtime.cli.client",
+    "engine.runtime.shared.statedir",
     "engine.oci.gojson",
     "engine.oci.signals",
 )
@@ -197,7 +206,7 @@ def test_that_measurement_would_see_engine_cli() -> None:
 
 
 def test_that_measurement_would_see_os() -> None:
-    assert "os" in _imported("engine.runtime.launch")
+    assert "os" in _imported("engine.runtime.cli.launch")
 
 
 def test_the_measurement_would_see_a_heavy_import() -> None:
@@ -239,9 +248,9 @@ NOT_ON_CREATE = (
     # 0.7 ms over _ctypes, which serves the init's system calls (engine.linux.ffi).
     "ctypes",
     # What only some containers need: hooks (with contextlib), a terminal.
-    "engine.runtime.hookexec",
+    "engine.runtime.monitor.hookexec",
     "contextlib",
-    "engine.runtime.console",
+    "engine.runtime.init.console",
     "termios",
     "array",
 )
@@ -250,8 +259,10 @@ NOT_ON_CREATE = (
 def test_the_create_path_does_without_costly_modules() -> None:
     # The monitor, the event store it opens and the loop it loads while
     # the init sets itself up.
-    loaded = _imported("engine.runtime.monitor, engine.eventlog.sqlite, engine.runtime.server")
-    assert {"engine.runtime.monitor", "transitions", "engine.oci.model"} <= loaded
+    loaded = _imported(
+        "engine.runtime.monitor.main, engine.eventlog.sqlite, engine.runtime.monitor.server"
+    )
+    assert {"engine.runtime.monitor.main", "transitions", "engine.oci.model"} <= loaded
     costly = sorted(m for m in loaded if m in NOT_ON_CREATE)
     assert costly == [], f"runlog create imports {costly}"
 

@@ -14,7 +14,7 @@ from engine.eventlog.memory import MemoryStore
 from engine.eventlog.record import Event, NewEvent
 from engine.machine.definition import default_path, load
 from engine.machine.runtime import Lifecycle
-from engine.runtime.journal import Journal
+from engine.runtime.shared.journal import Journal
 from engine.service import Service
 from engine.status import Actor
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime.spool import DELETED, REPLY, SpoolClient, SpoolTimeout
-from engine.runtime.watcher import ARRIVED, CHANGED, GONE, Watcher
+from engine.runtime.shared.spool import DELETED, REPLY, SpoolClient, SpoolTimeout
+from engine.runtime.shared.watcher import ARRIVED, CHANGED, GONE, Watcher
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def test_no_instance_left_is_an_oserror() -> None:
     instance limit gives."""
     code = (
         "import os, resource\n"
-        "from engine.runtime.watcher import Watcher\n"
+        "from engine.runtime.shared.watcher import Watcher\n"
         "n = len(os.listdir('/proc/self/fd'))\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (n - 1, n - 1))\n"
         "try:\n"

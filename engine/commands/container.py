@@ -5,7 +5,7 @@ These are what a scheduler calls, so they stay light: ``create`` forks the
 monitor (which loads the machine and the log); the others are clients of
 the monitor's ``control.sock``. Where no container exists they record the
 ``rejected`` event themselves; where its monitor is gone they reconcile
-(:mod:`engine.runtime.reconcile`).
+(:mod:`engine.runtime.cli.reconcile`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
-from engine.runtime import client
-from engine.runtime.statedir import CONTROL, STATE, StateDir
+from engine.runtime.cli import client
+from engine.runtime.shared.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
 from engine.wire import state_text, wait_gone
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
     """A request for a container with no state directory: record it, refuse it."""
-    from engine.runtime import record
+    from engine.runtime.shared import record
 
     error = ContainerNotFound(statedir.id)
     try:
@@ -65,7 +65,7 @@ def _call(
     try:
         return client.call(statedir.file(CONTROL), request, timeout)
     except client.MonitorGone:
-        from engine.runtime import reconcile
+        from engine.runtime.cli import reconcile
 
         return reconcile.handle(settings, statedir, trigger, request)
 
@@ -91,7 +91,7 @@ def _create(
     # (engine.settings).
     import os
 
-    from engine.runtime.launch import launch
+    from engine.runtime.cli.launch import launch
     from engine.status import Actor
 
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
@@ -149,7 +149,7 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     try:
         reply = client.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
     except client.MonitorGone:
-        from engine.runtime import reconcile
+        from engine.runtime.cli import reconcile
 
         try:
             data = reconcile.state(settings, statedir)
@@ -180,7 +180,7 @@ def answered_from_file(root: str, db: str, container_id: str, data: bytes) -> No
     answer), as the monitor records the queries it answers; a log that
     cannot take it is said on stderr."""
     from engine import jsonfast
-    from engine.runtime import record
+    from engine.runtime.shared import record
     from engine.settings import environ
 
     try:
@@ -213,7 +213,7 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
         if force:
             # runc: delete --force of a missing container succeeds; a log
             # still showing it (a delete cut short) is put right.
-            from engine.runtime import remains
+            from engine.runtime.cli import remains
 
             remains.clean(settings, statedir, f"container {args[0]}: gone; delete --force")
             return 0
@@ -221,7 +221,7 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
     if force and not _exists(statedir.file(STATE)):
         # No state.json: a create that died (or hangs), or a journal a
         # delete left; take away whatever there is.
-        from engine.runtime import remains
+        from engine.runtime.cli import remains
 
         remains.clean(settings, statedir, f"container {args[0]}: what a create left, forced")
         return 0
@@ -348,7 +348,7 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     timeout = _seconds(flags.get("timeout"))
     monitor_pid = _monitor_pid(statedir)
     if flags.get("spool"):
-        from engine.runtime.spool import REQUESTS, SpoolClient
+        from engine.runtime.shared.spool import REQUESTS, SpoolClient
 
         try:
             with SpoolClient(statedir.file(REQUESTS)) as spool:
@@ -385,8 +385,8 @@ def _seconds(value: object) -> float | None:
 
 def attach(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     """Copy the container's output (``--log-path``) to stdout and stdin to it,
-    until its init has ended (:mod:`engine.runtime.attach`)."""
-    from engine.runtime.attach import ATTACH, copy
+    until its init has ended (:mod:`engine.runtime.cli.attach`)."""
+    from engine.runtime.cli.attach import ATTACH, copy
 
     statedir = StateDir(settings.root, args[0])
     if not statedir.exists():

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine import jsonfast
 from engine.errors import ContainerNotFound
-from engine.runtime.statedir import StateDir
+from engine.runtime.shared.statedir import StateDir
 from engine.settings import Settings
 from engine.status import Outcome, Status
 
@@ -34,7 +34,7 @@ SETTLE_MS = (5, 25, 100, 400)
 
 
 def _refuse_absent(settings: Settings, container_id: str) -> ContainerNotFound:
-    from engine.runtime import record
+    from engine.runtime.shared import record
 
     error = ContainerNotFound(container_id)
     record.rejected(settings, container_id, "events", error)
@@ -79,7 +79,7 @@ def follow(settings: Settings, container_id: str) -> int:
 
     from engine.audit import logdb, query, render
     from engine.eventlog import sql
-    from engine.runtime.watcher import CHANGED, GONE, Watcher
+    from engine.runtime.shared.watcher import CHANGED, GONE, Watcher
 
     statedir = StateDir(settings.root, container_id)
     if not statedir.exists():

@@ -3,7 +3,7 @@
 The monitor is asked first (the machine's ``exec``: refused for a stopped
 container, and for a paused one without ``--ignore-paused``; the event
 records the process, who asked, tty and detach); then this process makes
-the exec'd one (:mod:`engine.runtime.execute`). In the foreground it
+the exec'd one (:mod:`engine.runtime.cli.execute`). In the foreground it
 forwards signals to it, waits, records its end (``exec_exit``, linked to the
 ``exec`` event by the exec's id) and exits with its status (128 + N for signal N).
 With ``--detach`` it writes ``--pid-file`` and returns; the monitor then
@@ -23,7 +23,7 @@ import sys
 from engine.commands.container import _call, _status_code, _write_pid_file, absent
 from engine.errors import ContainerNotFound, RunlogError, UnsupportedError, UsageError
 from engine.frozen import replace
-from engine.runtime.statedir import CONTROL, StateDir
+from engine.runtime.shared.statedir import CONTROL, StateDir
 from engine.settings import Settings
 
 TYPE_CHECKING = False
@@ -53,7 +53,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         if not asked and not isinstance(err, ContainerNotFound):
             # Refused here, before the monitor was asked (which records its
             # own refusals): recorded all the same.
-            from engine.runtime import record
+            from engine.runtime.shared import record
 
             request = {"args": args[1:], **{k: v for k, v in flags.items() if v}}
             record.rejected(settings, args[0], "exec", err, request)
@@ -64,7 +64,7 @@ def _exec(
     settings: Settings, flags: dict[str, object], cid: str, argv: list[str], asked: list[bool]
 ) -> int:
     from engine.oci.config import load_bundle
-    from engine.runtime import execute
+    from engine.runtime.cli import execute
 
     statedir = StateDir(settings.root, cid)
     if not statedir.exists():
@@ -129,7 +129,7 @@ def _report(control: str, fields: dict[str, Any]) -> None:
     import _socket
 
     from engine import jsonfast
-    from engine.runtime.statedir import SocketAddress
+    from engine.runtime.shared.statedir import SocketAddress
 
     data = (jsonfast.dumps({"op": "exec_exit", **fields}) + "\n").encode()
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -358,7 +358,7 @@ def _console(path: str) -> tuple[int, _Pump | None]:
     process reads (:class:`_Pump`)."""
     import _socket
 
-    from engine.runtime.statedir import SocketAddress
+    from engine.runtime.shared.statedir import SocketAddress
 
     if not path:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)

@@ -9,7 +9,7 @@ from typing import Any
 from engine import jsonfast
 from engine.errors import ContainerNotFound, RunlogError, UsageError
 from engine.oci import gojson
-from engine.runtime.statedir import STATE, StateDir
+from engine.runtime.shared.statedir import STATE, StateDir
 from engine.settings import Settings
 
 __all__ = ["features", "list_", "ps", "spec"]
@@ -84,7 +84,7 @@ def cgroup_manager(settings: Settings, container_id: str, trigger: str) -> Any:
     try:
         info = StateDir(settings.root, container_id).runtime()
     except ContainerNotFound:
-        from engine.runtime import record
+        from engine.runtime.shared import record
 
         error = ContainerNotFound(container_id)
         record.rejected(settings, container_id, trigger, error)

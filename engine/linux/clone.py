@@ -5,7 +5,7 @@ global threadgroup lock for writing, and the first writer after a quiet
 spell waits for an RCU grace period: 6-20 ms on these hosts, on every
 ``create``, whoever the caller (runc pays it too). Two ways around it,
 both used for the container's init, or its first stage where it has one
-(forked by :mod:`engine.runtime.init`, run by :mod:`engine.runtime.stages`):
+(forked by :mod:`engine.runtime.monitor.spawn`, run by :mod:`engine.runtime.init.stages`):
 
 * cgroup v1: a single-threaded process that writes ``0`` to a hierarchy's
   ``tasks`` file moves itself - its only thread - without that lock

@@ -60,22 +60,24 @@ RESTORE = "restore"
 
 #: Each trigger the code fires by name, and where.
 TRIGGERS: dict[str, str] = {
-    CREATE: "runlog create, in engine/runtime/monitor.py",
-    START: "runlog start, in engine/runtime/requests.py",
-    PAUSE: "runlog pause and a freezer frozen by hand, in engine/runtime/dispatch.py",
-    RESUME: "runlog resume and a freezer thawed by hand, in engine/runtime/dispatch.py",
-    KILL: "runlog kill and delete --force, in engine/runtime/requests.py",
+    CREATE: "runlog create, in engine/runtime/monitor/main.py",
+    START: "runlog start, in engine/runtime/monitor/requests.py",
+    PAUSE: "runlog pause and a freezer frozen by hand, in engine/runtime/monitor/dispatch.py",
+    RESUME: "runlog resume and a freezer thawed by hand, in engine/runtime/monitor/dispatch.py",
+    KILL: "runlog kill and delete --force, in engine/runtime/monitor/requests.py",
     EXIT: "the init's end, in engine/service.py",
-    DELETE: "runlog delete, in engine/runtime/requests.py and engine/runtime/reconcile.py",
+    DELETE: (
+        "runlog delete, in engine/runtime/monitor/requests.py and engine/runtime/cli/reconcile.py"
+    ),
 }
 
 #: Triggers the code fires by name that a machine may leave out: the
 #: command is then refused ("this machine has no trigger ...").
 OPTIONAL: dict[str, str] = {
-    EXEC: "runlog exec, in engine/runtime/dispatch.py",
-    EXEC_EXIT: "the end of an exec'd process, in engine/runtime/dispatch.py",
-    UPDATE: "runlog update, in engine/runtime/dispatch.py",
-    CHECKPOINT: "runlog checkpoint, in engine/runtime/dispatch.py",
+    EXEC: "runlog exec, in engine/runtime/monitor/dispatch.py",
+    EXEC_EXIT: "the end of an exec'd process, in engine/runtime/monitor/dispatch.py",
+    UPDATE: "runlog update, in engine/runtime/monitor/dispatch.py",
+    CHECKPOINT: "runlog checkpoint, in engine/runtime/monitor/dispatch.py",
     RESTORE: "runlog restore, in engine/commands/checkpoint.py",
 }
 
@@ -91,8 +93,8 @@ STATES: dict[str, str] = {
     Status.CREATING: "the state before create ends, in engine/actions/hook.py",
     Status.CREATED: "the state create-time and startContainer hooks are given, in "
     "engine/actions/hook.py",
-    Status.RUNNING: "a thawed freezer and poststart hooks, in engine/runtime/dispatch.py",
-    Status.PAUSED: "a frozen freezer, in engine/runtime/dispatch.py",
+    Status.RUNNING: "a thawed freezer and poststart hooks, in engine/runtime/monitor/dispatch.py",
+    Status.PAUSED: "a frozen freezer, in engine/runtime/monitor/dispatch.py",
     Status.STOPPED: "poststop hooks and a container without pid, in engine/actions/hook.py",
 }
 

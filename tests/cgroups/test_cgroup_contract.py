@@ -198,7 +198,7 @@ class EntersThroughEntry:
         assert tasks or unified
         script = (
             "import os, sys\n"
-            "from engine.runtime.init import _fork_a\n"
+            "from engine.runtime.monitor.spawn import _fork_a\n"
             f"pid, joins = _fork_a({tasks!r}, {unified!r})\n"
             "if pid == 0:\n"
             "    for name in joins:\n"

@@ -83,7 +83,7 @@ def test_a_refused_clone3_makes_no_child(tmp_path: Path) -> None:
 def test_the_init_falls_back_to_cgroup_procs_when_clone3_is_refused(tmp_path: Path) -> None:
     lines = _run(
         "import os\n"
-        "from engine.runtime.init import _fork_a\n"
+        "from engine.runtime.monitor.spawn import _fork_a\n"
         f"pid, joins = _fork_a(['/v1/tasks'], {str(tmp_path)!r})\n"
         "if pid == 0:\n"
         "    os._exit(3)\n"
@@ -95,7 +95,7 @@ def test_the_init_falls_back_to_cgroup_procs_when_clone3_is_refused(tmp_path: Pa
 def test_without_cgroup2_the_init_only_writes_tasks() -> None:
     lines = _run(
         "import os\n"
-        "from engine.runtime.init import _fork_a\n"
+        "from engine.runtime.monitor.spawn import _fork_a\n"
         "pid, joins = _fork_a(['/a/tasks', '/b/tasks'], None)\n"
         "if pid == 0:\n"
         "    os._exit(0)\n"

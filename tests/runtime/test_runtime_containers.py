@@ -242,7 +242,7 @@ def _processes_naming(word: str) -> list[str]:
 
 
 def test_a_create_that_gives_up_leaves_no_monitor(runlog: Any, bundle: Bundle) -> None:
-    # The monitor is forked as soon as the command line is read (engine.runtime.prefork);
+    # The monitor is forked as soon as the command line is read (engine.runtime.cli.prefork);
     # a create that fails after that waits for it to exit.
     b = str(bundle(["true"]))
     runlog("create", "t-up", "-b", b, check=True)
@@ -267,7 +267,7 @@ def _cpus_allowed(pid: int) -> str:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_the_container_runs_where_create_was_allowed_to(runlog: Any, bundle: Bundle) -> None:
-    # create's monitor starts on another CPU than create (engine.runtime.prefork):
+    # create's monitor starts on another CPU than create (engine.runtime.cli.prefork):
     # it takes back create's CPUs before it makes anything.
     b = str(bundle(["sleep", "30"]))
     allowed = sorted(os.sched_getaffinity(0))

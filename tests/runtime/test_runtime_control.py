@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.layout import STATE_TIMEOUT
-from engine.runtime import client
-from engine.runtime.requests import MAX_REQUEST, RequestError, decode
-from engine.runtime.spool import REPLY, SpoolClient
-from engine.runtime.watcher import Watcher
+from engine.runtime.cli import client
+from engine.runtime.monitor.requests import MAX_REQUEST, RequestError, decode
+from engine.runtime.shared.spool import REPLY, SpoolClient
+from engine.runtime.shared.watcher import Watcher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -838,7 +838,7 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
     b = bundle(["sleep", "30"])
     script = (
         "import sys\n"
-        "import engine.runtime.monitor as monitor\n"
+        "import engine.runtime.monitor.main as monitor\n"
         "def broken(*args, **kwargs):\n"
         "    raise OSError(28, 'No space left on device')\n"
         "monitor._server = broken\n"

@@ -401,7 +401,7 @@ def test_a_monitor_killed_at_a_step_boundary(
     in one line, ``state`` answers, ``delete --force`` leaves nothing, the
     id is free again, and the log agrees with the world at the end (no
     container). What the CLI records meanwhile, without the monitor
-    (engine.runtime.reconcile), is not held to the machine here."""
+    (engine.runtime.cli.reconcile), is not held to the machine here."""
     path = str(bundle(SLEEP))
     monkeypatch.setenv("RUNLOG_FAULT", point)  # the monitor inherits it
     runlog("create", "--bundle", path, "c", check=True)

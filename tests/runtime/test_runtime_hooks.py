@@ -15,7 +15,7 @@ import pytest
 
 from engine.errors import ActionError
 from engine.oci.model import Hook, Hooks
-from engine.runtime.hooks import TAIL_BYTES, HookRunner
+from engine.runtime.monitor.hooks import TAIL_BYTES, HookRunner
 
 STATE = {
     "ociVersion": "1.2.0",

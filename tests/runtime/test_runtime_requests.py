@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.runtime.requests import MAX_REQUEST, OPS, Request, RequestError, decode
+from engine.runtime.monitor.requests import MAX_REQUEST, OPS, Request, RequestError, decode
 
 
 @pytest.mark.parametrize(
@@ -182,7 +182,8 @@ def test_no_text_makes_the_decoder_raise_anything_else(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["engine.commands.container", "engine.runtime.client", "engine.runtime.requests"]
+    "module",
+    ["engine.commands.container", "engine.runtime.cli.client", "engine.runtime.monitor.requests"],
 )
 def test_the_control_clients_import_nothing_heavy(module: str) -> None:
     """start, state, kill... are polled by schedulers: watchdog (and the rest)

@@ -22,8 +22,8 @@ from engine.linux.mountinfo import parse as parse_mountinfo
 from engine.oci import mounts as mo
 from engine.oci.config import load_bundle
 from engine.oci.spec import default_spec
-from engine.runtime import rootfs
-from engine.runtime.rootfs import RootfsError, select_host_proc_sys
+from engine.runtime.init import rootfs
+from engine.runtime.init.rootfs import RootfsError, select_host_proc_sys
 
 # A host as the init sees it before the move, with the container's rootfs at
 # /b/rootfs: proc(5)'s format, optional fields, octal escapes.

@@ -1,4 +1,4 @@
-"""engine.runtime.init.spawn's ``meanwhile``: the monitor's own work while
+"""engine.runtime.monitor.spawn.spawn's ``meanwhile``: the monitor's own work while
 the init sets itself up, and what a failure of it leaves (nothing)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _SCRIPT = """
 import os, sys
 from engine.linux import syscalls
 from engine.oci.config import load_bundle
-from engine.runtime import init
+from engine.runtime.monitor import spawn
 
 syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 config = load_bundle(sys.argv[1])
@@ -32,7 +32,7 @@ def meanwhile():
         raise OSError(98, "Address already in use")
 
 try:
-    handle = init.spawn(config, [], None, meanwhile=meanwhile)
+    handle = spawn.spawn(config, [], None, meanwhile=meanwhile)
 except OSError as err:
     print("raised", err.strerror)
 else:
@@ -78,16 +78,16 @@ _DIRECT = """
 import os, sys
 from engine.linux import clone, syscalls
 from engine.oci.config import load_bundle
-from engine.runtime import init
+from engine.runtime.monitor import spawn
 
 syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 config = load_bundle(sys.argv[1])
 stage_a = []
-real_fork_a = init._fork_a
-init._fork_a = lambda *args: stage_a.append(1) or real_fork_a(*args)
+real_fork_a = spawn._fork_a
+spawn._fork_a = lambda *args: stage_a.append(1) or real_fork_a(*args)
 if sys.argv[2] == "refused":
     clone.fork_into_cgroup = lambda fd, flags=0: None
-handle = init.spawn(config, [], None)
+handle = spawn.spawn(config, [], None)
 status = open(f"/proc/{handle.pid}/status").read().split("\\n")
 ppid = [line.split()[1] for line in status if line.startswith("PPid:")][0]
 nspid = [line.split()[1:] for line in status if line.startswith("NSpid:")][0]

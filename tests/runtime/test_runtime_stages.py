@@ -1,4 +1,4 @@
-"""Which way the init is made (engine.runtime.stages.direct_flags): cloned
+"""Which way the init is made (engine.runtime.init.stages.direct_flags): cloned
 straight into its new namespaces, or through stage A where it must be."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from engine.linux.syscalls import CLONE_FLAGS
 from engine.oci.config import parse
 from engine.oci.spec import default_spec
-from engine.runtime.stages import direct_flags
+from engine.runtime.init.stages import direct_flags
 
 
 def _config(namespaces: list[dict[str, Any]]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.runtime.streams import LogFile, timestamp
+from engine.runtime.monitor.streams import LogFile, timestamp
 
 REPO = Path(__file__).resolve().parents[2]
 

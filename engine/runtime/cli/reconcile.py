@@ -33,8 +33,8 @@ from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
 from engine.oci import gojson
 from engine.oci.state import hook_state
-from engine.runtime.hooks import HookRunner
-from engine.runtime.statedir import STATE, StateDir, alive
+from engine.runtime.monitor.hooks import HookRunner
+from engine.runtime.shared.statedir import STATE, StateDir, alive
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status, Transport

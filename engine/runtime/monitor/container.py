@@ -1,9 +1,9 @@
 """One real container as its monitor holds it, and the drivers its actions use.
 
 The drivers are the real side of the boundaries in
-:mod:`engine.actions.base`: the init through :mod:`engine.runtime.init`, the
+:mod:`engine.actions.base`: the init through :mod:`engine.runtime.monitor.spawn`, the
 cgroup through :mod:`engine.cgroups`, hooks through
-:mod:`engine.runtime.hooks`, files through :mod:`engine.runtime.statedir`.
+:mod:`engine.runtime.monitor.hooks`, files through :mod:`engine.runtime.shared.statedir`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ from engine.linux import caps, lsm
 from engine.oci import gojson
 from engine.oci.model import Config
 from engine.oci.state import hook_state, oci_state
-from engine.runtime import init
-from engine.runtime.hooks import HookRunner
-from engine.runtime.statedir import RUNTIME, STATE, SocketAddress, StateDir, process_start_time
+from engine.runtime.monitor import spawn
+from engine.runtime.monitor.hooks import HookRunner
+from engine.runtime.shared.statedir import (
+    RUNTIME,
+    STATE,
+    SocketAddress,
+    StateDir,
+    process_start_time,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,7 +105,7 @@ class Container:
         # create --log-path: the init's stdio are pipes to the monitor, whose
         # ends (stdout, stderr, stdin) are kept here once it is forked.
         self.capture = capture
-        # The init's parent is create's caller (see engine.runtime.launch),
+        # The init's parent is create's caller (see engine.runtime.cli.launch),
         # which reaps it: the monitor sees its end through a pidfd, not its
         # status.
         self.caller_reaps = caller_reaps
@@ -114,9 +120,9 @@ class Container:
         self.resources = _with_default_devices(
             Resources.from_oci(dict(config.linux.resources or {})), config
         )
-        self.handle: init.InitHandle | None = None
-        self.released: init.InitHandle | None = None
-        # The monitor's work while the init sets itself up (init.spawn).
+        self.handle: spawn.InitHandle | None = None
+        self.released: spawn.InitHandle | None = None
+        # The monitor's work while the init sets itself up (spawn.spawn).
         self.meanwhile: Callable[[], None] | None = None
         self.pid: int | None = None
         self.exit: dict[str, Any] | None = None
@@ -265,7 +271,7 @@ class _Process:
             ours = [_above_stdio(fd) for fd in (out_r, err_r, in_w)]
             theirs = [_above_stdio(fd) for fd in (in_r, out_w, err_w)]
         try:
-            c.handle = init.spawn(
+            c.handle = spawn.spawn(
                 c.config,
                 tasks,
                 unified,

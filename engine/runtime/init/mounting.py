@@ -1,6 +1,6 @@
 """Mount steps for the container's root: each failure a :class:`RootfsError`
-naming the path and the step. Used by :mod:`engine.runtime.rootfs` and
-:mod:`engine.runtime.cgroupfs`, in the init before and after pivot_root
+naming the path and the step. Used by :mod:`engine.runtime.init.rootfs` and
+:mod:`engine.runtime.init.cgroupfs`, in the init before and after pivot_root
 (nothing here imports lazily).
 """
 

@@ -1,4 +1,4 @@
-"""A hook's child, between fork and exec (:mod:`engine.runtime.hooks` runs it).
+"""A hook's child, between fork and exec (:mod:`engine.runtime.monitor.hooks` runs it).
 
 It takes its own process group (a timeout kills the group), gets default
 signal dispositions and no blocked signal, puts the hook's stdin, stdout

@@ -27,8 +27,8 @@ libcontainer/rootfs_linux.go for what the spec leaves open:
    root stays the slave it was bound as: runc's default, rslave).
 
 Every failure raises :class:`RootfsError` naming the path and the step
-(the mount steps themselves are :mod:`engine.runtime.mounting`'s, the
-cgroup filesystem's layout :mod:`engine.runtime.cgroupfs`').
+(the mount steps themselves are :mod:`engine.runtime.init.mounting`'s, the
+cgroup filesystem's layout :mod:`engine.runtime.init.cgroupfs`').
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from engine.errors import UnsupportedError
 from engine.linux import mountinfo, syscalls
 from engine.oci import mounts as mo
 from engine.oci.model import Config, Device, Mount
-from engine.runtime.cgroupfs import CgroupView, mount_cgroup, own_cgroups
-from engine.runtime.mounting import (
+from engine.runtime.init.cgroupfs import CgroupView, mount_cgroup, own_cgroups
+from engine.runtime.init.mounting import (
     REMOUNT_FLAGS,
     RootfsError,
     do_mount,

@@ -3,20 +3,20 @@
 - the init's pidfd: its end is recorded (``exit``) and ``wait`` answered;
 - ``control.sock`` (0600, the owner's): connections are read without
   blocking the loop, each until a newline, the client's shutdown, more than
-  :data:`~engine.runtime.requests.MAX_REQUEST` bytes or
+  :data:`~engine.runtime.monitor.requests.MAX_REQUEST` bytes or
   :data:`READ_TIMEOUT`; the peer's uid and pid (SO_PEERCRED) are the actor;
-- a :class:`~engine.runtime.watcher.Watcher` (one inotify instance, no
+- a :class:`~engine.runtime.shared.watcher.Watcher` (one inotify instance, no
   thread) on the request spool and the cgroup's freezer file, with a look
   every :data:`POLL` seconds at whatever cannot be watched: no inotify
   instance left (``fs.inotify.max_user_instances`` is per user, 128 by
   default), a freezer the kernel does not report. A spool client wakes the
-  loop over control.sock (:data:`~engine.runtime.spool.POKE`) once its
+  loop over control.sock (:data:`~engine.runtime.shared.spool.POKE`) once its
   request is in place, so the spool needs no watch to be served at once.
 
 - with ``--log-path``, the container's pipes and ``attach.sock``
-  (:class:`~engine.runtime.streams.Streams`).
+  (:class:`~engine.runtime.monitor.streams.Streams`).
 
-Every request goes to the one :class:`~engine.runtime.dispatch.Dispatcher`,
+Every request goes to the one :class:`~engine.runtime.monitor.dispatch.Dispatcher`,
 here, so every transition runs in this thread. The loop ends after a
 ``delete``.
 """
@@ -32,18 +32,18 @@ import time
 
 from engine import jsonfast
 from engine.identity import enriched
-from engine.runtime.dispatch import Dispatcher
-from engine.runtime.requests import MAX_REQUEST
-from engine.runtime.spool import POKE, REQUESTS, Spool, is_request
-from engine.runtime.statedir import CONTROL, SocketAddress, StateDir
-from engine.runtime.watcher import ARRIVED, CHANGED, OVERFLOW, Watcher
+from engine.runtime.monitor.dispatch import Dispatcher
+from engine.runtime.monitor.requests import MAX_REQUEST
+from engine.runtime.shared.spool import POKE, REQUESTS, Spool, is_request
+from engine.runtime.shared.statedir import CONTROL, SocketAddress, StateDir
+from engine.runtime.shared.watcher import ARRIVED, CHANGED, OVERFLOW, Watcher
 from engine.status import Actor, Transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from engine.runtime.streams import Streams
+    from engine.runtime.monitor.streams import Streams
 
 __all__ = ["Server", "listen"]
 

@@ -1,7 +1,7 @@
 """``runlog attach ID``: the client side of a container's ``attach.sock``.
 
 The monitor keeps the streams of a container created with ``--log-path``
-(:mod:`engine.runtime.streams`) and serves them on ``attach.sock``: raw
+(:mod:`engine.runtime.monitor.streams`) and serves them on ``attach.sock``: raw
 bytes both ways, no framing. What the container writes to stdout and to
 stderr comes down the socket interleaved as it arrives (Apptainer's
 ``handleStream`` does the same); what the client sends goes to the
@@ -18,7 +18,7 @@ import os
 import select
 
 from engine.errors import RunlogError
-from engine.runtime.statedir import SocketAddress
+from engine.runtime.shared.statedir import SocketAddress
 
 __all__ = ["ATTACH", "NotAttachable", "copy"]
 

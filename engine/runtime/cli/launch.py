@@ -2,14 +2,14 @@
 the monitor what to create, read its report.
 
 The monitor is forked as soon as the command line is read
-(:mod:`engine.runtime.prefork`) and, in a new session after a second fork,
-imports :mod:`engine.runtime.monitor` while ``create`` claims the
+(:mod:`engine.runtime.cli.prefork`) and, in a new session after a second fork,
+imports :mod:`engine.runtime.monitor.main` while ``create`` claims the
 container's state directory and request spool here. ``create`` then sends
 it the request (:func:`launch`), and the monitor
-(:func:`engine.runtime.monitor.serve`) runs the machine's ``create`` and
+(:func:`engine.runtime.monitor.main.serve`) runs the machine's ``create`` and
 reports ``ok PID`` or the error.
 
-Who reaps the container's init (:func:`engine.runtime.monitor.init_parent`). By default its
+Who reaps the container's init (:func:`engine.runtime.monitor.main.init_parent`). By default its
 monitor, which so keeps its exit status. But a caller that supervises the
 container itself - conmon under podman, a containerd shim - makes itself a
 child subreaper and runs ``create`` expecting the init to be re-parented to
@@ -29,9 +29,9 @@ import os
 
 from engine import faults, jsonfast
 from engine.errors import LifecycleError, RunlogError, UsageError
-from engine.runtime import prefork
-from engine.runtime.spool import REQUESTS, Spool
-from engine.runtime.statedir import StateDir
+from engine.runtime.cli import prefork
+from engine.runtime.shared.spool import REQUESTS, Spool
+from engine.runtime.shared.statedir import StateDir
 from engine.settings import INIT_PARENTS, Settings
 from engine.status import Actor
 
@@ -70,7 +70,7 @@ def launch(
         statedir.create()
     except LifecycleError as err:
         early.abandon()
-        from engine.runtime import record
+        from engine.runtime.shared import record
 
         record.rejected(settings, container_id, "create", err, {"bundle": bundle})
         raise
@@ -115,7 +115,7 @@ def launch(
         statedir.remove()
         raise RunlogError(rest)
     # The monitor died without a word: take away what it made.
-    from engine.runtime import remains
+    from engine.runtime.cli import remains
 
     problem = f"container {container_id}: the monitor died during create"
     try:

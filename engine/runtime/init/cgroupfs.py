@@ -9,7 +9,7 @@ import os
 from engine.frozen import record
 from engine.linux import mountinfo
 from engine.oci import mounts as mo
-from engine.runtime.mounting import RootfsError, do_mount, mkdirs, remount_bind
+from engine.runtime.init.mounting import RootfsError, do_mount, mkdirs, remount_bind
 
 __all__ = ["CgroupView", "mount_cgroup", "own_cgroups"]
 

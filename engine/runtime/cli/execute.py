@@ -15,7 +15,7 @@ runc's exec, in three processes:
   takes effect for children only;
 - **G**, in every namespace, re-parented to P (the subreaper) when C exits,
   takes what the init took before its exec, with the init's own code
-  (:mod:`engine.runtime.stages`, :func:`engine.linux.finalize.prepare_exec`):
+  (:mod:`engine.runtime.init.stages`, :func:`engine.linux.finalize.prepare_exec`):
   a pty from the container's devpts sent to the console socket for a
   terminal, cwd, ``args[0]`` on the container's PATH, OOM score,
   capabilities, user, umask, no_new_privs, the seccomp filter; and execs,
@@ -37,7 +37,8 @@ from engine.errors import ActionError
 from engine.frozen import replace
 from engine.linux import clone, rlimits, syscalls
 from engine.linux.finalize import default_signals, prepare_exec
-from engine.runtime import init, stages
+from engine.runtime.init import stages
+from engine.runtime.monitor import spawn as monitor_spawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,9 +115,9 @@ def spawn(
     ``process``: what to run; ``console``: a socket for the pty master,
     for ``process.terminal``. The caller becomes a child subreaper here.
     """
-    seccomp = init._build_filter(replace(config, process=process))
+    seccomp = monitor_spawn._build_filter(replace(config, process=process))
     if process.terminal:
-        init._import_console()
+        monitor_spawn._import_console()
     syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
     parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     # Above the descriptors the process keeps (stdio and --preserve-fds).
@@ -259,7 +260,7 @@ def _stage_g(
     try:
         stages._close_fds_except({sync, console} if console is not None else {sync}, preserve)
         if console is not None:
-            from engine.runtime.console import setup_console
+            from engine.runtime.init.console import setup_console
 
             setup_console(console, replace(config, process=process), False)
         try:

@@ -19,9 +19,9 @@ import time
 from engine.errors import ContainerNotFound, RunlogError
 from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
-from engine.runtime import record
-from engine.runtime.journal import JOURNAL, Journal
-from engine.runtime.statedir import StateDir, alive
+from engine.runtime.shared import record
+from engine.runtime.shared.journal import JOURNAL, Journal
+from engine.runtime.shared.statedir import StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status
 

@@ -1,7 +1,7 @@
 """The container's stdio when the monitor keeps it (``create --log-path FILE``).
 
 Apptainer's ``handleStream``, in the monitor's one poll loop
-(:mod:`engine.runtime.server`) instead of goroutines. The init's stdout and
+(:mod:`engine.runtime.monitor.server`) instead of goroutines. The init's stdout and
 stderr are pipes to the monitor, its stdin a pipe from it. What the
 container writes goes to the container log (:class:`LogFile`, in one of
 Apptainer's ``instance.LogFormats``) and to every client of ``attach.sock``
@@ -37,8 +37,8 @@ import time
 
 from engine import jsonfast
 from engine.errors import RunlogError
-from engine.runtime.attach import ATTACH
-from engine.runtime.statedir import SocketAddress, StateDir
+from engine.runtime.cli.attach import ATTACH
+from engine.runtime.shared.statedir import SocketAddress, StateDir
 
 __all__ = ["CLIENT_BACKLOG", "FORMATS", "INPUT_BACKLOG", "LogFile", "Streams"]
 

@@ -2,7 +2,7 @@
 
 ``control.sock`` and the request spool hand each request here as bytes with
 the actor who sent it (peer credentials, or the spool file's owner) and a
-way to answer. The dispatcher decodes it (:mod:`engine.runtime.requests`),
+way to answer. The dispatcher decodes it (:mod:`engine.runtime.monitor.requests`),
 refuses a peer that is neither root nor the container's owner, then acts:
 
 - ``start``, ``pause``, ``resume``, ``kill``, ``delete`` are the machine's
@@ -14,7 +14,7 @@ refuses a peer that is neither root nor the container's owner, then acts:
   monitor (:attr:`Dispatcher.terminal`, :attr:`Dispatcher.log`): without
   one, refused, saying so. A container created with ``--log-path`` has a
   log, and with ``terminal: true`` such a terminal too
-  (:mod:`engine.runtime.streams`).
+  (:mod:`engine.runtime.monitor.streams`).
 
 Every request that is refused before it reaches the machine - malformed,
 not permitted, unsupported - is recorded as a ``rejected`` event with the
@@ -40,9 +40,9 @@ import time
 from engine.errors import LifecycleError, RunlogError, TransitionRejected
 from engine.machine import vocabulary
 from engine.machine.vocabulary import EXIT
-from engine.runtime.container import Container
-from engine.runtime.record import queries_recorded
-from engine.runtime.requests import Request, RequestError, decode
+from engine.runtime.monitor.container import Container
+from engine.runtime.monitor.requests import Request, RequestError, decode
+from engine.runtime.shared.record import queries_recorded
 from engine.service import Service
 from engine.status import Actor, Status, Transport
 
@@ -119,7 +119,7 @@ class Dispatcher:
         self.queries: list[tuple[str, Actor, dict[str, Any], int]] = []
         self.record_queries = queries_recorded()
         # Detached exec'd processes whose end the monitor watches: by
-        # pidfd, the exec_exit request that asked (engine.runtime.execute).
+        # pidfd, the exec_exit request that asked (engine.runtime.cli.execute).
         self.exec_watches: dict[int, dict[str, Any]] = {}
         # Each exec's id (its event's request "id", which its exec_exit names).
         self.execs = 0

@@ -1,5 +1,5 @@
 """Forking the container's init: the monitor's side (the init's own is
-:mod:`engine.runtime.stages`).
+:mod:`engine.runtime.init.stages`).
 
 Usually the monitor clones the init, B, straight into its new namespaces
 (clone3 with their CLONE_NEW* flags, and into its cgroup2 cgroup): B, pid 1
@@ -42,7 +42,7 @@ import os
 from engine.errors import ActionError
 from engine.linux import clone, rlimits
 from engine.oci.model import Config
-from engine.runtime import stages
+from engine.runtime.init import stages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def _fork_a(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str
 def _import_console() -> None:
     """The init's terminal set-up, imported now: after its pivot_root, the
     init cannot import it (and a container without a terminal never does)."""
-    from engine.runtime import console  # noqa: F401
+    from engine.runtime.init import console  # noqa: F401
 
 
 def _build_filter(config: Config) -> Filter | None:

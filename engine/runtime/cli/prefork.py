@@ -4,18 +4,19 @@ The monitor imports its code - the machine, the drivers, the event log:
 about 16 ms here - before it can create anything, while ``create`` loads
 its own (the launch, about 3 ms) and claims the state directory. Forked
 here, before either, the two overlap on a second core. The monitor-to-be,
-in a new session after a second fork (:mod:`engine.runtime.launch` says
-why), imports :mod:`engine.runtime.monitor` and waits on a pipe for what to create: one line, which
-:meth:`Early.go` writes once the state directory is claimed. If ``create``
-gives up first (a flag it refuses, an id in use), :meth:`Early.abandon`
-closes the pipe, and the monitor-to-be exits having made nothing; create
-waits for that, so no process of it outlives it.
+in a new session after a second fork (:mod:`engine.runtime.cli.launch` says
+why), imports :mod:`engine.runtime.monitor.main` and waits on a pipe for
+what to create: one line, which :meth:`Early.go` writes once the state
+directory is claimed. If ``create`` gives up first (a flag it refuses, an
+id in use), :meth:`Early.abandon` closes the pipe, and the monitor-to-be
+exits having made nothing; create waits for that, so no process of it
+outlives it.
 
 The monitor-to-be runs without the garbage collector until create has
 reported: its imports and the create allocate some 100,000 objects that
 live as long as it does, and each pass of the collector over them cost
 about 1 ms here, two or three times a create (cyclic garbage from that
-time is negligible). :func:`engine.runtime.monitor.run` then freezes what
+time is negligible). :func:`engine.runtime.monitor.main.run` then freezes what
 is there (``gc.freeze``) and turns the collector back on.
 
 The monitor-to-be starts on another CPU than create's (:func:`_apart`).
@@ -113,7 +114,7 @@ def start() -> Early:
             posix.setsid()
             intermediate = posix.getpid()
             if posix.fork() == 0:
-                # Until create has reported (engine.runtime.monitor.run).
+                # Until create has reported (engine.runtime.monitor.main.run).
                 gc.disable()
                 _serve_when_told(go_read, report_write, intermediate)
             code = 0
@@ -149,7 +150,7 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
     """In the monitor-to-be: load the monitor's code, wait for what to
     create, create it and serve it; exit at once if create gave up."""
     try:
-        from engine.runtime import monitor
+        from engine.runtime.monitor import main
     except BaseException as err:  # reported once there is something to report on
         problem: BaseException | None = err
     else:
@@ -163,7 +164,7 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
     posix.close(go_fd)
     restore_affinity()
     if problem is None:
-        monitor.serve(line, report_fd, intermediate)
+        main.serve(line, report_fd, intermediate)
         return
     # create removes the state directory; the report names the container.
     import json

@@ -31,7 +31,7 @@ import stat
 import time
 
 from engine.errors import RunlogError
-from engine.runtime.requests import MAX_REQUEST
+from engine.runtime.monitor.requests import MAX_REQUEST
 
 __all__ = ["POKE", "REPLY", "REQUESTS", "Entry", "Spool", "SpoolClient", "is_request"]
 
@@ -191,7 +191,7 @@ class SpoolClient:
     """A client of one spool: drop requests, wake the monitor, wait for their replies."""
 
     def __init__(self, directory: str) -> None:
-        from engine.runtime.statedir import CONTROL
+        from engine.runtime.shared.statedir import CONTROL
 
         if not os.path.isdir(directory):
             raise RunlogError(f"no request spool to use at {directory}: no such directory")

@@ -212,7 +212,7 @@ def command_refused(
     refusing it too is said on stderr, never instead of the error."""
     from engine.errors import InvalidId
     from engine.layout import is_valid_id
-    from engine.runtime.statedir import StateDir
+    from engine.runtime.shared.statedir import StateDir
 
     if isinstance(error, InvalidId):
         container_id = error.container_id[:1024]

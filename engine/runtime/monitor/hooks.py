@@ -258,7 +258,7 @@ class _Process:
         # Here, not at the module's import: only a container with hooks
         # loads what runs them; and before the fork, since a child that
         # joins the container's mount namespace cannot import any more.
-        from engine.runtime import hookexec
+        from engine.runtime.monitor import hookexec
 
         outcome = _Outcome()
         stdin_r, stdin_w = self._pipe()

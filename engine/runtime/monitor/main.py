@@ -1,20 +1,20 @@
 """The per-container monitor: parent of the init, keeper of its state, server of requests.
 
 ``runlog create`` forks the monitor as soon as its command line is read
-(:mod:`engine.runtime.prefork`); the monitor, in a new session, imports
+(:mod:`engine.runtime.cli.prefork`); the monitor, in a new session, imports
 this module - its imports are the monitor's, never ``create``'s - while
-``create`` claims the state directory (:mod:`engine.runtime.launch`),
+``create`` claims the state directory (:mod:`engine.runtime.cli.launch`),
 and once told what to create (:func:`serve`), :func:`run` runs the
 machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
 or the error on a pipe that ``create`` reads. Then it lives until
-``delete``, in one thread and one poll loop (:mod:`engine.runtime.server`;
+``delete``, in one thread and one poll loop (:mod:`engine.runtime.monitor.server`;
 the shape of Apptainer's OCI engine, ``handleControl``, with the machine
 and the log made explicit): it reaps the init and records ``exit`` with the
 code or signal, keeps ``state.json`` current, and serves ``control.sock``
 and the request spool (``requests/``), both through one
-:class:`engine.runtime.dispatch.Dispatcher`. With ``--log-path`` it also
+:class:`engine.runtime.monitor.dispatch.Dispatcher`. With ``--log-path`` it also
 keeps the container's stdio: the log and ``attach.sock``
-(:mod:`engine.runtime.streams`).
+(:mod:`engine.runtime.monitor.streams`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
 from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
-from engine.runtime import record, rootfs
-from engine.runtime.container import Container
-from engine.runtime.journal import JOURNAL, Journal
-from engine.runtime.statedir import StateDir
+from engine.runtime.init import rootfs
+from engine.runtime.monitor.container import Container
+from engine.runtime.shared import record
+from engine.runtime.shared.journal import JOURNAL, Journal
+from engine.runtime.shared.statedir import StateDir
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor
@@ -50,17 +51,17 @@ if TYPE_CHECKING:
     from engine.eventlog.store import EventStore
     from engine.machine.definition import MachineDefinition
     from engine.oci.model import Config
-    from engine.runtime.dispatch import Dispatcher
-    from engine.runtime.server import Server
-    from engine.runtime.streams import LogFile
-    from engine.runtime.watcher import Watcher
+    from engine.runtime.monitor.dispatch import Dispatcher
+    from engine.runtime.monitor.server import Server
+    from engine.runtime.monitor.streams import LogFile
+    from engine.runtime.shared.watcher import Watcher
 
 __all__ = ["init_parent", "report", "run", "serve"]
 
 
 def serve(line: bytes, report_fd: int, intermediate: int) -> None:
     """The monitor, told what to create (one line from ``create``,
-    :mod:`engine.runtime.prefork`): create it and serve it."""
+    :mod:`engine.runtime.cli.prefork`): create it and serve it."""
     request = jsonfast.loads(line)
     settings = Settings(**request["settings"])
     statedir = StateDir(settings.root, request["id"])
@@ -104,12 +105,12 @@ def run(
             caller_reaps=caller_reaps,
         )
         # Before anything is made: whoever finds this create dead finds
-        # its monitor and cgroups by the id (engine.runtime.remains).
+        # its monitor and cgroups by the id (engine.runtime.cli.remains).
         container.write_runtime(os.getpid())
         log = None
         if log_path:
             # Only with --log-path: the streams' module (and socket) load then.
-            from engine.runtime.streams import LogFile
+            from engine.runtime.monitor.streams import LogFile
 
             log = LogFile(log_path, options["log_format"], actor.uid or 0)
         service = Service(store, Lifecycle(definition, REGISTRY), lambda _cid: container.drivers())
@@ -208,7 +209,7 @@ def _settle(store: EventStore) -> None:
     the monitor imports later is not in it): it is closed. What
     the monitor's code and the create made stays until it exits: later
     passes of the collector leave it alone, and the processes the monitor
-    forks (hooks) do not copy its pages to mark it (engine.runtime.prefork
+    forks (hooks) do not copy its pages to mark it (engine.runtime.cli.prefork
     turned the collector off until now). The event log's write-ahead log
     is checkpointed while create's caller goes on: the next process to
     open the log alone reads what is left of it."""
@@ -262,7 +263,7 @@ def _machine_and_log(
 def _watcher() -> tuple[Watcher | None, str | None]:
     """The monitor's inotify instance, or None and what is given up without
     one (the per-user limit, fs.inotify.max_user_instances, is reached)."""
-    from engine.runtime.watcher import Watcher
+    from engine.runtime.shared.watcher import Watcher
 
     try:
         return Watcher(), None
@@ -271,7 +272,7 @@ def _watcher() -> tuple[Watcher | None, str | None]:
 
 
 def _looked_at(what: list[str], why: str) -> str:
-    from engine.runtime.server import POLL
+    from engine.runtime.monitor.server import POLL
 
     return (
         f"{' and '.join(what)} looked at every {POLL:g}s, not watched "
@@ -306,8 +307,8 @@ def _create(
 
 def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispatcher]:
     """control.sock and the dispatcher; the loop's modules load here."""
-    from engine.runtime.dispatch import Dispatcher
-    from engine.runtime.server import listen
+    from engine.runtime.monitor.dispatch import Dispatcher
+    from engine.runtime.monitor.server import listen
 
     return listen(container.statedir, container.owner), Dispatcher(service, container)
 
@@ -320,11 +321,11 @@ def _server(
     watcher: Watcher | None,
 ) -> Server:
     """The loop, with the container's streams when the monitor keeps them."""
-    from engine.runtime.server import Server
+    from engine.runtime.monitor.server import Server
 
     if log is None:
         return Server(dispatcher, statedir, sock, watcher=watcher)
-    from engine.runtime.streams import Streams
+    from engine.runtime.monitor.streams import Streams
 
     container = dispatcher.container
     streams = None

@@ -1,6 +1,6 @@
 """The container's init before it execs: what runs in the forked children.
 
-:mod:`engine.runtime.init` (the monitor's side) clones B straight into its
+:mod:`engine.runtime.monitor.spawn` (the monitor's side) clones B straight into its
 new namespaces where it can (:func:`direct_flags`, :func:`stage_direct`: B
 joins its v1 cgroups and makes its cgroup namespace, then goes on), else
 forks stage A (:func:`stage_a`); A joins the container's cgroup, joins or
@@ -28,8 +28,8 @@ from engine.errors import ActionError
 from engine.linux import syscalls
 from engine.linux.finalize import default_signals, prepare_exec
 from engine.oci.model import Config
-from engine.runtime import rootfs
-from engine.runtime.cgroupfs import CgroupView, own_cgroups
+from engine.runtime.init import rootfs
+from engine.runtime.init.cgroupfs import CgroupView, own_cgroups
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def _stage_b(
         if console is not None:
             # After the pivot, before the root may turn read-only (runc's
             # order); the monitor imported the module before the fork.
-            from engine.runtime.console import setup_console
+            from engine.runtime.init.console import setup_console
 
             setup_console(console, config, new_mount_ns)
         rootfs.finalize(config, new_mount_ns=new_mount_ns)

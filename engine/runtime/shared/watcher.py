@@ -11,7 +11,7 @@ may fork (hooks) at any time.
 An instance counts against the user's ``fs.inotify.max_user_instances``
 (128 by default): :class:`Watcher` raises OSError (EMFILE) when none is
 left, and the consumer does without (the monitor looks every so often, and
-is woken over its control socket: :mod:`engine.runtime.server`).
+is woken over its control socket: :mod:`engine.runtime.monitor.server`).
 """
 
 from __future__ import annotations

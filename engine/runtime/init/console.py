@@ -1,7 +1,7 @@
 """``process.terminal``: the init's side of its pty, as runc's setupConsole.
 
 Loaded only for a container with a terminal, and then by the monitor before
-it forks the init (:func:`engine.runtime.init.spawn`), because the init,
+it forks the init (:func:`engine.runtime.monitor.spawn.spawn`), because the init,
 which runs :func:`setup_console` after its pivot_root, cannot import any more.
 """
 
@@ -14,7 +14,7 @@ import struct
 import termios
 
 from engine.linux import fdpass
-from engine.runtime import rootfs
+from engine.runtime.init import rootfs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
