@@ -4,7 +4,7 @@ Moving a process by writing its pid to ``cgroup.procs`` takes the kernel's
 global threadgroup lock for writing, and the first writer after a quiet
 spell waits for an RCU grace period: 6-20 ms on these hosts, on every
 ``create``, whoever the caller (runc pays it too). Two ways around it,
-both used for the container's init, or its first stage where it has one
+both used for the container's init, or its intermediate where it has one
 (forked by :mod:`engine.runtime.monitor.spawn`, run by :mod:`engine.runtime.init.stages`):
 
 * cgroup v1: a single-threaded process that writes ``0`` to a hierarchy's

@@ -198,8 +198,8 @@ class EntersThroughEntry:
         assert tasks or unified
         script = (
             "import os, sys\n"
-            "from engine.runtime.monitor.spawn import _fork_a\n"
-            f"pid, joins = _fork_a({tasks!r}, {unified!r})\n"
+            "from engine.runtime.monitor.spawn import _fork_intermediate\n"
+            f"pid, joins = _fork_intermediate({tasks!r}, {unified!r})\n"
             "if pid == 0:\n"
             "    for name in joins:\n"
             "        open(name, 'w').write('0')\n"

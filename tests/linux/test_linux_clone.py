@@ -83,8 +83,8 @@ def test_a_refused_clone3_makes_no_child(tmp_path: Path) -> None:
 def test_the_init_falls_back_to_cgroup_procs_when_clone3_is_refused(tmp_path: Path) -> None:
     lines = _run(
         "import os\n"
-        "from engine.runtime.monitor.spawn import _fork_a\n"
-        f"pid, joins = _fork_a(['/v1/tasks'], {str(tmp_path)!r})\n"
+        "from engine.runtime.monitor.spawn import _fork_intermediate\n"
+        f"pid, joins = _fork_intermediate(['/v1/tasks'], {str(tmp_path)!r})\n"
         "if pid == 0:\n"
         "    os._exit(3)\n"
         "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), *joins)\n"
@@ -95,8 +95,8 @@ def test_the_init_falls_back_to_cgroup_procs_when_clone3_is_refused(tmp_path: Pa
 def test_without_cgroup2_the_init_only_writes_tasks() -> None:
     lines = _run(
         "import os\n"
-        "from engine.runtime.monitor.spawn import _fork_a\n"
-        "pid, joins = _fork_a(['/a/tasks', '/b/tasks'], None)\n"
+        "from engine.runtime.monitor.spawn import _fork_intermediate\n"
+        "pid, joins = _fork_intermediate(['/a/tasks', '/b/tasks'], None)\n"
         "if pid == 0:\n"
         "    os._exit(0)\n"
         "os.waitpid(pid, 0)\n"

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 
 # Run as a monitor runs spawn: a child subreaper, single-threaded. No
-# cgroup: the init's first stage is forked as usual and joins none.
+# cgroup: the intermediate is forked as usual and joins none.
 _SCRIPT = """
 import os, sys
 from engine.linux import syscalls
@@ -73,7 +73,7 @@ def test_meanwhile_runs_once_and_its_failure_leaves_no_init(
 
 
 # The init is cloned straight into its namespaces, the spawner's child from
-# the start; stage A serves where it must (here: clone3 refused).
+# the start; the intermediate serves where it must (here: clone3 refused).
 _DIRECT = """
 import os, sys
 from engine.linux import clone, syscalls
@@ -82,9 +82,9 @@ from engine.runtime.monitor import spawn
 
 syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 config = load_bundle(sys.argv[1])
-stage_a = []
-real_fork_a = spawn._fork_a
-spawn._fork_a = lambda *args: stage_a.append(1) or real_fork_a(*args)
+forked = []
+real_fork = spawn._fork_intermediate
+spawn._fork_intermediate = lambda *args: forked.append(1) or real_fork(*args)
 if sys.argv[2] == "refused":
     clone.fork_into_cgroup = lambda fd, flags=0: None
 handle = spawn.spawn(config, [], None)
@@ -95,7 +95,7 @@ def ns(pid, name):
     return os.readlink(f"/proc/{pid}/ns/{name}")
 kinds = ("pid", "net", "ipc", "uts", "mnt")
 new = [name for name in kinds if ns(handle.pid, name) != ns("self", name)]
-print("stage A", len(stage_a))
+print("intermediate", len(forked))
 print("parent", int(ppid) == os.getpid(), "pid 1", nspid[-1] == "1")
 print("new", *new, "cgroup", ns(handle.pid, "cgroup") == ns("self", "cgroup"))
 os.kill(handle.pid, 9)
@@ -107,12 +107,12 @@ except ChildProcessError:
 """
 
 
-@pytest.mark.parametrize(("mode", "forks_a"), [("direct", 0), ("refused", 1)])
-def test_the_init_is_cloned_into_its_namespaces_or_forked_by_stage_a(
-    bundle: Callable[..., Path], mode: str, forks_a: int
+@pytest.mark.parametrize(("mode", "intermediates"), [("direct", 0), ("refused", 1)])
+def test_the_init_is_cloned_into_its_namespaces_or_forked_by_the_intermediate(
+    bundle: Callable[..., Path], mode: str, intermediates: int
 ) -> None:
     assert _spawning(_DIRECT, bundle(["true"]), mode) == [
-        f"stage A {forks_a}",
+        f"intermediate {intermediates}",
         "parent True pid 1 True",
         "new pid net ipc uts mnt cgroup True",
         "left none",

@@ -1,5 +1,5 @@
 """Which way the init is made (engine.runtime.init.stages.direct_flags): cloned
-straight into its new namespaces, or through stage A where it must be."""
+straight into its new namespaces, or through the intermediate process where it must be."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_new_namespaces_are_clone_flags_but_the_cgroup_one() -> None:
     ],
     ids=["user", "time", "network-path", "pid-path"],
 )
-def test_stage_a_serves_a_user_or_time_namespace_and_every_join(
+def test_the_intermediate_serves_a_user_or_time_namespace_and_every_join(
     namespaces: list[dict[str, Any]],
 ) -> None:
     assert direct_flags(_config(namespaces)) is None

@@ -7,14 +7,16 @@ runc's exec, in three processes:
 - **P**, the caller (``runlog exec``), a child subreaper, builds the seccomp
   filter, forks C into the container's cgroup2 directory (clone3) and
   waits on a sync socket;
-- **C** joins the container's v1 cgroups, takes the process's rlimits
-  (still in the host's user namespace, where a hard limit may be raised),
+- **C**, the intermediate process (as the init has one,
+  :mod:`engine.runtime.init.stages`), joins the container's v1 cgroups,
+  takes the process's rlimits (still in the host's user namespace, where
+  a hard limit may be raised),
   opens every namespace file of the container's init at once, then joins
   them in runc's order - user first (then root in it), ipc, uts, network,
   pid, mount, cgroup, time - forks G and exits: joining a pid namespace
   takes effect for children only;
-- **G**, in every namespace, re-parented to P (the subreaper) when C exits,
-  takes what the init took before its exec, with the init's own code
+- **G**, the process itself, in every namespace, re-parented to P (the
+  subreaper) when C exits, takes what the init took before its exec, with the init's own code
   (:mod:`engine.runtime.init.stages`, :func:`engine.linux.finalize.prepare_exec`):
   a pty from the container's devpts sent to the console socket for a
   terminal, cwd, ``args[0]`` on the container's PATH, OOM score,
@@ -145,7 +147,7 @@ def spawn(
     if pid == 0:
         parent.close()
         try:
-            _stage_c(config, process, init_pid, joins, sync, console, preserve_fds, seccomp)
+            _intermediate(config, process, init_pid, joins, sync, console, preserve_fds, seccomp)
         except BaseException as err:
             try:
                 stages.send_line(sync, f"error {str(err) or type(err).__name__}")
@@ -197,7 +199,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _stage_c(
+def _intermediate(
     config: Config,
     process: Process,
     init_pid: int,
@@ -244,11 +246,11 @@ def _stage_c(
             os.close(nsfd)
     pid = os.fork()
     if pid == 0:
-        _stage_g(config, process, sync, console, preserve, seccomp)
+        _process(config, process, sync, console, preserve, seccomp)
     stages.send_line(sync, f"pid {pid}")
 
 
-def _stage_g(
+def _process(
     config: Config,
     process: Process,
     sync: int,

@@ -17,7 +17,7 @@ it when the runtime exits, as runc's is. The double fork shows which: the
 monitor is re-parented to the nearest living subreaper above it, so if there
 is one (the process that ran ``create``, or one above it, as conmon above a
 wrapper script), the caller reaps, and the monitor does not make itself a
-subreaper: the init, when its first stage exits, goes to that subreaper
+subreaper: the init, when the intermediate process that forked it exits, goes to that subreaper
 too; where there is none (pid 1 adopts the monitor), the monitor keeps it.
 The monitor then sees the init's end on a pidfd and records it without a
 status (``reaped_by_caller``).

@@ -1,18 +1,21 @@
 """The container's init before it execs: what runs in the forked children.
 
-:mod:`engine.runtime.monitor.spawn` (the monitor's side) clones B straight into its
-new namespaces where it can (:func:`direct_flags`, :func:`stage_direct`: B
-joins its v1 cgroups and makes its cgroup namespace, then goes on), else
-forks stage A (:func:`stage_a`); A joins the container's cgroup, joins or
+:mod:`engine.runtime.monitor.spawn` (the monitor's side) clones the init
+straight into its new namespaces where it can (:func:`direct_flags`,
+:func:`init_direct`: the init joins its v1 cgroups and makes its cgroup
+namespace, then goes on), else forks the intermediate process
+(:func:`intermediate`), which joins the container's cgroup, joins or
 creates its namespaces (a new user namespace first, mapped by the
-monitor), and forks B, which in a new pid namespace is pid 1. B builds
-the root filesystem, checks cwd, finds ``args[0]`` on the container's
-PATH, applies rlimits, user, capabilities and the seccomp filter, says
-"ready" and blocks until the monitor says "release": then it says "exec"
-and execs (or says why the exec failed). Both report on the sync socket,
-one line each (:func:`send_line`, :func:`recv_line`).
+monitor), and forks the init, pid 1 in a new pid namespace. The init
+(:func:`_init`) builds the root filesystem, checks cwd, finds ``args[0]``
+on the container's PATH, applies rlimits, user, capabilities and the
+seccomp filter, says "ready" and blocks until the monitor says "release":
+then it says "exec" and execs (or says why the exec failed). Both report
+on the sync socket, one line each (:func:`send_line`, :func:`recv_line`).
+The processes are named by their role, as youki names its own (main,
+intermediate, init); the monitor is the main process.
 
-Nothing in B may import a module after pivot_root (the new root has no
+Nothing in the init may import a module after pivot_root (the new root has no
 Python): everything it runs is imported here, before the fork. That is also
 why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
 """
@@ -35,7 +38,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.linux.libseccomp import Filter
 
-__all__ = ["direct_flags", "find_executable", "recv_line", "send_line", "stage_a", "stage_direct"]
+__all__ = [
+    "direct_flags",
+    "find_executable",
+    "init_direct",
+    "intermediate",
+    "recv_line",
+    "send_line",
+]
 
 _NS_ORDER = ("user", "ipc", "uts", "network", "pid", "mount", "cgroup", "time")
 
@@ -141,11 +151,11 @@ def _install_stdio(fds: tuple[int, int, int]) -> None:
 
 def direct_flags(config: Config) -> int | None:
     """The clone flags of an init cloned straight into its namespaces, or
-    ``None`` where it needs stage A: a new user namespace (mapped from
+    ``None`` where it needs the intermediate process: a new user namespace (mapped from
     outside before the others are made in it), a namespace joined by path
     (setns of a pid namespace takes effect for children only), a new time
     namespace. A new cgroup namespace is not among the flags: the init
-    makes it itself once in its v1 cgroups (:func:`stage_direct`)."""
+    makes it itself once in its v1 cgroups (:func:`init_direct`)."""
     flags = 0
     for ns_type in _NS_ORDER:
         entry = config.linux.namespace(ns_type)
@@ -184,7 +194,7 @@ def _enter(
     return CgroupView(own_cgroups(), config.linux.namespace("cgroup") is not None)
 
 
-def stage_direct(
+def init_direct(
     config: Config,
     fd: int,
     cgroup_files: list[str],
@@ -194,15 +204,16 @@ def stage_direct(
     seccomp: Filter | None = None,
 ) -> None:
     """The init cloned into its new namespaces (:func:`direct_flags`):
-    join the v1 cgroups, make the cgroup namespace, then go on as B, which
-    never returns. What fails before B is raised, as from :func:`stage_a`."""
+    join the v1 cgroups, make the cgroup namespace, then go on as the init
+    (:func:`_init`), which never returns. What fails before that is raised,
+    as from :func:`intermediate`."""
     cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
     if config.linux.namespace("cgroup") is not None:
         syscalls.unshare(syscalls.CLONE_FLAGS["cgroup"])
-    _stage_b(config, fd, bytearray(), console, cgroups, seccomp)
+    _init(config, fd, bytearray(), console, cgroups, seccomp)
 
 
-def stage_a(
+def intermediate(
     config: Config,
     fd: int,
     cgroup_files: list[str],
@@ -211,7 +222,7 @@ def stage_a(
     stdio: tuple[int, int, int] | None = None,
     seccomp: Filter | None = None,
 ) -> None:
-    """Join the cgroup and the namespaces, fork B, report its pid."""
+    """Join the cgroup and the namespaces, fork the init, report its pid."""
     cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
     buffer = bytearray()
     linux = config.linux
@@ -239,7 +250,7 @@ def stage_a(
         syscalls.unshare(new_flags)
     pid = os.fork()
     if pid == 0:
-        _stage_b(config, fd, buffer, console, cgroups, seccomp)
+        _init(config, fd, buffer, console, cgroups, seccomp)
     send_line(fd, f"pid {pid}")
 
 
@@ -288,7 +299,7 @@ def _die_of_signals() -> None:
             pass  # glibc's reserved real-time signals
 
 
-def _stage_b(
+def _init(
     config: Config,
     fd: int,
     buffer: bytearray,
@@ -349,7 +360,7 @@ def _stage_b(
             os.execve(path, argv, env)
         except OSError as err:  # runc's words: "exec /path: exec format error"
             raise ActionError(f"exec {path}: {(err.strerror or str(err)).lower()}") from None
-    except BaseException as err:  # report anything; B cannot print a traceback here
+    except BaseException as err:  # report anything; the init cannot print a traceback here
         message = str(err) or type(err).__name__
         try:
             send_line(fd, f"error {message}")

@@ -86,7 +86,7 @@ def run(
         log_path = options["log_path"]
         caller_reaps = init_parent(options) == "caller"
         if not caller_reaps:
-            # The init is the monitor's child, or its first stage's, which
+            # The init is the monitor's child, or the intermediate's, which
             # exits once it has forked it: the init comes to the monitor,
             # which reaps it and keeps its status.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)

@@ -1,35 +1,37 @@
 """Forking the container's init: the monitor's side (the init's own is
 :mod:`engine.runtime.init.stages`).
 
-Usually the monitor clones the init, B, straight into its new namespaces
-(clone3 with their CLONE_NEW* flags, and into its cgroup2 cgroup): B, pid 1
-of its pid namespace and the monitor's child, joins its v1 cgroups and
+Usually the monitor clones the init straight into its new namespaces
+(clone3 with their CLONE_NEW* flags, and into its cgroup2 cgroup): the
+init, pid 1 of its pid namespace and the monitor's child, joins its v1
+cgroups and
 then makes its cgroup namespace itself (so that its root is the
 container's cgroup, as with runc). Where that cannot be - a new user
 namespace (mapped from outside before the others are made in it), a
 namespace joined by path, a new time namespace, a caller that reaps the
 init (it must be re-parented to the caller), a kernel that refuses the
-clone - the monitor forks stage A; A joins the container's cgroup, joins
-or creates its namespaces (a new user namespace first, mapped by the
-monitor), and forks B. In a new pid namespace B is pid 1. A reports B's
-pid and exits; the monitor is a child subreaper (PR_SET_CHILD_SUBREAPER),
-so B becomes the monitor's child and the monitor reaps it. Cloning B
-directly saves a fork and stage A's work (1-2 ms of create). B
-builds the root filesystem,
-checks cwd and finds ``args[0]`` on the container's PATH, applies rlimits
-(in a new user namespace the monitor sets them, on "ready"), user and
-capabilities, tells the monitor it is ready, and blocks until the
-monitor releases it (runtime-spec "start"): then it says "exec" and execs
-the user's process. Until then B writes any error back on the sync socket,
-and the monitor's release returns on "exec", as runc's start returns
-before its init's exec. The socket is close-on-exec: EOF after "exec"
-means the exec happened, an error line that it failed, which the monitor
-reads when the init has ended (:meth:`InitHandle.exec_error`).
+clone - the monitor forks the intermediate process, which joins the
+container's cgroup, joins or creates its namespaces (a new user namespace
+first, mapped by the monitor), and forks the init (pid 1 in a new pid
+namespace). The intermediate reports the init's pid and exits; the
+monitor is a child subreaper (PR_SET_CHILD_SUBREAPER), so the init
+becomes the monitor's child and the monitor reaps it. Cloning the init
+directly saves a fork and the intermediate's work (1-2 ms of create). The
+init builds the root filesystem, checks cwd and finds ``args[0]`` on the
+container's PATH, applies rlimits (in a new user namespace the monitor
+sets them, on "ready"), user and capabilities, tells the monitor it is
+ready, and blocks until the monitor releases it (runtime-spec "start"):
+then it says "exec" and execs the user's process. Until then the init
+writes any error back on the sync socket, and the monitor's release
+returns on "exec", as runc's start returns before its init's exec. The
+socket is close-on-exec: EOF after "exec" means the exec happened, an
+error line that it failed, which the monitor reads when the init has
+ended (:meth:`InitHandle.exec_error`).
 
 A ``linux.seccomp`` filter is built by the monitor before the fork
 (:mod:`engine.linux.seccomp`, imported then and only for a config that has
-one), so B only loads it: as runc's standard_init_linux.go does, before the
-capabilities are dropped when ``noNewPrivileges`` is false (loading needs
+one), so the init only loads it: as runc's standard_init_linux.go does,
+before the capabilities are dropped when ``noNewPrivileges`` is false (loading needs
 ``CAP_SYS_ADMIN`` then), else as the last step before execve, so that as
 few of the init's own syscalls as possible run under the container's filter.
 """
@@ -121,7 +123,8 @@ def spawn(
     """Fork the init and wait until it is ready to exec, or failed.
 
     The init enters its cgroup as :mod:`engine.linux.clone` says, without
-    waiting on the kernel's threadgroup lock: stage A is forked into the
+    waiting on the kernel's threadgroup lock: the init (or the
+    intermediate) is forked into the
     cgroup2 directory ``cgroup2`` and writes ``0`` to the v1 ``tasks``
     files ``cgroup_tasks``; where clone3 is refused, it is forked as usual
     and writes the cgroup2 directory's ``cgroup.procs`` as well.
@@ -129,11 +132,11 @@ def spawn(
     ``terminal: true``; the init sends the pty master on it. The caller must
     be a child subreaper and single-threaded. ``stdio``: descriptors for
     the init's stdin, stdout and stderr (else it keeps the caller's).
-    ``meanwhile``: the caller's own work, run once the init (or its stage
-    A) is forked, while the init sets itself up (some 5 ms the caller
+    ``meanwhile``: the caller's own work, run once the init (or the
+    intermediate) is forked, while the init sets itself up (some 5 ms the caller
     would spend waiting); if it raises, the init is killed and the error
     goes on. ``caller_reaps``: the init must be re-parented to create's
-    caller, through stage A.
+    caller, through the intermediate.
     """
     seccomp = _build_filter(config)
     if console is not None:
@@ -145,7 +148,7 @@ def spawn(
     pid, joins, direct = _fork_init(cgroup_tasks, cgroup2, flags)
     if pid == 0:
         parent.close()
-        stage = stages.stage_direct if direct else stages.stage_a
+        stage = stages.init_direct if direct else stages.intermediate
         try:
             stage(config, child.fileno(), joins, console, preserve_fds, stdio, seccomp)
             os._exit(0)
@@ -158,9 +161,10 @@ def spawn(
     if seccomp is not None:
         seccomp.release()  # the children hold their own copies
     child.close()
-    # B's pid: known now if cloned directly, else once A has said it.
+    # The init's pid: known now if cloned directly, else once the
+    # intermediate has said it.
     found: list[int] = [pid] if direct else []
-    pid_a = None if direct else pid
+    pid_intermediate = None if direct else pid
     failed: BaseException | None = None
     try:
         if meanwhile is not None:
@@ -173,23 +177,24 @@ def spawn(
             raise failed
     except BaseException:
         parent.close()
-        if pid_a is not None:
-            _reap(pid_a)
+        if pid_intermediate is not None:
+            _reap(pid_intermediate)
         if found:
             _kill(found[0])
         raise
-    if pid_a is not None:
-        _reap(pid_a)
+    if pid_intermediate is not None:
+        _reap(pid_intermediate)
     return InitHandle(found[0], parent, () if seccomp is None else seccomp.skipped)
 
 
 def _await_ready(fd: int, child: int, config: Config, found: list[int]) -> None:
-    """Serve the init's set-up until B is ready; B's pid goes into ``found``
-    (there already when B was cloned directly). ``child``: the process
-    forked, stage A or B, whose user namespace the monitor maps."""
+    """Serve the init's set-up until it is ready; its pid goes into
+    ``found`` (there already when it was cloned directly). ``child``: the
+    process forked, the intermediate or the init, whose user namespace the
+    monitor maps."""
     buffer = bytearray()
     ready = False
-    # A's "pid" and B's "ready" share the socket: either may come first.
+    # The intermediate's "pid" and the init's "ready" share the socket: either may come first.
     while not ready or not found:
         line = stages.recv_line(fd, buffer)
         if line is None:
@@ -214,20 +219,21 @@ def _await_ready(fd: int, child: int, config: Config, found: list[int]) -> None:
 def _fork_init(
     cgroup_tasks: list[str], cgroup2: str | None, flags: int | None
 ) -> tuple[int, list[str], bool]:
-    """B cloned with ``flags`` into ``cgroup2`` where it can be, else stage A:
-    the pid (0 in the child), the files the child writes ``0`` to, and
-    whether it is B itself."""
+    """The init cloned with ``flags`` into ``cgroup2`` where it can be,
+    else the intermediate: the pid (0 in the child), the files the child
+    writes ``0`` to, and whether it is the init itself."""
     if flags is not None:
-        pid = _clone_b(cgroup2, flags)
+        pid = _clone_init(cgroup2, flags)
         if pid is not None:
             return pid, list(cgroup_tasks), True
-    pid, joins = _fork_a(cgroup_tasks, cgroup2)
+    pid, joins = _fork_intermediate(cgroup_tasks, cgroup2)
     return pid, joins, False
 
 
-def _clone_b(cgroup2: str | None, flags: int) -> int | None:
+def _clone_init(cgroup2: str | None, flags: int) -> int | None:
     """clone3 into the new namespaces and the cgroup2 directory; ``None``
-    where the kernel refuses (stage A then says what is wrong, if anything)."""
+    where the kernel refuses (the intermediate then says what is wrong, if
+    anything)."""
     fd = None
     if cgroup2 is not None:
         try:
@@ -241,12 +247,13 @@ def _clone_b(cgroup2: str | None, flags: int) -> int | None:
             os.close(fd)
 
 
-def _fork_a(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str]]:
-    """Fork stage A, into ``cgroup2`` where the kernel allows; return its pid
-    (0 in A) and the files A writes ``0`` to. If clone3 is refused (an old
-    kernel, a seccomp filter above runlog) or the directory cannot be
-    opened, A is forked as usual and joins through ``cgroup.procs``, whose
-    write then says what is wrong, if anything."""
+def _fork_intermediate(cgroup_tasks: list[str], cgroup2: str | None) -> tuple[int, list[str]]:
+    """Fork the intermediate, into ``cgroup2`` where the kernel allows;
+    return its pid (0 in the intermediate) and the files it writes ``0``
+    to. If clone3 is refused (an old kernel, a seccomp filter above runlog)
+    or the directory cannot be opened, it is forked as usual and joins
+    through ``cgroup.procs``, whose write then says what is wrong, if
+    anything."""
     joins = list(cgroup_tasks)
     if cgroup2 is not None:
         try:
