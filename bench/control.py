@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from tables import table  # noqa: E402  (bench/, this script's directory)
 
+from engine import control  # noqa: E402
 from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
-from engine.runtime.cli import client  # noqa: E402
 from engine.runtime.shared.spool import SpoolClient  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
@@ -81,7 +81,7 @@ def _main() -> int:
         rows = []
 
         def over_socket(op: str) -> Callable[[], object]:
-            return lambda: client.call(sock, {"op": op})
+            return lambda: control.call(sock, {"op": op})
 
         state_ms = samples(over_socket("state"))
         rows.append(("state", "control.sock", *summary(state_ms)))

@@ -20,6 +20,11 @@ raises. Each class carries its context as attributes and an ``exit_code``.
     │   ├── ConcurrentChange    another writer changed the container meanwhile
     │   ├── TransitionFailed    an action failed; the transition was undone
     │   └── NotRecorded         the actions ran but the log refused their event
+    ├── ControlError            talking to a container's monitor (engine.control)
+    │   ├── MonitorGone         nobody answers on its control socket
+    │   ├── MonitorBusy         the monitor took the request, did not answer in time
+    │   ├── ControlDenied       the control socket is not ours to connect to
+    │   └── RequestFailed       the monitor refused or failed the request
     └── ActionError             raised by an action; the engine wraps it
 """
 
@@ -31,11 +36,16 @@ __all__ = [
     "ConcurrentChange",
     "ContainerExists",
     "ContainerNotFound",
+    "ControlDenied",
+    "ControlError",
     "EventLogError",
     "InvalidId",
     "LifecycleError",
     "MachineError",
+    "MonitorBusy",
+    "MonitorGone",
     "NotRecorded",
+    "RequestFailed",
     "RunlogError",
     "SchemaError",
     "StoreBusyError",
@@ -202,6 +212,30 @@ class NotRecorded(LifecycleError):
             container_id,
             f"{trigger} {container_id}: not done, the event log cannot take it ({what}): {cause}",
         )
+
+
+class ControlError(RunlogError):
+    """Talking to a container's monitor over its control socket (engine.control)."""
+
+
+class MonitorGone(ControlError):
+    """Nobody listens on the container's control socket."""
+
+
+class MonitorBusy(ControlError):
+    """The monitor took the request but did not answer in time."""
+
+
+class ControlDenied(ControlError):
+    """The control socket is not ours to connect to (mode 0600, root's or the owner's)."""
+
+
+class RequestFailed(ControlError):
+    """The monitor refused or failed the request: its message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ActionError(RunlogError):

@@ -5,11 +5,12 @@ Each call pays the interpreter's start (about 6 ms here) and what runlog
 loads on top of it, and Slurm polls ``state``. For the usual call - global
 flags among ``--root``, ``--db`` and ``--rootless``, the command, one
 container id (and ``--force`` for ``delete``), a monitor that answers -
-this module gives what :mod:`engine.cli` gives, with the socket exchange
-of :mod:`engine.wire` and :mod:`engine.layout`: about 2 ms less a call.
-The usual reply is read as it is (:func:`engine.wire.state_text_of`,
-:func:`engine.wire.ok_reply`); the JSON scanner, a shared library, loads
-only for another. The entry stub and ``python -m engine`` start here.
+this module gives what :mod:`engine.cli` gives, with the one control
+client (:mod:`engine.control`, which speaks :mod:`engine.wire`'s format)
+and :mod:`engine.layout`: about 2 ms less a call. The usual reply is read
+as it is (:func:`engine.control.state_text_of`, :func:`engine.control.is_ok`); the
+JSON scanner, a shared library, loads only for another. The entry stub
+and ``python -m engine`` start here.
 
 Everything else goes to :mod:`engine.cli` before a request is sent: other
 flags, help, an id runc would refuse, ``RUNLOG_LOG`` (the full path writes
@@ -23,6 +24,17 @@ finds no monitor and reconciles. A monitor that answers is asked once.
 import posix
 import sys
 
+from engine.control import (
+    NoMonitor,
+    error_of,
+    exchange,
+    is_ok,
+    reply_of,
+    request_line,
+    state_text,
+    state_text_of,
+    wait_gone,
+)
 from engine.layout import (
     CONTROL,
     FORKS_MONITOR,
@@ -35,7 +47,6 @@ from engine.layout import (
     is_valid_id,
     private,
 )
-from engine.wire import NoMonitor, exchange, ok_reply, state_text, state_text_of, wait_gone
 
 __all__ = [
     "COMMANDS",
@@ -93,13 +104,13 @@ class Call:
         """Ask the monitor; the exit code, or ``None`` for engine.cli to answer."""
         path = container_path(self.root, self.container_id, CONTROL)
         monitor = self._monitor_pid() if self.command == "delete" else None
-        # {"op": ...} as the encoder writes it: the command is one of COMMANDS.
-        request = f'{{"op":"{self.command}"'
         if self.command == "delete":
-            request += ',"force":true' if self.force else ',"force":false'
+            request = request_line(self.command, force=self.force)
+        else:
+            request = request_line(self.command)
         timeout = STATE_TIMEOUT if self.command == "state" else REQUEST_TIMEOUT
         try:
-            data = exchange(path, (request + "}\n").encode(), timeout)
+            data = exchange(path, request, timeout)
         except NoMonitor:
             return None
         except TimeoutError:
@@ -108,26 +119,22 @@ class Call:
             return _fail(f"the monitor at {path} did not answer within {timeout:g} s", 1)
         if not data:
             return None  # the monitor died before it answered
-        # The usual answer, read without the JSON scanner (engine.wire).
+        # The usual answer, read without the JSON scanner (engine.control).
         if self.command == "state":
             text = state_text_of(data)
             if text is not None:
                 sys.stdout.buffer.write(text + b"\n")
                 return 0
-        elif ok_reply(data):
+        elif is_ok(data):
             if monitor is not None:
                 wait_gone(monitor)
             return 0
-        from engine import jsonfast
-
         try:
-            reply = jsonfast.loads(data)
+            reply = reply_of(path, data)
         except ValueError as err:
-            return _fail(f"{path}: the monitor's reply is not JSON: {err}", 1)
-        if not isinstance(reply, dict):
-            return _fail(f"{path}: the monitor's reply is not a JSON object", 1)
+            return _fail(str(err), 1)
         if not reply.get("ok"):
-            return _fail(str(reply.get("error")), int(reply.get("exit_code", 1)))
+            return _fail(*error_of(reply))
         if self.command == "state":
             sys.stdout.buffer.write(state_text(reply) + b"\n")
             return 0

@@ -1,24 +1,68 @@
-"""The client's side of a monitor's control socket, at the lowest level.
+"""The control protocol's wire format: what a client sends a container's
+monitor and what the monitor answers, on ``control.sock`` and through the
+request spool alike.
 
-What :mod:`engine.quick` (the short way of the scheduler's commands) and
-:mod:`engine.runtime.cli.client` (runlog's errors on top) share: one exchange
-on the socket, the text of a ``state`` reply, the wait for a monitor's
-exit. :mod:`posix` and :mod:`_socket` alone.
+This module is the one place that says it. The monitor's side decodes
+requests with it (:mod:`engine.runtime.monitor.requests`), answers with it
+(:mod:`engine.runtime.monitor.dispatch`, :mod:`engine.runtime.monitor.server`);
+the one client (:mod:`engine.control`, for the short way and the commands
+alike) writes requests and reads answers as it says, without importing it
+(the short way pays for every module). Tests hold the monitor's replies,
+and the client's reading of them, to :func:`nonconforming`
+(tests/test_wire.py, and a real monitor's in
+tests/runtime/test_runtime_control.py).
+
+Framing
+    One request per connection: one JSON object, UTF-8, on one line ending
+    in ``\\n``, at most :data:`MAX_REQUEST` bytes; the client then shuts its
+    sending side. The monitor answers with one JSON object on one line and
+    closes the connection (``wait``: once the init has ended). Through the
+    spool, the request is a file's content and the answer is ``NAME.reply``
+    (:mod:`engine.runtime.shared.spool`). :data:`POKE` on the socket is no
+    request: it wakes the monitor to read its spool, answered
+    :data:`POKED`.
+
+Requests
+    ``{"op": OP, FIELD: VALUE, ...}``; :data:`OPS` lists every op and its
+    fields (kind, required, default). An unknown op or field, a missing
+    required field or a value of the wrong kind is refused, recorded, and
+    answered with an error.
+
+Replies (:data:`REPLY_FIELDS`)
+    ``ok`` (always, the first member); when false, ``error`` (the one line
+    the CLI prints) and ``exit_code`` (>= 1, runc's where runc has one).
+    When true, from the monitor: ``status`` (the container's, after the
+    request) and ``state`` (the OCI state as ``state.json`` has it) -
+    except for ``delete``, whose reply is :data:`DELETED`, and a poke.
+    Per op: ``state`` adds ``text`` (``state.json``'s text as it is, what
+    ``runlog state`` prints), always the last member; ``wait`` adds
+    ``exit`` (how the init ended: ``exit_code`` or ``signal``, perhaps
+    ``exec_error``, ``reaped_by_caller``, ``lost``); ``exec`` adds ``exec``
+    (the exec's id) and ``pid`` (the init's); ``update`` adds ``update``.
+
+Encoding
+    runlog's own encoder, compact (``jsonfast.dumps``), members in the order
+    above. The short way (:mod:`engine.quick`) relies on that: it reads a
+    reply that starts ``{"ok":true,`` and, for ``state``, ends with the
+    ``text`` member without loading the JSON scanner
+    (:func:`engine.control.is_ok`, :func:`engine.control.state_text_of`);
+    any other shape is parsed. Requests of flags and numbers are written
+    the same way (:func:`engine.control.request_line`).
 """
 
-import _socket
-import posix
-
-from engine.layout import SocketAddress
-
 __all__ = [
-    "NoMonitor",
-    "exchange",
-    "json_string",
-    "ok_reply",
-    "state_text",
-    "state_text_of",
-    "wait_gone",
+    "DELETED",
+    "MAX_REQUEST",
+    "OPS",
+    "POKE",
+    "POKED",
+    "REPLY_FIELDS",
+    "Field",
+    "encode_reply",
+    "failure",
+    "nonconforming",
+    "ok",
+    "state_reply",
 ]
 
 TYPE_CHECKING = False
@@ -26,150 +70,180 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+#: Requests larger than this (in bytes, the newline included) are refused,
+#: unread beyond it.
+MAX_REQUEST = 64 * 1024
 
-class NoMonitor(Exception):
-    """Nobody can be reached on the socket; nothing was sent."""
+#: On control.sock, this line (and its newline) wakes the monitor to take
+#: what its request spool holds; the answer, :data:`POKED`, comes once it has.
+POKE = b"spool"
 
-
-def wait_gone(pid: int, timeout_ms: int = 5000) -> None:
-    """Return once process ``pid`` (a monitor) has exited, or after ``timeout_ms``."""
-    import select
-
-    try:
-        fd = posix.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        poller.poll(timeout_ms)
-    finally:
-        posix.close(fd)
+# The kinds of a request's fields, as the refusal of a wrong value says them.
+BOOL = "a boolean"
+SIZE = "an integer from 0 to 65535"
+SIGNAL = "a signal number (0-64) or name"
+INT = "a non-negative integer"
+TEXT = "a string"
+STRINGS = "a list of strings"
+OBJECT = "an object"
 
 
-def exchange(path: str, request: bytes, timeout: float | None) -> bytes:
-    """Send ``request`` to the socket at ``path`` and shut the sending side;
-    return what comes back until EOF (``b""``: closed without an answer).
+class Field:
+    """One field of an op: its kind (one of the texts above), whether it
+    must be given, and its value when it is not."""
 
-    Raises :class:`NoMonitor` when nobody can be reached there (nothing
-    was sent; connect's error is its ``__cause__``) and ``TimeoutError``
-    when the monitor takes longer than ``timeout`` to connect or answer.
-    """
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        try:
-            with SocketAddress(path) as address:
-                sock.connect(address)
-        except TimeoutError:
-            raise
-        except OSError as err:
-            raise NoMonitor(path) from err
-        try:
-            sock.sendall(request)
-            sock.shutdown(_socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # answered before reading it all (too large)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            chunks = []  # the monitor died: no answer
-    finally:
-        sock.close()
-    return b"".join(chunks)
+    __slots__ = ("default", "kind", "required")
+
+    def __init__(self, kind: str, *, required: bool = False, default: object = None) -> None:
+        self.kind = kind
+        self.required = required
+        self.default = default
 
 
-def state_text(reply: "Mapping[str, Any]") -> bytes:
-    """What ``runlog state`` prints of the monitor's reply to ``state``."""
-    text = reply.get("text")
-    if isinstance(text, str):
-        return text.encode()
-    # A monitor of a runlog from before the reply had it.
-    from engine.oci import gojson
+#: Every op and its fields. The machine's triggers among them (start,
+#: pause, resume, kill, delete, and update, checkpoint, exec, exec_exit
+#: where the machine has them) are fired through the service; the others
+#: are answered by the monitor itself.
+#:
+#:     op              fields
+#:     start           -
+#:     pause, resume   -
+#:     kill            signal: number 0-64 or name (default 15, TERM); all: bool (false)
+#:     state           -
+#:     wait            -                  (the reply comes when the init has ended)
+#:     console_size    rows, cols: int 0-65535, both required (a pty the monitor owns)
+#:     reopen_log      -                  (a container log: create --log-path)
+#:     delete          force: bool (false)
+#:     update          resources: object (OCI linux.resources: memory, cpu, pids)
+#:     checkpoint      image_path: text (required); work_path: text; leave_running: bool
+#:     exec            args: strings (required); user, cwd: text; tty, detach,
+#:                     ignore_paused: bool   (recorded; the caller makes the process)
+#:     exec_exit       exec: int (required, the exec's id); pid: int; exit_code,
+#:                     signal: int; exec_error: text; watch: bool (the monitor
+#:                     watches pid and records its end itself)
+OPS: "dict[str, dict[str, Field]]" = {
+    "start": {},
+    "pause": {},
+    "resume": {},
+    "kill": {"signal": Field(SIGNAL, default=15), "all": Field(BOOL, default=False)},
+    "state": {},
+    "wait": {},
+    "console_size": {
+        "rows": Field(SIZE, required=True),
+        "cols": Field(SIZE, required=True),
+    },
+    "reopen_log": {},
+    "delete": {"force": Field(BOOL, default=False)},
+    "update": {"resources": Field(OBJECT, required=True)},
+    "checkpoint": {
+        "image_path": Field(TEXT, required=True),
+        "work_path": Field(TEXT, default=""),
+        "leave_running": Field(BOOL, default=False),
+    },
+    "exec": {
+        "args": Field(STRINGS, required=True),
+        "user": Field(TEXT, default=""),
+        "cwd": Field(TEXT, default=""),
+        "tty": Field(BOOL, default=False),
+        "detach": Field(BOOL, default=False),
+        "ignore_paused": Field(BOOL, default=False),
+    },
+    "exec_exit": {
+        "exec": Field(INT, required=True),
+        "pid": Field(INT, default=0),
+        "exit_code": Field(INT, default=None),
+        "signal": Field(INT, default=None),
+        "exec_error": Field(TEXT, default=None),
+        "watch": Field(BOOL, default=False),
+    },
+}
 
-    return gojson.render(reply["state"], "  ").encode()
+#: Every member a reply may have, and the type of its value.
+REPLY_FIELDS: "dict[str, type | tuple[type, ...]]" = {
+    "ok": bool,
+    "error": str,
+    "exit_code": int,
+    "status": str,
+    "state": dict,
+    "text": str,
+    "exit": dict,
+    "exec": int,
+    "pid": int,
+    "update": (dict, type(None)),
+}
+
+#: ``delete``'s answer: the container is gone, so no state comes with it
+#: (also what a spool client reports when the spool went with the container).
+DELETED: "dict[str, Any]" = {"ok": True, "status": "deleted"}
+
+#: The answer to :data:`POKE`.
+POKED: "dict[str, Any]" = {"ok": True}
 
 
-# -- replies read without a JSON parser ------------------------------------
-#
-# The C scanner (_json) is a shared library: 0.3 ms to load, on every call of
-# the short way. A monitor's reply to it has one shape when all is well
-# (runlog's own encoder, compact, "ok" first and, for state, "text" last),
-# which these read as it is; anything else is None, and the caller parses it.
-
-_OK = b'{"ok":true,'
-_TEXT = b',"text":"'
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_HEX = frozenset("0123456789abcdefABCDEF")
+# -- making requests and replies ---------------------------------------------
 
 
-def ok_reply(data: bytes) -> bool:
-    """Whether ``data`` is a successful reply (``{"ok":true,...``)."""
-    return data.startswith(_OK)
+def ok(status: str, state: "Mapping[str, Any]", **extra: "Any") -> "dict[str, Any]":
+    """A successful answer: the container's status and OCI state, then what
+    the op adds (``exit``, ``exec`` and ``pid``, ``update``)."""
+    return {"ok": True, "status": status, "state": dict(state), **extra}
 
 
-def state_text_of(data: bytes) -> "bytes | None":
-    """What ``runlog state`` prints of a successful reply to ``state``: its
-    ``text`` member, the last one; None if the reply is not of that shape."""
-    if not data.startswith(_OK):
+def state_reply(status: str, state: "Mapping[str, Any]", text: str) -> "dict[str, Any]":
+    """The answer to ``state``: ``text`` (``state.json`` as it is) last."""
+    return {"ok": True, "status": status, "state": dict(state), "text": text}
+
+
+def failure(message: str, exit_code: int) -> "dict[str, Any]":
+    """A refusal or failure: the message the CLI prints and its exit code."""
+    return {"ok": False, "error": message, "exit_code": exit_code if exit_code > 0 else 1}
+
+
+def encode_reply(reply: "Mapping[str, Any]") -> bytes:
+    """A reply as it goes on the wire: compact, one line."""
+    from engine import jsonfast
+
+    return (jsonfast.dumps(reply) + "\n").encode()
+
+
+# -- checking replies ----------------------------------------------------------
+
+
+def nonconforming(reply: object, op: "str | None" = None) -> "str | None":
+    """What is wrong with ``reply`` against this format (the answer to a
+    request ``op``, when known), or ``None`` if nothing is."""
+    if not isinstance(reply, dict):
+        return f"not a JSON object: {type(reply).__name__}"
+    members = list(reply)
+    if not members or members[0] != "ok":
+        return f'"ok" is not the first member: {members}'
+    for name, value in reply.items():
+        kind = REPLY_FIELDS.get(name)
+        if kind is None:
+            return f"unknown member {name!r}"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"member {name!r} is {type(value).__name__}"
+    if not reply["ok"]:
+        if set(members) != {"ok", "error", "exit_code"} or reply["exit_code"] < 1:
+            return f"a failure has ok, error and exit_code >= 1: {reply!r}"
         return None
-    end = len(data)
-    while end and data[end - 1] in b"\r\n":
-        end -= 1
-    start = data.rfind(_TEXT, 0, end)
-    # No '"' inside a string's body but escaped: the last one is the member.
-    if start < 0 or data[end - 2 : end] != b'"}':
-        return None
-    try:
-        body = data[start + len(_TEXT) : end - 2].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    text = json_string(body)
-    if text is None:
-        return None
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: the parser says what it is
-        return None
-
-
-def json_string(body: str) -> "str | None":
-    """The value of a JSON string whose body (between its quotes) is
-    ``body``, as the JSON scanner reads it; None if it is not one."""
-    out: list[str] = []
-    i = 0
-    while True:
-        j = body.find("\\", i)
-        chunk = body[i:] if j < 0 else body[i:j]
-        if '"' in chunk or (chunk and min(chunk) < " "):
-            return None  # unescaped, not allowed in a string
-        out.append(chunk)
-        if j < 0:
-            return "".join(out)
-        escape = body[j + 1 : j + 2]
-        if escape != "u":
-            plain = _ESCAPES.get(escape)
-            if plain is None:
-                return None
-            out.append(plain)
-            i = j + 2
-            continue
-        code = _hex4(body, j + 2)
-        if code is None:
-            return None
-        i = j + 6
-        if 0xD800 <= code < 0xDC00 and body.startswith("\\u", i):
-            low = _hex4(body, i + 2)
-            if low is not None and 0xDC00 <= low < 0xE000:
-                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                i += 6
-        out.append(chr(code))
-
-
-def _hex4(body: str, at: int) -> "int | None":
-    digits = body[at : at + 4]
-    if len(digits) != 4 or not _HEX.issuperset(digits):
-        return None
-    return int(digits, 16)
+    if "error" in reply or "exit_code" in reply:
+        return "a success carries an error"
+    if reply.get("status") == DELETED["status"] or op == "delete":
+        return None if reply == DELETED else f"delete's answer is {DELETED!r}: {reply!r}"
+    if members == ["ok"]:
+        return None if op is None else f"{op}: no status and state"
+    if "status" not in reply or "state" not in reply:
+        return "a success without status and state"
+    if (op == "state") != ("text" in reply):
+        return '"text" belongs to state alone'
+    if "text" in reply and members[-1] != "text":
+        return '"text" is not the last member'
+    if (op == "wait") != ("exit" in reply) and op is not None:
+        return '"exit" belongs to wait alone'
+    if "exit" in reply:
+        how = reply["exit"]
+        for name in ("exit_code", "signal"):
+            if name in how and (type(how[name]) is not int or how[name] < 0):
+                return f"exit's {name} is {how[name]!r}"
+    return None

@@ -66,7 +66,7 @@ def test_a_machine_without_a_trigger_the_code_fires_is_refused_with_file_and_lin
     line = text.splitlines().index("transitions:") + 1
     assert str(info.value).startswith(f"{path}:{line}: transitions: ")
     assert "runlog needs trigger 'kill'" in str(info.value)
-    assert "engine/runtime/monitor/requests.py" in str(info.value)
+    assert "engine/wire.py" in str(info.value)
     with pytest.raises(MachineError):  # nor does the cache keep it
         load(path, cache=str(tmp_path / "cache"))
 
@@ -87,7 +87,7 @@ def test_a_machine_without_a_state_the_code_names_is_refused(tmp_path: Path) -> 
 
 
 def test_every_trigger_op_of_a_request_is_in_the_vocabulary() -> None:
-    from engine.runtime.monitor.requests import OPS
+    from engine.wire import OPS
 
     # The ops the monitor answers itself are not the machine's.
     answered = {"state", "wait", "console_size", "reopen_log"}

@@ -56,7 +56,7 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
 # path is added here, on purpose, and one that leaves it is taken out.
 HOT_PATH_ENTRIES = (
     "engine.quick",
-    "engine.cli, engine.commands.container, engine.runtime.cli.client",
+    "engine.cli, engine.commands.container, engine.control",
     "engine.runtime.cli.launch, engine.runtime.monitor.main, engine.eventlog.sqlite, "
     "engine.runtime.monitor.server, engine.runtime.monitor.dispatch",
 )
@@ -85,6 +85,7 @@ HOT_PATH = frozenset(
         "engine.codecache",
         "engine.commands",
         "engine.commands.container",
+        "engine.control",
         "engine.deferred",
         "engine.errors",
         "engine.eventlog",
@@ -125,7 +126,6 @@ HOT_PATH = frozenset(
         "engine.quick",
         "engine.runtime",
         "engine.runtime.cli",
-        "engine.runtime.cli.client",
         "engine.runtime.cli.launch",
         "engine.runtime.cli.prefork",
         "engine.runtime.init",
@@ -168,7 +168,7 @@ def test_the_hot_path_is_the_modules_named_so() -> None:
 THIN = (
     "engine.cli",
     "engine.commands.container",
-    "engine.runtime.cli.client",
+    "engine.control",
     "engine.runtime.shared.statedir",
     "engine.oci.gojson",
     "engine.oci.signals",
@@ -185,6 +185,8 @@ def test_the_thin_commands_do_without_os() -> None:
 # not even engine.cli, the errors or `from __future__ import annotations`,
 # nor the JSON scanner (a shared library) for the usual reply.
 NOT_ON_THE_SHORT_WAY = (
+    # The wire format's module: the client speaks it without importing it.
+    "engine.wire",
     "engine.cli",
     "engine.errors",
     "engine.runtime",
@@ -197,7 +199,7 @@ NOT_ON_THE_SHORT_WAY = (
 
 def test_the_short_way_loads_almost_nothing() -> None:
     loaded = _imported("engine.quick")
-    assert {"engine.quick", "engine.wire", "engine.layout", "_socket"} <= loaded
+    assert {"engine.quick", "engine.control", "engine.layout", "_socket"} <= loaded
     assert sorted(m for m in loaded if m in NOT_ON_THE_SHORT_WAY) == []
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import cli, jsonfast, quick, wire
+from engine import cli, control, jsonfast, quick
 from engine.cmdline import parse
 from engine.layout import DEFAULT_ROOT
 
@@ -252,7 +252,7 @@ def _call(tmp_path: Path, command: str, force: bool = False) -> quick.Call:
     return quick.Call(str(tmp_path / "root"), "", command, "c1", force)
 
 
-# The monitor's own encoder (compact: read without a parser, engine.wire)
+# The monitor's own encoder (compact: read without a parser, engine.control)
 # and another one (parsed): the same answer.
 ENCODERS = [jsonfast.dumps, json.dumps]
 
@@ -272,8 +272,8 @@ def test_state_prints_the_text_of_the_reply(
 
 def test_the_usual_replies_are_read_without_a_parser() -> None:
     state = {"ok": True, "status": "running", "state": {"id": "c1"}, "text": '{"id": "c1"}'}
-    assert wire.state_text_of(jsonfast.dumps(state).encode() + b"\n") == b'{"id": "c1"}'
-    assert wire.ok_reply(jsonfast.dumps({"ok": True, "status": "deleted"}).encode())
+    assert control.state_text_of(jsonfast.dumps(state).encode() + b"\n") == b'{"id": "c1"}'
+    assert control.is_ok(jsonfast.dumps({"ok": True, "status": "deleted"}).encode())
     # Any other shape is left to the parser.
     for other in (
         {"ok": False, "error": "container not running", "text": "x"},
@@ -281,16 +281,16 @@ def test_the_usual_replies_are_read_without_a_parser() -> None:
         {"ok": True, "status": "running"},  # none
         {"text": "x", "ok": True},  # "ok" not first
     ):
-        assert wire.state_text_of(jsonfast.dumps(other).encode()) is None
-    assert wire.state_text_of(json.dumps(state).encode()) is None  # not compact
-    assert not wire.ok_reply(jsonfast.dumps({"ok": False, "error": "x"}).encode())
-    assert not wire.ok_reply(b"garbage")
+        assert control.state_text_of(jsonfast.dumps(other).encode()) is None
+    assert control.state_text_of(json.dumps(state).encode()) is None  # not compact
+    assert not control.is_ok(jsonfast.dumps({"ok": False, "error": "x"}).encode())
+    assert not control.is_ok(b"garbage")
 
 
 @given(st.text())
 def test_a_json_string_reads_as_the_scanner_reads_it(text: str) -> None:
     for encoded in (jsonfast.dumps(text), json.dumps(text, ensure_ascii=False)):
-        assert wire.json_string(encoded[1:-1]) == text
+        assert control.json_string(encoded[1:-1]) == text
 
 
 @given(st.text(alphabet=st.sampled_from('\\"/bfnrtu0123456789abcdefABCDEF xé\n\x01')))
@@ -299,7 +299,7 @@ def test_a_string_body_the_scanner_refuses_is_refused(body: str) -> None:
         expected: str | None = json.loads(f'"{body}"')
     except ValueError:
         expected = None
-    assert wire.json_string(body) == expected
+    assert control.json_string(body) == expected
 
 
 def test_the_requests_are_engine_clis(tmp_path: Path, monitor: Any) -> None:

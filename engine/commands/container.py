@@ -13,12 +13,12 @@ from __future__ import annotations
 import posix
 import sys
 
-from engine.errors import ContainerNotFound, RunlogError, UsageError
+from engine import control
+from engine.control import error_of, state_text, wait_gone
+from engine.errors import ContainerNotFound, MonitorBusy, MonitorGone, RunlogError, UsageError
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
-from engine.runtime.cli import client
 from engine.runtime.shared.statedir import CONTROL, STATE, StateDir
 from engine.settings import Settings
-from engine.wire import state_text, wait_gone
 
 __all__ = [
     "attach",
@@ -63,8 +63,8 @@ def _call(
     if not statedir.exists():
         raise absent(settings, statedir, trigger)
     try:
-        return client.call(statedir.file(CONTROL), request, timeout)
-    except client.MonitorGone:
+        return control.call(statedir.file(CONTROL), request, timeout)
+    except MonitorGone:
         from engine.runtime.cli import reconcile
 
         return reconcile.handle(settings, statedir, trigger, request)
@@ -147,8 +147,8 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if not statedir.exists():
         raise absent(settings, statedir, "state")
     try:
-        reply = client.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
-    except client.MonitorGone:
+        reply = control.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
+    except MonitorGone:
         from engine.runtime.cli import reconcile
 
         try:
@@ -160,7 +160,7 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         # Answered without a monitor (gone, or removing the container).
         answered_from_file(settings.root, settings.db, args[0], data)
         return 0
-    except client.MonitorBusy:
+    except MonitorBusy:
         try:
             data = statedir.read(STATE)
         except ContainerNotFound:
@@ -265,7 +265,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         # Slurm's scancel and a terminal's ^C reach runlog; the container's
         # init gets them (runc's signal forwarding in foreground run).
         try:
-            client.call(path, {"op": "kill", "signal": signo, "all": False}, timeout=5)
+            control.call(path, {"op": "kill", "signal": signo, "all": False}, timeout=5)
         except RunlogError:
             pass
 
@@ -275,7 +275,7 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         signal.signal(signo, forward)
     try:
         _start_or_discard(settings, container_id, path)
-        status = client.call(path, {"op": "wait"}, timeout=None)["exit"]
+        status = control.call(path, {"op": "wait"}, timeout=None)["exit"]
     finally:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signo, signal.SIG_DFL)
@@ -291,7 +291,7 @@ def _start_or_discard(settings: Settings, container_id: str, path: str) -> None:
     say, whose failure stopped it) is deleted before the error is raised,
     as runc's run destroys it; nothing of it is left."""
     try:
-        client.call(path, {"op": "start"})
+        control.call(path, {"op": "start"})
     except RunlogError:
         try:
             _discard(settings, container_id, path)
@@ -303,7 +303,7 @@ def _start_or_discard(settings: Settings, container_id: str, path: str) -> None:
 def _discard(settings: Settings, container_id: str, path: str) -> None:
     """``delete --force``, and wait until the monitor is gone."""
     monitor_pid = _monitor_pid(StateDir(settings.root, container_id))
-    client.call(path, {"op": "delete", "force": True})
+    control.call(path, {"op": "delete", "force": True})
     if monitor_pid is not None:
         wait_gone(monitor_pid)
 
@@ -358,20 +358,22 @@ def ctl(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
                 f"container {args[0]}: request spool {statedir.file(REQUESTS)}: {err.strerror}"
             ) from err
     else:
-        raw = client.call_raw(statedir.file(CONTROL), data, timeout)
+        raw = control.call_raw(statedir.file(CONTROL), data, timeout)
     sys.stdout.write(raw.decode(errors="replace").rstrip("\n") + "\n")
     try:
         reply = jsonfast.loads(raw)
     except ValueError:
         return 1
-    if isinstance(reply, dict) and reply.get("ok"):
+    if not isinstance(reply, dict):
+        sys.stderr.write(f"container {args[0]}: the monitor's reply is not a JSON object\n")
+        return 1
+    if reply.get("ok"):
         if reply.get("status") == "deleted" and monitor_pid is not None:
             wait_gone(monitor_pid)  # as delete: nothing of the container is left
         return 0
-    error = reply.get("error") if isinstance(reply, dict) else None
+    error, code = error_of(reply)
     sys.stderr.write(f"{error}\n")
-    code = reply.get("exit_code", 1) if isinstance(reply, dict) else 1
-    return code if isinstance(code, int) and code > 0 else 1
+    return code
 
 
 def _seconds(value: object) -> float | None:

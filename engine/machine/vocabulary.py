@@ -61,14 +61,12 @@ RESTORE = "restore"
 #: Each trigger the code fires by name, and where.
 TRIGGERS: dict[str, str] = {
     CREATE: "runlog create, in engine/runtime/monitor/main.py",
-    START: "runlog start, in engine/runtime/monitor/requests.py",
+    START: "runlog start, in engine/wire.py",
     PAUSE: "runlog pause and a freezer frozen by hand, in engine/runtime/monitor/dispatch.py",
     RESUME: "runlog resume and a freezer thawed by hand, in engine/runtime/monitor/dispatch.py",
-    KILL: "runlog kill and delete --force, in engine/runtime/monitor/requests.py",
+    KILL: "runlog kill and delete --force, in engine/wire.py",
     EXIT: "the init's end, in engine/service.py",
-    DELETE: (
-        "runlog delete, in engine/runtime/monitor/requests.py and engine/runtime/cli/reconcile.py"
-    ),
+    DELETE: "runlog delete, in engine/wire.py and engine/runtime/cli/reconcile.py",
 }
 
 #: Triggers the code fires by name that a machine may leave out: the

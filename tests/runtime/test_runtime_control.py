@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine import control, wire
 from engine.layout import STATE_TIMEOUT
-from engine.runtime.cli import client
 from engine.runtime.monitor.requests import MAX_REQUEST, RequestError, decode
 from engine.runtime.shared.spool import REPLY, SpoolClient
 from engine.runtime.shared.watcher import Watcher
@@ -254,12 +254,51 @@ def test_wait_returns_the_exit_code_and_the_signal(
     assert brief(runlog.db, "t-w9")[-2] == ("exit", "stopped", "ok", "monitor")
 
 
+def test_a_real_monitors_replies_conform_to_the_wire_format(
+    runlog: Any, running: Callable[[str], Path]
+) -> None:
+    """Every reply of a real monitor, as it comes off control.sock, is of
+    the wire format (engine.wire): what the short way reads without a
+    parser and what the commands parse."""
+    running("t-wire")
+    path = str(runlog.root / "t-wire" / "control.sock")
+    requests = [
+        {"op": "state"},
+        {"op": "pause"},
+        {"op": "state"},
+        {"op": "resume"},
+        {"op": "kill", "signal": 0},
+        {"op": "console_size", "rows": 24, "cols": 80},  # no terminal: refused
+        {"op": "start"},  # running: refused
+        {"op": "kill", "signal": 10},  # the loop exits 3
+        {"op": "wait"},
+        {"op": "delete"},
+    ]
+    for request in requests:
+        op = str(request["op"])
+        fields = {k: v for k, v in request.items() if k != "op"}
+        raw = control.call_raw(path, control.request_line(op, **fields), timeout=10)
+        reply = json.loads(raw)
+        assert wire.nonconforming(reply, op) is None, (request, reply)
+        assert raw == wire.encode_reply(reply)  # compact, in the format's order
+        assert control.is_ok(raw) is reply["ok"]
+        if op == "state":
+            assert (
+                control.state_text_of(raw) == (runlog.root / "t-wire" / "state.json").read_bytes()
+            )
+        if op == "wait":
+            assert reply["exit"] == {"exit_code": 3}
+        assert reply["ok"] is (op not in ("console_size", "start")), (request, reply)
+    assert reply == wire.DELETED
+    assert not (runlog.root / "t-wire").exists()
+
+
 def test_queries_are_not_events_by_default(runlog: Any, running: Callable[[str], Path]) -> None:
     running("t-quiet")
     for _ in range(5):
         assert status(runlog, "t-quiet") == "running"
     path = str(runlog.root / "t-quiet" / "control.sock")
-    assert client.call(path, {"op": "state"}, timeout=10)["ok"] is True
+    assert control.call(path, {"op": "state"}, timeout=10)["ok"] is True
     assert [r["trigger"] for r in rows(runlog.db, "t-quiet")] == ["create", "start"]
 
 
@@ -272,10 +311,10 @@ def test_two_clients_at_once(
     results: dict[str, Any] = {}
 
     def waiter() -> None:
-        results["wait"] = client.call(path, {"op": "wait"}, timeout=30)
+        results["wait"] = control.call(path, {"op": "wait"}, timeout=30)
 
     def poller(name: str) -> None:
-        replies = [client.call(path, {"op": "state"}, timeout=10) for _ in range(25)]
+        replies = [control.call(path, {"op": "state"}, timeout=10) for _ in range(25)]
         results[name] = {r["state"]["status"] for r in replies}
 
     threads = [threading.Thread(target=waiter)] + [
@@ -284,13 +323,13 @@ def test_two_clients_at_once(
     for t in threads:
         t.start()
     # Meanwhile the lifecycle goes on through the same socket.
-    assert client.call(path, {"op": "pause"})["status"] == "paused"
-    assert client.call(path, {"op": "resume"})["status"] == "running"
+    assert control.call(path, {"op": "pause"})["status"] == "paused"
+    assert control.call(path, {"op": "resume"})["status"] == "running"
     for t in threads[1:]:
         t.join(timeout=30)
     assert results["poll0"] <= {"running", "paused"} and results["poll1"] <= {"running", "paused"}
     assert "wait" not in results  # still running: the waiter still waits
-    client.call(path, {"op": "kill", "signal": 10})
+    control.call(path, {"op": "kill", "signal": 10})
     threads[0].join(timeout=30)
     assert results["wait"]["exit"] == {"exit_code": 3}
     assert brief(runlog.db, "t-two")[-4:] == [
@@ -423,7 +462,7 @@ def test_malformed_oversized_and_unknown_requests_are_rejected(
     with SpoolClient(str(statedir / "requests")) as spool:
         for data, _trigger, words in BAD:
             if transport == "socket":
-                raw = client.call_raw(str(statedir / "control.sock"), data, timeout=10)
+                raw = control.call_raw(str(statedir / "control.sock"), data, timeout=10)
             else:
                 raw = spool.call(data, timeout=10)
             reply = json.loads(raw)
@@ -437,7 +476,7 @@ def test_malformed_oversized_and_unknown_requests_are_rejected(
     assert events[-1]["payload"]["size"] > MAX_REQUEST  # the size, not the request
     assert len(json.dumps(events[-1]["payload"])) < 2048
     # Still serving, still running.
-    assert client.call(str(statedir / "control.sock"), {"op": "state"})["status"] == "running"
+    assert control.call(str(statedir / "control.sock"), {"op": "state"})["status"] == "running"
 
 
 def test_a_request_spooled_before_the_monitor_serves_is_acted_on(
@@ -776,12 +815,12 @@ def test_no_request_takes_the_monitor_down(runlog: Any, running: Callable[[str],
     def refused(data: bytes) -> None:
         if not _invalid(data):
             return  # valid requests act on the container; the decoder's tests cover them
-        reply = json.loads(client.call_raw(path, data, timeout=10))
+        reply = json.loads(control.call_raw(path, data, timeout=10))
         assert reply["ok"] is False and reply["error"]
 
     refused()
     assert Path(f"/proc/{monitor}").exists()
-    assert client.call(path, {"op": "state"})["status"] == "running"
+    assert control.call(path, {"op": "state"})["status"] == "running"
 
 
 def test_hooks_fork_while_the_monitor_watches(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:

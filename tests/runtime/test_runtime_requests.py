@@ -183,7 +183,7 @@ def test_no_text_makes_the_decoder_raise_anything_else(text: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["engine.commands.container", "engine.runtime.cli.client", "engine.runtime.monitor.requests"],
+    ["engine.commands.container", "engine.control", "engine.runtime.monitor.requests"],
 )
 def test_the_control_clients_import_nothing_heavy(module: str) -> None:
     """start, state, kill... are polled by schedulers: watchdog (and the rest)

@@ -23,7 +23,7 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import time
 
-from engine import jsonfast
+from engine import jsonfast, wire
 from engine.actions.base import Drivers
 from engine.actions.registry import REGISTRY
 from engine.errors import ActionError, ContainerNotFound, LifecycleError, RunlogError
@@ -323,7 +323,7 @@ def handle(
                 service.request(cid, vocabulary.KILL, actor, kill)
             _wait_gone(world)
         service.request(cid, vocabulary.DELETE, actor, {"force": force})
-    return {"ok": True}
+    return dict(wire.DELETED)
 
 
 def _never_created(
@@ -346,7 +346,7 @@ def _never_created(
     service.refuse(cid, vocabulary.DELETE, actor, error, request, "not created", cleared=cleared)
     if not force:
         raise error
-    return {"ok": True}
+    return dict(wire.DELETED)
 
 
 def _wait_gone(world: _World) -> None:

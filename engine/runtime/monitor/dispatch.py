@@ -37,6 +37,7 @@ import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
 import time
 
+from engine import wire
 from engine.errors import LifecycleError, RunlogError, TransitionRejected
 from engine.machine import vocabulary
 from engine.machine.vocabulary import EXIT
@@ -94,7 +95,7 @@ class Unsupported(LifecycleError):
 
 
 def error_reply(err: RunlogError) -> dict[str, Any]:
-    return {"ok": False, "error": str(err), "exit_code": err.exit_code}
+    return wire.failure(str(err), err.exit_code)
 
 
 class Dispatcher:
@@ -217,16 +218,9 @@ class Dispatcher:
             self._query(op, actor, args)
             # "text": state.json as it is, which is runc's layout: what
             # `runlog state` prints, without rendering it again.
-            # "ok" first and "text" last: the short way reads them so
-            # (engine.wire.state_text_of), and parses any other shape.
-            state = self.state()
             assert self.container.state_text is not None
-            return {
-                "ok": True,
-                "status": self.container.status,
-                "state": state,
-                "text": self.container.state_text.decode(),
-            }
+            text = self.container.state_text.decode()
+            return wire.state_reply(self.container.status, self.state(), text)
         if op == "wait":
             self._query(op, actor, args)
             if self.container.exit is not None:
@@ -342,7 +336,7 @@ class Dispatcher:
         raise error
 
     def _ok(self, **extra: Any) -> dict[str, Any]:
-        return {"ok": True, "status": self.container.status, "state": self.state(), **extra}
+        return wire.ok(self.container.status, self.state(), **extra)
 
     def state(self) -> dict[str, Any]:
         """The OCI state as ``state.json`` has it: what the monitor last
@@ -378,7 +372,7 @@ class Dispatcher:
             _kill_leftovers(c)
         self.service.request(self.id, vocabulary.DELETE, actor, {"force": force})
         self.deleted = True
-        return {"ok": True, "status": Status.DELETED}
+        return dict(wire.DELETED)
 
     # -- what happens by itself ------------------------------------------------
 

@@ -1,39 +1,26 @@
-"""Control requests: the one decoder both transports (socket and spool) use.
+"""Control requests, decoded: the one decoder both transports (socket and
+spool) use, on the monitor's side.
 
-A request is one JSON object of at most :data:`MAX_REQUEST` bytes, UTF-8,
-with an ``op`` and the fields that op takes (Apptainer's ``Control`` -
-start, console size, reopen log, pause, resume - plus kill, state, wait and
-delete):
-
-    op              fields
-    start           -
-    pause, resume   -
-    kill            signal: number 0-64 or name (default 15, TERM); all: bool (false)
-    state           -
-    wait            -                       (the reply comes when the init has ended)
-    console_size    rows, cols: int 0-65535, both required  (a pty the monitor owns)
-    reopen_log      -                       (a container log: create --log-path)
-    delete          force: bool (false)
-    update          resources: object (OCI linux.resources: memory, cpu, pids)
-    checkpoint      image_path: text (required); work_path: text; leave_running: bool
-    exec            args: strings (required); user: text; cwd: text; tty, detach,
-                    ignore_paused: bool          (runlog exec: recorded, then the
-                                                 caller makes the process)
-    exec_exit       exec: int (required, the exec's id); pid: int; exit_code,
-                    signal: int; exec_error: text; watch: bool (the monitor
-                    watches pid and records its end itself)
+What a request is - one JSON object of at most
+:data:`~engine.wire.MAX_REQUEST` bytes, UTF-8, with an ``op`` and the
+fields that op takes (:data:`engine.wire.OPS`: Apptainer's ``Control`` -
+start, console size, reopen log, pause, resume - plus kill, state, wait,
+delete, update, checkpoint, exec and exec_exit) - is the wire format's
+(:mod:`engine.wire`); this checks a request against it.
 
 Anything else - not UTF-8, not JSON, not an object, no ``op``, an unknown
 op, an unknown field, a wrong type, a missing field, a value out of range,
-more than :data:`MAX_REQUEST` bytes - raises :class:`RequestError`, whose
-message names what is wrong (and the field). The monitor replies with it and
-records a ``rejected`` event; it never raises anything else.
+more than :data:`~engine.wire.MAX_REQUEST` bytes - raises
+:class:`RequestError`, whose message names what is wrong (and the field).
+The monitor replies with it and records a ``rejected`` event; it never
+raises anything else.
 """
 
 from __future__ import annotations
 
-from engine import jsonfast
+from engine import jsonfast, wire
 from engine.errors import RunlogError
+from engine.wire import MAX_REQUEST, OPS, Field
 
 __all__ = ["MAX_REQUEST", "OPS", "Field", "Request", "RequestError", "decode"]
 
@@ -41,72 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-#: Requests larger than this are refused unread beyond it.
-MAX_REQUEST = 64 * 1024
-
 # How much of a bad name or text goes into a message (and so into the log).
 _QUOTE = 64
-
-_BOOL = "a boolean"
-_SIZE = "an integer from 0 to 65535"
-_SIGNAL = "a signal number (0-64) or name"
-_INT = "a non-negative integer"
-_TEXT = "a string"
-_STRINGS = "a list of strings"
-_OBJECT = "an object"
-
-
-class Field:
-    """One field of an op: its kind (one of the texts above), whether it
-    must be given, and its value when it is not."""
-
-    __slots__ = ("default", "kind", "required")
-
-    def __init__(self, kind: str, *, required: bool = False, default: object = None) -> None:
-        self.kind = kind
-        self.required = required
-        self.default = default
-
-
-#: Every op and its fields. The machine's triggers among them (start,
-#: pause, resume, kill, delete) are fired through the service; the others
-#: are answered by the monitor itself.
-OPS: dict[str, dict[str, Field]] = {
-    "start": {},
-    "pause": {},
-    "resume": {},
-    "kill": {"signal": Field(_SIGNAL, default=15), "all": Field(_BOOL, default=False)},
-    "state": {},
-    "wait": {},
-    "console_size": {
-        "rows": Field(_SIZE, required=True),
-        "cols": Field(_SIZE, required=True),
-    },
-    "reopen_log": {},
-    "delete": {"force": Field(_BOOL, default=False)},
-    "update": {"resources": Field(_OBJECT, required=True)},
-    "checkpoint": {
-        "image_path": Field(_TEXT, required=True),
-        "work_path": Field(_TEXT, default=""),
-        "leave_running": Field(_BOOL, default=False),
-    },
-    "exec": {
-        "args": Field(_STRINGS, required=True),
-        "user": Field(_TEXT, default=""),
-        "cwd": Field(_TEXT, default=""),
-        "tty": Field(_BOOL, default=False),
-        "detach": Field(_BOOL, default=False),
-        "ignore_paused": Field(_BOOL, default=False),
-    },
-    "exec_exit": {
-        "exec": Field(_INT, required=True),
-        "pid": Field(_INT, default=0),
-        "exit_code": Field(_INT, default=None),
-        "signal": Field(_INT, default=None),
-        "exec_error": Field(_TEXT, default=None),
-        "watch": Field(_BOOL, default=False),
-    },
-}
 
 
 class Request:
@@ -252,22 +175,22 @@ def _describe(value: object) -> str:
 
 def _value(kind: str, value: object) -> object:
     """The checked value, or None if ``value`` is not of ``kind``."""
-    if kind == _BOOL:
+    if kind == wire.BOOL:
         return value if isinstance(value, bool) else None
     if isinstance(value, bool):
         return None  # JSON true is no number
-    if kind == _SIZE:
+    if kind == wire.SIZE:
         return value if isinstance(value, int) and 0 <= value <= 0xFFFF else None
-    if kind == _INT:
+    if kind == wire.INT:
         return value if isinstance(value, int) and 0 <= value < 2**63 else None
-    if kind == _TEXT:
+    if kind == wire.TEXT:
         return value if isinstance(value, str) else None
-    if kind == _OBJECT:
+    if kind == wire.OBJECT:
         return value if isinstance(value, dict) else None
-    if kind == _STRINGS:
+    if kind == wire.STRINGS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return value if ok else None
-    if kind == _SIGNAL:
+    if kind == wire.SIGNAL:
         if isinstance(value, int):
             return value if 0 <= value <= 64 else None
         if isinstance(value, str) and len(value) <= _QUOTE:

@@ -3,14 +3,14 @@
 - the init's pidfd: its end is recorded (``exit``) and ``wait`` answered;
 - ``control.sock`` (0600, the owner's): connections are read without
   blocking the loop, each until a newline, the client's shutdown, more than
-  :data:`~engine.runtime.monitor.requests.MAX_REQUEST` bytes or
+  :data:`~engine.wire.MAX_REQUEST` bytes or
   :data:`READ_TIMEOUT`; the peer's uid and pid (SO_PEERCRED) are the actor;
 - a :class:`~engine.runtime.shared.watcher.Watcher` (one inotify instance, no
   thread) on the request spool and the cgroup's freezer file, with a look
   every :data:`POLL` seconds at whatever cannot be watched: no inotify
   instance left (``fs.inotify.max_user_instances`` is per user, 128 by
   default), a freezer the kernel does not report. A spool client wakes the
-  loop over control.sock (:data:`~engine.runtime.shared.spool.POKE`) once its
+  loop over control.sock (:data:`~engine.wire.POKE`) once its
   request is in place, so the spool needs no watch to be served at once.
 
 - with ``--log-path``, the container's pipes and ``attach.sock``
@@ -30,14 +30,13 @@ import select
 import struct
 import time
 
-from engine import jsonfast
 from engine.identity import enriched
 from engine.runtime.monitor.dispatch import Dispatcher
-from engine.runtime.monitor.requests import MAX_REQUEST
-from engine.runtime.shared.spool import POKE, REQUESTS, Spool, is_request
+from engine.runtime.shared.spool import REQUESTS, Spool, is_request
 from engine.runtime.shared.statedir import CONTROL, SocketAddress, StateDir
 from engine.runtime.shared.watcher import ARRIVED, CHANGED, OVERFLOW, Watcher
 from engine.status import Actor, Transport
+from engine.wire import MAX_REQUEST, POKE, POKED, encode_reply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -355,7 +354,7 @@ class Server:
             # now, and the client told once what was there has been taken.
             self.poller.modify(conn.sock.fileno(), 0)
             self._look_at_spool()
-            conn.reply({"ok": True})
+            conn.reply(dict(POKED))
             return
         # Read no more. A wait keeps the connection open: only a hang-up
         # (the client gone, not merely done sending) is of interest now.
@@ -387,7 +386,7 @@ class Server:
         actor = enriched(Actor(entry.uid, None, Transport.SPOOL))
 
         def respond(reply: dict[str, Any]) -> None:
-            self.spool.answer(name, _encode(reply), entry.uid)
+            self.spool.answer(name, encode_reply(reply), entry.uid)
             self.taken.discard(name)
 
         if entry.problem is not None:
@@ -408,14 +407,10 @@ class _SocketReply:
         try:
             sock.setblocking(True)
             sock.settimeout(READ_TIMEOUT)
-            sock.sendall(_encode(reply))
+            sock.sendall(encode_reply(reply))
         except OSError:
             pass  # the client went away; the event is recorded all the same
         self.server.drop(self.conn)
-
-
-def _encode(reply: dict[str, Any]) -> bytes:
-    return (jsonfast.dumps(reply) + "\n").encode()
 
 
 def _freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:

@@ -10,7 +10,7 @@ all - waits in the directory: it is acted on when the monitor gets to it.
 
 Names starting with ``.`` and ending in ``.reply`` are never requests.
 
-A client then wakes the monitor: it sends :data:`POKE` on the container's
+A client then wakes the monitor: it sends :data:`engine.wire.POKE` on the container's
 ``control.sock``, and the monitor answers once it has taken what the spool
 holds - so neither side needs an inotify instance (of which a user has 128
 by default) for a request to be served at once. The client then looks for
@@ -20,8 +20,7 @@ finds the request: by its own watch on the spool, or a look every second.
 
 ``delete`` removes the state directory, the spool with it, so a spooled
 ``delete`` that succeeds has no reply file: the spool's removal is its
-reply, and :class:`SpoolClient` reports it as ``{"ok": true, "status":
-"deleted"}``.
+reply, and :class:`SpoolClient` reports it as :data:`engine.wire.DELETED`.
 """
 
 from __future__ import annotations
@@ -31,14 +30,13 @@ import stat
 import time
 
 from engine.errors import RunlogError
-from engine.runtime.monitor.requests import MAX_REQUEST
+from engine.wire import DELETED as _DELETED
+from engine.wire import MAX_REQUEST, POKE, encode_reply
 
 __all__ = ["POKE", "REPLY", "REQUESTS", "Entry", "Spool", "SpoolClient", "is_request"]
 
 REQUESTS = "requests"
 REPLY = ".reply"
-#: The line a spool client sends on control.sock to wake the monitor; no request.
-POKE = b"spool"
 #: Seconds between a client's looks for its reply: growing, then every 0.1 s.
 LOOKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 #: Seconds a client waits for the monitor to answer its wake-up.
@@ -180,7 +178,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 #: What a spooled request gets when the container is deleted before its reply.
-DELETED = b'{"ok":true,"status":"deleted"}\n'
+DELETED = encode_reply(_DELETED)
 
 
 class SpoolTimeout(RunlogError):
@@ -215,7 +213,7 @@ class SpoolClient:
 
     def poke(self) -> bool:
         """Wake the monitor; True once it has taken what the spool holds."""
-        from engine.wire import NoMonitor, exchange
+        from engine.control import NoMonitor, exchange
 
         try:
             return bool(exchange(self.control, POKE + b"\n", POKE_TIMEOUT))
