@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -50,15 +51,23 @@ def test_hot_path_imports_nothing_heavy(module: str) -> None:
 
 # The hot path, named in one place: every module of the package that a
 # scheduler's call loads - the short way (engine.quick), the CLI's
-# container commands, and create's launch and monitor with what the
-# monitor loads before it serves. Speed idioms (C modules, TYPE_CHECKING =
-# False, no typing) belong here and nowhere else; a module that joins the
-# path is added here, on purpose, and one that leaves it is taken out.
+# container commands, create's launch and monitor with what the monitor
+# loads before it serves, exec's command and process, what a rootless
+# create or a site's runlog.toml adds, and what create loads for the
+# containers podman makes (a terminal, hooks, a seccomp filter). Speed
+# idioms (C modules, TYPE_CHECKING = False, Protocol = object) belong here
+# and nowhere else (test_speed_idioms_stay_on_the_hot_path); a module that
+# joins the path is added here, on purpose, and one that leaves it is
+# taken out.
 HOT_PATH_ENTRIES = (
     "engine.quick",
     "engine.cli, engine.commands.container, engine.control",
     "engine.runtime.cli.launch, engine.runtime.monitor.main, engine.eventlog.sqlite, "
     "engine.runtime.monitor.server, engine.runtime.monitor.dispatch",
+    "engine.commands.execute, engine.runtime.cli.execute",
+    "engine.places, engine.siteconfig, engine.cgroups.rootless, engine.linux.userns",
+    "engine.runtime.init.console, engine.runtime.monitor.hookexec, engine.linux.seccomp, "
+    "engine.linux.libseccomp",
 )
 HOT_PATH = frozenset(
     {
@@ -78,6 +87,7 @@ HOT_PATH = frozenset(
         "engine.cgroups.hybrid",
         "engine.cgroups.mounts",
         "engine.cgroups.resources",
+        "engine.cgroups.rootless",
         "engine.cgroups.v1",
         "engine.cgroups.v2",
         "engine.cli",
@@ -85,6 +95,7 @@ HOT_PATH = frozenset(
         "engine.codecache",
         "engine.commands",
         "engine.commands.container",
+        "engine.commands.execute",
         "engine.control",
         "engine.deferred",
         "engine.errors",
@@ -103,13 +114,18 @@ HOT_PATH = frozenset(
         "engine.linux",
         "engine.linux.caps",
         "engine.linux.clone",
+        "engine.linux.enosys",
+        "engine.linux.fdpass",
         "engine.linux.ffi",
         "engine.linux.finalize",
         "engine.linux.identity",
+        "engine.linux.libseccomp",
         "engine.linux.lsm",
         "engine.linux.mountinfo",
         "engine.linux.rlimits",
+        "engine.linux.seccomp",
         "engine.linux.syscalls",
+        "engine.linux.userns",
         "engine.machine",
         "engine.machine.definition",
         "engine.machine.runtime",
@@ -123,19 +139,23 @@ HOT_PATH = frozenset(
         "engine.oci.names",
         "engine.oci.state",
         "engine.oci.version",
+        "engine.places",
         "engine.quick",
         "engine.runtime",
         "engine.runtime.cli",
+        "engine.runtime.cli.execute",
         "engine.runtime.cli.launch",
         "engine.runtime.cli.prefork",
         "engine.runtime.init",
         "engine.runtime.init.cgroupfs",
+        "engine.runtime.init.console",
         "engine.runtime.init.mounting",
         "engine.runtime.init.rootfs",
         "engine.runtime.init.stages",
         "engine.runtime.monitor",
         "engine.runtime.monitor.container",
         "engine.runtime.monitor.dispatch",
+        "engine.runtime.monitor.hookexec",
         "engine.runtime.monitor.hooks",
         "engine.runtime.monitor.main",
         "engine.runtime.monitor.requests",
@@ -149,6 +169,7 @@ HOT_PATH = frozenset(
         "engine.runtime.shared.watcher",
         "engine.service",
         "engine.settings",
+        "engine.siteconfig",
         "engine.status",
         "engine.wire",
     }
@@ -161,6 +182,90 @@ def test_the_hot_path_is_the_modules_named_so() -> None:
         loaded |= {m for m in _imported(entry) if m.split(".")[0] == "engine"}
     assert sorted(loaded - HOT_PATH) == [], "on the hot path, not named in HOT_PATH"
     assert sorted(HOT_PATH - loaded) == [], "named in HOT_PATH, no longer on the hot path"
+
+
+# The speed idioms, and what plain Python says instead. C modules are
+# imported for the Python module's cost (socket 2-9 ms with selectors and
+# enum, signal's enum, os under -S); TYPE_CHECKING = False and
+# Protocol = object spare typing (2 ms). Off the hot path they only make
+# the code harder to read.
+C_MODULES = {
+    "_signal": "signal",
+    "_socket": "socket",
+    "posix": "os",
+    "_sha256": "hashlib",
+    "_sha1": "hashlib",
+    "_md5": "hashlib",
+    "_hashlib": "hashlib",
+    "_ctypes": "ctypes",
+    "_json": "json",
+    "_functools": "functools",
+    "_io": "io",
+    "_stat": "stat",
+    "_struct": "struct",
+    "_thread": "threading",
+    "_collections": "collections",
+    "_operator": "operator",
+    "_datetime": "datetime",
+    "_posixsubprocess": "subprocess",
+}
+
+
+def _speed_idioms(path: Path, label: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), label)):
+        where = f"{label}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+            name = target.id if isinstance(target, ast.Name) else None
+            if name == "TYPE_CHECKING" and isinstance(value, ast.Constant):
+                found.append(
+                    f"{where}: TYPE_CHECKING = {value.value!r} (from typing import TYPE_CHECKING)"
+                )
+            if name == "Protocol" and isinstance(value, ast.Name) and value.id == "object":
+                found.append(f"{where}: Protocol = object (from typing import Protocol)")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in C_MODULES:
+                    plain = C_MODULES[alias.name]
+                    found.append(f"{where}: import {alias.name} (import {plain})")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in C_MODULES:
+            plain = C_MODULES[node.module]
+            found.append(f"{where}: from {node.module} import ... (from {plain} import ...)")
+    return found
+
+
+def _module_of(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_speed_idioms_stay_on_the_hot_path() -> None:
+    root = Path(__file__).resolve().parent.parent
+    off_path = []
+    for path in sorted((root / "engine").rglob("*.py")):
+        if _module_of(path, root) not in HOT_PATH:
+            off_path += _speed_idioms(path, str(path.relative_to(root)))
+    assert off_path == [], (
+        "speed idioms in modules off the hot path (HOT_PATH above): write plain Python "
+        "there, as said in parentheses, or, if the module is on a scheduler's path, add "
+        "its entry to HOT_PATH_ENTRIES:\n  " + "\n  ".join(off_path)
+    )
+
+
+def test_the_idiom_check_sees_each_idiom(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import _socket\nfrom posix import getpid\nTYPE_CHECKING = False\n"
+        "if TYPE_CHECKING:\n    pass\nelse:\n    Protocol = object\n"
+        "import socket\nfrom typing import TYPE_CHECKING as T\n"
+    )
+    assert [f.split(": ", 1)[1].split(" (")[0] for f in _speed_idioms(sample, "sample.py")] == [
+        "import _socket",
+        "from posix import ...",
+        "TYPE_CHECKING = False",
+        "Protocol = object",
+    ]
 
 
 # The commands a scheduler calls besides create do without os (1 ms under

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import struct
 import sys
+from typing import TYPE_CHECKING
 
 from engine.cgroups.errors import CgroupError
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

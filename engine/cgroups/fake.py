@@ -9,10 +9,11 @@ numbers, and a process leaves only when the test says so (``discard``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.cgroups.base import DEFAULT_FREEZE_TIMEOUT, CgroupManager, FreezerState
 from engine.cgroups.errors import CgroupError
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from engine.cgroups.resources import Resources
 

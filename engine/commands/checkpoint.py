@@ -10,14 +10,11 @@ answer.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from engine.commands.container import _call
 from engine.errors import UsageError
 from engine.settings import Settings
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 __all__ = ["checkpoint", "restore"]
 

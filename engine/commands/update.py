@@ -10,14 +10,11 @@ files' values before and after in the event.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from engine.commands.container import _call
 from engine.errors import RunlogError, UsageError
 from engine.settings import Settings
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 __all__ = ["main"]
 

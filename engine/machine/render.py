@@ -8,7 +8,8 @@ to text, without a trailing newline; printing is the caller's business
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from engine.machine.definition import MachineDefinition, TransitionDef
 

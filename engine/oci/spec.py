@@ -14,14 +14,11 @@ itself reads and implements; it is fixed at build time, not probed.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from engine.oci.mounts import KNOWN_MOUNT_OPTIONS
 from engine.oci.names import CAPABILITIES, HOOK_POINTS, NAMESPACES
 from engine.oci.version import OCI_VERSION, OCI_VERSION_MIN, RUNLOG_VERSION
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 __all__ = ["ANNOTATION_VERSION", "default_spec", "features", "is_cgroup2_unified"]
 

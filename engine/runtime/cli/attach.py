@@ -13,9 +13,9 @@ on reading.
 
 from __future__ import annotations
 
-import _socket
 import os
 import select
+import socket
 
 from engine.errors import RunlogError
 from engine.runtime.shared.statedir import SocketAddress
@@ -38,7 +38,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def copy(path: str, container_id: str, stdin: int = 0, stdout: int = 1) -> None:
     """Copy ``path``'s bytes to ``stdout`` and ``stdin``'s to it until the monitor hangs up."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         try:
             with SocketAddress(path) as address:
@@ -74,7 +74,7 @@ def copy(path: str, container_id: str, stdin: int = 0, stdout: int = 1) -> None:
                     else:
                         poller.unregister(stdin)
                         reading_input = False
-                        sock.shutdown(_socket.SHUT_WR)
+                        sock.shutdown(socket.SHUT_WR)
     except (BrokenPipeError, ConnectionResetError):
         return  # the monitor went away: the container has ended
     finally:

@@ -19,9 +19,10 @@ other request is refused, and recorded so.
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import os
+import signal
 import time
+from typing import TYPE_CHECKING
 
 from engine import jsonfast, wire
 from engine.actions.base import Drivers
@@ -39,7 +40,6 @@ from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status, Transport
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from contextlib import AbstractContextManager
@@ -149,14 +149,14 @@ class _Process:
                 os.kill(pid, signo)
             except ProcessLookupError:
                 continue
-        if signo == _signal.SIGKILL and w.manager is not None and w.freezer() != "thawed":
+        if signo == signal.SIGKILL and w.manager is not None and w.freezer() != "thawed":
             w.manager.thaw()  # a frozen v1 task does not die until thawed
         return {"signal": signo, "all": all_processes, "pids": targets}
 
     def kill_init(self) -> None:
         for pid in self.w.pids():
             try:
-                os.kill(pid, _signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -319,7 +319,7 @@ def handle(
             return _never_created(service, world, actor, request, force)
         if force and current is not None and world.init_alive():
             if service.lifecycle.may(current, vocabulary.KILL):
-                kill = {"signal": _signal.SIGKILL, "all": True}
+                kill = {"signal": int(signal.SIGKILL), "all": True}
                 service.request(cid, vocabulary.KILL, actor, kill)
             _wait_gone(world)
         service.request(cid, vocabulary.DELETE, actor, {"force": force})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 from engine.errors import ContainerNotFound, RunlogError
 from engine.eventlog import open_store
@@ -24,10 +25,6 @@ from engine.runtime.shared.journal import JOURNAL, Journal
 from engine.runtime.shared.statedir import StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 __all__ = ["clean"]
 
