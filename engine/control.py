@@ -30,6 +30,7 @@ __all__ = [
     "json_string",
     "reply_of",
     "request_line",
+    "send",
     "state_text",
     "state_text_of",
     "wait_gone",
@@ -94,6 +95,21 @@ def exchange(path: str, request: bytes, timeout: "float | None") -> bytes:
     finally:
         sock.close()
     return b"".join(chunks)
+
+
+def send(path: str, request: bytes) -> bool:
+    """Send ``request`` and close, without waiting for the answer (the
+    monitor acts on it all the same); whether it went out."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        with SocketAddress(path) as address:
+            sock.connect(address)
+        sock.sendall(request)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
 
 
 def reply_of(path: str, data: bytes) -> "dict[str, Any]":

@@ -126,21 +126,9 @@ def _report(control: str, fields: dict[str, Any]) -> None:
     """The exec'd process's end (or, ``watch``, its pid) to the monitor,
     which records it; sent without waiting for the answer (the commit). A
     container deleted meanwhile has no monitor to tell."""
-    import _socket
+    from engine.control import request_line, send
 
-    from engine import jsonfast
-    from engine.runtime.shared.statedir import SocketAddress
-
-    data = (jsonfast.dumps({"op": "exec_exit", **fields}) + "\n").encode()
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        with SocketAddress(control) as address:
-            sock.connect(address)
-        sock.sendall(data)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+    send(control, request_line("exec_exit", **fields))
 
 
 def _process(flags: dict[str, object], argv: list[str], config: Config) -> Process:
