@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from engine.frozen import field, record
+from engine.oci.names import HOOK_POINTS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,15 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ACTIONS", "HOOK_POINTS", "ON_FAILURE", "ActionSignature", "Param"]
 
-# runtime-spec config.md "POSIX-platform Hooks", in lifecycle order.
-HOOK_POINTS = (
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-)
 ON_FAILURE = ("abort", "warn")
 
 
