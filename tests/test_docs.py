@@ -67,3 +67,15 @@ def test_the_path_pattern_finds_what_it_should() -> None:
     found = ["engine/quick.py", "docs/design.md", "statemachine.yaml", "engine/runtime/"]
     assert PATH.findall(text) == found
     assert PATH.findall("/tmp/engine/x.py and ~/tests/y") == []
+
+
+def test_the_documented_defaults_are_the_codes() -> None:
+    from engine.layout import DEFAULT_ROOT
+    from engine.settings import DEFAULT_DB
+
+    readme = (REPO / "README.md").read_text()
+    assert f"--root DIR` (default `{DEFAULT_ROOT}`)" in readme
+    assert f"default `{DEFAULT_DB}`)" in readme
+    for doc in DOCUMENTS:
+        for found in re.findall(r"default `(/var/lib/runlog/[^`]*)`", doc.read_text()):
+            assert found == DEFAULT_DB, _name(doc)
