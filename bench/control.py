@@ -2,10 +2,14 @@
 
 - round trip of a request, client to monitor and back, through
   ``control.sock`` and through the request spool (drop, inotify, dispatch,
-  reply file, inotify): ``state`` (answered by the monitor) and ``pause`` +
-  ``resume`` (each a transition recorded in the event log, fsync included);
+  reply file, inotify): ``state`` (answered by the monitor, not an event)
+  and ``pause`` + ``resume`` (each a transition recorded in the event log,
+  fsync included);
+- ``state`` over control.sock of a container created with
+  ``RUNLOG_RECORD_QUERIES=1``, where each query is also recorded (after
+  its answer, committed without waiting for the disk);
 - ``runlog state`` as a scheduler calls it (a process per call, a
-  ``state`` request over control.sock, recorded as a query);
+  ``state`` request over control.sock, answered and not recorded);
 - the monitor's resident memory and threads with a running container.
 
 Needs root and /bin/busybox (``make bench``). Figures are printed, never
@@ -73,18 +77,23 @@ def _main() -> int:
     argv = [str(entry)] if entry.exists() else [sys.executable, "-m", "engine"]
     runlog = [*argv, "--root", str(tmp / "root"), "--db", str(tmp / "events.db")]
     cid = f"bench-control-{os.getpid()}"
+    recorded = f"{cid}-rq"
     try:
         bundle = make_busybox_bundle(str(tmp / "sleep"), ["sleep", "600"])
         subprocess.run([*runlog, "run", "-d", "-b", bundle, cid], check=True)
+        queries = {**os.environ, "RUNLOG_RECORD_QUERIES": "1"}
+        subprocess.run([*runlog, "run", "-d", "-b", bundle, recorded], check=True, env=queries)
         statedir = tmp / "root" / cid
         sock = str(statedir / "control.sock")
         rows = []
 
-        def over_socket(op: str) -> Callable[[], object]:
-            return lambda: control.call(sock, {"op": op})
+        def over_socket(op: str, path: str = sock) -> Callable[[], object]:
+            return lambda: control.call(path, {"op": op})
 
         state_ms = samples(over_socket("state"))
-        rows.append(("state", "control.sock", *summary(state_ms)))
+        rows.append(("state (not recorded, the default)", "control.sock", *summary(state_ms)))
+        logged = over_socket("state", str(tmp / "root" / recorded / "control.sock"))
+        rows.append(("state (recorded as a query)", "control.sock", *summary(samples(logged))))
         pause, resume = over_socket("pause"), over_socket("resume")
         rows.append(
             ("pause + resume", "control.sock", *summary(samples(lambda: (pause(), resume()))))
@@ -104,7 +113,7 @@ def _main() -> int:
             lambda: subprocess.run([*runlog, "state", cid], stdout=subprocess.DEVNULL, check=True),
             runs=max(20, RUNS // 10),
         )
-        rows.append(("`runlog state` (a process)", "control.sock", *summary(cli)))
+        rows.append(("`runlog state` (a process, not recorded)", "control.sock", *summary(cli)))
         info = json.loads((statedir / "runtime.json").read_text())
         monitor = int(info["monitor_pid"])
         rss = proc_status(monitor, "VmRSS")
@@ -117,10 +126,11 @@ def _main() -> int:
         table(
             "the monitor with a running container (target: RSS at most 25 MB)",
             ("what", "value"),
-            [("resident memory (VmRSS)", rss), ("threads (1 + watchdog's)", threads)],
+            [("resident memory (VmRSS)", rss), ("threads", threads)],
         )
     finally:
-        subprocess.run([*runlog, "delete", "--force", cid], check=False)
+        for name in (cid, recorded):
+            subprocess.run([*runlog, "delete", "--force", name], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

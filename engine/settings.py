@@ -187,10 +187,10 @@ class Settings:
         an SQLite event log; none for a database behind a URL."""
         import os
 
-        db = self.db
-        if db.startswith("sqlite:///"):
-            db = db[len("sqlite:///") :]
-        if "://" in db or db == ":memory:":
+        from engine.eventlog import sqlite_file
+
+        db = sqlite_file(self.db)
+        if db is None or db == ":memory:":
             return None
         return os.path.join(os.path.dirname(os.path.abspath(db)), "cache")
 

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.layout import DEFAULT_ROOT
+from engine.settings import DEFAULT_DB
+from engine.siteconfig import CONFIG
+
 REPO = Path(__file__).resolve().parent.parent
-GUARDED = ("/run/runlog", "/var/lib/runlog", "/etc/runlog")
+# /run/runlog, /var/lib/runlog, /etc/runlog
+GUARDED = (DEFAULT_ROOT, os.path.dirname(DEFAULT_DB), os.path.dirname(CONFIG))
 
 
 def _runlog_cgroups() -> set[str]:

@@ -11,21 +11,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from engine.frozen import field, record
+from engine.oci.names import HOOK_POINTS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["ACTIONS", "HOOK_POINTS", "ON_FAILURE", "ActionSignature", "Param"]
 
-# runtime-spec config.md "POSIX-platform Hooks", in lifecycle order.
-HOOK_POINTS = (
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-)
 ON_FAILURE = ("abort", "warn")
 
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["Hook", "status_at"]
+__all__ = ["STATUS_SEEN", "Hook", "status_at"]
 
 
 def status_at(point: str, source: str) -> str:
@@ -25,14 +25,18 @@ def status_at(point: str, source: str) -> str:
     poststart ``running``, poststop ``stopped``; another point keeps the
     container's current status (``source``).
     """
-    return {
-        "prestart": "created",
-        "createRuntime": "created",
-        "createContainer": "created",
-        "startContainer": "created",
-        "poststart": "running",
-        "poststop": "stopped",
-    }.get(point, source)
+    return STATUS_SEEN.get(point, source)
+
+
+#: Each hook point (engine.oci.names.HOOK_POINTS) and the status its hooks see.
+STATUS_SEEN = {
+    "prestart": "created",
+    "createRuntime": "created",
+    "createContainer": "created",
+    "startContainer": "created",
+    "poststart": "running",
+    "poststop": "stopped",
+}
 
 
 class Hook(Action):

@@ -14,48 +14,38 @@ import sqlite3
 from pathlib import Path
 
 from engine.errors import SchemaError, UnsupportedError
-from engine.eventlog import sql
+from engine.eventlog import sql, sqlite_file
 
 __all__ = ["HEAD", "open_log", "sqlite_path"]
 
 HEAD = sql.REVISIONS[-1]
-_HEADER = b"SQLite format 3\x00"
 
 
 def sqlite_path(location: str) -> str:
     """The file behind ``--db``: a path, or a ``sqlite:///`` URL."""
-    if location.startswith("sqlite:///"):
-        location = location[len("sqlite:///") :]
-    if "://" in location or location in ("sqlite://", ":memory:"):
+    path = sqlite_file(location)
+    if path is None or path == ":memory:":
         raise UnsupportedError(
             f"event log {location}: audit and replay read an SQLite event log file "
             "(their views and queries use SQLite's JSON functions); pass its path with --db"
         )
-    return location
+    return path
 
 
 def _check_file(path: Path, location: str) -> None:
-    from engine.eventlog.sqlite import not_a_file
+    from engine.eventlog.sqlite import file_problem
 
     try:
-        problem = not_a_file(path.stat().st_mode)
-    except OSError:
-        problem = None  # the open says why
-    if problem is not None:
-        raise SchemaError(location, problem)
-    try:
-        with path.open("rb") as fh:
-            header = fh.read(len(_HEADER))
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise SchemaError(
             location, "does not exist (check --db or RUNLOG_DB; runlog db upgrade creates one)"
         ) from None
-    except IsADirectoryError:
-        raise SchemaError(location, "is a directory, not a database file") from None
     except OSError as err:
         raise SchemaError(location, f"cannot be read: {err.strerror}") from err
-    if header != _HEADER:
-        raise SchemaError(location, "is not an SQLite database")
+    problem = file_problem(str(path), mode)
+    if problem is not None:
+        raise SchemaError(location, problem)
 
 
 def _check_schema(conn: sqlite3.Connection, location: str) -> None:

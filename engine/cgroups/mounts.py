@@ -31,6 +31,7 @@ __all__ = [
     "detect_mode",
     "parse_mountinfo",
     "parse_proc_cgroup",
+    "proc_cgroup_hierarchies",
     "unified_dirs",
     "v1_dirs",
 ]
@@ -101,20 +102,27 @@ def parse_mountinfo(text: str) -> list[Mount]:
     return mounts
 
 
+def proc_cgroup_hierarchies(text: str) -> dict[str, str]:
+    """``/proc/<pid>/cgroup`` (cgroups(7)) as hierarchy -> path, each
+    hierarchy named by its controller field as written (``cpu,cpuacct``,
+    ``name=systemd``; ``""`` for cgroup2's ``0::/path``). The one parser of
+    that file; :func:`parse_proc_cgroup` splits comounted controllers."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        _hierarchy_id, sep, rest = line.partition(":")
+        controllers, sep2, path = rest.partition(":")
+        if sep and sep2:
+            found[controllers] = path
+    return found
+
+
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """``/proc/<pid>/cgroup`` as controller -> path; the cgroup2 entry
     (``0::/path``) is under the key ``""``. Comounted controllers
     (``2:cpu,cpuacct:/x``) each get the path."""
     own: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _hid, names, path = parts
-        if names == "":
-            own[""] = path
-            continue
-        for name in names.split(","):
+    for names, path in proc_cgroup_hierarchies(text).items():
+        for name in names.split(",") if names else ("",):
             own[name] = path
     return own
 

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from engine.eventlog.store import EventStore
 
-__all__ = ["DEFAULT_DB", "EventStore", "open_store"]
+__all__ = ["EventStore", "open_store", "sqlite_file"]
 
-DEFAULT_DB = "/var/lib/runlog/events.db"
+
+def sqlite_file(db: str) -> str | None:
+    """The SQLite file a ``--db`` value names - a path, or a ``sqlite:///``
+    URL; ``:memory:`` for an in-memory one - or None for a server's URL."""
+    if db.startswith("sqlite:///"):
+        db = db[len("sqlite:///") :]
+    elif db == "sqlite://":
+        db = ":memory:"
+    return None if "://" in db else db
 
 
 def _owner(db: str) -> tuple[int, int] | None:
@@ -48,11 +56,9 @@ def open_store(db: str, *, synchronous: str = "FULL", wait: bool = True) -> Even
     """The store for ``db``. ``wait=False``: an SQLite log whose write lock
     another process holds refuses at once (StoreBusyError), for callers
     that must not wait on it."""
-    if db.startswith("sqlite:///"):
-        db = db[len("sqlite:///") :]
-    elif db in ("sqlite://", "sqlite:///:memory:"):
-        db = ":memory:"
-    if "://" not in db:
+    file = sqlite_file(db)
+    if file is not None:
+        db = file
         from engine.eventlog.sqlite import SQLiteStore
 
         # wait=False: no busy timeout and no retries (StoreBusyError at once).

@@ -78,9 +78,27 @@ def not_a_file(mode: int) -> str | None:
     return f"is {kind}, not a database file"
 
 
+def file_problem(path: str, mode: int) -> str | None:
+    """Why the existing file ``path`` (of ``mode``) cannot be opened as an
+    SQLite database, before SQLite touches it - not a regular file,
+    unreadable, not SQLite's header - or None (an empty file SQLite makes
+    a database of). The writers' and the readers' one check."""
+    problem = not_a_file(mode)
+    if problem is not None:
+        return problem
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(len(_HEADER))
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    if header and header != _HEADER:
+        return "is not an SQLite database; refusing to touch it"
+    return None
+
+
 def _check_file(path: str) -> None:
-    """Refuse a file that is not an SQLite database, before SQLite touches it:
-    anything but a regular file (a FIFO would block the open for ever)."""
+    """Refuse a file that is not an SQLite database (:func:`file_problem`);
+    make a missing one private."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -89,16 +107,9 @@ def _check_file(path: str) -> None:
     except OSError as err:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
     mode = st.st_mode
-    problem = not_a_file(mode)
+    problem = file_problem(path, mode)
     if problem is not None:
         raise SchemaError(path, problem)
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(len(_HEADER))
-    except OSError as err:
-        raise SchemaError(path, f"cannot be read: {err.strerror}") from err
-    if header and header != _HEADER:
-        raise SchemaError(path, "is not an SQLite database; refusing to touch it")
     if mode & 0o077 and st.st_uid == os.geteuid():
         _tighten(path, mode)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from engine.linux import ffi
+from engine.oci.names import NAMESPACES
 
 __all__ = [
     "CLONE_FLAGS",
@@ -29,18 +30,9 @@ __all__ = [
 
 libc = ffi.libc
 
-# <linux/sched.h>: the namespace types of the runtime-spec (config-linux.md
-# "Namespaces") and their clone flags.
-CLONE_FLAGS = {
-    "mount": 0x00020000,  # CLONE_NEWNS
-    "uts": 0x04000000,
-    "ipc": 0x08000000,
-    "user": 0x10000000,
-    "pid": 0x20000000,
-    "network": 0x40000000,
-    "cgroup": 0x02000000,
-    "time": 0x00000080,
-}
+# <linux/sched.h>: each runtime-spec namespace type's clone flag, as
+# engine.oci.names defines them once.
+CLONE_FLAGS = NAMESPACES
 # /proc/PID/ns/<name> for each type.
 NS_FILES = {
     "mount": "mnt",

@@ -49,6 +49,7 @@ __all__ = [
     "MachineDefinition",
     "TransitionDef",
     "default_path",
+    "digest_of",
     "load",
     "parse",
     "resolve",
@@ -165,7 +166,7 @@ def load(path: str | os.PathLike[str], *, cache: str | None = None) -> MachineDe
         definition = parse(data, name)
         require(definition)
         return definition
-    digest = sha256(data).hexdigest()
+    digest = digest_of(data)
     cached = _cache_read(cache, digest, name, data)
     if cached is not None:
         return cached
@@ -265,9 +266,15 @@ def _private_dirs(path: str) -> None:
         pass
 
 
+def digest_of(data: bytes) -> str:
+    """The digest that names a machine: the sha256 of its file's bytes, as
+    every event's ``machine_digest`` and the log's ``machines`` table hold it."""
+    return sha256(data).hexdigest()
+
+
 def parse(data: bytes, path: str) -> MachineDefinition:
     """Validate ``data``, the bytes of the machine file ``path`` (used in
     errors): :mod:`engine.machine.reader`, which imports YAML."""
     from engine.machine.reader import read
 
-    return _from_plain(path, sha256(data).hexdigest(), read(data, path), data)
+    return _from_plain(path, digest_of(data), read(data, path), data)

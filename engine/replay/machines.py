@@ -22,14 +22,13 @@ once can be replayed by digest after ``statemachine.yaml`` changes.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from engine.eventlog import sql
-from engine.machine.definition import MachineDefinition, parse
+from engine.machine.definition import MachineDefinition, digest_of, parse
 from engine.replay.table import Stepper, TransitionTable
 
 __all__ = ["MachineCatalog", "archived_in", "machine_text", "remember"]
@@ -41,7 +40,7 @@ def machine_text(definition: MachineDefinition) -> str | None:
         data = Path(definition.path).read_bytes()
     except OSError:
         return None
-    if hashlib.sha256(data).hexdigest() != definition.digest:
+    if digest_of(data) != definition.digest:
         return None  # changed since it was loaded
     try:
         return data.decode("utf-8")
@@ -135,7 +134,7 @@ class MachineCatalog:
         text = self._archived(digest)
         if text is not None:
             data = text.encode("utf-8")
-            if hashlib.sha256(data).hexdigest() == digest:
+            if digest_of(data) == digest:
                 return parse(data, f"<machine {digest[:12]}, archived>"), "archived"
             self.notes.append(f"the archived text of machine {digest[:12]} has another digest")
         current = self.current()

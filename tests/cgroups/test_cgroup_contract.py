@@ -31,6 +31,7 @@ from engine.cgroups import (
 )
 from engine.cgroups.errors import CgroupError
 from engine.cgroups.fake import FakeCgroupManager
+from engine.cgroups.mounts import proc_cgroup_hierarchies
 from engine.cgroups.resources import DeviceRule, HugepageLimit, Resources
 from engine.errors import UnsupportedError
 
@@ -221,7 +222,7 @@ class EntersThroughEntry:
         joined = lines[-1].split()[1:]
         # clone3 put it in the cgroup2 directory: cgroup.procs was not written.
         assert joined == tasks
-        shown = dict(line.split(":", 2)[1:] for line in lines[:-1])
+        shown = proc_cgroup_hierarchies("\n".join(lines[:-1]))
         for controller, directory in manager.paths.items():
             key = "" if controller == "unified" else controller
             entry = next(k for k in shown if key in k.split(",")) if key else ""

@@ -18,7 +18,12 @@ from engine.cgroups import (
     resolve_inner,
 )
 from engine.cgroups.errors import CgroupError
-from engine.cgroups.mounts import clean_path, parse_mountinfo, parse_proc_cgroup
+from engine.cgroups.mounts import (
+    clean_path,
+    parse_mountinfo,
+    parse_proc_cgroup,
+    proc_cgroup_hierarchies,
+)
 from engine.errors import UnsupportedError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +139,17 @@ def test_proc_cgroup_parsing_splits_comounted_controllers() -> None:
     assert own["cpu"] == own["cpuacct"] == "/user.slice"
     assert own["name=systemd"] == "/user.slice/user-0.slice/session-1.scope"
     assert own[""] == "/init.scope"
+
+
+def test_proc_cgroup_hierarchies_keep_the_controller_field_as_written() -> None:
+    text = V1_PROC_CGROUP + "0::/init.scope\nnot a line\n"
+    found = proc_cgroup_hierarchies(text)
+    assert found["cpu,cpuacct"] == "/user.slice"
+    assert "cpu" not in found
+    assert found[""] == "/init.scope"
+    assert "not a line" not in found
+    # a path may hold a colon: only the first two separate fields
+    assert proc_cgroup_hierarchies("0::/a:b\n") == {"": "/a:b"}
 
 
 # -- cgroupsPath ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,17 +206,17 @@ def test_machine_archive_is_content_addressed(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM machines").fetchone() == (1,)
 
 
-def _readme_queries() -> list[str]:
-    """The SQL examples of the README's "Audit and replay" section."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("\n## Audit and replay\n", 1)[1].split("\n## ", 1)[0]
+def _documented_queries() -> list[str]:
+    """The SQL examples of docs/audit.md's "SQL views" section."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    section = doc.split("\n## SQL views\n", 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```sql\n")[1:]]
     return [q.strip() for block in blocks for q in block.split(";") if q.strip()]
 
 
-def test_the_readme_examples_answer_on_a_log(log: tuple[Path, list[Event]]) -> None:
+def test_the_documented_examples_answer_on_a_log(log: tuple[Path, list[Event]]) -> None:
     path, events = log
-    queries = _readme_queries()
+    queries = _documented_queries()
     assert len(queries) == 4
     with sqlite3.connect(path) as conn:
         answers = [conn.execute(q).fetchall() for q in queries]
@@ -232,3 +233,7 @@ def test_the_readme_examples_answer_on_a_log(log: tuple[Path, list[Event]]) -> N
     (day,) = creates
     assert day[1] == sum(1 for e in events if e.trigger == "create" and e.outcome == "ok")
     assert up == []  # a is deleted, b never came up
+    # the README's sqlite3 example is one of them
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r'^sqlite3 \S+ "([^"]+)"$', readme, flags=re.M)
+    assert example in queries

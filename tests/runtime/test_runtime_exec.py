@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from engine.cgroups.mounts import parse_proc_cgroup
+
 pytestmark = [pytest.mark.root]
 
 Bundle = Callable[..., Path]
@@ -271,10 +273,8 @@ def test_exec_with_a_process_file_and_preserved_fds(
 
 def test_exec_into_a_sub_cgroup(runlog: Any, bundle: Bundle) -> None:
     init = _running(runlog, bundle, "x-sub")
-    pids_line = next(
-        line for line in Path(f"/proc/{init}/cgroup").read_text().splitlines() if ":pids:" in line
-    )
-    sub = Path("/sys/fs/cgroup/pids" + pids_line.split(":", 2)[2]) / "sub"
+    pids_path = parse_proc_cgroup(Path(f"/proc/{init}/cgroup").read_text()).get("pids", "/-")
+    sub = Path("/sys/fs/cgroup/pids" + pids_path) / "sub"
     if not sub.parent.is_dir():
         pytest.skip("no cgroup v1 pids hierarchy here")
     sub.mkdir()
@@ -282,8 +282,7 @@ def test_exec_into_a_sub_cgroup(runlog: Any, bundle: Bundle) -> None:
         proc = runlog("exec", "--cgroup", "pids:sub", "x-sub", "cat", "/proc/self/cgroup")
         assert proc.returncode == 0, proc.stderr
         assert any(
-            line.endswith(":pids:" + pids_line.split(":", 2)[2] + "/sub")
-            for line in proc.stdout.splitlines()
+            line.endswith(":pids:" + pids_path + "/sub") for line in proc.stdout.splitlines()
         ), proc.stdout
         bad = runlog("exec", "--cgroup", "pids:nosuch", "x-sub", "true")
         assert bad.returncode == 255 and "no sub-cgroup" in bad.stderr

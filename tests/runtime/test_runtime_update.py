@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from engine.cgroups.mounts import parse_proc_cgroup
+
 pytestmark = [pytest.mark.root]
 
 Bundle = Callable[..., Path]
@@ -18,14 +20,12 @@ Bundle = Callable[..., Path]
 
 def _cgroup_file(pid: int, controller: str, name: str) -> Path:
     """The file ``name`` of the cgroup ``pid`` is in (v1 ``controller``, else v2)."""
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return Path(f"/sys/fs/cgroup/{controller}{path}/{name}")
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            mount = "/sys/fs/cgroup/unified" if Path("/sys/fs/cgroup/unified").is_dir() else ""
-            return Path(f"{mount or '/sys/fs/cgroup'}{line[3:]}/{name}")
+    own = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+    if controller in own:
+        return Path(f"/sys/fs/cgroup/{controller}{own[controller]}/{name}")
+    if "" in own:
+        mount = "/sys/fs/cgroup/unified" if Path("/sys/fs/cgroup/unified").is_dir() else ""
+        return Path(f"{mount or '/sys/fs/cgroup'}{own['']}/{name}")
     raise AssertionError(f"no {controller} cgroup for {pid}")
 
 

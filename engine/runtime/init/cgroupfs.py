@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from engine.cgroups.mounts import proc_cgroup_hierarchies
 from engine.frozen import record
 from engine.linux import mountinfo
 from engine.oci import mounts as mo
@@ -33,13 +34,8 @@ def own_cgroups() -> dict[str, str]:
     The init reads it after joining its cgroups and before a new cgroup
     namespace would make every path ``/``.
     """
-    found: dict[str, str] = {}
     with open("/proc/self/cgroup", "rb") as fh:  # binary: nothing imported after the pivot
-        for raw in fh.read().decode().splitlines():
-            _hierarchy, _, rest = raw.partition(":")
-            controllers, _, path = rest.partition(":")
-            found[controllers] = path
-    return found
+        return proc_cgroup_hierarchies(fh.read().decode())
 
 
 def _host_cgroup_mounts() -> list[tuple[str, str, set[str]]]:

@@ -21,11 +21,8 @@ from engine.status import Actor, Outcome, Status
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from hashlib import sha256
 
     from engine.eventlog.store import EventStore
-else:  # hashlib's OpenSSL backend costs 2 ms to import; the digest is the same
-    from _sha256 import sha256
 
 __all__ = ["command_refused", "machine_digest", "queries_recorded", "query", "rejected"]
 
@@ -38,12 +35,12 @@ def _me() -> Actor:
 
 
 def _machine(settings: Settings) -> tuple[str, bytes, str]:
-    from engine.machine.definition import resolve
+    from engine.machine.definition import digest_of, resolve
 
     path = str(resolve(settings.machine, {}))
     with open(path, "rb") as fh:
         data = fh.read()
-    return sha256(data).hexdigest(), data, path
+    return digest_of(data), data, path
 
 
 def machine_digest(settings: Settings) -> str:
