@@ -1,6 +1,12 @@
 """``runlog ship --to URL``: send this node's event logs to the cluster's PostgreSQL.
 
-The logs: ``--log PATH`` (repeatable), else the event log ``--db`` names.
+The logs: ``--log PATH`` (repeatable) names them; without it, the node's
+own: root's log (``--db``, ``RUNLOG_DB``, the site configuration's or the
+default), and every user's log the site configuration names
+(``db = "/var/lib/runlog/{user}/events.db"`` in ``/etc/runlog/runlog.toml``:
+each file that pattern matches for any user). Each log is shipped under its
+own identity (its path on the node), so each keeps its own chain. A log of
+the node's own set that does not exist yet is passed over, with a note.
 Once: send what is new, print a summary, exit (1 when the server cannot be
 reached: the events stay in the node's log for the next run). ``--follow``:
 keep sending as events are recorded; between sends the shipper sleeps until
@@ -40,6 +46,33 @@ def _summary(shipped: Shipped, started: float) -> str:
     )
 
 
+def node_logs(settings: Settings) -> list[str]:
+    """root's log and every user's log the site configuration names, each
+    once; those that exist (all of them when none does, so the shipper says
+    which is missing)."""
+    import glob
+
+    from engine.settings import environ
+    from engine.siteconfig import load
+
+    env = environ()
+    logs = [settings.db]
+    site = load(env, os.geteuid(), every_user=True)
+    pattern = site[1].get("db") if site is not None else None
+    if pattern and "*" in pattern and "://" not in pattern:
+        logs += sorted(glob.glob(pattern))
+    found: dict[str, str] = {}
+    for log in logs:
+        found.setdefault(os.path.realpath(log), log)
+    there = [log for log in found.values() if os.path.isfile(log)]
+    for log in found.values():
+        if there and log not in there:
+            sys.stderr.write(
+                f"runlog ship: note: event log {log} does not exist (yet); passed over\n"
+            )
+    return there or list(found.values())
+
+
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     from engine.ship import Shipped, Shipper
 
@@ -47,7 +80,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if not url:
         raise UsageError("runlog ship: --to URL is required (postgresql://...)")
     given = flags.get("log")
-    logs = [str(p) for p in given] if isinstance(given, list) and given else [settings.db]
+    logs = [str(p) for p in given] if isinstance(given, list) and given else node_logs(settings)
     node = str(flags.get("node") or socket.gethostname())
     tty = sys.stderr.isatty()
 
