@@ -120,6 +120,14 @@ class Shipper:
         self.progress = progress
         self._schema_ready = False
 
+    def add(self, log: str) -> bool:
+        """Ship ``log`` too from now on; False if it is shipped already."""
+        path = str(Path(log).resolve())
+        if path in self.logs:
+            return False
+        self.logs.append(path)
+        return True
+
     def _connect(self) -> Any:
         import psycopg
 

@@ -296,3 +296,31 @@ def test_ship_finds_every_users_log_the_site_config_names(pg_url: str, tmp_path:
     again = ship()
     assert again.returncode == 0 and "shipped 2 events" in again.stdout, again.stdout
     assert len(central(pg_url)) == 14
+
+
+def test_follow_ships_a_users_log_from_when_it_appears(pg_url: str, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    config = tmp_path / "runlog.toml"
+    config.write_text(f'db = "{logs}/{{user}}/events.db"\n')
+    (logs / "root").mkdir(parents=True)
+    fill(logs / "root" / "events.db", 4, prefix="r", synchronous="FULL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOG_")}
+    env["RUNLOG_CONFIG"] = str(config)
+    argv = [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--node", "n1", "--follow"]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(central(pg_url) if _ready(pg_url) else []) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        dave = logs / "dave" / "events.db"
+        dave.parent.mkdir()
+        fill(dave, 3, prefix="d", synchronous="FULL")  # a new user's first log
+        while len(central(pg_url)) < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [r[2] for r in central(pg_url) if r[1] == str(dave.resolve())] == local_ids(dave)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "shipped 7 events" in out, err
