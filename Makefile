@@ -84,6 +84,7 @@ bench: $(STAMP) bench-deps
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
 	$(PY) bench/chain.py
+	$(PY) bench/cluster.py
 	$(PY) bench/rootless.py
 
 # runlog on the PATH without a venv path in oci.conf: a venv of its own under

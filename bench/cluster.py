@@ -54,7 +54,7 @@ SELECT 'node-' || (c %% %(nodes)s), '/var/lib/runlog/events.db', g,
     '{"slurm_job":"' || c || '"}', c::text, '/run/runlog', md5(g::text), md5((g + 1)::text),
     1, (g %% 1000) / 10.0, CASE WHEN g %% 997 = 0 THEN 1 END
 FROM (SELECT g, (g - 1) %% %(containers)s AS c, 1 + (g - 1) / %(containers)s AS s
-      FROM generate_series(%(lo)s, %(hi)s) AS g) AS x
+      FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g) AS x
 """
 
 HEADS = """

@@ -35,9 +35,10 @@ GLOBAL_OPTS = (
     ),
     Opt(
         "--db",
-        value=True,
+        repeat=True,
         metavar="PATH|URL",
-        help=f"event log database ({DEFAULT_DB}; not root: ~/.local/state/runlog/events.db)",
+        help=f"event log database ({DEFAULT_DB}; not root: ~/.local/state/runlog/events.db); "
+        "audit, history and replay read several (--db again, or a glob)",
     ),
     Opt("--machine", value=True, metavar="FILE", help="machine definition (statemachine.yaml)"),
     Opt("--log", value=True, metavar="FILE", help="write runlog's own log lines to FILE"),
@@ -478,6 +479,22 @@ def _refused(gflags: dict[str, object], words: list[str], err: RunlogError) -> N
     command_refused(settings, words[0], words[1:], err)
 
 
+#: The commands that read several logs in one go (--db given more than once,
+#: or a glob: engine.audit.multi); others take the last --db, as runc takes
+#: a repeated flag.
+READS_SEVERAL = ("audit", "history", "replay")
+
+
+def _parse_globals(args: list[str]) -> tuple[dict[str, object], list[str]]:
+    """The global flags and the rest; ``db`` is the last ``--db`` given (or
+    None), ``dbs`` every one."""
+    gflags, rest = parse(GLOBAL_OPTS, args, interleave=False, where=PROG)
+    given = gflags.get("db")
+    dbs = [str(d) for d in given] if isinstance(given, list) else []
+    gflags["db"], gflags["dbs"] = (dbs[-1] if dbs else None), dbs
+    return gflags, rest
+
+
 def _handler(target: str) -> Callable[[Settings, dict[str, object], list[str]], int]:
     module, _, func = target.partition(":")
     handler: Callable[[Settings, dict[str, object], list[str]], int]
@@ -491,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words: list[str] = []
     parsed = False
     try:
-        gflags, rest = parse(GLOBAL_OPTS, args, interleave=False, where=PROG)
+        gflags, rest = _parse_globals(args)
         if gflags["version"]:
             sys.stdout.write(_version())
             return 0
@@ -513,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(usage(PROG, cmd, (), ()) + "\n")
             return 0
         check_args(cmd, positionals, PROG)
+        if name in READS_SEVERAL:
+            cflags["db"] = gflags["dbs"]
         settings = Settings.from_flags(gflags, environ())
         parsed = True
         settings.own_places()

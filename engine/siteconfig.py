@@ -37,9 +37,13 @@ def config_path(env: Mapping[str, str]) -> str:
     return env.get("RUNLOG_CONFIG") or CONFIG
 
 
-def load(env: Mapping[str, str], uid: int) -> tuple[str, dict[str, str]] | None:
+def load(
+    env: Mapping[str, str], uid: int, *, every_user: bool = False
+) -> tuple[str, dict[str, str]] | None:
     """(the file, its settings with the placeholders filled), or ``None``
-    where there is no file."""
+    where there is no file. ``every_user``: ``{uid}`` and ``{user}`` become
+    ``*``, a glob for what the file names for every user (``runlog ship``
+    finds each user's log so)."""
     path = config_path(env)
     try:
         with open(path, "rb") as fh:
@@ -59,7 +63,8 @@ def load(env: Mapping[str, str], uid: int) -> tuple[str, dict[str, str]] | None:
         where = f"line {line}" + (f", key {key!r}" if key else "") if line else "?"
         raise ConfigError(f"site configuration {path}: {where}: {err}") from None
     settings: dict[str, str] = {}
-    user = _user(uid)
+    user = "*" if every_user else _user(uid)
+    uid_text = "*" if every_user else str(uid)
     for key, given in doc.items():
         line = _line_of(text, key)
         if key not in KEYS:
@@ -73,7 +78,7 @@ def load(env: Mapping[str, str], uid: int) -> tuple[str, dict[str, str]] | None:
                 f"site configuration {path}: line {line}, key {key!r}: a string is needed, "
                 f"not {type(value).__name__}"
             )
-        settings[key] = value.replace("{uid}", str(uid)).replace("{user}", user)
+        settings[key] = value.replace("{uid}", uid_text).replace("{user}", user)
     return path, settings
 
 

@@ -51,6 +51,7 @@ CSV_COLUMNS = (
     "actor_user",
     "actor_loginuid",
     "job",
+    "log",
 )
 
 
@@ -106,16 +107,31 @@ def write_events(out: TextIO, events: Sequence[Event], fmt: str) -> None:
                     e.actor.user or "",
                     "" if e.actor.loginuid is None else e.actor.loginuid,
                     e.actor.job or "",
+                    e.log or "",
                 )
             )
         return
+    # Events of several node logs read at once (engine.audit.multi) name
+    # their log; a cluster database's name their node.
+    logs = any(e.node is None and e.log is not None for e in events)
     rows: list[tuple[str, ...]] = [
-        ("TIME", "CONTAINER", "SEQ", "TRIGGER", "TRANSITION", "OUTCOME", "ACTOR", "DETAIL")
+        (
+            "TIME",
+            *(("LOG",) if logs else ()),
+            "CONTAINER",
+            "SEQ",
+            "TRIGGER",
+            "TRANSITION",
+            "OUTCOME",
+            "ACTOR",
+            "DETAIL",
+        )
     ]
     for e in events:
         rows.append(
             (
                 local_iso(e.time_ns),
+                *((e.log or "",) if logs else ()),
                 e.container_id if e.node is None else f"{e.container_id}@{e.node}",
                 str(e.seq),
                 e.trigger,

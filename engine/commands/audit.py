@@ -6,8 +6,10 @@ Filters (``--id``, ``--since``/``--until``, ``--trigger``, ``--outcome``,
 counts instead of listing; ``--verify`` walks the hash chain and names the
 first broken link (exit 1). ``--db`` may be a node's log or the cluster's
 PostgreSQL database (``runlog ship``): one reader interface answers both
-(engine.eventlog.store.EventReader). Output is a table on a terminal and
-JSON lines otherwise, unless ``--format`` says.
+(engine.eventlog.store.EventReader). Several ``--db`` (or a glob) read
+several logs as one, each event naming its log (engine.audit.multi).
+Output is a table on a terminal and JSON lines otherwise, unless
+``--format`` says.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ __all__ = ["main"]
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     from engine.audit import render
     from engine.audit.filters import Filters
-    from engine.audit.reader import open_reader
+    from engine.audit.multi import logs_of, open_readers
     from engine.audit.summary import DEFAULT_TOP
 
     filters = Filters.from_flags(flags, time.time_ns())
     fmt = str(flags.get("format") or ("table" if sys.stdout.isatty() else "jsonl"))
-    with open_reader(settings.db) as reader:
+    with open_readers(logs_of(settings.db, flags)) as reader:
         if flags.get("verify"):
             checks = reader.verify()
             for check in checks:

@@ -8,7 +8,8 @@ no events is runc's "container does not exist".
 
 Containers that share an id are different lives: one life ends with its
 delete, and another --root (or, in the cluster's database, another node or
-log) is another life. The latest is shown; ``--all`` shows every one.
+log) is another life, and so is each log of several read at once
+(``--db`` more than once, or a glob). The latest is shown; ``--all`` shows every one.
 """
 
 from __future__ import annotations
@@ -54,15 +55,23 @@ def _state(life: list[Event]) -> str | None:
 def _read(settings: Settings, flags: dict[str, object], container_id: str) -> list[Event]:
     from engine.audit import logdb
     from engine.audit.cluster import is_cluster_url
-    from engine.audit.reader import open_reader
+    from engine.audit.multi import logs_of, open_readers
 
+    logs = logs_of(settings.db, flags)
     # No event log yet means no container yet: say so as runc would, and
     # leave no empty database behind.
-    if not is_cluster_url(settings.db) and not os.path.exists(logdb.sqlite_path(settings.db)):
+    one = logs[0] if len(logs) == 1 else None
+    if one and not is_cluster_url(one) and not os.path.exists(logdb.sqlite_path(one)):
         raise ContainerNotFound(container_id)
     node = flags.get("node")
-    with open_reader(settings.db) as reader:
+    with open_readers(logs) as reader:
         return reader.history(container_id, node=None if node is None else str(node))
+
+
+def _in_log(event: Event) -> str:
+    """Where a life was read from, when several logs were (root's --db A
+    --db B); the empty string for one log."""
+    return f" in log {event.log}" if event.node is None and event.log else ""
 
 
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -81,9 +90,11 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         if len(found) > 1:
             number = found.index(life) + 1
             first = life[0]
-            where = f" on {first.node}, log {first.log}" if first.node else ""
+            where = f" on {first.node}, log {first.log}" if first.node else _in_log(first)
             root = f", root {first.root}" if first.root else ""
             sep = "\n" if n else ""
             sys.stdout.write(f"{sep}life {number} of {len(found)}{where}{root}\n")
+        elif life[0].node is None and life[0].log is not None:
+            sys.stdout.write(f"{_in_log(life[0]).strip()}\n")
         render.write_history(sys.stdout, life, _state(life))
     return 0

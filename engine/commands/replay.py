@@ -13,6 +13,10 @@ By default each history goes through the machine it was recorded with
 (found by its digest, :mod:`engine.replay.machines`); ``--machine FILE``
 puts every history through FILE instead - the question a changed
 ``statemachine.yaml`` asks before it is deployed.
+
+Several logs (``--db`` more than once, or a glob) are replayed each from its
+own: a history is one container's in one log, named ``ID@LOG`` (as the
+cluster's database names them ``ID@NODE:LOG``).
 """
 
 from __future__ import annotations
@@ -72,8 +76,14 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             )
         return _fixtures(Path(str(flags["fixtures"])), override, current, fmt, flags)
 
-    from engine.audit.reader import open_reader
+    from engine.audit.multi import logs_of, open_readers
 
+    logs = logs_of(settings.db, flags)
+    if modes == ["export"] and len(logs) > 1:
+        raise UsageError(
+            f"runlog replay --export: one log at a time ({len(logs)} given); "
+            "a fixture holds one container's history from one log"
+        )
     if not modes:
         extra = [f for f in FILTER_FLAGS if f not in ("id", "until") and flags.get(f)]
         if extra:
@@ -83,7 +93,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         filters = Filters.from_flags(fold_flags, time.time_ns())
     else:
         filters = Filters.from_flags(flags, time.time_ns())
-    with open_reader(settings.db) as reader:
+    with open_readers(logs) as reader:
         reader.check_ids(filters)
         catalog = _catalog(reader, override, current)
         if modes == ["export"]:
@@ -228,7 +238,7 @@ def _fold(
     import orjson
 
     from engine.audit.times import local_iso, parse_time, utc_iso
-    from engine.replay.fold import replay, rows_of
+    from engine.replay.fold import replay
 
     until_seq = until_ns = None
     if until:
@@ -240,14 +250,12 @@ def _fold(
     if not ids:
         raise UsageError("runlog replay: --id takes a container id here, not a prefix")
     status = 0
+    histories: list[tuple[str, list[Any]]] = []
     for cid in ids:
         events = reader.history(cid, until_seq=until_seq, until_ns=until_ns)
-        if len({(e.node, e.log) for e in events}) > 1:
-            raise UsageError(
-                f"runlog replay --id {cid}: the id has histories on several nodes or logs; "
-                "replay --all --id ID replays each of them"
-            )
-        result = replay(rows_of(events), catalog)
+        histories += _per_log(cid, events)
+    for cid, rows in histories:
+        result = replay(rows, catalog)
         h = result.histories.get(cid)
         state = h.state if h is not None else None
         seq = h.seq if h is not None else 0
@@ -278,6 +286,24 @@ def _fold(
             sys.stdout.write(line + "\n")
     _notes(catalog)
     return status
+
+
+def _per_log(cid: str, events: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The id's histories to fold, one per log (and node) its events come
+    from, each as replay rows under its name: the id alone for one log,
+    ``ID@LOG`` (``ID@NODE:LOG``) for each of several."""
+    from engine.replay.fold import rows_of
+
+    groups: dict[tuple[str | None, str | None], list[Any]] = {}
+    for event in events:
+        groups.setdefault((event.node, event.log), []).append(event)
+    if len(groups) <= 1:
+        return [(cid, rows_of(events))]
+    named = []
+    for (node, log), group in groups.items():
+        name = f"{cid}@{node}:{log}" if node else f"{cid}@{log}"
+        named.append((name, [(name, *row[1:]) for row in rows_of(group)]))
+    return named
 
 
 def _export(reader: EventReader, filters: Filters, catalog: MachineCatalog, directory: Path) -> int:

@@ -1,6 +1,13 @@
 """``runlog ship --to URL``: send this node's event logs to the cluster's PostgreSQL.
 
-The logs: ``--log PATH`` (repeatable), else the event log ``--db`` names.
+The logs: ``--log PATH`` (repeatable) names them; without it, the node's
+own: root's log (``--db``, ``RUNLOG_DB``, the site configuration's or the
+default), and every user's log the site configuration names
+(``db = "/var/lib/runlog/{user}/events.db"`` in ``/etc/runlog/runlog.toml``:
+each file that pattern matches for any user). Each log is shipped under its
+own identity (its path on the node), so each keeps its own chain. A log of
+the node's own set that does not exist yet is passed over, with a note;
+``--follow`` ships a user's log from when it appears.
 Once: send what is new, print a summary, exit (1 when the server cannot be
 reached: the events stay in the node's log for the next run). ``--follow``:
 keep sending as events are recorded; between sends the shipper sleeps until
@@ -16,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine.errors import UsageError
@@ -40,6 +48,39 @@ def _summary(shipped: Shipped, started: float) -> str:
     )
 
 
+def users_pattern() -> str | None:
+    """The glob of every user's log the site configuration names (its ``db``
+    with ``{user}``/``{uid}`` as ``*``), if it names one per user."""
+    from engine.settings import environ
+    from engine.siteconfig import load
+
+    site = load(environ(), os.geteuid(), every_user=True)
+    pattern = site[1].get("db") if site is not None else None
+    return pattern if pattern and "*" in pattern and "://" not in pattern else None
+
+
+def node_logs(settings: Settings, *, quiet: bool = False) -> list[str]:
+    """root's log and every user's log the site configuration names, each
+    once; those that exist (all of them when none does, so the shipper says
+    which is missing)."""
+    import glob
+
+    logs = [settings.db]
+    pattern = users_pattern()
+    if pattern is not None:
+        logs += sorted(glob.glob(pattern))
+    found: dict[str, str] = {}
+    for log in logs:
+        found.setdefault(os.path.realpath(log), log)
+    there = [log for log in found.values() if os.path.isfile(log)]
+    for log in found.values():
+        if there and log not in there and not quiet:
+            sys.stderr.write(
+                f"runlog ship: note: event log {log} does not exist (yet); passed over\n"
+            )
+    return there or list(found.values())
+
+
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     from engine.ship import Shipped, Shipper
 
@@ -47,7 +88,8 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if not url:
         raise UsageError("runlog ship: --to URL is required (postgresql://...)")
     given = flags.get("log")
-    logs = [str(p) for p in given] if isinstance(given, list) and given else [settings.db]
+    named = [str(p) for p in given] if isinstance(given, list) else []
+    logs = named or node_logs(settings)
     node = str(flags.get("node") or socket.gethostname())
     tty = sys.stderr.isatty()
 
@@ -71,32 +113,85 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
                 sys.stderr.write("\r")
             sys.stdout.write(_summary(shipped, started))
         return 0
-    return _follow(shipper, shipped, started)
+    if named:
+        return _follow(shipper, shipped, started, None)
+    return _follow(shipper, shipped, started, lambda: node_logs(settings, quiet=True))
 
 
-def _follow(shipper: Shipper, shipped: Shipped, started: float) -> int:
+def _begun(log: str) -> bool:
+    """Whether a log that appeared holds runlog's tables yet (its first
+    writer creates them in a transaction of its own, just after the file)."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{log}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return found is not None
+
+
+def _top(pattern: str) -> str:
+    """The deepest directory of a glob without a wildcard in it."""
+    parts = pattern.split("/")
+    return "/".join(parts[: next(i for i, p in enumerate(parts) if "*" in p)]) or "/"
+
+
+def _follow(
+    shipper: Shipper,
+    shipped: Shipped,
+    started: float,
+    discover: Callable[[], list[str]] | None,
+) -> int:
+    """Ship, then sleep until a log's files change; with ``discover``, also
+    look for logs that appeared (a user's first log under the site
+    configuration's pattern, watched from its top directory down)."""
+    from fnmatch import fnmatchcase
+
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
     from engine.ship import ServerDown
 
     wake = threading.Event()
-    names = {p: {os.path.basename(p), os.path.basename(p) + "-wal"} for p in shipper.logs}
+    names: set[str] = set()  # the file names whose changes wake the shipper
+    watched: set[str] = set()
+    pattern = users_pattern() if discover is not None else None
 
     class Changed(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
             path = os.fsdecode(event.src_path)
-            if any(os.path.basename(path) in n for n in names.values()):
+            if os.path.basename(path) in names or (
+                pattern is not None and fnmatchcase(path.removesuffix("-wal"), pattern)
+            ):
                 wake.set()
 
     observer = Observer()
-    for directory in {os.path.dirname(p) for p in shipper.logs}:
-        observer.schedule(Changed(), directory, recursive=False)
+
+    def watch(log: str) -> None:
+        names.update((os.path.basename(log), os.path.basename(log) + "-wal"))
+        directory = os.path.dirname(log)
+        if directory not in watched:
+            watched.add(directory)
+            observer.schedule(Changed(), directory, recursive=False)
+
+    for log in shipper.logs:
+        watch(log)
+    if pattern is not None and os.path.isdir(_top(pattern)):
+        observer.schedule(Changed(), _top(pattern), recursive=True)
     observer.start()
     backoff = 0.5
     try:
         while True:
             wake.clear()
+            for log in discover() if discover is not None else ():
+                if os.path.realpath(log) not in shipper.logs and _begun(log) and shipper.add(log):
+                    watch(log)
             try:
                 shipper.ship_once(shipped)
                 backoff = 0.5

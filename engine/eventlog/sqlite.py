@@ -301,7 +301,7 @@ class SQLiteStore(EventStore):
             event_id = cur.lastrowid
             state = next_state(None, event)
             conn.execute(
-                sql.UPSERT_CONTAINER,
+                sql.UPSERT_CONTAINER if state is not None else sql.UPSERT_CONTAINER_KEEP_STATE,
                 (
                     event.container_id,
                     state,

@@ -29,7 +29,7 @@ from engine.errors import RunlogError
 from engine.eventlog import chain
 from engine.eventlog.schema import CHAINED
 
-__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo"]
+__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo", "timing"]
 
 BATCH = 5000
 #: The channel a batch's commit notifies (runlog events --follow listens).
@@ -119,6 +119,14 @@ class Shipper:
         self.batch = batch
         self.progress = progress
         self._schema_ready = False
+
+    def add(self, log: str) -> bool:
+        """Ship ``log`` too from now on; False if it is shipped already."""
+        path = str(Path(log).resolve())
+        if path in self.logs:
+            return False
+        self.logs.append(path)
+        return True
 
     def _connect(self) -> Any:
         import psycopg
@@ -296,7 +304,7 @@ class Shipper:
         with pg.cursor().copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
             node = self.node
             for row in rows:
-                copy.write_row((node, log, *row, *_timing(row[outcome], row[payload])))
+                copy.write_row((node, log, *row, *timing(row[outcome], row[payload])))
 
     def _heads(self, pg: Any, log: str, heads: dict[str, list[Any]]) -> None:
         """The containers' states after the batch: one statement for all."""
@@ -316,7 +324,7 @@ class Shipper:
             )
 
 
-def _timing(outcome: str, payload: str) -> tuple[int | None, float | None, int | None]:
+def timing(outcome: str, payload: str) -> tuple[int | None, float | None, int | None]:
     """The actions a transition completed and the ms they took, as the
     ``transition_durations`` view counts them (engine.eventlog.schema), and
     how many of its hook runs failed or warned (``hook_runs``)."""

@@ -146,6 +146,9 @@ def test_replay_all_on_the_cluster_replays_each_node_and_log(cluster: str) -> No
     # These lives go from kill straight to stopped: the machine says the
     # exit does that, so replay reports them (exit 1), as on a node's log.
     assert done.returncode == 1 and total["diverge"] == 2
+    # --id folds each node's and log's history of the id on its own.
     one = runlog("--db", cluster, "replay", "--id", "job1")
-    assert one.returncode == 1 and "several nodes or logs" in one.stderr
+    heads = [line for line in one.stdout.splitlines() if line.startswith("job1@")]
+    folded = sorted(line.split(":")[0] for line in heads)
+    assert folded == ["job1@n1", "job1@n2"], one.stdout
     assert "Traceback" not in one.stderr

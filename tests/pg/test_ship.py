@@ -266,3 +266,61 @@ def test_follow_rides_out_a_server_stop_and_catches_up(
         out, err = proc.communicate(timeout=20)
     assert "retrying" in err and "Traceback" not in err
     assert "shipped 26 events" in out
+
+
+def test_ship_finds_every_users_log_the_site_config_names(pg_url: str, tmp_path: Path) -> None:
+    """No --log: root's log and each user's log the site configuration's
+    {user} pattern names, each under its own identity (its path)."""
+    logs = tmp_path / "logs"
+    config = tmp_path / "runlog.toml"
+    config.write_text(f'db = "{logs}/{{user}}/events.db"\n')
+    paths = {name: logs / name / "events.db" for name in ("root", "alice", "bob")}
+    for n, (name, path) in enumerate(paths.items()):
+        path.parent.mkdir(parents=True)
+        fill(path, 3 + n, prefix=name)
+    (logs / "carol").mkdir()  # a user with no log yet
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOG_")}
+    env["RUNLOG_CONFIG"] = str(config)
+
+    def ship() -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--node", "n1"]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+
+    done = ship()
+    assert done.returncode == 0, done.stderr
+    assert "shipped 12 events" in done.stdout
+    rows = central(pg_url)
+    per_log = {log: [i for _, lg, i in rows if lg == log] for log in {r[1] for r in rows}}
+    assert per_log == {str(p.resolve()): local_ids(p) for p in paths.values()}
+    fill(paths["bob"], 2, prefix="bob")
+    again = ship()
+    assert again.returncode == 0 and "shipped 2 events" in again.stdout, again.stdout
+    assert len(central(pg_url)) == 14
+
+
+def test_follow_ships_a_users_log_from_when_it_appears(pg_url: str, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    config = tmp_path / "runlog.toml"
+    config.write_text(f'db = "{logs}/{{user}}/events.db"\n')
+    (logs / "root").mkdir(parents=True)
+    fill(logs / "root" / "events.db", 4, prefix="r", synchronous="FULL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOG_")}
+    env["RUNLOG_CONFIG"] = str(config)
+    argv = [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--node", "n1", "--follow"]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(central(pg_url) if _ready(pg_url) else []) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        dave = logs / "dave" / "events.db"
+        dave.parent.mkdir()
+        fill(dave, 3, prefix="d", synchronous="FULL")  # a new user's first log
+        while len(central(pg_url)) < 7 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [r[2] for r in central(pg_url) if r[1] == str(dave.resolve())] == local_ids(dave)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert "shipped 7 events" in out, err
