@@ -117,6 +117,7 @@ def run(
         service.journal = Journal(statedir.file(JOURNAL))
         watcher, given_up = _watcher()
         created, sock, dispatcher = _create(service, container, actor, given_up)
+        _let_go_of_inherited()
     except RunlogError as err:
         _refused(settings, cid, err, bundle)
         statedir.remove()
@@ -154,6 +155,26 @@ def run(
         os.dup2(devnull, fd)
     os.close(devnull)
     server.serve()
+
+
+def _let_go_of_inherited() -> None:
+    """Close what create's caller passed beyond stdio (a lock, a pipe, the
+    ``--preserve-fds``), now that the init holds its own copies of what it
+    keeps: runc's create exits and its init keeps only those, so a caller
+    waiting for EOF on a pipe it gave create, or for a lock, is not held by
+    the monitor until delete. The caller's descriptors are those without
+    close-on-exec: every one runlog opens itself has it (Python's default,
+    SQLite's, pidfds, inotify). Stdio is let go after the report (:func:`run`)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < 3:
+            continue
+        try:
+            if not os.get_inheritable(fd):
+                continue
+            os.close(fd)
+        except OSError:
+            continue  # the listing's own descriptor, gone with it
 
 
 def init_parent(options: dict[str, Any]) -> str:
