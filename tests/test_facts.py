@@ -10,7 +10,7 @@ from engine.actions.hook import STATUS_SEEN
 from engine.linux import syscalls
 from engine.oci import names
 from engine.oci.model import HOOK_ATTRIBUTES
-from engine.runtime.hooks import IN_CONTAINER
+from engine.runtime.monitor.hooks import IN_CONTAINER
 
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 
@@ -48,7 +48,7 @@ def test_the_site_config_path_the_settings_check_is_siteconfigs() -> None:
 
 def test_the_machine_digest_is_the_one_function_every_writer_uses() -> None:
     from engine.machine.definition import default_path, digest_of, load
-    from engine.runtime.record import machine_digest
+    from engine.runtime.shared.record import machine_digest
     from engine.settings import Settings
 
     path = default_path()
