@@ -68,12 +68,16 @@ HOT_PATH_ENTRIES = (
     "engine.places, engine.siteconfig, engine.cgroups.rootless, engine.linux.userns",
     "engine.runtime.init.console, engine.runtime.monitor.hookexec, engine.linux.seccomp, "
     "engine.linux.libseccomp",
+    # Loaded when they are needed: the machine's reader by the monitor on
+    # create (its catalog of actions with it), the signal names by kill.
+    "engine.machine.reader, engine.oci.signals",
 )
 HOT_PATH = frozenset(
     {
         "engine",
         "engine.actions",
         "engine.actions.base",
+        "engine.actions.catalog",
         "engine.actions.cgroup",
         "engine.actions.criu",
         "engine.actions.hook",
@@ -128,6 +132,7 @@ HOT_PATH = frozenset(
         "engine.linux.userns",
         "engine.machine",
         "engine.machine.definition",
+        "engine.machine.reader",
         "engine.machine.runtime",
         "engine.machine.vocabulary",
         "engine.oci",
@@ -137,6 +142,7 @@ HOT_PATH = frozenset(
         "engine.oci.model",
         "engine.oci.mounts",
         "engine.oci.names",
+        "engine.oci.signals",
         "engine.oci.state",
         "engine.oci.version",
         "engine.places",
