@@ -370,10 +370,11 @@ NOT_ON_CREATE = (
 
 
 def test_the_create_path_does_without_costly_modules() -> None:
-    # The monitor, the event store it opens and the loop it loads while
-    # the init sets itself up.
+    # The monitor, the event store it opens, the loop it loads while the
+    # init sets itself up, and the machine's reader it loads with the machine.
     loaded = _imported(
-        "engine.runtime.monitor.main, engine.eventlog.sqlite, engine.runtime.monitor.server"
+        "engine.runtime.monitor.main, engine.eventlog.sqlite, engine.runtime.monitor.server, "
+        "engine.machine.reader"
     )
     assert {"engine.runtime.monitor.main", "transitions", "engine.oci.model"} <= loaded
     costly = sorted(m for m in loaded if m in NOT_ON_CREATE)
