@@ -68,12 +68,16 @@ HOT_PATH_ENTRIES = (
     "engine.places, engine.siteconfig, engine.cgroups.rootless, engine.linux.userns",
     "engine.runtime.init.console, engine.runtime.monitor.hookexec, engine.linux.seccomp, "
     "engine.linux.libseccomp",
+    # Loaded when they are needed: the machine's reader by the monitor on
+    # create (its catalog of actions with it), the signal names by kill.
+    "engine.machine.reader, engine.oci.signals",
 )
 HOT_PATH = frozenset(
     {
         "engine",
         "engine.actions",
         "engine.actions.base",
+        "engine.actions.catalog",
         "engine.actions.cgroup",
         "engine.actions.criu",
         "engine.actions.hook",
@@ -128,6 +132,7 @@ HOT_PATH = frozenset(
         "engine.linux.userns",
         "engine.machine",
         "engine.machine.definition",
+        "engine.machine.reader",
         "engine.machine.runtime",
         "engine.machine.vocabulary",
         "engine.oci",
@@ -137,6 +142,7 @@ HOT_PATH = frozenset(
         "engine.oci.model",
         "engine.oci.mounts",
         "engine.oci.names",
+        "engine.oci.signals",
         "engine.oci.state",
         "engine.oci.version",
         "engine.places",
@@ -364,10 +370,11 @@ NOT_ON_CREATE = (
 
 
 def test_the_create_path_does_without_costly_modules() -> None:
-    # The monitor, the event store it opens and the loop it loads while
-    # the init sets itself up.
+    # The monitor, the event store it opens, the loop it loads while the
+    # init sets itself up, and the machine's reader it loads with the machine.
     loaded = _imported(
-        "engine.runtime.monitor.main, engine.eventlog.sqlite, engine.runtime.monitor.server"
+        "engine.runtime.monitor.main, engine.eventlog.sqlite, engine.runtime.monitor.server, "
+        "engine.machine.reader"
     )
     assert {"engine.runtime.monitor.main", "transitions", "engine.oci.model"} <= loaded
     costly = sorted(m for m in loaded if m in NOT_ON_CREATE)

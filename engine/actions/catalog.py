@@ -8,11 +8,11 @@ to implementations in :mod:`engine.actions.registry`.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from engine.frozen import field, record
 from engine.oci.names import HOOK_POINTS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

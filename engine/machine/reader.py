@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import keyword
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from engine.actions.catalog import ACTIONS, ActionSignature, Param
 from engine.errors import MachineError
 from engine.status import STATUSES
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
