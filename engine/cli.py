@@ -182,7 +182,7 @@ RUNC_COMMANDS = (
     Cmd(
         "checkpoint",
         "engine.commands.checkpoint:checkpoint",
-        "checkpoint a running container through CRIU (not driven yet: says why)",
+        "checkpoint a running container through CRIU",
         *_ID,
         (
             *_CRIU,
@@ -197,7 +197,7 @@ RUNC_COMMANDS = (
     Cmd(
         "restore",
         "engine.commands.checkpoint:restore",
-        "restore a container from a checkpoint (not driven yet: says why)",
+        "restore a container from a checkpoint through CRIU",
         *_ID,
         (
             _BUNDLE,

@@ -15,7 +15,10 @@ delete):
     reopen_log      -                       (a container log: create --log-path)
     delete          force: bool (false)
     update          resources: object (OCI linux.resources: memory, cpu, pids)
-    checkpoint      image_path: text (required); work_path: text; leave_running: bool
+    checkpoint      image_path: text (required); work_path: text; leave_running: bool;
+                    runc's CRIU flags (tcp_established, shell_job, ...: bool;
+                    manage_cgroups_mode, parent_path, page_server, status_fd:
+                    text; empty_ns: strings)
     exec            args: strings (required); user: text; cwd: text; tty, detach,
                     ignore_paused: bool          (runlog exec: recorded, then the
                                                  caller makes the process)
@@ -68,6 +71,17 @@ class Field:
         self.default = default
 
 
+_CRIU_BOOLS = (
+    "tcp_established",
+    "ext_unix_sk",
+    "shell_job",
+    "file_locks",
+    "auto_dedup",
+    "lazy_pages",
+    "pre_dump",
+)
+_CRIU_TEXTS = ("manage_cgroups_mode", "parent_path", "page_server", "status_fd")
+
 #: Every op and its fields. The machine's triggers among them (start,
 #: pause, resume, kill, delete) are fired through the service; the others
 #: are answered by the monitor itself.
@@ -89,6 +103,10 @@ OPS: dict[str, dict[str, Field]] = {
         "image_path": Field(_TEXT, required=True),
         "work_path": Field(_TEXT, default=""),
         "leave_running": Field(_BOOL, default=False),
+        # runc's CRIU flags: passed on, or refused by name (engine.actions.criu)
+        **{name: Field(_BOOL, default=False) for name in _CRIU_BOOLS},
+        **{name: Field(_TEXT, default="") for name in _CRIU_TEXTS},
+        "empty_ns": Field(_STRINGS, default=[]),
     },
     "exec": {
         "args": Field(_STRINGS, required=True),
