@@ -539,7 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunlogError as err:
         message = str(err)
         sys.stderr.write(message + "\n")
-        if words and (not parsed or isinstance(err, (InvalidId, SignalError))):
+        # Refused on the command line (a flag, a value, an id, a signal),
+        # before any monitor was asked: recorded for the container it names.
+        if words and (not parsed or isinstance(err, (InvalidId, SignalError, UsageError))):
             _refused(gflags, words, err)
         log = gflags.get("log") or environ().get("RUNLOG_LOG")
         _log_line(
