@@ -562,15 +562,6 @@ def test_ps_and_events_stats(runlog: Any, bundle: Bundle) -> None:
     sample = json.loads(runlog("events", "--stats", "t-ps", check=True).stdout)
     assert sample["type"] == "stats" and sample["id"] == "t-ps"
     assert sample["data"]["pids"]["current"] == 1
-    # ps options pass through (runc's `ps ID -o pid,comm`); ps refusing
-    # one is a one-line refusal, recorded, never a traceback.
-    table = runlog("ps", "t-ps", "-o", "pid,comm", check=True).stdout.splitlines()
-    assert table[0].split() == ["PID", "COMMAND"] and table[1].split() == [str(pid), "sleep"]
-    bad = runlog("ps", "t-ps", "-o", "nosuchfield")
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
-    assert bad.stderr.startswith("runlog ps: exit status 1: ")
-    assert len(bad.stderr.strip().splitlines()) == 1
-    assert runlog.events("t-ps")[-1] == ("ps", None, "rejected")
     runlog("delete", "-f", "t-ps", check=True)
 
 
