@@ -410,7 +410,10 @@ def _criu_refusals(c: Container) -> None:
     if c.config.process.terminal:
         raise ActionError("a container with a terminal: runlog does not checkpoint or restore it")
     if c.config.linux.namespace("user") is not None or os.geteuid() != 0:
-        raise ActionError("CRIU needs root: a rootless container cannot be checkpointed")
+        raise ActionError(
+            "a container with a user namespace (or rootless): runlog does not checkpoint "
+            "or restore it"
+        )
 
 
 def _criu_flags(request: Mapping[str, Any]) -> list[str]:

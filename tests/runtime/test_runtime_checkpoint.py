@@ -283,6 +283,31 @@ def test_checkpoint_and_restore_refusals_are_recorded(
     runlog("delete", "k-1", check=True)
 
 
+def test_what_runlog_does_not_checkpoint_is_refused_and_recorded(
+    runlog: Any, bundle: Bundle, tmp_path: Path, console: Any, working_criu: str
+) -> None:
+    def user_namespace(spec: dict[str, Any]) -> None:
+        linux = spec["linux"]
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = linux["gidMappings"] = [
+            {"containerID": 0, "hostID": 0, "size": 65536}
+        ]
+
+    def terminal(spec: dict[str, Any]) -> None:
+        spec["process"]["terminal"] = True
+
+    runlog("run", "-d", "k-user", "-b", str(bundle(["sleep", "60"], user_namespace)), check=True)
+    b = bundle(["sleep", "60"], terminal)
+    runlog("run", "-d", "--console-socket", str(console.path), "k-tty", "-b", str(b), check=True)
+    for cid, words in (("k-user", "a container with a user namespace"), ("k-tty", "a terminal")):
+        out = runlog("checkpoint", "--image-path", str(tmp_path / cid), cid)
+        assert out.returncode == 1 and words in out.stderr, out.stderr
+        assert runlog.state(cid)["status"] == "running"
+        outcome, payload = _outcome(runlog.db, cid, "checkpoint")
+        assert outcome == "failed" and words in payload["error"]
+        runlog("delete", "--force", cid, check=True)
+
+
 def test_criu_problem_names_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
