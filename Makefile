@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= $(CURDIR)/.demo
 
-.PHONY: all deps bench-deps venv lint typecheck unit test demo bench stress sql clean install
+.PHONY: all deps bench-deps venv lint typecheck unit test demo bench stress sql clean install criu
 
 all: test
 
@@ -26,6 +26,9 @@ DEBS += $(if $(shell command -v podman),,podman)
 # runc, for the tests that run `runc spec`'s bundle side by side with it
 # and for the benchmarks.
 DEBS += $(if $(shell command -v runc),,runc)
+# CRIU, for checkpoint and restore (`make criu` builds a newer one where
+# this one fails its check).
+DEBS += $(if $(shell command -v criu),,criu)
 # PostgreSQL 15's server, for the tests of the cluster-wide log (runlog ship).
 DEBS += $(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
 # The rootless tests: runc side by side, newuidmap/newgidmap; the Slurm
@@ -65,8 +68,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict engine
 
-unit: $(STAMP) deps
+unit: $(STAMP) deps criu
 	$(PY) -m pytest -q
+
+# CRIU for checkpoint/restore. Debian 12's criu 3.17 fails `criu check` on
+# newer kernels (it cannot read 6.18's vDSO): only there, CRIU is built
+# from Debian's newer source package into .criu/ (about 30 s), and the
+# tests run it through RUNLOG_CRIU.
+CRIU_DIR := $(CURDIR)/.criu
+criu: deps
+	scripts/build-criu $(CRIU_DIR)
 
 test: lint typecheck unit
 
@@ -111,4 +122,4 @@ sql: $(STAMP)
 	$(PY) -m engine.eventlog.gensql > engine/eventlog/sql.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) $(DEMO_DIR) $(CRIU_DIR) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -183,7 +183,7 @@ RUNC_COMMANDS = (
     Cmd(
         "checkpoint",
         "engine.commands.checkpoint:checkpoint",
-        "checkpoint a running container through CRIU (not driven yet: says why)",
+        "checkpoint a running container through CRIU",
         *_ID,
         (
             *_CRIU,
@@ -198,7 +198,7 @@ RUNC_COMMANDS = (
     Cmd(
         "restore",
         "engine.commands.checkpoint:restore",
-        "restore a container from a checkpoint (not driven yet: says why)",
+        "restore a container from a checkpoint through CRIU",
         *_ID,
         (
             _BUNDLE,
@@ -558,7 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunlogError as err:
         message = str(err)
         sys.stderr.write(message + "\n")
-        if words and (not parsed or isinstance(err, (InvalidId, SignalError))):
+        # Refused on the command line (a flag, a value, an id, a signal),
+        # before any monitor was asked: recorded for the container it names.
+        if words and (not parsed or isinstance(err, (InvalidId, SignalError, UsageError))):
             _refused(gflags, words, err)
         log = gflags.get("log") or environ().get("RUNLOG_LOG")
         _log_line(

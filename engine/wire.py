@@ -100,6 +100,19 @@ class Field:
         self.default = default
 
 
+#: runc's CRIU flags that checkpoint takes: passed on to CRIU, or refused
+#: by name (engine.actions.criu).
+CRIU_BOOLS = (
+    "tcp_established",
+    "ext_unix_sk",
+    "shell_job",
+    "file_locks",
+    "auto_dedup",
+    "lazy_pages",
+    "pre_dump",
+)
+CRIU_TEXTS = ("manage_cgroups_mode", "parent_path", "page_server", "status_fd")
+
 #: Every op and its fields. The machine's triggers among them (start,
 #: pause, resume, kill, delete, and update, checkpoint, exec, exec_exit
 #: where the machine has them) are fired through the service; the others
@@ -115,7 +128,10 @@ class Field:
 #:     reopen_log      -                  (a container log: create --log-path)
 #:     delete          force: bool (false)
 #:     update          resources: object (OCI linux.resources: memory, cpu, pids)
-#:     checkpoint      image_path: text (required); work_path: text; leave_running: bool
+#:     checkpoint      image_path: text (required); work_path: text; leave_running: bool;
+#:                     runc's CRIU flags (tcp_established, shell_job, ...: bool;
+#:                     manage_cgroups_mode, parent_path, page_server, status_fd:
+#:                     text; empty_ns: strings)
 #:     exec            args: strings (required); user, cwd: text; tty, detach,
 #:                     ignore_paused: bool   (recorded; the caller makes the process)
 #:     exec_exit       exec: int (required, the exec's id); pid: int; exit_code,
@@ -139,6 +155,9 @@ OPS: "dict[str, dict[str, Field]]" = {
         "image_path": Field(TEXT, required=True),
         "work_path": Field(TEXT, default=""),
         "leave_running": Field(BOOL, default=False),
+        **{name: Field(BOOL, default=False) for name in CRIU_BOOLS},
+        **{name: Field(TEXT, default="") for name in CRIU_TEXTS},
+        "empty_ns": Field(STRINGS, default=[]),
     },
     "exec": {
         "args": Field(STRINGS, required=True),

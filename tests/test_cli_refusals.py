@@ -38,6 +38,35 @@ def flags(tmp_path: Path) -> list[str]:
         (["fly", "c"], "fly", "unknown command 'fly'"),
         (["start", "--bogus", "c"], "start", "flag provided but not defined: --bogus"),
         (["pause", "c", "d"], "pause", '"pause" requires exactly 1 argument(s)'),
+        # Every verb's own bad flag, for an existing container.
+        *(
+            ([verb, "--bogus", "c"], verb, "flag provided but not defined: --bogus")
+            for verb in (
+                "create",
+                "run",
+                "state",
+                "kill",
+                "delete",
+                "pause",
+                "resume",
+                "exec",
+                "update",
+                "checkpoint",
+                "restore",
+                "ps",
+                "events",
+            )
+        ),
+        (["exec", "-x", "c", "true"], "exec", "flag provided but not defined: -x"),
+        (["exec", "--tty=maybe", "c", "true"], "exec", "invalid boolean value 'maybe'"),
+        (["exec", "c"], "exec", "process args cannot be empty"),
+        (["exec", "--user", "c"], "exec", '"exec" requires a minimum of 1 argument(s)'),
+        # Values refused before the monitor is asked.
+        (["update", "--memory", "lots", "c"], "update", "invalid size: 'lots'"),
+        (["update", "--cpu-share", "x", "c"], "update", "'x' is not an integer"),
+        (["update", "-r", "/nonexistent/r.json", "c"], "update", "open /nonexistent/r.json"),
+        (["events", "--interval", "x", "c"], "events", 'invalid value "x" for flag -interval'),
+        (["kill", "c", "TERM", "x"], "kill", '"kill" requires a maximum of 2 argument(s)'),
     ],
 )
 def test_a_refusal_naming_a_container_is_recorded(

@@ -48,6 +48,12 @@ class ProcessDriver(Protocol):
     def exit_status(self) -> dict[str, Any] | None:
         """{"exit_code": n} or {"signal": n} once the init has ended, else None."""
 
+    def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """CRIU's dump of the container (``image_path``, ``leave_running``...)."""
+
+    def restore(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """CRIU's restore of ``image_path`` as the init; {"pid": ...}."""
+
 
 class HookDriver(Protocol):
     def run(

@@ -119,6 +119,17 @@ class FakeProcess:
     def exit_status(self) -> dict[str, Any] | None:
         return None if self.exited is None else dict(self.exited)
 
+    def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.world.call(self.container_id, "process.checkpoint")
+        if not request.get("leave_running"):
+            self.exited = {"signal": SIGKILL}
+        return {"image_path": request.get("image_path")}
+
+    def restore(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        self.world.call(self.container_id, "process.restore")
+        self.pid, self.released, self.exited = self.world.new_pid(), True, None
+        return {"pid": self.pid, "image_path": request.get("image_path")}
+
     def exit(self, code: int) -> None:
         """The user's process ends by itself with ``code``."""
         assert self.pid is not None, "no init to exit"

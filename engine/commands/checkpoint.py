@@ -1,10 +1,14 @@
 """``runlog checkpoint`` and ``runlog restore``: runc's, through CRIU.
 
-Both are the machine's (``checkpoint`` of a running or paused container,
-``restore`` of a new one) and both fail for now: runlog does not drive
-CRIU yet, and says what CRIU lacks on the host where ``criu check`` fails
-(:mod:`engine.actions.criu`). The events have the image path and that
-answer.
+Both are the machine's. ``checkpoint`` of a running or paused container
+asks its monitor, which runs CRIU's dump (without ``--leave-running`` the
+tree ends, and the container is stopped). ``restore`` starts a monitor as
+``create`` does, whose ``restore`` transition makes the cgroup and runs
+CRIU's restore there: the restored tree is the container's init, running;
+without ``--detach`` runlog waits for it and exits with its status, as
+``run``. Where ``criu check`` fails, both fail saying what CRIU lacks on
+the host (:mod:`engine.actions.criu`). The events have the image path
+and CRIU's outcome.
 """
 
 from __future__ import annotations
@@ -13,10 +17,22 @@ import os
 from typing import Any
 
 from engine.commands.container import _call
-from engine.errors import UsageError
+from engine.errors import RunlogError, UsageError
 from engine.settings import Settings
 
 __all__ = ["checkpoint", "restore"]
+
+# runc's checkpoint and restore flags that go to CRIU, as the request has them.
+_CRIU_FLAGS = (
+    "tcp_established",
+    "ext_unix_sk",
+    "shell_job",
+    "file_locks",
+    "manage_cgroups_mode",
+    "empty_ns",
+    "auto_dedup",
+    "lazy_pages",
+)
 
 
 def _image_path(flags: dict[str, object]) -> str:
@@ -27,41 +43,63 @@ def _image_path(flags: dict[str, object]) -> str:
     return os.path.abspath(path)
 
 
-def checkpoint(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+def _criu_request(flags: dict[str, object], names: tuple[str, ...]) -> dict[str, Any]:
+    """The image path and CRIU's flags that were given. (The criu run is
+    the monitor's to find: ``RUNLOG_CRIU`` as create had it, or PATH's.)"""
     request: dict[str, Any] = {
-        "op": "checkpoint",
         "image_path": _image_path(flags),
         "work_path": os.path.abspath(str(flags["work_path"])) if flags.get("work_path") else "",
-        "leave_running": bool(flags.get("leave_running")),
     }
+    for name in (*_CRIU_FLAGS, *names):
+        if flags.get(name):
+            request[name] = flags[name]
+    return request
+
+
+def checkpoint(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
+    request = _criu_request(flags, ("parent_path", "pre_dump", "page_server", "status_fd"))
+    request["op"] = "checkpoint"
+    request["leave_running"] = bool(flags.get("leave_running"))
     _call(settings, args[0], "checkpoint", request)
     return 0
 
 
 def restore(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    from engine.actions.registry import REGISTRY
-    from engine.eventlog import open_store
-    from engine.machine.definition import load, resolve
-    from engine.machine.runtime import Lifecycle
-    from engine.service import Service
+    from engine import control
+    from engine.commands import container
+    from engine.runtime.cli.launch import launch
+    from engine.runtime.shared.statedir import CONTROL, StateDir
     from engine.status import Actor
 
     cid = args[0]
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
+    request = _criu_request(flags, ("lsm_profile", "lsm_mount_context"))
     if not os.path.isfile(os.path.join(bundle, "config.json")):
-        raise UsageError(f"restore {cid}: no config.json in the bundle {bundle}")
-    definition = load(resolve(settings.machine, {}))
-    request = {
-        "bundle": bundle,
-        "image_path": _image_path(flags),
-        "detach": bool(flags.get("detach")),
-    }
-    with open_store(settings.db) as store:
-        # The restore's actions need no container drivers: nothing exists yet.
-        service = Service(store, Lifecycle(definition, REGISTRY), _no_drivers)
-        service.request(cid, "restore", Actor.current(), request)
-    return 0
+        error = UsageError(f"restore {cid}: no config.json in the bundle {bundle}")
+        from engine.runtime.shared import record
 
-
-def _no_drivers(_cid: str) -> Any:
-    return None
+        record.rejected(settings, cid, "restore", error, {"bundle": bundle, **request})
+        raise error
+    detach = bool(flags.get("detach"))
+    pid = launch(
+        settings,
+        cid,
+        bundle,
+        no_pivot=bool(flags.get("no_pivot")),
+        console_socket=str(flags["console_socket"]) if flags.get("console_socket") else None,
+        # In the foreground, restore waits for the status: its monitor reaps.
+        init_parent=settings.init_parent if detach else "monitor",
+        actor=Actor.current(),
+        restore=request,
+    )
+    if flags.get("pid_file"):
+        container._write_pid_file(os.path.abspath(str(flags["pid_file"])), pid)
+    if detach:
+        return 0
+    path = StateDir(settings.root, cid).file(CONTROL)
+    try:
+        status = control.call(path, {"op": "wait"}, timeout=None)["exit"]
+    except KeyboardInterrupt:
+        raise RunlogError(f"restore {cid}: interrupted; the container runs on") from None
+    container._discard(settings, cid, path)  # as run: gone once it has ended
+    return container._status_code(status)

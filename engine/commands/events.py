@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from engine import jsonfast
-from engine.errors import ContainerNotFound
+from engine.errors import ContainerNotFound, UsageError
 from engine.runtime.shared.statedir import StateDir
 from engine.settings import Settings
 from engine.status import Outcome, Status
@@ -54,8 +54,12 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
 def stats(settings: Settings, container_id: str, once: bool, interval: object) -> int:
     from engine.commands.info import cgroup_manager
 
+    try:
+        seconds = float(str(interval or "5").rstrip("s"))
+    except ValueError:
+        # runc's words
+        raise UsageError(f'invalid value "{interval}" for flag -interval: parse error') from None
     manager = cgroup_manager(settings, container_id, "events")
-    seconds = float(str(interval or "5").rstrip("s"))
     while True:
         sample = {"type": "stats", "id": container_id, "data": manager.stats()}
         sys.stdout.write(jsonfast.dumps(sample) + "\n")

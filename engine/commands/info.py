@@ -102,8 +102,12 @@ def ps(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     import subprocess
 
     ps_args = args[1:] or ["-ef"]
-    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
-    lines = out.splitlines()
+    done = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # runc's words: ps's status and what ps said (an unknown option).
+        said = " ".join(done.stderr.split("\n", 1)[0].split())
+        raise UsageError(f"runlog ps: exit status {done.returncode}: {said}")
+    lines = done.stdout.splitlines()
     header = lines[0].split()
     if "PID" not in header:
         raise UsageError("runlog ps: the ps output has no PID column")

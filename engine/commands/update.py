@@ -64,11 +64,11 @@ def _read(path: str) -> dict[str, Any]:
                 text = fh.read()
         doc = jsonfast.loads(text)
     except OSError as err:
-        raise RunlogError(f"open {path}: {err.strerror}") from None
+        raise UsageError(f"open {path}: {err.strerror}") from None
     except ValueError as err:
-        raise RunlogError(f"{path}: invalid JSON: {err}") from None
+        raise UsageError(f"{path}: invalid JSON: {err}") from None
     if not isinstance(doc, dict):
-        raise RunlogError(f"{path}: expected a JSON object (linux.resources)")
+        raise UsageError(f"{path}: expected a JSON object (linux.resources)")
     return doc
 
 

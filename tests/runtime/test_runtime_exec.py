@@ -204,6 +204,67 @@ def test_detached_exec_writes_the_pid_file_and_the_monitor_records_its_end(
     runlog("delete", "--force", "x-det", check=True)
 
 
+# conmon's part in a detached exec: a child subreaper runs `exec -d`, so
+# the process comes to it; it reaps it only once the monitor has recorded
+# its end (read from the zombie), then prints what it reaped.
+SUPERVISOR = """
+import ctypes, json, os, sqlite3, subprocess, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+db, pid_file, count, argv = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+assert done.returncode == 0, done.stderr
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    with sqlite3.connect(db) as conn:
+        q = 'SELECT count(*) FROM events WHERE "trigger" = ?'
+        n = conn.execute(q, ("exec_exit",)).fetchone()
+    if n[0] >= count:
+        break
+    time.sleep(0.05)
+_pid, status = os.waitpid(int(open(pid_file).read()), 0)
+print(json.dumps(os.waitstatus_to_exitcode(status)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "end"), [("exit 5", {"exit_code": 5}), ("kill -9 $$", {"signal": 9})]
+)
+def test_a_detached_exec_under_a_supervisor_ends_with_its_code_or_signal(
+    runlog: Any, bundle: Bundle, tmp_path: Path, script: str, end: dict[str, int]
+) -> None:
+    _running(runlog, bundle, "x-sup")
+    pid_file = tmp_path / "exec.pid"
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    exec_argv = [
+        "exec",
+        "-d",
+        "--pid-file",
+        str(pid_file),
+        "x-sup",
+        "sh",
+        "-c",
+        f"sleep 0.3; {script}",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", SUPERVISOR, str(runlog.db), str(pid_file), "1", *cmd, *exec_argv],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reaped = json.loads(out.stdout)
+    assert reaped == end.get("exit_code", -end.get("signal", 0))  # what the supervisor got
+    ended = [e for e in _exec_events(runlog, "x-sup") if e[1] == "exec_exit"]
+    assert len(ended) == 1
+    request = ended[0][3]["request"]
+    assert request["pid"] == int(pid_file.read_text())
+    for key, value in end.items():
+        assert request[key] == value, request  # the same status, in the log
+    runlog("delete", "--force", "x-sup", check=True)
+
+
 def test_exec_tty_through_the_console_socket(runlog: Any, bundle: Bundle, tmp_path: Path) -> None:
     _running(runlog, bundle, "x-tty")
     path = tmp_path / "console.sock"
@@ -315,6 +376,8 @@ def test_exec_refused_when_paused_stopped_or_missing(runlog: Any, bundle: Bundle
     assert empty.returncode == 1 and "process args cannot be empty" in empty.stderr
     armor = runlog("exec", "--apparmor", "p", "x-ref", "true")
     assert armor.returncode == 255 and "--apparmor 'p'" in armor.stderr
+    label = runlog("exec", "--process-label", "l", "x-ref", "true")
+    assert label.returncode == 255 and "--process-label 'l'" in label.stderr
     outcomes = [(t, o) for _, t, o, _ in _exec_events(runlog, "x-ref")]
     assert outcomes[0] == ("exec", "rejected")
     assert ("exec", "ok") in outcomes  # --ignore-paused

@@ -4,6 +4,8 @@ owner, features, and one runtime-spec version everywhere."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,37 @@ def test_ps_passes_options_to_ps_and_list_shows_the_owner(runlog: Any, bundle: B
     out = runlog("ps", "s-ps", "-o", "pid,comm", check=True).stdout.splitlines()
     assert out[0].split() == ["PID", "COMMAND"]
     assert [line.split() for line in out[1:]] == [[str(pid), "sleep"]]
+    # An option ps refuses: one line with ps's status and words, recorded.
+    bad = runlog("ps", "s-ps", "-o", "nosuchfield")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.startswith("runlog ps: exit status 1: ")
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert runlog.events("s-ps")[-1] == ("ps", None, "rejected")
     listed = json.loads(runlog("list", "--format", "json", check=True).stdout)
     assert [(c["id"], c["owner"]) for c in listed] == [("s-ps", "root")]
     table = runlog("list", check=True).stdout.splitlines()
     assert table[0].split()[-1] == "OWNER" and table[1].split()[-1] == "root"
     runlog("delete", "--force", "s-ps", check=True)
+
+
+def _fields(doc: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every key of a features document, dotted (annotations' values aside)."""
+    found = set()
+    for key, value in doc.items():
+        name = f"{prefix}.{key}" if prefix else key
+        found.add(name)
+        if isinstance(value, dict) and key != "annotations":
+            found |= _fields(value, name)
+    return found
+
+
+def test_features_has_every_field_runc_prints(runlog: Any) -> None:
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed (make deps installs it)")
+    theirs = json.loads(
+        subprocess.run(["runc", "features"], capture_output=True, text=True, check=True).stdout
+    )
+    ours = json.loads(runlog("features", check=True).stdout)
+    assert _fields(theirs) <= _fields(ours), sorted(_fields(theirs) - _fields(ours))
+    assert set(theirs["hooks"]) <= set(ours["hooks"])
+    assert set(theirs["linux"]["namespaces"]) <= set(ours["linux"]["namespaces"])

@@ -55,6 +55,7 @@ def launch(
     log_format: str = "basic",
     init_parent: str = "auto",
     actor: Actor,
+    restore: dict[str, object] | None = None,
 ) -> int:
     """Start a monitor that creates the container; return the init's pid."""
     if init_parent not in INIT_PARENTS:
@@ -72,7 +73,8 @@ def launch(
         early.abandon()
         from engine.runtime.shared import record
 
-        record.rejected(settings, container_id, "create", err, {"bundle": bundle})
+        trigger = "restore" if restore else "create"
+        record.rejected(settings, container_id, trigger, err, {"bundle": bundle})
         raise
     except BaseException:
         early.abandon()
@@ -94,6 +96,7 @@ def launch(
         "log_format": log_format,
         "init_parent": init_parent,
         "caller": os.getppid(),
+        "restore": restore,
     }
     request = {
         "settings": {name: getattr(settings, name) for name in Settings.__slots__},

@@ -139,6 +139,12 @@ class _Process:
     def release(self) -> dict[str, Any]:
         raise _no_monitor("releasing the init")
 
+    def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise _no_monitor("a checkpoint")
+
+    def restore(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        raise _no_monitor("a restore")
+
     def signal(self, signo: int, all_processes: bool) -> dict[str, Any]:
         w = self.w
         if not w.init_alive():

@@ -327,6 +327,10 @@ def _init(
             from engine.runtime.init.console import setup_console
 
             setup_console(console, config, new_mount_ns)
+        else:
+            # A session of its own, as runc's init (the console's set-up
+            # makes one too): CRIU dumps only a session led inside.
+            os.setsid()
         rootfs.finalize(config, new_mount_ns=new_mount_ns)
         try:
             os.chdir(process.cwd)

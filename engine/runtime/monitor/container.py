@@ -124,6 +124,9 @@ class Container:
         self.released: spawn.InitHandle | None = None
         # The monitor's work while the init sets itself up (spawn.spawn).
         self.meanwhile: Callable[[], None] | None = None
+        # runlog restore: its request (image path, CRIU's flags), for the
+        # monitor to run the machine's ``restore`` rather than ``create``.
+        self.restore: dict[str, Any] | None = None
         self.pid: int | None = None
         self.exit: dict[str, Any] | None = None
         self.started_ns: int | None = None
@@ -359,6 +362,76 @@ class _Process:
 
     def exit_status(self) -> dict[str, Any] | None:
         return None if self.c.exit is None else dict(self.c.exit)
+
+    def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """runc checkpoint (engine.linux.criu); without ``leave_running``
+        CRIU ends the tree, and ``exit`` follows."""
+        from engine.linux import criu as criu_
+
+        c = self.c
+        if c.pid is None or c.reap(block=False):
+            raise ActionError("container not running")
+        _criu_refusals(c)
+        return criu_.dump(
+            criu,
+            c.pid,
+            c.config.root.path,
+            str(request["image_path"]),
+            work=str(request.get("work_path") or ""),
+            leave_running=bool(request.get("leave_running")),
+            freezer=c.manager.paths.get("freezer"),
+            cgroups=c.manager.paths,
+            extra=_criu_flags(request),
+        )
+
+    def restore(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """runc restore: CRIU's tree, in this container's cgroup, is its init."""
+        from engine.linux import criu as criu_
+
+        c = self.c
+        _criu_refusals(c)
+        binds = {
+            m.destination: m.source
+            for m in c.config.mounts
+            if m.source and ("bind" in m.options or "rbind" in m.options or m.type == "bind")
+        }
+        result = criu_.restore(
+            criu,
+            str(request["image_path"]),
+            c.config.root.path,
+            work=str(request.get("work_path") or ""),
+            cgroups=c.manager.paths,
+            binds=binds,
+            extra=[f for f in _criu_flags(request) if not f.startswith("--manage-cgroups")],
+        )
+        c.pid = int(result["pid"])
+        c.started_ns = time.time_ns()
+        if c.caller_reaps:
+            c.watch()
+        return result
+
+
+def _criu_refusals(c: Container) -> None:
+    """What runlog does not checkpoint or restore, said before CRIU runs."""
+    if c.config.process.terminal:
+        raise ActionError("a container with a terminal: runlog does not checkpoint or restore it")
+    if c.config.linux.namespace("user") is not None or os.geteuid() != 0:
+        raise ActionError(
+            "a container with a user namespace (or rootless): runlog does not checkpoint "
+            "or restore it"
+        )
+
+
+def _criu_flags(request: Mapping[str, Any]) -> list[str]:
+    """runc's flags that are CRIU's own, passed on."""
+    flags = ["--" + name.replace("_", "-") for name in _CRIU_BOOLEANS if request.get(name)]
+    mode = request.get("manage_cgroups_mode")
+    if mode:
+        flags.append(f"--manage-cgroups={mode}")
+    return flags
+
+
+_CRIU_BOOLEANS = ("tcp_established", "ext_unix_sk", "shell_job", "file_locks")
 
 
 def _above_stdio(fd: int) -> int:

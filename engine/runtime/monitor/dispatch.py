@@ -242,7 +242,12 @@ class Dispatcher:
         if op == "exec":
             return self._exec(actor, args)
         if op == "checkpoint":
-            self.service.request(self.id, op, actor, args)
+            try:
+                self.service.request(self.id, op, actor, args)
+                if not args["leave_running"]:
+                    self.sent.add(_signal.SIGKILL)  # CRIU's, at runlog's asking
+            finally:
+                self.refresh()  # a dump that ended the tree: stopped before the reply
             return self._ok()
         if op == "update":
             event = self.service.request(self.id, op, actor, args)

@@ -104,6 +104,7 @@ def run(
             capture=bool(log_path),
             caller_reaps=caller_reaps,
         )
+        container.restore = options.get("restore")
         # Before anything is made: whoever finds this create dead finds
         # its monitor and cgroups by the id (engine.runtime.cli.remains).
         container.write_runtime(os.getpid())
@@ -119,7 +120,7 @@ def run(
         created, sock, dispatcher = _create(service, container, actor, given_up)
         _let_go_of_inherited()
     except RunlogError as err:
-        _refused(settings, cid, err, bundle)
+        _refused(settings, cid, err, bundle, options.get("restore"))
         statedir.remove()
         report(report_fd, f"error {err}")
         return
@@ -214,13 +215,16 @@ def report(fd: int, text: str) -> None:
         os.close(fd)
 
 
-def _refused(settings: Settings, cid: str, err: RunlogError, bundle: str) -> None:
-    """Record a create refused before the machine was asked (the service
-    recorded the rest), unless the log itself is what refused."""
+def _refused(
+    settings: Settings, cid: str, err: RunlogError, bundle: str, restore: Any = None
+) -> None:
+    """Record a create (or restore) refused before the machine was asked
+    (the service recorded the rest), unless the log itself is what refused."""
     if isinstance(err, (LifecycleError, EventLogError)):
         return
     try:
-        record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
+        trigger = "restore" if restore else CREATE
+        record.rejected(settings, cid, trigger, err, {"bundle": bundle, **(restore or {})})
     except RunlogError:
         pass  # the log refuses it too: the error create reports is the record
 
@@ -319,7 +323,10 @@ def _create(
         args = {"bundle": container.config.bundle}
         if given_up:
             args["given_up"] = given_up
-        event = service.request(container.id, CREATE, actor, args)
+        # runlog restore: the same monitor, CRIU's tree for the init.
+        restore = container.restore
+        args.update(restore or {})
+        event = service.request(container.id, "restore" if restore else CREATE, actor, args)
     finally:
         container.meanwhile = None
     # A machine whose create spawns nothing has no init to wait for.
