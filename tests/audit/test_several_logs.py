@@ -15,19 +15,13 @@ import pytest
 
 from engine.actions.fakes import FakeWorld
 from engine.actions.registry import REGISTRY
-from engine.cli import main
 from engine.errors import RunlogError
 from engine.eventlog.sqlite import SQLiteStore
 from engine.machine.definition import default_path, load
 from engine.machine.runtime import Lifecycle
 from engine.service import Service
 from engine.status import Actor
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.audit.test_commands import run
 
 
 @pytest.fixture(autouse=True)
