@@ -6,6 +6,8 @@ given more than once or as a glob; every row names the log it came from.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,9 @@ def test_audit_merges_logs_in_time_order_each_row_naming_its_log(
     header, *rows = out.splitlines()
     assert header.split()[:3] == ["TIME", "LOG", "CONTAINER"]
     assert [r.split()[1] for r in rows] == [r["log"] for r in records]
+    code, out, _ = run(capsys, "--db", a, "--db", b, "--db", c, "audit", "-f", "csv")
+    header, *lines = list(csv.reader(io.StringIO(out)))
+    assert header[-1] == "log" and [line[-1] for line in lines] == [r["log"] for r in records]
     code, out, _ = run(capsys, "--db", a, "--db", b, "--db", c, "audit", "--limit", "2")
     assert [orjson.loads(line)["log"] for line in out.splitlines()] == [c, c]
 
