@@ -389,3 +389,12 @@ def test_ship_shows_its_progress_on_a_terminal(pg_url: str, tmp_path: Path) -> N
     assert b"\rshipped 5000 events" in seen and b"\rshipped 12000 events" in seen, seen
     assert done.stdout.startswith("shipped 12000 events (")
     assert "events/s; lag: 0 events behind" in done.stdout
+
+
+def test_ship_of_a_node_writing_straight_to_the_database_says_so(pg_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOG_")}
+    argv = [sys.executable, "-m", "engine", "--db", pg_url, "ship", "--to", pg_url]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("runlog ship: no log to send: --db ")
+    assert "is a database (its events are there already)" in done.stderr
