@@ -75,8 +75,8 @@ def node_logs(settings: Settings, *, quiet: bool = False) -> list[str]:
         from engine.eventlog.schema import redacted
 
         raise UsageError(
-            f"runlog ship: no log to send: --db {redacted(settings.db)} is a database (its events are "
-            "there already); --log PATH names a node's SQLite log"
+            f"runlog ship: no log to send: --db {redacted(settings.db)} is a database "
+            "(its events are there already); --log PATH names a node's SQLite log"
         )
     found: dict[str, str] = {}
     for log in logs:
