@@ -65,10 +65,19 @@ def node_logs(settings: Settings, *, quiet: bool = False) -> list[str]:
     which is missing)."""
     import glob
 
-    logs = [settings.db]
+    # A node writing straight to the database (--db postgresql://...) has
+    # no log of root's to send: its events are there already.
+    logs = [] if "://" in settings.db else [settings.db]
     pattern = users_pattern()
     if pattern is not None:
         logs += sorted(glob.glob(pattern))
+    if not logs:
+        from engine.eventlog.schema import redacted
+
+        raise UsageError(
+            f"runlog ship: no log to send: --db {redacted(settings.db)} is a database "
+            "(its events are there already); --log PATH names a node's SQLite log"
+        )
     found: dict[str, str] = {}
     for log in logs:
         found.setdefault(os.path.realpath(log), log)

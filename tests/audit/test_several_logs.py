@@ -6,6 +6,8 @@ given more than once or as a glob; every row names the log it came from.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -15,19 +17,13 @@ import pytest
 
 from engine.actions.fakes import FakeWorld
 from engine.actions.registry import REGISTRY
-from engine.cli import main
 from engine.errors import RunlogError
 from engine.eventlog.sqlite import SQLiteStore
 from engine.machine.definition import default_path, load
 from engine.machine.runtime import Lifecycle
 from engine.service import Service
 from engine.status import Actor
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.audit.test_commands import run
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +81,9 @@ def test_audit_merges_logs_in_time_order_each_row_naming_its_log(
     header, *rows = out.splitlines()
     assert header.split()[:3] == ["TIME", "LOG", "CONTAINER"]
     assert [r.split()[1] for r in rows] == [r["log"] for r in records]
+    code, out, _ = run(capsys, "--db", a, "--db", b, "--db", c, "audit", "-f", "csv")
+    header, *lines = list(csv.reader(io.StringIO(out)))
+    assert header[-1] == "log" and [line[-1] for line in lines] == [r["log"] for r in records]
     code, out, _ = run(capsys, "--db", a, "--db", b, "--db", c, "audit", "--limit", "2")
     assert [orjson.loads(line)["log"] for line in out.splitlines()] == [c, c]
 

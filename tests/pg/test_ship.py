@@ -324,3 +324,77 @@ def test_follow_ships_a_users_log_from_when_it_appears(pg_url: str, tmp_path: Pa
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     assert "shipped 7 events" in out, err
+
+
+def test_a_shipper_mid_batch_never_holds_up_an_append(pg_url: str, tmp_path: Path) -> None:
+    """While a batch goes to the server, the node appends without waiting: an
+    append that may not wait for the log's lock (wait=False) goes through."""
+    log = tmp_path / "a.db"
+    fill(log, 40)
+    shipper = Shipper(pg_url, "n1", [str(log)], batch=10)
+    send = shipper._send
+    took: list[float] = []
+
+    def appending_meanwhile(pg: object, name: str, rows: list[tuple[object, ...]]) -> int:
+        from engine.eventlog import open_store
+
+        if len(took) == 4:  # the shipper follows the log's end: stop adding to it
+            return send(pg, name, rows)
+        started = time.monotonic()
+        with open_store(str(log), wait=False) as store:
+            store.append(
+                NewEvent("busy", "kill", "running", None, "ok", Actor(0, 1, "cli"), "d" * 64)
+            )
+        took.append(time.monotonic() - started)
+        return send(pg, name, rows)
+
+    shipper._send = appending_meanwhile  # type: ignore[method-assign]
+    shipper.ship_once()
+    assert len(took) == 4 and max(took) < 1.0, took
+    assert [r[2] for r in central(pg_url)] == local_ids(log)  # those too, all of them
+
+
+def test_ship_shows_its_progress_on_a_terminal(pg_url: str, tmp_path: Path) -> None:
+    import pty
+
+    log = tmp_path / "a.db"
+    fill(log, 12_000)
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--log", str(log)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert done.returncode == 0
+    assert b"\rshipped 5000 events" in seen and b"\rshipped 12000 events" in seen, seen
+    assert done.stdout.startswith("shipped 12000 events (")
+    assert "events/s; lag: 0 events behind" in done.stdout
+
+
+def test_ship_of_a_node_writing_straight_to_the_database_says_so(pg_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLOG_")}
+    argv = [sys.executable, "-m", "engine", "--db", pg_url, "ship", "--to", pg_url]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("runlog ship: no log to send: --db ")
+    assert "is a database (its events are there already)" in done.stderr
