@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from engine.audit.filters import Filters
 from engine.eventlog.schema import view_select
 from engine.status import OUTCOMES, STATUSES
@@ -27,6 +29,7 @@ __all__ = [
     "TriggerCount",
     "overlapping",
     "summarize",
+    "transition_timing",
 ]
 
 DEFAULT_TOP = 10
@@ -197,3 +200,23 @@ def summarize(conn: sqlite3.Connection, filters: Filters, top: int = DEFAULT_TOP
         slowest,
         overlapping(spans, filters.since_ns, filters.until_ns),
     )
+
+
+def transition_timing(outcome: str, payload: str) -> tuple[int | None, float | None, int | None]:
+    """The actions a transition completed and the ms they took, as the
+    ``transition_durations`` view counts them (engine.eventlog.schema), and
+    how many of its hook runs failed or warned (``hook_runs``)."""
+    if outcome == "rejected" and '"exit_code"' not in payload:
+        return None, None, None
+    doc = orjson.loads(payload)
+    failed = None
+    if '"exit_code"' in payload:  # a hook ran: every run records its exit code
+        failed = sum(result != "ok" for _, result in hook_results(outcome, doc)) or None
+    if outcome == "rejected":
+        return None, None, failed
+    done = doc.get("done" if outcome == "failed" else "actions")
+    if not isinstance(done, list):
+        return 0, 0.0, failed
+    numbers = (a.get("ms") for a in done if isinstance(a, dict))
+    total = sum(ms for ms in numbers if isinstance(ms, int | float))
+    return len(done), round(float(total), 3), failed

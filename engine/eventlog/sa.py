@@ -30,6 +30,7 @@ from engine.eventlog import chain
 from engine.eventlog.record import ContainerRow, Event, NewEvent
 from engine.eventlog.schema import (
     CHAINED,
+    CHANNEL,
     chain_anchors,
     cluster_containers,
     cluster_events,
@@ -176,7 +177,7 @@ class SAStore(EventStore):
         the next id of the log, the hash after the log's last (or its prune
         anchor), the container's head, the timing columns the summaries
         read, and a NOTIFY for ``runlog events --follow``."""
-        from engine.ship import CHANNEL, timing
+        from engine.audit.summary import transition_timing
 
         with self._engine.begin() as conn:
             conn.execute(
@@ -203,7 +204,7 @@ class SAStore(EventStore):
             payload = orjson.dumps(event.payload).decode()
             chained = event.chained(seq, payload)
             digest = chain.link(prev_hash, chained)
-            actions, duration_ms, hook_failures = timing(event.outcome, payload)
+            actions, duration_ms, hook_failures = transition_timing(event.outcome, payload)
             conn.execute(
                 insert(E).values(
                     node=node,

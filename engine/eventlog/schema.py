@@ -38,6 +38,7 @@ from engine.errors import UnsupportedError
 
 __all__ = [
     "CHAINED",
+    "CHANNEL",
     "VIEWS",
     "chain_anchors",
     "cluster_containers",
@@ -51,6 +52,10 @@ __all__ = [
     "redacted",
     "view_select",
 ]
+
+#: The channel a commit to the cluster's tables notifies (a shipped batch,
+#: a node writing straight to them): runlog events --follow listens.
+CHANNEL = "runlog_shipped"
 
 metadata = MetaData(
     naming_convention={

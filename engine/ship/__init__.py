@@ -23,17 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from engine.errors import RunlogError
 from engine.eventlog import chain
-from engine.eventlog.schema import CHAINED
+from engine.eventlog.schema import CHAINED, CHANNEL
 
-__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo", "timing"]
+__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo"]
 
 BATCH = 5000
-#: The channel a batch's commit notifies (runlog events --follow listens).
-CHANNEL = "runlog_shipped"
 
 _SHIPPED = (
     "node",
@@ -300,11 +296,13 @@ class Shipper:
         pg.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.node))
 
     def _copy(self, pg: Any, table: str, log: str, rows: list[tuple[Any, ...]]) -> None:
+        from engine.audit.summary import transition_timing
+
         outcome, payload = 1 + CHAINED.index("outcome"), 1 + CHAINED.index("payload")
         with pg.cursor().copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as copy:
             node = self.node
             for row in rows:
-                copy.write_row((node, log, *row, *timing(row[outcome], row[payload])))
+                copy.write_row((node, log, *row, *transition_timing(row[outcome], row[payload])))
 
     def _heads(self, pg: Any, log: str, heads: dict[str, list[Any]]) -> None:
         """The containers' states after the batch: one statement for all."""
@@ -322,28 +320,6 @@ class Shipper:
                 "WHERE excluded.seq > cluster_containers.seq",
                 [list(column) for column in zip(*values, strict=True)] if values else [[]] * 8,
             )
-
-
-def timing(outcome: str, payload: str) -> tuple[int | None, float | None, int | None]:
-    """The actions a transition completed and the ms they took, as the
-    ``transition_durations`` view counts them (engine.eventlog.schema), and
-    how many of its hook runs failed or warned (``hook_runs``)."""
-    from engine.audit.summary import hook_results
-
-    if outcome == "rejected" and '"exit_code"' not in payload:
-        return None, None, None
-    doc = orjson.loads(payload)
-    failed = None
-    if '"exit_code"' in payload:  # a hook ran: every run records its exit code
-        failed = sum(result != "ok" for _, result in hook_results(outcome, doc)) or None
-    if outcome == "rejected":
-        return None, None, failed
-    done = doc.get("done" if outcome == "failed" else "actions")
-    if not isinstance(done, list):
-        return 0, 0.0, failed
-    numbers = (a.get("ms") for a in done if isinstance(a, dict))
-    total = sum(ms for ms in numbers if isinstance(ms, int | float))
-    return len(done), round(float(total), 3), failed
 
 
 def _fold_head(heads: dict[str, list[Any]], event: dict[str, Any]) -> None:
