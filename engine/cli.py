@@ -271,6 +271,13 @@ COMMANDS = {
             _C + "wait",
             "wait for the container's init to end; print its status and exit with it",
             *_ID,
+            (
+                Opt(
+                    "--bind",
+                    help="forward the signals it gets to the init; if it is killed, kill the "
+                    "container",
+                ),
+            ),
         ),
         Cmd(
             "attach",

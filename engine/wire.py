@@ -123,7 +123,8 @@ CRIU_TEXTS = ("manage_cgroups_mode", "parent_path", "page_server", "status_fd")
 #:     pause, resume   -
 #:     kill            signal: number 0-64 or name (default 15, TERM); all: bool (false)
 #:     state           -
-#:     wait            -                  (the reply comes when the init has ended)
+#:     wait            bind: bool (false) (the reply comes when the init has ended;
+#:                                         bound: a waiter gone before kills it)
 #:     console_size    rows, cols: int 0-65535, both required (a pty the monitor owns)
 #:     reopen_log      -                  (a container log: create --log-path)
 #:     delete          force: bool (false)
@@ -143,7 +144,7 @@ OPS: "dict[str, dict[str, Field]]" = {
     "resume": {},
     "kill": {"signal": Field(SIGNAL, default=15), "all": Field(BOOL, default=False)},
     "state": {},
-    "wait": {},
+    "wait": {"bind": Field(BOOL, default=False)},
     "console_size": {
         "rows": Field(SIZE, required=True),
         "cols": Field(SIZE, required=True),

@@ -250,8 +250,6 @@ def _monitor_pid(statedir: StateDir) -> int | None:
 
 def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     """create + start; in the foreground, wait, forward signals, exit with its status."""
-    import signal
-
     container_id = args[0]
     # In the foreground, run waits for the status: its monitor must reap.
     detach = bool(flags.get("detach"))
@@ -261,29 +259,36 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         _start_or_discard(settings, container_id, path)
         return 0
 
-    def forward(signo: int, _frame: object) -> None:
-        # Slurm's scancel and a terminal's ^C reach runlog; the container's
-        # init gets them (runc's signal forwarding in foreground run).
-        try:
-            control.call(path, {"op": "kill", "signal": signo, "all": False}, timeout=5)
-        except RunlogError:
-            pass
-
-    for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signo, forward)
-    for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
-        signal.signal(signo, forward)
+    _forward_signals(path)
     try:
         _start_or_discard(settings, container_id, path)
         status = control.call(path, {"op": "wait"}, timeout=None)["exit"]
     finally:
-        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(signo, signal.SIG_DFL)
+        _forward_signals(None)
     if "exec_error" in status:
         # What start no longer waits for (runc's start neither): run says it.
         sys.stderr.write(f"container {container_id}: {status['exec_error']}\n")
     _discard(settings, container_id, path)
     return _status_code(status)
+
+
+_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+def _forward_signals(path: str | None) -> None:
+    """Forward the signals this process gets to the container's init through
+    control.sock ``path`` (Slurm's scancel, a terminal's ^C: runc's signal
+    forwarding in foreground run); ``None``: stop, their defaults again."""
+    import signal
+
+    def forward(signo: int, _frame: object) -> None:
+        try:
+            control.call(str(path), {"op": "kill", "signal": signo, "all": False}, timeout=5)
+        except RunlogError:
+            pass
+
+    for name in _FORWARDED:
+        signal.signal(getattr(signal, name), signal.SIG_DFL if path is None else forward)
 
 
 def _start_or_discard(settings: Settings, container_id: str, path: str) -> None:
@@ -317,8 +322,22 @@ def _status_code(status: dict[str, Any]) -> int:
 
 def wait(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     """Block until the container's init has ended; print its exit status and
-    exit with it (a signal as 128 + its number, as a shell and podman do)."""
-    reply = _call(settings, args[0], "wait", {"op": "wait"}, timeout=None)
+    exit with it (a signal as 128 + its number, as a shell and podman do).
+    ``--bind`` ties the container to this process, for a scheduler that
+    signals the processes it started (Slurm's create/start mode: ``start``
+    and then ``wait --bind``): the signals it gets are forwarded to the
+    init, and if it is killed before the init ends, so is the container."""
+    if not flags.get("bind"):
+        reply = _call(settings, args[0], "wait", {"op": "wait"}, timeout=None)
+    else:
+        # Bound: the signals this process gets go to the init, and if it is
+        # killed before the init ends, the monitor kills the container.
+        _forward_signals(StateDir(settings.root, args[0]).file(CONTROL))
+        try:
+            request = {"op": "wait", "bind": True}
+            reply = _call(settings, args[0], "wait", request, timeout=None)
+        finally:
+            _forward_signals(None)
     code = _status_code(reply["exit"])
     sys.stdout.write(f"{code}\n")
     return code

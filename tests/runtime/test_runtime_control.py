@@ -196,7 +196,7 @@ def test_every_request_over_each_transport(
         ("ok", "running", "running"),
         ("ok", "stopped", "stopped"),
     )
-    assert wait["payload"] == {"request": {}, "query": True}
+    assert wait["payload"] == {"request": {"bind": False}, "query": True}
     events = [e for e in events if e["trigger"] != "wait"]
     assert [(e["trigger"], e["dest"], e["outcome"], e["actor_transport"]) for e in events] == [
         ("create", "created", "ok", "cli"),

@@ -26,7 +26,8 @@ from engine.runtime.monitor.requests import MAX_REQUEST, OPS, Request, RequestEr
         ('{"op": "kill", "signal": 0}', "kill", {"signal": 0, "all": False}),
         ('{"op": "console_size", "rows": 50, "cols": 0}', "console_size", {"rows": 50, "cols": 0}),
         ('{"op": "delete", "force": true}', "delete", {"force": True}),
-        ('{"op": "wait"}', "wait", {}),
+        ('{"op": "wait"}', "wait", {"bind": False}),
+        ('{"op": "wait", "bind": true}', "wait", {"bind": True}),
         ('{"op": "reopen_log"}', "reopen_log", {}),
     ],
 )

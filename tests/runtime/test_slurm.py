@@ -21,27 +21,26 @@ from pathlib import Path
 import pytest
 
 from engine.bundles import BUSYBOX
+from tests.runtime.conftest import REPO
 from tests.runtime.users import User, make_user, rootless_bundle
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 RUNLOG = Path(sys.executable).parent / "runlog"
 _DAEMONS = ("munged", "slurmctld", "slurmd", "srun", "sbatch", "scancel", "scontrol", "squeue")
-# The README's recipes; {runlog} is the entry point, %u the job's user.
-FLAGS = "--rootless=true --root=/tmp/runlog-%u --db=/var/tmp/runlog-%u/events.db"
-RUN_MODE = """\
-RunTimeQuery="{runlog} {flags} state %n.%u.%j.%s.%t"
-RunTimeKill="{runlog} {flags} kill -a %n.%u.%j.%s.%t"
-RunTimeDelete="{runlog} {flags} delete --force %n.%u.%j.%s.%t"
-RunTimeRun="{runlog} {flags} run %n.%u.%j.%s.%t -b %b"
-"""
-CREATE_MODE = """\
-RunTimeQuery="{runlog} {flags} state %n.%u.%j.%s.%t"
-RunTimeCreate="{runlog} {flags} create --log-path=/dev/null -b %b %n.%u.%j.%s.%t"
-RunTimeStart="{runlog} {flags} start %n.%u.%j.%s.%t"
-RunTimeKill="{runlog} {flags} kill -a %n.%u.%j.%s.%t"
-RunTimeDelete="{runlog} {flags} delete --force %n.%u.%j.%s.%t"
-"""
+
+
+def _readme_recipes() -> tuple[str, str]:
+    """The README's two oci.conf recipes (RunTimeRun mode, then create/start
+    mode), exactly as written there, with /path/to/runlog made this venv's."""
+    blocks = (REPO / "README.md").read_text().split("```")[1::2]
+    recipes = [b.split("\n", 1)[1] for b in blocks if "RunTimeQuery=" in b]
+    run, create = (b.replace("/path/to/runlog", str(RUNLOG)) for b in recipes)
+    assert "RunTimeRun=" in run and "RunTimeCreate=" in create, recipes
+    return run, create
+
+
+RUN_MODE, CREATE_MODE = _readme_recipes()
 
 
 def _free_port() -> int:
@@ -70,8 +69,7 @@ class Cluster:
         return self.user.env(SLURM_CONF=str(self.conf))
 
     def oci(self, recipe: str) -> None:
-        text = recipe.format(runlog=RUNLOG, flags=FLAGS)
-        (self.dir / "oci.conf").write_text(text)
+        (self.dir / "oci.conf").write_text(recipe)
 
     def as_user(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.user.run(argv, env=self.env(), cwd=str(self.user.home), timeout=timeout)
@@ -113,6 +111,10 @@ class Cluster:
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.2)
+
+    def log(self, lines: int = 60) -> str:
+        """The end of slurmd's log (the steps' slurmstepd write there too)."""
+        return "\n".join((self.dir / "slurmd.log").read_text().splitlines()[-lines:])
 
     def events(self, cid_part: str) -> list[tuple[str, str, int]]:
         with sqlite3.connect(self.db) as conn:
@@ -348,15 +350,65 @@ def test_a_time_limit_ends_the_container(cluster: Cluster) -> None:
     assert cluster.leftovers() == []
 
 
+def _output(cluster: Cluster, job: str) -> Path:
+    """Where the create/start recipe's --log-path puts a step's output."""
+    return cluster.db.parent / f"slurm-{job}.0.0.out"
+
+
 def test_create_start_mode_does_not_hang_and_leaves_nothing(cluster: Cluster) -> None:
     cluster.oci(CREATE_MODE)
-    got = cluster.as_user(["srun", f"--container={cluster.bundle}", "sh", "-c", "exit 0"], 90)
+    got = cluster.as_user(
+        ["srun", f"--container={cluster.bundle}", "sh", "-c", "echo inside; echo err >&2"], 90
+    )
     assert got.returncode == 0, got.stderr
     cluster.wait_idle()
     assert cluster.leftovers() == []
+    # 22.05 gives create's stdout to no one (it reads it to EOF, and logs
+    # it): the container's output is in the file the recipe names, the user's.
+    [out] = cluster.db.parent.glob("slurm-*.0.0.out")
+    assert out.read_text() == "inside\nerr\n"
+    assert out.stat().st_uid == cluster.user.uid
     with sqlite3.connect(cluster.db) as conn:
         last = conn.execute("SELECT container_id FROM events ORDER BY id DESC LIMIT 1").fetchone()
     # Slurm polls state between the steps: the lifecycle without the queries.
     queries = ("state", "wait")
     triggers = [t for t, o, _u in cluster.events(str(last[0])) if o == "ok" and t not in queries]
     assert triggers == ["create", "start", "exit", "delete"], triggers
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        WORKER,
+        # pid 1 without a handler ignores SIGTERM: Slurm's SIGKILL, KillWait
+        # later, kills the bound waiter, which takes the container along.
+        "echo ready; exec sleep 300",
+    ],
+    ids=["sigterm", "sigkill"],
+)
+def test_scancel_stops_the_container_in_create_start_mode(cluster: Cluster, program: str) -> None:
+    cluster.oci(CREATE_MODE)
+    proc = _srun_background(cluster, "sh", "-c", program)
+    try:
+        deadline = time.monotonic() + 60
+        while not (jobs := cluster.jobs()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [job] = jobs
+        out = _output(cluster, job)
+        while time.monotonic() < deadline and not (out.exists() and "ready" in out.read_text()):
+            time.sleep(0.2)
+        assert out.read_text() == "ready\n"
+        started = time.monotonic()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        proc.wait(timeout=60)
+        cluster.wait_idle()
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    # The container ended with the job (not at its sleep's end, 300 s on).
+    assert took < 30, (took, cluster.log(200))
+    assert cluster.leftovers() == []
+    triggers = [t for t, o, _u in cluster.events(f".{job}.0.0") if o == "ok"]
+    assert "exit" in triggers and triggers[-1] == "delete", triggers

@@ -107,6 +107,8 @@ class Dispatcher:
         self.id = container.id
         self.me = Actor(os.getuid(), os.getpid(), Transport.MONITOR)
         self.waiters: list[Respond] = []
+        # Waiters bound to the container (wait --bind), and who they are.
+        self.bound: dict[Respond, Actor] = {}
         self.deleted = False
         # The pty the monitor owns and the container log (--log-path).
         self.terminal: Terminal | None = None
@@ -147,8 +149,19 @@ class Dispatcher:
         self._record_queries()
 
     def forget(self, respond: Respond) -> None:
-        """A waiting client went away: nothing to answer there."""
+        """A waiting client went away: nothing to answer there. One bound to
+        the container (``wait --bind``) takes it along (:meth:`_unbound`)."""
         self.waiters = [w for w in self.waiters if w is not respond]
+        actor = self.bound.pop(respond, None)
+        if actor is not None and self.container.exit is None:
+            self._unbound(actor)
+
+    def _unbound(self, actor: Actor) -> None:
+        """A bound waiter went away before the init ended: killed (SIGKILL,
+        which it cannot forward), as a scheduler kills what it tracks. Every
+        process of the container is killed, by a ``kill`` recorded with the
+        waiter as the actor, so that its end is the scheduler's."""
+        self.handle(b'{"op": "kill", "signal": 9, "all": true}', actor, lambda _reply: None)
 
     def unreadable(self, actor: Actor, problem: str, respond: Respond) -> None:
         """A spool entry that is no request at all (a link, a fifo)."""
@@ -226,6 +239,8 @@ class Dispatcher:
             if self.container.exit is not None:
                 return self._ok(exit=dict(self.container.exit))
             self.waiters.append(respond)
+            if args["bind"]:
+                self.bound[respond] = actor
             return None
         if op == "console_size":
             if self.terminal is None:
@@ -242,13 +257,7 @@ class Dispatcher:
         if op == "exec":
             return self._exec(actor, args)
         if op == "checkpoint":
-            try:
-                self.service.request(self.id, op, actor, args)
-                if not args["leave_running"]:
-                    self.sent.add(_signal.SIGKILL)  # CRIU's, at runlog's asking
-            finally:
-                self.refresh()  # a dump that ended the tree: stopped before the reply
-            return self._ok()
+            return self._checkpoint(actor, args)
         if op == "update":
             event = self.service.request(self.id, op, actor, args)
             (result,) = [a.get("result") for a in event.payload.get("actions", [])]
@@ -275,6 +284,17 @@ class Dispatcher:
         finally:
             if op != "start":  # the freezer is pause's and resume's to change
                 self.freezer_seen = _freezer(self.container)
+        return self._ok()
+
+    def _checkpoint(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """CRIU's dump, through the machine; without ``leave_running`` the
+        tree ends (a SIGKILL of CRIU's, at runlog's asking)."""
+        try:
+            self.service.request(self.id, "checkpoint", actor, args)
+            if not args["leave_running"]:
+                self.sent.add(_signal.SIGKILL)
+        finally:
+            self.refresh()  # a dump that ended the tree: stopped before the reply
         return self._ok()
 
     def _exec(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
@@ -414,6 +434,7 @@ class Dispatcher:
         except Exception:  # the monitor must outlive any error of the log
             pass  # recorded as rejected/failed (or journaled): the status stays as the log has it
         waiters, self.waiters = self.waiters, []
+        self.bound.clear()
         reply = self._ok(exit=dict(c.exit or {})) if waiters else {}
         for respond in waiters:
             respond(reply)
