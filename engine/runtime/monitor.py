@@ -27,13 +27,13 @@ from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
 from engine.errors import EventLogError, LifecycleError, RunlogError
 from engine.eventlog import open_store
-from engine.identity import enriched, from_annotations
+from engine.identity import from_annotations
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
 from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
-from engine.runtime import record, rootfs
+from engine.runtime import rootfs
 from engine.runtime.container import Container
 from engine.runtime.journal import JOURNAL, Journal
 from engine.runtime.statedir import StateDir
@@ -90,7 +90,6 @@ def run(
             # which reaps it and keeps its status.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         definition, store = _machine_and_log(settings, cid, config)
-        actor = enriched(actor)
         container = Container(
             statedir,
             config,
@@ -197,6 +196,8 @@ def _refused(settings: Settings, cid: str, err: RunlogError, bundle: str) -> Non
     recorded the rest), unless the log itself is what refused."""
     if isinstance(err, (LifecycleError, EventLogError)):
         return
+    from engine.runtime import record  # only on this path
+
     try:
         record.rejected(settings, cid, CREATE, err, {"bundle": bundle})
     except RunlogError:
