@@ -103,7 +103,7 @@ def launch(
         "id": container_id,
         "bundle": bundle,
         "options": options,
-        "actor": {"uid": actor.uid, "pid": actor.pid, "transport": actor.transport},
+        "actor": _who(actor),
     }
     early.go(jsonfast.dumps(request).encode())
     reply = early.report()
@@ -126,3 +126,21 @@ def launch(
     except Exception as err:  # one line, whatever the clean-up met
         raise RunlogError(f"{problem}; cleaning up after it: {err!r}") from err
     raise RunlogError(problem)
+
+
+def _who(actor: Actor) -> dict[str, object]:
+    """The create event's actor, enriched here from this process's own
+    environment, login uid and user (engine.identity): create waits for
+    the monitor's imports meanwhile, where the monitor's own reads of
+    ``/proc/PID`` came after them, before anything was made."""
+    from engine.identity import enriched
+
+    who = enriched(actor, os.environ)
+    return {
+        "uid": who.uid,
+        "pid": who.pid,
+        "transport": who.transport,
+        "user": who.user,
+        "loginuid": who.loginuid,
+        "context": who.context,
+    }

@@ -27,7 +27,7 @@ from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
 from engine.errors import EventLogError, LifecycleError, RunlogError
 from engine.eventlog import open_store
-from engine.identity import enriched, from_annotations
+from engine.identity import from_annotations
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
 from engine.machine.runtime import Lifecycle
@@ -35,7 +35,6 @@ from engine.machine.vocabulary import CREATE
 from engine.oci.config import load_bundle
 from engine.runtime.init import rootfs
 from engine.runtime.monitor.container import Container
-from engine.runtime.shared import record
 from engine.runtime.shared.journal import JOURNAL, Journal
 from engine.runtime.shared.statedir import StateDir
 from engine.service import Service
@@ -91,7 +90,6 @@ def run(
             # which reaps it and keeps its status.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
         definition, store = _machine_and_log(settings, cid, config)
-        actor = enriched(actor)
         container = Container(
             statedir,
             config,
@@ -222,6 +220,8 @@ def _refused(
     (the service recorded the rest), unless the log itself is what refused."""
     if isinstance(err, (LifecycleError, EventLogError)):
         return
+    from engine.runtime.shared import record  # only on this path
+
     try:
         trigger = "restore" if restore else CREATE
         record.rejected(settings, cid, trigger, err, {"bundle": bundle, **(restore or {})})
