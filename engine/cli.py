@@ -8,14 +8,13 @@ nothing heavy: each command's code is imported when that command runs
 from __future__ import annotations
 
 import sys
-import time
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
 from engine.errors import InvalidId, RunlogError, UnsupportedError, UsageError
 from engine.layout import FORKS_MONITOR
 from engine.oci.errors import SignalError
 from engine.runtime.cli import prefork
-from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ
+from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ, log_line
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
 
@@ -458,21 +457,7 @@ def help_command(settings: Settings, flags: dict[str, object], args: list[str]) 
 
 def _log_line(settings_log: str | None, fmt: str, level: str, msg: str) -> None:
     """Append a logrus-style line to ``--log``, as runc writes its own log."""
-    if not settings_log:
-        return
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if fmt == "json":
-        from engine import jsonfast
-
-        line = jsonfast.dumps({"level": level, "msg": msg, "time": now})
-    else:
-        quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
-        line = f'time="{now}" level={level} msg="{quoted}"'
-    try:
-        with open(settings_log, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-    except OSError as err:
-        sys.stderr.write(f"{PROG}: cannot write log {settings_log}: {err.strerror}\n")
+    log_line(settings_log, fmt, level, msg)
 
 
 def _refused(gflags: dict[str, object], words: list[str], err: RunlogError) -> None:

@@ -7,11 +7,16 @@ event is committed, before anyone is answered; ``create:claimed`` in the
 ``create`` command once it has claimed the id, before the monitor is told
 what to create. Unset, it costs one
 comparison per point.
+
+``RUNLOG_FAULT=TRIGGER:POINT:fail`` makes the code at that point fail as the
+system would there (:func:`fails`), without killing anything: ``watch:spool``
+and ``watch:freezer``, the monitor's inotify watch (ENOSPC, as at
+``fs.inotify.max_user_watches``).
 """
 
 import posix
 
-__all__ = ["ARMED", "point"]
+__all__ = ["ARMED", "fails", "point"]
 
 _AT = posix.environ.get(b"RUNLOG_FAULT", b"").decode(errors="replace")
 #: Whether a fault is set at all (callers skip building the point's name).
@@ -22,3 +27,8 @@ def point(trigger: str, where: str) -> None:
     """SIGKILL this process if RUNLOG_FAULT names ``trigger:where``."""
     if _AT and f"{trigger}:{where}" == _AT:
         posix.kill(posix.getpid(), 9)
+
+
+def fails(trigger: str, where: str) -> bool:
+    """Whether RUNLOG_FAULT names ``trigger:where:fail``."""
+    return bool(_AT) and f"{trigger}:{where}:fail" == _AT

@@ -13,7 +13,7 @@ import sys
 
 from engine.layout import DEFAULT_ROOT, default_root, exists
 
-__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ"]
+__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ", "log_line"]
 
 #: Who reaps the container's init (engine.runtime.cli.launch.init_parent).
 INIT_PARENTS = ("auto", "monitor", "caller")
@@ -197,3 +197,25 @@ class Settings:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
         return f"Settings({fields})"
+
+
+def log_line(path: str | None, fmt: str, level: str, msg: str) -> None:
+    """Append a logrus-style line to runlog's ``--log`` (``path``), as runc
+    writes its own log; nothing without one."""
+    if not path:
+        return
+    import time
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fmt == "json":
+        from engine import jsonfast
+
+        line = jsonfast.dumps({"level": level, "msg": msg, "time": now})
+    else:
+        quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
+        line = f'time="{now}" level={level} msg="{quoted}"'
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    except OSError as err:
+        sys.stderr.write(f"runlog: cannot write log {path}: {err.strerror}\n")

@@ -908,7 +908,8 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
     ]
 
 
-SCALE = 256
+#: RUNLOG_SCALE runs more (1,000 as root: see docs/monitor-cost.md).
+SCALE = int(os.environ.get("RUNLOG_SCALE", "256"))
 
 
 def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> None:
@@ -933,17 +934,52 @@ def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> No
             "every monitor to notice its freeze",
             timeout=60,
         )
-        pss = [_smaps(pid)["Pss"] for pid in monitors]
-        counts = [watching(pid) for pid in monitors]
-        fds = [len(os.listdir(f"/proc/{pid}/fd")) for pid in monitors]
-        print(
-            f"\n{SCALE} monitors: PSS mean {sum(pss) / len(pss) / 1024:.2f} MiB, "
-            f"threads {sorted({t for t, _i in counts})}, "
-            f"inotify instances {sum(i for _t, i in counts)}, fds {min(fds)}-{max(fds)}"
-        )
+        print(_scale_report(runlog, ids, monitors))
     finally:
         for cid in ids:
             runlog("delete", "--force", cid, timeout=60)
+
+
+def _scale_report(runlog: Any, ids: list[str], monitors: list[int]) -> str:
+    """Memory and counts per monitor, what was given up, and the limits in force."""
+    smaps = [_smaps(pid) for pid in monitors]
+    counts = [watching(pid) for pid in monitors]
+    fds = [len(os.listdir(f"/proc/{pid}/fd")) for pid in monitors]
+
+    def mean(key: str) -> str:
+        return f"{sum(m[key] for m in smaps) / len(smaps) / 1024:.2f}"
+
+    given_up = sum(1 for cid in ids if "given_up" in rows(runlog.db, cid)[0]["payload"]["request"])
+    later = sum(1 for cid in ids for r in rows(runlog.db, cid) if r["trigger"] == "watch")
+    limits = {
+        name: Path(f"/proc/sys/fs/inotify/{name}").read_text().strip()
+        for name in ("max_user_instances", "max_user_watches")
+    }
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)
+    return (
+        f"\n{len(ids)} monitors, per monitor: PSS {mean('Pss')} MiB, "
+        f"private {mean('Private_Dirty')} MiB, RSS {mean('Rss')} MiB; "
+        f"threads {sorted({t for t, _i in counts})}; inotify instances "
+        f"{sorted({i for _t, i in counts})} ({sum(i for _t, i in counts)} in all); "
+        f"fds {min(fds)}-{max(fds)}\n"
+        f"given up at create: {given_up} (looked at every second instead); "
+        f"watches refused later: {later}\n"
+        f"limits: fs.inotify {limits}, RLIMIT_NOFILE {nofile}, RLIMIT_NPROC {nproc}, "
+        f"pids.max {_pids_max()}"
+    )
+
+
+def _pids_max() -> str:
+    """The pids limit of the cgroup the tests run in (v2, else v1's)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _n, controllers, path = line.split(":", 2)
+        base = "/sys/fs/cgroup" if controllers == "" else "/sys/fs/cgroup/pids"
+        if controllers in ("", "pids"):
+            limit = Path(f"{base}{path}/pids.max")
+            if limit.exists():
+                return limit.read_text().strip()
+    return "?"
 
 
 def _smaps(pid: int) -> dict[str, int]:
@@ -952,3 +988,41 @@ def _smaps(pid: int) -> dict[str, int]:
         key, _, rest = line.partition(":")
         found[key] = int(rest.split()[0])
     return found
+
+
+def test_a_watch_refused_later_is_said_and_looked_at(
+    runlog: Any, bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch the monitor's instance refuses once create has reported (the
+    spool's here, as at fs.inotify.max_user_watches) is no silent fallback:
+    the container's events and runlog's --log say what is given up, and a
+    request dropped into the spool by hand, waking no one, is served at the
+    next look."""
+    monkeypatch.setenv("RUNLOG_FAULT", "watch:spool:fail")
+    log = tmp_path / "runlog.log"
+    b = bundle(["sh", "-c", LOOP])
+    made = runlog("--log", str(log), "create", "t-watch", "-b", str(b), check=True)
+    assert made.stderr == ""  # create had its instance: nothing given up then
+    given_up = (
+        "the request spool looked at every 1s, not watched "
+        "(inotify: No space left on device; see fs.inotify.max_user_watches)"
+    )
+
+    def said() -> list[dict[str, Any]]:
+        return [r for r in rows(runlog.db, "t-watch") if r["trigger"] == "watch"]
+
+    wait_for(lambda: bool(said()), "the watch event")
+    [event] = said()
+    assert (event["outcome"], event["payload"]["request"]) == ("ok", {"given_up": given_up})
+    assert f'level=warning msg="container t-watch: {given_up}"' in log.read_text()
+    monitor = runtime_info(runlog, "t-watch")["monitor_pid"]
+    assert watching(monitor) == (1, 1)  # its instance stays, for the freezer
+    spool = runlog.root / "t-watch" / "requests"
+    (spool / ".by-hand.tmp").write_text(json.dumps({"op": "start"}))
+    (spool / ".by-hand.tmp").rename(spool / "by-hand")
+    took = time.monotonic()
+    reply = json.loads(SpoolClient(str(spool)).reply("by-hand", timeout=5))
+    assert reply["status"] == "running"
+    assert time.monotonic() - took < 2.5  # the look every second found it
+    assert status(runlog, "t-watch") == "running"
+    runlog("delete", "--force", "t-watch", check=True)

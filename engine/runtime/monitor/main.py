@@ -132,6 +132,7 @@ def run(
         container.project(created)
         service.project = container.project
         server = _server(dispatcher, statedir, sock, log, watcher)
+        server.runtime_log = (settings.log, settings.log_format)
         container.write_runtime(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
@@ -293,16 +294,13 @@ def _watcher() -> tuple[Watcher | None, str | None]:
     try:
         return Watcher(), None
     except OSError as err:
-        return None, _looked_at(["the request spool", "the freezer"], err.strerror or str(err))
+        return None, _looked_at(["the request spool", "the freezer"], err)
 
 
-def _looked_at(what: list[str], why: str) -> str:
-    from engine.runtime.monitor.server import POLL
+def _looked_at(what: list[str], err: OSError) -> str:
+    from engine.runtime.monitor.server import looked_at
 
-    return (
-        f"{' and '.join(what)} looked at every {POLL:g}s, not watched "
-        f"(inotify: {why}; see fs.inotify.max_user_instances)"
-    )
+    return looked_at(what, err)
 
 
 def _create(

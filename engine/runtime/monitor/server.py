@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
 import _socket
+import errno
 import os
 import select
 import struct
 import time
 
+from engine import faults
 from engine.identity import enriched
 from engine.runtime.monitor.dispatch import Dispatcher
 from engine.runtime.shared.spool import REQUESTS, Spool, is_request
@@ -40,6 +42,7 @@ from engine.wire import MAX_REQUEST, POKE, POKED, encode_reply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from engine.runtime.monitor.streams import Streams
@@ -131,6 +134,8 @@ class Server:
         self.watch_by: float | None = None
         # When to try again to write the journal into the event log.
         self.journal_due: float | None = None
+        # runlog's --log and its format, where the loop says what it gives up.
+        self.runtime_log: tuple[str | None, str] = (None, "text")
         assert self.container.pid is not None
         self.pidfd: int | None = _pidfd(self.container.pid)
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
@@ -181,27 +186,60 @@ class Server:
 
     def _watch(self) -> None:
         """Watch the spool and the freezer with the watcher the monitor got
-        (None: no inotify instance was left). What cannot be watched is
-        looked at every :data:`POLL` seconds instead."""
+        (None: no inotify instance was left, which create said). What
+        cannot be watched is looked at every :data:`POLL` seconds instead;
+        a watch that fails now is said too (:meth:`_given_up`)."""
         freezer = _freezer_file(self.container.manager.paths)
-        watcher = self.watcher
-        try:
-            if watcher is None:
-                raise OSError("no inotify instance")
-            watcher.watch(self.spool.directory, _SPOOL, ARRIVED, is_request)
-        except OSError:
+        lost: list[tuple[str, OSError]] = []
+        spool = self.spool.directory
+        if not self._try_watch(spool, _SPOOL, ARRIVED, is_request, "the request spool", lost):
             self.spool_poll = POLL
             self.spool_due = time.monotonic() + POLL
-        try:
-            if watcher is None:
-                raise OSError("no inotify instance")
-            if freezer is None:
-                raise FileNotFoundError("no freezer")
-            directory, names = freezer
-            watcher.watch(directory, _FREEZER, CHANGED, names.__contains__)
-        except OSError:
+        if freezer is None or not self._try_watch(
+            freezer[0], _FREEZER, CHANGED, freezer[1].__contains__, "the freezer", lost
+        ):
             self.freezer_poll = POLL
             self.freezer_due = time.monotonic() + POLL
+        if lost:
+            self._given_up(lost)
+
+    def _try_watch(
+        self,
+        directory: str,
+        tag: str,
+        kind: str,
+        accept: Callable[[str], bool],
+        what: str,
+        lost: list[tuple[str, OSError]],
+    ) -> bool:
+        """Add one watch; False if there is none (``lost`` says why, when
+        the instance refused it)."""
+        if self.watcher is None:
+            return False
+        try:
+            if faults.fails("watch", tag):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), directory)
+            self.watcher.watch(directory, tag, kind, accept)
+        except OSError as err:
+            lost.append((what, err))
+            return False
+        return True
+
+    def _given_up(self, lost: list[tuple[str, OSError]]) -> None:
+        """Watches the instance refused after create had reported: said in
+        the container's events (``watch``, with ``given_up``) and in
+        runlog's ``--log``; the looks every :data:`POLL` seconds cover them."""
+        text = looked_at([what for what, _ in lost], lost[0][1])
+        dispatcher = self.dispatcher
+        try:
+            request = {"given_up": text}
+            dispatcher.service.record_query(dispatcher.id, "watch", dispatcher.me, request)
+        except Exception:  # the log cannot take it: --log still says it
+            pass
+        if self.runtime_log[0]:
+            from engine.settings import log_line
+
+            log_line(*self.runtime_log, "warning", f"container {dispatcher.id}: {text}")
 
     def _timeout(self) -> int | None:
         deadlines = [c.deadline for c in self.conns.values() if c.reply is None]
@@ -423,6 +461,22 @@ def _freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:
     if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
         return paths["unified"], frozenset({"cgroup.freeze", "cgroup.events"})
     return None
+
+
+def looked_at(what: list[str], err: OSError | str) -> str:
+    """What the monitor gives up when inotify refuses (an instance, a
+    watch), and the limit to raise."""
+    why = err if isinstance(err, str) else err.strerror or str(err)
+    limit = _LIMITS.get(err.errno or 0) if isinstance(err, OSError) else None
+    hint = f"; see {limit}" if limit else ""
+    return f"{' and '.join(what)} looked at every {POLL:g}s, not watched (inotify: {why}{hint})"
+
+
+#: The sysctl behind each errno inotify gives when a per-user limit is reached.
+_LIMITS = {
+    errno.EMFILE: "fs.inotify.max_user_instances",
+    errno.ENOSPC: "fs.inotify.max_user_watches",
+}
 
 
 def _woken(_signo: int, _frame: object) -> None:
