@@ -85,6 +85,13 @@ def _plain(runlog: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProce
         )
 
 
+def _counting(runlog: Any, bundle: Bundle, tmp_path: Path, cid: str, limit: int = 100000) -> Path:
+    """``run -d`` of a counting loop (plain stdio files): its bundle."""
+    b = bundle(["sh", "-c", _LOOP.format(limit=limit)])
+    assert _plain(runlog, tmp_path, "run", "-d", cid, "-b", str(b)).returncode == 0
+    return b
+
+
 def _count(bundle: Path) -> int:
     text = (bundle / "rootfs" / "count").read_text().strip()
     return int(text or 0)
@@ -123,9 +130,8 @@ def _action(payload: dict[str, Any], name: str) -> dict[str, Any]:
 def test_checkpoint_then_restore_counts_on(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=100000)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 100000)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     assert _counted(b, 3) >= 3
     runlog("checkpoint", "--image-path", str(images), "k-1", check=True)
     # runc's semantics: without --leave-running the container stops.
@@ -167,9 +173,8 @@ def test_checkpoint_then_restore_counts_on(
 def test_checkpoint_leave_running_keeps_it_counting(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=100000)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 100000)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     pid = runlog.state("k-1")["pid"]
     n = _counted(b, 2)
     out = runlog("checkpoint", "--leave-running", "--image-path", str(images), "k-1")
@@ -206,9 +211,8 @@ def test_checkpoint_leave_running_keeps_it_counting(
 def test_restore_in_the_foreground_waits_and_exits_with_its_status(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=12)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 12)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     _counted(b, 2)
     runlog("checkpoint", "--image-path", str(images), "k-1", check=True)
     runlog("delete", "k-1", check=True)
