@@ -222,6 +222,54 @@ def test_restore_in_the_foreground_waits_and_exits_with_its_status(
     assert not (runlog.root / "k-1").exists()  # gone once it ended, as run's
 
 
+def test_a_pipe_for_stdout_is_given_back_as_the_restore_s_stdout(
+    runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
+) -> None:
+    b = bundle(["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"])
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # run -d keeps the pipe as the container's stdout (conmon's way).
+    run = subprocess.Popen(
+        [*cmd, "run", "-d", "-b", str(b), "k-1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert run.stdout is not None
+    with run.stdout:
+        assert run.wait(30) == 0
+        first = [run.stdout.readline().decode() for _ in range(3)]
+        assert first == ["tick 1\n", "tick 2\n", "tick 3\n"]
+        runlog("checkpoint", "--image-path", str(tmp_path / "img"), "k-1", check=True)
+        saved = json.loads((tmp_path / "img" / "runlog.json").read_text())
+        assert saved["stdio"][1].startswith("pipe:[")
+        # Up to EOF: the tree has ended, the last tick it wrote is its count.
+        last = int(("".join(first) + run.stdout.read().decode()).split()[-1])
+    runlog("delete", "k-1", check=True)
+    back = _plain(
+        runlog,
+        tmp_path,
+        "restore",
+        "-d",
+        "-b",
+        str(b),
+        "--image-path",
+        str(tmp_path / "img"),
+        "k-1",
+    )
+    assert back.returncode == 0
+    out = tmp_path / "container.out"
+    deadline = time.monotonic() + 10
+    while out.read_text().count("tick") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ticks = [
+        int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("tick")
+    ]
+    assert ticks[:3] == [last + 1, last + 2, last + 3], (last, ticks)
+    runlog("delete", "--force", "k-1", check=True)
+
+
 def test_checkpoint_and_restore_say_what_criu_lacks(
     runlog: Any, bundle: Bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
