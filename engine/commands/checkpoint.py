@@ -67,9 +67,7 @@ def checkpoint(settings: Settings, flags: dict[str, object], args: list[str]) ->
 def restore(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     from engine import control
     from engine.commands import container
-    from engine.runtime.cli.launch import launch
     from engine.runtime.shared.statedir import CONTROL, StateDir
-    from engine.status import Actor
 
     cid = args[0]
     bundle = os.path.abspath(str(flags.get("bundle") or "."))
@@ -81,19 +79,10 @@ def restore(settings: Settings, flags: dict[str, object], args: list[str]) -> in
         record.rejected(settings, cid, "restore", error, {"bundle": bundle, **request})
         raise error
     detach = bool(flags.get("detach"))
-    pid = launch(
-        settings,
-        cid,
-        bundle,
-        no_pivot=bool(flags.get("no_pivot")),
-        console_socket=str(flags["console_socket"]) if flags.get("console_socket") else None,
-        # In the foreground, restore waits for the status: its monitor reaps.
-        init_parent=settings.init_parent if detach else "monitor",
-        actor=Actor.current(),
-        restore=request,
-    )
-    if flags.get("pid_file"):
-        container._write_pid_file(os.path.abspath(str(flags["pid_file"])), pid)
+    # create's monitor, told to restore; in the foreground restore waits for
+    # the status, as run: its monitor reaps.
+    init_parent = settings.init_parent if detach else "monitor"
+    container._create(settings, flags, cid, init_parent, restore=request)
     if detach:
         return 0
     path = StateDir(settings.root, cid).file(CONTROL)

@@ -85,7 +85,11 @@ def create(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
 
 def _create(
-    settings: Settings, flags: dict[str, object], container_id: str, init_parent: str
+    settings: Settings,
+    flags: dict[str, object],
+    container_id: str,
+    init_parent: str,
+    restore: dict[str, object] | None = None,
 ) -> int:
     # create loads os anyway (the launch); the other commands do without
     # (engine.settings).
@@ -107,6 +111,7 @@ def _create(
         log_format=str(flags.get("log_format") or "basic"),
         init_parent=init_parent,
         actor=actor,
+        restore=restore,
     )
     pid_file = flags.get("pid_file")
     if pid_file:

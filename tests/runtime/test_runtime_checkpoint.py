@@ -85,6 +85,13 @@ def _plain(runlog: Any, tmp_path: Path, *args: str) -> subprocess.CompletedProce
         )
 
 
+def _counting(runlog: Any, bundle: Bundle, tmp_path: Path, cid: str, limit: int = 100000) -> Path:
+    """``run -d`` of a counting loop (plain stdio files): its bundle."""
+    b = bundle(["sh", "-c", _LOOP.format(limit=limit)])
+    assert _plain(runlog, tmp_path, "run", "-d", cid, "-b", str(b)).returncode == 0
+    return b
+
+
 def _count(bundle: Path) -> int:
     text = (bundle / "rootfs" / "count").read_text().strip()
     return int(text or 0)
@@ -123,9 +130,8 @@ def _action(payload: dict[str, Any], name: str) -> dict[str, Any]:
 def test_checkpoint_then_restore_counts_on(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=100000)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 100000)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     assert _counted(b, 3) >= 3
     runlog("checkpoint", "--image-path", str(images), "k-1", check=True)
     # runc's semantics: without --leave-running the container stops.
@@ -167,9 +173,8 @@ def test_checkpoint_then_restore_counts_on(
 def test_checkpoint_leave_running_keeps_it_counting(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=100000)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 100000)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     pid = runlog.state("k-1")["pid"]
     n = _counted(b, 2)
     out = runlog("checkpoint", "--leave-running", "--image-path", str(images), "k-1")
@@ -206,9 +211,8 @@ def test_checkpoint_leave_running_keeps_it_counting(
 def test_restore_in_the_foreground_waits_and_exits_with_its_status(
     runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
 ) -> None:
-    b = bundle(["sh", "-c", _LOOP.format(limit=12)])
+    b = _counting(runlog, bundle, tmp_path, "k-1", 12)
     images = tmp_path / "img"
-    assert _plain(runlog, tmp_path, "run", "-d", "k-1", "-b", str(b)).returncode == 0
     _counted(b, 2)
     runlog("checkpoint", "--image-path", str(images), "k-1", check=True)
     runlog("delete", "k-1", check=True)
@@ -216,6 +220,54 @@ def test_restore_in_the_foreground_waits_and_exits_with_its_status(
     assert done.returncode == 7, (tmp_path / "container.out").read_text()  # the loop's exit
     assert _count(b) == 12
     assert not (runlog.root / "k-1").exists()  # gone once it ended, as run's
+
+
+def test_a_pipe_for_stdout_is_given_back_as_the_restore_s_stdout(
+    runlog: Any, bundle: Bundle, tmp_path: Path, working_criu: str
+) -> None:
+    b = bundle(["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.1; done"])
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # run -d keeps the pipe as the container's stdout (conmon's way).
+    run = subprocess.Popen(
+        [*cmd, "run", "-d", "-b", str(b), "k-1"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert run.stdout is not None
+    with run.stdout:
+        assert run.wait(30) == 0
+        first = [run.stdout.readline().decode() for _ in range(3)]
+        assert first == ["tick 1\n", "tick 2\n", "tick 3\n"]
+        runlog("checkpoint", "--image-path", str(tmp_path / "img"), "k-1", check=True)
+        saved = json.loads((tmp_path / "img" / "runlog.json").read_text())
+        assert saved["stdio"][1].startswith("pipe:[")
+        # Up to EOF: the tree has ended, the last tick it wrote is its count.
+        last = int(("".join(first) + run.stdout.read().decode()).split()[-1])
+    runlog("delete", "k-1", check=True)
+    back = _plain(
+        runlog,
+        tmp_path,
+        "restore",
+        "-d",
+        "-b",
+        str(b),
+        "--image-path",
+        str(tmp_path / "img"),
+        "k-1",
+    )
+    assert back.returncode == 0
+    out = tmp_path / "container.out"
+    deadline = time.monotonic() + 10
+    while out.read_text().count("tick") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ticks = [
+        int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("tick")
+    ]
+    assert ticks[:3] == [last + 1, last + 2, last + 3], (last, ticks)
+    runlog("delete", "--force", "k-1", check=True)
 
 
 def test_checkpoint_and_restore_say_what_criu_lacks(
