@@ -782,6 +782,9 @@ def test_events_follow_streams_until_delete(
 
 
 def _invalid(data: bytes) -> bool:
+    line, newline, _rest = data.partition(b"\n")
+    if (line if newline else data) == wire.POKE:
+        return False  # a spool client's wake-up, answered ok (engine.runtime.monitor.server)
     try:
         decode(data)
     except RequestError:
