@@ -911,7 +911,7 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
     ]
 
 
-#: RUNLOG_SCALE runs more (1,000 as root: see docs/monitor-cost.md).
+#: RUNLOG_SCALE=1000 runs the 1,000 running containers the issue asks for as root.
 SCALE = int(os.environ.get("RUNLOG_SCALE", "256"))
 
 
