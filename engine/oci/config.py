@@ -393,8 +393,7 @@ class _Parser:
         for where, item in self.items(doc, "rlimits", "process"):
             entry, kind = self.typed(item, where, RLIMITS, "rlimit")
             if kind in first:
-                # Apptainer's setRlimit: "was already set"; a second entry
-                # would silently override the first.
+                # A second entry would silently override the first.
                 self.fail(f"{where}.type", f"duplicate rlimit type {kind} (first at {first[kind]})")
             first[kind] = where
             hard = self.opt_int(entry, "hard", where, 0, _UINT64) or 0

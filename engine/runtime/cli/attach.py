@@ -3,8 +3,7 @@
 The monitor keeps the streams of a container created with ``--log-path``
 (:mod:`engine.runtime.monitor.streams`) and serves them on ``attach.sock``: raw
 bytes both ways, no framing. What the container writes to stdout and to
-stderr comes down the socket interleaved as it arrives (Apptainer's
-``handleStream`` does the same); what the client sends goes to the
+stderr comes down the socket interleaved as it arrives; what the client sends goes to the
 container's stdin. This copies the socket to stdout and stdin to the
 socket until the monitor closes the connection, when the container's init
 has ended. At EOF on stdin the client shuts down its sending side and goes

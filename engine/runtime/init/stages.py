@@ -12,8 +12,8 @@ on the container's PATH, applies rlimits, user, capabilities and the
 seccomp filter, says "ready" and blocks until the monitor says "release":
 then it says "exec" and execs (or says why the exec failed). Both report
 on the sync socket, one line each (:func:`send_line`, :func:`recv_line`).
-The processes are named by their role, as youki names its own (main,
-intermediate, init); the monitor is the main process.
+The processes are named by their role (main, intermediate, init); the
+monitor is the main process.
 
 Nothing in the init may import a module after pivot_root (the new root has no
 Python): everything it runs is imported here, before the fork. That is also

@@ -7,9 +7,8 @@ this module - its imports are the monitor's, never ``create``'s - while
 and once told what to create (:func:`serve`), :func:`run` runs the
 machine's ``create`` trigger (cgroup, init, hooks) and reports ``ok PID``
 or the error on a pipe that ``create`` reads. Then it lives until
-``delete``, in one thread and one poll loop (:mod:`engine.runtime.monitor.server`;
-the shape of Apptainer's OCI engine, ``handleControl``, with the machine
-and the log made explicit): it reaps the init and records ``exit`` with the
+``delete``, in one thread and one poll loop (:mod:`engine.runtime.monitor.server`):
+it reaps the init and records ``exit`` with the
 code or signal, keeps ``state.json`` current, and serves ``control.sock``
 and the request spool (``requests/``), both through one
 :class:`engine.runtime.monitor.dispatch.Dispatcher`. With ``--log-path`` it also

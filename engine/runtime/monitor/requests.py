@@ -3,9 +3,9 @@ spool) use, on the monitor's side.
 
 What a request is - one JSON object of at most
 :data:`~engine.wire.MAX_REQUEST` bytes, UTF-8, with an ``op`` and the
-fields that op takes (:data:`engine.wire.OPS`: Apptainer's ``Control`` -
-start, console size, reopen log, pause, resume - plus kill, state, wait,
-delete, update, checkpoint, exec and exec_exit) - is the wire format's
+fields that op takes (:data:`engine.wire.OPS`: start, console size,
+reopen log, pause, resume, kill, state, wait, delete, update, checkpoint,
+exec and exec_exit) - is the wire format's
 (:mod:`engine.wire`); this checks a request against it.
 
 Anything else - not UTF-8, not JSON, not an object, no ``op``, an unknown

@@ -1,10 +1,10 @@
 """The container's stdio when the monitor keeps it (``create --log-path FILE``).
 
-Apptainer's ``handleStream``, in the monitor's one poll loop
-(:mod:`engine.runtime.monitor.server`) instead of goroutines. The init's stdout and
+Kept in the monitor's one poll loop (:mod:`engine.runtime.monitor.server`),
+with no thread of its own. The init's stdout and
 stderr are pipes to the monitor, its stdin a pipe from it. What the
-container writes goes to the container log (:class:`LogFile`, in one of
-Apptainer's ``instance.LogFormats``) and to every client of ``attach.sock``
+container writes goes to the container log (:class:`LogFile`, in one of the
+:data:`FORMATS`) and to every client of ``attach.sock``
 (mode 0600, the owner's) connected at the time, as raw bytes, stdout and
 stderr interleaved as they arrive; what clients send goes to the
 container's stdin.
@@ -16,7 +16,7 @@ more than :data:`CLIENT_BACKLOG` bytes behind is dropped; input beyond
 For ``terminal: true`` without ``--console-socket`` the monitor owns the
 pty: the init sends it the master over its sync socket (the console-socket
 protocol, SCM_RIGHTS); its output is logged as stdout, a new client first
-gets the last line on the screen (Apptainer's ``TerminalBuffer``: the
+gets the last line on the screen (the
 prompt), and ``console_size`` resizes it.
 
 When the init has ended, :meth:`Streams.finish` reads what is left in the
@@ -42,7 +42,7 @@ from engine.runtime.shared.statedir import SocketAddress, StateDir
 
 __all__ = ["CLIENT_BACKLOG", "FORMATS", "INPUT_BACKLOG", "LogFile", "Streams"]
 
-#: ``--log-format`` values: Apptainer's ``instance.LogFormats``.
+#: ``--log-format`` values: the bytes as written, CRI's lines, Docker's json-file.
 FORMATS = ("basic", "kubernetes", "json")
 #: Bytes of output a client may fall behind before it is dropped.
 CLIENT_BACKLOG = 1 << 20
@@ -184,8 +184,8 @@ class Streams:
         self.input = bytearray()
         for fd in (*self.sources, stdin):
             os.set_blocking(fd, False)
-        # terminal: the pty master, and the last line on its screen (what
-        # Apptainer's TerminalBuffer keeps): a new client sees the prompt.
+        # terminal: the pty master, and the last line on its screen: a new
+        # client sees the prompt.
         self.tty: int | None = None
         self.last_line = bytearray()
         self.path = statedir.file(ATTACH)
