@@ -9,6 +9,7 @@ exit. :mod:`posix` and :mod:`_socket` alone.
 import _socket
 import posix
 
+from engine import faults
 from engine.layout import SocketAddress
 
 __all__ = [
@@ -70,6 +71,8 @@ def exchange(path: str, request: bytes, timeout: float | None) -> bytes:
             sock.shutdown(_socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered before reading it all (too large)
+        if faults.ARMED:  # RUNLOG_FAULT=OP:sent: the client killed once it asked
+            faults.point(_op(request), "sent")
         chunks = []
         try:
             while chunk := sock.recv(65536):
@@ -79,6 +82,15 @@ def exchange(path: str, request: bytes, timeout: float | None) -> bytes:
     finally:
         sock.close()
     return b"".join(chunks)
+
+
+def _op(request: bytes) -> str:
+    from engine import jsonfast
+
+    try:
+        return str(jsonfast.loads(request).get("op"))
+    except (ValueError, AttributeError):
+        return "request"
 
 
 def state_text(reply: "Mapping[str, Any]") -> bytes:

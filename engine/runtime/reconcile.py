@@ -240,16 +240,23 @@ class _State:
 def _projector(statedir: StateDir) -> Callable[[Event], None]:
     def project(event: Event) -> None:
         assert event.dest is not None
-        try:
-            doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
-        except ContainerNotFound:
-            return  # the monitor died before it wrote one: nothing to keep current
-        doc["status"] = event.dest
-        if event.dest == Status.STOPPED:
-            doc["pid"] = 0
-        statedir.write(STATE, gojson.render(doc, "  ").encode())
+        _project(statedir, event.dest)
 
     return project
+
+
+def _project(statedir: StateDir, status: str) -> None:
+    """state.json's status made ``status``, as the log has it."""
+    try:
+        doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
+    except ContainerNotFound:
+        return  # the monitor died before it wrote one: nothing to keep current
+    if doc.get("status") == status:
+        return
+    doc["status"] = status
+    if status == Status.STOPPED:
+        doc["pid"] = 0
+    statedir.write(STATE, gojson.render(doc, "  ").encode())
 
 
 # -- requests ---------------------------------------------------------------------
@@ -295,6 +302,11 @@ def state(settings: Settings, statedir: StateDir) -> bytes:
     with _service(settings, world) as service:
         service.refresh(statedir.id, actor)
         _freezer_noticed(service, world, actor)
+        # The monitor may have died between an event's commit and its
+        # projection: state.json follows the log, the one authority.
+        now = service.state(statedir.id)
+        if now is not None:
+            _project(statedir, now)
     doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
     return gojson.render(doc, "  ").encode()
 

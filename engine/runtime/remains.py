@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["clean"]
+__all__ = ["clean", "forgotten"]
 
 #: States in which the log still shows the container alive.
 _LIVE = (Status.CREATING, Status.CREATED, Status.RUNNING, Status.PAUSED)
@@ -61,6 +61,18 @@ def clean(settings: Settings, statedir: StateDir, reason: str) -> dict[str, Any]
     return done
 
 
+def forgotten(settings: Settings, statedir: StateDir, *, wait: bool = True) -> bool:
+    """No state directory, and the log still shows the container (its
+    monitor killed once delete had removed it, or ``--root`` wiped by a
+    reboot): record its lost exit and its delete, so that the log agrees
+    with ``state``; whether it did. ``wait=False``: a log whose write lock
+    another process holds is left as it is (StoreBusyError)."""
+    if statedir.exists():
+        return False  # a journal or a dead create's remains: delete --force's
+    reason = f"container {statedir.id}: its state directory is gone"
+    return _record(settings, statedir, {"reason": reason}, wait=wait)
+
+
 def _remove_cgroups(paths: dict[str, str]) -> list[int]:
     from engine.cgroups import manager_at
 
@@ -79,20 +91,24 @@ def _remove_cgroups(paths: dict[str, str]) -> list[int]:
             time.sleep(0.02)
 
 
-def _record(settings: Settings, statedir: StateDir, done: dict[str, Any]) -> None:
+def _record(
+    settings: Settings, statedir: StateDir, done: dict[str, Any], *, wait: bool = True
+) -> bool:
     """The journal's events first; then, if the log shows the container
     alive, its lost exit and its delete; if it shows nothing, the create
-    that failed."""
+    that failed. Whether the log showed it alive or stopped."""
     cid = statedir.id
     journal = Journal(statedir.file(JOURNAL))
-    digest = record.machine_digest(settings)
     actor = Actor.current()
-    with open_store(settings.db) as store:
+    with open_store(settings.db, wait=wait) as store:
         journaled = journal.events()
         for event in journaled:
             store.append(event)
         row = store.container(cid)
         state = None if row is None else row.state
+        if state not in (*_LIVE, Status.STOPPED) and not statedir.exists():
+            return False  # nothing to put right (and no machine to load)
+        digest = record.machine_digest(settings)
         events: list[NewEvent] = []
         if state in _LIVE:
             lost = {"exit": "lost", "reason": "the monitor is gone; its exit status with it"}
@@ -112,3 +128,4 @@ def _record(settings: Settings, statedir: StateDir, done: dict[str, Any]) -> Non
             )
         for event in events:
             store.append(event)
+    return state == Status.STOPPED

@@ -65,19 +65,72 @@ def fill(directory: Path) -> Path:
 
 
 def freezer(cid: str, runlog: Any) -> str:
-    """The container's cgroup v2 freezer, or v1's state, read from the files."""
+    """The container's freezer as runlog uses it, read from the files: v1's
+    state where there is a v1 freezer (a hybrid host), else cgroup v2's."""
     import json
 
     info = json.loads((runlog.root / cid / "runtime.json").read_text())
     paths = info["cgroup_paths"]
-    if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
-        text = Path(paths["unified"], "cgroup.freeze").read_text().strip()
-        return "frozen" if text == "1" else "thawed"
-    return Path(paths["freezer"], "freezer.state").read_text().strip().lower()
+    if "freezer" in paths:
+        return Path(paths["freezer"], "freezer.state").read_text().strip().lower()
+    text = Path(paths["unified"], "cgroup.freeze").read_text().strip()
+    return "frozen" if text == "1" else "thawed"
 
 
 def events(runlog: Any, cid: str) -> list[tuple[str, str | None, str]]:
     return list(runlog.events(cid))
+
+
+def logged_state(runlog: Any, cid: str) -> str | None:
+    """The state the log has ``cid`` in (None: never created)."""
+    with sqlite3.connect(runlog.db) as conn:
+        row = conn.execute("SELECT state FROM containers WHERE id = ?", (cid,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def real_state(runlog: Any, cid: str) -> str | None:
+    """What the world shows of ``cid``: None without a state directory, else
+    ``stopped`` once the init has ended (a zombie has), ``paused`` or
+    ``running``/``created`` (the two differ only in the log) by the freezer."""
+    import json
+
+    statedir = runlog.root / cid
+    if not (statedir / "runtime.json").exists():
+        return None
+    info = json.loads((statedir / "runtime.json").read_text())
+    pid = info.get("init_pid")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        ended = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X")
+    except (OSError, TypeError):
+        ended = True
+    if ended:
+        return "stopped"
+    return "paused" if freezer(cid, runlog) == "frozen" else "running"
+
+
+def assert_agree(runlog: Any, cid: str) -> str | None:
+    """The invariant: the real world, ``state`` and the log agree on ``cid``;
+    the status they agree on (None: no container)."""
+    shown = runlog("state", cid)
+    assert "Traceback" not in shown.stderr, shown.stderr
+    logged = logged_state(runlog, cid)
+    real = real_state(runlog, cid)
+    if shown.returncode != 0:
+        assert logged in (None, "deleted"), (logged, shown.stderr)
+        assert real is None, (real, shown.stderr)
+        return None
+    import json
+
+    status = json.loads(shown.stdout)["status"]
+    assert status == logged, (status, logged)
+    assert real == ("running" if status == "created" else status), (real, status)
+    return str(status)
+
+
+def replays_clean(runlog: Any) -> None:
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
@@ -191,12 +244,12 @@ def test_a_monitor_killed_during_create_leaves_nothing(
     assert "the monitor died during create" in created.stderr
     assert "Traceback" not in created.stderr
     assert not (runlog.root / "c").exists()
-    assert runlog("state", "c").returncode == 1
+    assert assert_agree(runlog, "c") is None
+    replays_clean(runlog)
     # The id can be used again, and the log replays clean.
     runlog("create", "--bundle", path, "c", check=True)
     runlog("delete", "--force", "c", check=True)
-    replay = runlog("replay", "--all")
-    assert replay.returncode == 0, replay.stdout + replay.stderr
+    replays_clean(runlog)
 
 
 def test_delete_force_takes_away_what_a_dead_create_left(runlog: Any, bundle: Bundle) -> None:
@@ -400,8 +453,7 @@ def test_a_monitor_killed_at_a_step_boundary(
     """The monitor SIGKILLed at each step of each command: the command ends
     in one line, ``state`` answers, ``delete --force`` leaves nothing, the
     id is free again, and the log agrees with the world at the end (no
-    container). What the CLI records meanwhile, without the monitor
-    (engine.runtime.reconcile), is not held to the machine here."""
+    container), `replay --all` exits 0 after each step."""
     path = str(bundle(SLEEP))
     monkeypatch.setenv("RUNLOG_FAULT", point)  # the monitor inherits it
     runlog("create", "--bundle", path, "c", check=True)
@@ -413,17 +465,66 @@ def test_a_monitor_killed_at_a_step_boundary(
     done = runlog(faulted[0], "c", *faulted[1:], timeout=30)
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
-    if (runlog.root / "c" / "state.json").exists():
-        shown = runlog("state", "c")
-        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    # Right after the command, and again once the monitor's end is seen:
+    # the world, `state` and the log agree, and the log replays clean.
+    assert_agree(runlog, "c")
+    replays_clean(runlog)
+    assert_agree(runlog, "c")
     deleted = runlog("delete", "--force", "c")
     assert deleted.returncode == 0, deleted.stderr
     assert not (runlog.root / "c").exists()
+    assert assert_agree(runlog, "c") is None
     runlog("create", "--bundle", path, "c", check=True)  # the id is free again
     runlog("delete", "--force", "c", check=True)
-    with sqlite3.connect(runlog.db) as conn:
-        (state,) = conn.execute("SELECT state FROM containers WHERE id = 'c'").fetchone()
-    assert state == "deleted"
+    assert logged_state(runlog, "c") == "deleted"
+    replays_clean(runlog)
+
+
+# (the command whose client is killed once it has asked, the commands
+# before it, the status the monitor leaves the container in)
+CLIENT_FAULTS = [
+    (["start"], [], "running"),
+    (["pause"], ["start"], "paused"),
+    (["resume"], ["start", "pause"], "running"),
+    (["kill", "KILL"], ["start"], "stopped"),
+    (["delete"], ["start", "kill", "KILL"], None),
+]
+
+
+@pytest.mark.parametrize(("faulted", "before", "status"), CLIENT_FAULTS)
+def test_a_client_killed_once_it_has_asked(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    faulted: list[str],
+    before: list[str],
+    status: str | None,
+) -> None:
+    """The command SIGKILLed once its request is sent: the monitor carries
+    it out, records it and lives on; the world, `state` and the log agree."""
+    path = str(bundle(SLEEP))
+    runlog("create", "--bundle", path, "c", check=True)
+    for command in _commands(before):
+        runlog(*command[:1], "c", *command[1:], check=True)
+        if command[0] == "kill":
+            runlog.wait_status("c", "stopped")
+    monkeypatch.setenv("RUNLOG_FAULT", f"{faulted[0]}:sent")
+    done = runlog(faulted[0], "c", *faulted[1:])
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert done.returncode == -9, done
+    if status is None:
+        assert wait_for(lambda: not (runlog.root / "c").exists())
+    else:
+        assert runlog.wait_status("c", status)["status"] == status
+    assert assert_agree(runlog, "c") == status
+    assert logged_state(runlog, "c") == (status or "deleted")
+    replays_clean(runlog)
+    if status is not None:
+        runlog("state", "c", check=True)  # the monitor still answers
+        runlog("delete", "--force", "c", check=True)
+    runlog("create", "--bundle", path, "c", check=True)  # the id is free again
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
 
 
 def test_a_delete_the_full_log_refuses_is_journaled_then_written(
