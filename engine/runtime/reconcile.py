@@ -52,6 +52,8 @@ __all__ = ["handle", "state"]
 
 #: How long delete --force waits for a killed container's processes.
 _GONE_TIMEOUT = 5.0
+#: How long ``state`` lets a freezer that is still freezing settle.
+_SETTLE = 1.0
 
 
 class MonitorLost(LifecycleError):
@@ -285,7 +287,12 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
 def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
     """A freezer written by hand: recorded as the dispatcher records it."""
     cid = world.statedir.id
-    trigger = vocabulary.FREEZER.get((service.state(cid) or "", world.freezer() or ""))
+    now = world.freezer()
+    deadline = time.monotonic() + _SETTLE
+    while now == "freezing" and time.monotonic() < deadline:
+        time.sleep(0.01)  # a v1 freezer on its way: what it ends up as counts
+        now = world.freezer()
+    trigger = vocabulary.FREEZER.get((service.state(cid) or "", now or ""))
     if trigger is None:
         return
     external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)

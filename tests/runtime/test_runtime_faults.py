@@ -480,6 +480,49 @@ def test_a_monitor_killed_at_a_step_boundary(
     replays_clean(runlog)
 
 
+@pytest.mark.parametrize(
+    ("point", "before", "faulted", "status", "trigger"),
+    [
+        ("pause:after:cgroup.freeze", ["start"], "pause", "paused", "pause"),
+        ("resume:after:cgroup.thaw", ["start", "pause"], "resume", "running", "resume"),
+    ],
+)
+def test_the_freezer_written_by_a_monitor_killed_before_its_event(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    before: list[str],
+    faulted: str,
+    status: str,
+    trigger: str,
+) -> None:
+    """The monitor SIGKILLed right after it wrote the freezer, before the
+    event: `state` and the log both follow the freezer - the change is
+    recorded through the machine, as one nobody asked runlog for - and the
+    container is deleted, frozen or not."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", point)
+    runlog("create", "--bundle", path, "c", check=True)
+    monkeypatch.delenv("RUNLOG_FAULT")
+    for command in before:
+        runlog(command, "c", check=True)
+    done = runlog(faulted, "c")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done
+    for _ in range(3):  # and stays so, asked again
+        assert assert_agree(runlog, "c") == status
+    with sqlite3.connect(runlog.db) as conn:
+        last = conn.execute(
+            'SELECT "trigger", dest, outcome, actor_transport FROM events '
+            "WHERE container_id = 'c' AND outcome = 'ok' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert last == (trigger, status, "ok", "external")
+    replays_clean(runlog)
+    runlog("delete", "--force", "c", check=True)
+    assert assert_agree(runlog, "c") is None
+    replays_clean(runlog)
+
+
 # (the command whose client is killed once it has asked, the commands
 # before it, the status the monitor leaves the container in)
 CLIENT_FAULTS = [
