@@ -59,7 +59,7 @@ def restore(settings: Settings, flags: dict[str, object], args: list[str]) -> in
         "image_path": _image_path(flags),
         "detach": bool(flags.get("detach")),
     }
-    with open_store(settings.db) as store:
+    with open_store(settings.db, group=settings.log_group) as store:
         # The restore's actions need no container drivers: nothing exists yet.
         service = Service(store, Lifecycle(definition, REGISTRY), _no_drivers)
         service.request(cid, "restore", Actor.current(), request)

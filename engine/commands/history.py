@@ -58,8 +58,13 @@ def _read(settings: Settings, flags: dict[str, object], container_id: str) -> li
 
     # No event log yet means no container yet: say so as runc would, and
     # leave no empty database behind.
-    if not is_cluster_url(settings.db) and not os.path.exists(logdb.sqlite_path(settings.db)):
-        raise ContainerNotFound(container_id)
+    if not is_cluster_url(settings.db):
+        try:
+            os.stat(logdb.sqlite_path(settings.db))
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        except OSError:
+            pass  # not ours to read: the open says so, naming the log
     node = flags.get("node")
     with open_reader(settings.db) as reader:
         return reader.history(container_id, node=None if node is None else str(node))

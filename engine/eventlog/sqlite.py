@@ -78,13 +78,14 @@ def not_a_file(mode: int) -> str | None:
     return f"is {kind}, not a database file"
 
 
-def _check_file(path: str) -> None:
+def _check_file(path: str, gid: int | None = None) -> None:
     """Refuse a file that is not an SQLite database, before SQLite touches it:
-    anything but a regular file (a FIFO would block the open for ever)."""
+    anything but a regular file (a FIFO would block the open for ever).
+    ``gid``: the group that may read the log (``log_group``), else none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        _make_private(path)
+        _make_private(path, gid)
         return
     except OSError as err:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
@@ -99,21 +100,82 @@ def _check_file(path: str) -> None:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
     if header and header != _HEADER:
         raise SchemaError(path, "is not an SQLite database; refusing to touch it")
-    if mode & 0o077 and st.st_uid == os.geteuid():
+    if st.st_uid != os.geteuid():
+        return  # another's log (a user's, opened by root): theirs to set
+    if gid is not None:
+        _share(path, gid)
+    elif mode & 0o077:
         _tighten(path, mode)
 
 
-def _make_private(path: str) -> None:
+def _make_private(path: str, gid: int | None) -> None:
     """A new log: its directory 0700 (if made here), the file 0600, which
-    SQLite gives its -wal and -shm files too. Every payload is in it."""
+    SQLite gives its -wal and -shm files too (and their group). Every
+    payload is in it. With a reading group: 0750 and 0640, that group's."""
     parent = os.path.dirname(os.path.abspath(path))
+    made = not os.path.isdir(parent)
     os.makedirs(parent, mode=0o700, exist_ok=True)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
-        pass  # another process made it first
+        return  # another process made it first
     except OSError as err:
         raise SchemaError(path, f"cannot be created: {err.strerror}") from err
+    try:
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+            os.fchmod(fd, 0o640)
+    except OSError as err:
+        raise SchemaError(path, f"cannot give it to group {gid}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+    if gid is not None:
+        _share_dir(parent, gid, made)
+
+
+def _share_dir(directory: str, gid: int, made: bool = False) -> None:
+    """The log's directory 0750, the reading group's: one runlog made, or
+    one of runlog's own kind (the owner's alone, 0700 or 0750) - never a
+    shared one such as /tmp."""
+    try:
+        st = os.stat(directory)
+        if not made and (st.st_uid != os.geteuid() or st.st_mode & 0o777 not in (0o700, 0o750)):
+            return
+        if st.st_gid != gid:
+            os.chown(directory, -1, gid)
+        if st.st_mode & 0o777 != 0o750:
+            os.chmod(directory, 0o750)
+    except OSError as err:
+        sys.stderr.write(
+            f"runlog: event log directory {directory}: cannot give it to group {gid}: "
+            f"{err.strerror}\n"
+        )
+
+
+def _share(path: str, gid: int) -> None:
+    """An existing log with a reading group: it and its -wal/-shm 0640 and
+    the group's (SQLite gives a new -wal the log's group only as root), its
+    directory 0750; a note where others could read it."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            st = os.stat(name)
+            if st.st_gid != gid:
+                os.chown(name, -1, gid)
+            if st.st_mode & 0o777 != 0o640:
+                os.chmod(name, 0o640)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            sys.stderr.write(
+                f"runlog: event log {name}: cannot give it to group {gid}: {err.strerror}\n"
+            )
+            return
+        if st.st_mode & 0o007:
+            sys.stderr.write(
+                f"runlog: note: event log {name} was readable by others "
+                f"(mode {st.st_mode & 0o777:04o}); made readable by group {gid} alone (0640)\n"
+            )
+    _share_dir(os.path.dirname(os.path.abspath(path)), gid)
 
 
 def _tighten(path: str, mode: int) -> None:
@@ -140,6 +202,7 @@ class SQLiteStore(EventStore):
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
         retry_budget: float = 60.0,
+        gid: int | None = None,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
@@ -147,7 +210,7 @@ class SQLiteStore(EventStore):
         self.retry_budget = retry_budget
         self.synchronous = synchronous.upper()
         if path != ":memory:":
-            _check_file(path)
+            _check_file(path, gid)
         # isolation_level=None: the module issues no implicit BEGIN; this
         # store opens every transaction itself.
         self._busy_ms = int(busy_timeout * 1000)

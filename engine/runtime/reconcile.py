@@ -273,7 +273,7 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
         machines = None if cache is None else os.path.join(cache, "machines")
         definition = load(resolve(settings.machine, {}), cache=machines)
         drivers = world.drivers()
-        with open_store(settings.db) as store:
+        with open_store(settings.db, group=settings.log_group) as store:
             yield Service(
                 store,
                 Lifecycle(definition, REGISTRY),

@@ -100,7 +100,7 @@ def _record(
     cid = statedir.id
     journal = Journal(statedir.file(JOURNAL))
     actor = Actor.current()
-    with open_store(settings.db, wait=wait) as store:
+    with open_store(settings.db, wait=wait, group=settings.log_group) as store:
         journaled = journal.events()
         for event in journaled:
             store.append(event)

@@ -385,6 +385,98 @@ def test_the_log_and_the_state_are_private(runlog: Any, bundle: Bundle) -> None:
         subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
+@pytest.fixture
+def reading_group() -> Iterator[tuple[str, int]]:
+    """A group made for the test (name, gid), removed after."""
+    import grp
+    import shutil
+
+    if shutil.which("groupadd") is None:
+        pytest.skip("groupadd is missing (Debian: passwd)")
+    name = f"runlogrd{os.getpid() % 100000}"
+    subprocess.run(["groupadd", name], check=True, capture_output=True)
+    try:
+        yield name, grp.getgrnam(name).gr_gid
+    finally:
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def _as_nobody(runlog: Any, groups: list[int], *args: str) -> subprocess.CompletedProcess[str]:
+    """``runlog ARGS`` as ``nobody``, with ``groups`` as its only groups."""
+    from tests.runtime.conftest import REPO
+
+    argv = [sys.executable, "-m", "engine", "--root", "/nonexistent", "--db", str(runlog.db)]
+    return subprocess.run(
+        [*argv, *args],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=groups,
+        env={"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": os.environ["PATH"]},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_group_the_admin_names_may_read_the_log(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    reading_group: tuple[str, int],
+) -> None:
+    """RUNLOG_LOG_GROUP (log_group in the site configuration): the log and
+    its -wal/-shm 0640 and the group's, its directory 0750; a member reads
+    root's log with history and audit, anyone else does not. Without the
+    setting, the log is made private again."""
+    import tempfile
+
+    name, gid = reading_group
+    base = Path(tempfile.mkdtemp(prefix="runlog-group-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        runlog.db = base / "log" / "events.db"
+        monkeypatch.setenv("RUNLOG_LOG_GROUP", name)
+        runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+        runlog("start", "c", check=True)
+        runlog("pause", "c", check=True)  # something in the write-ahead log
+        logdir = runlog.db.parent
+        files = [runlog.db, Path(f"{runlog.db}-wal"), Path(f"{runlog.db}-shm")]
+        assert (logdir.stat().st_mode & 0o777, logdir.stat().st_gid) == (0o750, gid)
+        assert {(f.stat().st_mode & 0o777, f.stat().st_gid) for f in files} == {(0o640, gid)}
+        member = _as_nobody(runlog, [gid], "history", "c")
+        assert member.returncode == 0, member.stderr
+        assert "pause" in member.stdout and "Traceback" not in member.stderr
+        audited = _as_nobody(runlog, [gid], "audit")
+        assert audited.returncode == 0, audited.stderr
+        assert "c" in audited.stdout
+        for command in (["history", "c"], ["audit"]):
+            other = _as_nobody(runlog, [], *command)
+            assert other.returncode == 1, other
+            assert "Traceback" not in other.stderr
+            assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+            assert str(runlog.db) in other.stderr
+        assert _nobody_reads(runlog.db) == "PermissionError"
+        runlog("delete", "--force", "c", check=True)
+        # The setting gone: the next open makes the log private again.
+        monkeypatch.delenv("RUNLOG_LOG_GROUP")
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "d", check=True)
+        assert "made private (0600)" in created.stderr
+        assert {f.stat().st_mode & 0o777 for f in files if f.exists()} == {0o600}
+        assert _as_nobody(runlog, [gid], "history", "c").returncode == 1
+        runlog("delete", "--force", "d", check=True)
+        # An unknown group is one line naming the setting.
+        monkeypatch.setenv("RUNLOG_LOG_GROUP", "no-such-group-here")
+        refused = runlog("create", "--bundle", str(bundle(SLEEP)), "e")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "log_group 'no-such-group-here': no such group" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert not (runlog.root / "e").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
 def test_the_spool_answers_what_is_no_regular_file_and_removes_it(
     runlog: Any, bundle: Bundle, tmp_path: Path
 ) -> None:
