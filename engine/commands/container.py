@@ -44,29 +44,12 @@ def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNot
     from engine.runtime import record
 
     error = ContainerNotFound(statedir.id)
-    # A query (state) is answered without waiting on the log's lock.
-    wait = trigger != "state"
     try:
-        _forgotten(settings, statedir, wait=wait)
-        record.rejected(settings, statedir.id, trigger, error, wait=wait)
+        # A query (state) is answered without waiting on the log's lock.
+        record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
     except (RunlogError, OSError) as err:  # the answer stands; say it is not in the log
         sys.stderr.write(f"runlog: the refusal was not recorded: {err}\n")
     return error
-
-
-def _forgotten(settings: Settings, statedir: StateDir, *, wait: bool) -> bool:
-    """A container the log still shows whose state directory is gone is
-    recorded gone (engine.runtime.remains.forgotten); whether it was
-    stopped, and so deleted now. A log busy for a query is left for later."""
-    from engine.errors import StoreBusyError
-    from engine.runtime import remains
-
-    try:
-        return remains.forgotten(settings, statedir, wait=wait)
-    except StoreBusyError:
-        if wait:
-            raise
-        return False
 
 
 def _call(
@@ -234,9 +217,13 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
             remains.clean(settings, statedir, f"container {args[0]}: gone; delete --force")
             return 0
+        from engine.runtime import remains
+
         try:
-            if _forgotten(settings, statedir, wait=True):
-                return 0  # a delete cut short once its state was gone: done now
+            # A container the log still shows whose state directory is gone
+            # (a delete cut short once it had removed it) is recorded gone.
+            if remains.forgotten(settings, statedir):
+                return 0
         except RunlogError:
             pass  # the log cannot be used: said once, by absent
         raise absent(settings, statedir, "delete")

@@ -5,7 +5,10 @@ Settings follow measurements (docs/design.md): WAL; ``synchronous=FULL`` unless
 told otherwise (an acknowledged event survives power loss); every
 read-then-write in ``BEGIN IMMEDIATE`` (deferred transactions lose most
 concurrent appends to "database is locked"); a busy timeout, then retries
-with back-off up to a budget.
+with back-off up to :data:`LOCK_WAIT` in all. A store that gave up on the
+lock once does not wait again until it gets it: a request that appends
+several events (``delete --force``: kill, exit, delete) waits once, and
+the monitor's retries of its journal never hold up its loop.
 
 The schema version costs one SELECT per open. A new database is created at
 the head revision from the generated DDL (tested equal to what Alembic's
@@ -47,6 +50,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 _HEADER = b"SQLite format 3\x00"
+#: How long, in all, an append waits for another process's write lock on
+#: the log before it gives up (StoreBusyError: the command then fails in
+#: one line, or journals what cannot be undone). Runtimes are called by
+#: schedulers that time their calls out in seconds, not minutes, and runc
+#: has no log to wait on: a lock held this long is held by someone else
+#: (an open `sqlite3` shell, a backup), not by another runlog, whose
+#: appends take milliseconds.
+LOCK_WAIT = 10.0
 HEAD = sql.REVISIONS[-1]
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -201,13 +212,16 @@ class SQLiteStore(EventStore):
         *,
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
-        retry_budget: float = 60.0,
+        retry_budget: float = LOCK_WAIT,
         gid: int | None = None,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.location = path
         self.retry_budget = retry_budget
+        #: Gave up on the write lock, and has not had it since: no more waits.
+        self.gave_up = False
+        busy_timeout = min(busy_timeout, retry_budget)
         self.synchronous = synchronous.upper()
         if path != ":memory:":
             _check_file(path, gid)
@@ -293,7 +307,11 @@ class SQLiteStore(EventStore):
     # -- transactions -----------------------------------------------------
 
     def _begin(self) -> None:
-        """BEGIN IMMEDIATE: take the write lock before reading what we write."""
+        """BEGIN IMMEDIATE: take the write lock before reading what we write,
+        waiting for it up to the retry budget (not at all once given up)."""
+        if self.gave_up:
+            self._begin_now()
+            return
         deadline = time.monotonic() + self.retry_budget
         delay = 0.002
         while True:
@@ -304,11 +322,30 @@ class SQLiteStore(EventStore):
                 if not _is_busy(err):
                     raise
                 if time.monotonic() >= deadline:
-                    raise StoreBusyError(
-                        f"event log {self.location}: still locked after {self.retry_budget:g} s"
-                    ) from err
+                    self.gave_up = True
+                    raise self._locked() from err
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+
+    def _begin_now(self) -> None:
+        """BEGIN IMMEDIATE once, without waiting; waits again once it works."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except _sqlite3.OperationalError as err:
+            if _is_busy(err):
+                raise self._locked() from err
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        self.gave_up = False
+
+    def _locked(self) -> StoreBusyError:
+        return StoreBusyError(
+            f"event log {self.location}: locked by another process for more than "
+            f"{self.retry_budget:g} s; nothing was written"
+        )
 
     # -- EventStore -------------------------------------------------------
 

@@ -62,15 +62,17 @@ def clean(settings: Settings, statedir: StateDir, reason: str) -> dict[str, Any]
 
 
 def forgotten(settings: Settings, statedir: StateDir, *, wait: bool = True) -> bool:
-    """No state directory, and the log still shows the container (its
-    monitor killed once delete had removed it, or ``--root`` wiped by a
-    reboot): record its lost exit and its delete, so that the log agrees
-    with ``state``; whether it did. ``wait=False``: a log whose write lock
-    another process holds is left as it is (StoreBusyError)."""
+    """``delete ID`` without a state directory while the log still shows
+    the container (its monitor killed once delete had removed it, or
+    ``--root`` wiped by a reboot): record its lost exit and its delete, so
+    that the log agrees with ``state``; whether it did. Not for ``state``:
+    a monitor between removing the directory and appending its delete
+    would find its delete recorded by another. ``wait=False``: a log whose
+    write lock another process holds is left as it is (StoreBusyError)."""
     if statedir.exists():
         return False  # a journal or a dead create's remains: delete --force's
     reason = f"container {statedir.id}: its state directory is gone"
-    return _record(settings, statedir, {"reason": reason}, wait=wait)
+    return _record(settings, statedir, {"reason": reason}, wait=wait, gone=True)
 
 
 def _remove_cgroups(paths: dict[str, str]) -> list[int]:
@@ -92,11 +94,18 @@ def _remove_cgroups(paths: dict[str, str]) -> list[int]:
 
 
 def _record(
-    settings: Settings, statedir: StateDir, done: dict[str, Any], *, wait: bool = True
+    settings: Settings,
+    statedir: StateDir,
+    done: dict[str, Any],
+    *,
+    wait: bool = True,
+    gone: bool = False,
 ) -> bool:
     """The journal's events first; then, if the log shows the container
     alive, its lost exit and its delete; if it shows nothing, the create
-    that failed. Whether the log showed it alive or stopped."""
+    that failed. Whether the log showed it alive or stopped. ``gone``:
+    only if the state directory is still missing once the log is read (a
+    create claims it before its event is appended)."""
     cid = statedir.id
     journal = Journal(statedir.file(JOURNAL))
     actor = Actor.current()
@@ -108,6 +117,8 @@ def _record(
         state = None if row is None else row.state
         if state not in (*_LIVE, Status.STOPPED) and not statedir.exists():
             return False  # nothing to put right (and no machine to load)
+        if gone and (state not in (*_LIVE, Status.STOPPED) or statedir.exists()):
+            return False  # a new life's create, under way
         digest = record.machine_digest(settings)
         events: list[NewEvent] = []
         if state in _LIVE:

@@ -385,6 +385,107 @@ def test_the_log_and_the_state_are_private(runlog: Any, bundle: Bundle) -> None:
         subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
+_HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_every_command_against_a_log_locked_longer_than_the_wait(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """Another process holds the log's write lock (BEGIN IMMEDIATE) for
+    longer than runlog waits (engine.eventlog.sqlite.LOCK_WAIT): every
+    command ends within that bound in success or one line; what could be
+    undone is (pause, resume, create), what could not is journaled (kill,
+    delete); once the lock is gone the journals reach the log, and the
+    world, `state` and the log agree and replay clean."""
+    import threading
+
+    from engine.eventlog.sqlite import LOCK_WAIT
+
+    setup = {
+        "created": [],
+        "running": ["start"],
+        "paused": ["start", "pause"],
+        "killed": ["start"],
+        "stopped": ["start", "kill", "KILL"],
+        "forced": ["start"],
+        "polled": ["start"],
+    }
+    for cid, commands in setup.items():  # a bundle, and so a cgroup, each
+        runlog("create", "--bundle", str(bundle(SLEEP)), cid, check=True)
+        for command in _commands(commands):
+            runlog(command[0], cid, *command[1:], check=True)
+    assert runlog.wait_status("stopped", "stopped")["status"] == "stopped"
+    calls = {
+        "new": ["create", "--bundle", str(bundle(SLEEP)), "new"],
+        "created": ["start", "created"],
+        "running": ["pause", "running"],
+        "paused": ["resume", "paused"],
+        "killed": ["kill", "killed", "KILL"],
+        "stopped": ["delete", "stopped"],
+        "forced": ["delete", "--force", "forced"],
+        "polled": ["state", "polled"],
+        "missing": ["state", "missing"],
+    }
+    hold = LOCK_WAIT + 12
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(runlog.db), str(hold)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    results: dict[str, tuple[float, subprocess.CompletedProcess[str]]] = {}
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+
+        def call(name: str) -> None:
+            began = time.monotonic()
+            done = runlog(*calls[name], timeout=hold + 30)
+            results[name] = (time.monotonic() - began, done)
+
+        threads = [threading.Thread(target=call, args=(name,)) for name in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert holder.poll() is None, "the lock was let go before every command ended"
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    for name, (took, done) in results.items():
+        assert "Traceback" not in done.stderr, (name, done.stderr)
+        assert len(done.stderr.strip().splitlines()) <= 1, (name, done.stderr)
+        assert took < LOCK_WAIT + 8, (name, took)
+    assert results["missing"][0] < 5 and results["polled"][0] < 5
+    assert results["polled"][1].returncode == 0
+    for name in ("new", "running", "paused"):  # undone, and said why
+        done = results[name][1]
+        assert done.returncode == 1 and "locked by another process" in done.stderr, (name, done)
+    for name in ("killed", "stopped", "forced"):  # done, and journaled
+        assert results[name][1].returncode == 0, (name, results[name][1].stderr)
+    assert not (runlog.root / "new").exists()
+    # The lock gone: the monitors write their journals into the log.
+    for cid in ("created", "running", "paused", "killed", "polled"):
+        assert wait_for(lambda cid=cid: not (runlog.root / cid / "journal").exists()), cid
+        assert_agree(runlog, cid)
+    assert assert_agree(runlog, "running") == "running"
+    assert assert_agree(runlog, "paused") == "paused"
+    assert runlog.wait_status("killed", "stopped")["status"] == "stopped"
+    assert assert_agree(runlog, "killed") == "stopped"
+    for cid in ("stopped", "forced"):  # a journal left where the state was
+        runlog("delete", "--force", cid, check=True)
+        assert assert_agree(runlog, cid) is None
+        assert logged_state(runlog, cid) == "deleted"
+    replays_clean(runlog)
+
+
 @pytest.fixture
 def reading_group() -> Iterator[tuple[str, int]]:
     """A group made for the test (name, gid), removed after."""
