@@ -157,6 +157,7 @@ def main() -> int:
     parser.add_argument("--containers", type=int, default=64)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--pollers", type=int, default=8)
+    parser.add_argument("--keep-log", help="copy the run's event log here before cleaning up")
     opts = parser.parse_args()
     if os.geteuid() != 0:
         print("stress: needs root (real containers)", file=sys.stderr)
@@ -166,6 +167,9 @@ def main() -> int:
     try:
         return _run(base, opts)
     finally:
+        if opts.keep_log and (base / "events.db").exists():
+            with sqlite3.connect(base / "events.db") as src, sqlite3.connect(opts.keep_log) as dst:
+                src.backup(dst)
         run = Runner(base)
         for entry in (base / "root").glob("*"):
             run(Stats(), "delete", "--force", entry.name)

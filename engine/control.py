@@ -18,6 +18,7 @@ the JSON scanner load only where a reply is other than the usual.
 import _socket
 import posix
 
+from engine import faults
 from engine.layout import REQUEST_TIMEOUT, SocketAddress
 
 __all__ = [
@@ -86,6 +87,8 @@ def exchange(path: str, request: bytes, timeout: "float | None") -> bytes:
             sock.shutdown(_socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered before reading it all (too large)
+        if faults.ARMED:  # RUNLOG_FAULT=OP:sent: the client killed once it asked
+            faults.point(_op(request), "sent")
         chunks = []
         try:
             while chunk := sock.recv(65536):
@@ -95,6 +98,15 @@ def exchange(path: str, request: bytes, timeout: "float | None") -> bytes:
     finally:
         sock.close()
     return b"".join(chunks)
+
+
+def _op(request: bytes) -> str:
+    from engine import jsonfast
+
+    try:
+        return str(jsonfast.loads(request).get("op"))
+    except (ValueError, AttributeError):
+        return "request"
 
 
 def send(path: str, request: bytes) -> bool:

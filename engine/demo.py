@@ -152,7 +152,7 @@ def fake(settings: Settings) -> int:
         }
     )
     actor = Actor.current()
-    with open_store(settings.db) as store:
+    with open_store(settings.db, group=settings.log_group) as store:
         service = Service(store, Lifecycle(definition, REGISTRY), world.drivers)
         for cid, trigger, args in STEPS:
             if cid == "demo-2" and trigger == "create":

@@ -5,7 +5,8 @@ Points: ``after:ACTION`` once an action of TRIGGER has completed (its
 label, e.g. ``create:after:cgroup.create``), ``recorded`` once TRIGGER's
 event is committed, before anyone is answered; ``create:claimed`` in the
 ``create`` command once it has claimed the id, before the monitor is told
-what to create. Unset, it costs one
+what to create; ``sent`` in a client of the monitor (``pause:sent``) once
+its request is sent, before the answer. Unset, it costs one
 comparison per point.
 
 ``RUNLOG_FAULT=TRIGGER:POINT:fail`` makes the code at that point fail as the

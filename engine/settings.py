@@ -71,6 +71,7 @@ class Settings:
         "init_parent",
         "log",
         "log_format",
+        "log_group",
         "machine",
         "root",
         "rootless",
@@ -86,6 +87,7 @@ class Settings:
         machine: str | None = None,
         log: str | None = None,
         log_format: str = "text",
+        log_group: str | None = None,
         debug: bool = False,
         systemd_cgroup: bool = False,
         rootless: str = "auto",
@@ -98,6 +100,8 @@ class Settings:
         self.machine = machine
         self.log = log
         self.log_format = log_format
+        #: The group that may read the event log (engine.eventlog.open_store).
+        self.log_group = log_group
         self.debug = debug
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
@@ -145,6 +149,7 @@ class Settings:
             machine=pick("machine", "RUNLOG_MACHINE"),
             log=pick("log", "RUNLOG_LOG"),
             log_format=str(flags.get("log_format") or "text"),
+            log_group=pick("log_group", "RUNLOG_LOG_GROUP"),
             debug=bool(flags.get("debug")),
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
             rootless=_checked_rootless(rootless or "auto"),
@@ -160,7 +165,7 @@ class Settings:
         """For --debug: each setting, its value, and where it came from."""
         return [
             f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
-            for name in ("root", "db", "rootless", "machine", "log", "init_parent")
+            for name in ("root", "db", "rootless", "machine", "log", "init_parent", "log_group")
         ]
 
     def own_places(self) -> None:

@@ -5,6 +5,7 @@ for everyone on a node::
     root = "/run/runlog-{uid}"
     db = "/var/lib/runlog/{user}/events.db"
     rootless = "auto"
+    log_group = "adm"   # may read the log: 0640/0750, this group's
 
 ``{uid}`` and ``{user}`` are the caller's uid and user name. A command-line
 flag wins over a ``RUNLOG_*`` variable, which wins over the file, which
@@ -26,7 +27,7 @@ __all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
 
 CONFIG = "/etc/runlog/runlog.toml"
 #: The settings the file may give (as Settings names them).
-KEYS = ("root", "db", "rootless", "machine", "log", "init_parent")
+KEYS = ("root", "db", "rootless", "machine", "log", "init_parent", "log_group")
 
 
 class ConfigError(RunlogError):

@@ -85,3 +85,15 @@ def test_debug_says_where_settings_came_from(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert bad["RUNLOG_CONFIG"] in out.stderr and "line 1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_group_that_may_read_the_log_from_the_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    env = _write(tmp_path, 'log_group = "adm"\n')
+    settings = Settings.from_flags({}, env)
+    assert settings.log_group == "adm"
+    assert settings.sources["log_group"] == env["RUNLOG_CONFIG"]
+    settings = Settings.from_flags({}, {**env, "RUNLOG_LOG_GROUP": "staff"})
+    assert (settings.log_group, settings.sources["log_group"]) == ("staff", "RUNLOG_LOG_GROUP")
+    assert Settings.from_flags({}, {}).log_group is None

@@ -222,6 +222,15 @@ def delete(settings: Settings, flags: dict[str, object], args: list[str]) -> int
 
             remains.clean(settings, statedir, f"container {args[0]}: gone; delete --force")
             return 0
+        from engine.runtime.cli import remains
+
+        try:
+            # A container the log still shows whose state directory is gone
+            # (a delete cut short once it had removed it) is recorded gone.
+            if remains.forgotten(settings, statedir):
+                return 0
+        except RunlogError:
+            pass  # the log cannot be used: said once, by absent
         raise absent(settings, statedir, "delete")
     if force and not _exists(statedir.file(STATE)):
         # No state.json: a create that died (or hangs), or a journal a

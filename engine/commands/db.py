@@ -22,7 +22,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if verb == "upgrade":
         # Opening a store creates a new database at the head revision and
         # upgrades an older one; a newer or foreign one is refused.
-        open_store(settings.db).close()
+        open_store(settings.db, group=settings.log_group).close()
         sys.stdout.write(f"event log {settings.db}: at revision {head} (head)\n")
         return 0
     if verb != "current":
@@ -74,7 +74,9 @@ def _prune(settings: Settings, flags: dict[str, object]) -> int:
     else:
         if not os.path.exists(settings.db):
             raise SchemaError(settings.db, "does not exist")
-        open_store(settings.db).close()  # at the head revision, or refused
+        open_store(
+            settings.db, group=settings.log_group
+        ).close()  # at the head revision, or refused
         done = [prune_sqlite(settings.db, before)]
     for pruned in done:
         sys.stdout.write(

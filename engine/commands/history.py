@@ -61,8 +61,13 @@ def _read(settings: Settings, flags: dict[str, object], container_id: str) -> li
     # No event log yet means no container yet: say so as runc would, and
     # leave no empty database behind.
     one = logs[0] if len(logs) == 1 else None
-    if one and not is_cluster_url(one) and not os.path.exists(logdb.sqlite_path(one)):
-        raise ContainerNotFound(container_id)
+    if one and not is_cluster_url(one):
+        try:
+            os.stat(logdb.sqlite_path(one))
+        except FileNotFoundError:
+            raise ContainerNotFound(container_id) from None
+        except OSError:
+            pass  # not ours to read: the open says so, naming the log
     node = flags.get("node")
     with open_readers(logs) as reader:
         return reader.history(container_id, node=None if node is None else str(node))

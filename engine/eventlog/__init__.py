@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from engine.eventlog.store import EventStore
 
-__all__ = ["EventStore", "open_store", "sqlite_file"]
+__all__ = ["EventStore", "log_gid", "open_store", "sqlite_file"]
 
 
 def sqlite_file(db: str) -> str | None:
@@ -52,10 +52,34 @@ def _give_back(db: str, owner: tuple[int, int]) -> None:
             continue
 
 
-def open_store(db: str, *, synchronous: str = "FULL", wait: bool = True) -> EventStore:
+def log_gid(group: str | None) -> int | None:
+    """The gid of the group that may read the log (the ``log_group`` setting:
+    a name or a number); None for none. An unknown group is an error."""
+    if not group:
+        return None
+    if group.isdigit():
+        return int(group)
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        from engine.errors import RunlogError
+
+        raise RunlogError(
+            f"log_group {group!r}: no such group (RUNLOG_LOG_GROUP or log_group in the "
+            "site configuration)"
+        ) from None
+
+
+def open_store(
+    db: str, *, synchronous: str = "FULL", wait: bool = True, group: str | None = None
+) -> EventStore:
     """The store for ``db``. ``wait=False``: an SQLite log whose write lock
     another process holds refuses at once (StoreBusyError), for callers
-    that must not wait on it."""
+    that must not wait on it. ``group``: the group that may read an SQLite
+    log (its files 0640, its directory 0750, that group's); else the log is
+    its owner's alone (0600, 0700)."""
     file = sqlite_file(db)
     if file is not None:
         db = file
@@ -69,7 +93,7 @@ def open_store(db: str, *, synchronous: str = "FULL", wait: bool = True) -> Even
 
             refuse_network_db(db)  # SQLite's WAL is not safe there
             owner = _owner(db)
-        store = SQLiteStore(db, synchronous=synchronous, **busy)
+        store = SQLiteStore(db, synchronous=synchronous, gid=log_gid(group), **busy)
         if owner is not None:
             _give_back(db, owner)
         return store

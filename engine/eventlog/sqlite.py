@@ -5,7 +5,10 @@ Settings follow measurements (docs/design.md): WAL; ``synchronous=FULL`` unless
 told otherwise (an acknowledged event survives power loss); every
 read-then-write in ``BEGIN IMMEDIATE`` (deferred transactions lose most
 concurrent appends to "database is locked"); a busy timeout, then retries
-with back-off up to a budget.
+with back-off up to :data:`LOCK_WAIT` in all. A store that gave up on the
+lock once does not wait again until it gets it: a request that appends
+several events (``delete --force``: kill, exit, delete) waits once, and
+the monitor's retries of its journal never hold up its loop.
 
 The schema version costs one SELECT per open. A new database is created at
 the head revision from the generated DDL (tested equal to what Alembic's
@@ -47,6 +50,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 _HEADER = b"SQLite format 3\x00"
+#: How long, in all, an append waits for another process's write lock on
+#: the log before it gives up (StoreBusyError: the command then fails in
+#: one line, or journals what cannot be undone). Runtimes are called by
+#: schedulers that time their calls out in seconds, not minutes, and runc
+#: has no log to wait on: a lock held this long is held by someone else
+#: (an open `sqlite3` shell, a backup), not by another runlog, whose
+#: appends take milliseconds.
+LOCK_WAIT = 10.0
 HEAD = sql.REVISIONS[-1]
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -96,13 +107,14 @@ def file_problem(path: str, mode: int) -> str | None:
     return None
 
 
-def _check_file(path: str) -> None:
+def _check_file(path: str, gid: int | None = None) -> None:
     """Refuse a file that is not an SQLite database (:func:`file_problem`);
-    make a missing one private."""
+    make a missing one private. ``gid``: the group that may read the log
+    (``log_group``), else none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        _make_private(path)
+        _make_private(path, gid)
         return
     except OSError as err:
         raise SchemaError(path, f"cannot be read: {err.strerror}") from err
@@ -110,21 +122,82 @@ def _check_file(path: str) -> None:
     problem = file_problem(path, mode)
     if problem is not None:
         raise SchemaError(path, problem)
-    if mode & 0o077 and st.st_uid == os.geteuid():
+    if st.st_uid != os.geteuid():
+        return  # another's log (a user's, opened by root): theirs to set
+    if gid is not None:
+        _share(path, gid)
+    elif mode & 0o077:
         _tighten(path, mode)
 
 
-def _make_private(path: str) -> None:
+def _make_private(path: str, gid: int | None) -> None:
     """A new log: its directory 0700 (if made here), the file 0600, which
-    SQLite gives its -wal and -shm files too. Every payload is in it."""
+    SQLite gives its -wal and -shm files too (and their group). Every
+    payload is in it. With a reading group: 0750 and 0640, that group's."""
     parent = os.path.dirname(os.path.abspath(path))
+    made = not os.path.isdir(parent)
     os.makedirs(parent, mode=0o700, exist_ok=True)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
-        pass  # another process made it first
+        return  # another process made it first
     except OSError as err:
         raise SchemaError(path, f"cannot be created: {err.strerror}") from err
+    try:
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+            os.fchmod(fd, 0o640)
+    except OSError as err:
+        raise SchemaError(path, f"cannot give it to group {gid}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+    if gid is not None:
+        _share_dir(parent, gid, made)
+
+
+def _share_dir(directory: str, gid: int, made: bool = False) -> None:
+    """The log's directory 0750, the reading group's: one runlog made, or
+    one of runlog's own kind (the owner's alone, 0700 or 0750) - never a
+    shared one such as /tmp."""
+    try:
+        st = os.stat(directory)
+        if not made and (st.st_uid != os.geteuid() or st.st_mode & 0o777 not in (0o700, 0o750)):
+            return
+        if st.st_gid != gid:
+            os.chown(directory, -1, gid)
+        if st.st_mode & 0o777 != 0o750:
+            os.chmod(directory, 0o750)
+    except OSError as err:
+        sys.stderr.write(
+            f"runlog: event log directory {directory}: cannot give it to group {gid}: "
+            f"{err.strerror}\n"
+        )
+
+
+def _share(path: str, gid: int) -> None:
+    """An existing log with a reading group: it and its -wal/-shm 0640 and
+    the group's (SQLite gives a new -wal the log's group only as root), its
+    directory 0750; a note where others could read it."""
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            st = os.stat(name)
+            if st.st_gid != gid:
+                os.chown(name, -1, gid)
+            if st.st_mode & 0o777 != 0o640:
+                os.chmod(name, 0o640)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            sys.stderr.write(
+                f"runlog: event log {name}: cannot give it to group {gid}: {err.strerror}\n"
+            )
+            return
+        if st.st_mode & 0o007:
+            sys.stderr.write(
+                f"runlog: note: event log {name} was readable by others "
+                f"(mode {st.st_mode & 0o777:04o}); made readable by group {gid} alone (0640)\n"
+            )
+    _share_dir(os.path.dirname(os.path.abspath(path)), gid)
 
 
 def _tighten(path: str, mode: int) -> None:
@@ -150,15 +223,19 @@ class SQLiteStore(EventStore):
         *,
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
-        retry_budget: float = 60.0,
+        retry_budget: float = LOCK_WAIT,
+        gid: int | None = None,
     ) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
         self.location = path
         self.retry_budget = retry_budget
+        #: Gave up on the write lock, and has not had it since: no more waits.
+        self.gave_up = False
+        busy_timeout = min(busy_timeout, retry_budget)
         self.synchronous = synchronous.upper()
         if path != ":memory:":
-            _check_file(path)
+            _check_file(path, gid)
         # isolation_level=None: the module issues no implicit BEGIN; this
         # store opens every transaction itself.
         self._busy_ms = int(busy_timeout * 1000)
@@ -241,7 +318,11 @@ class SQLiteStore(EventStore):
     # -- transactions -----------------------------------------------------
 
     def _begin(self) -> None:
-        """BEGIN IMMEDIATE: take the write lock before reading what we write."""
+        """BEGIN IMMEDIATE: take the write lock before reading what we write,
+        waiting for it up to the retry budget (not at all once given up)."""
+        if self.gave_up:
+            self._begin_now()
+            return
         deadline = time.monotonic() + self.retry_budget
         delay = 0.002
         while True:
@@ -252,11 +333,30 @@ class SQLiteStore(EventStore):
                 if not _is_busy(err):
                     raise
                 if time.monotonic() >= deadline:
-                    raise StoreBusyError(
-                        f"event log {self.location}: still locked after {self.retry_budget:g} s"
-                    ) from err
+                    self.gave_up = True
+                    raise self._locked() from err
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+
+    def _begin_now(self) -> None:
+        """BEGIN IMMEDIATE once, without waiting; waits again once it works."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except _sqlite3.OperationalError as err:
+            if _is_busy(err):
+                raise self._locked() from err
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        self.gave_up = False
+
+    def _locked(self) -> StoreBusyError:
+        return StoreBusyError(
+            f"event log {self.location}: locked by another process for more than "
+            f"{self.retry_budget:g} s; nothing was written"
+        )
 
     # -- EventStore -------------------------------------------------------
 

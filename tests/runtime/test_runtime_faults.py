@@ -65,19 +65,72 @@ def fill(directory: Path) -> Path:
 
 
 def freezer(cid: str, runlog: Any) -> str:
-    """The container's cgroup v2 freezer, or v1's state, read from the files."""
+    """The container's freezer as runlog uses it, read from the files: v1's
+    state where there is a v1 freezer (a hybrid host), else cgroup v2's."""
     import json
 
     info = json.loads((runlog.root / cid / "runtime.json").read_text())
     paths = info["cgroup_paths"]
-    if "unified" in paths and os.path.exists(os.path.join(paths["unified"], "cgroup.freeze")):
-        text = Path(paths["unified"], "cgroup.freeze").read_text().strip()
-        return "frozen" if text == "1" else "thawed"
-    return Path(paths["freezer"], "freezer.state").read_text().strip().lower()
+    if "freezer" in paths:
+        return Path(paths["freezer"], "freezer.state").read_text().strip().lower()
+    text = Path(paths["unified"], "cgroup.freeze").read_text().strip()
+    return "frozen" if text == "1" else "thawed"
 
 
 def events(runlog: Any, cid: str) -> list[tuple[str, str | None, str]]:
     return list(runlog.events(cid))
+
+
+def logged_state(runlog: Any, cid: str) -> str | None:
+    """The state the log has ``cid`` in (None: never created)."""
+    with sqlite3.connect(runlog.db) as conn:
+        row = conn.execute("SELECT state FROM containers WHERE id = ?", (cid,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def real_state(runlog: Any, cid: str) -> str | None:
+    """What the world shows of ``cid``: None without a state directory, else
+    ``stopped`` once the init has ended (a zombie has), ``paused`` or
+    ``running``/``created`` (the two differ only in the log) by the freezer."""
+    import json
+
+    statedir = runlog.root / cid
+    if not (statedir / "runtime.json").exists():
+        return None
+    info = json.loads((statedir / "runtime.json").read_text())
+    pid = info.get("init_pid")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        ended = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X")
+    except (OSError, TypeError):
+        ended = True
+    if ended:
+        return "stopped"
+    return "paused" if freezer(cid, runlog) == "frozen" else "running"
+
+
+def assert_agree(runlog: Any, cid: str) -> str | None:
+    """The invariant: the real world, ``state`` and the log agree on ``cid``;
+    the status they agree on (None: no container)."""
+    shown = runlog("state", cid)
+    assert "Traceback" not in shown.stderr, shown.stderr
+    logged = logged_state(runlog, cid)
+    real = real_state(runlog, cid)
+    if shown.returncode != 0:
+        assert logged in (None, "deleted"), (logged, shown.stderr)
+        assert real is None, (real, shown.stderr)
+        return None
+    import json
+
+    status = json.loads(shown.stdout)["status"]
+    assert status == logged, (status, logged)
+    assert real == ("running" if status == "created" else status), (real, status)
+    return str(status)
+
+
+def replays_clean(runlog: Any) -> None:
+    replay = runlog("replay", "--all")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> bool:
@@ -191,12 +244,12 @@ def test_a_monitor_killed_during_create_leaves_nothing(
     assert "the monitor died during create" in created.stderr
     assert "Traceback" not in created.stderr
     assert not (runlog.root / "c").exists()
-    assert runlog("state", "c").returncode == 1
+    assert assert_agree(runlog, "c") is None
+    replays_clean(runlog)
     # The id can be used again, and the log replays clean.
     runlog("create", "--bundle", path, "c", check=True)
     runlog("delete", "--force", "c", check=True)
-    replay = runlog("replay", "--all")
-    assert replay.returncode == 0, replay.stdout + replay.stderr
+    replays_clean(runlog)
 
 
 def test_delete_force_takes_away_what_a_dead_create_left(runlog: Any, bundle: Bundle) -> None:
@@ -332,6 +385,199 @@ def test_the_log_and_the_state_are_private(runlog: Any, bundle: Bundle) -> None:
         subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
+_HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_every_command_against_a_log_locked_longer_than_the_wait(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """Another process holds the log's write lock (BEGIN IMMEDIATE) for
+    longer than runlog waits (engine.eventlog.sqlite.LOCK_WAIT): every
+    command ends within that bound in success or one line; what could be
+    undone is (pause, resume, create), what could not is journaled (kill,
+    delete); once the lock is gone the journals reach the log, and the
+    world, `state` and the log agree and replay clean."""
+    import threading
+
+    from engine.eventlog.sqlite import LOCK_WAIT
+
+    setup = {
+        "created": [],
+        "running": ["start"],
+        "paused": ["start", "pause"],
+        "killed": ["start"],
+        "stopped": ["start", "kill", "KILL"],
+        "forced": ["start"],
+        "polled": ["start"],
+    }
+    for cid, commands in setup.items():  # a bundle, and so a cgroup, each
+        runlog("create", "--bundle", str(bundle(SLEEP)), cid, check=True)
+        for command in _commands(commands):
+            runlog(command[0], cid, *command[1:], check=True)
+    assert runlog.wait_status("stopped", "stopped")["status"] == "stopped"
+    calls = {
+        "new": ["create", "--bundle", str(bundle(SLEEP)), "new"],
+        "created": ["start", "created"],
+        "running": ["pause", "running"],
+        "paused": ["resume", "paused"],
+        "killed": ["kill", "killed", "KILL"],
+        "stopped": ["delete", "stopped"],
+        "forced": ["delete", "--force", "forced"],
+        "polled": ["state", "polled"],
+        "missing": ["state", "missing"],
+    }
+    hold = LOCK_WAIT + 12
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(runlog.db), str(hold)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    results: dict[str, tuple[float, subprocess.CompletedProcess[str]]] = {}
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+
+        def call(name: str) -> None:
+            began = time.monotonic()
+            done = runlog(*calls[name], timeout=hold + 30)
+            results[name] = (time.monotonic() - began, done)
+
+        threads = [threading.Thread(target=call, args=(name,)) for name in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert holder.poll() is None, "the lock was let go before every command ended"
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    for name, (took, done) in results.items():
+        assert "Traceback" not in done.stderr, (name, done.stderr)
+        assert len(done.stderr.strip().splitlines()) <= 1, (name, done.stderr)
+        assert took < LOCK_WAIT + 8, (name, took)
+    assert results["missing"][0] < 5 and results["polled"][0] < 5
+    assert results["polled"][1].returncode == 0
+    for name in ("new", "running", "paused"):  # undone, and said why
+        done = results[name][1]
+        assert done.returncode == 1 and "locked by another process" in done.stderr, (name, done)
+    for name in ("killed", "stopped", "forced"):  # done, and journaled
+        assert results[name][1].returncode == 0, (name, results[name][1].stderr)
+    assert not (runlog.root / "new").exists()
+    # The lock gone: the monitors write their journals into the log.
+    for cid in ("created", "running", "paused", "killed", "polled"):
+        assert wait_for(lambda cid=cid: not (runlog.root / cid / "journal").exists()), cid
+        assert_agree(runlog, cid)
+    assert assert_agree(runlog, "running") == "running"
+    assert assert_agree(runlog, "paused") == "paused"
+    assert runlog.wait_status("killed", "stopped")["status"] == "stopped"
+    assert assert_agree(runlog, "killed") == "stopped"
+    for cid in ("stopped", "forced"):  # a journal left where the state was
+        runlog("delete", "--force", cid, check=True)
+        assert assert_agree(runlog, cid) is None
+        assert logged_state(runlog, cid) == "deleted"
+    replays_clean(runlog)
+
+
+@pytest.fixture
+def reading_group() -> Iterator[tuple[str, int]]:
+    """A group made for the test (name, gid), removed after."""
+    import grp
+    import shutil
+
+    if shutil.which("groupadd") is None:
+        pytest.skip("groupadd is missing (Debian: passwd)")
+    name = f"runlogrd{os.getpid() % 100000}"
+    subprocess.run(["groupadd", name], check=True, capture_output=True)
+    try:
+        yield name, grp.getgrnam(name).gr_gid
+    finally:
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def _as_nobody(runlog: Any, groups: list[int], *args: str) -> subprocess.CompletedProcess[str]:
+    """``runlog ARGS`` as ``nobody``, with ``groups`` as its only groups."""
+    from tests.runtime.conftest import REPO
+
+    argv = [sys.executable, "-m", "engine", "--root", "/nonexistent", "--db", str(runlog.db)]
+    return subprocess.run(
+        [*argv, *args],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=groups,
+        env={"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": os.environ["PATH"]},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_group_the_admin_names_may_read_the_log(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    reading_group: tuple[str, int],
+) -> None:
+    """RUNLOG_LOG_GROUP (log_group in the site configuration): the log and
+    its -wal/-shm 0640 and the group's, its directory 0750; a member reads
+    root's log with history and audit, anyone else does not. Without the
+    setting, the log is made private again."""
+    import tempfile
+
+    name, gid = reading_group
+    base = Path(tempfile.mkdtemp(prefix="runlog-group-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        runlog.db = base / "log" / "events.db"
+        monkeypatch.setenv("RUNLOG_LOG_GROUP", name)
+        runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+        runlog("start", "c", check=True)
+        runlog("pause", "c", check=True)  # something in the write-ahead log
+        logdir = runlog.db.parent
+        files = [runlog.db, Path(f"{runlog.db}-wal"), Path(f"{runlog.db}-shm")]
+        assert (logdir.stat().st_mode & 0o777, logdir.stat().st_gid) == (0o750, gid)
+        assert {(f.stat().st_mode & 0o777, f.stat().st_gid) for f in files} == {(0o640, gid)}
+        member = _as_nobody(runlog, [gid], "history", "c")
+        assert member.returncode == 0, member.stderr
+        assert "pause" in member.stdout and "Traceback" not in member.stderr
+        audited = _as_nobody(runlog, [gid], "audit")
+        assert audited.returncode == 0, audited.stderr
+        assert "c" in audited.stdout
+        for command in (["history", "c"], ["audit"]):
+            other = _as_nobody(runlog, [], *command)
+            assert other.returncode == 1, other
+            assert "Traceback" not in other.stderr
+            assert len(other.stderr.strip().splitlines()) == 1, other.stderr
+            assert str(runlog.db) in other.stderr
+        assert _nobody_reads(runlog.db) == "PermissionError"
+        runlog("delete", "--force", "c", check=True)
+        # The setting gone: the next open makes the log private again.
+        monkeypatch.delenv("RUNLOG_LOG_GROUP")
+        created = runlog("create", "--bundle", str(bundle(SLEEP)), "d", check=True)
+        assert "made private (0600)" in created.stderr
+        assert {f.stat().st_mode & 0o777 for f in files if f.exists()} == {0o600}
+        assert _as_nobody(runlog, [gid], "history", "c").returncode == 1
+        runlog("delete", "--force", "d", check=True)
+        # An unknown group is one line naming the setting.
+        monkeypatch.setenv("RUNLOG_LOG_GROUP", "no-such-group-here")
+        refused = runlog("create", "--bundle", str(bundle(SLEEP)), "e")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "log_group 'no-such-group-here': no such group" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert not (runlog.root / "e").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
 def test_the_spool_answers_what_is_no_regular_file_and_removes_it(
     runlog: Any, bundle: Bundle, tmp_path: Path
 ) -> None:
@@ -400,8 +646,7 @@ def test_a_monitor_killed_at_a_step_boundary(
     """The monitor SIGKILLed at each step of each command: the command ends
     in one line, ``state`` answers, ``delete --force`` leaves nothing, the
     id is free again, and the log agrees with the world at the end (no
-    container). What the CLI records meanwhile, without the monitor
-    (engine.runtime.cli.reconcile), is not held to the machine here."""
+    container), `replay --all` exits 0 after each step."""
     path = str(bundle(SLEEP))
     monkeypatch.setenv("RUNLOG_FAULT", point)  # the monitor inherits it
     runlog("create", "--bundle", path, "c", check=True)
@@ -413,17 +658,109 @@ def test_a_monitor_killed_at_a_step_boundary(
     done = runlog(faulted[0], "c", *faulted[1:], timeout=30)
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 1, done.stderr
-    if (runlog.root / "c" / "state.json").exists():
-        shown = runlog("state", "c")
-        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    # Right after the command, and again once the monitor's end is seen:
+    # the world, `state` and the log agree, and the log replays clean.
+    assert_agree(runlog, "c")
+    replays_clean(runlog)
+    assert_agree(runlog, "c")
     deleted = runlog("delete", "--force", "c")
     assert deleted.returncode == 0, deleted.stderr
     assert not (runlog.root / "c").exists()
+    assert assert_agree(runlog, "c") is None
     runlog("create", "--bundle", path, "c", check=True)  # the id is free again
     runlog("delete", "--force", "c", check=True)
+    assert logged_state(runlog, "c") == "deleted"
+    replays_clean(runlog)
+
+
+@pytest.mark.parametrize(
+    ("point", "before", "faulted", "status", "trigger"),
+    [
+        ("pause:after:cgroup.freeze", ["start"], "pause", "paused", "pause"),
+        ("resume:after:cgroup.thaw", ["start", "pause"], "resume", "running", "resume"),
+    ],
+)
+def test_the_freezer_written_by_a_monitor_killed_before_its_event(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    before: list[str],
+    faulted: str,
+    status: str,
+    trigger: str,
+) -> None:
+    """The monitor SIGKILLed right after it wrote the freezer, before the
+    event: `state` and the log both follow the freezer - the change is
+    recorded through the machine, as one nobody asked runlog for - and the
+    container is deleted, frozen or not."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", point)
+    runlog("create", "--bundle", path, "c", check=True)
+    monkeypatch.delenv("RUNLOG_FAULT")
+    for command in before:
+        runlog(command, "c", check=True)
+    done = runlog(faulted, "c")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done
+    for _ in range(3):  # and stays so, asked again
+        assert assert_agree(runlog, "c") == status
     with sqlite3.connect(runlog.db) as conn:
-        (state,) = conn.execute("SELECT state FROM containers WHERE id = 'c'").fetchone()
-    assert state == "deleted"
+        last = conn.execute(
+            'SELECT "trigger", dest, outcome, actor_transport FROM events '
+            "WHERE container_id = 'c' AND outcome = 'ok' ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert last == (trigger, status, "ok", "external")
+    replays_clean(runlog)
+    runlog("delete", "--force", "c", check=True)
+    assert assert_agree(runlog, "c") is None
+    replays_clean(runlog)
+
+
+# (the command whose client is killed once it has asked, the commands
+# before it, the status the monitor leaves the container in)
+CLIENT_FAULTS = [
+    (["start"], [], "running"),
+    (["pause"], ["start"], "paused"),
+    (["resume"], ["start", "pause"], "running"),
+    (["kill", "KILL"], ["start"], "stopped"),
+    (["delete"], ["start", "kill", "KILL"], None),
+]
+
+
+@pytest.mark.parametrize(("faulted", "before", "status"), CLIENT_FAULTS)
+def test_a_client_killed_once_it_has_asked(
+    runlog: Any,
+    bundle: Bundle,
+    monkeypatch: pytest.MonkeyPatch,
+    faulted: list[str],
+    before: list[str],
+    status: str | None,
+) -> None:
+    """The command SIGKILLed once its request is sent: the monitor carries
+    it out, records it and lives on; the world, `state` and the log agree."""
+    path = str(bundle(SLEEP))
+    runlog("create", "--bundle", path, "c", check=True)
+    for command in _commands(before):
+        runlog(*command[:1], "c", *command[1:], check=True)
+        if command[0] == "kill":
+            runlog.wait_status("c", "stopped")
+    monkeypatch.setenv("RUNLOG_FAULT", f"{faulted[0]}:sent")
+    done = runlog(faulted[0], "c", *faulted[1:])
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert done.returncode == -9, done
+    if status is None:
+        assert wait_for(lambda: not (runlog.root / "c").exists())
+    else:
+        assert runlog.wait_status("c", status)["status"] == status
+    assert assert_agree(runlog, "c") == status
+    assert logged_state(runlog, "c") == (status or "deleted")
+    replays_clean(runlog)
+    if status is not None:
+        runlog("state", "c", check=True)  # the monitor still answers
+        runlog("delete", "--force", "c", check=True)
+    runlog("create", "--bundle", path, "c", check=True)  # the id is free again
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
 
 
 def test_a_delete_the_full_log_refuses_is_journaled_then_written(

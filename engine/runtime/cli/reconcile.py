@@ -52,6 +52,8 @@ __all__ = ["handle", "state"]
 
 #: How long delete --force waits for a killed container's processes.
 _GONE_TIMEOUT = 5.0
+#: How long ``state`` lets a freezer that is still freezing settle.
+_SETTLE = 1.0
 
 
 class MonitorLost(LifecycleError):
@@ -246,16 +248,23 @@ class _State:
 def _projector(statedir: StateDir) -> Callable[[Event], None]:
     def project(event: Event) -> None:
         assert event.dest is not None
-        try:
-            doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
-        except ContainerNotFound:
-            return  # the monitor died before it wrote one: nothing to keep current
-        doc["status"] = event.dest
-        if event.dest == Status.STOPPED:
-            doc["pid"] = 0
-        statedir.write(STATE, gojson.render(doc, "  ").encode())
+        _project(statedir, event.dest)
 
     return project
+
+
+def _project(statedir: StateDir, status: str) -> None:
+    """state.json's status made ``status``, as the log has it."""
+    try:
+        doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
+    except ContainerNotFound:
+        return  # the monitor died before it wrote one: nothing to keep current
+    if doc.get("status") == status:
+        return
+    doc["status"] = status
+    if status == Status.STOPPED:
+        doc["pid"] = 0
+    statedir.write(STATE, gojson.render(doc, "  ").encode())
 
 
 # -- requests ---------------------------------------------------------------------
@@ -270,7 +279,7 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
         machines = None if cache is None else os.path.join(cache, "machines")
         definition = load(resolve(settings.machine, {}), cache=machines)
         drivers = world.drivers()
-        with open_store(settings.db) as store:
+        with open_store(settings.db, group=settings.log_group) as store:
             yield Service(
                 store,
                 Lifecycle(definition, REGISTRY),
@@ -284,7 +293,12 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
 def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
     """A freezer written by hand: recorded as the dispatcher records it."""
     cid = world.statedir.id
-    trigger = vocabulary.FREEZER.get((service.state(cid) or "", world.freezer() or ""))
+    now = world.freezer()
+    deadline = time.monotonic() + _SETTLE
+    while now == "freezing" and time.monotonic() < deadline:
+        time.sleep(0.01)  # a v1 freezer on its way: what it ends up as counts
+        now = world.freezer()
+    trigger = vocabulary.FREEZER.get((service.state(cid) or "", now or ""))
     if trigger is None:
         return
     external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
@@ -301,6 +315,11 @@ def state(settings: Settings, statedir: StateDir) -> bytes:
     with _service(settings, world) as service:
         service.refresh(statedir.id, actor)
         _freezer_noticed(service, world, actor)
+        # The monitor may have died between an event's commit and its
+        # projection: state.json follows the log, the one authority.
+        now = service.state(statedir.id)
+        if now is not None:
+            _project(statedir, now)
     doc: dict[str, Any] = jsonfast.loads(statedir.read(STATE))
     return gojson.render(doc, "  ").encode()
 

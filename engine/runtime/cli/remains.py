@@ -26,7 +26,7 @@ from engine.runtime.shared.statedir import StateDir, alive
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status
 
-__all__ = ["clean"]
+__all__ = ["clean", "forgotten"]
 
 #: States in which the log still shows the container alive.
 _LIVE = (Status.CREATING, Status.CREATED, Status.RUNNING, Status.PAUSED)
@@ -58,6 +58,20 @@ def clean(settings: Settings, statedir: StateDir, reason: str) -> dict[str, Any]
     return done
 
 
+def forgotten(settings: Settings, statedir: StateDir, *, wait: bool = True) -> bool:
+    """``delete ID`` without a state directory while the log still shows
+    the container (its monitor killed once delete had removed it, or
+    ``--root`` wiped by a reboot): record its lost exit and its delete, so
+    that the log agrees with ``state``; whether it did. Not for ``state``:
+    a monitor between removing the directory and appending its delete
+    would find its delete recorded by another. ``wait=False``: a log whose
+    write lock another process holds is left as it is (StoreBusyError)."""
+    if statedir.exists():
+        return False  # a journal or a dead create's remains: delete --force's
+    reason = f"container {statedir.id}: its state directory is gone"
+    return _record(settings, statedir, {"reason": reason}, wait=wait, gone=True)
+
+
 def _remove_cgroups(paths: dict[str, str]) -> list[int]:
     from engine.cgroups import manager_at
 
@@ -76,20 +90,33 @@ def _remove_cgroups(paths: dict[str, str]) -> list[int]:
             time.sleep(0.02)
 
 
-def _record(settings: Settings, statedir: StateDir, done: dict[str, Any]) -> None:
+def _record(
+    settings: Settings,
+    statedir: StateDir,
+    done: dict[str, Any],
+    *,
+    wait: bool = True,
+    gone: bool = False,
+) -> bool:
     """The journal's events first; then, if the log shows the container
     alive, its lost exit and its delete; if it shows nothing, the create
-    that failed."""
+    that failed. Whether the log showed it alive or stopped. ``gone``:
+    only if the state directory is still missing once the log is read (a
+    create claims it before its event is appended)."""
     cid = statedir.id
     journal = Journal(statedir.file(JOURNAL))
-    digest = record.machine_digest(settings)
     actor = Actor.current()
-    with open_store(settings.db) as store:
+    with open_store(settings.db, wait=wait, group=settings.log_group) as store:
         journaled = journal.events()
         for event in journaled:
             store.append(event)
         row = store.container(cid)
         state = None if row is None else row.state
+        if state not in (*_LIVE, Status.STOPPED) and not statedir.exists():
+            return False  # nothing to put right (and no machine to load)
+        if gone and (state not in (*_LIVE, Status.STOPPED) or statedir.exists()):
+            return False  # a new life's create, under way
+        digest = record.machine_digest(settings)
         events: list[NewEvent] = []
         if state in _LIVE:
             lost = {"exit": "lost", "reason": "the monitor is gone; its exit status with it"}
@@ -109,3 +136,4 @@ def _record(settings: Settings, statedir: StateDir, done: dict[str, Any]) -> Non
             )
         for event in events:
             store.append(event)
+    return state == Status.STOPPED

@@ -576,7 +576,9 @@ class _State:
         self.c = container
 
     def remove(self) -> None:
-        self.c.statedir.remove()
+        # Events the log has not taken yet (a kill, an exit) stay, before
+        # the delete's own (engine.runtime.journal).
+        self.c.statedir.remove(keep="journal")
 
     def oci_state(self, status: str) -> dict[str, Any]:
         c = self.c

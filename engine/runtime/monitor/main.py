@@ -280,7 +280,7 @@ def _machine_and_log(
     cache = settings.cache_dir()
     machines = None if cache is None else os.path.join(cache, "machines")
     definition = load(resolve(settings.machine, {}), cache=machines)
-    store = open_store(settings.db)
+    store = open_store(settings.db, group=settings.log_group)
     store.stamp(os.path.abspath(settings.root), from_annotations(cid, config.annotations))
     return definition, store
 

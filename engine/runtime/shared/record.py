@@ -154,7 +154,7 @@ def _append(
     """Append ``build(state)``, ``state`` being the one the log has the
     container in as the event is appended (read again if a monitor
     recorded something meanwhile)."""
-    with open_store(settings.db, wait=wait) as store:
+    with open_store(settings.db, wait=wait, group=settings.log_group) as store:
         event = build(None)
         try:
             store.archive_machine(event.machine_digest, data.decode("utf-8"), path)

@@ -148,20 +148,28 @@ class StateDir:
             return {}
         return info if isinstance(info, dict) else {}
 
-    def remove(self) -> None:
-        _remove_tree(self.path)
+    def remove(self, keep: str | None = None) -> None:
+        """Remove the state directory; with ``keep``, all but that file, if
+        it is there (the directory stays for it)."""
+        _remove_tree(self.path, keep)
 
 
 _S_IFMT, _S_IFDIR = 0o170000, 0o040000
 
 
-def _remove_tree(path: str) -> None:
+def _remove_tree(path: str, keep: str | None = None) -> None:
     """Remove ``path`` and what is in it: files, and directories such as the
-    request spool (``requests/``) with whatever requests are left in it."""
+    request spool (``requests/``) with whatever requests are left in it;
+    all but ``keep``, if it is there."""
     try:
         entries = posix.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return
+    if keep in entries:
+        entries.remove(keep)
+        path_kept = True
+    else:
+        path_kept = False
     for entry in entries:
         child = join(path, entry)
         try:
@@ -170,4 +178,5 @@ def _remove_tree(path: str) -> None:
             _remove_tree(child)
         except FileNotFoundError:
             pass
-    posix.rmdir(path)
+    if not path_kept:
+        posix.rmdir(path)
