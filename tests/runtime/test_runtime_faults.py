@@ -223,6 +223,50 @@ def test_a_read_only_log_refuses_create_and_leaves_nothing(
         subprocess.run(["umount", str(ro)], check=False)
 
 
+def test_a_read_only_log_after_the_monitor_died_one_line_each(
+    runlog: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    """Case 2: the log made read-only under a container whose monitor then
+    dies: kill, state, ctl --spool and delete --force each end in one line
+    (delete --force in success), with no traceback; delete --force leaves
+    no state directory, and once the log is writable the id is free."""
+    import json
+    import signal
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    runlog.db = ro / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    runlog("start", "c", check=True)
+    monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
+    with sqlite3.connect(runlog.db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], check=True)
+    try:
+        os.kill(monitor, signal.SIGKILL)
+        assert wait_for(lambda: not Path(f"/proc/{monitor}").exists())
+        for command in (
+            ["kill", "c", "KILL"],
+            ["state", "c"],
+            ["ctl", "--spool", "--timeout", "2", "c", '{"op": "state"}'],
+            ["delete", "--force", "c"],
+        ):
+            done = runlog(*command)
+            assert "Traceback" not in done.stderr, (command, done.stderr)
+            assert len(done.stderr.strip().splitlines()) <= 2, (command, done.stderr)
+            assert done.returncode in (0, 1), (command, done)
+        assert done.returncode == 0, done.stderr  # delete --force, journaled
+        assert [p.name for p in (runlog.root / "c").iterdir()] == ["journal"]
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+    runlog("delete", "--force", "c", check=True)  # the journal into the log
+    assert not (runlog.root / "c").exists()
+    assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
+    replays_clean(runlog)
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)  # the id is free
+    runlog("delete", "--force", "c", check=True)
+
+
 CREATE_POINTS = [
     "create:after:cgroup.create",
     "create:after:process.spawn_init",

@@ -35,6 +35,7 @@ from engine.machine.runtime import Lifecycle
 from engine.oci import gojson
 from engine.oci.state import hook_state
 from engine.runtime.monitor.hooks import HookRunner
+from engine.runtime.shared.journal import JOURNAL, Journal
 from engine.runtime.shared.statedir import STATE, StateDir, alive
 from engine.service import Service
 from engine.settings import Settings
@@ -227,7 +228,7 @@ class _State:
         self.w = world
 
     def remove(self) -> None:
-        self.w.statedir.remove()
+        self.w.statedir.remove(keep=JOURNAL)  # its events go first (the monitor's rule)
 
     def oci_state(self, status: str) -> dict[str, Any]:
         w = self.w
@@ -280,12 +281,16 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
         definition = load(resolve(settings.machine, {}), cache=machines)
         drivers = world.drivers()
         with open_store(settings.db, group=settings.log_group) as store:
-            yield Service(
+            service = Service(
                 store,
                 Lifecycle(definition, REGISTRY),
                 lambda _cid: drivers,
                 _projector(world.statedir),
             )
+            # What the log refuses and cannot be undone (a kill, an exit, a
+            # delete) waits in the journal, as the monitor's would.
+            service.journal = Journal(world.statedir.file(JOURNAL))
+            yield service
 
     return opened()
 
