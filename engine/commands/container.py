@@ -65,9 +65,81 @@ def _call(
     try:
         return control.call(statedir.file(CONTROL), request, timeout)
     except MonitorGone:
+        if _monitor_runs(statedir):
+            return _call_again(settings, statedir, trigger, request, timeout)
+    from engine.runtime.cli import reconcile
+
+    return reconcile.handle(settings, statedir, trigger, request)
+
+
+#: How long a command asks again a monitor that runs but does not answer.
+_SETTLE = 5.0
+
+
+def _call_again(
+    settings: Settings,
+    statedir: StateDir,
+    trigger: str,
+    request: dict[str, Any],
+    timeout: float | None,
+) -> dict[str, Any]:
+    """The monitor runs but does not answer: not yet (a create under way)
+    or no longer (a delete under way). Nothing may act around it, so ask
+    it again for a while; then say it does not answer."""
+    import time
+
+    deadline = time.monotonic() + _SETTLE
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        if not statedir.exists():
+            raise absent(settings, statedir, trigger)
+        try:
+            return control.call(statedir.file(CONTROL), request, timeout)
+        except MonitorGone:
+            if not _monitor_runs(statedir):
+                from engine.runtime.cli import reconcile
+
+                return reconcile.handle(settings, statedir, trigger, request)
+    if request.get("op") == "delete" and request.get("force"):
+        # runc's delete --force takes what is there: a monitor that does
+        # not answer is killed first, and the machine's delete runs without it.
+        _kill_monitor(statedir)
         from engine.runtime.cli import reconcile
 
         return reconcile.handle(settings, statedir, trigger, request)
+    raise MonitorBusy(
+        f"{trigger} {statedir.id}: its monitor runs but does not answer on {statedir.file(CONTROL)}"
+    )
+
+
+def _kill_monitor(statedir: StateDir) -> None:
+    """SIGKILL runtime.json's monitor if it is still the process it names
+    (pid and start time); wait for it to be gone."""
+    import time
+
+    from engine.runtime.shared.statedir import alive
+
+    info = statedir.runtime()
+    if alive(info, "monitor"):
+        try:
+            posix.kill(int(info["monitor_pid"]), 9)
+        except ProcessLookupError:
+            return
+    deadline = time.monotonic() + 2.0
+    while alive(info, "monitor") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _monitor_runs(statedir: StateDir) -> bool:
+    """Whether runtime.json's monitor still runs (its pid, with the start
+    time recorded for it): one that cannot answer yet or any more is not
+    gone, and the container is its alone - nothing reconciles around it."""
+    from engine.runtime.shared.statedir import alive
+
+    try:
+        return alive(statedir.runtime(), "monitor")
+    except ContainerNotFound:
+        return False
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -141,6 +213,18 @@ def resume(settings: Settings, flags: dict[str, object], args: list[str]) -> int
     return 0
 
 
+def _state_from_file(settings: Settings, statedir: StateDir, container_id: str) -> int:
+    """``state`` answered from the state.json a live monitor keeps."""
+    try:
+        data = statedir.read(STATE)
+    except ContainerNotFound:
+        raise absent(settings, statedir, "state") from None
+    sys.stdout.buffer.write(data + b"\n")
+    sys.stdout.flush()
+    answered_from_file(settings.root, settings.db, container_id, data)
+    return 0
+
+
 def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     """Ask the monitor: a ``state`` request, recorded as a query (who asked,
     when). The monitor writes query events without waiting for the disk;
@@ -154,6 +238,10 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     try:
         reply = control.call(statedir.file(CONTROL), {"op": "state"}, STATE_TIMEOUT)
     except MonitorGone:
+        if _monitor_runs(statedir):
+            # Not answering yet (create) or any more (delete): state.json,
+            # which it keeps, is the answer; nothing is reconciled around it.
+            return _state_from_file(settings, statedir, args[0])
         from engine.runtime.cli import reconcile
 
         try:
@@ -166,14 +254,7 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         answered_from_file(settings.root, settings.db, args[0], data)
         return 0
     except MonitorBusy:
-        try:
-            data = statedir.read(STATE)
-        except ContainerNotFound:
-            raise absent(settings, statedir, "state") from None
-        sys.stdout.buffer.write(data + b"\n")
-        sys.stdout.flush()
-        answered_from_file(settings.root, settings.db, args[0], data)
-        return 0
+        return _state_from_file(settings, statedir, args[0])
     else:
         data = state_text(reply)
     sys.stdout.buffer.write(data + b"\n")

@@ -207,3 +207,41 @@ def test_concurrent_refusals_and_transitions_replay_clean(runlog: Any, bundle: B
     for cid in ids:
         runlog("delete", "--force", cid)  # the pester's create, after the delete
     replays_clean(runlog)
+
+
+def test_a_live_monitor_that_does_not_answer_is_never_reconciled_around(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """A monitor that runs but cannot be reached (its socket not up yet in
+    a create under way, or gone in a delete under way; here moved aside)
+    keeps the container: ``state`` answers from its state.json, a command
+    is refused after asking again a while, and nothing is recorded in its
+    place - no external pause or exit while it lives."""
+    runlog("run", "-d", "t-live", "-b", str(bundle(["sleep", "30"])), check=True)
+    sock = runlog.root / "t-live" / "control.sock"
+    aside = runlog.root / "t-live" / "control.sock.aside"
+    before = history(runlog.db, "t-live")
+    sock.rename(aside)
+    try:
+        assert runlog.state("t-live")["status"] == "running"
+        started = time.monotonic()
+        out = runlog("pause", "t-live")
+        assert out.returncode == 1
+        assert "its monitor runs but does not answer" in out.stderr
+        assert time.monotonic() - started >= 4  # asked again meanwhile
+        assert history(runlog.db, "t-live") == before  # nothing in its place
+    finally:
+        aside.rename(sock)
+    runlog("pause", "t-live", check=True)
+    runlog("resume", "t-live", check=True)
+    # delete --force takes what is there: a monitor that does not answer
+    # is killed, and the machine's kill, exit and delete run without it.
+    sock.rename(aside)
+    info = json.loads((runlog.root / "t-live" / "runtime.json").read_text())
+    runlog("delete", "--force", "t-live", check=True)
+    assert not (runlog.root / "t-live").exists()
+    stat = Path(f"/proc/{info['monitor_pid']}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    changes = [e[0] for e in history(runlog.db, "t-live") if e[0] != "state"]
+    assert changes[-3:] == ["kill", "exit", "delete"]
+    replays_clean(runlog)
