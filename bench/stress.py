@@ -6,7 +6,9 @@ while P pollers (default 8) call ``state`` on them at random, for
 ``--duration`` seconds. At the end it prints:
 
 - commands issued against events recorded (each command records exactly
-  one event; each container's end adds its ``exit``), by trigger;
+  one event - ``state`` too, as queries are recorded for the run,
+  ``RUNLOG_RECORD_QUERIES=1``; each container's end adds its ``exit``), by
+  trigger;
 - gaps: a container whose seq does not run 1, 2, 3, ... without a hole;
 - leftovers: state directories, cgroups or processes of the run;
 - p50/p99 per command, in ms;
@@ -70,7 +72,9 @@ class Runner:
         stub = REPO / ".venv" / "bin" / "runlog"
         entry = [str(stub)] if stub.exists() else [sys.executable, "-m", "engine"]
         self.cmd = [*entry, "--root", str(base / "root"), "--db", str(base / "events.db")]
-        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # Queries are events here (not by default), so that every command
+        # issued is one event to count.
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "RUNLOG_RECORD_QUERIES": "1"}
 
     def __call__(self, stats: Stats, *args: str) -> tuple[bool, str]:
         # Files, not pipes: a created container keeps create's stdio (as
