@@ -17,7 +17,7 @@ from engine import control
 from engine.control import error_of, state_text, wait_gone
 from engine.errors import ContainerNotFound, MonitorBusy, MonitorGone, RunlogError, UsageError
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
-from engine.runtime.shared.statedir import CONTROL, STATE, StateDir
+from engine.runtime.shared.statedir import CONTROL, STATE, StateDir, alive, kill_monitor
 from engine.settings import Settings
 
 __all__ = [
@@ -62,11 +62,32 @@ def _call(
     statedir = StateDir(settings.root, container_id)
     if not statedir.exists():
         raise absent(settings, statedir, trigger)
-    try:
-        return control.call(statedir.file(CONTROL), request, timeout)
-    except MonitorGone:
-        if _monitor_runs(statedir):
-            return _call_again(settings, statedir, trigger, request, timeout)
+    deadline = None
+    while True:
+        try:
+            return control.call(statedir.file(CONTROL), request, timeout)
+        except MonitorGone:
+            if not _monitor_runs(statedir):
+                break
+        # Its monitor runs but does not answer: not yet (a create under
+        # way) or no longer (a delete under way). Nothing may act around
+        # it: ask again a while, then say so - or, for delete --force,
+        # take what is there as runc does: kill it, and delete without it.
+        import time
+
+        now = time.monotonic()
+        deadline = deadline or now + _SETTLE
+        if now > deadline:
+            if not (request.get("op") == "delete" and request.get("force")):
+                raise MonitorBusy(
+                    f"{trigger} {container_id}: its monitor runs but does not answer "
+                    f"on {statedir.file(CONTROL)}"
+                )
+            kill_monitor(statedir.runtime())
+            break
+        time.sleep(0.02)
+        if not statedir.exists():
+            raise absent(settings, statedir, trigger)
     from engine.runtime.cli import reconcile
 
     return reconcile.handle(settings, statedir, trigger, request)
@@ -76,66 +97,10 @@ def _call(
 _SETTLE = 5.0
 
 
-def _call_again(
-    settings: Settings,
-    statedir: StateDir,
-    trigger: str,
-    request: dict[str, Any],
-    timeout: float | None,
-) -> dict[str, Any]:
-    """The monitor runs but does not answer: not yet (a create under way)
-    or no longer (a delete under way). Nothing may act around it, so ask
-    it again for a while; then say it does not answer."""
-    import time
-
-    deadline = time.monotonic() + _SETTLE
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        if not statedir.exists():
-            raise absent(settings, statedir, trigger)
-        try:
-            return control.call(statedir.file(CONTROL), request, timeout)
-        except MonitorGone:
-            if not _monitor_runs(statedir):
-                from engine.runtime.cli import reconcile
-
-                return reconcile.handle(settings, statedir, trigger, request)
-    if request.get("op") == "delete" and request.get("force"):
-        # runc's delete --force takes what is there: a monitor that does
-        # not answer is killed first, and the machine's delete runs without it.
-        _kill_monitor(statedir)
-        from engine.runtime.cli import reconcile
-
-        return reconcile.handle(settings, statedir, trigger, request)
-    raise MonitorBusy(
-        f"{trigger} {statedir.id}: its monitor runs but does not answer on {statedir.file(CONTROL)}"
-    )
-
-
-def _kill_monitor(statedir: StateDir) -> None:
-    """SIGKILL runtime.json's monitor if it is still the process it names
-    (pid and start time); wait for it to be gone."""
-    import time
-
-    from engine.runtime.shared.statedir import alive
-
-    info = statedir.runtime()
-    if alive(info, "monitor"):
-        try:
-            posix.kill(int(info["monitor_pid"]), 9)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + 2.0
-    while alive(info, "monitor") and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _monitor_runs(statedir: StateDir) -> bool:
     """Whether runtime.json's monitor still runs (its pid, with the start
     time recorded for it): one that cannot answer yet or any more is not
     gone, and the container is its alone - nothing reconciles around it."""
-    from engine.runtime.shared.statedir import alive
-
     try:
         return alive(statedir.runtime(), "monitor")
     except ContainerNotFound:

@@ -12,8 +12,6 @@ done recorded: the id can be used again.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from typing import Any
 
@@ -22,7 +20,7 @@ from engine.eventlog import open_store
 from engine.eventlog.record import NewEvent
 from engine.runtime.shared import record
 from engine.runtime.shared.journal import JOURNAL, Journal
-from engine.runtime.shared.statedir import StateDir, alive
+from engine.runtime.shared.statedir import StateDir, kill_monitor
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status
 
@@ -41,13 +39,10 @@ def clean(settings: Settings, statedir: StateDir, reason: str) -> dict[str, Any]
     except ContainerNotFound:  # a bare state directory
         info = {}
     done: dict[str, Any] = {"reason": reason}
-    if alive(info, "monitor"):
-        # A monitor hanging in create (on a log that is a FIFO, ...).
-        try:
-            os.kill(int(info["monitor_pid"]), signal.SIGKILL)
-            done["monitor_killed"] = info["monitor_pid"]
-        except ProcessLookupError:
-            pass
+    # A monitor hanging in create (on a log that is a FIFO, ...).
+    killed = kill_monitor(info)
+    if killed is not None:
+        done["monitor_killed"] = killed
     paths = info.get("cgroup_paths") or {}
     if paths:
         done["killed"] = _remove_cgroups(paths)

@@ -35,6 +35,7 @@ __all__ = [
     "SocketAddress",
     "StateDir",
     "alive",
+    "kill_monitor",
     "process_start_time",
     "validate_id",
 ]
@@ -82,6 +83,25 @@ def alive(info: Mapping[str, Any], role: str) -> bool:
     if fields is None or fields[0] in (b"Z", b"X"):
         return False
     return int(fields[19]) == info.get(f"{role}_start")
+
+
+def kill_monitor(info: Mapping[str, Any]) -> int | None:
+    """SIGKILL runtime.json's monitor if it still runs (:func:`alive`) and
+    wait (2 s at most) until it has ended; its pid, or None if it was not
+    running."""
+    if not alive(info, "monitor"):
+        return None
+    pid = int(info["monitor_pid"])
+    try:
+        posix.kill(pid, 9)
+    except ProcessLookupError:
+        return None
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while alive(info, "monitor") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
 
 
 class StateDir:
