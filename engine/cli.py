@@ -338,6 +338,19 @@ COMMANDS = {
             ),
         ),
         Cmd(
+            "witness",
+            "engine.commands.witness:main",
+            "record each node log's event hashes where its owner cannot write (root)",
+            "",
+            0,
+            0,
+            (
+                Opt("--log", repeat=True, metavar="PATH", help="a log to witness (default: all)"),
+                Opt("--witness", value=True, metavar="DIR", help="where (/var/lib/runlog/witness)"),
+                Opt("--follow", help="keep recording as events are recorded"),
+            ),
+        ),
+        Cmd(
             "history",
             "engine.commands.history:main",
             "one container's life: transitions, action results, rejected requests",
@@ -372,6 +385,7 @@ COMMANDS = {
                 Opt("--limit", value=True, metavar="N", help="the latest N (summary: top N)"),
                 Opt("--summary", help="counts by trigger, state, hook point; slowest transitions"),
                 Opt("--verify", help="check the hash chain; name the first broken link"),
+                Opt("--witness", value=True, metavar="DIR", help="--verify: the witness's records"),
                 Opt(
                     "--format",
                     "-f",

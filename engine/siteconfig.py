@@ -6,6 +6,7 @@ for everyone on a node::
     db = "/var/lib/runlog/{user}/events.db"
     rootless = "auto"
     log_group = "adm"   # may read the log: 0640/0750, this group's
+    witness = "/var/lib/runlog/witness"   # runlog witness's records
 
 ``{uid}`` and ``{user}`` are the caller's uid and user name. A command-line
 flag wins over a ``RUNLOG_*`` variable, which wins over the file, which
@@ -27,7 +28,7 @@ __all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
 
 CONFIG = "/etc/runlog/runlog.toml"
 #: The settings the file may give (as Settings names them).
-KEYS = ("root", "db", "rootless", "machine", "log", "init_parent", "log_group")
+KEYS = ("root", "db", "rootless", "machine", "log", "init_parent", "log_group", "witness")
 
 
 class ConfigError(RunlogError):

@@ -4,7 +4,8 @@ Filters (``--id``, ``--since``/``--until``, ``--trigger``, ``--outcome``,
 ``--actor-uid``, ``--transport``, ``--state``, ``--node``, ``--user``,
 ``--job``) narrow; ``--limit N`` keeps the latest N events. ``--summary``
 counts instead of listing; ``--verify`` walks the hash chain and names the
-first broken link (exit 1). ``--db`` may be a node's log or the cluster's
+first broken link (exit 1), and compares each node log with what the
+witness recorded of it (engine.audit.witness). ``--db`` may be a node's log or the cluster's
 PostgreSQL database (``runlog ship``): one reader interface answers both
 (engine.eventlog.store.EventReader). Several ``--db`` (or a glob) read
 several logs as one, each event naming its log (engine.audit.multi).
@@ -14,6 +15,7 @@ Output is a table on a terminal and JSON lines otherwise, unless
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -30,14 +32,9 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
 
     filters = Filters.from_flags(flags, time.time_ns())
     fmt = str(flags.get("format") or ("table" if sys.stdout.isatty() else "jsonl"))
+    if flags.get("verify"):
+        return _verify(logs_of(settings.db, flags), flags.get("witness"))
     with open_readers(logs_of(settings.db, flags)) as reader:
-        if flags.get("verify"):
-            checks = reader.verify()
-            for check in checks:
-                sys.stdout.write(check.line())
-            if not checks:
-                sys.stdout.write(f"event log {reader.location}: no events to verify\n")
-            return 0 if all(c.broken is None for c in checks) else 1
         reader.check_ids(filters)
         if flags.get("summary"):
             summary = reader.summarize(filters, filters.limit or DEFAULT_TOP)
@@ -49,3 +46,35 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         return 0
     render.write_events(sys.stdout, events, fmt)
     return 0
+
+
+def _verify(logs: list[str], witness_flag: object) -> int:
+    """Each log's chain; each node log against the witness's record of it
+    (where there is a witness directory); a deleted log the witness saw is
+    said to be so."""
+    from engine.audit.cluster import is_cluster_url
+    from engine.audit.multi import open_readers
+    from engine.audit.witness import WitnessError, check_log, witness_dir
+
+    directory, named = witness_dir(witness_flag)
+    if not os.path.isdir(directory):
+        if named:
+            raise WitnessError(f"witness directory {directory}: does not exist")
+        directory = ""
+    local = [log for log in logs if not is_cluster_url(log)]
+    witnessed = {log: check_log(directory, log) for log in local} if directory else {}
+    present = [log for log in logs if witnessed.get(log) is None or os.path.exists(log)]
+    ok = True
+    if present:
+        with open_readers(present) as reader:
+            checks = reader.verify()
+            for check in checks:
+                sys.stdout.write(check.line())
+            if not checks:
+                sys.stdout.write(f"event log {reader.location}: no events to verify\n")
+            ok = all(c.broken is None for c in checks)
+    for found in witnessed.values():
+        if found is not None:
+            sys.stdout.write(found.line())
+            ok = ok and found.broken is None
+    return 0 if ok else 1

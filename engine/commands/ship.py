@@ -30,7 +30,7 @@ from engine.errors import UsageError
 from engine.settings import Settings
 
 if TYPE_CHECKING:
-    from engine.ship import Shipped, Shipper
+    from engine.ship import Shipped
 
 __all__ = ["main"]
 
@@ -122,9 +122,24 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
                 sys.stderr.write("\r")
             sys.stdout.write(_summary(shipped, started))
         return 0
-    if named:
-        return _follow(shipper, shipped, started, None)
-    return _follow(shipper, shipped, started, lambda: node_logs(settings, quiet=True))
+
+    def once() -> None:
+        shipper.ship_once(shipped)
+
+    def stop() -> None:
+        sys.stdout.write(_summary(shipped, started))
+
+    from engine.ship import ServerDown
+
+    return follow(
+        shipper.logs,
+        shipper.add,
+        once,
+        None if named else lambda: node_logs(settings, quiet=True),
+        stop,
+        retry=(ServerDown,),
+        who="ship",
+    )
 
 
 def _begun(log: str) -> bool:
@@ -151,30 +166,40 @@ def _top(pattern: str) -> str:
     return "/".join(parts[: next(i for i, p in enumerate(parts) if "*" in p)]) or "/"
 
 
-def _follow(
-    shipper: Shipper,
-    shipped: Shipped,
-    started: float,
+def follow(
+    logs: list[str],
+    add: Callable[[str], bool],
+    once: Callable[[], None],
     discover: Callable[[], list[str]] | None,
+    stop: Callable[[], None],
+    *,
+    retry: tuple[type[Exception], ...] = (),
+    removed: Callable[[str], None] | None = None,
+    who: str,
 ) -> int:
-    """Ship, then sleep until a log's files change; with ``discover``, also
-    look for logs that appeared (a user's first log under the site
-    configuration's pattern, watched from its top directory down)."""
+    """Run ``once``, then sleep until a file of ``logs`` changes, and again,
+    until interrupted (then ``stop``). With ``discover``, also look for logs
+    that appeared (a user's first log under the site configuration's
+    pattern, watched from its top directory down) and ``add`` them. An
+    error of ``retry`` is said and retried with back-off. ``removed`` hears
+    of a log deleted or replaced (renamed over), before the next ``once``."""
     from fnmatch import fnmatchcase
 
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    from engine.ship import ServerDown
-
     wake = threading.Event()
-    names: set[str] = set()  # the file names whose changes wake the shipper
+    names: set[str] = set()  # the file names whose changes wake the loop
     watched: set[str] = set()
     pattern = users_pattern() if discover is not None else None
 
     class Changed(FileSystemEventHandler):
         def on_any_event(self, event: FileSystemEvent) -> None:
             path = os.fsdecode(event.src_path)
+            if removed is not None and event.event_type in ("deleted", "moved"):
+                for gone in (path, os.fsdecode(getattr(event, "dest_path", "") or "")):
+                    if gone in logs:
+                        removed(gone)
             if os.path.basename(path) in names or (
                 pattern is not None and fnmatchcase(path.removesuffix("-wal"), pattern)
             ):
@@ -189,7 +214,7 @@ def _follow(
             watched.add(directory)
             observer.schedule(Changed(), directory, recursive=False)
 
-    for log in shipper.logs:
+    for log in logs:
         watch(log)
     if pattern is not None and os.path.isdir(_top(pattern)):
         observer.schedule(Changed(), _top(pattern), recursive=True)
@@ -199,21 +224,21 @@ def _follow(
         while True:
             wake.clear()
             for log in discover() if discover is not None else ():
-                if os.path.realpath(log) not in shipper.logs and _begun(log) and shipper.add(log):
+                if os.path.realpath(log) not in logs and _begun(log) and add(log):
                     watch(log)
             try:
-                shipper.ship_once(shipped)
+                once()
                 backoff = 0.5
                 timeout: float | None = None
-            except ServerDown as err:
-                sys.stderr.write(f"runlog ship: {err}; retrying in {backoff:g} s\n")
+            except retry as err:
+                sys.stderr.write(f"runlog {who}: {err}; retrying in {backoff:g} s\n")
                 timeout, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
             if timeout is None:
                 wake.wait()
             else:
                 time.sleep(timeout)
     except KeyboardInterrupt:
-        sys.stdout.write(_summary(shipped, started))
+        stop()
         return 0
     finally:
         observer.stop()
