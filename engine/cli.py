@@ -321,7 +321,10 @@ COMMANDS = {
             "upgrade|current|prune",
             1,
             1,
-            (Opt("--before", value=True, metavar="DATE", help="prune: events before DATE"),),
+            (
+                Opt("--before", value=True, metavar="DATE", help="prune: events before DATE"),
+                Opt("--node", value=True, metavar="NAME", help="upgrade: older events' node"),
+            ),
         ),
         Cmd(
             "ship",

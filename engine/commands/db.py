@@ -1,4 +1,6 @@
-"""``runlog db upgrade|current``: the event log's schema revision;
+"""``runlog db upgrade|current``: the event log's schema revision (on the
+cluster's PostgreSQL, upgrade also moves the events an older runlog wrote
+to its node-style tables into the cluster's: engine.ship.move_node_tables);
 ``runlog db prune --before DATE``: remove older events, keeping a chain anchor."""
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         # Opening a store creates a new database at the head revision and
         # upgrades an older one; a newer or foreign one is refused.
         open_store(settings.db, group=settings.log_group).close()
-        sys.stdout.write(f"event log {settings.db}: at revision {head} (head)\n")
+        sys.stdout.write(f"event log {_shown(settings.db)}: at revision {head} (head)\n")
+        from engine.audit.cluster import is_cluster_url
+
+        if is_cluster_url(settings.db):
+            _move_node_tables(settings.db, flags)
         return 0
     if verb != "current":
         raise UsageError(f"runlog db: unknown action {verb!r} (upgrade, current or prune)")
@@ -48,6 +54,33 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
         note = f"newer than this runlog knows (head {head})"
     sys.stdout.write(f"event log {settings.db}: at revision {current} ({note})\n")
     return 0 if current in known else 1
+
+
+def _shown(db: str) -> str:
+    from engine.eventlog.schema import redacted
+
+    return redacted(db)
+
+
+def _move_node_tables(url: str, flags: dict[str, object]) -> None:
+    """Events an older runlog wrote to the node-style tables of the
+    cluster's database: into the cluster's, as this node's log ``events``."""
+    import socket
+
+    from engine.ship import NODE_TABLES_LOG, move_node_tables
+
+    node = str(flags.get("node") or socket.gethostname())
+    moved, broken = move_node_tables(url, node)
+    if moved:
+        sys.stdout.write(
+            f"moved {moved} events of the node-style tables into the cluster's, "
+            f"as node {node}, log {NODE_TABLES_LOG}\n"
+        )
+    if broken is not None:
+        sys.stderr.write(
+            f"runlog db upgrade: note: their hash chain is broken at event {broken.position}: "
+            f"{broken.problem} (runlog audit --verify names it on the cluster's database)\n"
+        )
 
 
 def _prune(settings: Settings, flags: dict[str, object]) -> int:

@@ -27,7 +27,16 @@ from engine.errors import RunlogError
 from engine.eventlog import chain
 from engine.eventlog.schema import CHAINED, CHANNEL
 
-__all__ = ["CHANNEL", "ServerDown", "ShipError", "Shipped", "Shipper", "pg_conninfo"]
+__all__ = [
+    "CHANNEL",
+    "NODE_TABLES_LOG",
+    "ServerDown",
+    "ShipError",
+    "Shipped",
+    "Shipper",
+    "move_node_tables",
+    "pg_conninfo",
+]
 
 BATCH = 5000
 
@@ -320,6 +329,60 @@ class Shipper:
                 "WHERE excluded.seq > cluster_containers.seq",
                 [list(column) for column in zip(*values, strict=True)] if values else [[]] * 8,
             )
+
+
+#: The log the events an older runlog wrote to PostgreSQL's node-style
+#: ``events`` table are moved to, in the cluster's tables (one chain: that
+#: table's).
+NODE_TABLES_LOG = "events"
+
+
+def move_node_tables(url: str, node: str) -> tuple[int, chain.Break | None]:
+    """Move the events an older runlog wrote to the cluster database's
+    node-style ``events`` table (a node with ``--db postgresql://...``)
+    into ``cluster_events``, as the log :data:`NODE_TABLES_LOG` of
+    ``node``, each keeping its id (as ``log_id``) and hashes, so their chain
+    verifies there as it did; ``containers``' rows become
+    ``cluster_containers``' as a shipped batch makes them. One transaction,
+    the old tables locked against writers meanwhile; a second run moves
+    what was written since, continuing the chain. Returns how many moved,
+    and the first broken link of their chain if any (moved all the same:
+    ``audit --verify`` names it there)."""
+    shipper = Shipper(url, node, [])
+    log = NODE_TABLES_LOG
+    moved, broken = 0, None
+    with shipper._connect() as pg, pg.transaction():
+        pg.execute("LOCK TABLE events, containers IN EXCLUSIVE MODE")
+        after, last = shipper._server_head(pg, log)
+        if after == 0:
+            anchor = pg.execute(
+                "DELETE FROM chain_anchors WHERE node = '' AND log = '' "
+                "RETURNING last_id, hash, pruned, first_ns, last_ns, pruned_ns"
+            ).fetchone()
+            if anchor is not None:  # pruned there: the chain starts at its anchor
+                pg.execute(
+                    "INSERT INTO chain_anchors (node, log, last_id, hash, pruned, first_ns, "
+                    "last_ns, pruned_ns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (node, log, *anchor),
+                )
+                after, last = int(anchor[0]), str(anchor[1])
+        last = last or chain.GENESIS
+        while True:
+            rows = pg.execute(
+                f"SELECT id, {_CHAINED}, prev_hash, hash FROM events WHERE id > %s "
+                "ORDER BY id LIMIT %s",
+                (after, shipper.batch),
+            ).fetchall()
+            if not rows:
+                break
+            if broken is None:
+                walk = ((r[0], r[1:-2], r[-2], r[-1]) for r in rows)
+                _, last, broken = chain.verify_rows(walk, last, after)
+            moved += shipper._send(pg, log, rows)
+            after = int(rows[-1][0])
+        pg.execute("DELETE FROM events WHERE id <= %s", (after,))
+        pg.execute("DELETE FROM containers")
+    return moved, broken
 
 
 def _fold_head(heads: dict[str, list[Any]], event: dict[str, Any]) -> None:
