@@ -8,6 +8,7 @@ Like the SQLite readers, it never creates or upgrades a schema.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from engine.eventlog.schema import (
     chain_anchors,
     cluster_containers,
     cluster_events,
+    events,
     machines,
 )
 from engine.eventlog.store import EventReader
@@ -81,6 +83,18 @@ class ClusterReader(EventReader):
                 self.location,
                 f"is at schema revision {version or 'none'}, not {migrate.head()}; "
                 "runlog ship (or runlog db upgrade) brings it there",
+            )
+        self._note_node_tables()
+
+    def _note_node_tables(self) -> None:
+        """Events an older runlog wrote to the node-style tables are not
+        read here: say so, and what moves them."""
+        with self._engine.connect() as conn:
+            left = conn.execute(select(events.c.id).limit(1)).first()
+        if left is not None:
+            sys.stderr.write(
+                f"runlog: note: {self.location}: events an older runlog wrote to the "
+                "node-style events table are not read here; runlog db upgrade moves them\n"
             )
 
     def close(self) -> None:

@@ -83,6 +83,10 @@ def test_db_upgrade_moves_an_older_runlogs_events_into_the_cluster_tables(
     migrate.upgrade(pg_url, "0002")
     rows = lives(tmp_path / "n.db", ["job1", "job2"])
     write_old(pg_url, rows)
+    migrate.upgrade(pg_url)
+    unread = runlog("--db", pg_url, "audit")
+    assert "events an older runlog wrote to the node-style events table" in unread.stderr
+    assert "runlog db upgrade moves them" in unread.stderr
     done = runlog("--db", pg_url, "db", "upgrade", "--node", "old1")
     assert done.returncode == 0, done.stderr
     assert "moved 8 events of the node-style tables into the cluster's" in done.stdout
@@ -90,6 +94,7 @@ def test_db_upgrade_moves_an_older_runlogs_events_into_the_cluster_tables(
     assert counts(pg_url) == (0, 0, [int(r[0]) for r in rows])  # type: ignore[call-overload]
     check = runlog("--db", pg_url, "audit", "--verify")
     assert check.returncode == 0, check.stdout + check.stderr
+    assert "node-style" not in check.stderr
     assert "old1:events: chain intact, 8 events verified" in check.stdout, check.stdout
     history = runlog("--db", pg_url, "history", "job2", "--node", "old1")
     assert history.returncode == 0, history.stderr
