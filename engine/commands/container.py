@@ -67,7 +67,8 @@ def _call(
         try:
             return control.call(statedir.file(CONTROL), request, timeout)
         except MonitorGone:
-            if not _monitor_runs(statedir):
+            runs = _monitor_runs(statedir)
+            if runs is False:
                 break
         # Its monitor runs but does not answer: not yet (a create under
         # way) or no longer (a delete under way). Nothing may act around
@@ -78,6 +79,8 @@ def _call(
         now = time.monotonic()
         deadline = deadline or now + _SETTLE
         if now > deadline:
+            if runs is None:
+                break  # still no runtime.json: a create that died (reconcile says so)
             if not (request.get("op") == "delete" and request.get("force")):
                 raise MonitorBusy(
                     f"{trigger} {container_id}: its monitor runs but does not answer "
@@ -97,14 +100,19 @@ def _call(
 _SETTLE = 5.0
 
 
-def _monitor_runs(statedir: StateDir) -> bool:
+def _monitor_runs(statedir: StateDir) -> bool | None:
     """Whether runtime.json's monitor still runs (its pid, with the start
     time recorded for it): one that cannot answer yet or any more is not
-    gone, and the container is its alone - nothing reconciles around it."""
-    try:
-        return alive(statedir.runtime(), "monitor")
-    except ContainerNotFound:
+    gone, and the container is its alone - nothing reconciles around it.
+    None: a state directory without runtime.json, which a create under
+    way writes at once (or one that died before it did)."""
+    if not statedir.exists():
         return False
+    try:
+        info = statedir.runtime()
+    except ContainerNotFound:
+        return None
+    return alive(info, "monitor")
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -213,6 +221,8 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        except MonitorBusy:  # it was not gone: a create under way
+            return _state_from_file(settings, statedir, args[0])
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         # Answered without a monitor (gone, or removing the container).

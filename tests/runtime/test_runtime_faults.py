@@ -893,3 +893,113 @@ def test_delete_force_kills_what_the_ended_init_left_in_its_cgroup(
     assert deleted.returncode == 0, deleted.stderr
     assert not (runlog.root / "c").exists()
     assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
+
+
+def _spawn(runlog: Any, fault: str, *args: str) -> subprocess.Popen[str]:
+    """``runlog ARGS`` in the background with ``RUNLOG_FAULT=fault``."""
+    from tests.runtime.conftest import REPO
+
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    return subprocess.Popen(
+        [*cmd, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=runlog.cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "RUNLOG_FAULT": fault},
+    )
+
+
+def _stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (SIGSTOP: at its fault point)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"T"
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    import signal
+
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def test_a_state_that_read_another_containers_runtime_reconciles_nothing(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """``state`` finds a container's monitor dead and reads its runtime.json;
+    before it has read the log, the id is deleted, created again and
+    started. The new container's monitor lives: nothing is reconciled
+    around it - no exit recorded for an init that runs, state.json left
+    running - and the answer is its state.json. (Under churn this was a
+    running container recorded stopped, then refused everything.)"""
+    import json
+    import signal
+
+    path = str(bundle(SLEEP))
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("start", "c", check=True)
+    info = json.loads((runlog.root / "c" / "runtime.json").read_text())
+    os.kill(info["monitor_pid"], signal.SIGKILL)
+    assert wait_for(lambda: not Path(f"/proc/{info['monitor_pid']}").exists())
+    state = _spawn(runlog, "state:reconcile:stop", "state", "c")
+    try:
+        assert wait_for(lambda: _stopped(state.pid)), "state never reached its fault point"
+        runlog("delete", "--force", "c", check=True)
+        runlog("create", "--bundle", path, "c", check=True)
+        runlog("start", "c", check=True)
+    finally:
+        code, out, err = _finish(state)
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["status"] == "running"
+    assert assert_agree(runlog, "c") == "running"
+    assert runlog.events("c")[-2:] == [("create", "created", "ok"), ("start", "running", "ok")]
+    runlog("pause", "c", check=True)  # the container is its monitor's still
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
+
+
+def test_a_state_answered_from_a_lagging_state_json_moves_nothing(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor stops between committing a pause and writing state.json
+    (which still says running); a ``state`` it cannot answer is answered
+    from that file and recorded as a query. The query is recorded in the
+    state the log has (paused), with what the file said beside it: the
+    log's state stays paused, and the next resume is not refused."""
+    import json
+    import signal
+
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")
+    monkeypatch.setenv("RUNLOG_FAULT", "pause:recorded:stop")  # the monitor's
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    monkeypatch.delenv("RUNLOG_FAULT")
+    runlog("start", "c", check=True)
+    monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
+    pause = _spawn(runlog, "", "pause", "c")
+    try:
+        assert wait_for(lambda: _stopped(monitor)), "the monitor never reached its fault point"
+        assert logged_state(runlog, "c") == "paused"
+        shown = runlog("state", "c")  # the monitor does not answer: state.json does
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["status"] == "running"
+        assert logged_state(runlog, "c") == "paused"
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+        code, _out, err = _finish(pause)
+    assert code == 0, err
+    with sqlite3.connect(runlog.db) as conn:
+        query = conn.execute(
+            "SELECT source, dest, json_extract(payload, '$.answered') FROM events "
+            "WHERE container_id = 'c' AND json_extract(payload, '$.answered_from') IS NOT NULL"
+        ).fetchall()
+    assert query == [("paused", "paused", "running")]
+    assert assert_agree(runlog, "c") == "paused"
+    runlog("resume", "c", check=True)
+    assert assert_agree(runlog, "c") == "running"
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
