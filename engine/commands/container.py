@@ -15,7 +15,15 @@ import sys
 
 from engine import control
 from engine.control import error_of, state_text, wait_gone
-from engine.errors import ContainerNotFound, MonitorBusy, MonitorGone, RunlogError, UsageError
+from engine.errors import (
+    ContainerNotFound,
+    LifecycleError,
+    MonitorBusy,
+    MonitorGone,
+    RunlogError,
+    StateDenied,
+    UsageError,
+)
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
 from engine.runtime.shared.statedir import CONTROL, STATE, StateDir, alive, kill_monitor
 from engine.settings import Settings
@@ -39,11 +47,20 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
-    """A request for a container with no state directory: record it, refuse it."""
+def absent(settings: Settings, statedir: StateDir, trigger: str) -> LifecycleError:
+    """A request for a container with no state directory (or one in a root
+    this user may not look into): record it, refuse it."""
     from engine.runtime.shared import record
 
-    error = ContainerNotFound(statedir.id)
+    error: LifecycleError = ContainerNotFound(statedir.id)
+    try:
+        posix.stat(statedir.path)
+    except PermissionError:
+        # Another user's root (0700, as runc's): its log is private too, so
+        # the refusal is not recorded (said below).
+        error = StateDenied(statedir.id, statedir.path)
+    except OSError:
+        pass
     try:
         # A query (state) is answered without waiting on the log's lock.
         record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
