@@ -5,8 +5,9 @@ Points: ``after:ACTION`` once an action of TRIGGER has completed (its
 label, e.g. ``create:after:cgroup.create``), ``recorded`` once TRIGGER's
 event is committed, before anyone is answered; ``create:claimed`` in the
 ``create`` command once it has claimed the id, before the monitor is told
-what to create; ``sent`` in a client of the monitor (``pause:sent``) once
-its request is sent, before the answer. Unset, it costs one
+what to create, and ``create:sent`` once it is told; ``sent`` in a client
+of the monitor (``pause:sent``) once its request is sent, before the
+answer. Unset, it costs one
 comparison per point.
 
 ``RUNLOG_FAULT=TRIGGER:POINT:stop`` SIGSTOPs the process there instead:

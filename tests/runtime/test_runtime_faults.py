@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,12 @@ Bundle = Callable[..., Path]
 SLEEP = ["sleep", "1000"]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
+@contextmanager
+def tmpfs(mount: Path, mode: str = "0755") -> Iterator[Path]:
+    """An 8 MiB tmpfs on the directory ``mount``, unmounted afterwards (the
+    test skips where none can be mounted)."""
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size=8m,mode={mode}", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -42,6 +42,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    with tmpfs(mount) as disk:
+        yield disk
 
 
 def fill(directory: Path) -> Path:
@@ -439,6 +448,24 @@ conn.execute("COMMIT")
 """
 
 
+@contextmanager
+def held_lock(db: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the log's write lock (BEGIN IMMEDIATE) for
+    ``seconds``; what runs inside must end before it lets go."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+        assert holder.poll() is None, "the lock was let go before every command ended"
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
 def test_every_command_against_a_log_locked_longer_than_the_wait(
     runlog: Any, bundle: Bundle
 ) -> None:
@@ -478,14 +505,8 @@ def test_every_command_against_a_log_locked_longer_than_the_wait(
         "missing": ["state", "missing"],
     }
     hold = LOCK_WAIT + 12
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(runlog.db), str(hold)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     results: dict[str, tuple[float, subprocess.CompletedProcess[str]]] = {}
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with held_lock(runlog.db, hold):
 
         def call(name: str) -> None:
             began = time.monotonic()
@@ -497,12 +518,6 @@ def test_every_command_against_a_log_locked_longer_than_the_wait(
             thread.start()
         for thread in threads:
             thread.join()
-        assert holder.poll() is None, "the lock was let go before every command ended"
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
     for name, (took, done) in results.items():
         assert "Traceback" not in done.stderr, (name, done.stderr)
         assert len(done.stderr.strip().splitlines()) <= 1, (name, done.stderr)
@@ -848,6 +863,29 @@ def test_a_create_command_killed_after_claiming_the_id(
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
+def test_a_create_command_killed_once_the_monitor_was_told(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create SIGKILLed once its monitor has the request: the monitor goes
+    on and creates the container (its report dropped), which is then as
+    any created container - the world, `state` and the log agree, start
+    and delete work - and the id is free after."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", "create:sent")
+    killed = runlog("create", "--bundle", path, "c")
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert killed.returncode == -9
+    assert wait_for((runlog.root / "c" / "state.json").exists)
+    assert assert_agree(runlog, "c") == "created"
+    runlog("start", "c", check=True)
+    assert assert_agree(runlog, "c") == "running"
+    runlog("delete", "--force", "c", check=True)
+    assert assert_agree(runlog, "c") is None
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
+
+
 @pytest.mark.parametrize("recorded", [True, False])
 def test_a_state_answered_from_the_file_is_recorded_where_queries_are(
     runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, recorded: bool
@@ -1003,3 +1041,51 @@ def test_a_state_answered_from_a_lagging_state_json_moves_nothing(
     assert assert_agree(runlog, "c") == "running"
     runlog("delete", "--force", "c", check=True)
     replays_clean(runlog)
+
+
+def test_an_unprivileged_users_refusal_of_roots_container_is_said_not_recorded(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """A known limit: a user refused root's container cannot write root's
+    private log, so the refusal is not recorded. Each command says so in
+    a note beside its one-line error (permission denied, as runc's), never
+    a traceback; root's container and log are left as they were."""
+    from tests.runtime.conftest import REPO
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    before = runlog.events("c", queries=True)
+    base = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    env = {"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": os.environ["PATH"]}
+    not_recorded = f"runlog: the refusal was not recorded: event log {runlog.db}: "
+    for command in (
+        ["start", "c"],
+        ["state", "c"],
+        ["kill", "c", "KILL"],
+        ["pause", "c"],
+        ["delete", "c"],
+        ["delete", "--force", "c"],
+        ["exec", "c", "true"],
+        ["update", "--pids-limit", "10", "c"],
+        ["wait", "c"],
+        ["ps", "c"],
+        ["list"],
+        ["history", "c"],
+    ):
+        done = subprocess.run(
+            [*base, *command],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            env=env,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0 and "Traceback" not in done.stderr, (command, done)
+        lines = [line for line in done.stderr.splitlines() if not line.startswith(not_recorded)]
+        assert len(lines) == 1 and "permission denied" in lines[0].lower(), (command, done)
+    assert runlog.events("c", queries=True) == before
+    assert assert_agree(runlog, "c") == "created"
+    runlog("delete", "--force", "c", check=True)
