@@ -12,6 +12,7 @@ while P pollers (default 8) call ``state`` on them at random, for
 - gaps: a container whose seq does not run 1, 2, 3, ... without a hole;
 - leftovers: state directories, cgroups or processes of the run;
 - p50/p99 per command, in ms;
+- whether ``replay --all`` finds every history as the machine would make it;
 - failures: commands that exited non-zero, with their first error.
 
 Needs root and /bin/busybox (``make stress``). Figures are printed, never
@@ -242,10 +243,14 @@ def _run(base: Path, opts: argparse.Namespace) -> int:
         )
     print(f"sequence gaps: {len(gaps)}{' ' + ', '.join(gaps[:10]) if gaps else ''}")
     print(f"leftovers: {len(left)}{' ' + '; '.join(left[:10]) if left else ''}")
+    replayed = subprocess.run(
+        [*run.cmd, "replay", "--all"], capture_output=True, text=True, env=run.env, check=False
+    )
+    print(f"replay --all: exit {replayed.returncode}; {replayed.stdout.strip().splitlines()[-1:]}")
     for command, err in stats.errors.items():
         print(f"first {command} failure: {err}")
     agree = all(stats.issued[c] == by_trigger.get(c, 0) for c in (*CYCLE, "state"))
-    return 0 if agree and not gaps and not left else 1
+    return 0 if agree and not gaps and not left and replayed.returncode == 0 else 1
 
 
 if __name__ == "__main__":

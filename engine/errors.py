@@ -15,6 +15,7 @@ raises. Each class carries its context as attributes and an ``exit_code``.
     │   └── StoreWriteError     SQLite refused the write (disk full, read-only, ...)
     ├── LifecycleError          a container operation
     │   ├── ContainerNotFound   no such container
+    │   ├── StateDenied         another user's root: not this user's to look into
     │   ├── ContainerExists     create with an id in use
     │   ├── TransitionRejected  trigger not allowed in the current state
     │   ├── ConcurrentChange    another writer changed the container meanwhile
@@ -48,6 +49,7 @@ __all__ = [
     "RequestFailed",
     "RunlogError",
     "SchemaError",
+    "StateDenied",
     "StoreBusyError",
     "StoreWriteError",
     "TransitionFailed",
@@ -146,6 +148,15 @@ class ContainerNotFound(LifecycleError):
     def __init__(self, container_id: str) -> None:
         # runc: "container does not exist"
         super().__init__(container_id, f"container {container_id}: container does not exist")
+
+
+class StateDenied(LifecycleError):
+    """Another user's state directory root, which this user may not look
+    into (0700): whether there is such a container is not theirs to know;
+    runc says "permission denied" too."""
+
+    def __init__(self, container_id: str, path: str) -> None:
+        super().__init__(container_id, f"container {container_id}: stat {path}: permission denied")
 
 
 class ContainerExists(LifecycleError):

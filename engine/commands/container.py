@@ -15,7 +15,15 @@ import sys
 
 from engine import control
 from engine.control import error_of, state_text, wait_gone
-from engine.errors import ContainerNotFound, MonitorBusy, MonitorGone, RunlogError, UsageError
+from engine.errors import (
+    ContainerNotFound,
+    LifecycleError,
+    MonitorBusy,
+    MonitorGone,
+    RunlogError,
+    StateDenied,
+    UsageError,
+)
 from engine.layout import REQUEST_TIMEOUT, STATE_TIMEOUT
 from engine.runtime.shared.statedir import CONTROL, STATE, StateDir, alive, kill_monitor
 from engine.settings import Settings
@@ -39,11 +47,20 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def absent(settings: Settings, statedir: StateDir, trigger: str) -> ContainerNotFound:
-    """A request for a container with no state directory: record it, refuse it."""
+def absent(settings: Settings, statedir: StateDir, trigger: str) -> LifecycleError:
+    """A request for a container with no state directory (or one in a root
+    this user may not look into): record it, refuse it."""
     from engine.runtime.shared import record
 
-    error = ContainerNotFound(statedir.id)
+    error: LifecycleError = ContainerNotFound(statedir.id)
+    try:
+        posix.stat(statedir.path)
+    except PermissionError:
+        # Another user's root (0700, as runc's): its log is private too, so
+        # the refusal is not recorded (said below).
+        error = StateDenied(statedir.id, statedir.path)
+    except OSError:
+        pass
     try:
         # A query (state) is answered without waiting on the log's lock.
         record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
@@ -67,7 +84,8 @@ def _call(
         try:
             return control.call(statedir.file(CONTROL), request, timeout)
         except MonitorGone:
-            if not _monitor_runs(statedir):
+            runs = _monitor_runs(statedir)
+            if runs is False:
                 break
         # Its monitor runs but does not answer: not yet (a create under
         # way) or no longer (a delete under way). Nothing may act around
@@ -78,6 +96,8 @@ def _call(
         now = time.monotonic()
         deadline = deadline or now + _SETTLE
         if now > deadline:
+            if runs is None:
+                break  # still no runtime.json: a create that died (reconcile says so)
             if not (request.get("op") == "delete" and request.get("force")):
                 raise MonitorBusy(
                     f"{trigger} {container_id}: its monitor runs but does not answer "
@@ -97,14 +117,19 @@ def _call(
 _SETTLE = 5.0
 
 
-def _monitor_runs(statedir: StateDir) -> bool:
+def _monitor_runs(statedir: StateDir) -> bool | None:
     """Whether runtime.json's monitor still runs (its pid, with the start
     time recorded for it): one that cannot answer yet or any more is not
-    gone, and the container is its alone - nothing reconciles around it."""
-    try:
-        return alive(statedir.runtime(), "monitor")
-    except ContainerNotFound:
+    gone, and the container is its alone - nothing reconciles around it.
+    None: a state directory without runtime.json, which a create under
+    way writes at once (or one that died before it did)."""
+    if not statedir.exists():
         return False
+    try:
+        info = statedir.runtime()
+    except ContainerNotFound:
+        return None
+    return alive(info, "monitor")
 
 
 def _write_pid_file(path: str, pid: int) -> None:
@@ -213,6 +238,8 @@ def state(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             data = reconcile.state(settings, statedir)
         except ContainerNotFound:
             raise absent(settings, statedir, "state") from None
+        except MonitorBusy:  # it was not gone: a create under way
+            return _state_from_file(settings, statedir, args[0])
         sys.stdout.buffer.write(data + b"\n")
         sys.stdout.flush()
         # Answered without a monitor (gone, or removing the container).

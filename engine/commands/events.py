@@ -33,14 +33,6 @@ __all__ = ["main"]
 SETTLE_MS = (5, 25, 100, 400)
 
 
-def _refuse_absent(settings: Settings, container_id: str) -> ContainerNotFound:
-    from engine.runtime.shared import record
-
-    error = ContainerNotFound(container_id)
-    record.rejected(settings, container_id, "events", error)
-    return error
-
-
 def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     if flags.get("follow"):
         from engine.audit.cluster import is_cluster_url
@@ -87,7 +79,9 @@ def follow(settings: Settings, container_id: str) -> int:
 
     statedir = StateDir(settings.root, container_id)
     if not statedir.exists():
-        raise _refuse_absent(settings, container_id)
+        from engine.commands.container import absent
+
+        raise absent(settings, statedir, "events")
     path = os.path.abspath(logdb.sqlite_path(settings.db))
     conn = logdb.open_log(settings.db)
     out = sys.stdout.buffer

@@ -21,7 +21,13 @@ import os
 import sys
 
 from engine.commands.container import _call, _status_code, _write_pid_file, absent
-from engine.errors import ContainerNotFound, RunlogError, UnsupportedError, UsageError
+from engine.errors import (
+    ContainerNotFound,
+    RunlogError,
+    StateDenied,
+    UnsupportedError,
+    UsageError,
+)
 from engine.frozen import replace
 from engine.runtime.shared.statedir import CONTROL, StateDir
 from engine.settings import Settings
@@ -50,13 +56,16 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     except ExecFailed:
         raise
     except RunlogError as err:
-        if not asked and not isinstance(err, ContainerNotFound):
+        if not asked and not isinstance(err, (ContainerNotFound, StateDenied)):
             # Refused here, before the monitor was asked (which records its
-            # own refusals): recorded all the same.
+            # own refusals): recorded all the same (absent records its own).
             from engine.runtime.shared import record
 
             request = {"args": args[1:], **{k: v for k, v in flags.items() if v}}
-            record.rejected(settings, args[0], "exec", err, request)
+            try:
+                record.rejected(settings, args[0], "exec", err, request)
+            except (RunlogError, OSError) as problem:  # said, never instead of the error
+                sys.stderr.write(f"runlog: the refusal was not recorded: {problem}\n")
         raise ExecFailed(f"exec failed: {err}") from err
 
 

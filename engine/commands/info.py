@@ -22,6 +22,8 @@ def _states(root: str) -> list[dict[str, Any]]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
+    except OSError as err:  # another user's root (0700), as runc says it
+        raise RunlogError(f"open {root}: {(err.strerror or str(err)).lower()}") from None
     found = []
     for name in names:
         statedir = StateDir(root, name)
@@ -81,14 +83,13 @@ def cgroup_manager(settings: Settings, container_id: str, trigger: str) -> Any:
     an unknown container is refused (and recorded) as ``trigger``."""
     from engine.cgroups import manager_at
 
+    statedir = StateDir(settings.root, container_id)
     try:
-        info = StateDir(settings.root, container_id).runtime()
+        info = statedir.runtime()
     except ContainerNotFound:
-        from engine.runtime.shared import record
+        from engine.commands.container import absent
 
-        error = ContainerNotFound(container_id)
-        record.rejected(settings, container_id, trigger, error)
-        raise error from None
+        raise absent(settings, statedir, trigger) from None
     return manager_at(info.get("cgroup_paths") or {})
 
 

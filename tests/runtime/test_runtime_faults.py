@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,12 @@ Bundle = Callable[..., Path]
 SLEEP = ["sleep", "1000"]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
+@contextmanager
+def tmpfs(mount: Path, mode: str = "0755") -> Iterator[Path]:
+    """An 8 MiB tmpfs on the directory ``mount``, unmounted afterwards (the
+    test skips where none can be mounted)."""
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size=8m,mode={mode}", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -42,6 +42,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    with tmpfs(mount) as disk:
+        yield disk
 
 
 def fill(directory: Path) -> Path:
@@ -439,6 +448,24 @@ conn.execute("COMMIT")
 """
 
 
+@contextmanager
+def held_lock(db: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the log's write lock (BEGIN IMMEDIATE) for
+    ``seconds``; what runs inside must end before it lets go."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield
+        assert holder.poll() is None, "the lock was let go before every command ended"
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
 def test_every_command_against_a_log_locked_longer_than_the_wait(
     runlog: Any, bundle: Bundle
 ) -> None:
@@ -478,14 +505,8 @@ def test_every_command_against_a_log_locked_longer_than_the_wait(
         "missing": ["state", "missing"],
     }
     hold = LOCK_WAIT + 12
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(runlog.db), str(hold)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     results: dict[str, tuple[float, subprocess.CompletedProcess[str]]] = {}
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with held_lock(runlog.db, hold):
 
         def call(name: str) -> None:
             began = time.monotonic()
@@ -497,12 +518,6 @@ def test_every_command_against_a_log_locked_longer_than_the_wait(
             thread.start()
         for thread in threads:
             thread.join()
-        assert holder.poll() is None, "the lock was let go before every command ended"
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
     for name, (took, done) in results.items():
         assert "Traceback" not in done.stderr, (name, done.stderr)
         assert len(done.stderr.strip().splitlines()) <= 1, (name, done.stderr)
@@ -848,6 +863,29 @@ def test_a_create_command_killed_after_claiming_the_id(
     assert replay.returncode == 0, replay.stdout + replay.stderr
 
 
+def test_a_create_command_killed_once_the_monitor_was_told(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create SIGKILLed once its monitor has the request: the monitor goes
+    on and creates the container (its report dropped), which is then as
+    any created container - the world, `state` and the log agree, start
+    and delete work - and the id is free after."""
+    path = str(bundle(SLEEP))
+    monkeypatch.setenv("RUNLOG_FAULT", "create:sent")
+    killed = runlog("create", "--bundle", path, "c")
+    monkeypatch.delenv("RUNLOG_FAULT")
+    assert killed.returncode == -9
+    assert wait_for((runlog.root / "c" / "state.json").exists)
+    assert assert_agree(runlog, "c") == "created"
+    runlog("start", "c", check=True)
+    assert assert_agree(runlog, "c") == "running"
+    runlog("delete", "--force", "c", check=True)
+    assert assert_agree(runlog, "c") is None
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
+
+
 @pytest.mark.parametrize("recorded", [True, False])
 def test_a_state_answered_from_the_file_is_recorded_where_queries_are(
     runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, recorded: bool
@@ -893,3 +931,161 @@ def test_delete_force_kills_what_the_ended_init_left_in_its_cgroup(
     assert deleted.returncode == 0, deleted.stderr
     assert not (runlog.root / "c").exists()
     assert runlog.events("c")[-1] == ("delete", "deleted", "ok")
+
+
+def _spawn(runlog: Any, fault: str, *args: str) -> subprocess.Popen[str]:
+    """``runlog ARGS`` in the background with ``RUNLOG_FAULT=fault``."""
+    from tests.runtime.conftest import REPO
+
+    cmd = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    return subprocess.Popen(
+        [*cmd, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=runlog.cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "RUNLOG_FAULT": fault},
+    )
+
+
+def _stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (SIGSTOP: at its fault point)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"T"
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    import signal
+
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def test_a_state_that_read_another_containers_runtime_reconciles_nothing(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """``state`` finds a container's monitor dead and reads its runtime.json;
+    before it has read the log, the id is deleted, created again and
+    started. The new container's monitor lives: nothing is reconciled
+    around it - no exit recorded for an init that runs, state.json left
+    running - and the answer is its state.json. (Under churn this was a
+    running container recorded stopped, then refused everything.)"""
+    import json
+    import signal
+
+    path = str(bundle(SLEEP))
+    runlog("create", "--bundle", path, "c", check=True)
+    runlog("start", "c", check=True)
+    info = json.loads((runlog.root / "c" / "runtime.json").read_text())
+    os.kill(info["monitor_pid"], signal.SIGKILL)
+    assert wait_for(lambda: not Path(f"/proc/{info['monitor_pid']}").exists())
+    state = _spawn(runlog, "state:reconcile:stop", "state", "c")
+    try:
+        assert wait_for(lambda: _stopped(state.pid)), "state never reached its fault point"
+        runlog("delete", "--force", "c", check=True)
+        runlog("create", "--bundle", path, "c", check=True)
+        runlog("start", "c", check=True)
+    finally:
+        code, out, err = _finish(state)
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["status"] == "running"
+    assert assert_agree(runlog, "c") == "running"
+    assert runlog.events("c")[-2:] == [("create", "created", "ok"), ("start", "running", "ok")]
+    runlog("pause", "c", check=True)  # the container is its monitor's still
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
+
+
+def test_a_state_answered_from_a_lagging_state_json_moves_nothing(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor stops between committing a pause and writing state.json
+    (which still says running); a ``state`` it cannot answer is answered
+    from that file and recorded as a query. The query is recorded in the
+    state the log has (paused), with what the file said beside it: the
+    log's state stays paused, and the next resume is not refused."""
+    import json
+    import signal
+
+    monkeypatch.setenv("RUNLOG_RECORD_QUERIES", "1")
+    monkeypatch.setenv("RUNLOG_FAULT", "pause:recorded:stop")  # the monitor's
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    monkeypatch.delenv("RUNLOG_FAULT")
+    runlog("start", "c", check=True)
+    monitor = json.loads((runlog.root / "c" / "runtime.json").read_text())["monitor_pid"]
+    pause = _spawn(runlog, "", "pause", "c")
+    try:
+        assert wait_for(lambda: _stopped(monitor)), "the monitor never reached its fault point"
+        assert logged_state(runlog, "c") == "paused"
+        shown = runlog("state", "c")  # the monitor does not answer: state.json does
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["status"] == "running"
+        assert logged_state(runlog, "c") == "paused"
+    finally:
+        os.kill(monitor, signal.SIGCONT)
+        code, _out, err = _finish(pause)
+    assert code == 0, err
+    with sqlite3.connect(runlog.db) as conn:
+        query = conn.execute(
+            "SELECT source, dest, json_extract(payload, '$.answered') FROM events "
+            "WHERE container_id = 'c' AND json_extract(payload, '$.answered_from') IS NOT NULL"
+        ).fetchall()
+    assert query == [("paused", "paused", "running")]
+    assert assert_agree(runlog, "c") == "paused"
+    runlog("resume", "c", check=True)
+    assert assert_agree(runlog, "c") == "running"
+    runlog("delete", "--force", "c", check=True)
+    replays_clean(runlog)
+
+
+def test_an_unprivileged_users_refusal_of_roots_container_is_said_not_recorded(
+    runlog: Any, bundle: Bundle
+) -> None:
+    """A known limit: a user refused root's container cannot write root's
+    private log, so the refusal is not recorded. Each command says so in
+    a note beside its one-line error (permission denied, as runc's), never
+    a traceback; root's container and log are left as they were."""
+    from tests.runtime.conftest import REPO
+
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    before = runlog.events("c", queries=True)
+    base = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    env = {"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": os.environ["PATH"]}
+    not_recorded = f"runlog: the refusal was not recorded: event log {runlog.db}: "
+    for command in (
+        ["start", "c"],
+        ["state", "c"],
+        ["kill", "c", "KILL"],
+        ["pause", "c"],
+        ["delete", "c"],
+        ["delete", "--force", "c"],
+        ["exec", "c", "true"],
+        ["update", "--pids-limit", "10", "c"],
+        ["wait", "c"],
+        ["ps", "c"],
+        ["list"],
+        ["history", "c"],
+    ):
+        done = subprocess.run(
+            [*base, *command],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            env=env,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0 and "Traceback" not in done.stderr, (command, done)
+        lines = [line for line in done.stderr.splitlines() if not line.startswith(not_recorded)]
+        assert len(lines) == 1 and "permission denied" in lines[0].lower(), (command, done)
+    assert runlog.events("c", queries=True) == before
+    assert assert_agree(runlog, "c") == "created"
+    runlog("delete", "--force", "c", check=True)

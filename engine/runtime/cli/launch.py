@@ -106,6 +106,7 @@ def launch(
         "actor": _who(actor),
     }
     early.go(jsonfast.dumps(request).encode())
+    faults.point("create", "sent")
     reply = early.report()
     word, _, rest = reply.partition(" ")
     if word == "ok":

@@ -24,10 +24,16 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from engine import jsonfast, wire
+from engine import faults, jsonfast, wire
 from engine.actions.base import Drivers
 from engine.actions.registry import REGISTRY
-from engine.errors import ActionError, ContainerNotFound, LifecycleError, RunlogError
+from engine.errors import (
+    ActionError,
+    ContainerNotFound,
+    LifecycleError,
+    MonitorBusy,
+    RunlogError,
+)
 from engine.eventlog import open_store
 from engine.machine import vocabulary
 from engine.machine.definition import load, resolve
@@ -36,7 +42,7 @@ from engine.oci import gojson
 from engine.oci.state import hook_state
 from engine.runtime.monitor.hooks import HookRunner
 from engine.runtime.shared.journal import JOURNAL, Journal
-from engine.runtime.shared.statedir import STATE, StateDir, alive
+from engine.runtime.shared.statedir import CONTROL, STATE, StateDir, alive
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status, Transport
@@ -55,6 +61,8 @@ __all__ = ["handle", "state"]
 _GONE_TIMEOUT = 5.0
 #: How long ``state`` lets a freezer that is still freezing settle.
 _SETTLE = 1.0
+#: What names one container's monitor and init in runtime.json.
+_IDENTITY = ("monitor_pid", "monitor_start", "init_pid", "init_start", "created_ns")
 
 
 class MonitorLost(LifecycleError):
@@ -83,6 +91,23 @@ class _World:
             self.manager = manager_at(paths)
         self._config: Any = None
         self._config_error: str | None = None
+
+    def monitor_gone(self) -> bool:
+        """Whether the monitor this world was read for has ended, as
+        runtime.json says it *now*: the same monitor (a create since then
+        wrote its own) that no longer runs. Until then nothing is
+        reconciled around it: a monitor that has not written runtime.json
+        yet (a create under way) or has not begun to serve is not gone, and
+        a runtime.json read before another create of the same id describes
+        another container. Asked after the log is read, so that what the
+        log shows is this monitor's container's."""
+        try:
+            now = self.statedir.runtime()
+        except ContainerNotFound:
+            return False  # removed meanwhile (deleted): nothing of it to reconcile
+        if any(now.get(key) != self.info.get(key) for key in _IDENTITY):
+            return False
+        return isinstance(now.get("monitor_pid"), int) and not alive(now, "monitor")
 
     def init_alive(self) -> bool:
         """The init runs: its pid with its start time, and not a zombie
@@ -170,7 +195,9 @@ class _Process:
                 pass
 
     def exit_status(self) -> dict[str, Any] | None:
-        if self.w.init_alive():
+        # The service asks once it has read the log: only a container
+        # whose monitor is gone for good has an end nobody else records.
+        if self.w.init_alive() or not self.w.monitor_gone():
             return None
         return {"lost": "the monitor is gone, and the init's exit status with it"}
 
@@ -304,8 +331,8 @@ def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
         time.sleep(0.01)  # a v1 freezer on its way: what it ends up as counts
         now = world.freezer()
     trigger = vocabulary.FREEZER.get((service.state(cid) or "", now or ""))
-    if trigger is None:
-        return
+    if trigger is None or not world.monitor_gone():
+        return  # a live monitor records its container's freezer itself
     external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
     try:
         service.request(cid, trigger, external, {"noticed": "freezer"})
@@ -314,10 +341,15 @@ def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
 
 
 def state(settings: Settings, statedir: StateDir) -> bytes:
-    """``state``, answered from the real world after recording what changed."""
+    """``state``, answered from the real world after recording what changed.
+    Raises MonitorBusy when the container's monitor is not gone after all
+    (a create under way): its ``state.json`` is the answer then."""
     world = _World(statedir)
     actor = Actor.current()
     with _service(settings, world) as service:
+        faults.point("state", "reconcile")
+        if not world.monitor_gone():
+            raise _not_gone(statedir, "state")
         service.refresh(statedir.id, actor)
         _freezer_noticed(service, world, actor)
         # The monitor may have died between an event's commit and its
@@ -338,6 +370,10 @@ def handle(
     cid = statedir.id
     actor = Actor.current()
     with _service(settings, world) as service:
+        if world.info and not world.monitor_gone():
+            busy = _not_gone(statedir, trigger)
+            service.refuse(cid, trigger, actor, busy, request, "monitor busy")
+            raise busy
         if trigger != vocabulary.DELETE:
             service.refresh(cid, actor)
             lost = MonitorLost(cid, trigger)
@@ -354,6 +390,13 @@ def handle(
             _wait_gone(world)
         service.request(cid, vocabulary.DELETE, actor, {"force": force})
     return dict(wire.DELETED)
+
+
+def _not_gone(statedir: StateDir, trigger: str) -> MonitorBusy:
+    return MonitorBusy(
+        f"{trigger} {statedir.id}: its monitor runs but does not answer yet "
+        f"on {statedir.file(CONTROL)}"
+    )
 
 
 def _never_created(

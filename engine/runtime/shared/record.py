@@ -122,23 +122,30 @@ def queries_recorded() -> bool:
 def query(settings: Settings, container_id: str, trigger: str, status: str | None) -> None:
     """Record a query the CLI answered itself (``state`` from state.json,
     its monitor too busy), where queries are recorded, without waiting on
-    the log's write lock."""
+    the log's write lock.
+
+    A query changes nothing: it is recorded in the state the log has the
+    container in as it is appended, from that state to itself. What
+    state.json said (``status``) goes in the payload as ``answered``: it
+    may lag the log (a monitor between its commit and state.json), and
+    an ``ok`` event's state is the container's from then on."""
     if not queries_recorded():
         return
     digest, data, path = _machine(settings)
-    payload = {"request": {}, "query": True, "answered_from": "state.json"}
+    payload = {"request": {}, "query": True, "answered_from": "state.json", "answered": status}
     who = _me()
     root = os.path.abspath(settings.root)
+    gone = _gone(settings, path)
 
-    def build(_state: str | None) -> NewEvent:
+    def build(state: str | None) -> NewEvent:
         return NewEvent(
-            container_id, trigger, status, status, Outcome.OK, who, digest, payload, root=root
+            container_id, trigger, state, state, Outcome.OK, who, digest, payload, root=root
         )
 
     try:
-        _append(settings, container_id, build, (), data, path, wait=False)
+        _append(settings, container_id, build, gone, data, path, wait=False)
     except StoreBusyError:
-        _later(settings, container_id, build, (), data, path)
+        _later(settings, container_id, build, gone, data, path)
 
 
 def _append(
@@ -160,7 +167,9 @@ def _append(
             store.archive_machine(event.machine_digest, data.decode("utf-8"), path)
         except UnicodeDecodeError:
             pass  # not a machine runlog could load; the event says so by its digest
-        for _attempt in range(5):
+        # Each try reads the head and appends after it; a monitor's append
+        # between the two (milliseconds) costs one more try.
+        for _attempt in range(50):
             state, seq = _head(store, container_id, gone)
             event = build(state)
             try:
