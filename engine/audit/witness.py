@@ -4,8 +4,8 @@ A log's hash chain has no secret: whoever can write the file (a user owns
 their own log) can edit it and compute every hash again, and the chain
 verifies. ``runlog witness`` (run by root) reads each log of the node as
 it grows and appends every event's id and hash to the log's *record*, a
-file of root's (``0640``, the log's group: its owner may read it, never
-write it) in the witness directory (root's, ``0755``; the site
+file of root's (``0640``, the group of the log's owner: its owner may
+read it, never write it) in the witness directory (root's, ``0755``; the site
 configuration's ``witness``, by default :data:`DEFAULT`). What the witness
 saw cannot then be altered undetected: ``runlog audit --verify`` compares
 the log with its record and names the first event that differs from what
@@ -193,13 +193,13 @@ def check_log(directory: str, log: str) -> WitnessCheck | None:
     witness has no record of it (and the log does not exist either)."""
     label = f"event log {log}"
     path = record_path(directory, log)
-    if not path.exists():
-        if not os.path.exists(log):
-            return None
-        return WitnessCheck(label, (f"not witnessed: no record in {directory}",))
-    _trusted(path.parent, "directory")
-    _trusted(path, "record")
     try:
+        if not path.exists():
+            if not os.path.exists(log):
+                return None
+            return WitnessCheck(label, (f"not witnessed: no record in {directory}",))
+        _trusted(path.parent, "directory")
+        _trusted(path, "record")
         record = Record.read(path)
     except (OSError, ValueError) as err:
         raise WitnessError(f"witness record {path}: cannot be read: {err}") from err
@@ -338,6 +338,21 @@ def _begun(conn: sqlite3.Connection) -> bool:
     )
 
 
+def _owners_group(log: str) -> int:
+    """The primary group of the log's owner (so the owner may read the
+    record, whichever group may read the log); else the log's group."""
+    import pwd
+
+    try:
+        st = os.stat(log)
+    except OSError:
+        return 0
+    try:
+        return pwd.getpwuid(st.st_uid).pw_gid
+    except KeyError:
+        return st.st_gid
+
+
 class Witness:
     """Records what it sees of logs into ``directory`` (root's)."""
 
@@ -471,10 +486,7 @@ class Witness:
         try:
             st = os.fstat(fd)
             if st.st_size == 0:
-                try:
-                    gid = os.stat(log).st_gid
-                except OSError:
-                    gid = 0
+                gid = _owners_group(log)
                 os.fchown(fd, 0, gid)
                 os.fchmod(fd, 0o640)
                 text = f"# runlog witness record of {log}\n" + text
