@@ -142,6 +142,20 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM end a follower with its summary: also when it was
+    started with SIGINT ignored (from a shell's background job), and when a
+    service manager stops it (SIGTERM)."""
+    import signal
+
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
 def _begun(log: str) -> bool:
     """Whether a log that appeared holds runlog's tables yet (its first
     writer creates them in a transaction of its own, just after the file)."""
@@ -218,6 +232,7 @@ def follow(
         watch(log)
     if pattern is not None and os.path.isdir(_top(pattern)):
         observer.schedule(Changed(), _top(pattern), recursive=True)
+    _stop_on_signals()
     observer.start()
     backoff = 0.5
     try:

@@ -135,6 +135,60 @@ def test_server_down_then_up_catches_up(pg_url: str, pg_cluster: object, tmp_pat
     assert [r[2] for r in central(pg_url)] == local_ids(log)
 
 
+def test_server_stopped_mid_ship_then_started_it_catches_up(
+    pg_url: str, pg_cluster: object, tmp_path: Path
+) -> None:
+    """The server stops while a ship is in the middle of a batch (held
+    there by a lock on the containers' states): the ship says so, exit 1,
+    no traceback; the next ship sends the rest, each event once."""
+    from tests.pgcluster import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    log = tmp_path / "a.db"
+    fill(log, 3_000)
+    assert runlog("--db", pg_url, "db", "upgrade").returncode == 0  # the schema
+    holder = psycopg.connect(pg_url)
+    proc = None
+    try:
+        holder.execute("LOCK TABLE cluster_containers IN EXCLUSIVE MODE")  # one batch's worth
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "ship", "--to", pg_url, "--log", str(log)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not _waiting_for_a_lock(pg_url):
+            assert time.monotonic() < deadline, "the ship never reached its first batch"
+            time.sleep(0.05)
+        pg_cluster.stop()
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            pg_cluster.start()
+    finally:
+        holder.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and "while shipping" in err, err
+    assert "Traceback" not in err
+    assert central(pg_url) == []  # the batch was not committed: none of it is there
+    done = runlog("ship", "--to", pg_url, "--log", str(log), "--node", "n1")
+    assert done.returncode == 0 and "shipped 3000 events" in done.stdout, done.stdout
+    assert [r[2] for r in central(pg_url)] == local_ids(log)
+
+
+def _waiting_for_a_lock(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'INSERT INTO cluster_containers%'"
+        ).fetchone()
+    return found is not None
+
+
 def test_follow_ships_new_events_as_they_come(pg_url: str, tmp_path: Path) -> None:
     log = tmp_path / "a.db"
     fill(log, 5, synchronous="FULL")
