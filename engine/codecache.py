@@ -9,6 +9,11 @@ code of those modules - runlog's, ``transitions``' and the standard
 library's that they use - into one file; :func:`install` puts a finder in
 front of ``sys.meta_path`` that takes a module's code from there.
 
+The code is compiled without docstrings (``__doc__`` is ``None``): the
+monitor unmarshals every module's code before it can create anything, and
+runlog's docstrings are a sixth of it; nothing on this path reads them.
+Line numbers, and so tracebacks, are the source's.
+
 A module is taken from the file only while its source is the one the file
 was built from: the same modification time (ns) and size, as CPython
 checks a ``.pyc``. Otherwise, and for every module not in the file, the
@@ -30,6 +35,7 @@ __all__ = ["CodeFile", "build", "install", "release"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ast
     from collections.abc import Iterable
     from types import ModuleType
     from typing import Any
@@ -123,6 +129,8 @@ def release() -> None:
 def build(path: str, modules: "Iterable[ModuleType]") -> int:
     """Write the code of ``modules`` (those loaded from a ``.py`` source) to
     ``path``, atomically; return how many."""
+    import ast  # only when the file is written
+
     entries: dict[str, tuple[int, int, str, int, int, bool]] = {}
     blobs: list[bytes] = []
     offset = 0
@@ -134,7 +142,8 @@ def build(path: str, modules: "Iterable[ModuleType]") -> int:
         with open(origin, "rb") as fh:
             source = fh.read()
         st = posix.stat(origin)
-        blob = marshal.dumps(compile(source, origin, "exec", dont_inherit=True))
+        tree = _without_docstrings(ast.parse(source, origin))
+        blob = marshal.dumps(compile(tree, origin, "exec", dont_inherit=True))
         package = spec.submodule_search_locations is not None
         entries[spec.name] = (offset, len(blob), origin, st.st_mtime_ns, st.st_size, package)
         blobs.append(blob)
@@ -148,3 +157,25 @@ def build(path: str, modules: "Iterable[ModuleType]") -> int:
             fh.write(blob)
     posix.replace(tmp, path)
     return len(entries)
+
+
+def _without_docstrings(tree: "ast.Module") -> "ast.Module":
+    """``tree`` without the docstrings of its module, classes and functions
+    (a body that is nothing else keeps a ``None`` in its place)."""
+    import ast  # only when the file is written
+
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            if len(body) > 1:
+                del body[0]
+            else:
+                body[0].value.value = None
+    return tree

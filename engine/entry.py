@@ -77,6 +77,10 @@ _CREATE_PATH = (
     "engine.places",
     "engine.runtime.monitor.server",
     "engine.runtime.monitor.dispatch",
+    # a rootless create's: its cgroups, and its user namespace's mapping
+    # (which the intermediate process waits for)
+    "engine.cgroups.rootless",
+    "engine.linux.userns",
     # exec's own (its process is made by the caller, engine.runtime.cli.execute)
     "engine.commands.execute",
     "engine.runtime.cli.execute",

@@ -24,17 +24,6 @@ finds no monitor and reconciles. A monitor that answers is asked once.
 import posix
 import sys
 
-from engine.control import (
-    NoMonitor,
-    error_of,
-    exchange,
-    is_ok,
-    reply_of,
-    request_line,
-    state_text,
-    state_text_of,
-    wait_gone,
-)
 from engine.layout import (
     CONTROL,
     FORKS_MONITOR,
@@ -102,6 +91,20 @@ class Call:
 
     def run(self) -> "int | None":
         """Ask the monitor; the exit code, or ``None`` for engine.cli to answer."""
+        # Here, not at the top: create's and run's monitor is forked before
+        # the client loads (0.25 ms sooner), and they never ask this way.
+        from engine.control import (
+            NoMonitor,
+            error_of,
+            exchange,
+            is_ok,
+            reply_of,
+            request_line,
+            state_text,
+            state_text_of,
+            wait_gone,
+        )
+
         path = container_path(self.root, self.container_id, CONTROL)
         monitor = self._monitor_pid() if self.command == "delete" else None
         if self.command == "delete":

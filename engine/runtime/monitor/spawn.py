@@ -166,13 +166,20 @@ def spawn(
     found: list[int] = [pid] if direct else []
     pid_intermediate = None if direct else pid
     failed: BaseException | None = None
+    buffer = bytearray()
     try:
         if meanwhile is not None:
+            userns = config.linux.namespace("user")
+            if not direct and userns is not None and not userns.path:
+                # The intermediate waits for its user namespace's mapping
+                # before it goes on: mapped first, the caller's work then
+                # overlaps the rest of the set-up instead of holding it.
+                _await_ready(parent.fileno(), pid, config, found, buffer, until_mapped=True)
             try:
                 meanwhile()
             except BaseException as err:
                 failed = err  # once the init is ready or gone: undone below
-        _await_ready(parent.fileno(), pid, config, found)
+        _await_ready(parent.fileno(), pid, config, found, buffer)
         if failed is not None:
             raise failed
     except BaseException:
@@ -187,12 +194,20 @@ def spawn(
     return InitHandle(found[0], parent, () if seccomp is None else seccomp.skipped)
 
 
-def _await_ready(fd: int, child: int, config: Config, found: list[int]) -> None:
+def _await_ready(
+    fd: int,
+    child: int,
+    config: Config,
+    found: list[int],
+    buffer: bytearray,
+    *,
+    until_mapped: bool = False,
+) -> None:
     """Serve the init's set-up until it is ready; its pid goes into
     ``found`` (there already when it was cloned directly). ``child``: the
     process forked, the intermediate or the init, whose user namespace the
-    monitor maps."""
-    buffer = bytearray()
+    monitor maps. ``until_mapped``: return once that mapping is done.
+    ``buffer``: what was read past the last line, kept between calls."""
     ready = False
     # The intermediate's "pid" and the init's "ready" share the socket: either may come first.
     while not ready or not found:
@@ -203,6 +218,8 @@ def _await_ready(fd: int, child: int, config: Config, found: list[int]) -> None:
         if word == "userns":
             _map_user_namespace(child, config)
             stages.send_line(fd, "mapped")
+            if until_mapped:
+                return
         elif word == "pid":
             found.append(int(rest))
         elif word == "ready":
