@@ -244,10 +244,10 @@ def _settle(store: EventStore, server: Server) -> None:
     store.checkpoint()
     # Idle long enough, the monitor rests as a lean process
     # (engine.runtime.monitor.lean, imported now: nothing of it is on
-    # create's way).
+    # create's way); one that keeps the container's streams never does.
     from engine.runtime.monitor.lean import lean_after
 
-    server.lean_after = lean_after(os.environ)
+    server.lean_after = None if server.streams is not None else lean_after(os.environ)
 
 
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
