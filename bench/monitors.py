@@ -1,8 +1,10 @@
 """What each running container costs: runlog's monitor next to podman's conmon.
 
 Starts ``BENCH_CONTAINERS`` (default 100) running busybox containers
-(``sleep``) under runlog, then as many under podman (with runc, each
-kept by a conmon), and prints for each kind of keeper, from
+(``sleep``) under runlog and waits until their monitors rest (the lean
+process, engine.runtime.monitor.lean); then as many whose monitors never
+rest (``RUNLOG_MONITOR_LEAN=off``, as before); then as many under podman
+(with runc, each kept by a conmon), and prints for each kind of keeper, from
 ``/proc/PID/smaps_rollup``: the proportional set size (PSS: shared pages
 divided among the processes sharing them), private memory (clean + dirty)
 and resident memory (RSS), as sums over the containers divided by their
@@ -91,15 +93,36 @@ def runlog_argv(tmp: Path) -> list[str]:
     return [entry, "--root", str(tmp / "runlog-root"), "--db", str(tmp / "events.db")]
 
 
-def runlog_monitors(tmp: Path, bundle: str, ids: list[str]) -> list[int]:
+def runlog_monitors(tmp: Path, bundle: str, ids: list[str], rest: str) -> list[int]:
+    """Start the containers ``ids``; their monitors' pids once those rest
+    (``rest``: ``RUNLOG_MONITOR_LEAN``'s value; ``off``: they do not)."""
     argv = runlog_argv(tmp)
+    env = {**os.environ, "RUNLOG_MONITOR_LEAN": rest}
     pids = []
     for cid in ids:
         for verb in (["create", "--bundle", bundle, cid], ["start", cid]):
-            subprocess.run([*argv, *verb], check=True, stdin=subprocess.DEVNULL)
+            subprocess.run([*argv, *verb], check=True, stdin=subprocess.DEVNULL, env=env)
         info = json.loads((tmp / "runlog-root" / cid / "runtime.json").read_text())
         pids.append(int(info["monitor_pid"]))
+    deadline = time.monotonic() + 30
+    time.sleep(1)  # the last monitors' watches are in place
+    while rest != "off" and time.monotonic() < deadline and not all(map(resting, pids)):
+        time.sleep(0.2)
     return pids
+
+
+def resting(pid: int) -> bool:
+    """Whether the monitor ``pid`` is the lean process now."""
+    try:
+        return b"engine.runtime.monitor.lean" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def delete_all(tmp: Path, ids: list[str]) -> None:
+    delete = [*runlog_argv(tmp), "delete", "--force"]
+    for cid in ids:
+        subprocess.run([*delete, cid], stdin=subprocess.DEVNULL, capture_output=True, check=False)
 
 
 def podman_conmons(tmp: Path, short: Path, rootfs: str) -> list[int]:
@@ -173,14 +196,16 @@ def _main() -> int:
     # podman refuses a run root of more than 50 characters.
     short = Path(tempfile.mkdtemp(prefix="rl-pm-", dir="/tmp"))
     with_podman = os.environ.get("BENCH_PODMAN", "1") != "0" and shutil.which("podman")
-    delete = [*runlog_argv(tmp), "delete", "--force"]
-    ids = [f"mon-{os.getpid()}-{i}" for i in range(COUNT)]
+    ids: list[str] = []
     rows = []
     try:
         bundle = make_busybox_bundle(str(tmp / "sleep"), SLEEP)
-        pids = runlog_monitors(tmp, bundle, ids)
-        time.sleep(1)  # the last monitors' watches are in place
-        rows.append(summary("runlog monitor", pids))
+        for name, rest in (("runlog monitor, resting", ""), ("runlog monitor, awake", "off")):
+            ids = [f"mon-{os.getpid()}-{rest or 'rest'}-{i}" for i in range(COUNT)]
+            pids = runlog_monitors(tmp, bundle, ids, rest)
+            rows.append(summary(f"{name} ({sum(map(resting, pids))} lean)", pids))
+            delete_all(tmp, ids)
+            ids = []
         if with_podman:
             rows.append(summary("podman conmon", podman_conmons(tmp, short, bundle + "/rootfs")))
         table(
@@ -189,10 +214,7 @@ def _main() -> int:
             rows,
         )
     finally:
-        for cid in ids:
-            subprocess.run(
-                [*delete, cid], stdin=subprocess.DEVNULL, capture_output=True, check=False
-            )
+        delete_all(tmp, ids)
         if with_podman:
             podman_cleanup(tmp, short)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -103,6 +103,14 @@ def watching(pid: int) -> tuple[int, int]:
     return len(os.listdir(f"/proc/{pid}/task")), fds.count("anon_inode:inotify")
 
 
+def resting(pid: int) -> bool:
+    """Whether the monitor ``pid`` rests: the lean process (engine.runtime.monitor.lean)."""
+    try:
+        return b"engine.runtime.monitor.lean" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -918,8 +926,9 @@ SCALE = int(os.environ.get("RUNLOG_SCALE", "256"))
 def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> None:
     """256 running containers at the kernel's default limits: every one
     answers a spooled request and notices a freezer written by hand (by
-    inotify, or at its next look past the instance limit). Prints memory
-    and counts per monitor."""
+    inotify, or at its next look past the instance limit), and once its
+    monitor rests (engine.runtime.monitor.lean), a thaw written by hand
+    too. Prints memory and counts per monitor, at rest."""
     b = bundle(["sleep", "100000"])
     ids = [f"t-s{n}" for n in range(SCALE)]
     try:
@@ -937,7 +946,16 @@ def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> No
             "every monitor to notice its freeze",
             timeout=60,
         )
+        wait_for(lambda: all(map(resting, monitors)), "every monitor to rest", timeout=120)
         print(_scale_report(runlog, ids, monitors))
+        for cid in ids:
+            freezer = _freezer_state(runlog, cid)
+            freezer.write_text("THAWED" if freezer.name == "freezer.state" else "0")
+        wait_for(
+            lambda: all(status(runlog, cid) == "running" for cid in ids),
+            "every resting monitor to notice its thaw",
+            timeout=60,
+        )
     finally:
         for cid in ids:
             runlog("delete", "--force", cid, timeout=60)
@@ -961,7 +979,8 @@ def _scale_report(runlog: Any, ids: list[str], monitors: list[int]) -> str:
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
     nproc = resource.getrlimit(resource.RLIMIT_NPROC)
     return (
-        f"\n{len(ids)} monitors, per monitor: PSS {mean('Pss')} MiB, "
+        f"\n{len(ids)} monitors ({sum(map(resting, monitors))} resting), per monitor: "
+        f"PSS {mean('Pss')} MiB, "
         f"private {mean('Private_Dirty')} MiB, RSS {mean('Rss')} MiB; "
         f"threads {sorted({t for t, _i in counts})}; inotify instances "
         f"{sorted({i for _t, i in counts})} ({sum(i for _t, i in counts)} in all); "

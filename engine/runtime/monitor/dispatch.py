@@ -510,6 +510,10 @@ def _freezer(container: Container) -> str | None:
         return None
 
 
+#: The freezer's state as the dispatcher sees it (None: none to read).
+freezer_of = _freezer
+
+
 def _start_time(pid: int) -> str | None:
     fields = _stat_fields(pid)
     return None if fields is None else fields[19]

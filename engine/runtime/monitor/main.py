@@ -131,7 +131,7 @@ def run(
         container.project(created)
         service.project = container.project
         server = _server(dispatcher, statedir, sock, log, watcher)
-        server.runtime_log = (settings.log, settings.log_format)
+        _told(server, settings)
         container.write_runtime(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
@@ -144,7 +144,7 @@ def run(
         return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}" + (f" {given_up}" if given_up else ""))
-    _settle(store)
+    _settle(store, server)
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the
@@ -229,7 +229,7 @@ def _refused(
         pass  # the log refuses it too: the error create reports is the record
 
 
-def _settle(store: EventStore) -> None:
+def _settle(store: EventStore, server: Server) -> None:
     """Once create has reported. The code file has served its imports (what
     the monitor imports later is not in it): it is closed. What
     the monitor's code and the create made stays until it exits: later
@@ -242,6 +242,12 @@ def _settle(store: EventStore) -> None:
     gc.freeze()
     gc.enable()
     store.checkpoint()
+    # Idle long enough, the monitor rests as a lean process
+    # (engine.runtime.monitor.lean, imported now: nothing of it is on
+    # create's way); one that keeps the container's streams never does.
+    from engine.runtime.monitor.lean import lean_after
+
+    server.lean_after = None if server.streams is not None else lean_after(os.environ)
 
 
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
@@ -336,6 +342,14 @@ def _loop(service: Service, container: Container) -> tuple[_socket.socket, Dispa
     from engine.runtime.monitor.server import listen
 
     return listen(container.statedir, container.owner), Dispatcher(service, container)
+
+
+def _told(server: Server, settings: Settings) -> None:
+    """What the loop is told of runlog's settings: its ``--log``, where it
+    says what it gives up, and the event log a monitor woken from its rest
+    opens again."""
+    server.runtime_log = (settings.log, settings.log_format)
+    server.log_place = (settings.db, settings.log_group)
 
 
 def _server(

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from engine.runtime.monitor.streams import Streams
 
-__all__ = ["Server", "listen"]
+__all__ = ["Server", "freezer_file", "listen"]
 
 _SO_PEERCRED = struct.Struct("3i")
 #: Seconds a client has to send its whole request.
@@ -136,6 +136,12 @@ class Server:
         self.journal_due: float | None = None
         # runlog's --log and its format, where the loop says what it gives up.
         self.runtime_log: tuple[str | None, str] = (None, "text")
+        # Seconds idle before the monitor goes lean (engine.runtime.monitor.lean;
+        # None: never), when that is due, and the event log to open again
+        # when it is woken (its name and group).
+        self.lean_after: float | None = None
+        self.lean_due: float | None = None
+        self.log_place: tuple[str, str | None] | None = None
         assert self.container.pid is not None
         self.pidfd: int | None = _pidfd(self.container.pid)
         # SIGCHLD wakes the loop (set_wakeup_fd) so the monitor, a child
@@ -145,24 +151,32 @@ class Server:
 
     # -- the loop --------------------------------------------------------------
 
-    def serve(self) -> None:
+    def serve(self, resumed: bool = False) -> None:
+        """Serve until ``delete``. ``resumed``: by a monitor woken from its
+        lean rest (engine.runtime.monitor.handover), whose watches are set
+        and whose connections are adopted already."""
         _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
         _signal.signal(_signal.SIGCHLD, _woken)
         _signal.set_wakeup_fd(self._sigchld_w)
         self.poller.register(self.sigchld, select.POLLIN)
         self.poller.register(self.sock.fileno(), select.POLLIN)
-        assert self.pidfd is not None
-        self.poller.register(self.pidfd, select.POLLIN)
+        if self.pidfd is not None:  # None: a monitor woken after the init's end
+            self.poller.register(self.pidfd, select.POLLIN)
         if self.streams is not None:
             self.streams.register(self.poller)
         if self.watcher is not None:
             self.poller.register(self.watcher.fileno(), select.POLLIN)
         now = time.monotonic()
-        self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
+        if not resumed:
+            self.watch_idle, self.watch_by = now + WATCH_IDLE, now + WATCH_BY
+        self._idle_since(now)
         try:
+            if resumed:
+                self._resume()
             self._look_at_spool()
             while not self._done():
-                for fd, events in self.poller.poll(self._timeout()):
+                ready = self.poller.poll(self._timeout())
+                for fd, events in ready:
                     self._ready(fd, events)
                     if self._done():
                         return
@@ -170,8 +184,53 @@ class Server:
                 if self._done():
                     return
                 self._close_pidfd()
+                if ready:
+                    self._idle_since(time.monotonic())
+                elif self.lean_due is not None and time.monotonic() >= self.lean_due:
+                    self._rest()
         finally:
             self._close()
+
+    def _idle_since(self, now: float) -> None:
+        if self.lean_after is not None:
+            self.lean_due = now + self.lean_after
+
+    def _rest(self) -> None:
+        """Idle long enough: exec the lean process (which does not return),
+        unless something is in hand; then look again later."""
+        from engine.runtime.monitor import handover
+
+        self.lean_due = None
+        if handover.rest(self) is None:
+            self.lean_after = None  # the exec failed: this monitor stays as it is
+        else:
+            self._idle_since(time.monotonic())
+
+    def _resume(self) -> None:
+        """Woken from the lean rest: what the lean process had read is
+        answered, and what it may have seen (a spooled request, a freezer
+        written to) is looked at."""
+        for conn in [c for c in self.conns.values() if c.reply is None]:
+            if b"\n" in conn.data or len(conn.data) > MAX_REQUEST:
+                self._complete(conn)
+        self._freezer()
+
+    def adopt(
+        self, sock: _socket.socket, actor: Actor, data: bytes = b"", bound: bool | None = None
+    ) -> None:
+        """A connection the lean process held: a request it read (``data``),
+        or a ``wait`` (``bound`` not None) waiting for the init's end."""
+        conn = _Conn(sock, actor)
+        conn.data += data
+        self.conns[sock.fileno()] = conn
+        if bound is None:
+            self.poller.register(sock.fileno(), select.POLLIN)
+            return
+        conn.reply = _SocketReply(self, conn)
+        self.poller.register(sock.fileno(), 0)
+        self.dispatcher.waiters.append(conn.reply)
+        if bound:
+            self.dispatcher.bound[conn.reply] = actor
 
     def _start_watching(self) -> None:
         self.watch_idle = self.watch_by = None
@@ -189,7 +248,7 @@ class Server:
         (None: no inotify instance was left, which create said). What
         cannot be watched is looked at every :data:`POLL` seconds instead;
         a watch that fails now is said too (:meth:`_given_up`)."""
-        freezer = _freezer_file(self.container.manager.paths)
+        freezer = freezer_file(self.container.manager.paths)
         lost: list[tuple[str, OSError]] = []
         spool = self.spool.directory
         if not self._try_watch(spool, _SPOOL, ARRIVED, is_request, "the request spool", lost):
@@ -248,7 +307,14 @@ class Server:
             self.journal_due = time.monotonic() + JOURNAL_RETRY
         elif journal is None or not journal.pending:
             self.journal_due = None
-        due = (self.spool_due, self.freezer_due, self.watch_idle, self.watch_by, self.journal_due)
+        due = (
+            self.spool_due,
+            self.freezer_due,
+            self.watch_idle,
+            self.watch_by,
+            self.journal_due,
+            self.lean_due,
+        )
         deadlines += [t for t in due if t is not None]
         if not deadlines:
             return None
@@ -451,7 +517,7 @@ class _SocketReply:
         self.server.drop(self.conn)
 
 
-def _freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:
+def freezer_file(paths: dict[str, str]) -> tuple[str, frozenset[str]] | None:
     """The directory holding the container's freezer, and the files in it that
     change when it is frozen or thawed: v1 ``freezer.state`` (inotify fires
     on every write to it), v2 ``cgroup.freeze`` and ``cgroup.events`` (the
