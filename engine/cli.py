@@ -492,6 +492,8 @@ def _refused(gflags: dict[str, object], words: list[str], err: RunlogError) -> N
 #: or a glob: engine.audit.multi); others take the last --db, as runc takes
 #: a repeated flag.
 READS_SEVERAL = ("audit", "history", "replay")
+# What touches neither the root nor the log (runc's spec and features neither).
+NO_PLACES = ("spec", "features")
 
 
 def _parse_globals(args: list[str]) -> tuple[dict[str, object], list[str]]:
@@ -509,6 +511,13 @@ def _handler(target: str) -> Callable[[Settings, dict[str, object], list[str]], 
     handler: Callable[[Settings, dict[str, object], list[str]], int]
     handler = getattr(__import__(module, fromlist=[func]), func)
     return handler
+
+
+def _own_places(settings: Settings, command: str) -> None:
+    """The caller's default places, made and checked, unless the command
+    touches none."""
+    if command not in NO_PLACES:
+        settings.own_places()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -543,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cflags["db"] = gflags["dbs"]
         settings = Settings.from_flags(gflags, environ())
         parsed = True
-        settings.own_places()
+        _own_places(settings, name)
         if settings.systemd_cgroup:
             import os
 

@@ -152,6 +152,10 @@ def private_dir(path: str, uid: int) -> None:
     except FileNotFoundError:
         _makedirs(path)
         st = posix.lstat(path)
+    except OSError as err:  # a HOME not the caller's (sudo keeps root's)
+        raise PlaceError(
+            f"cannot use {path}: {err.strerror}; give --root/--db or RUNLOG_ROOT/RUNLOG_DB"
+        ) from err
     kind = st.st_mode & _S_IFMT
     if kind == _S_IFLNK:
         raise PlaceError(f"{path} is a symlink; runlog uses only a directory of its own there")

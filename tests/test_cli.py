@@ -158,3 +158,22 @@ def test_cache_dir_sits_next_to_an_sqlite_log() -> None:
     assert Settings(db="sqlite:////srv/log/e.db").cache_dir() == "/srv/log/cache"
     assert Settings(db="postgresql://db/runlog").cache_dir() is None
     assert Settings(db=":memory:").cache_dir() is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "count"),
+    [
+        ({"LISTEN_PID": "42", "LISTEN_FDS": "2"}, 2),
+        ({"LISTEN_PID": "+42", "LISTEN_FDS": "+1"}, 1),  # Go's Atoi takes a sign
+        ({"LISTEN_PID": "41", "LISTEN_FDS": "2"}, 0),  # another process's
+        ({"LISTEN_FDS": "2"}, 0),
+        ({"LISTEN_PID": "42", "LISTEN_FDS": "-1"}, 0),
+        ({"LISTEN_PID": "42", "LISTEN_FDS": " 2"}, 0),
+        ({"LISTEN_PID": "42", "LISTEN_FDS": "1_0"}, 0),
+        ({"LISTEN_PID": "42", "LISTEN_FDS": "٣"}, 0),  # a digit, not ASCII
+    ],
+)
+def test_socket_activation_is_read_as_runc_reads_it(environ: dict[str, str], count: int) -> None:
+    from engine.commands.container import _listen_fds
+
+    assert _listen_fds(environ, 42) == count

@@ -44,6 +44,7 @@ __all__ = [
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 
@@ -169,6 +170,7 @@ def _create(
         no_pivot=bool(flags.get("no_pivot")),
         console_socket=str(flags["console_socket"]) if flags.get("console_socket") else None,
         preserve_fds=_count(flags.get("preserve_fds")),
+        listen_fds=_listen_fds(os.environ, os.getpid()),
         log_path=os.path.abspath(str(flags["log_path"])) if flags.get("log_path") else None,
         log_format=str(flags.get("log_format") or "basic"),
         init_parent=init_parent,
@@ -179,6 +181,24 @@ def _create(
     if pid_file:
         _write_pid_file(os.path.abspath(str(pid_file)), pid)
     return pid
+
+
+def _listen_fds(environ: Mapping[str, str], pid: int) -> int:
+    """How many descriptors socket activation passed this process: runc's
+    create, run and restore give fds 3 to 3+N-1 to the container, with
+    ``LISTEN_FDS=N`` and ``LISTEN_PID=1`` in its environment, when
+    ``LISTEN_PID`` is this process and ``LISTEN_FDS`` a positive number
+    (sd_listen_fds(3)); otherwise none."""
+    if _atoi(environ.get("LISTEN_PID", "")) != pid:
+        return 0
+    return max(_atoi(environ.get("LISTEN_FDS", "")) or 0, 0)
+
+
+def _atoi(text: str) -> int | None:
+    """Go's ``strconv.Atoi``, which runc reads these with: a sign and
+    ASCII digits, nothing else."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return int(text) if digits.isascii() and digits.isdigit() else None
 
 
 def _count(value: object) -> int:

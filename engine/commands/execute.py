@@ -91,7 +91,9 @@ def _exec(
         raise UsageError("cannot allocate tty if runlog will detach without setting console socket")
     if console_socket and not process.terminal:
         raise UsageError("cannot use console socket if runlog will not allocate tty")
-    preserve = _count(flags.get("preserve_fds")) + _listen_fds()
+    # runc's exec passes no socket-activation descriptors (LISTEN_FDS is
+    # create's and run's): the process gets stdio and --preserve-fds alone.
+    preserve = _count(flags.get("preserve_fds"))
     cgroups = execute.cgroup_entry(
         dict(info.get("cgroup_paths") or {}), _sub_cgroups(flags.get("cgroup"))
     )
@@ -228,12 +230,6 @@ def _count(value: object) -> int:
     if not text.isdigit():
         raise UsageError(f"--preserve-fds: not a number: {text!r}")
     return int(text)
-
-
-def _listen_fds() -> int:
-    """As runc: descriptors passed by socket activation go along too."""
-    text = os.environ.get("LISTEN_FDS", "")
-    return int(text) if text.isdigit() else 0
 
 
 def _sub_cgroups(value: object) -> dict[str, str] | None:

@@ -11,6 +11,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,125 @@ def test_run_lets_go_of_the_callers_descriptors_detached_and_in_the_foreground(
                 proc.kill()
             proc.communicate()
             runlog("delete", "--force", "t-run")
+
+
+# Socket activation (sd_listen_fds(3)): what reaches the process, side by side.
+# The config's own LISTEN_FDS=9 shows which value wins.
+ACTIVATED = (
+    'echo "LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID"; '
+    'for fd in 3 4 5; do { echo "fd $fd" >&$fd; } 2>/dev/null && echo "open $fd"; done; exit 0'
+)
+
+
+def _activated(argv: list[str], env: dict[str, str], listen_pid: str, out: Path) -> dict[str, Any]:
+    """``argv`` run with three pipes as fds 3, 4 and 5 and ``LISTEN_FDS=2``;
+    ``LISTEN_PID`` is the runtime's own pid (``$$`` of the shell that execs
+    it) or another. What the command returned, what the process wrote to
+    its stdout and to each pipe."""
+    pipes = [tuple(map(_high, os.pipe())) for _ in range(3)]
+
+    def arrange() -> None:
+        for number, (_r, w) in enumerate(pipes, start=3):
+            os.dup2(w, number)
+
+    wrapper = f'LISTEN_FDS=2 LISTEN_PID={listen_pid} LISTEN_FDNAMES=a:b exec "$@"'
+    # Files: a created container keeps create's stdio (a pipe would not end).
+    errors = out.with_suffix(".err")
+    with open(out, "wb") as stdout, open(errors, "wb") as stderr:
+        code = subprocess.run(
+            ["sh", "-c", wrapper, "sh", *argv],
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            pass_fds=(3, 4, 5), preexec_fn=arrange, env=env, timeout=60, check=False,
+        ).returncode  # fmt: skip
+    for _r, w in pipes:
+        os.close(w)
+    return {"code": code, "pipes": pipes}
+
+
+def _finish(seen: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The pipes read to their end once the process is gone."""
+    written = {}
+    for number, (r, _w) in enumerate(seen.pop("pipes"), start=3):
+        written[number] = _read_all(r)
+        os.close(r)
+    errors = out.with_suffix(".err").read_text()
+    return {**seen, "stderr": errors, "stdout": out.read_text(), "pipes": written}
+
+
+def _expected(listen: bool, preserve: int, exec_: bool = False) -> dict[str, Any]:
+    passed = (2 if listen and not exec_ else 0) + preserve
+    lines = ["LISTEN_FDS=2 LISTEN_PID=1" if passed > preserve else "LISTEN_FDS=9 LISTEN_PID="]
+    lines += [f"open {fd}" for fd in range(3, 3 + passed)]
+    return {
+        "code": 0,
+        "stderr": "",
+        "stdout": "\n".join(lines) + "\n",
+        "pipes": {fd: f"fd {fd}\n".encode() if fd < 3 + passed else b"" for fd in (3, 4, 5)},
+    }
+
+
+def _activation_bundle(bundle: Bundle, args: list[str]) -> Path:
+    def edit(spec: dict[str, Any]) -> None:
+        spec["process"]["env"].append("LISTEN_FDS=9")
+
+    return bundle(args, edit)
+
+
+def test_socket_activation_descriptors_go_to_the_container_as_with_runc(
+    runlog: Any, runc: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    """create and run, as runc: with LISTEN_PID the runtime's own pid, fds 3
+    to 3+LISTEN_FDS-1 go to the container ahead of --preserve-fds, and its
+    environment gets LISTEN_FDS=N and LISTEN_PID=1; with another
+    LISTEN_PID, nothing of it."""
+    callers = _callers(runlog, runc, tmp_path)
+    b = str(_activation_bundle(bundle, ["sh", "-c", ACTIVATED]))
+    cases = [(mode, pid, preserve) for mode in ("run", "create")
+             for pid in ("$$", "1") for preserve in (0, 1)]  # fmt: skip
+    for mode, listen_pid, preserve in cases:
+        seen = {}
+        for name, caller in callers.items():
+            cid = f"t-listen-{mode}"
+            out = tmp_path / f"{name}-{mode}.out"
+            flags = ["--preserve-fds", str(preserve), "-b", b, cid]
+            try:
+                got = _activated([*caller.argv, mode, *flags], caller.env, listen_pid, out)
+                if mode == "create" and got["code"] == 0:
+                    subprocess.run([*caller.argv, "start", cid], env=caller.env, check=True)
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline and b"stopped" not in subprocess.run(
+                        [*caller.argv, "state", cid], env=caller.env, capture_output=True,
+                        check=False,
+                    ).stdout:  # fmt: skip
+                        time.sleep(0.05)
+            finally:
+                caller.delete(cid)
+            seen[name] = _finish(got, out)
+        case = (mode, listen_pid, preserve)
+        assert seen["runlog"] == _expected(listen_pid == "$$", preserve), case
+        assert seen["runc"] == seen["runlog"], case
+
+
+def test_exec_passes_no_socket_activation_descriptors_as_runc(
+    runlog: Any, runc: Any, bundle: Bundle, tmp_path: Path
+) -> None:
+    """runc's exec ignores LISTEN_FDS: the process gets stdio and
+    --preserve-fds (counted from fd 3) only, and the config's environment."""
+    callers = _callers(runlog, runc, tmp_path)
+    b = str(_activation_bundle(bundle, ["sleep", "60"]))
+    for preserve in (0, 1):
+        seen = {}
+        for name, caller in callers.items():
+            cid = "t-listen-exec"
+            out = tmp_path / f"{name}-exec.out"
+            try:
+                run = [*caller.argv, "run", "-d", "-b", b, cid]
+                subprocess.run(run, env=caller.env, stdin=subprocess.DEVNULL, check=True)
+                argv = [*caller.argv, "exec", "--preserve-fds", str(preserve), cid,
+                        "sh", "-c", ACTIVATED]  # fmt: skip
+                got = _activated(argv, caller.env, "$$", out)
+            finally:
+                caller.delete(cid)
+            seen[name] = _finish(got, out)
+        assert seen["runlog"] == _expected(True, preserve, exec_=True), preserve
+        assert seen["runc"] == seen["runlog"], preserve

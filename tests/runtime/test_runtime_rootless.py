@@ -561,3 +561,57 @@ def test_root_acts_on_the_users_container_as_slurm_clean_up_does(
         if p.lstat().st_uid != alice.uid
     ]
     assert not owned, f"not {alice.name}'s: {owned}"
+
+
+def test_spec_rootless_is_runcs_for_the_same_user(alice: User, place: Path) -> None:
+    """`runlog spec --rootless` as alice writes `runc spec --rootless`'s
+    config for her; the only differences are those of plain `spec`
+    (runlog writes runc 1.2's: its ociVersion, no ambient capabilities,
+    /sys/devices/virtual/tpm masked), which runc 1.1.5 here does not."""
+    specs = {}
+    for tool in ("runc", "runlog"):
+        for flags in ([], ["--rootless"]):
+            directory = place / f"{tool}{len(flags)}"
+            directory.mkdir()
+            os.chown(directory, alice.uid, alice.gid)
+            argv = ["runc"] if tool == "runc" else [sys.executable, "-m", "engine"]
+            env = alice.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+            made = alice.run([*argv, "spec", *flags], cwd=directory, env=env)
+            assert made.returncode == 0, made.stderr
+            specs[tool, bool(flags)] = json.loads((directory / "config.json").read_text())
+
+    def plain_differences(spec: dict[str, Any]) -> dict[str, Any]:
+        spec = json.loads(json.dumps(spec))
+        spec.pop("ociVersion")
+        spec["process"]["capabilities"].pop("ambient", None)
+        masked = spec["linux"]["maskedPaths"]
+        spec["linux"]["maskedPaths"] = [p for p in masked if p != "/sys/devices/virtual/tpm"]
+        return spec
+
+    for rootless in (False, True):
+        ours, theirs = specs["runlog", rootless], specs["runc", rootless]
+        assert plain_differences(ours) == plain_differences(theirs), rootless
+    rootless = specs["runlog", True]["linux"]
+    assert rootless["uidMappings"] == [{"containerID": 0, "hostID": alice.uid, "size": 1}]
+    assert rootless["gidMappings"] == [{"containerID": 0, "hostID": alice.gid, "size": 1}]
+
+
+def test_a_home_the_user_cannot_reach_is_a_one_line_error(alice: User, user_tmp: Path) -> None:
+    """HOME kept from root (sudo without -H): the default log's directory
+    cannot be reached; said in one line, naming it and the flags. spec
+    touches no place at all, as runc's."""
+    got = _bare(alice, "list", HOME="/root")
+    assert got.returncode == 1, got.stdout
+    assert got.stderr.strip().splitlines() == [
+        "cannot use /root/.local/state/runlog: Permission denied; give --root/--db or "
+        "RUNLOG_ROOT/RUNLOG_DB"
+    ], got.stderr
+    directory = alice.home / "spec"
+    directory.mkdir()
+    os.chown(directory, alice.uid, alice.gid)
+    got = alice.run(
+        [sys.executable, "-m", "engine", "spec", "--rootless"],
+        env=alice.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]), HOME="/root"),
+        cwd=str(directory),
+    )
+    assert got.returncode == 0, got.stderr

@@ -26,6 +26,7 @@ from engine import codecache, jsonfast
 from engine.actions.registry import REGISTRY
 from engine.errors import EventLogError, LifecycleError, RunlogError
 from engine.eventlog import open_store
+from engine.frozen import replace
 from engine.identity import from_annotations
 from engine.linux import lsm, syscalls
 from engine.machine.definition import load, resolve
@@ -96,7 +97,7 @@ def run(
             rootless=settings.is_rootless(),
             no_pivot=options["no_pivot"],
             console_socket=os.path.abspath(console_socket) if console_socket else None,
-            preserve_fds=options["preserve_fds"],
+            preserve_fds=options["preserve_fds"] + options.get("listen_fds", 0),
             owner=actor.uid or 0,
             capture=bool(log_path),
             caller_reaps=caller_reaps,
@@ -275,7 +276,18 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
         raise RunlogError(
             "cannot allocate tty if runlog will detach without setting console socket"
         )
-    return config
+    return _socket_activated(config, int(options.get("listen_fds", 0)))
+
+
+def _socket_activated(config: Config, count: int) -> Config:
+    """With ``count`` descriptors from socket activation (create's fds 3 to
+    3+count-1, given to the init ahead of ``--preserve-fds``), the
+    process's environment says so, as runc's: ``LISTEN_FDS=count`` and
+    ``LISTEN_PID=1`` after the config's own entries, which they override."""
+    if count <= 0:
+        return config
+    env = (*config.process.env, f"LISTEN_FDS={count}", "LISTEN_PID=1")
+    return replace(config, process=replace(config.process, env=env))
 
 
 def _machine_and_log(
