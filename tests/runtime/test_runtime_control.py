@@ -125,9 +125,13 @@ def watching(pid: int) -> tuple[int, int]:
 
 
 def resting(pid: int) -> bool:
-    """Whether the monitor ``pid`` rests: the lean process (engine.runtime.monitor.lean)."""
+    """Whether the monitor ``pid`` rests: the lean process
+    (engine.runtime.monitor.lean), not woken since (a woken one has the
+    event log's SQLite loaded, in the same image)."""
     try:
-        return b"engine.runtime.monitor.lean" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"engine.runtime.monitor.lean" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+        return "_sqlite3" not in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
 
