@@ -112,9 +112,13 @@ def runlog_monitors(tmp: Path, bundle: str, ids: list[str], rest: str) -> list[i
 
 
 def resting(pid: int) -> bool:
-    """Whether the monitor ``pid`` is the lean process now."""
+    """Whether the monitor ``pid`` rests: the lean process
+    (engine.runtime.monitor.lean), not woken since (a woken one has the
+    event log's SQLite loaded, in the same image)."""
     try:
-        return b"engine.runtime.monitor.lean" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"engine.runtime.monitor.lean" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+        return "_sqlite3" not in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
 

@@ -89,24 +89,49 @@ def brief(db: Path, cid: str) -> list[tuple[str, str | None, str, str]]:
     return [(r["trigger"], r["dest"], r["outcome"], r["actor_transport"]) for r in changes(db, cid)]
 
 
+def _settled(look: Callable[[], Any]) -> Any:
+    """``look()`` at a monitor's /proc files, again if a descriptor went
+    while it looked (a monitor going to rest execs: engine.runtime.monitor.lean)."""
+    for _ in range(50):
+        try:
+            return look()
+        except FileNotFoundError:
+            time.sleep(0.02)
+    return look()
+
+
 def watches(pid: int) -> int:
     """The directories the monitor's inotify instance watches."""
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
-            return Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
-    return 0
+
+    def look() -> int:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                return Path(f"/proc/{pid}/fdinfo/{fd}").read_text().count("inotify wd:")
+        return 0
+
+    found: int = _settled(look)
+    return found
 
 
 def watching(pid: int) -> tuple[int, int]:
     """The monitor's threads and inotify instances."""
-    fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    return len(os.listdir(f"/proc/{pid}/task")), fds.count("anon_inode:inotify")
+
+    def look() -> tuple[int, int]:
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        return len(os.listdir(f"/proc/{pid}/task")), fds.count("anon_inode:inotify")
+
+    found: tuple[int, int] = _settled(look)
+    return found
 
 
 def resting(pid: int) -> bool:
-    """Whether the monitor ``pid`` rests: the lean process (engine.runtime.monitor.lean)."""
+    """Whether the monitor ``pid`` rests: the lean process
+    (engine.runtime.monitor.lean), not woken since (a woken one has the
+    event log's SQLite loaded, in the same image)."""
     try:
-        return b"engine.runtime.monitor.lean" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"engine.runtime.monitor.lean" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
+        return "_sqlite3" not in Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return False
 

@@ -33,21 +33,19 @@ watches not yet set, a container not yet created or already deleted.
 
 from __future__ import annotations
 
-import _socket
 import copyreg
 import io
 import os
 import pickle
+import socket
 import sys
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from engine import wire
-from engine.runtime.monitor import lean
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
+    from engine.runtime.monitor import lean
     from engine.runtime.monitor.server import Server
 
 __all__ = ["busy", "rest", "wake"]
@@ -172,7 +170,7 @@ def _snapshot(server: Server, keep: list[int]) -> tuple[dict[str, Any], bytes]:
     if found is not None:
         for name in sorted(found[1]):
             path = os.path.join(found[0], name)
-            freezer[path] = lean.read_text(path)
+            freezer[path] = _read_text(path)
     state_reply = None
     wait_reply = None
     if not dispatcher.record_queries:
@@ -214,7 +212,7 @@ def wake(lean_: lean.Lean, why: str, reading: list[lean.Conn], offset: int) -> N
     size = os.fstat(lean_.memfd).st_size
     blob = os.pread(lean_.memfd, size - offset, offset)
     os.close(lean_.memfd)
-    sockets: dict[int, _socket.socket] = {lean_.sock.fileno(): lean_.sock}
+    sockets: dict[int, socket.SocketType] = {lean_.sock.fileno(): lean_.sock}
     state = _Unpickler(io.BytesIO(blob), sockets).load()
     server = _rebuild(state, lean_.sock)
     for sock, actor, bound in state["waiters"]:
@@ -227,7 +225,7 @@ def wake(lean_: lean.Lean, why: str, reading: list[lean.Conn], offset: int) -> N
     server.serve(resumed=True)
 
 
-def _rebuild(state: dict[str, Any], sock: _socket.socket) -> Server:
+def _rebuild(state: dict[str, Any], sock: socket.SocketType) -> Server:
     """The monitor's objects again, from what :func:`_snapshot` kept."""
     import select
 
@@ -259,7 +257,17 @@ def _rebuild(state: dict[str, Any], sock: _socket.socket) -> Server:
         setattr(server, name, value)
     for fd in dispatcher.exec_watches:
         server.poller.register(fd, select.POLLIN)
+    server.rest_with = rest
     return server
+
+
+def _read_text(path: str) -> str | None:
+    """The file's text as the lean process reads it (None: unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4096).decode(errors="replace")
+    except OSError:
+        return None
 
 
 def _said(server: Server, text: str) -> None:
@@ -289,14 +297,14 @@ class _Pickler(pickle.Pickler):
         self.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _mappingproxy}
 
     def persistent_id(self, obj: object) -> object:
-        if isinstance(obj, _socket.socket):
+        if isinstance(obj, socket.SocketType):
             self.keep.append(obj.fileno())
             return ("socket", obj.fileno())
         return None
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, sockets: dict[int, _socket.socket]) -> None:
+    def __init__(self, file: io.BytesIO, sockets: dict[int, socket.SocketType]) -> None:
         super().__init__(file)
         self.sockets = sockets
 
@@ -305,5 +313,5 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         fd = int(pid[1])
         if fd not in self.sockets:
-            self.sockets[fd] = _socket.socket(fileno=fd)
+            self.sockets[fd] = socket.socket(fileno=fd)
         return self.sockets[fd]

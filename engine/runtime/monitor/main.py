@@ -246,8 +246,10 @@ def _settle(store: EventStore, server: Server) -> None:
     # Idle long enough, the monitor rests as a lean process
     # (engine.runtime.monitor.lean, imported now: nothing of it is on
     # create's way); one that keeps the container's streams never does.
+    from engine.runtime.monitor.handover import rest
     from engine.runtime.monitor.lean import lean_after
 
+    server.rest_with = rest
     server.lean_after = None if server.streams is not None else lean_after(os.environ)
 
 

@@ -141,6 +141,9 @@ class Server:
         # when it is woken (its name and group).
         self.lean_after: float | None = None
         self.lean_due: float | None = None
+        # How it rests (engine.runtime.monitor.handover.rest): why it cannot
+        # now, or None if it never will; it does not return if it rests.
+        self.rest_with: Callable[[Server], str | None] | None = None
         self.log_place: tuple[str, str | None] | None = None
         assert self.container.pid is not None
         self.pidfd: int | None = _pidfd(self.container.pid)
@@ -198,10 +201,8 @@ class Server:
     def _rest(self) -> None:
         """Idle long enough: exec the lean process (which does not return),
         unless something is in hand; then look again later."""
-        from engine.runtime.monitor import handover
-
         self.lean_due = None
-        if handover.rest(self) is None:
+        if self.rest_with is None or self.rest_with(self) is None:
             self.lean_after = None  # the exec failed: this monitor stays as it is
         else:
             self._idle_since(time.monotonic())
