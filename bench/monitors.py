@@ -204,7 +204,7 @@ def _main() -> int:
     rows = []
     try:
         bundle = make_busybox_bundle(str(tmp / "sleep"), SLEEP)
-        for name, rest in (("runlog monitor, resting", ""), ("runlog monitor, awake", "off")):
+        for name, rest in (("runlog monitor, resting", "1"), ("runlog monitor, awake", "off")):
             ids = [f"mon-{os.getpid()}-{rest or 'rest'}-{i}" for i in range(COUNT)]
             pids = runlog_monitors(tmp, bundle, ids, rest)
             rows.append(summary(f"{name} ({sum(map(resting, pids))} lean)", pids))

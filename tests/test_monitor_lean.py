@@ -82,11 +82,12 @@ def lean_process(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_lean_after_reads_the_environment() -> None:
-    assert lean.lean_after({}) == lean.LEAN_AFTER
+    assert lean.lean_after({}) is None  # off unless a site sets it
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "0.5"}) == 0.5
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == lean.LEAN_AFTER
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "off"}) is None
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "-1"}) is None
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "soon"}) == lean.LEAN_AFTER
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "soon"}) is None
 
 
 def test_the_lean_process_answers_state_and_the_spools_wakeup(lean_process: Any) -> None:

@@ -216,6 +216,11 @@ def _tighten(path: str, mode: int) -> None:
     )
 
 
+def _is_read_only(err: _sqlite3.Error) -> bool:
+    """SQLITE_READONLY, or one of its extended codes."""
+    return str(getattr(err, "sqlite_errorname", "")).startswith("SQLITE_READONLY")
+
+
 class SQLiteStore(EventStore):
     def __init__(
         self,
@@ -372,7 +377,15 @@ class SQLiteStore(EventStore):
         if lazy:
             conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            return self._append(event, expected_seq)
+            try:
+                return self._append(event, expected_seq)
+            except _sqlite3.Error as err:
+                # Opened while its file system was read-only, a connection
+                # stays read-only: open it again, for when that has passed.
+                if not _is_read_only(err):
+                    raise
+                self._reopen()
+                return self._append(event, expected_seq)
         except _sqlite3.Error as err:
             raise StoreWriteError(self.location, str(err)) from err
         finally:
@@ -381,6 +394,16 @@ class SQLiteStore(EventStore):
                     conn.execute("PRAGMA synchronous=FULL")
                 except _sqlite3.Error:
                     pass
+
+    def _reopen(self) -> None:
+        """A new connection to the same file, as the first was set up. The
+        old one is closed first: while it is open, a new one in this process
+        shares its view of the file (its read-only shared memory included)."""
+        self._conn.close()
+        self._conn = _sqlite3.connect(
+            self.location, timeout=self._busy_ms / 1000, isolation_level=None
+        )
+        self._conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     def _append(self, event: NewEvent, expected_seq: int | None) -> Event:
         conn = self._conn

@@ -948,12 +948,15 @@ def test_a_create_the_monitor_cannot_serve_is_undone_and_recorded(
 SCALE = int(os.environ.get("RUNLOG_SCALE", "256"))
 
 
-def test_every_duty_of_256_running_containers(runlog: Any, bundle: Bundle) -> None:
+def test_every_duty_of_256_running_containers(
+    runlog: Any, bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """256 running containers at the kernel's default limits: every one
     answers a spooled request and notices a freezer written by hand (by
     inotify, or at its next look past the instance limit), and once its
     monitor rests (engine.runtime.monitor.lean), a thaw written by hand
     too. Prints memory and counts per monitor, at rest."""
+    monkeypatch.setenv("RUNLOG_MONITOR_LEAN", "1")  # resting is opt-in
     b = bundle(["sleep", "100000"])
     ids = [f"t-s{n}" for n in range(SCALE)]
     try:

@@ -1,7 +1,7 @@
 """The monitor at rest: the same process, exec'd into a lean one that only waits.
 
-A monitor that has been idle for a while (:data:`LEAN_AFTER`, once its
-container is created) replaces itself (``execve``: the same pid, so it is
+A monitor that has been idle for a while (:data:`LEAN_ENV` seconds, once
+its container is created; off unless set) replaces itself (``execve``: the same pid, so it is
 still the init's parent and child subreaper, in the same cgroup, session
 and limits) with a fresh interpreter running :func:`main`, which imports
 no more than this module needs: the loop below, the C modules it drives and
@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LEAN_AFTER", "Conn", "Lean", "lean_after", "main", "read_text"]
 
-#: Seconds a created container's monitor stays idle before it goes lean.
+#: Seconds of idleness a site may give (``RUNLOG_MONITOR_LEAN=1``): resting
+#: is off unless that is set (docs/monitor-cost.md says why).
 LEAN_AFTER = 1.0
 #: The environment variable that sets it: seconds, or ``off`` (never lean).
 LEAN_ENV = "RUNLOG_MONITOR_LEAN"
@@ -66,17 +67,13 @@ _READ_TIMEOUT = 5.0
 
 
 def lean_after(environ: "dict[str, str] | Any") -> "float | None":
-    """Seconds of idleness after which the monitor goes lean (None: never),
-    from :data:`LEAN_ENV` in ``environ``."""
+    """Seconds of idleness after which the monitor goes lean (None: never,
+    the default), from :data:`LEAN_ENV` in ``environ``."""
     value = environ.get(LEAN_ENV, "")
-    if value == "":
-        return LEAN_AFTER
-    if value in ("off", "never", "no"):
-        return None
     try:
         seconds = float(value)
     except ValueError:
-        return LEAN_AFTER
+        return None  # unset, "off", or not a number
     return seconds if seconds >= 0 else None
 
 
