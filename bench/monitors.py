@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from tables import table  # noqa: E402  (bench/, this script's directory)
 
 from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # noqa: E402
+from engine.runtime.monitor.handover import resting  # noqa: E402
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "100"))
 SLEEP = ["sleep", "100000"]
@@ -109,18 +110,6 @@ def runlog_monitors(tmp: Path, bundle: str, ids: list[str], rest: str) -> list[i
     while rest != "off" and time.monotonic() < deadline and not all(map(resting, pids)):
         time.sleep(0.2)
     return pids
-
-
-def resting(pid: int) -> bool:
-    """Whether the monitor ``pid`` rests: the lean process
-    (engine.runtime.monitor.lean), not woken since (a woken one has the
-    event log's SQLite loaded, in the same image)."""
-    try:
-        if b"engine.runtime.monitor.lean" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return False
-        return "_sqlite3" not in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
 
 
 def delete_all(tmp: Path, ids: list[str]) -> None:

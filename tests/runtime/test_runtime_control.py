@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from engine import control, wire
 from engine.layout import STATE_TIMEOUT
+from engine.runtime.monitor.handover import resting
 from engine.runtime.monitor.requests import MAX_REQUEST, RequestError, decode
 from engine.runtime.shared.spool import REPLY, SpoolClient
 from engine.runtime.shared.watcher import Watcher
@@ -122,18 +123,6 @@ def watching(pid: int) -> tuple[int, int]:
 
     found: tuple[int, int] = _settled(look)
     return found
-
-
-def resting(pid: int) -> bool:
-    """Whether the monitor ``pid`` rests: the lean process
-    (engine.runtime.monitor.lean), not woken since (a woken one has the
-    event log's SQLite loaded, in the same image)."""
-    try:
-        if b"engine.runtime.monitor.lean" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return False
-        return "_sqlite3" not in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:

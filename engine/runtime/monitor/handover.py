@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from engine.runtime.monitor import lean
     from engine.runtime.monitor.server import Server
 
-__all__ = ["busy", "rest", "wake"]
+__all__ = ["busy", "rest", "resting", "wake"]
 
 #: What the dispatcher and the loop keep across a rest (the rest they make anew).
 _DISPATCHER = ("me", "sent", "oom_kills", "freezer_seen", "record_queries", "exec_watches", "execs")
@@ -315,3 +315,17 @@ class _Unpickler(pickle.Unpickler):
         if fd not in self.sockets:
             self.sockets[fd] = socket.socket(fileno=fd)
         return self.sockets[fd]
+
+
+def resting(pid: int) -> bool:
+    """Whether the monitor ``pid`` rests: it runs the lean process
+    (:mod:`engine.runtime.monitor.lean`) and has not woken since (a woken
+    one keeps the lean command line, with the event log's SQLite loaded)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"engine.runtime.monitor.lean" not in cmdline.read():
+                return False
+        with open(f"/proc/{pid}/maps") as maps:
+            return "_sqlite3" not in maps.read()
+    except OSError:
+        return False
