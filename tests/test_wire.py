@@ -30,7 +30,12 @@ class FakeContainer:
         self.state_text = STATE_TEXT
         self.exit: dict[str, Any] | None = None
         self.pid = 42
-        self.manager = SimpleNamespace(paths={}, freezer_state=lambda: "thawed", kill_all=lambda: 0)
+        self.manager = SimpleNamespace(
+            paths={},
+            freezer_state=lambda: "thawed",
+            kill_all=lambda: 0,
+            lacks=lambda trigger, resources: None,  # not rootless: lacks nothing
+        )
 
     def reap(self, block: bool) -> bool:
         return False

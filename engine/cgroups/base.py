@@ -29,6 +29,8 @@ from abc import ABC, abstractmethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from engine.cgroups.resources import Resources
 
 __all__ = [
@@ -149,6 +151,13 @@ class CgroupManager(ABC):
             if controller != "unified" and task_file not in tasks:
                 tasks.append(task_file)
         return tasks, self.paths.get("unified")
+
+    def lacks(self, trigger: str, resources: Mapping[str, object] | None) -> str | None:
+        """Why ``trigger`` (pause, resume, or update to the OCI
+        ``resources``) cannot be done here, before anything is tried; None
+        if it can. Only a rootless manager that did without hierarchies
+        lacks any (:mod:`engine.cgroups.rootless`)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.paths!r})"

@@ -90,19 +90,36 @@ class RootlessManager(CgroupManager):
         if self.inner is not None:
             self.inner.create()
 
-    def apply(self, resources: Resources) -> list[str]:
-        if self.inner is None:
-            wanted = [c for c in resources.controllers() if c != "devices"]
-            if wanted:
-                raise _cannot_set(wanted[0])
-            return []
-        paths = self.inner.paths
+    def _settable(self, resources: Resources) -> None:
+        """Raise runc's error for the first limit in a hierarchy done without."""
+        paths = self.paths
         for controller in resources.controllers():
             if controller == "devices":
                 continue  # not enforced rootless, as runc
             if controller not in paths and "unified" not in paths:
                 raise _cannot_set(controller)
+
+    def apply(self, resources: Resources) -> list[str]:
+        self._settable(resources)
+        if self.inner is None:
+            return []
         return self.inner.apply(_without_devices(resources))
+
+    def lacks(self, trigger: str, resources: Mapping[str, object] | None) -> str | None:
+        """Why ``trigger`` (pause, resume, update to the OCI ``resources``)
+        cannot be done without the hierarchies done without, in runc's
+        words; None if it can (or if ``resources`` do not parse, which
+        the update itself says)."""
+        try:
+            if trigger in ("pause", "resume"):
+                self._freezer()
+            elif trigger == "update" and resources:
+                from engine.cgroups.resources import Resources
+
+                self._settable(Resources.from_oci(resources))
+        except CgroupError as err:
+            return str(err)
+        return None
 
     def add(self, pid: int) -> None:
         if self.inner is not None:

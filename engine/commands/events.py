@@ -52,11 +52,13 @@ def stats(settings: Settings, container_id: str, once: bool, interval: object) -
         # runc's words
         raise UsageError(f'invalid value "{interval}" for flag -interval: parse error') from None
     manager = cgroup_manager(settings, container_id, "events")
+    # Without a cgroup (rootless, none writable), for as long as the container is.
+    alive = manager.exists if manager.paths else StateDir(settings.root, container_id).exists
     while True:
         sample = {"type": "stats", "id": container_id, "data": manager.stats()}
         sys.stdout.write(jsonfast.dumps(sample) + "\n")
         sys.stdout.flush()
-        if once or not manager.exists():
+        if once or not alive():
             return 0
         time.sleep(seconds)
 

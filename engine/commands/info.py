@@ -78,23 +78,76 @@ def list_(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     return 0
 
 
-def cgroup_manager(settings: Settings, container_id: str, trigger: str) -> Any:
-    """The container's cgroup manager, from the paths its monitor recorded;
-    an unknown container is refused (and recorded) as ``trigger``."""
-    from engine.cgroups import manager_at
-
+def _runtime(settings: Settings, container_id: str, trigger: str) -> dict[str, Any]:
+    """The container's runtime.json; an unknown container is refused (and
+    recorded) as ``trigger``."""
     statedir = StateDir(settings.root, container_id)
     try:
-        info = statedir.runtime()
+        return statedir.runtime()
     except ContainerNotFound:
         from engine.commands.container import absent
 
         raise absent(settings, statedir, trigger) from None
-    return manager_at(info.get("cgroup_paths") or {})
+
+
+def cgroup_manager(settings: Settings, container_id: str, trigger: str) -> Any:
+    """The container's cgroup manager, from the paths its monitor recorded.
+    A rootless container with no cgroup the caller may write has none: a
+    manager of no hierarchy, whose statistics are empty (runc prints its
+    statistics of nothing too)."""
+    paths = _runtime(settings, container_id, trigger).get("cgroup_paths") or {}
+    if not paths:
+        from engine.cgroups.rootless import RootlessManager
+
+        return RootlessManager(None, [])
+    from engine.cgroups import manager_at
+
+    return manager_at(paths)
+
+
+def namespace_pids(container_id: str, info: dict[str, Any]) -> list[int]:
+    """The processes of the container's pid namespace, for a container
+    without a cgroup to list them from (rootless, no hierarchy the caller
+    may write, where runc's ps fails): those whose ``/proc/PID/ns/pid`` is
+    the init's. Processes of another user are not readable, and not the
+    caller's to see; none once the init has ended."""
+    from engine.runtime.shared.statedir import process_start_time
+
+    pid = info.get("init_pid")
+    if not isinstance(pid, int) or process_start_time(pid) != info.get("init_start"):
+        return []
+    try:
+        init = os.stat(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return []
+    own = os.stat("/proc/self/ns/pid")
+    if (init.st_dev, init.st_ino) == (own.st_dev, own.st_ino):
+        raise RunlogError(
+            f"ps {container_id}: the container has no cgroup and no pid namespace of its "
+            "own to list its processes from"
+        )
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/pid")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (init.st_dev, init.st_ino):
+            found.append(int(entry))
+    return found
 
 
 def ps(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    pids = sorted(cgroup_manager(settings, args[0], "ps").pids())
+    info = _runtime(settings, args[0], "ps")
+    paths = info.get("cgroup_paths") or {}
+    if paths:
+        from engine.cgroups import manager_at
+
+        pids = sorted(manager_at(paths).pids())
+    else:
+        pids = sorted(namespace_pids(args[0], info))
     if flags.get("format") == "json":
         sys.stdout.write(jsonfast.dumps(pids) + "\n")
         return 0

@@ -62,3 +62,32 @@ def test_limits_without_their_hierarchy_fail_with_runcs_words() -> None:
     manager.create()
     manager.destroy()
     assert manager.entry() == ([], None)
+
+
+def test_what_a_manager_lacks_is_said_before_anything_is_asked(tmp_path: Path) -> None:
+    """pause, resume and update are refused up front (a rejected event)
+    where the hierarchy they need was done without."""
+    none = RootlessManager(None, ["memory", "freezer", "pids"])
+    assert none.lacks("pause", None) == NO_FREEZER
+    assert none.lacks("resume", None) == NO_FREEZER
+    memory = {"memory": {"limit": 1 << 26}}
+    assert none.lacks("update", memory) == (
+        "cannot set memory limit: container could not join or create cgroup"
+    )
+    assert none.lacks("update", {"devices": [{"allow": False, "access": "rwm"}]}) is None
+    assert none.lacks("update", {}) is None
+    assert none.lacks("kill", None) is None
+    (tmp_path / "freezer").mkdir()
+    (tmp_path / "pids").mkdir()
+    some = manager_for(
+        "c1",
+        "/c1",
+        root=tmp_path,
+        mountinfo=HYBRID.replace("memory", "pids"),
+        proc_cgroup="2:pids:/\n1:freezer:/\n0::/\n",
+        rootless=True,
+    )
+    assert isinstance(some, RootlessManager)
+    assert some.lacks("pause", None) is None
+    assert some.lacks("update", {"pids": {"limit": 10}}) is None
+    assert some.lacks("update", memory) is not None

@@ -3,23 +3,27 @@ session, bundles as `runc spec --rootless` writes them, runc alongside."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import select
 import shutil
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.bundles import BUSYBOX
-from tests.runtime.conftest import Runlog
+from tests.runtime.conftest import ConsoleSocket, Runlog
 from tests.runtime.users import User, UserRunlog, make_user, rootless_bundle, user_dir
 
 pytestmark = pytest.mark.root
@@ -98,7 +102,22 @@ def bundle(alice: User, place: Path) -> Bundle:
 
 
 def _runc(user: User, place: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return user.run(["runc", "--rootless=true", "--root", str(place / "runc"), *args], cwd=place)
+    """runc as ``user``. Its stdout and stderr are files, not pipes: a
+    detached container keeps them (test_run_detached_...), and reading a
+    pipe to its end would wait for the container's."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = user.run(
+            ["runc", "--rootless=true", "--root", str(place / "runc"), *args],
+            cwd=place,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            capture_output=False,
+        ).returncode
+        out.seek(0)
+        err.seek(0)
+        said = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    return subprocess.CompletedProcess(args, code, *said)
 
 
 def _events(db: Path, cid: str) -> list[tuple[str, str | None, str, dict[str, Any]]]:
@@ -194,15 +213,41 @@ def test_pause_without_a_writable_freezer_is_refused_as_runc_refuses_it(
     assert "cannot toggle freezer: cgroups not configured for container" in got.stderr
     assert userlog.state("p1")["status"] == "running"
     rejected = [(t, o) for t, _d, o, _p in _events(userlog.db, "p1") if t == "pause"]
-    assert rejected and rejected[-1][1] in ("rejected", "failed")
+    assert rejected and rejected[-1][1] == "rejected"
     userlog("delete", "--force", "p1", check=True)
 
 
+@contextmanager
+def _delegate(userlog: UserRunlog, bases: list[str], name: str) -> Iterator[str]:
+    """``name`` made in each hierarchy of ``bases`` and handed to
+    ``userlog``'s user; its containers deleted before the cgroups go."""
+    alice = userlog.user
+    made = []
+    try:
+        for base in bases:
+            directory = Path(base + name)
+            directory.mkdir(parents=True)
+            made.append(directory)
+            for entry in [directory, *directory.iterdir()]:
+                os.chown(entry, alice.uid, alice.gid)
+        yield name
+    finally:
+        if userlog.root.exists():
+            for entry in userlog.root.iterdir():
+                userlog("delete", "--force", entry.name)
+        for directory in made:
+            for sub in sorted(directory.glob("**/"), key=lambda p: -len(p.parts)):
+                sub.rmdir()
+            try:
+                directory.parent.rmdir()
+            except OSError:
+                pass
+
+
 @pytest.fixture
-def delegated(alice: User, tmp_path: Path) -> Iterator[str]:
+def delegated(userlog: UserRunlog, tmp_path: Path) -> Iterator[str]:
     """A v1 freezer cgroup (or a cgroup2 one) handed to alice, as an admin or
     Slurm delegates one; its path below the hierarchy's root."""
-    name = f"/runlog-test/rootless-{tmp_path.name}"
     base = None
     for candidate in ("/sys/fs/cgroup/freezer", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
         if os.path.exists(f"{candidate}/cgroup.procs") and (
@@ -212,19 +257,18 @@ def delegated(alice: User, tmp_path: Path) -> Iterator[str]:
             break
     if base is None:
         pytest.skip("no freezer hierarchy to delegate on this host")
-    directory = Path(base + name)
-    directory.mkdir(parents=True)
-    for entry in [directory, *directory.iterdir()]:
-        os.chown(entry, alice.uid, alice.gid)
-    try:
+    with _delegate(userlog, [base], f"/runlog-test/rootless-{tmp_path.name}") as name:
         yield name
-    finally:
-        for sub in sorted(directory.glob("**/"), key=lambda p: -len(p.parts)):
-            sub.rmdir()
-        try:
-            directory.parent.rmdir()
-        except OSError:
-            pass
+
+
+@pytest.fixture
+def delegated_pids(userlog: UserRunlog, tmp_path: Path) -> Iterator[str]:
+    """v1 freezer and pids cgroups handed to alice (memory not)."""
+    bases = ["/sys/fs/cgroup/freezer", "/sys/fs/cgroup/pids"]
+    if not all(os.path.exists(f"{base}/cgroup.procs") for base in bases):
+        pytest.skip("no v1 freezer and pids hierarchies on this host")
+    with _delegate(userlog, bases, f"/runlog-test/rootless-{tmp_path.name}") as name:
+        yield name
 
 
 def test_pause_and_resume_in_a_delegated_freezer(
@@ -615,3 +659,314 @@ def test_a_home_the_user_cannot_reach_is_a_one_line_error(alice: User, user_tmp:
         cwd=str(directory),
     )
     assert got.returncode == 0, got.stderr
+
+
+# -- every other verb, as the user ------------------------------------------------
+
+
+def _as(user: User, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    """``argv`` as ``user``, left running (runlog's with PYTHONPATH)."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("stderr", subprocess.DEVNULL)
+    env = user.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return subprocess.Popen(argv, user=user.uid, group=user.gid, extra_groups=[], env=env, **kw)
+
+
+def _runlog_argv(userlog: UserRunlog) -> list[str]:
+    return [sys.executable, "-m", "engine", "--root", str(userlog.root), "--db", str(userlog.db)]
+
+
+def test_run_detached_returns_and_the_container_keeps_the_callers_stdio_as_runcs(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """`run -d` without a terminal hands the caller's stdio to the
+    container, as runc's does: the command returns at once with the
+    container running, and a pipe on its stdout sees its end only when the
+    container's process ends. A caller that reads such a pipe to its end
+    (subprocess's capture_output) waits that long, and then finds the
+    container stopped: `sleep 30` seemed "stopped right after run -d"."""
+    b = str(bundle(["sleep", "30"]))
+    runc_argv = ["runc", "--rootless=true", "--root", str(place / "runc")]
+    tools: dict[str, tuple[list[str], Callable[..., subprocess.CompletedProcess[str]]]] = {
+        "runlog": (_runlog_argv(userlog), userlog),
+        "runc": (runc_argv, functools.partial(_runc, alice, place)),
+    }
+    for name, (argv, tool) in tools.items():
+        cid = f"d-{name}"
+        proc = _as(alice, [*argv, "run", "-d", "-b", b, cid], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        try:
+            assert proc.wait(timeout=20) == 0, name
+            assert json.loads(tool("state", cid).stdout)["status"] == "running", name
+            # The container holds the pipe: no end of it while it runs.
+            assert select.select([proc.stdout], [], [], 0.5)[0] == [], name
+            assert tool("kill", cid, "KILL").returncode == 0, name
+            assert select.select([proc.stdout], [], [], 10)[0], name
+            assert proc.stdout.read() == b"", name
+        finally:
+            proc.stdout.close()
+            tool("delete", "--force", cid)
+
+
+def test_exec_as_the_user_as_runc(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """exec's exit codes, exec -d, and exec -t with a console socket, side
+    by side with runc's exec of the same bundle."""
+    b = str(bundle(["sleep", "30"]))
+    userlog("run", "-d", "-b", b, "e1", check=True)
+    assert _runc(alice, place, "run", "-d", "-b", b, "e2").returncode == 0
+    try:
+        ours = userlog("exec", "e1", "sh", "-c", "id -u; exit 6")
+        theirs = _runc(alice, place, "exec", "e2", "sh", "-c", "id -u; exit 6")
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout) == (6, "0\n")
+        ours = userlog("exec", "e1", "/nonexistent")
+        theirs = _runc(alice, place, "exec", "e2", "/nonexistent")
+        assert ours.returncode == theirs.returncode == 255
+        assert "no such file or directory" in ours.stderr and "Traceback" not in ours.stderr
+        assert userlog("exec", "-d", "e1", "sleep", "29").returncode == 0
+        assert _runc(alice, place, "exec", "-d", "e2", "sleep", "29").returncode == 0
+        seen = userlog("exec", "e1", "pidof", "sleep")
+        assert len(seen.stdout.split()) == 2, seen
+        # The exec's exit code is in alice's log.
+        exits = [
+            p["request"].get("exit_code")
+            for t, _d, o, p in _events(userlog.db, "e1")
+            if t == "exec_exit" and o == "ok"
+        ]
+        assert exits[0] == 6, exits
+
+        console = ConsoleSocket(place / "exec.sock")
+        os.chown(console.path, alice.uid, alice.gid)
+        try:
+            got = userlog(
+                "exec", "-t", "--console-socket", str(console.path), "e1", "sh", "-c", "tty; exit 5"
+            )
+            assert got.returncode == 5, got.stderr
+            assert "/dev/pts/" in console.wait_for("/dev/pts/")
+        finally:
+            console.close()
+        assert userlog.state("e1")["status"] == "running"
+    finally:
+        _runc(alice, place, "delete", "--force", "e2")
+        userlog("delete", "--force", "e1")
+
+
+def test_ps_and_events_without_a_cgroup(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """No cgroup is alice's here. ps lists the processes of the
+    container's pid namespace (runc's ps fails: it has no cgroup to read);
+    events --stats prints statistics of nothing, as runc's, and events
+    repeats them while the container lives."""
+    b = str(bundle(["sh", "-c", "sleep 30 & wait"]))
+    userlog("run", "-d", "-b", b, "v1", check=True)
+    assert _runc(alice, place, "run", "-d", "-b", b, "v2").returncode == 0
+    try:
+        init = userlog.state("v1")["pid"]
+        got = userlog("ps", "--format", "json", "v1")
+        assert got.returncode == 0, got.stderr
+        pids = json.loads(got.stdout)
+        assert init in pids and len(pids) == 2, pids
+        table = userlog("ps", "v1", check=True).stdout.splitlines()
+        assert "PID" in table[0].split() and len(table) == 3, table
+        assert sorted(int(line.split()[1]) for line in table[1:]) == sorted(pids), table
+        assert _runc(alice, place, "ps", "v2").returncode != 0
+
+        ours = userlog("events", "--stats", "v1")
+        theirs = _runc(alice, place, "events", "--stats", "v2")
+        assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
+        for said, cid in ((ours.stdout, "v1"), (theirs.stdout, "v2")):
+            sample = json.loads(said)
+            assert (sample["type"], sample["id"]) == ("stats", cid)
+
+        proc = _as(
+            alice,
+            [*_runlog_argv(userlog), "events", "--interval", "0.2s", "v1"],
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        try:
+            lines = [proc.stdout.readline() for _ in range(3)]
+            assert [json.loads(line)["type"] for line in lines] == ["stats"] * 3
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+    finally:
+        _runc(alice, place, "delete", "--force", "v2")
+        userlog("delete", "--force", "v1")
+
+
+def test_events_follow_as_the_user(userlog: UserRunlog, bundle: Bundle, alice: User) -> None:
+    b = str(bundle(["sleep", "30"]))
+    userlog("run", "-d", "-b", b, "f1", check=True)
+    proc = _as(alice, [*_runlog_argv(userlog), "events", "--follow", "f1"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        first = [json.loads(proc.stdout.readline())["trigger"] for _ in range(2)]
+        assert first == ["create", "start"]
+        userlog("kill", "f1", "KILL", check=True)
+        userlog.wait_status("f1", "stopped")
+        userlog("delete", "f1", check=True)
+        assert proc.wait(timeout=10) == 0
+        rest = [json.loads(line)["trigger"] for line in proc.stdout.read().splitlines()]
+        assert [t for t in rest if t in ("kill", "exit", "delete")] == ["kill", "exit", "delete"]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_update_and_pause_without_a_cgroup_are_rejected_as_runc_refuses_them(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """A limit where no cgroup is alice's, and pause without a freezer:
+    runc's error, a rejected event (the machine was not asked), the
+    container untouched; runc refuses the same."""
+    b = str(bundle(["sleep", "30"]))
+    userlog("run", "-d", "-b", b, "u1", check=True)
+    assert _runc(alice, place, "run", "-d", "-b", b, "u2").returncode == 0
+    try:
+        for args, message in (
+            (("update", "--memory", "64M"), "cannot set memory limit"),
+            (("update", "--pids-limit", "10"), "cannot set pids limit"),
+            (("pause",), "cannot toggle freezer: cgroups not configured for container"),
+        ):
+            ours = userlog(*args, "u1")
+            theirs = _runc(alice, place, *args, "u2")
+            assert ours.returncode == theirs.returncode == 1, (args, ours.stderr)
+            assert message in ours.stderr and message in theirs.stderr, (ours.stderr, theirs.stderr)
+            assert ours.stderr.count("\n") == 1 and "Traceback" not in ours.stderr, ours.stderr
+            trigger, dest, outcome, payload = _events(userlog.db, "u1")[-1]
+            assert (trigger, dest, outcome) == (args[0], None, "rejected"), payload
+            assert userlog.state("u1")["status"] == "running"
+        assert userlog("exec", "u1", "true").returncode == 0
+    finally:
+        _runc(alice, place, "delete", "--force", "u2")
+        userlog("delete", "--force", "u1")
+
+
+def test_kill_list_and_delete_force_as_the_user(
+    userlog: UserRunlog, bundle: Bundle, alice: User
+) -> None:
+    script = (
+        "trap 'echo usr1 >> /dev/shm/got' USR1; trap 'echo hup >> /dev/shm/got' HUP; "
+        "while :; do sleep 0.1; done"
+    )
+    userlog("run", "-d", "-b", str(bundle(["sh", "-c", script])), "k1", check=True)
+    for signal in ("USR1", "1", "SIGUSR1"):
+        userlog("kill", "k1", signal, check=True)
+        time.sleep(0.3)
+    got = userlog("exec", "k1", "cat", "/dev/shm/got", check=True)
+    assert got.stdout.split() == ["usr1", "hup", "usr1"]
+    bad = userlog("kill", "k1", "NOPE")
+    assert bad.returncode == 1 and "unknown signal" in bad.stderr
+
+    listed = json.loads(userlog("list", "--format", "json", check=True).stdout)
+    assert [(c["id"], c["status"], c["owner"]) for c in listed] == [("k1", "running", alice.name)]
+    assert userlog("list", "-q", check=True).stdout.split() == ["k1"]
+    table = userlog("list", check=True).stdout.splitlines()
+    assert table[1].split()[2:3] == ["running"] and table[1].split()[-1] == alice.name
+
+    refused = userlog("delete", "k1")
+    assert refused.returncode == 1 and "not stopped" in refused.stderr
+    pid = userlog.state("k1")["pid"]
+    userlog("delete", "--force", "k1", check=True)
+    assert (
+        not os.path.exists(f"/proc/{pid}")
+        or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    )
+    assert userlog("list", "-q", check=True).stdout.split() == []
+
+
+def test_attach_as_the_user(userlog: UserRunlog, bundle: Bundle, alice: User, place: Path) -> None:
+    """create --log-path: the monitor keeps the container's stdio; attach
+    as alice writes to its stdin and reads its output."""
+    b = str(bundle(["sh", "-c", "read line; echo got $line; exit 3"]))
+    log = place / "a1.log"
+    userlog("create", "--log-path", str(log), "-b", b, "a1", check=True)
+    assert os.lstat(userlog.root / "a1" / "attach.sock").st_uid == alice.uid
+    proc = _as(
+        alice,
+        [*_runlog_argv(userlog), "attach", "a1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.5)
+        userlog("start", "a1", check=True)
+        out, _ = proc.communicate(b"hello\n", timeout=20)
+        assert b"got hello" in out
+        assert userlog.wait_status("a1", "stopped")["status"] == "stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    userlog("delete", "a1", check=True)
+
+
+def test_another_user_is_refused_every_verb(
+    userlog: UserRunlog, bundle: Bundle, mallory: User
+) -> None:
+    """Every verb of mallory on alice's container: refused with runc's
+    exit code, saying why, no traceback, nothing changed."""
+    userlog("run", "-d", "-b", str(bundle(["sleep", "30"])), "m1", check=True)
+    other = UserRunlog(mallory, userlog.root, userlog.db, Path("/"))
+    for args in (
+        ("exec", "m1", "true"),
+        ("exec", "-d", "m1", "true"),
+        ("ps", "m1"),
+        ("events", "--stats", "m1"),
+        ("events", "--follow", "m1"),
+        ("update", "--pids-limit", "10", "m1"),
+        ("pause", "m1"),
+        ("resume", "m1"),
+        ("kill", "m1", "KILL"),
+        ("delete", "--force", "m1"),
+        ("attach", "m1"),
+        ("list",),
+        ("state", "m1"),
+    ):
+        got = other(*args, timeout=20)
+        # runc's codes for the same (exec's refusals are 255)
+        assert got.returncode == (255 if args[0] == "exec" else 1), (args, got.stderr)
+        assert "permission denied" in got.stderr, (args, got.stderr)
+        assert "Traceback" not in got.stderr, (args, got.stderr)
+    assert userlog.state("m1")["status"] == "running"
+    assert userlog("exec", "m1", "true").returncode == 0
+    userlog("delete", "--force", "m1", check=True)
+
+
+def test_update_ps_and_events_in_a_delegated_cgroup(
+    userlog: UserRunlog, bundle: Bundle, delegated_pids: str
+) -> None:
+    """What a rootless user may set: limits of the hierarchies delegated to
+    it (pids here), not the others (memory: rejected); ps and events read
+    the delegated cgroups; pause and resume work with its freezer."""
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["cgroupsPath"] = f"{delegated_pids}/g1"
+
+    userlog("run", "-d", "-b", str(bundle(["sleep", "30"], edit)), "g1", check=True)
+    assert sorted(_create_result(userlog.db, "g1")["cgroups"]) == ["freezer", "pids"]
+    userlog("update", "--pids-limit", "20", "g1", check=True)
+    limit = Path(f"/sys/fs/cgroup/pids{delegated_pids}/g1/pids.max")
+    assert limit.read_text().strip() == "20"
+    trigger, _dest, outcome, payload = _events(userlog.db, "g1")[-1]
+    assert (trigger, outcome) == ("update", "ok")
+    assert payload["actions"][0]["result"]["after"]["pids.max"] == "20", payload
+    got = userlog("update", "--memory", "64M", "g1")
+    assert got.returncode == 1 and "cannot set memory limit" in got.stderr, got.stderr
+    assert _events(userlog.db, "g1")[-1][2] == "rejected"
+    assert limit.read_text().strip() == "20"
+
+    init = userlog.state("g1")["pid"]
+    assert json.loads(userlog("ps", "--format", "json", "g1", check=True).stdout) == [init]
+    sample = json.loads(userlog("events", "--stats", "g1", check=True).stdout)
+    assert sample["data"]["pids"] == {"current": 1, "limit": 20}, sample
+    userlog("pause", "g1", check=True)
+    assert userlog.state("g1")["status"] == "paused"
+    userlog("resume", "g1", check=True)
+    assert userlog.state("g1")["status"] == "running"
+    userlog("delete", "--force", "g1", check=True)

@@ -63,6 +63,7 @@ __all__ = ["Dispatcher", "NotPermitted", "Unsupported"]
 MALFORMED = "malformed"
 NOT_PERMITTED = "not permitted"
 UNSUPPORTED = "unsupported"
+NO_CGROUP = "no cgroup"
 INTERNAL = "internal error"
 
 
@@ -258,6 +259,8 @@ class Dispatcher:
             return self._exec(actor, args)
         if op == "checkpoint":
             return self._checkpoint(actor, args)
+        if op in ("pause", "resume", "update"):
+            self._cgroup_lacks(op, actor, args)
         if op == "update":
             event = self.service.request(self.id, op, actor, args)
             (result,) = [a.get("result") for a in event.payload.get("actions", [])]
@@ -354,6 +357,18 @@ class Dispatcher:
             self.service.request(self.id, "exec_exit", actor, request)
         except RunlogError:
             pass  # recorded as rejected or failed
+
+    def _cgroup_lacks(self, op: str, actor: Actor, args: dict[str, Any]) -> None:
+        """Rootless, without the hierarchy ``op`` needs (no writable
+        freezer, a limit where no cgroup is the caller's): refused before
+        the machine is asked, in runc's words, the container untouched."""
+        if not self.service.lifecycle.may(self.container.status, op):
+            return  # the machine's own refusal says it
+        why = self.container.manager.lacks(op, args.get("resources"))
+        if why is not None:
+            error = Unsupported(self.id, f"{op} {self.id}: {why}")
+            self._record(op, actor, error, NO_CGROUP, args)
+            raise error
 
     def _unsupported(self, op: str, actor: Actor, args: dict[str, Any], what: str) -> NoReturn:
         error = Unsupported(self.id, f"{op}: container {self.id} {what}")
