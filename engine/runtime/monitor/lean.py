@@ -112,6 +112,8 @@ class Lean:
         self.spool: str = header["spool"]
         self.freezer: dict[str, str | None] = header["freezer"]
         self.poll_every: float | None = header["poll"]
+        retry = header.get("retry")
+        self.retry_at = None if retry is None else time.monotonic() + retry
         # The waiters the monitor handed over (their fds), and those that
         # came here: (connection, bind).
         self.held: list[int] = list(header["waiters"])
@@ -148,6 +150,8 @@ class Lean:
             now = time.monotonic()
             if any(c.deadline <= now for c in self.reading.values()):
                 return self._leave("a slow request")
+            if self.retry_at is not None and self.retry_at <= now:
+                return self._leave("the journal")
             if due is not None and due <= now and self.poll_every is not None:
                 due = now + self.poll_every
                 why = self._look()
@@ -158,6 +162,8 @@ class Lean:
         deadlines = [c.deadline for c in self.reading.values()]
         if due is not None:
             deadlines.append(due)
+        if self.retry_at is not None:
+            deadlines.append(self.retry_at)
         if not deadlines:
             return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
