@@ -82,9 +82,10 @@ def lean_process(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_lean_after_reads_the_environment() -> None:
-    assert lean.lean_after({}) is None  # off unless a site sets it
+    assert lean.lean_after({}) == lean.LEAN_AFTER == 5.0  # on by default
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": ""}) == lean.LEAN_AFTER
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "0.5"}) == 0.5
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == lean.LEAN_AFTER
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == 1.0
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "off"}) is None
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "-1"}) is None
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "soon"}) is None

@@ -1,8 +1,8 @@
 """The monitor at rest: the same process, exec'd into a lean one that only waits.
 
-A monitor that has been idle for a while (:data:`LEAN_ENV` seconds, once
-its container is created; off unless set) replaces itself (``execve``: the same pid, so it is
-still the init's parent and child subreaper, in the same cgroup, session
+A monitor that has been idle for a while (:data:`LEAN_AFTER` seconds once
+its container is created, or what :data:`LEAN_ENV` says) replaces itself
+(``execve``: the same pid, so it is still the init's parent and child subreaper, in the same cgroup, session
 and limits) with a fresh interpreter running :func:`main`, which imports
 no more than this module needs: the loop below, the C modules it drives and
 :mod:`engine.jsonfast`. What the monitor imported to create the container
@@ -51,10 +51,12 @@ if TYPE_CHECKING:
 
 __all__ = ["LEAN_AFTER", "Conn", "Lean", "lean_after", "main", "read_text"]
 
-#: Seconds of idleness a site may give (``RUNLOG_MONITOR_LEAN=1``): resting
-#: is off unless that is set (docs/monitor-cost.md says why).
-LEAN_AFTER = 1.0
-#: The environment variable that sets it: seconds, or ``off`` (never lean).
+#: Seconds of idleness after which a monitor rests, unless :data:`LEAN_ENV`
+#: says otherwise: well past the moment between a scheduler's ``create`` and
+#: its ``start`` (milliseconds), so a lifecycle never wakes a rested monitor
+#: (docs/monitor-cost.md).
+LEAN_AFTER = 5.0
+#: The environment variable that sets it: seconds, or ``off`` (never rest).
 LEAN_ENV = "RUNLOG_MONITOR_LEAN"
 
 # engine.wire's, without importing it: the lean process's imports are few.
@@ -67,13 +69,15 @@ _READ_TIMEOUT = 5.0
 
 
 def lean_after(environ: "dict[str, str] | Any") -> "float | None":
-    """Seconds of idleness after which the monitor goes lean (None: never,
-    the default), from :data:`LEAN_ENV` in ``environ``."""
+    """Seconds of idleness after which the monitor goes lean (None: never),
+    from :data:`LEAN_ENV` in ``environ``; :data:`LEAN_AFTER` where it is unset."""
     value = environ.get(LEAN_ENV, "")
+    if not value:
+        return LEAN_AFTER
     try:
         seconds = float(value)
     except ValueError:
-        return None  # unset, "off", or not a number
+        return None  # "off", or not a number
     return seconds if seconds >= 0 else None
 
 
