@@ -2,19 +2,20 @@
 
 A monitor that has been idle for a while (:data:`LEAN_AFTER` seconds once
 its container is created, or what :data:`LEAN_ENV` says) replaces itself
-(``execve``: the same pid, so it is still the init's parent and child subreaper, in the same cgroup, session
-and limits) with a fresh interpreter running :func:`main`, which imports
-no more than this module needs: the loop below, the C modules it drives and
-:mod:`engine.jsonfast`. What the monitor imported to create the container
-and to run its machine (the OCI model, the drivers, the machine and
-``transitions``, the event log and SQLite) and what it allocated doing so
-are gone with the old image; see ``docs/monitor-cost.md`` for what that
-saves. Its descriptors that matter are kept across the exec (without
-close-on-exec): ``control.sock``, the init's pidfd, the inotify instance
-(with its watches), the init's sync socket, connections waiting for the
-init's end, pidfds of exec'd processes watched; the rest of the monitor (the
-container, the dispatcher's memory, the machine definition in force) is
-pickled into a memfd by :mod:`engine.runtime.monitor.handover`.
+(``execve``: the same pid, so it is still the init's parent and child
+subreaper, in the same cgroup, session and limits) with a fresh interpreter
+running :func:`main`, which imports no more than this module needs: the loop
+below, the C modules it drives and :mod:`engine.jsonfast`. What the monitor
+imported to create the container and to run its machine (the OCI model, the
+drivers, the machine and ``transitions``, the event log and SQLite) and what
+it allocated doing so are gone with the old image; see
+``docs/monitor-cost.md`` for what that saves. Its descriptors that matter
+are kept across the exec (without close-on-exec): ``control.sock``, the
+init's pidfd, the inotify instance (with its watches), the init's sync
+socket, connections waiting for the init's end, pidfds of exec'd processes
+watched; the rest of the monitor (the container, the dispatcher's memory,
+the machine definition in force) is pickled into a memfd by
+:mod:`engine.runtime.monitor.handover`.
 
 The lean process answers alone what changes nothing and needs no record:
 
