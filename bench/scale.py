@@ -429,6 +429,8 @@ def followed(node: Node, batch: list[str], report: Report) -> None:
         for proc in followers.values():
             proc.kill()
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _seen(proc: subprocess.Popen[str], lines: list[dict[str, Any]], trigger: str) -> bool:
@@ -457,12 +459,12 @@ def _seen(proc: subprocess.Popen[str], lines: list[dict[str, Any]], trigger: str
 def attach(node: Node, cid: str) -> str | None:
     """A line sent on attach.sock comes back (the init is ``cat``)."""
     path = str(node.root / cid / "attach.sock")
+    if node.user is not None:
+        # attach.sock is the owner's (0600): the user's runlog attach.
+        return _attach_as_user(node, cid)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(20)
-            if node.user is not None:
-                # attach.sock is the owner's (0600): the user's runlog attach.
-                return _attach_as_user(node, cid)
             sock.connect(path)
             word = f"ping-{cid}\n".encode()
             sock.sendall(word)
@@ -478,22 +480,21 @@ def attach(node: Node, cid: str) -> str | None:
 
 
 def _attach_as_user(node: Node, cid: str) -> str | None:
-    proc = subprocess.Popen(
+    word = f"ping-{cid}\n".encode()
+    with subprocess.Popen(
         node.argv("attach", cid),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         **node.kw(),
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    word = f"ping-{cid}\n".encode()
-    try:
-        proc.stdin.write(word)
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-    finally:
-        proc.kill()
-        proc.wait()
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(word)
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        finally:
+            proc.kill()
     return None if line == word else f"runlog attach: read {line!r}"
 
 
