@@ -59,6 +59,7 @@ def lean_process(tmp_path: Path) -> Iterator[Any]:
             "poll": 0.05,
             "waiters": [],
             "wake_on": [],
+            "retry": None,
             **changes,
         }
         data = json.dumps(header).encode()
@@ -82,9 +83,10 @@ def lean_process(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_lean_after_reads_the_environment() -> None:
-    assert lean.lean_after({}) is None  # off unless a site sets it
+    assert lean.lean_after({}) == lean.LEAN_AFTER == 5.0  # on by default
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": ""}) == lean.LEAN_AFTER
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "0.5"}) == 0.5
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == lean.LEAN_AFTER
+    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == 1.0
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "off"}) is None
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "-1"}) is None
     assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "soon"}) is None
@@ -128,6 +130,16 @@ def test_a_spooled_request_wakes_the_monitor(lean_process: Any, tmp_path: Path) 
     (tmp_path / "requests" / "r1").write_text('{"op": "state"}')
     assert proc.proc.wait(timeout=10) != 0
     assert "woken (a spooled request)" in proc.log.read_text()
+
+
+def test_events_in_the_journal_wake_the_monitor_to_write_them(lean_process: Any) -> None:
+    """A monitor resting with events in its journal (the log refused them)
+    wakes after ``retry`` seconds to write them into the log; not before."""
+    proc = lean_process(retry=0.5)
+    time.sleep(0.25)
+    assert proc.proc.poll() is None
+    assert proc.proc.wait(timeout=10) != 0
+    assert "woken (the journal)" in proc.log.read_text()
 
 
 def test_the_container_and_the_machine_survive_the_handover(tmp_path: Path) -> None:

@@ -195,17 +195,47 @@ def _run_all(
     return results
 
 
+def _monitors(runlog: Any, commands: dict[str, list[str]]) -> dict[str, int]:
+    """The live monitor of each case's container."""
+    found = {}
+    for cid in commands:
+        try:
+            info = json.loads((runlog.root / cid / "runtime.json").read_text())
+        except FileNotFoundError:
+            continue
+        if Path(f"/proc/{info['monitor_pid']}").exists():
+            found[cid] = info["monitor_pid"]
+    return found
+
+
+@pytest.mark.parametrize("monitors", ["awake", "rested"])
 @pytest.mark.parametrize("fault", FAULTS)
 def test_every_command_against_a_faulty_log(
-    runlog: Any, bundle: Bundle, tmp_path: Path, place: Path, fault: str
+    runlog: Any,
+    bundle: Bundle,
+    tmp_path: Path,
+    place: Path,
+    fault: str,
+    monitors: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """``rested``: every monitor rests (a lean process, engine.runtime.monitor.lean)
+    when the fault comes, so the command wakes it and it opens the log again."""
     from engine.eventlog.sqlite import LOCK_WAIT
+    from engine.runtime.monitor.handover import resting
 
+    monkeypatch.setenv("RUNLOG_MONITOR_LEAN", "0" if monitors == "rested" else "off")
     runlog.db = place / "events.db"
     commands = _set_up(runlog, bundle)
+    before = _monitors(runlog, commands)
+    if monitors == "rested":
+        assert wait_for(lambda: all(map(resting, before.values()))), before
     with _fault(fault, runlog, tmp_path):
         # A held lock makes each writer wait: all at once, as a busy node would.
         results = _run_all(runlog, commands, together=fault == "locked")
+    # No monitor ends of the fault (a deleted container's does).
+    gone = {cid for cid, pid in before.items() if not Path(f"/proc/{pid}").exists()}
+    assert gone <= {"delete", "force"}, gone
     for cid, (took, done) in results.items():
         what = (cid, commands[cid], done.returncode, done.stderr)
         assert "Traceback" not in done.stderr, what

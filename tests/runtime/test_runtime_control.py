@@ -945,7 +945,7 @@ def test_every_duty_of_256_running_containers(
     inotify, or at its next look past the instance limit), and once its
     monitor rests (engine.runtime.monitor.lean), a thaw written by hand
     too. Prints memory and counts per monitor, at rest."""
-    monkeypatch.setenv("RUNLOG_MONITOR_LEAN", "1")  # resting is opt-in
+    monkeypatch.delenv("RUNLOG_MONITOR_LEAN", raising=False)  # resting as by default
     b = bundle(["sleep", "100000"])
     ids = [f"t-s{n}" for n in range(SCALE)]
     try:

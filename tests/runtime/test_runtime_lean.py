@@ -8,6 +8,9 @@ request wakes one."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +26,7 @@ from tests.runtime.test_runtime_control import (
     no_inotify_left,
     popen,
     resting,
+    rows,
     running,
     runtime_info,
     status,
@@ -43,6 +47,7 @@ from tests.runtime.test_runtime_control import (
     test_wait_returns_the_exit_code_and_the_signal,
     wait_for,
 )
+from tests.runtime.test_runtime_faults import real_state
 from tests.runtime.test_runtime_wait import (
     test_a_killed_bound_waiter_takes_the_container_along,
     test_signals_to_a_bound_waiter_reach_the_init,
@@ -183,3 +188,65 @@ def test_a_monitor_that_does_not_rest(runlog: Any, bundle: Bundle, monkeypatch: 
     time.sleep(0.5)
     assert not resting(monitor)
     runlog("delete", "--force", "t-awake", check=True)
+
+
+@pytest.mark.parametrize("fault", ["newer schema", "corrupt"])
+def test_a_resting_monitor_that_cannot_open_its_log_stays_and_answers(
+    runlog: Any, running: Callable[[str], Path], popen: Any, tmp_path: Path, fault: str
+) -> None:
+    """Woken, a monitor whose log cannot be opened (upgraded by a newer
+    runlog; a corrupt file) refuses each request in one line naming the log
+    (not recorded: it is the log that records), touches nothing, rests
+    again, serves ``state`` and ``wait``, journals its init's end, and once
+    the log is fine writes the journal into it and serves as before."""
+    running("t-unopened")
+    monitor = runtime_info(runlog, "t-unopened")["monitor_pid"]
+    wait_for(lambda: resting(monitor), "the monitor to rest")
+    db, kept = runlog.db, tmp_path / "kept.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (head,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        if fault == "newer schema":
+            conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    if fault == "corrupt":
+        db.rename(kept)
+        db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8192)
+    why = "is newer than this runlog knows" if fault == "newer schema" else "cannot be"
+    for op in ("pause", "kill"):
+        refused = runlog(op, "t-unopened")
+        assert refused.returncode == 1
+        first, note = refused.stderr.splitlines()
+        assert first.startswith(f"container t-unopened: {op} refused: event log {db}: "), first
+        assert why in first
+        assert note.startswith(f"runlog: the refusal was not recorded: event log {db}: "), note
+        assert status(runlog, "t-unopened") == "running"
+        assert real_state(runlog, "t-unopened") == "running"  # not frozen, not killed
+        assert Path(f"/proc/{monitor}").exists()
+        wait_for(lambda: resting(monitor), "the monitor to rest after a refusal")
+    code, reply = Transport(runlog, "spool")("t-unopened", {"op": "pause"})
+    assert code == 1 and f"event log {db}" in reply["error"]
+    assert status(runlog, "t-unopened") == "running"
+    # The init's end (a SIGKILL runlog did not send): journaled, told to wait.
+    waiter = popen("wait", "t-unopened", out=tmp_path / "wait.out")
+    time.sleep(0.3)
+    os.kill(runtime_info(runlog, "t-unopened")["init_pid"], signal.SIGKILL)
+    assert waiter.wait(timeout=20) == 137
+    assert status(runlog, "t-unopened") == "stopped"
+    journal = runlog.root / "t-unopened" / "journal"
+    assert journal.exists()
+    wait_for(lambda: resting(monitor), "the monitor to rest with its journal")
+    # The log fine again: the journal goes into it (the monitor wakes for
+    # it), and requests are served as before.
+    if fault == "corrupt":
+        kept.rename(db)
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = ?", (head,))
+    wait_for(lambda: not journal.exists(), "the journal written into the log", timeout=20)
+    exit_event = rows(db, "t-unopened")[-1]
+    assert (exit_event["trigger"], exit_event["actor_transport"]) == ("exit", "external")
+    assert "journaled" in exit_event["payload"]
+    assert Path(f"/proc/{monitor}").exists()
+    runlog("delete", "t-unopened", check=True)
+    assert [t for t, _d, _o, _a in brief(db, "t-unopened")] == ["create", "start", "exit", "delete"]
+    assert runlog("replay", "--all").returncode == 0

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 else:
     Protocol = object  # structural types, checked by mypy only
 
-__all__ = ["Dispatcher", "NotPermitted", "Unsupported"]
+__all__ = ["Dispatcher", "LogUnopened", "NotPermitted", "Unsupported"]
 
 #: Why a request never reached the machine (the payload's ``refused``).
 MALFORMED = "malformed"
@@ -93,6 +93,20 @@ class NotPermitted(LifecycleError):
 
 class Unsupported(LifecycleError):
     """A request this container has nothing to act on with."""
+
+
+class LogUnopened(LifecycleError):
+    """A request refused, before anything is done, by a monitor woken from
+    its rest that cannot open its event log again: the log's own error,
+    and (the log being what records refusals) that it is not recorded."""
+
+    def __init__(self, container_id: str, op: str, error: RunlogError) -> None:
+        super().__init__(
+            container_id,
+            f"container {container_id}: {op} refused: {error}\n"
+            f"runlog: the refusal was not recorded: {error}",
+        )
+        self.exit_code = error.exit_code
 
 
 def error_reply(err: RunlogError) -> dict[str, Any]:
@@ -131,6 +145,10 @@ class Dispatcher:
         self.after: list[Callable[[], object]] = []
         # The loop's way to poll a new pidfd (set by the server).
         self.on_watch: Callable[[int], None] | None = None
+        # Why the event log cannot be opened, if so (a monitor woken from
+        # its rest: engine.runtime.monitor.handover.Unopened); None: it is open.
+        self.log_problem: Callable[[], RunlogError | None] | None = None
+        self._own_request = False
 
     # -- requests ------------------------------------------------------------
 
@@ -162,7 +180,11 @@ class Dispatcher:
         which it cannot forward), as a scheduler kills what it tracks. Every
         process of the container is killed, by a ``kill`` recorded with the
         waiter as the actor, so that its end is the scheduler's."""
-        self.handle(b'{"op": "kill", "signal": 9, "all": true}', actor, lambda _reply: None)
+        self._own_request = True  # done even when the log cannot be opened: journaled
+        try:
+            self.handle(b'{"op": "kill", "signal": 9, "all": true}', actor, lambda _reply: None)
+        finally:
+            self._own_request = False
 
     def unreadable(self, actor: Actor, problem: str, respond: Respond) -> None:
         """A spool entry that is no request at all (a link, a fifo)."""
@@ -243,6 +265,10 @@ class Dispatcher:
             if args["bind"]:
                 self.bound[respond] = actor
             return None
+        if self.log_problem is not None and not self._own_request:
+            problem = self.log_problem()
+            if problem is not None:
+                raise LogUnopened(self.id, op, problem)
         if op == "console_size":
             if self.terminal is None:
                 self._unsupported(op, actor, args, "has no terminal owned by its monitor")

@@ -27,8 +27,10 @@ What goes through the memfd:
 
 A monitor with something in hand does not rest (:func:`busy` says what):
 container streams it keeps (``--log-path``), a request being read or a
-spooled ``wait``, events waiting in the journal, a freezer still FREEZING,
-watches not yet set, a container not yet created or already deleted.
+spooled ``wait``, a freezer still FREEZING, watches not yet set, a
+container not yet created or already deleted. Events waiting in the
+journal (the log refused them) do not keep it awake: it wakes every
+:data:`JOURNAL_RETRY` seconds to write them into the log.
 """
 
 from __future__ import annotations
@@ -43,12 +45,20 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from engine import wire
+from engine.errors import EventLogError
+from engine.eventlog.store import EventStore
 
 if TYPE_CHECKING:
+    from engine.eventlog.record import ContainerRow, Event, NewEvent
     from engine.runtime.monitor import lean
+    from engine.runtime.monitor.container import Container
     from engine.runtime.monitor.server import Server
 
-__all__ = ["busy", "rest", "resting", "wake"]
+__all__ = ["Unopened", "busy", "rest", "resting", "wake"]
+
+#: Seconds a monitor rests before it wakes to write its journal into the
+#: log that refused it (awake, it tries every second: server.JOURNAL_RETRY).
+JOURNAL_RETRY = 5.0
 
 #: What the dispatcher and the loop keep across a rest (the rest they make anew).
 _DISPATCHER = ("me", "sent", "oom_kills", "freezer_seen", "record_queries", "exec_watches", "execs")
@@ -73,7 +83,6 @@ _BOOT = (
 def busy(server: Server) -> str | None:
     """What keeps the monitor from resting now, or None."""
     dispatcher, container = server.dispatcher, server.container
-    journal = dispatcher.service.journal
     if server.streams is not None or dispatcher.log is not None or dispatcher.terminal is not None:
         return "it keeps the container's streams"
     if server.log_place is None:
@@ -88,8 +97,6 @@ def busy(server: Server) -> str | None:
         return "a connection in hand"
     if len(dispatcher.waiters) != len(server.conns):
         return "a waiter of the spool"
-    if journal is not None and journal.pending:
-        return "events wait in the journal"
     if container.exit is not None and container.status != "stopped":
         return "the init's end is not recorded"
     if dispatcher.freezer_seen == "freezing":
@@ -147,6 +154,7 @@ def _snapshot(server: Server, keep: list[int]) -> tuple[dict[str, Any], bytes]:
 
     dispatcher, container = server.dispatcher, server.container
     store = dispatcher.service.store
+    journal = dispatcher.service.journal
     waiters = [(c.sock, c.actor, c.reply in dispatcher.bound) for c in server.conns.values()]
     state = {
         "container": container,
@@ -199,6 +207,8 @@ def _snapshot(server: Server, keep: list[int]) -> tuple[dict[str, Any], bytes]:
         "poll": POLL if server.spool_poll is not None or server.freezer_poll is not None else None,
         "waiters": [sock.fileno() for sock, _actor, _bound in waiters],
         "wake_on": list(dispatcher.exec_watches),
+        # Events wait in the journal (the log refused them): woken to try again.
+        "retry": JOURNAL_RETRY if journal is not None and journal.pending else None,
     }
     return header, buffer.getvalue()
 
@@ -239,7 +249,11 @@ def _rebuild(state: dict[str, Any], sock: socket.SocketType) -> Server:
 
     container = state["container"]
     db, group = state["server"]["log_place"]
-    store = open_store(db, group=group)
+    store: EventStore
+    try:
+        store = open_store(db, group=group)
+    except EventLogError as err:
+        store = Unopened(db, group, err, container)
     store.stamp(*state["stamp"])
     service = Service(
         store, Lifecycle(state["definition"], REGISTRY), lambda _cid: container.drivers()
@@ -249,6 +263,8 @@ def _rebuild(state: dict[str, Any], sock: socket.SocketType) -> Server:
     dispatcher = Dispatcher(service, container)
     for name, value in state["dispatcher"].items():
         setattr(dispatcher, name, value)
+    if isinstance(store, Unopened):
+        dispatcher.log_problem = store.problem
     server = Server(dispatcher, container.statedir, sock, watcher=state["server"]["watcher"])
     if server.pidfd is not None:
         os.close(server.pidfd)  # the one kept across the exec is the one to watch
@@ -329,3 +345,89 @@ def resting(pid: int) -> bool:
             return "_sqlite3" not in maps.read()
     except OSError:
         return False
+
+
+class Unopened(EventStore):
+    """The event log of a monitor woken from its rest that cannot open it
+    again (a schema newer than this runlog's, a file unreadable, corrupt or
+    locked): it stays so until a use finds the log fine again, and is then
+    the log opened.
+
+    Until then every use raises why the log cannot be opened, but for the
+    monitor's own container's row, which is what the monitor knows (its
+    status, as the log followed by the journal has it): the dispatcher
+    refuses its clients' requests before anything is done (``log_problem``),
+    and what happens by itself - the init's end - goes into the journal as
+    an awake monitor's does when the log refuses it (engine.service), to be
+    written into the log once it can be."""
+
+    def __init__(
+        self, db: str, group: str | None, error: EventLogError, container: Container
+    ) -> None:
+        self.place = (db, group)
+        self.error = error
+        self.known = container
+        self.store: EventStore | None = None
+
+    def problem(self) -> EventLogError | None:
+        """Why the log cannot be opened now (it is tried again), or None."""
+        if self.store is not None:
+            return None
+        from engine.eventlog import open_store
+
+        try:
+            store = open_store(self.place[0], group=self.place[1])
+        except EventLogError as err:
+            self.error = err
+            return err
+        store.stamp(self.life_root, self.life_context)
+        self.store = store
+        return None
+
+    def _opened(self) -> EventStore:
+        error = self.problem()
+        if error is not None:
+            raise error
+        assert self.store is not None
+        return self.store
+
+    def append(
+        self, event: NewEvent, expected_seq: int | None = None, *, durable: bool = True
+    ) -> Event:
+        return self._opened().append(event, expected_seq, durable=durable)
+
+    def history(self, container_id: str, after_seq: int = 0) -> list[Event]:
+        return self._opened().history(container_id, after_seq)
+
+    def events(self, after_id: int = 0, limit: int | None = None) -> list[Event]:
+        return self._opened().events(after_id, limit)
+
+    def container(self, container_id: str) -> ContainerRow | None:
+        if self.problem() is None:
+            return self._opened().container(container_id)
+        if container_id != self.known.id:
+            raise self.error
+        from engine.eventlog.record import ContainerRow
+
+        # The status already follows the journal, whose events Service adds
+        # to the row: the state they lead to is the same.
+        return ContainerRow(container_id, self.known.status, 0, 0, 0, "")
+
+    def containers(self) -> list[ContainerRow]:
+        return self._opened().containers()
+
+    def archive_machine(self, digest: str, text: str, path: str | None = None) -> None:
+        # The create archived it in this log; a log opened again later has it.
+        if self.problem() is None:
+            self._opened().archive_machine(digest, text, path)
+
+    def machine_text(self, digest: str) -> str | None:
+        return self._opened().machine_text(digest)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def checkpoint(self) -> None:
+        if self.store is not None:
+            self.store.checkpoint()

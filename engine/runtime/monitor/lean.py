@@ -1,20 +1,21 @@
 """The monitor at rest: the same process, exec'd into a lean one that only waits.
 
-A monitor that has been idle for a while (:data:`LEAN_ENV` seconds, once
-its container is created; off unless set) replaces itself (``execve``: the same pid, so it is
-still the init's parent and child subreaper, in the same cgroup, session
-and limits) with a fresh interpreter running :func:`main`, which imports
-no more than this module needs: the loop below, the C modules it drives and
-:mod:`engine.jsonfast`. What the monitor imported to create the container
-and to run its machine (the OCI model, the drivers, the machine and
-``transitions``, the event log and SQLite) and what it allocated doing so
-are gone with the old image; see ``docs/monitor-cost.md`` for what that
-saves. Its descriptors that matter are kept across the exec (without
-close-on-exec): ``control.sock``, the init's pidfd, the inotify instance
-(with its watches), the init's sync socket, connections waiting for the
-init's end, pidfds of exec'd processes watched; the rest of the monitor (the
-container, the dispatcher's memory, the machine definition in force) is
-pickled into a memfd by :mod:`engine.runtime.monitor.handover`.
+A monitor that has been idle for a while (:data:`LEAN_AFTER` seconds once
+its container is created, or what :data:`LEAN_ENV` says) replaces itself
+(``execve``: the same pid, so it is still the init's parent and child
+subreaper, in the same cgroup, session and limits) with a fresh interpreter
+running :func:`main`, which imports no more than this module needs: the loop
+below, the C modules it drives and :mod:`engine.jsonfast`. What the monitor
+imported to create the container and to run its machine (the OCI model, the
+drivers, the machine and ``transitions``, the event log and SQLite) and what
+it allocated doing so are gone with the old image; see
+``docs/monitor-cost.md`` for what that saves. Its descriptors that matter
+are kept across the exec (without close-on-exec): ``control.sock``, the
+init's pidfd, the inotify instance (with its watches), the init's sync
+socket, connections waiting for the init's end, pidfds of exec'd processes
+watched; the rest of the monitor (the container, the dispatcher's memory,
+the machine definition in force) is pickled into a memfd by
+:mod:`engine.runtime.monitor.handover`.
 
 The lean process answers alone what changes nothing and needs no record:
 
@@ -51,10 +52,12 @@ if TYPE_CHECKING:
 
 __all__ = ["LEAN_AFTER", "Conn", "Lean", "lean_after", "main", "read_text"]
 
-#: Seconds of idleness a site may give (``RUNLOG_MONITOR_LEAN=1``): resting
-#: is off unless that is set (docs/monitor-cost.md says why).
-LEAN_AFTER = 1.0
-#: The environment variable that sets it: seconds, or ``off`` (never lean).
+#: Seconds of idleness after which a monitor rests, unless :data:`LEAN_ENV`
+#: says otherwise: well past the moment between a scheduler's ``create`` and
+#: its ``start`` (milliseconds), so a lifecycle never wakes a rested monitor
+#: (docs/monitor-cost.md).
+LEAN_AFTER = 5.0
+#: The environment variable that sets it: seconds, or ``off`` (never rest).
 LEAN_ENV = "RUNLOG_MONITOR_LEAN"
 
 # engine.wire's, without importing it: the lean process's imports are few.
@@ -67,13 +70,15 @@ _READ_TIMEOUT = 5.0
 
 
 def lean_after(environ: "dict[str, str] | Any") -> "float | None":
-    """Seconds of idleness after which the monitor goes lean (None: never,
-    the default), from :data:`LEAN_ENV` in ``environ``."""
+    """Seconds of idleness after which the monitor goes lean (None: never),
+    from :data:`LEAN_ENV` in ``environ``; :data:`LEAN_AFTER` where it is unset."""
     value = environ.get(LEAN_ENV, "")
+    if not value:
+        return LEAN_AFTER
     try:
         seconds = float(value)
     except ValueError:
-        return None  # unset, "off", or not a number
+        return None  # "off", or not a number
     return seconds if seconds >= 0 else None
 
 
@@ -112,6 +117,8 @@ class Lean:
         self.spool: str = header["spool"]
         self.freezer: dict[str, str | None] = header["freezer"]
         self.poll_every: float | None = header["poll"]
+        retry = header.get("retry")
+        self.retry_at = None if retry is None else time.monotonic() + retry
         # The waiters the monitor handed over (their fds), and those that
         # came here: (connection, bind).
         self.held: list[int] = list(header["waiters"])
@@ -148,6 +155,8 @@ class Lean:
             now = time.monotonic()
             if any(c.deadline <= now for c in self.reading.values()):
                 return self._leave("a slow request")
+            if self.retry_at is not None and self.retry_at <= now:
+                return self._leave("the journal")
             if due is not None and due <= now and self.poll_every is not None:
                 due = now + self.poll_every
                 why = self._look()
@@ -158,6 +167,8 @@ class Lean:
         deadlines = [c.deadline for c in self.reading.values()]
         if due is not None:
             deadlines.append(due)
+        if self.retry_at is not None:
+            deadlines.append(self.retry_at)
         if not deadlines:
             return None
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)

@@ -215,6 +215,9 @@ class Server:
             if b"\n" in conn.data or len(conn.data) > MAX_REQUEST:
                 self._complete(conn)
         self._freezer()
+        journal = self.dispatcher.service.journal
+        if journal is not None and journal.pending:
+            self.journal_due = time.monotonic()  # written now, if the log takes it
 
     def adopt(
         self, sock: _socket.socket, actor: Actor, data: bytes = b"", bound: bool | None = None
