@@ -31,7 +31,6 @@ __all__ = [
     "json_string",
     "reply_of",
     "request_line",
-    "send",
     "state_text",
     "state_text_of",
     "wait_gone",
@@ -107,21 +106,6 @@ def _op(request: bytes) -> str:
         return str(jsonfast.loads(request).get("op"))
     except (ValueError, AttributeError):
         return "request"
-
-
-def send(path: str, request: bytes) -> bool:
-    """Send ``request`` and close, without waiting for the answer (the
-    monitor acts on it all the same); whether it went out."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        with SocketAddress(path) as address:
-            sock.connect(address)
-        sock.sendall(request)
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
 
 
 def reply_of(path: str, data: bytes) -> "dict[str, Any]":

@@ -133,13 +133,24 @@ def _exec(
     return _status_code(status)
 
 
+#: How long exec waits for the monitor to record what it reports.
+REPORT_WAIT = 5.0
+
+
 def _report(control: str, fields: dict[str, Any]) -> None:
     """The exec'd process's end (or, ``watch``, its pid) to the monitor,
-    which records it; sent without waiting for the answer (the commit). A
-    container deleted meanwhile has no monitor to tell."""
-    from engine.control import request_line, send
+    which records it; exec returns once the monitor has answered, so the
+    log holds the exec and this report when the command ends (the monitor
+    records the exec itself right after answering it, before it reads
+    this). A container deleted meanwhile has no monitor to tell; a monitor
+    that cannot record, or does not answer within ``REPORT_WAIT``, leaves
+    the exec's own result unchanged."""
+    from engine.control import NoMonitor, exchange, request_line
 
-    send(control, request_line("exec_exit", **fields))
+    try:
+        exchange(control, request_line("exec_exit", **fields), REPORT_WAIT)
+    except (NoMonitor, OSError):
+        pass
 
 
 def _process(flags: dict[str, object], argv: list[str], config: Config) -> Process:

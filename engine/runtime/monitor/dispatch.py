@@ -285,12 +285,10 @@ class Dispatcher:
             return self._exec(actor, args)
         if op == "checkpoint":
             return self._checkpoint(actor, args)
-        if op in ("pause", "resume", "update"):
-            self._cgroup_lacks(op, actor, args)
         if op == "update":
-            event = self.service.request(self.id, op, actor, args)
-            (result,) = [a.get("result") for a in event.payload.get("actions", [])]
-            return self._ok(update=result)
+            return self._update(actor, args)
+        if op in ("pause", "resume"):
+            self._cgroup_lacks(op, actor, args)
         if op == "exec_exit":
             return self._exec_exit(actor, args)
         if op == "kill":
@@ -314,6 +312,14 @@ class Dispatcher:
             if op != "start":  # the freezer is pause's and resume's to change
                 self.freezer_seen = _freezer(self.container)
         return self._ok()
+
+    def _update(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
+        """``runlog update``: the machine's ``update``; the reply gives what
+        its action set."""
+        self._cgroup_lacks("update", actor, args)
+        event = self.service.request(self.id, "update", actor, args)
+        (result,) = [a.get("result") for a in event.payload.get("actions", [])]
+        return self._ok(update=result)
 
     def _checkpoint(self, actor: Actor, args: dict[str, Any]) -> dict[str, Any]:
         """CRIU's dump, through the machine; without ``leave_running`` the
