@@ -256,9 +256,13 @@ def _rest(server: Server) -> str | None:
     """Rest (engine.runtime.monitor.handover), imported when the monitor
     rests: its modules (pickle, socket, typing: about 11 ms here) imported
     right after create's report kept the monitor from the next request -
-    a scheduler's ``start``, 5 ms later - for as long (docs/performance.md)."""
-    from engine.runtime.monitor.handover import rest
-
+    a scheduler's ``start``, 5 ms later - for as long (docs/performance.md).
+    If it cannot be imported now (runlog upgraded halfway), the monitor stays
+    awake, as when the exec fails."""
+    try:
+        from engine.runtime.monitor.handover import rest
+    except Exception:
+        return None
     return rest(server)
 
 
