@@ -34,6 +34,12 @@ from engine.bundles import keep_default_cgroup_parent, make_busybox_bundle  # no
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 
 
+def runlog_entry() -> str:
+    """The ``runlog`` measured: ``BENCH_RUNLOG`` (another build's entry stub,
+    to set two builds side by side in turn), else the one beside this Python."""
+    return os.environ.get("BENCH_RUNLOG") or str(Path(sys.executable).parent / "runlog")
+
+
 def _once(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
@@ -126,7 +132,7 @@ def _main() -> int:
         true_bundle = make_busybox_bundle(str(tmp / "true"), ["true"])
         sleep_bundle = make_busybox_bundle(str(tmp / "sleep"), ["sleep", "60"])
         runc = Runtime("runc", ["runc", "--root", str(tmp / "runc-root")])
-        entry = str(Path(sys.executable).parent / "runlog")
+        entry = runlog_entry()
         runlog = Runtime(
             "runlog", [entry, "--root", str(tmp / "runlog-root"), "--db", str(tmp / "events.db")]
         )

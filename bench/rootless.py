@@ -21,7 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from containers import RUNS, Runtime, side_by_side  # noqa: E402  (bench/)
+from containers import RUNS, Runtime, runlog_entry, side_by_side  # noqa: E402  (bench/)
 from tables import table  # noqa: E402
 
 from tests.runtime.users import User, make_user, rootless_bundle  # noqa: E402
@@ -52,7 +52,7 @@ def _bench(user: User, tmp: Path) -> int:
     runc = Runtime(
         "runc", ["runc", "--rootless=true", "--root", str(tmp / "runc-root")], **as_user(user)
     )
-    entry = str(Path(sys.executable).parent / "runlog")
+    entry = runlog_entry()
     runlog = Runtime(
         "runlog",
         [entry, "--rootless=true", "--root", str(tmp / "runlog-root"), "--db", str(tmp / "ev.db")],

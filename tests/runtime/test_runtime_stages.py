@@ -38,17 +38,22 @@ def test_new_namespaces_are_clone_flags_but_the_cgroup_one() -> None:
     assert direct_flags(_config([])) == 0  # no namespace at all: a plain clone
 
 
+def test_a_new_user_namespace_is_a_clone_flag_too() -> None:
+    # Mapped from outside by the monitor before the init goes on (init_direct).
+    flags = direct_flags(_config(_new("pid", "mount", "user", "cgroup")))
+    assert flags == CLONE_FLAGS["pid"] | CLONE_FLAGS["mount"] | CLONE_FLAGS["user"]
+
+
 @pytest.mark.parametrize(
     "namespaces",
     [
-        _new("pid", "mount", "user"),  # mapped from outside before the others
         _new("mount", "time"),
         [*_new("pid", "mount"), {"type": "network", "path": "/proc/1/ns/net"}],
         [*_new("mount"), {"type": "pid", "path": "/proc/1/ns/pid"}],
     ],
-    ids=["user", "time", "network-path", "pid-path"],
+    ids=["time", "network-path", "pid-path"],
 )
-def test_the_intermediate_serves_a_user_or_time_namespace_and_every_join(
+def test_the_intermediate_serves_a_time_namespace_and_every_join(
     namespaces: list[dict[str, Any]],
 ) -> None:
     assert direct_flags(_config(namespaces)) is None

@@ -151,17 +151,20 @@ def _install_stdio(fds: tuple[int, int, int]) -> None:
 
 def direct_flags(config: Config) -> int | None:
     """The clone flags of an init cloned straight into its namespaces, or
-    ``None`` where it needs the intermediate process: a new user namespace (mapped from
-    outside before the others are made in it), a namespace joined by path
-    (setns of a pid namespace takes effect for children only), a new time
-    namespace. A new cgroup namespace is not among the flags: the init
-    makes it itself once in its v1 cgroups (:func:`init_direct`)."""
+    ``None`` where it needs the intermediate process: a namespace joined by
+    path (setns of a pid namespace takes effect for children only), a new
+    time namespace. A new user namespace is among the flags: the others,
+    made by the same clone, belong to it, as the intermediate's
+    ``unshare`` after it makes them; the init has the monitor write its
+    maps before it goes on (:func:`init_direct`). A new cgroup namespace
+    is not among the flags: the init makes it itself once in its v1
+    cgroups."""
     flags = 0
     for ns_type in _NS_ORDER:
         entry = config.linux.namespace(ns_type)
         if entry is None:
             continue
-        if entry.path or ns_type in ("user", "time"):
+        if entry.path or ns_type == "time":
             return None
         if ns_type != "cgroup":
             flags |= syscalls.CLONE_FLAGS[ns_type]
@@ -204,13 +207,27 @@ def init_direct(
     seccomp: Filter | None = None,
 ) -> None:
     """The init cloned into its new namespaces (:func:`direct_flags`):
-    join the v1 cgroups, make the cgroup namespace, then go on as the init
-    (:func:`_init`), which never returns. What fails before that is raised,
-    as from :func:`intermediate`."""
+    join the v1 cgroups, in a new user namespace have it mapped, make the
+    cgroup namespace, then go on as the init (:func:`_init`), which never
+    returns. What fails before that is raised, as from :func:`intermediate`.
+    Rootless, this saves the intermediate process: a fork and its work."""
     cgroups = _enter(config, fd, cgroup_files, console, preserve, stdio)
+    buffer = bytearray()
+    if config.linux.namespace("user") is not None:
+        _mapped(fd, buffer)
     if config.linux.namespace("cgroup") is not None:
         syscalls.unshare(syscalls.CLONE_FLAGS["cgroup"])
-    _init(config, fd, bytearray(), console, cgroups, seccomp)
+    _init(config, fd, buffer, console, cgroups, seccomp)
+
+
+def _mapped(fd: int, buffer: bytearray) -> None:
+    """In a new user namespace: have the monitor write its uid_map and
+    gid_map from outside (user_namespaces(7)), then be its root."""
+    send_line(fd, "userns")
+    if recv_line(fd, buffer) != "mapped":
+        raise ActionError("the monitor did not map the user namespace")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
 
 
 def intermediate(
@@ -235,13 +252,8 @@ def intermediate(
         if entry.path:
             joins.append((ns_type, entry.path))
         elif ns_type == "user":
-            # The monitor writes uid_map/gid_map from outside (user_namespaces(7)).
             syscalls.unshare(syscalls.CLONE_FLAGS["user"])
-            send_line(fd, "userns")
-            if recv_line(fd, buffer) != "mapped":
-                raise ActionError("the monitor did not map the user namespace")
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
+            _mapped(fd, buffer)
         else:
             new_flags |= syscalls.CLONE_FLAGS[ns_type]
     for ns_type, path in joins:

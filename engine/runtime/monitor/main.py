@@ -246,11 +246,24 @@ def _settle(store: EventStore, server: Server) -> None:
     # Idle long enough, the monitor rests as a lean process
     # (engine.runtime.monitor.lean, imported now: nothing of it is on
     # create's way); one that keeps the container's streams never does.
-    from engine.runtime.monitor.handover import rest
     from engine.runtime.monitor.lean import lean_after
 
-    server.rest_with = rest
+    server.rest_with = _rest
     server.lean_after = None if server.streams is not None else lean_after(os.environ)
+
+
+def _rest(server: Server) -> str | None:
+    """Rest (engine.runtime.monitor.handover), imported when the monitor
+    rests: its modules (pickle, socket, typing: about 11 ms here) imported
+    right after create's report kept the monitor from the next request -
+    a scheduler's ``start``, 5 ms later - for as long (docs/performance.md).
+    If it cannot be imported now (runlog upgraded halfway), the monitor stays
+    awake, as when the exec fails."""
+    try:
+        from engine.runtime.monitor.handover import rest
+    except Exception:
+        return None
+    return rest(server)
 
 
 def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:

@@ -6,14 +6,14 @@ Usually the monitor clones the init straight into its new namespaces
 init, pid 1 of its pid namespace and the monitor's child, joins its v1
 cgroups and
 then makes its cgroup namespace itself (so that its root is the
-container's cgroup, as with runc). Where that cannot be - a new user
-namespace (mapped from outside before the others are made in it), a
-namespace joined by path, a new time namespace, a caller that reaps the
-init (it must be re-parented to the caller), a kernel that refuses the
-clone - the monitor forks the intermediate process, which joins the
-container's cgroup, joins or creates its namespaces (a new user namespace
-first, mapped by the monitor), and forks the init (pid 1 in a new pid
-namespace). The intermediate reports the init's pid and exits; the
+container's cgroup, as with runc); in a new user namespace, made by the
+same clone, it first has the monitor write the namespace's maps. Where
+that cannot be - a namespace joined by path, a new time namespace, a
+caller that reaps the init (it must be re-parented to the caller), a
+kernel that refuses the clone - the monitor forks the intermediate
+process, which joins the container's cgroup, joins or creates its
+namespaces (a new user namespace first, mapped by the monitor), and forks
+the init (pid 1 in a new pid namespace). The intermediate reports the init's pid and exits; the
 monitor is a child subreaper (PR_SET_CHILD_SUBREAPER), so the init
 becomes the monitor's child and the monitor reaps it. Cloning the init
 directly saves a fork and the intermediate's work (1-2 ms of create). The
@@ -170,10 +170,11 @@ def spawn(
     try:
         if meanwhile is not None:
             userns = config.linux.namespace("user")
-            if not direct and userns is not None and not userns.path:
-                # The intermediate waits for its user namespace's mapping
-                # before it goes on: mapped first, the caller's work then
-                # overlaps the rest of the set-up instead of holding it.
+            if userns is not None and not userns.path:
+                # The init (or the intermediate) waits for its user
+                # namespace's mapping before it goes on: mapped first, the
+                # caller's work then overlaps the rest of the set-up
+                # instead of holding it.
                 _await_ready(parent.fileno(), pid, config, found, buffer, until_mapped=True)
             try:
                 meanwhile()
