@@ -245,3 +245,34 @@ def test_a_live_monitor_that_does_not_answer_is_never_reconciled_around(
     changes = [e[0] for e in history(runlog.db, "t-live") if e[0] != "state"]
     assert changes[-3:] == ["kill", "exit", "delete"]
     replays_clean(runlog)
+
+
+def test_kill_reaches_a_container_whose_monitor_is_gone(runlog: Any, bundle: Bundle) -> None:
+    """As runc's kill after its `run` was killed (Slurm's proctrack/cgroup
+    kills a step's monitor): the init signalled, the kill recorded, its end
+    found by the next state; a second kill is runc's "not running"."""
+    runlog("run", "-d", "t-orph3", "-b", str(bundle(["sleep", "30"])), check=True)
+    info = kill_monitor(runlog, "t-orph3")
+    runlog("kill", "-a", "t-orph3", "KILL", check=True)
+    deadline = time.monotonic() + 5
+    while runlog.state("t-orph3")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runlog.state("t-orph3")["status"] == "stopped"
+    assert not Path(f"/proc/{info['init_pid']}/cmdline").exists() or (
+        Path(f"/proc/{info['init_pid']}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    )
+    again = runlog("kill", "t-orph3")
+    assert again.returncode == 1 and "container not running" in again.stderr
+    runlog("delete", "t-orph3", check=True)
+    changes = [e for e in history(runlog.db, "t-orph3") if e[0] != "state"]
+    assert changes == [
+        ("create", None, "created", "ok"),
+        ("start", "created", "running", "ok"),
+        ("kill", "running", "running", "ok"),
+        ("exit", "running", "stopped", "ok"),
+        ("kill", "stopped", None, "rejected"),
+        ("delete", "stopped", "deleted", "ok"),
+    ]
+    (kill, _again) = payloads(runlog.db, "t-orph3", "kill")
+    assert kill["actions"][0]["result"]["pids"] == [info["init_pid"]]
+    replays_clean(runlog)

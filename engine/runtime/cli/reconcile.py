@@ -12,8 +12,13 @@ with every action (the cgroup removed, poststop hooks run, the state
 directory removed) - or its refusal, recorded in the state the container
 is in. crun computes the status on read the same way.
 
-Only ``state`` and ``delete`` are served: a created container's init waits
-for its monitor to release it, and nobody would reap a running one. Every
+Only ``state``, ``kill`` and ``delete`` are served: a created container's
+init waits for its monitor to release it, and nobody would reap a running
+one. ``kill`` signals the init (its pid checked against its start time) or,
+with ``--all``, the processes of its cgroup, as runc's kill does after the
+``runc run`` that started the container was killed: a scheduler that
+killed the monitor with the job's other processes (Slurm's
+``proctrack/cgroup``) stops the container with its ``RunTimeKill``. Every
 other request is refused, and recorded so.
 """
 
@@ -364,8 +369,8 @@ def state(settings: Settings, statedir: StateDir) -> bytes:
 def handle(
     settings: Settings, statedir: StateDir, trigger: str, request: dict[str, Any]
 ) -> dict[str, Any]:
-    """A request whose monitor is gone: ``delete`` through the machine,
-    anything else refused; either way recorded."""
+    """A request whose monitor is gone: ``kill`` and ``delete`` through the
+    machine, anything else refused; either way recorded."""
     world = _World(statedir)
     cid = statedir.id
     actor = Actor.current()
@@ -374,6 +379,11 @@ def handle(
             busy = _not_gone(statedir, trigger)
             service.refuse(cid, trigger, actor, busy, request, "monitor busy")
             raise busy
+        if trigger == vocabulary.KILL:
+            args = {"signal": int(request["signal"]), "all": bool(request.get("all"))}
+            service.request(cid, vocabulary.KILL, actor, args)
+            now = service.state(cid) or ""
+            return wire.ok(now, jsonfast.loads(statedir.read(STATE)))
         if trigger != vocabulary.DELETE:
             service.refresh(cid, actor)
             lost = MonitorLost(cid, trigger)
