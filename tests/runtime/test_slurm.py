@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -110,9 +111,20 @@ class Cluster:
                     continue
             with open("/proc/self/mountinfo") as fh:
                 left += [f"mount {line.split()[4]}" for line in fh if str(self.bundle) in line]
+            left += [f"cgroup {path}" for path in self.cgroups()]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.2)
+
+    def cgroups(self) -> list[str]:
+        """Slurm's cgroups of the user's jobs (``uid_U/job_J``,
+        proctrack/cgroup's; ``uid_U`` itself stays while slurmd runs) and
+        runlog's of the user's containers (``NODE.USER.JOB.STEP.TASK``)."""
+        found = []
+        for top, dirs, _files in os.walk("/sys/fs/cgroup"):
+            jobs = os.path.basename(top) == f"uid_{self.user.uid}"
+            found += [os.path.join(top, d) for d in dirs if jobs or f".{self.user.name}." in d]
+        return found
 
     def log(self, lines: int = 60) -> str:
         """The end of slurmd's log (the steps' slurmstepd write there too)."""
@@ -141,7 +153,7 @@ class Cluster:
         return int(code)
 
 
-def _start(directory: Path, user: User) -> None:
+def _start(directory: Path, user: User, proctrack: str) -> None:
     host = socket.gethostname().split(".")[0]
     key = directory / "munge.key"
     key.write_bytes(os.urandom(1024))
@@ -169,7 +181,7 @@ SlurmdPidFile={d}/slurmd.pid
 SlurmctldLogFile={d}/slurmctld.log
 SlurmdLogFile={d}/slurmd.log
 PlugStackConfig={d}/plugstack.conf
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/{proctrack}
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -185,6 +197,9 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
     )
     (d / "plugstack.conf").write_text("")
+    # Read beside slurm.conf; proctrack/cgroup's hierarchies (this host's
+    # v1 controllers, or cgroup2 where that is all there is).
+    (d / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
     subprocess.run(
         [
             "munged",
@@ -242,8 +257,21 @@ def _stop(directory: Path) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def _remove_cgroups(tops: set[Path]) -> None:
+    """The cgroups proctrack/cgroup's slurmd made (``slurm_NODE`` in each
+    hierarchy), deepest first; one still in use stays (and fails the
+    leftovers check of the test that left it)."""
+    for top in tops:
+        for path, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module", params=["linuxproc", "cgroup"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    proctrack = str(request.param)
     if os.geteuid() != 0:
         pytest.skip("a Slurm cluster needs root")
     missing = [name for name in _DAEMONS if shutil.which(name) is None]
@@ -253,19 +281,26 @@ def cluster() -> Iterator[Cluster]:
         pytest.fail(f"{RUNLOG} is missing: make venv writes it")
     if not os.path.exists(BUSYBOX) or shutil.which("runc") is None:
         pytest.fail("busybox-static and runc are needed: make installs them")
+    slurm_cgroups = set(Path("/sys/fs/cgroup").glob("*/slurm*"))
     directory = Path(tempfile.mkdtemp(prefix="runlog-slurm-", dir="/tmp"))
     directory.chmod(0o755)
     with make_user("rlslurm", 2931) as user:
         bundle = rootless_bundle(user, user.home / "bundle", ["sh"])
         try:
-            _start(directory, user)
+            _start(directory, user, proctrack)
             made = Cluster(directory, user, bundle)
             yield made
         finally:
             _stop(directory)
+            _remove_cgroups(set(Path("/sys/fs/cgroup").glob("*/slurm*")) - slurm_cgroups)
             shutil.rmtree(directory, ignore_errors=True)
             for path in (Path(f"/tmp/runlog-{user.name}"), Path(f"/var/tmp/runlog-{user.name}")):
                 shutil.rmtree(path, ignore_errors=True)
+
+
+#: create/start mode under proctrack/cgroup leaves Slurm's job cgroups and
+#: is not yet right (docs/rootless.md); those tests run under linuxproc.
+LINUXPROC_ONLY = pytest.mark.parametrize("cluster", ["linuxproc"], indirect=True)
 
 
 def test_srun_in_run_mode_passes_output_and_exit_code(cluster: Cluster) -> None:
@@ -327,8 +362,12 @@ def _srun_background(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
 WORKER = "trap 'exit 143' TERM; echo ready; sleep 300 & wait"
 
 
-def _wait_ready(proc: subprocess.Popen[str]) -> None:
+def _wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """The container's first line, within ``timeout`` (a node that Slurm
+    drained never starts the job: fail, not hang)."""
     assert proc.stdout is not None
+    ready, _w, _x = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output from srun in {timeout} s"
     line = proc.stdout.readline()
     assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
 
@@ -340,6 +379,7 @@ def test_scancel_stops_the_container(cluster: Cluster) -> None:
         _wait_ready(proc)
         [job] = cluster.jobs()
         assert cluster.root_cmd("scancel", job).returncode == 0
+        # The container's own code: the SIGTERM reached it through `run`.
         assert proc.wait(timeout=60) == 143
     finally:
         if proc.poll() is None:
@@ -347,6 +387,9 @@ def test_scancel_stops_the_container(cluster: Cluster) -> None:
         proc.communicate()
     cluster.wait_idle()
     assert cluster.leftovers() == []
+    events = cluster.events(f".{job}.0.0")
+    triggers = [t for t, o, _u in events if o == "ok" and t not in ("state", "wait")]
+    assert triggers == ["create", "start", "kill", "exit", "delete"], triggers
 
 
 def test_a_time_limit_ends_the_container(cluster: Cluster) -> None:
@@ -391,6 +434,7 @@ def test_create_start_mode_does_not_hang_and_leaves_nothing(cluster: Cluster) ->
     assert triggers == ["create", "start", "exit", "delete"], triggers
 
 
+@LINUXPROC_ONLY
 @pytest.mark.parametrize(
     "program",
     [
@@ -429,6 +473,7 @@ def test_scancel_stops_the_container_in_create_start_mode(cluster: Cluster, prog
     assert "exit" in triggers and triggers[-1] == "delete", triggers
 
 
+@LINUXPROC_ONLY
 def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: Cluster) -> None:
     """Slurm 22.05's task ends with ``_exit(status)``, ``status`` being the
     raw wait(2) status of RunTimeStart: an exit code E is E<<8, of which
@@ -448,6 +493,7 @@ def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: C
     assert "RunTimeStart rc:768" in (cluster.dir / "slurmd.log").read_text(), cluster.log(200)
 
 
+@LINUXPROC_ONLY
 def test_sbatch_in_create_start_mode(cluster: Cluster) -> None:
     cluster.oci(CREATE_MODE)
     script = cluster.user.home / "job-cs.sh"
