@@ -104,13 +104,13 @@ class Node:
                 args, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
             )
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self.argv(*args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
+            bufsize=0,
             **self.kw(),
         )
 
@@ -409,45 +409,61 @@ def check(
 
 def followed(node: Node, batch: list[str], report: Report) -> None:
     """A follower per container; a freeze and a thaw by hand, each seen."""
-    followers = {cid: node.popen("events", "--follow", cid) for cid in batch}
-    lines: dict[str, list[dict[str, Any]]] = {cid: [] for cid in batch}
+    followers = {cid: Lines(node.popen("events", "--follow", cid)) for cid in batch}
     try:
-        for cid, proc in followers.items():  # each has printed what was
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line:
+        for cid, follower in followers.items():  # each has printed what was
+            if follower.next(30) is None:
                 report.fail(cid, "events --follow printed nothing")
-                continue
-            lines[cid].append(json.loads(line))
         for frozen, trigger in ((True, "pause"), (False, "resume")):
             for cid in batch:
                 write_freezer(node, cid, frozen)
-            for cid, proc in followers.items():
-                if not _seen(proc, lines[cid], trigger):
+            for cid, follower in followers.items():
+                if not _seen(follower, trigger):
                     report.fail(cid, f"a hand-written {trigger} not seen by events --follow")
     finally:
-        for proc in followers.values():
-            proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        for follower in followers.values():
+            follower.close()
 
 
-def _seen(proc: subprocess.Popen[str], lines: list[dict[str, Any]], trigger: str) -> bool:
+class Lines:
+    """A follower's output, a JSON line at a time, read straight from its
+    pipe: ``select`` on a buffered reader would sleep on lines the reader
+    already holds."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.held = b""
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        """The next line, or None at its end or after ``timeout`` seconds."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.held:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.held += chunk
+        line, self.held = self.held.split(b"\n", 1)
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def _seen(follower: Lines, trigger: str) -> bool:
     """Read the follower until an external ``trigger`` (30 s at most)."""
-    import select
-
-    assert proc.stdout is not None
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            return False
-        event = json.loads(line)
-        lines.append(event)
+    while (event := follower.next(deadline - time.monotonic())) is not None:
         if (
             event.get("trigger") == trigger
             and event.get("actor", {}).get("transport") == "external"
