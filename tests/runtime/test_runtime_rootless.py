@@ -288,6 +288,89 @@ def test_pause_and_resume_in_a_delegated_freezer(
     userlog("delete", "--force", "d1", check=True)
 
 
+@pytest.fixture
+def delegated2(userlog: UserRunlog, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A cgroup2 subtree handed to alice, as systemd (``Delegate=yes``) or
+    Slurm's cgroup/v2 delegates one: the hierarchy's mount and the
+    subtree's path below it. Its ``cgroup.freeze`` freezes without any
+    controller."""
+    for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(f"{mount}/cgroup.controllers"):
+            break
+    else:
+        pytest.skip("no cgroup2 hierarchy on this host")
+    with _delegate(userlog, [mount], f"/runlog-test/rootless-{tmp_path.name}") as name:
+        yield mount, name
+
+
+def _inside(cgroup: str, user: User) -> Callable[[], None]:
+    """What a delegation gives: the caller runs inside the subtree (root
+    puts it there, then it becomes the user)."""
+
+    def enter() -> None:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as procs:
+            procs.write("0")
+        os.setgroups([])
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+
+    return enter
+
+
+def test_pause_and_resume_in_a_delegated_cgroup2_subtree(
+    userlog: UserRunlog, bundle: Bundle, alice: User, delegated2: tuple[str, str]
+) -> None:
+    mount, name = delegated2
+    caller = Path(mount + name, "caller")
+    caller.mkdir()
+    os.chown(caller, alice.uid, alice.gid)
+    for entry in caller.iterdir():
+        os.chown(entry, alice.uid, alice.gid)
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["cgroupsPath"] = f"{name}/d2"
+
+    b = bundle(["sleep", "30"], edit)
+    # As root with the user's ids set in preexec_fn: no user= here.
+    run = Runlog.__call__(
+        userlog, "run", "-d", "-b", str(b), "d2", preexec_fn=_inside(str(caller), alice)
+    )
+    assert run.returncode == 0, run.stderr
+    own = Path(mount + name, "d2")
+    assert len(_create_result(userlog.db, "d2")["cgroups"]) == 1  # the cgroup2 one alone
+    pid = userlog.state("d2")["pid"]
+    assert str(pid) in (own / "cgroup.procs").read_text().split()
+    userlog("pause", "d2", check=True)
+    assert userlog.state("d2")["status"] == "paused"
+    assert (own / "cgroup.freeze").read_text().strip() == "1"
+    userlog("resume", "d2", check=True)
+    assert (own / "cgroup.freeze").read_text().strip() == "0"
+    userlog("delete", "--force", "d2", check=True)
+    assert not own.exists()
+
+
+def test_a_cgroup2_subtree_joined_from_outside_is_refused_by_name(
+    userlog: UserRunlog, bundle: Bundle, delegated2: tuple[str, str]
+) -> None:
+    """cgroup2 lets a process be moved only by one that may write the
+    ``cgroup.procs`` of the common ancestor: a caller outside the subtree
+    (here, in the hierarchy's root) cannot put the init into it."""
+    mount, name = delegated2
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["linux"]["cgroupsPath"] = f"{name}/d3"
+
+    b = bundle(["true"], edit)
+    done = userlog("run", "-b", str(b), "d3")
+    own = f"{mount}{name}/d3"
+    assert done.returncode == 1
+    assert f"cannot join cgroup {own}: Permission denied" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert [(t, o) for t, _d, o, _p in _events(userlog.db, "d3")] == [("create", "failed")]
+    assert not Path(own).exists()
+    assert not (userlog.root / "d3").exists()
+
+
 def test_limits_the_user_cannot_enforce_fail_with_runcs_words(
     userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
 ) -> None:

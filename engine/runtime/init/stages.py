@@ -23,6 +23,7 @@ why the PATH lookup is done by hand (``os.execvpe`` imports lazily).
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
+import errno
 import fcntl
 import os
 import stat
@@ -187,14 +188,28 @@ def _enter(
     for name in cgroup_files:
         # os-level: a Python file object costs a freshly forked process
         # ten times as much (every object it touches copies a page).
-        cgroup_fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(cgroup_fd, b"0")
-        finally:
-            os.close(cgroup_fd)
+            cgroup_fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(cgroup_fd, b"0")
+            finally:
+                os.close(cgroup_fd)
+        except OSError as err:
+            raise ActionError(_join_refused(name, err)) from None
     # Read before a new cgroup namespace would make every path "/": what
     # the container's cgroup mount shows (CgroupView).
     return CgroupView(own_cgroups(), config.linux.namespace("cgroup") is not None)
+
+
+def _join_refused(name: str, err: OSError) -> str:
+    """Why the init could not join the cgroup whose ``tasks`` or
+    ``cgroup.procs`` file is ``name``, in one line naming the cgroup."""
+    message = f"cannot join cgroup {os.path.dirname(name)}: {err.strerror}"
+    if err.errno == errno.EACCES and name.endswith("cgroup.procs"):
+        # cgroup2 moves a process only for one that may write the
+        # cgroup.procs of the common ancestor of where it is and where it goes.
+        message += " (a cgroup2 cgroup is joined from inside the subtree delegated to the caller)"
+    return message
 
 
 def init_direct(
