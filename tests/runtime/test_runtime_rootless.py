@@ -910,7 +910,8 @@ def test_another_user_is_refused_every_verb(
     userlog: UserRunlog, bundle: Bundle, mallory: User
 ) -> None:
     """Every verb of mallory on alice's container: refused with runc's
-    exit code, saying why, no traceback, nothing changed."""
+    exit code, in one line naming the container and saying that alice's
+    log did not take the refusal, no traceback, nothing changed."""
     userlog("run", "-d", "-b", str(bundle(["sleep", "30"])), "m1", check=True)
     other = UserRunlog(mallory, userlog.root, userlog.db, Path("/"))
     for args in (
@@ -933,6 +934,10 @@ def test_another_user_is_refused_every_verb(
         assert got.returncode == (255 if args[0] == "exec" else 1), (args, got.stderr)
         assert "permission denied" in got.stderr, (args, got.stderr)
         assert "Traceback" not in got.stderr, (args, got.stderr)
+        assert got.stderr.count("\n") == 1, (args, got.stderr)
+        if args[0] != "list":  # list names no container
+            assert "container m1: " in got.stderr, (args, got.stderr)
+            assert f" (not recorded: event log {userlog.db}: " in got.stderr, (args, got.stderr)
     assert userlog.state("m1")["status"] == "running"
     assert userlog("exec", "m1", "true").returncode == 0
     userlog("delete", "--force", "m1", check=True)
