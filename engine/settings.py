@@ -19,6 +19,7 @@ __all__ = [
     "INIT_PARENTS",
     "MONITOR_REST",
     "MONITOR_REST_ENV",
+    "SITE_SETTINGS",
     "Settings",
     "environ",
     "log_line",
@@ -35,6 +36,18 @@ DEFAULT_DB = "/var/lib/runlog/events.db"
 #: variable, then the site configuration's ``monitor_rest``, say otherwise.
 MONITOR_REST = "5"
 MONITOR_REST_ENV = "RUNLOG_MONITOR_LEAN"
+#: The settings the site configuration may give (engine.siteconfig), which
+#: --debug says the origin of.
+SITE_SETTINGS = (
+    "root",
+    "db",
+    "rootless",
+    "machine",
+    "log",
+    "init_parent",
+    "log_group",
+    "monitor_rest",
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -201,16 +214,7 @@ class Settings:
         """For --debug: each setting, its value, and where it came from."""
         return [
             f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
-            for name in (
-                "root",
-                "db",
-                "rootless",
-                "machine",
-                "log",
-                "init_parent",
-                "log_group",
-                "monitor_rest",
-            )
+            for name in SITE_SETTINGS
         ]
 
     def rest_after(self) -> float | None:

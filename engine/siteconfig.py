@@ -20,6 +20,7 @@ the file, the line and the key.
 from __future__ import annotations
 
 from engine.errors import RunlogError
+from engine.settings import SITE_SETTINGS, rest_seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,18 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
 
 CONFIG = "/etc/runlog/runlog.toml"
-#: The settings the file may give (as Settings names them).
-KEYS = (
-    "root",
-    "db",
-    "rootless",
-    "machine",
-    "log",
-    "init_parent",
-    "log_group",
-    "witness",
-    "monitor_rest",
-)
+#: The keys the file may give: the settings (as Settings names them), and
+#: runlog witness's records.
+KEYS = (*SITE_SETTINGS, "witness")
 
 
 class ConfigError(RunlogError):
@@ -109,8 +101,6 @@ def _text(key: str, given: object) -> str | None:
 
 
 def _check_rest(path: str, line: int, value: str) -> None:
-    from engine.settings import rest_seconds
-
     try:
         rest_seconds(value)
     except ValueError:
