@@ -245,7 +245,7 @@ def _settle(store: EventStore, server: Server, settings: Settings) -> None:
     store.checkpoint()
     # Idle long enough, the monitor rests as a lean process
     # (engine.runtime.monitor.lean), after the seconds create resolved
-    # (flag, variable, site configuration: Settings.monitor_rest); one that
+    # (the variable, else the site configuration: Settings.monitor_rest); one that
     # keeps the container's streams never does.
     server.rest_with = _rest
     server.lean_after = None if server.streams is not None else settings.rest_after()
