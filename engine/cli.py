@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from engine.cmdline import Cmd, Opt, check_args, parse, usage
-from engine.errors import InvalidId, RunlogError, UnsupportedError, UsageError
+from engine.errors import InvalidId, RunlogError, StateDenied, UnsupportedError, UsageError
 from engine.layout import FORKS_MONITOR
 from engine.oci.errors import SignalError
 from engine.runtime.cli import prefork
@@ -520,6 +520,23 @@ def _own_places(settings: Settings, command: str) -> None:
         settings.own_places()
 
 
+def _run(
+    name: str, target: str, settings: Settings, flags: dict[str, object], args: list[str]
+) -> int:
+    """The command's handler. A file of another user's container that could
+    not be opened: the refusal is recorded as a missing container's is, or
+    its one line says it is not (engine.commands.container.absent)."""
+    try:
+        return _handler(target)(settings, flags, args)
+    except StateDenied as err:
+        if not err.tried:
+            from engine.commands.container import absent
+            from engine.runtime.shared.statedir import StateDir
+
+            absent(settings, StateDir(settings.root, err.container_id), name, err)
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     gflags: dict[str, object] = {}
@@ -572,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Forked already by engine.quick, as a rule; its imports overlap
             # the handler's (engine.runtime.cli.prefork).
             prefork.start()
-        return _handler(cmd.target)(settings, cflags, positionals)
+        return _run(name, cmd.target, settings, cflags, positionals)
     except RunlogError as err:
         message = str(err)
         sys.stderr.write(message + "\n")

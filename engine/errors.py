@@ -155,8 +155,12 @@ class StateDenied(LifecycleError):
     into (0700): whether there is such a container is not theirs to know;
     runc says "permission denied" too."""
 
-    def __init__(self, container_id: str, path: str) -> None:
-        super().__init__(container_id, f"container {container_id}: stat {path}: permission denied")
+    def __init__(self, container_id: str, path: str, call: str = "stat") -> None:
+        super().__init__(
+            container_id, f"container {container_id}: {call} {path}: permission denied"
+        )
+        #: Whether its recording was tried (engine.commands.container.absent).
+        self.tried = False
 
 
 class ContainerExists(LifecycleError):

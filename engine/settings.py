@@ -13,11 +13,41 @@ import sys
 
 from engine.layout import DEFAULT_ROOT, default_root, exists
 
-__all__ = ["DEFAULT_DB", "DEFAULT_ROOT", "INIT_PARENTS", "Settings", "environ", "log_line"]
+__all__ = [
+    "DEFAULT_DB",
+    "DEFAULT_ROOT",
+    "INIT_PARENTS",
+    "MONITOR_REST",
+    "MONITOR_REST_ENV",
+    "SITE_SETTINGS",
+    "Settings",
+    "environ",
+    "log_line",
+    "rest_seconds",
+]
 
 #: Who reaps the container's init (engine.runtime.cli.launch.init_parent).
 INIT_PARENTS = ("auto", "monitor", "caller")
 DEFAULT_DB = "/var/lib/runlog/events.db"
+#: Seconds of idleness after which a container's monitor rests
+#: (engine.runtime.monitor.lean), or ``off``: well past the moment between
+#: a scheduler's ``create`` and its ``start`` (milliseconds), so a
+#: lifecycle never wakes a rested monitor (docs/monitor-cost.md). The
+#: variable, then the site configuration's ``monitor_rest``, say otherwise.
+MONITOR_REST = "5"
+MONITOR_REST_ENV = "RUNLOG_MONITOR_LEAN"
+#: The settings the site configuration may give (engine.siteconfig), which
+#: --debug says the origin of.
+SITE_SETTINGS = (
+    "root",
+    "db",
+    "rootless",
+    "machine",
+    "log",
+    "init_parent",
+    "log_group",
+    "monitor_rest",
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,6 +67,18 @@ def parse_rootless(value: str) -> bool | None:
     from engine.errors import UsageError
 
     raise UsageError(f"--rootless: invalid value {value!r}: one of true, false, auto")
+
+
+def rest_seconds(value: str) -> float | None:
+    """``monitor_rest``'s value: seconds (0 or more), or ``None`` for
+    ``off`` (never rest); ``ValueError`` for anything else."""
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    seconds = float(text)  # ValueError: not a number
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{value!r}: not 0 seconds or more")
+    return seconds
 
 
 def environ() -> dict[str, str]:
@@ -73,6 +115,7 @@ class Settings:
         "log_format",
         "log_group",
         "machine",
+        "monitor_rest",
         "root",
         "rootless",
         "sources",
@@ -92,6 +135,7 @@ class Settings:
         systemd_cgroup: bool = False,
         rootless: str = "auto",
         init_parent: str = "auto",
+        monitor_rest: str = MONITOR_REST,
         defaulted: "Sequence[str]" = (),
         sources: "Mapping[str, str] | None" = None,
     ) -> None:
@@ -106,6 +150,9 @@ class Settings:
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
         self.init_parent = init_parent
+        #: Seconds of idleness before a monitor rests, or ``off``: what
+        #: create hands its monitor (:meth:`rest_after`).
+        self.monitor_rest = monitor_rest
         #: The places taken from the defaults, not the flags or the environment.
         self.defaulted = tuple(defaulted)
         #: Setting -> where it came from (a flag, a variable, the site
@@ -143,6 +190,7 @@ class Settings:
         db = pick("db", "RUNLOG_DB")
         rootless = pick("rootless", None)
         init_parent = pick("init_parent", "RUNLOG_INIT_PARENT")
+        monitor_rest = pick("monitor_rest", MONITOR_REST_ENV)
         settings = cls(
             root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
             db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
@@ -154,6 +202,7 @@ class Settings:
             systemd_cgroup=bool(flags.get("systemd_cgroup")),
             rootless=_checked_rootless(rootless or "auto"),
             init_parent=init_parent or "auto",
+            monitor_rest=monitor_rest or MONITOR_REST,
         )
         settings.defaulted = tuple(
             name for name, value in (("root", root), ("db", db)) if not value
@@ -165,8 +214,18 @@ class Settings:
         """For --debug: each setting, its value, and where it came from."""
         return [
             f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
-            for name in ("root", "db", "rootless", "machine", "log", "init_parent", "log_group")
+            for name in SITE_SETTINGS
         ]
+
+    def rest_after(self) -> float | None:
+        """Seconds of idleness after which the monitor rests; ``None``:
+        never. The site configuration's value was checked when the file was
+        read; the variable's is taken as it always was: anything but a
+        number of seconds (``off``, a typo) keeps monitors awake."""
+        try:
+            return rest_seconds(self.monitor_rest)
+        except ValueError:
+            return None
 
     def own_places(self) -> None:
         """Not root: make and check the directories of runlog's own that

@@ -7,6 +7,7 @@ for everyone on a node::
     rootless = "auto"
     log_group = "adm"   # may read the log: 0640/0750, this group's
     witness = "/var/lib/runlog/witness"   # runlog witness's records
+    monitor_rest = "5"   # seconds idle before a monitor rests, or "off"
 
 ``{uid}`` and ``{user}`` are the caller's uid and user name. A command-line
 flag wins over a ``RUNLOG_*`` variable, which wins over the file, which
@@ -19,6 +20,7 @@ the file, the line and the key.
 from __future__ import annotations
 
 from engine.errors import RunlogError
+from engine.settings import SITE_SETTINGS, rest_seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,8 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
 
 CONFIG = "/etc/runlog/runlog.toml"
-#: The settings the file may give (as Settings names them).
-KEYS = ("root", "db", "rootless", "machine", "log", "init_parent", "log_group", "witness")
+#: The keys the file may give: the settings (as Settings names them), and
+#: runlog witness's records.
+KEYS = (*SITE_SETTINGS, "witness")
 
 
 class ConfigError(RunlogError):
@@ -74,14 +77,37 @@ def load(
                 f"site configuration {path}: line {line}, key {key!r}: unknown; "
                 f"known keys: {', '.join(KEYS)}"
             )
-        value = ("true" if given else "false") if isinstance(given, bool) else given
-        if (key != "rootless" and isinstance(given, bool)) or not isinstance(value, str):
+        value = _text(key, given)
+        if value is None:
             raise ConfigError(
                 f"site configuration {path}: line {line}, key {key!r}: a string is needed, "
-                f"not {type(value).__name__}"
+                f"not {type(given).__name__}"
             )
+        if key == "monitor_rest":
+            _check_rest(path, line, value)
         settings[key] = value.replace("{uid}", uid_text).replace("{user}", user)
     return path, settings
+
+
+def _text(key: str, given: object) -> str | None:
+    """A key's value as the settings hold it (text), or ``None`` if it is
+    not of the key's type: a string; for ``rootless`` a boolean too, for
+    ``monitor_rest`` a number of seconds too."""
+    if isinstance(given, bool):
+        return ("true" if given else "false") if key == "rootless" else None
+    if isinstance(given, (int, float)) and key == "monitor_rest":
+        return str(given)
+    return given if isinstance(given, str) else None
+
+
+def _check_rest(path: str, line: int, value: str) -> None:
+    try:
+        rest_seconds(value)
+    except ValueError:
+        raise ConfigError(
+            f"site configuration {path}: line {line}, key 'monitor_rest': {value!r} is "
+            'neither seconds (0 or more) nor "off"'
+        ) from None
 
 
 def _user(uid: int) -> str:

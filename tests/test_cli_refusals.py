@@ -155,3 +155,56 @@ def test_a_config_nested_too_deep_is_refused_in_one_line(flags: list[str], tmp_p
     assert len(done.stderr.strip().splitlines()) == 1
     assert ("deep", "create", "rejected") in _events(tmp_path / "events.db")
     assert not (tmp_path / "root" / "deep").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["state", "c"], 1),
+        (["kill", "c", "KILL"], 1),
+        (["pause", "c"], 1),
+        (["update", "--pids-limit", "10", "c"], 1),
+        (["delete", "--force", "c"], 1),
+        (["events", "--stats", "c"], 1),
+        (["ps", "c"], 1),
+        (["attach", "c"], 1),
+        (["wait", "c"], 1),
+        (["exec", "c", "true"], 255),
+    ],
+)
+def test_another_users_refusal_is_one_line_saying_it_is_not_recorded(
+    tmp_path: Path, argv: list[str], code: int
+) -> None:
+    """A root (0700) and a log this user may not read, as another user's
+    are: the refusal cannot be recorded, and the one line of the error says
+    so, naming the container, with runc's exit code (exec: 255)."""
+    if os.geteuid() != 0:
+        pytest.skip("running as another user needs root")
+    root = tmp_path / "root"
+    (root / "c").mkdir(parents=True)
+    root.chmod(0o700)
+    db = tmp_path / "log" / "events.db"
+    db.parent.mkdir(mode=0o700)
+    sqlite3.connect(db).close()
+    tmp_path.chmod(0o711)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "--root", str(root), "--db", str(db), *argv],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        env={"PYTHONPATH": str(REPO), "HOME": "/nonexistent", "PATH": os.environ["PATH"]},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"container c: stat {root}/c: permission denied" in lines[0] or (
+        f"container c: open {root}/c/" in lines[0]
+    ), lines[0]
+    assert lines[0].endswith(
+        f" (not recorded: event log {db}: cannot be read: Permission denied)"
+    ), lines[0]

@@ -18,7 +18,7 @@ import pytest
 
 from engine import control
 from engine.errors import MonitorGone
-from engine.runtime.monitor import handover, lean
+from engine.runtime.monitor import handover
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_REPLY = '{"ok":true,"status":"running","state":{"id":"c"},"text":"{}"}\n'
@@ -80,16 +80,6 @@ def lean_process(tmp_path: Path) -> Iterator[Any]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-
-
-def test_lean_after_reads_the_environment() -> None:
-    assert lean.lean_after({}) == lean.LEAN_AFTER == 5.0  # on by default
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": ""}) == lean.LEAN_AFTER
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "0.5"}) == 0.5
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "1"}) == 1.0
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "off"}) is None
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "-1"}) is None
-    assert lean.lean_after({"RUNLOG_MONITOR_LEAN": "soon"}) is None
 
 
 def test_the_lean_process_answers_state_and_the_spools_wakeup(lean_process: Any) -> None:

@@ -21,6 +21,7 @@ def test_settling_leaves_the_rest_s_modules_until_it_rests() -> None:
         """
         import sys
         from engine.runtime.monitor import main
+        from engine.settings import Settings
 
         class Store:
             checkpointed = False
@@ -31,16 +32,23 @@ def test_settling_leaves_the_rest_s_modules_until_it_rests() -> None:
             streams = None
 
         server = Server()
-        main._settle(Store(), server)
+        # The seconds create resolved, not the monitor's environment.
+        main._settle(Store(), server, Settings(monitor_rest="7"))
         assert Store.checkpointed
         assert server.rest_with is main._rest
+        assert server.lean_after == 7.0, server.lean_after
         loaded = sorted(m for m in ("engine.runtime.monitor.handover", "pickle", "socket")
                         if m in sys.modules)
         print(" ".join(loaded) or "none")
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={"RUNLOG_MONITOR_LEAN": "off", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.split() == ["none"], out.stdout
 

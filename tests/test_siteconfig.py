@@ -97,3 +97,56 @@ def test_the_group_that_may_read_the_log_from_the_file_or_the_environment(
     settings = Settings.from_flags({}, {**env, "RUNLOG_LOG_GROUP": "staff"})
     assert (settings.log_group, settings.sources["log_group"]) == ("staff", "RUNLOG_LOG_GROUP")
     assert Settings.from_flags({}, {}).log_group is None
+
+
+def test_monitor_rest_from_the_file_the_environment_or_the_default(tmp_path: Path) -> None:
+    """``monitor_rest``: the seconds idle before a monitor rests, or off.
+    RUNLOG_MONITOR_LEAN wins over the file, which wins over the default
+    (5 s); --debug names where it came from."""
+    default = Settings.from_flags({}, {})
+    assert (default.monitor_rest, default.rest_after()) == ("5", 5.0)
+    assert "monitor_rest" not in default.sources
+    assert "setting monitor_rest='5' from the default" in default.origins()
+    for text, rest in (
+        ('monitor_rest = "off"\n', None),
+        ('monitor_rest = "OFF"\n', None),
+        ('monitor_rest = "30"\n', 30.0),
+        ('monitor_rest = "0.5"\n', 0.5),
+        ('monitor_rest = "0"\n', 0.0),
+        ("monitor_rest = 12\n", 12.0),
+        ("monitor_rest = 2.5\n", 2.5),
+    ):
+        env = _write(tmp_path, text)
+        settings = Settings.from_flags({}, env)
+        assert settings.rest_after() == rest, text
+        assert settings.sources["monitor_rest"] == env["RUNLOG_CONFIG"]
+        origin = f"setting monitor_rest={settings.monitor_rest!r} from {env['RUNLOG_CONFIG']}"
+        assert origin in settings.origins()
+    env = _write(tmp_path, 'monitor_rest = "off"\n')
+    settings = Settings.from_flags({}, {**env, "RUNLOG_MONITOR_LEAN": "2"})
+    assert (settings.rest_after(), settings.sources["monitor_rest"]) == (2.0, "RUNLOG_MONITOR_LEAN")
+    assert "setting monitor_rest='2' from RUNLOG_MONITOR_LEAN" in settings.origins()
+    # The variable means what it always meant: a number, else off.
+    for value, rest in (("", 5.0), ("1", 1.0), ("off", None), ("-1", None), ("soon", None)):
+        assert Settings.from_flags({}, {"RUNLOG_MONITOR_LEAN": value}).rest_after() == rest, value
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ('monitor_rest = "soon"\n', "'soon' is neither seconds (0 or more) nor \"off\""),
+        ('monitor_rest = "-1"\n', "'-1' is neither seconds"),
+        ('monitor_rest = "nan"\n', "'nan' is neither seconds"),
+        ("monitor_rest = -3\n", "'-3' is neither seconds"),
+        ("monitor_rest = true\n", "a string is needed, not bool"),
+        ("monitor_rest = [5]\n", "a string is needed, not list"),
+        ("rootless = 5\n", "key 'rootless': a string is needed, not int"),
+    ],
+)
+def test_a_bad_monitor_rest_names_file_line_and_key(tmp_path: Path, text: str, wanted: str) -> None:
+    env = _write(tmp_path, 'root = "/r"\n' + text)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_flags({}, env)
+    said = str(err.value)
+    assert said.startswith(f"site configuration {env['RUNLOG_CONFIG']}: line 2, key "), said
+    assert wanted in said and "\n" not in said, said

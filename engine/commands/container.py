@@ -48,25 +48,31 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def absent(settings: Settings, statedir: StateDir, trigger: str) -> LifecycleError:
-    """A request for a container with no state directory (or one in a root
-    this user may not look into): record it, refuse it."""
+def absent(
+    settings: Settings, statedir: StateDir, trigger: str, denied: StateDenied | None = None
+) -> LifecycleError:
+    """A request for a container with no state directory, or one this user
+    may not look into (``denied``: a file of it could not be opened):
+    record it, refuse it. Where the log refuses the record too (another
+    user's log is private), the error's one line says so (docs/rootless.md)."""
     from engine.runtime.shared import record
 
-    error: LifecycleError = ContainerNotFound(statedir.id)
-    try:
-        posix.stat(statedir.path)
-    except PermissionError:
-        # Another user's root (0700, as runc's): its log is private too, so
-        # the refusal is not recorded (said below).
-        error = StateDenied(statedir.id, statedir.path)
-    except OSError:
-        pass
+    error: LifecycleError = ContainerNotFound(statedir.id) if denied is None else denied
+    if denied is None:
+        try:
+            posix.stat(statedir.path)
+        except PermissionError:
+            # Another user's root (0700, as runc's): its log is private too.
+            error = StateDenied(statedir.id, statedir.path)
+        except OSError:
+            pass
+    if isinstance(error, StateDenied):
+        error.tried = True
     try:
         # A query (state) is answered without waiting on the log's lock.
         record.rejected(settings, statedir.id, trigger, error, wait=trigger != "state")
-    except (RunlogError, OSError) as err:  # the answer stands; say it is not in the log
-        sys.stderr.write(f"runlog: the refusal was not recorded: {err}\n")
+    except (RunlogError, OSError) as err:  # the answer stands; it says it is not in the log
+        record.not_recorded(error, err)
     return error
 
 

@@ -65,7 +65,7 @@ def main(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             try:
                 record.rejected(settings, args[0], "exec", err, request)
             except (RunlogError, OSError) as problem:  # said, never instead of the error
-                sys.stderr.write(f"runlog: the refusal was not recorded: {problem}\n")
+                record.not_recorded(err, problem)
         raise ExecFailed(f"exec failed: {err}") from err
 
 
@@ -82,6 +82,8 @@ def _exec(
         info = statedir.runtime()
     except ContainerNotFound:
         raise absent(settings, statedir, "exec") from None
+    except StateDenied as denied:
+        raise absent(settings, statedir, "exec", denied) from None
     config = load_bundle(str(info.get("bundle") or "."))
     process = _process(flags, argv, config)
     _refuse_labels(flags)

@@ -4,6 +4,7 @@ it is left."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,20 @@ REPO = Path(__file__).resolve().parents[2]
 _FULL = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+def run_to_files(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``argv`` run with its stdout and stderr in files, not pipes: a
+    created container keeps create's (as with runc), so a pipe would not
+    see EOF until it exits. No stdin unless ``kw`` gives one."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        code = subprocess.run(argv, stdout=out, stderr=err, check=False, **kw).returncode
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            argv, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        )
+
+
 class Runlog:
     """``runlog --root R --db D ARGS...`` in a subprocess."""
 
@@ -43,25 +58,14 @@ class Runlog:
         # goes to engine.cli at once.
         entry = ["-c", _FULL] if full else ["-m", "engine"]
         cmd = [sys.executable, *entry, "--root", str(self.root), "--db", str(self.db)]
-        # Files, not pipes: a created container keeps create's stdout and
-        # stderr (as with runc), so a pipe would not see EOF until it exits.
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            code = subprocess.run(
-                [*cmd, *args],
-                stdout=out,
-                stderr=err,
-                timeout=timeout,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                check=False,
-                **kw,
-            ).returncode
-            out.seek(0)
-            err.seek(0)
-            proc = subprocess.CompletedProcess(
-                args, code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
-            )
+        proc = run_to_files(
+            [*cmd, *args],
+            timeout=timeout,
+            cwd=self.cwd,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            **kw,
+        )
+        proc.args = args
         if check and proc.returncode != 0:
             raise AssertionError(f"runlog {' '.join(args)}: {proc.returncode}: {proc.stderr}")
         return proc
@@ -292,10 +296,37 @@ class ConsoleSocket:
             time.sleep(0.05)
 
     def close(self) -> None:
+        if not self.received.is_set():
+            # Nobody came (the runtime refused first): release the accept.
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as poke:
+                poke.connect(str(self.path))
         self.server.close()
         self.thread.join(timeout=20)
         if self.master is not None:
             os.close(self.master)
+
+
+#: What exec -t runs to show what its terminal is: the tty, its size, a
+#: last line to wait for, and an exit code the runtime's exec returns.
+TTY_PROBE = ["sh", "-c", "tty; stty size; echo probed; exit 5"]
+
+
+def exec_on_console(
+    tool: Callable[..., subprocess.CompletedProcess[str]],
+    console: ConsoleSocket,
+    cid: str,
+    *flags: str,
+) -> tuple[int, str, list[str], bool]:
+    """``tool exec -t FLAGS --console-socket`` of :data:`TTY_PROBE` in
+    ``cid`` (``tool``: runlog's or runc's, as a test calls it, not raising
+    on failure): exec's exit code and stderr, the lines the console got,
+    and whether the console saw the terminal close (the process's end)."""
+    got = tool("exec", "-t", *flags, "--console-socket", str(console.path), cid, *TTY_PROBE)
+    if got.returncode not in (0, 5):
+        return got.returncode, got.stderr, [], False
+    lines = console.wait_for("probed\n").splitlines()
+    console.thread.join(timeout=10)  # the reader ends when the last slave fd closes
+    return got.returncode, got.stderr, lines, not console.thread.is_alive()
 
 
 @pytest.fixture
@@ -325,14 +356,8 @@ class Runc:
         self.root = root
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            ["runc", "--root", str(self.root), *args],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            timeout=30,
-            check=False,
-        )
+        proc = run_to_files(["runc", "--root", str(self.root), *args], timeout=30)
+        proc.args = args
         if check and proc.returncode != 0:
             raise AssertionError(f"runc {' '.join(args)}: {proc.returncode}: {proc.stderr}")
         return proc

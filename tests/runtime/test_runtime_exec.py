@@ -3,6 +3,7 @@ its start and end in the container's history."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from engine.cgroups.mounts import parse_proc_cgroup
+from tests.runtime.conftest import ConsoleSocket, exec_on_console
 
 pytestmark = [pytest.mark.root]
 
@@ -298,6 +300,47 @@ def test_exec_tty_through_the_console_socket(runlog: Any, bundle: Bundle, tmp_pa
     assert _lines(output.decode().replace("\r", ""))["tty"].startswith("/dev/pts/")
     assert _exec_events(runlog, "x-tty")[0][3]["request"]["tty"] is True
     runlog("delete", "--force", "x-tty", check=True)
+
+
+def test_exec_tty_through_the_console_socket_as_runc(
+    runlog: Any, runc: Any, bundle: Bundle, consoles: Callable[[str], ConsoleSocket]
+) -> None:
+    """exec -t --console-socket side by side with runc's, on containers of
+    the same bundle. Detached (-d), the console gets a terminal (tty, its
+    size) and sees it close when the process ends, for both. Not detached,
+    runc refuses the console socket (255); runlog runs the process on it
+    and returns its exit code (docs/exec.md)."""
+    runlog("run", "-d", "x-tty-ours", "-b", str(bundle(["sleep", "30"])), check=True)
+    runc("run", "-d", "-b", str(bundle(["sleep", "30"])), "x-tty-runc")
+    tools = {
+        "runlog": (runlog, "x-tty-ours"),
+        "runc": (functools.partial(runc, check=False), "x-tty-runc"),
+    }
+    detached = {
+        name: exec_on_console(tool, consoles(f"{name}-d.sock"), cid, "-d")
+        for name, (tool, cid) in tools.items()
+    }
+    for code, stderr, lines, closed in detached.values():
+        assert code == 0, (detached, stderr)
+        assert lines[0].startswith("/dev/pts/") and lines[2] == "probed", detached
+        assert closed, detached
+    assert detached["runlog"][2][1] == detached["runc"][2][1], detached  # stty size
+    waited = {
+        name: exec_on_console(tool, consoles(f"{name}.sock"), cid)
+        for name, (tool, cid) in tools.items()
+    }
+    code, stderr, _lines, _closed = waited["runc"]
+    assert code == 255, waited
+    assert "cannot use console socket if runc will not detach or allocate tty" in stderr
+    code, stderr, lines, closed = waited["runlog"]
+    assert code == 5, (waited, stderr)
+    assert lines[0].startswith("/dev/pts/") and lines[2] == "probed" and closed, waited
+    assert lines[1] == detached["runc"][2][1], waited  # stty size
+    ends = [e for e in _exec_events(runlog, "x-tty-ours") if e[1] == "exec_exit"]
+    assert [e[3]["request"].get("exit_code") for e in ends] == [5, 5], ends
+    assert runlog.state("x-tty-ours")["status"] == "running"
+    runc("delete", "--force", "x-tty-runc")
+    runlog("delete", "--force", "x-tty-ours", check=True)
 
 
 def test_exec_with_a_process_file_and_preserved_fds(

@@ -190,6 +190,32 @@ def test_a_monitor_that_does_not_rest(runlog: Any, bundle: Bundle, monkeypatch: 
     runlog("delete", "--force", "t-awake", check=True)
 
 
+def test_the_site_configurations_monitor_rest_reaches_the_monitor(
+    runlog: Any, bundle: Bundle, monkeypatch: Any, tmp_path: Path
+) -> None:
+    """``monitor_rest`` in the site file (RUNLOG_CONFIG), no variable: a
+    monitor made under ``"off"`` stays awake past the default 5 s, one made
+    under ``"0.2"`` rests; each keeps what its create resolved (the file
+    changed in between), and create's --debug says where it came from."""
+    monkeypatch.delenv("RUNLOG_MONITOR_LEAN")
+    site = tmp_path / "runlog.toml"
+    monkeypatch.setenv("RUNLOG_CONFIG", str(site))
+    site.write_text('monitor_rest = "off"\n')
+    made = time.monotonic()
+    got = runlog("--debug", "run", "-d", "t-site-off", "-b", str(bundle(["sleep", "60"])))
+    assert got.returncode == 0, got.stderr
+    assert f"setting monitor_rest='off' from {site}" in got.stderr, got.stderr
+    awake = runtime_info(runlog, "t-site-off")["monitor_pid"]
+    site.write_text("monitor_rest = 0.2\n")
+    runlog("run", "-d", "t-site-rest", "-b", str(bundle(["sleep", "60"])), check=True)
+    rested = runtime_info(runlog, "t-site-rest")["monitor_pid"]
+    wait_for(lambda: resting(rested), "the monitor made under 0.2 s to rest")
+    time.sleep(max(0.0, made + 6.0 - time.monotonic()))  # past the default 5 s
+    assert not resting(awake), 'the monitor made under "off" rested'
+    for cid in ("t-site-off", "t-site-rest"):
+        runlog("delete", "--force", cid, check=True)
+
+
 @pytest.mark.parametrize("fault", ["newer schema", "corrupt"])
 def test_a_resting_monitor_that_cannot_open_its_log_stays_and_answers(
     runlog: Any, running: Callable[[str], Path], popen: Any, tmp_path: Path, fault: str

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from engine.bundles import BUSYBOX
-from tests.runtime.conftest import ConsoleSocket, Runlog
+from tests.runtime.conftest import ConsoleSocket, Runlog, exec_on_console
 from tests.runtime.users import User, UserRunlog, make_user, rootless_bundle, user_dir
 
 pytestmark = pytest.mark.root
@@ -819,16 +819,28 @@ def test_exec_as_the_user_as_runc(
         ]
         assert exits[0] == 6, exits
 
-        console = ConsoleSocket(place / "exec.sock")
-        os.chown(console.path, alice.uid, alice.gid)
-        try:
-            got = userlog(
-                "exec", "-t", "--console-socket", str(console.path), "e1", "sh", "-c", "tty; exit 5"
-            )
-            assert got.returncode == 5, got.stderr
-            assert "/dev/pts/" in console.wait_for("/dev/pts/")
-        finally:
-            console.close()
+        # exec -t -d: what the console gets, as runc's; without -d runc
+        # refuses the console socket, runlog returns the exit code.
+        tools = {"ours": (userlog, "e1"), "runc": (functools.partial(_runc, alice, place), "e2")}
+        seen = {}
+        for name, (tool, cid) in tools.items():
+            for flags in (("-d",), ()):
+                console = ConsoleSocket(place / f"{name}{len(flags)}.sock")
+                os.chown(console.path, alice.uid, alice.gid)
+                try:
+                    seen[name, flags] = exec_on_console(tool, console, cid, *flags)
+                finally:
+                    console.close()
+        for name in tools:
+            code, stderr, lines, closed = seen[name, ("-d",)]
+            assert code == 0 and closed, (seen, stderr)
+            assert lines[0].startswith("/dev/pts/") and lines[2] == "probed", seen
+        assert seen["ours", ("-d",)][2][1] == seen["runc", ("-d",)][2][1], seen  # stty size
+        code, stderr, _lines, _closed = seen["runc", ()]
+        assert code == 255 and "cannot use console socket if runc will not detach" in stderr
+        code, stderr, lines, closed = seen["ours", ()]
+        assert code == 5 and closed, (seen, stderr)
+        assert lines[0].startswith("/dev/pts/") and lines[1:3] == seen["ours", ("-d",)][2][1:3]
         assert userlog.state("e1")["status"] == "running"
     finally:
         _runc(alice, place, "delete", "--force", "e2")
@@ -993,7 +1005,8 @@ def test_another_user_is_refused_every_verb(
     userlog: UserRunlog, bundle: Bundle, mallory: User
 ) -> None:
     """Every verb of mallory on alice's container: refused with runc's
-    exit code, saying why, no traceback, nothing changed."""
+    exit code, in one line naming the container and saying that alice's
+    log did not take the refusal, no traceback, nothing changed."""
     userlog("run", "-d", "-b", str(bundle(["sleep", "30"])), "m1", check=True)
     other = UserRunlog(mallory, userlog.root, userlog.db, Path("/"))
     for args in (
@@ -1016,6 +1029,10 @@ def test_another_user_is_refused_every_verb(
         assert got.returncode == (255 if args[0] == "exec" else 1), (args, got.stderr)
         assert "permission denied" in got.stderr, (args, got.stderr)
         assert "Traceback" not in got.stderr, (args, got.stderr)
+        assert got.stderr.count("\n") == 1, (args, got.stderr)
+        if args[0] != "list":  # list names no container
+            assert "container m1: " in got.stderr, (args, got.stderr)
+            assert f" (not recorded: event log {userlog.db}: " in got.stderr, (args, got.stderr)
     assert userlog.state("m1")["status"] == "running"
     assert userlog("exec", "m1", "true").returncode == 0
     userlog("delete", "--force", "m1", check=True)

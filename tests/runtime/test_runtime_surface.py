@@ -70,6 +70,36 @@ def test_ps_passes_options_to_ps_and_list_shows_the_owner(runlog: Any, bundle: B
     runlog("delete", "--force", "s-ps", check=True)
 
 
+def test_ps_options_and_a_double_dash_as_runc(runlog: Any, runc: Any, bundle: Bundle) -> None:
+    """runc 1.1.5 reads ps's own flags up to the id and hands all that
+    follows to ps, a ``--`` too (procps refuses it: "garbage option"); a
+    ``--`` before the id only ends the flags. Side by side, on containers
+    of the same bundle: the same exit codes, the same lines kept."""
+    runlog("run", "-d", "s-ours", "-b", str(bundle(["sleep", "30"])), check=True)
+    runc("run", "-d", "-b", str(bundle(["sleep", "30"])), "s-runc")
+    pids = {"s-ours": runlog.state("s-ours")["pid"], "s-runc": runc.state("s-runc")["pid"]}
+    try:
+        for line in (["ID", "-o", "pid"], ["--", "ID", "-o", "pid"], ["ID", "--", "-o", "pid"]):
+            got = {}
+            for cid, tool in (("s-ours", runlog), ("s-runc", runc)):
+                done = tool("ps", *[cid if word == "ID" else word for word in line], check=False)
+                got[cid] = (done.returncode, done.stdout.split(), done.stderr)
+            ours, theirs = got["s-ours"], got["s-runc"]
+            assert ours[0] == theirs[0], (line, got)
+            if "--" in line[1:]:  # after the id: ps is given it, and refuses it
+                assert ours[0] == 1 and ours[1] == [], (line, got)
+                for said in (ours[2], theirs[2]):
+                    assert "exit status 1: error: garbage option" in said, (line, got)
+                assert len(ours[2].strip().splitlines()) == 1, (line, got)
+            else:
+                assert ours[0] == 0, (line, got)
+                assert ours[1] == ["PID", str(pids["s-ours"])], (line, got)
+                assert theirs[1] == ["PID", str(pids["s-runc"])], (line, got)
+    finally:
+        runc("delete", "--force", "s-runc", check=False)
+        runlog("delete", "--force", "s-ours", check=True)
+
+
 def _fields(doc: dict[str, Any], prefix: str = "") -> set[str]:
     """Every key of a features document, dotted (annotations' values aside)."""
     found = set()

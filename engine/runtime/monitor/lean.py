@@ -1,7 +1,9 @@
 """The monitor at rest: the same process, exec'd into a lean one that only waits.
 
-A monitor that has been idle for a while (:data:`LEAN_AFTER` seconds once
-its container is created, or what :data:`LEAN_ENV` says) replaces itself
+A monitor that has been idle for a while (5 seconds once its container is
+created, or what ``RUNLOG_MONITOR_LEAN`` or the site configuration's
+``monitor_rest`` say: :attr:`engine.settings.Settings.monitor_rest`,
+resolved by ``create``) replaces itself
 (``execve``: the same pid, so it is still the init's parent and child
 subreaper, in the same cgroup, session and limits) with a fresh interpreter
 running :func:`main`, which imports no more than this module needs: the loop
@@ -50,15 +52,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["LEAN_AFTER", "Conn", "Lean", "lean_after", "main", "read_text"]
-
-#: Seconds of idleness after which a monitor rests, unless :data:`LEAN_ENV`
-#: says otherwise: well past the moment between a scheduler's ``create`` and
-#: its ``start`` (milliseconds), so a lifecycle never wakes a rested monitor
-#: (docs/monitor-cost.md).
-LEAN_AFTER = 5.0
-#: The environment variable that sets it: seconds, or ``off`` (never rest).
-LEAN_ENV = "RUNLOG_MONITOR_LEAN"
+__all__ = ["Conn", "Lean", "main", "read_text"]
 
 # engine.wire's, without importing it: the lean process's imports are few.
 _POKE = b"spool"
@@ -67,19 +61,6 @@ _MAX_REQUEST = 64 * 1024
 _REPLY = ".reply"
 _SO_PEERCRED = 17
 _READ_TIMEOUT = 5.0
-
-
-def lean_after(environ: "dict[str, str] | Any") -> "float | None":
-    """Seconds of idleness after which the monitor goes lean (None: never),
-    from :data:`LEAN_ENV` in ``environ``; :data:`LEAN_AFTER` where it is unset."""
-    value = environ.get(LEAN_ENV, "")
-    if not value:
-        return LEAN_AFTER
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # "off", or not a number
-    return seconds if seconds >= 0 else None
 
 
 class Conn:

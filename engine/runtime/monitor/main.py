@@ -145,7 +145,7 @@ def run(
         return
     assert container.pid is not None
     report(report_fd, f"ok {container.pid}" + (f" {given_up}" if given_up else ""))
-    _settle(store, server)
+    _settle(store, server, settings)
     # The container keeps create's stdio (runc passes it through), unless
     # the monitor keeps its streams (--log-path); the monitor lets go of
     # create's, so a caller reading create's output sees EOF when the
@@ -230,7 +230,7 @@ def _refused(
         pass  # the log refuses it too: the error create reports is the record
 
 
-def _settle(store: EventStore, server: Server) -> None:
+def _settle(store: EventStore, server: Server, settings: Settings) -> None:
     """Once create has reported. The code file has served its imports (what
     the monitor imports later is not in it): it is closed. What
     the monitor's code and the create made stays until it exits: later
@@ -244,12 +244,11 @@ def _settle(store: EventStore, server: Server) -> None:
     gc.enable()
     store.checkpoint()
     # Idle long enough, the monitor rests as a lean process
-    # (engine.runtime.monitor.lean, imported now: nothing of it is on
-    # create's way); one that keeps the container's streams never does.
-    from engine.runtime.monitor.lean import lean_after
-
+    # (engine.runtime.monitor.lean), after the seconds create resolved
+    # (the variable, else the site configuration: Settings.monitor_rest); one that
+    # keeps the container's streams never does.
     server.rest_with = _rest
-    server.lean_after = None if server.streams is not None else lean_after(os.environ)
+    server.lean_after = None if server.streams is not None else settings.rest_after()
 
 
 def _rest(server: Server) -> str | None:

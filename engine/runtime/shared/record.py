@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 
     from engine.eventlog.store import EventStore
 
-__all__ = ["command_refused", "machine_digest", "queries_recorded", "query", "rejected"]
+__all__ = [
+    "command_refused",
+    "machine_digest",
+    "not_recorded",
+    "queries_recorded",
+    "query",
+    "rejected",
+]
 
 
 def _me() -> Actor:
@@ -206,6 +213,13 @@ def _later(
                 os._exit(0)
     finally:
         os._exit(0)
+
+
+def not_recorded(error: RunlogError, problem: BaseException) -> None:
+    """Fold into ``error``'s one line that its refusal is not in the event
+    log, and why: said with the error, never instead of it."""
+    why = " ".join(str(problem).split())
+    error.args = (f"{error} (not recorded: {why})",)
 
 
 def command_refused(

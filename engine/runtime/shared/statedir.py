@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import posix
 
-from engine.errors import ContainerExists, ContainerNotFound, InvalidId, RunlogError
+from engine.errors import ContainerExists, ContainerNotFound, InvalidId, StateDenied
 from engine.layout import CONTROL, MAX_ID, RUNTIME, STATE, SocketAddress, is_valid_id, join
 
 TYPE_CHECKING = False
@@ -153,9 +153,7 @@ class StateDir:
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
         except PermissionError as err:  # another user's container
-            raise RunlogError(
-                f"container {self.id}: open {err.filename}: permission denied"
-            ) from None
+            raise StateDenied(self.id, str(err.filename), "open") from None
 
     def runtime(self) -> dict[str, Any]:
         """runtime.json's fields; ``{}`` if it does not parse. Raises
