@@ -19,11 +19,9 @@ __all__ = [
     "INIT_PARENTS",
     "MONITOR_REST",
     "MONITOR_REST_ENV",
-    "SITE_SETTINGS",
     "Settings",
     "environ",
     "log_line",
-    "rest_seconds",
 ]
 
 #: Who reaps the container's init (engine.runtime.cli.launch.init_parent).
@@ -36,18 +34,6 @@ DEFAULT_DB = "/var/lib/runlog/events.db"
 #: variable, then the site configuration's ``monitor_rest``, say otherwise.
 MONITOR_REST = "5"
 MONITOR_REST_ENV = "RUNLOG_MONITOR_LEAN"
-#: The settings the site configuration may give (engine.siteconfig), which
-#: --debug says the origin of.
-SITE_SETTINGS = (
-    "root",
-    "db",
-    "rootless",
-    "machine",
-    "log",
-    "init_parent",
-    "log_group",
-    "monitor_rest",
-)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,18 +53,6 @@ def parse_rootless(value: str) -> bool | None:
     from engine.errors import UsageError
 
     raise UsageError(f"--rootless: invalid value {value!r}: one of true, false, auto")
-
-
-def rest_seconds(value: str) -> float | None:
-    """``monitor_rest``'s value: seconds (0 or more), or ``None`` for
-    ``off`` (never rest); ``ValueError`` for anything else."""
-    text = value.strip()
-    if text.lower() == "off":
-        return None
-    seconds = float(text)  # ValueError: not a number
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{value!r}: not 0 seconds or more")
-    return seconds
 
 
 def environ() -> dict[str, str]:
@@ -212,9 +186,11 @@ class Settings:
 
     def origins(self) -> list[str]:
         """For --debug: each setting, its value, and where it came from."""
+        from engine.siteconfig import SETTINGS
+
         return [
             f"setting {name}={getattr(self, name)!r} from {self.sources.get(name, 'the default')}"
-            for name in SITE_SETTINGS
+            for name in SETTINGS
         ]
 
     def rest_after(self) -> float | None:
@@ -222,6 +198,8 @@ class Settings:
         never. The site configuration's value was checked when the file was
         read; the variable's is taken as it always was: anything but a
         number of seconds (``off``, a typo) keeps monitors awake."""
+        from engine.siteconfig import rest_seconds
+
         try:
             return rest_seconds(self.monitor_rest)
         except ValueError:

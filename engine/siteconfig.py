@@ -20,18 +20,28 @@ the file, the line and the key.
 from __future__ import annotations
 
 from engine.errors import RunlogError
-from engine.settings import SITE_SETTINGS, rest_seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["CONFIG", "KEYS", "ConfigError", "config_path", "load"]
+__all__ = ["CONFIG", "KEYS", "SETTINGS", "ConfigError", "config_path", "load", "rest_seconds"]
 
 CONFIG = "/etc/runlog/runlog.toml"
-#: The keys the file may give: the settings (as Settings names them), and
-#: runlog witness's records.
-KEYS = (*SITE_SETTINGS, "witness")
+#: The settings the file may give (as Settings names them), which --debug
+#: says the origin of.
+SETTINGS = (
+    "root",
+    "db",
+    "rootless",
+    "machine",
+    "log",
+    "init_parent",
+    "log_group",
+    "monitor_rest",
+)
+#: The keys the file may give: the settings, and runlog witness's records.
+KEYS = (*SETTINGS, "witness")
 
 
 class ConfigError(RunlogError):
@@ -98,6 +108,18 @@ def _text(key: str, given: object) -> str | None:
     if isinstance(given, (int, float)) and key == "monitor_rest":
         return str(given)
     return given if isinstance(given, str) else None
+
+
+def rest_seconds(value: str) -> float | None:
+    """``monitor_rest``'s value: seconds (0 or more), or ``None`` for
+    ``off`` (never rest); ``ValueError`` for anything else."""
+    text = value.strip()
+    if text.lower() == "off":
+        return None
+    seconds = float(text)  # ValueError: not a number
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{value!r}: not 0 seconds or more")
+    return seconds
 
 
 def _check_rest(path: str, line: int, value: str) -> None:
