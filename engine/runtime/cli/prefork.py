@@ -5,14 +5,14 @@ about 16 ms here - before it can create anything, while ``create`` loads
 its own (the launch, about 3 ms) and claims the state directory. Forked
 here, before either, the two overlap on a second core. The monitor-to-be,
 in a new session after a second fork (:mod:`engine.runtime.cli.launch` says
-why), imports :mod:`engine.runtime.monitor.main` and waits on a pipe for
+why), imports :mod:`engine.runtime.monitor.main` and waits on a socket for
 what to create: one line, which :meth:`Early.go` writes once the state
 directory is claimed. The line goes on a unix socket, so that a
 foreground ``run`` can send with it the descriptors the container's
 stdio are to be (pipes it copies: :mod:`engine.runtime.cli.foreground`);
 the monitor-to-be makes them its own stdio, which the init inherits as it
 inherits create's. If ``create`` gives up first (a flag it refuses, an
-id in use), :meth:`Early.abandon` closes the pipe, and the monitor-to-be
+id in use), :meth:`Early.abandon` closes the socket, and the monitor-to-be
 exits having made nothing; create waits for that, so no process of it
 outlives it.
 
