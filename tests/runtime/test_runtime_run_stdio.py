@@ -64,6 +64,20 @@ def _both(
     return got
 
 
+def _ready(argv: list[str], stderr: int) -> subprocess.Popen[bytes]:
+    """``run`` started with its stdout a pipe, once its container said ``ready``."""
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=_env()
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != b"ready\n":
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"{argv}: {line!r}")
+    return proc
+
+
 def test_output_and_exit_code_as_runc(runtimes: dict[str, Runtime], bundle: Bundle) -> None:
     b = bundle(["sh", "-c", "echo out; echo err >&2; echo more; exit 3"])
     got = _both(runtimes, b, stdin=subprocess.DEVNULL)
@@ -122,15 +136,8 @@ def test_a_killed_run_leaves_the_container_without_the_callers_stdout(
     took = {}
     for name, argv in runtimes.items():
         cid = f"kill-{name}"
-        with subprocess.Popen(
-            argv(cid, "-b", str(b)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=_env(),
-        ) as proc:
+        with _ready(argv(cid, "-b", str(b)), subprocess.DEVNULL) as proc:
             assert proc.stdout is not None
-            assert proc.stdout.readline() == b"ready\n", name
             proc.kill()
             started = time.monotonic()
             rest = proc.stdout.read()  # EOF once run is gone
@@ -143,21 +150,13 @@ def test_a_killed_run_leaves_the_container_without_the_callers_stdout(
 
 
 def test_a_signal_to_run_still_reaches_the_init(
-    runtimes: dict[str, Runtime], bundle: Bundle, tmp_path: Path
+    runtimes: dict[str, Runtime], bundle: Bundle
 ) -> None:
     b = bundle(
         ["sh", "-c", "trap 'echo caught; exit 42' TERM; echo ready; while :; do sleep 0.05; done"]
     )
     for name, argv in runtimes.items():
-        with subprocess.Popen(
-            argv(f"sig-{name}", "-b", str(b)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-        ) as proc:
-            assert proc.stdout is not None
-            assert proc.stdout.readline() == b"ready\n", name
+        with _ready(argv(f"sig-{name}", "-b", str(b)), subprocess.PIPE) as proc:
             proc.send_signal(signal.SIGTERM)
             out, _err = proc.communicate(timeout=30)
         # The trap's output, written after the signal, is drained too.

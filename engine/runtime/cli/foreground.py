@@ -20,10 +20,10 @@ handlers that forward them: ``poll`` is retried after each.
 
 from __future__ import annotations
 
-import os
+import posix
 import select
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -42,43 +42,43 @@ class Pipes:
     __slots__ = ("_ours", "theirs")
 
     def __init__(self) -> None:
-        in_r, in_w = os.pipe2(os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = posix.pipe2(posix.O_CLOEXEC)
+        out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
+        err_r, err_w = posix.pipe2(posix.O_CLOEXEC)
         #: The container's ends: its stdin, stdout and stderr.
         self.theirs: tuple[int, int, int] | None = (in_r, out_w, err_w)
         # Ours: the stdin pipe's write end, the outputs' read ends.
         self._ours = [in_w, out_r, err_r]
         # Writes to the container's stdin wait for room in poll, not in write.
-        os.set_blocking(in_w, False)
+        posix.set_blocking(in_w, False)
 
     def handed(self) -> None:
         """The container's ends are the monitor's now (or not needed): close
         this process's copies, so that its outputs end with the container."""
         if self.theirs is not None:
             for fd in self.theirs:
-                os.close(fd)
+                posix.close(fd)
             self.theirs = None
 
     def close(self) -> None:
         self.handed()
         for fd in self._ours:
             if fd >= 0:
-                os.close(fd)
+                posix.close(fd)
         self._ours = [-1, -1, -1]
 
     def copy(self, pid: int) -> None:
         """Copy until the init ``pid`` has ended and its outputs are drained
         to their end; stdin only until the init has ended."""
         try:
-            ended = os.pidfd_open(pid)
+            ended = posix.pidfd_open(pid)
         except OSError:
             ended = -1  # gone already (or no pidfds): drain, and be done
         try:
             _Copy(self._ours, ended).run()
         finally:
             if ended >= 0:
-                os.close(ended)
+                posix.close(ended)
             self._ours = [-1, -1, -1]
 
 
@@ -126,7 +126,7 @@ class _Copy:
 
     def _output(self, fd: int) -> None:
         try:
-            data = os.read(fd, _CHUNK)
+            data = posix.read(fd, _CHUNK)
         except OSError:
             data = b""
         if data and _write_all(self.outputs[fd], data):
@@ -134,14 +134,14 @@ class _Copy:
         # Its end, or a caller's stream that cannot take it (a reader that
         # left): the container's next write there fails, as under runc.
         self.poller.unregister(fd)
-        os.close(fd)
+        posix.close(fd)
         del self.outputs[fd]
 
     def _read_stdin(self, events: int) -> None:
         data = b""
         if not events & select.POLLNVAL:
             try:
-                data = os.read(self.stdin, _CHUNK)
+                data = posix.read(self.stdin, _CHUNK)
             except OSError:
                 pass  # not readable (a terminal's background, say): its end
         self.poller.unregister(self.stdin)
@@ -156,7 +156,7 @@ class _Copy:
         try:
             if events & (select.POLLERR | select.POLLNVAL):
                 raise BrokenPipeError
-            self.pending = self.pending[os.write(self.to_stdin, self.pending) :]
+            self.pending = self.pending[posix.write(self.to_stdin, self.pending) :]
         except BlockingIOError:
             pass  # no room after all: poll again
         except OSError:
@@ -187,7 +187,7 @@ class _Copy:
                 self.poller.unregister(self.to_stdin)
             except (KeyError, AttributeError):
                 pass
-            os.close(self.to_stdin)
+            posix.close(self.to_stdin)
             self.to_stdin = -1
 
 
@@ -196,7 +196,7 @@ def _write_all(fd: int, data: bytes) -> bool:
     it (closed, a reader gone). Waits where the caller left it non-blocking."""
     while data:
         try:
-            data = data[os.write(fd, data) :]
+            data = data[posix.write(fd, data) :]
         except BlockingIOError:
             waiter = select.poll()
             waiter.register(fd, select.POLLOUT)
@@ -218,7 +218,7 @@ def own_pipes(config: Config) -> None:
         return
     for fd in (0, 1, 2):
         try:
-            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+            posix.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
         except OSError:
             return
 
