@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from engine.runtime.cli.foreground import Pipes
+
 
 def absent(
     settings: Settings, statedir: StateDir, trigger: str, denied: StateDenied | None = None
@@ -159,6 +161,7 @@ def _create(
     container_id: str,
     init_parent: str,
     restore: dict[str, object] | None = None,
+    stdio: tuple[int, int, int] | None = None,
 ) -> int:
     # create loads os anyway (the launch); the other commands do without
     # (engine.settings).
@@ -182,6 +185,7 @@ def _create(
         init_parent=init_parent,
         actor=actor,
         restore=restore,
+        stdio=stdio,
     )
     pid_file = flags.get("pid_file")
     if pid_file:
@@ -362,27 +366,56 @@ def _monitor_pid(statedir: StateDir) -> int | None:
 
 
 def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    """create + start; in the foreground, wait, forward signals, exit with its status."""
+    """create + start; in the foreground, wait, forward signals, exit with its
+    status, and (without a terminal) copy its stdio through pipes, as runc's."""
     container_id = args[0]
     # In the foreground, run waits for the status: its monitor must reap.
     detach = bool(flags.get("detach"))
-    _create(settings, flags, container_id, settings.init_parent if detach else "monitor")
-    path = StateDir(settings.root, container_id).file(CONTROL)
     if detach:
-        _start_or_discard(settings, container_id, path)
+        _create(settings, flags, container_id, settings.init_parent)
+        _start_or_discard(
+            settings, container_id, StateDir(settings.root, container_id).file(CONTROL)
+        )
         return 0
+    pipes = None
+    if not (flags.get("console_socket") or flags.get("log_path")):
+        from engine.runtime.cli.foreground import Pipes
 
-    _forward_signals(path)
+        pipes = Pipes()
     try:
-        _start_or_discard(settings, container_id, path)
-        status = control.call(path, {"op": "wait"}, timeout=None)["exit"]
+        status = _foreground(settings, flags, container_id, pipes)
     finally:
-        _forward_signals(None)
+        if pipes is not None:
+            pipes.close()
     if "exec_error" in status:
         # What start no longer waits for (runc's start neither): run says it.
         sys.stderr.write(f"container {container_id}: {status['exec_error']}\n")
-    _discard(settings, container_id, path)
+    _discard(settings, container_id, StateDir(settings.root, container_id).file(CONTROL))
     return _status_code(status)
+
+
+def _foreground(
+    settings: Settings, flags: dict[str, object], container_id: str, pipes: Pipes | None
+) -> dict[str, Any]:
+    """Create, start, copy the stdio through ``pipes`` (when given) and
+    wait: the init's exit status, its output drained."""
+    try:
+        stdio = pipes.theirs if pipes is not None else None
+        pid = _create(settings, flags, container_id, "monitor", stdio=stdio)
+    finally:
+        if pipes is not None:
+            pipes.handed()
+    path = StateDir(settings.root, container_id).file(CONTROL)
+    _forward_signals(path)
+    try:
+        _start_or_discard(settings, container_id, path)
+        if pipes is not None:
+            sys.stdout.flush()
+            pipes.copy(pid)
+        status: dict[str, Any] = control.call(path, {"op": "wait"}, timeout=None)["exit"]
+    finally:
+        _forward_signals(None)
+    return status
 
 
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")

@@ -60,7 +60,8 @@ def _pid(path: Path) -> int | None:
 
 
 class Cluster:
-    def __init__(self, directory: Path, user: User, bundle: Path) -> None:
+    def __init__(self, directory: Path, user: User, bundle: Path, proctrack: str) -> None:
+        self.proctrack = proctrack
         self.dir = directory
         self.user = user
         self.bundle = bundle
@@ -111,7 +112,7 @@ class Cluster:
                     continue
             with open("/proc/self/mountinfo") as fh:
                 left += [f"mount {line.split()[4]}" for line in fh if str(self.bundle) in line]
-            left += [f"cgroup {path}" for path in self.cgroups()]
+            left += [f"cgroup {path}{_procs(path)}" for path in self.cgroups()]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.2)
@@ -125,6 +126,30 @@ class Cluster:
             jobs = os.path.basename(top) == f"uid_{self.user.uid}"
             found += [os.path.join(top, d) for d in dirs if jobs or f".{self.user.name}." in d]
         return found
+
+    def outlived(self, job: str) -> list[str]:
+        """What a job whose container outlived its step's processes (a pid 1
+        that ignores scancel's SIGTERM) leaves: under proctrack/cgroup, Slurm's
+        own cgroups of the job, empty. Slurm removes them when the step's
+        processes are gone (proctrack's destroy), before its clean-up runs
+        RunTimeKill/Delete; the container's cgroup, below the step's (runc's
+        place too), is still there then, so neither the step's nor the job's
+        can go (docs/rootless.md). Once the clean-up has deleted the
+        container, they are removed here, deepest first (an rmdir fails if
+        anything is left in them), and listed from the hierarchy's top."""
+        found: list[str] = []
+        deadline = time.monotonic() + 10
+        tops = list(Path("/sys/fs/cgroup").glob(f"*/slurm*/uid_{self.user.uid}/job_{job}"))
+        for top in tops:
+            while time.monotonic() < deadline and any(
+                len(Path(path).relative_to(top).parts) > 1 for path, _d, _f in os.walk(top)
+            ):
+                time.sleep(0.2)  # the container's cgroup, until RunTimeDelete
+            for path, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                where = Path(path)
+                found.append(f"{where.relative_to(top.parents[3])}{_procs(path)}")
+                where.rmdir()
+        return sorted(found)
 
     def log(self, lines: int = 60) -> str:
         """The end of slurmd's log (the steps' slurmstepd write there too)."""
@@ -153,7 +178,24 @@ class Cluster:
         return int(code)
 
 
-def _start(directory: Path, user: User, proctrack: str) -> None:
+def _procs(path: str) -> str:
+    """What is in a cgroup left behind, to say why it is left."""
+    try:
+        pids = Path(path, "cgroup.procs").read_text().split()
+    except OSError:
+        return ""
+    named = []
+    for pid in pids:
+        try:
+            named.append(f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes()[:80]!r}")
+        except OSError:
+            named.append(pid)
+    return f" (processes: {', '.join(named)})" if named else " (no process)"
+
+
+def _start(directory: Path, user: User, plugins: str) -> None:
+    """``plugins``: the proctrack plugin, ``+task`` for task/cgroup too."""
+    proctrack, _plus, task = plugins.partition("+")
     host = socket.gethostname().split(".")[0]
     key = directory / "munge.key"
     key.write_bytes(os.urandom(1024))
@@ -182,7 +224,7 @@ SlurmctldLogFile={d}/slurmctld.log
 SlurmdLogFile={d}/slurmd.log
 PlugStackConfig={d}/plugstack.conf
 ProctrackType=proctrack/{proctrack}
-TaskPlugin=task/none
+TaskPlugin=task/{"cgroup" if task else "none"}
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/none
@@ -199,7 +241,9 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
     (d / "plugstack.conf").write_text("")
     # Read beside slurm.conf; proctrack/cgroup's hierarchies (this host's
     # v1 controllers, or cgroup2 where that is all there is).
-    (d / "cgroup.conf").write_text("CgroupPlugin=autodetect\n")
+    # task/cgroup: the step's cores and memory, in cpuset and memory cgroups.
+    constrain = "ConstrainCores=yes\nConstrainRAMSpace=yes\n" if task else ""
+    (d / "cgroup.conf").write_text("CgroupPlugin=autodetect\n" + constrain)
     subprocess.run(
         [
             "munged",
@@ -271,7 +315,7 @@ def _remove_cgroups(tops: set[Path]) -> None:
 
 @pytest.fixture(scope="module", params=["linuxproc", "cgroup"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    proctrack = str(request.param)
+    plugins = str(request.param)
     if os.geteuid() != 0:
         pytest.skip("a Slurm cluster needs root")
     missing = [name for name in _DAEMONS if shutil.which(name) is None]
@@ -287,8 +331,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     with make_user("rlslurm", 2931) as user:
         bundle = rootless_bundle(user, user.home / "bundle", ["sh"])
         try:
-            _start(directory, user, proctrack)
-            made = Cluster(directory, user, bundle)
+            _start(directory, user, plugins)
+            made = Cluster(directory, user, bundle, plugins.partition("+")[0])
             yield made
         finally:
             _stop(directory)
@@ -298,9 +342,15 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-#: create/start mode under proctrack/cgroup leaves Slurm's job cgroups and
-#: is not yet right (docs/rootless.md); those tests run under linuxproc.
-LINUXPROC_ONLY = pytest.mark.parametrize("cluster", ["linuxproc"], indirect=True)
+def _outlived(cluster: Cluster, job: str) -> list[str]:
+    """What Slurm leaves of a job whose container outlived the step's
+    processes (Cluster.outlived): nothing under proctrack/linuxproc; under
+    proctrack/cgroup the job's and its step's freezer cgroups, empty."""
+    if cluster.proctrack != "cgroup":
+        return []
+    host = socket.gethostname().split(".")[0]
+    job_dir = f"freezer/slurm_{host}/uid_{cluster.user.uid}/job_{job}"
+    return [f"{job_dir} (no process)", f"{job_dir}/step_0 (no process)"]
 
 
 def test_srun_in_run_mode_passes_output_and_exit_code(cluster: Cluster) -> None:
@@ -324,6 +374,37 @@ def test_srun_in_run_mode_passes_output_and_exit_code(cluster: Cluster) -> None:
         if p.lstat().st_uid != cluster.user.uid
     ]
     assert not owned, owned
+
+
+@pytest.mark.parametrize("cluster", ["cgroup+task"], indirect=True)
+def test_run_mode_under_task_cgroup(cluster: Cluster) -> None:
+    """TaskPlugin=task/cgroup (cores and memory constrained) with
+    proctrack/cgroup: the step's cpuset and memory cgroups are the user's
+    too, and the container's go below them, as its freezer cgroup does."""
+    cluster.oci(RUN_MODE)
+    got = cluster.as_user(["srun", f"--container={cluster.bundle}", "sh", "-c", "echo in; exit 3"])
+    assert (got.returncode, got.stdout.split()) == (3, ["in"]), got.stderr
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
+    [payload] = [
+        json.loads(p)
+        for t, o, p in cluster._select('"trigger", outcome, payload', ".0.0")
+        if (t, o) == ("create", "ok")
+    ]
+    made = {c for a in payload["actions"] for c in (a.get("result") or {}).get("cgroups", [])}
+    assert {"cpuset", "memory", "freezer"} <= made, payload
+    proc = _srun_background(cluster, "sh", "-c", WORKER)
+    try:
+        _wait_ready(proc)
+        [job] = cluster.jobs()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    cluster.wait_idle()
+    assert cluster.leftovers() == []
 
 
 def test_sbatch_keeps_the_exit_code(cluster: Cluster) -> None:
@@ -408,6 +489,37 @@ def test_a_time_limit_ends_the_container(cluster: Cluster) -> None:
     assert cluster.leftovers() == []
 
 
+def test_scancel_of_a_container_that_ignores_sigterm_in_run_mode(cluster: Cluster) -> None:
+    """pid 1 without a handler ignores scancel's SIGTERM (pid_namespaces(7)).
+    Slurm's SIGKILL, KillWait later, kills `run` (under proctrack/cgroup its
+    monitor too) but not the container, in a cgroup of its own. The
+    container has `run`'s pipes, not srun's stdout (runc's run copies so
+    too): the step's output ends with `run`, and Slurm's clean-up
+    (RunTimeKill, RunTimeDelete) stops the container at once, rather than
+    after slurmstepd has waited 60 s for the output."""
+    cluster.oci(RUN_MODE)
+    proc = _srun_background(cluster, "sh", "-c", "echo ready; exec sleep 300")
+    try:
+        _wait_ready(proc)
+        [job] = cluster.jobs()
+        started = time.monotonic()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        code = proc.wait(timeout=120)
+        cluster.wait_idle()
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _out, err = proc.communicate()
+    # KillWait is 5 s; the output's end no longer waits 60 s.
+    assert took < 30, (took, code, err, cluster.log(200))
+    assert code != 0, err
+    assert cluster.outlived(job) == _outlived(cluster, job)
+    assert cluster.leftovers() == []
+    triggers = [t for t, o, _u in cluster.events(f".{job}.0.0") if o == "ok"]
+    assert "kill" in triggers and triggers[-1] == "delete", triggers
+
+
 def _output(cluster: Cluster, job: str) -> Path:
     """Where the create/start recipe's --log-path puts a step's output."""
     return cluster.db.parent / f"slurm-{job}.0.0.out"
@@ -434,7 +546,6 @@ def test_create_start_mode_does_not_hang_and_leaves_nothing(cluster: Cluster) ->
     assert triggers == ["create", "start", "exit", "delete"], triggers
 
 
-@LINUXPROC_ONLY
 @pytest.mark.parametrize(
     "program",
     [
@@ -468,12 +579,14 @@ def test_scancel_stops_the_container_in_create_start_mode(cluster: Cluster, prog
         proc.communicate()
     # The container ended with the job (not at its sleep's end, 300 s on).
     assert took < 30, (took, cluster.log(200))
+    # Under proctrack/cgroup SIGTERM reaches the task (Slurm's poller), not
+    # `wait --bind`, its child: the container outlives the step's processes.
+    assert cluster.outlived(job) == _outlived(cluster, job)
     assert cluster.leftovers() == []
     triggers = [t for t, o, _u in cluster.events(f".{job}.0.0") if o == "ok"]
     assert "exit" in triggers and triggers[-1] == "delete", triggers
 
 
-@LINUXPROC_ONLY
 def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: Cluster) -> None:
     """Slurm 22.05's task ends with ``_exit(status)``, ``status`` being the
     raw wait(2) status of RunTimeStart: an exit code E is E<<8, of which
@@ -493,7 +606,6 @@ def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: C
     assert "RunTimeStart rc:768" in (cluster.dir / "slurmd.log").read_text(), cluster.log(200)
 
 
-@LINUXPROC_ONLY
 def test_sbatch_in_create_start_mode(cluster: Cluster) -> None:
     cluster.oci(CREATE_MODE)
     script = cluster.user.home / "job-cs.sh"

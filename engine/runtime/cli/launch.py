@@ -57,8 +57,11 @@ def launch(
     init_parent: str = "auto",
     actor: Actor,
     restore: dict[str, object] | None = None,
+    stdio: tuple[int, int, int] | None = None,
 ) -> int:
-    """Start a monitor that creates the container; return the init's pid."""
+    """Start a monitor that creates the container; return the init's pid.
+    ``stdio``: the container's stdin, stdout and stderr, in place of this
+    process's (a foreground run's pipes)."""
     if init_parent not in INIT_PARENTS:
         raise UsageError(
             f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
@@ -99,6 +102,7 @@ def launch(
         "init_parent": init_parent,
         "caller": os.getppid(),
         "restore": restore,
+        "pipes": stdio is not None,
     }
     request = {
         "settings": {name: getattr(settings, name) for name in Settings.__slots__},
@@ -107,7 +111,7 @@ def launch(
         "options": options,
         "actor": _who(actor),
     }
-    early.go(jsonfast.dumps(request).encode())
+    early.go(jsonfast.dumps(request).encode(), stdio)
     faults.point("create", "sent")
     reply = early.report()
     word, _, rest = reply.partition(" ")

@@ -5,10 +5,14 @@ about 16 ms here - before it can create anything, while ``create`` loads
 its own (the launch, about 3 ms) and claims the state directory. Forked
 here, before either, the two overlap on a second core. The monitor-to-be,
 in a new session after a second fork (:mod:`engine.runtime.cli.launch` says
-why), imports :mod:`engine.runtime.monitor.main` and waits on a pipe for
+why), imports :mod:`engine.runtime.monitor.main` and waits on a socket for
 what to create: one line, which :meth:`Early.go` writes once the state
-directory is claimed. If ``create`` gives up first (a flag it refuses, an
-id in use), :meth:`Early.abandon` closes the pipe, and the monitor-to-be
+directory is claimed. The line goes on a unix socket, so that a
+foreground ``run`` can send with it the descriptors the container's
+stdio are to be (pipes it copies: :mod:`engine.runtime.cli.foreground`);
+the monitor-to-be makes them its own stdio, which the init inherits as it
+inherits create's. If ``create`` gives up first (a flag it refuses, an
+id in use), :meth:`Early.abandon` closes the socket, and the monitor-to-be
 exits having made nothing; create waits for that, so no process of it
 outlives it.
 
@@ -26,11 +30,14 @@ It takes back the CPUs create was allowed (:func:`restore_affinity`) as
 soon as it is told what to create, before it makes anything: the
 container inherits create's affinity, as with runc.
 
-Light, as :mod:`engine.cli` is: :mod:`posix` and :mod:`gc` alone.
+Light, as :mod:`engine.cli` is: :mod:`posix`, :mod:`gc` and :mod:`_socket`
+(which :mod:`engine.control` loads for create anyway).
 """
 
+import _socket
 import gc
 import posix
+import sys
 
 __all__ = ["Early", "restore_affinity", "start", "take"]
 
@@ -50,10 +57,20 @@ class Early:
         self._go = go
         self._report = report
 
-    def go(self, line: bytes) -> None:
-        """Tell the monitor what to create: one line, no newline in it."""
+    def go(self, line: bytes, stdio: "tuple[int, int, int] | None" = None) -> None:
+        """Tell the monitor what to create: one line, no newline in it;
+        with ``stdio``, three descriptors the monitor takes as its (and so
+        the container's) stdin, stdout and stderr."""
         data = line + b"\n"
         try:
+            if stdio is not None:
+                sock = _socket.socket(fileno=self._go)
+                try:
+                    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in stdio)
+                    sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+                finally:
+                    sock.detach()
+                data = data[sent:]
             while data:
                 data = data[posix.write(self._go, data) :]
         except BrokenPipeError:
@@ -99,7 +116,8 @@ def start() -> Early:
     global _pending, _affinity
     if _pending is not None:
         return _pending
-    go_read, go_write = posix.pipe2(posix.O_CLOEXEC)
+    # Both ends close-on-exec (_socket's default), as pipe2's were.
+    go_read, go_write = (end.detach() for end in _socket.socketpair(_socket.AF_UNIX))
     report_read, report_write = posix.pipe2(posix.O_CLOEXEC)
     try:
         _affinity = posix.sched_getaffinity(0)
@@ -156,12 +174,24 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
     else:
         problem = None
     line = b""
-    while not line.endswith(b"\n"):
-        chunk = posix.read(go_fd, 65536)
-        if not chunk:
-            return  # create gave up: nothing to do
-        line += chunk
-    posix.close(go_fd)
+    stdio: list[int] = []
+    sock = _socket.socket(fileno=go_fd)
+    try:
+        while not line.endswith(b"\n"):
+            chunk, rights, _flags, _addr = sock.recvmsg(65536, _RIGHTS_SPACE)
+            for level, kind, data in rights:
+                if (level, kind) == (_socket.SOL_SOCKET, _socket.SCM_RIGHTS):
+                    stdio += memoryview(data[: len(data) - len(data) % 4]).cast("i")
+            if not chunk:
+                return  # create gave up: nothing to do
+            line += chunk
+    finally:
+        sock.close()
+    if len(stdio) == 3:
+        _take_stdio(stdio)
+    else:
+        for fd in stdio:
+            posix.close(fd)
     restore_affinity()
     if problem is None:
         main.serve(line, report_fd, intermediate)
@@ -174,6 +204,24 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
         posix.write(report_fd, text.replace("\n", " ").rstrip().encode() + b"\n")
     finally:
         posix.close(report_fd)
+
+
+def _take_stdio(fds: "list[int]") -> None:
+    """Make ``fds`` (run's pipes) this process's stdin, stdout and stderr,
+    in place of create's; lifted above 2 first, where one was received
+    into a free slot among them."""
+    import fcntl
+
+    lifted = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in fds]
+    for fd in fds:
+        posix.close(fd)
+    for target, fd in enumerate(lifted):
+        posix.dup2(fd, target)
+        posix.close(fd)
+
+
+#: Room for the three descriptors of :meth:`Early.go`.
+_RIGHTS_SPACE = _socket.CMSG_SPACE(3 * 4)
 
 
 def restore_affinity() -> None:

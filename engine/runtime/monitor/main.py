@@ -290,6 +290,10 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
         raise RunlogError(
             "cannot allocate tty if runlog will detach without setting console socket"
         )
+    if options.get("pipes"):
+        from engine.runtime.cli.foreground import own_pipes
+
+        own_pipes(config)  # a foreground run's stdio, given as runc gives them
     return _socket_activated(config, int(options.get("listen_fds", 0)))
 
 
