@@ -165,6 +165,8 @@ class Settings:
         rootless = pick("rootless", None)
         init_parent = pick("init_parent", "RUNLOG_INIT_PARENT")
         monitor_rest = pick("monitor_rest", MONITOR_REST_ENV)
+        if monitor_rest is not None and sources["monitor_rest"] == MONITOR_REST_ENV:
+            _check_rest_variable(monitor_rest)
         settings = cls(
             root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
             db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
@@ -195,15 +197,11 @@ class Settings:
 
     def rest_after(self) -> float | None:
         """Seconds of idleness after which the monitor rests; ``None``:
-        never. The site configuration's value was checked when the file was
-        read; the variable's is taken as it always was: anything but a
-        number of seconds (``off``, a typo) keeps monitors awake."""
+        never. The value was checked where it was read (the site file, the
+        variable)."""
         from engine.siteconfig import rest_seconds
 
-        try:
-            return rest_seconds(self.monitor_rest)
-        except ValueError:
-            return None
+        return rest_seconds(self.monitor_rest)
 
     def own_places(self) -> None:
         """Not root: make and check the directories of runlog's own that
@@ -261,3 +259,16 @@ def log_line(path: str | None, fmt: str, level: str, msg: str) -> None:
             fh.write(line + "\n")
     except OSError as err:
         sys.stderr.write(f"runlog: cannot write log {path}: {err.strerror}\n")
+
+
+def _check_rest_variable(value: str) -> None:
+    """RUNLOG_MONITOR_LEAN: seconds (0 or more) or ``off``; a typo is an
+    error, not a monitor that silently never rests."""
+    from engine.siteconfig import ConfigError, rest_seconds
+
+    try:
+        rest_seconds(value)
+    except ValueError:
+        raise ConfigError(
+            f'{MONITOR_REST_ENV}={value!r}: neither seconds (0 or more) nor "off"'
+        ) from None

@@ -126,9 +126,12 @@ def test_monitor_rest_from_the_file_the_environment_or_the_default(tmp_path: Pat
     settings = Settings.from_flags({}, {**env, "RUNLOG_MONITOR_LEAN": "2"})
     assert (settings.rest_after(), settings.sources["monitor_rest"]) == (2.0, "RUNLOG_MONITOR_LEAN")
     assert "setting monitor_rest='2' from RUNLOG_MONITOR_LEAN" in settings.origins()
-    # The variable means what it always meant: a number, else off.
-    for value, rest in (("", 5.0), ("1", 1.0), ("off", None), ("-1", None), ("soon", None)):
+    for value, rest in (("", 5.0), ("1", 1.0), ("off", None), ("OFF", None), ("0", 0.0)):
         assert Settings.from_flags({}, {"RUNLOG_MONITOR_LEAN": value}).rest_after() == rest, value
+    # A typo in the variable is an error naming it, as one in the file is.
+    for value in ("-1", "soon", "5s", "nan"):
+        with pytest.raises(ConfigError, match=f"RUNLOG_MONITOR_LEAN='{value}': neither seconds"):
+            Settings.from_flags({}, {"RUNLOG_MONITOR_LEAN": value})
 
 
 @pytest.mark.parametrize(
