@@ -11,14 +11,14 @@ written and read as that module says (a test holds the two together).
 
 Light on purpose, as the short way loads it: :mod:`posix` and
 :mod:`_socket` (``socket`` costs 9 ms to import); not even
-:mod:`engine.wire`, a module more on every call. :mod:`engine.errors` and
+:mod:`engine.wire`, a module more on every call, nor :mod:`engine.faults`
+unless a test sets ``RUNLOG_FAULT``. :mod:`engine.errors` and
 the JSON scanner load only where a reply is other than the usual.
 """
 
 import _socket
 import posix
 
-from engine import faults
 from engine.layout import REQUEST_TIMEOUT, SocketAddress
 
 __all__ = [
@@ -40,6 +40,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
+
+# A test's fault (engine.faults): its module, one more on every call of the
+# short way (0.15 ms), loads only where RUNLOG_FAULT is set.
+_FAULT_SET = b"RUNLOG_FAULT" in posix.environ
 
 
 def request_line(op: str, **fields: "Any") -> bytes:
@@ -86,7 +90,9 @@ def exchange(path: str, request: bytes, timeout: "float | None") -> bytes:
             sock.shutdown(_socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # answered before reading it all (too large)
-        if faults.ARMED:  # RUNLOG_FAULT=OP:sent: the client killed once it asked
+        if _FAULT_SET:  # RUNLOG_FAULT=OP:sent: the client killed once it asked
+            from engine import faults
+
             faults.point(_op(request), "sent")
         chunks = []
         try:

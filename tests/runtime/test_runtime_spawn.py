@@ -25,9 +25,11 @@ from engine.runtime.monitor import spawn
 syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
 config = load_bundle(sys.argv[1])
 calls = []
+given = []
 
-def meanwhile():
+def meanwhile(pid):
     calls.append(os.getpid())
+    given.append(pid)
     if sys.argv[2] == "fail":
         raise OSError(98, "Address already in use")
 
@@ -37,6 +39,8 @@ except OSError as err:
     print("raised", err.strerror)
 else:
     print("ready", handle.pid == int(open(f"/proc/{handle.pid}/stat").read().split()[0]))
+    # Cloned straight into its namespaces: its pid is known to meanwhile.
+    print("given", given == [handle.pid])
     os.kill(handle.pid, 9)
     os.waitpid(handle.pid, 0)
 print("calls", calls == [os.getpid()])
@@ -63,7 +67,7 @@ def _spawning(script: str, bundle: Path, mode: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("ok", ["ready True", "calls True", "left none"]),
+    [("ok", ["ready True", "given True", "calls True", "left none"]),
      ("fail", ["raised Address already in use", "calls True", "left none"])],
 )  # fmt: skip
 def test_meanwhile_runs_once_and_its_failure_leaves_no_init(

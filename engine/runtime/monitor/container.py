@@ -122,8 +122,11 @@ class Container:
         )
         self.handle: spawn.InitHandle | None = None
         self.released: spawn.InitHandle | None = None
-        # The monitor's work while the init sets itself up (spawn.spawn).
-        self.meanwhile: Callable[[], None] | None = None
+        # The monitor's work while the init sets itself up (spawn.spawn),
+        # given the init's pid where it is known by then.
+        self.meanwhile: Callable[[int | None], None] | None = None
+        # The init runtime.json names (write_runtime).
+        self.runtime_init: int | None = None
         # runlog restore: its request (image path, CRIU's flags), for the
         # monitor to run the machine's ``restore`` rather than ``create``.
         self.restore: dict[str, Any] | None = None
@@ -168,12 +171,15 @@ class Container:
         self.statedir.write(STATE, text)
         self.state, self.state_text = state, text
 
-    def write_runtime(self, monitor_pid: int) -> None:
+    def write_runtime(self, monitor_pid: int, init_pid: int | None = None) -> None:
+        """runtime.json: the monitor, and the init (``init_pid``, known
+        before the spawn has returned, else :attr:`pid`)."""
+        init = self.pid if init_pid is None else init_pid
         info = {
             "monitor_pid": monitor_pid,
             "monitor_start": process_start_time(monitor_pid),
-            "init_pid": self.pid,
-            "init_start": None if self.pid is None else process_start_time(self.pid),
+            "init_pid": init,
+            "init_start": None if init is None else process_start_time(init),
             "bundle": self.config.bundle,
             "rootfs": self.config.root.path,
             "created_ns": self.created_ns,
@@ -182,6 +188,13 @@ class Container:
             "init_parent": "caller" if self.caller_reaps else "monitor",
         }
         self.statedir.write(RUNTIME, jsonfast.dumps(info).encode())
+        self.runtime_init = init
+
+    def runtime_names_init(self, monitor_pid: int) -> None:
+        """Once created: runtime.json names the init, unless it does already
+        (written while the init set itself up)."""
+        if self.runtime_init is None or self.runtime_init != self.pid:
+            self.write_runtime(monitor_pid)
 
     # -- the init's end ----------------------------------------------------
 

@@ -133,7 +133,7 @@ def run(
         service.project = container.project
         server = _server(dispatcher, statedir, sock, log, watcher)
         _told(server, settings)
-        container.write_runtime(os.getpid())
+        container.runtime_names_init(os.getpid())
     except BaseException as err:
         # Created, but not to be served: undone, and the undoing recorded.
         try:
@@ -348,8 +348,13 @@ def _create(
     gives up (``given_up``) is in the create event (``given_up``)."""
     made: list[tuple[_socket.socket, Dispatcher]] = []
 
-    def meanwhile() -> None:
+    def meanwhile(init_pid: int | None) -> None:
         made.append(_loop(service, container))
+        if init_pid is not None:
+            # runtime.json names the init now, while it sets itself up,
+            # rather than after create's synced commit, where a new file in
+            # the state directory waits for the journal (docs/performance.md).
+            container.write_runtime(os.getpid(), init_pid)
 
     container.meanwhile = meanwhile
     try:

@@ -117,7 +117,7 @@ def spawn(
     console: int | None = None,
     preserve_fds: int = 0,
     stdio: tuple[int, int, int] | None = None,
-    meanwhile: Callable[[], None] | None = None,
+    meanwhile: Callable[[int | None], None] | None = None,
     caller_reaps: bool = False,
 ) -> InitHandle:
     """Fork the init and wait until it is ready to exec, or failed.
@@ -134,8 +134,9 @@ def spawn(
     the init's stdin, stdout and stderr (else it keeps the caller's).
     ``meanwhile``: the caller's own work, run once the init (or the
     intermediate) is forked, while the init sets itself up (some 5 ms the caller
-    would spend waiting); if it raises, the init is killed and the error
-    goes on. ``caller_reaps``: the init must be re-parented to create's
+    would spend waiting), given the init's pid if it is known by then
+    (cloned directly; else ``None``); if it raises, the init is killed and
+    the error goes on. ``caller_reaps``: the init must be re-parented to create's
     caller, through the intermediate.
     """
     seccomp = _build_filter(config)
@@ -177,7 +178,7 @@ def spawn(
                 # instead of holding it.
                 _await_ready(parent.fileno(), pid, config, found, buffer, until_mapped=True)
             try:
-                meanwhile()
+                meanwhile(found[0] if found else None)
             except BaseException as err:
                 failed = err  # once the init is ready or gone: undone below
         _await_ready(parent.fileno(), pid, config, found, buffer)
