@@ -393,18 +393,7 @@ def test_run_mode_under_task_cgroup(cluster: Cluster) -> None:
     ]
     made = {c for a in payload["actions"] for c in (a.get("result") or {}).get("cgroups", [])}
     assert {"cpuset", "memory", "freezer"} <= made, payload
-    proc = _srun_background(cluster, "sh", "-c", WORKER)
-    try:
-        _wait_ready(proc)
-        [job] = cluster.jobs()
-        assert cluster.root_cmd("scancel", job).returncode == 0
-        assert proc.wait(timeout=60) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-    cluster.wait_idle()
-    assert cluster.leftovers() == []
+    _scancel_in_run_mode(cluster)
 
 
 def test_sbatch_keeps_the_exit_code(cluster: Cluster) -> None:
@@ -453,14 +442,14 @@ def _wait_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
     assert line.strip() == "ready", (line, proc.stderr.read() if proc.stderr else "")
 
 
-def test_scancel_stops_the_container(cluster: Cluster) -> None:
-    cluster.oci(RUN_MODE)
+def _scancel_in_run_mode(cluster: Cluster) -> str:
+    """srun a worker in run mode, scancel it: srun gets the container's
+    own 143 (the SIGTERM reached it through `run`), nothing is left; the job."""
     proc = _srun_background(cluster, "sh", "-c", WORKER)
     try:
         _wait_ready(proc)
         [job] = cluster.jobs()
         assert cluster.root_cmd("scancel", job).returncode == 0
-        # The container's own code: the SIGTERM reached it through `run`.
         assert proc.wait(timeout=60) == 143
     finally:
         if proc.poll() is None:
@@ -468,6 +457,12 @@ def test_scancel_stops_the_container(cluster: Cluster) -> None:
         proc.communicate()
     cluster.wait_idle()
     assert cluster.leftovers() == []
+    return job
+
+
+def test_scancel_stops_the_container(cluster: Cluster) -> None:
+    cluster.oci(RUN_MODE)
+    job = _scancel_in_run_mode(cluster)
     events = cluster.events(f".{job}.0.0")
     triggers = [t for t, o, _u in events if o == "ok" and t not in ("state", "wait")]
     assert triggers == ["create", "start", "kill", "exit", "delete"], triggers

@@ -88,6 +88,7 @@ class _Copy:
 
     def __init__(self, ours: list[int], ended: int) -> None:
         self.to_stdin, out_r, err_r = ours
+        self.poller = select.poll()
         # The caller's stdin, while it is copied.
         self.stdin = 0 if ended >= 0 else -1
         if self.stdin < 0:
@@ -95,7 +96,6 @@ class _Copy:
         self.pending = b""
         self.outputs = {out_r: 1, err_r: 2}
         self.ended = ended
-        self.poller = select.poll()
         for fd in self.outputs:
             self.poller.register(fd, _IN)
         if ended >= 0:
@@ -185,7 +185,7 @@ class _Copy:
         if self.to_stdin >= 0:
             try:
                 self.poller.unregister(self.to_stdin)
-            except (KeyError, AttributeError):
+            except KeyError:
                 pass
             posix.close(self.to_stdin)
             self.to_stdin = -1
@@ -212,8 +212,10 @@ def own_pipes(config: Config) -> None:
     container's root may open them again (``/dev/stdout``, ``/proc/self/fd/1``).
     Where this user may not (an unprivileged caller mapping root to
     another id), they stay the caller's."""
-    uid = _host_root(config.linux.uid_mappings) if config.linux.namespace("user") else None
-    gid = _host_root(config.linux.gid_mappings) if config.linux.namespace("user") else None
+    if config.linux.namespace("user") is None:
+        return
+    uid = _host_root(config.linux.uid_mappings)
+    gid = _host_root(config.linux.gid_mappings)
     if uid is None and gid is None:
         return
     for fd in (0, 1, 2):

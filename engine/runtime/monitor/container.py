@@ -193,7 +193,7 @@ class Container:
     def runtime_names_init(self, monitor_pid: int) -> None:
         """Once created: runtime.json names the init, unless it does already
         (written while the init set itself up)."""
-        if self.runtime_init is None or self.runtime_init != self.pid:
+        if self.runtime_init != self.pid:
             self.write_runtime(monitor_pid)
 
     # -- the init's end ----------------------------------------------------
