@@ -91,6 +91,7 @@ bench: $(STAMP) bench-deps
 	$(PY) -m engine.entry $(VENV)/bin/runlog  # the code file as the sources are now
 	$(PY) bench/run.py
 	$(PY) bench/containers.py
+	$(PY) bench/commands.py
 	$(PY) bench/monitors.py
 	$(PY) bench/control.py
 	$(PY) bench/audit.py
