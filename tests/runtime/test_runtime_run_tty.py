@@ -267,3 +267,28 @@ def test_exec_t_copies_the_terminal_and_resizes_as_runc(
     assert got["runlog"] == got["runc"]
     runc("delete", "--force", "x-runc")
     runlog("delete", "--force", "x-ours", check=True)
+
+
+def test_exec_t_without_any_terminal_is_refused_as_runc(
+    runtimes: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
+) -> None:
+    runlog("run", "-d", "-b", str(bundle(["sleep", "300"])), "n-ours", check=True)
+    runc("run", "-d", "-b", str(bundle(["sleep", "300"])), "n-runc")
+    for name, cid in (("runlog", "n-ours"), ("runc", "n-runc")):
+        proc = subprocess.run(
+            runtimes[name]("exec", "-t", cid, "echo", "hi"),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            start_new_session=True,  # no controlling terminal
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 255, (name, proc.stderr)
+        assert b"exec failed: open /dev/tty: no such device or address" in proc.stderr, name
+        assert proc.stdout == b"", name
+    # Refused before the monitor was asked: recorded, no process started.
+    assert ("exec", None, "rejected") in runlog.events("n-ours")
+    assert not any(t == "exec_exit" for t, _d, _o in runlog.events("n-ours"))
+    runc("delete", "--force", "n-runc")
+    runlog("delete", "--force", "n-ours", check=True)
