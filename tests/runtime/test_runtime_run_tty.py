@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Callable
@@ -33,18 +32,6 @@ pytestmark = [
 
 Bundle = Callable[..., Path]
 Runtime = Callable[..., list[str]]
-
-
-@pytest.fixture
-def runtimes(runlog: Any, runc: Any) -> dict[str, Runtime]:
-    """``runtimes[name](*args)``: the argv of ``ARGS`` for each runtime,
-    with its own root."""
-    ours = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
-    theirs = ["runc", "--root", str(runc.root)]
-    return {
-        "runlog": lambda *args: [*ours, *args],
-        "runc": lambda *args: [*theirs, *args],
-    }
 
 
 def _tty_bundle(bundle: Bundle, script: str) -> Path:
@@ -132,11 +119,11 @@ SCRIPT = "echo hi; tty; read x; echo got $x; stty size; echo waiting; read y; st
 
 
 def test_run_copies_the_terminal_as_runc(
-    runtimes: dict[str, Runtime], runlog: Any, bundle: Bundle
+    side_by_side: dict[str, Runtime], runlog: Any, bundle: Bundle
 ) -> None:
     b = _tty_bundle(bundle, SCRIPT)
     got, pids = {}, {}
-    for name, argv in runtimes.items():
+    for name, argv in side_by_side.items():
         pty = OnPty(argv("run", "-b", str(b), f"tty-{name}"))
         pty.read_until(b"/dev/pts/")
         pty.type(b"hello\r")
@@ -175,11 +162,13 @@ def test_run_copies_the_terminal_as_runc(
     assert not list(runlog.root.iterdir())
 
 
-def test_run_with_a_terminal_forwards_signals(runtimes: dict[str, Runtime], bundle: Bundle) -> None:
+def test_run_with_a_terminal_forwards_signals(
+    side_by_side: dict[str, Runtime], bundle: Bundle
+) -> None:
     b = _tty_bundle(
         bundle, "trap 'echo caught; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
     )
-    for name, argv in runtimes.items():
+    for name, argv in side_by_side.items():
         pty = OnPty(argv("run", "-b", str(b), f"sig-{name}"))
         pty.read_until(b"ready")
         pty.proc.send_signal(signal.SIGTERM)
@@ -188,12 +177,14 @@ def test_run_with_a_terminal_forwards_signals(runtimes: dict[str, Runtime], bund
         assert out.endswith(b"caught\r\n"), (name, out)
 
 
-def test_stdin_not_a_terminal_but_stdout_one(runtimes: dict[str, Runtime], bundle: Bundle) -> None:
+def test_stdin_not_a_terminal_but_stdout_one(
+    side_by_side: dict[str, Runtime], bundle: Bundle
+) -> None:
     """runc takes the terminal from stderr, stdout or stdin, whichever is
     one (stdout here: stdin is /dev/null, whose end is copied as nothing)."""
     b = _tty_bundle(bundle, "echo hi; tty; exit 3")
     got = {}
-    for name, argv in runtimes.items():
+    for name, argv in side_by_side.items():
         pty = OnPty(argv("run", "-b", str(b), f"in-{name}"), stdin=subprocess.DEVNULL)
         got[name] = pty.finish()
     code, out, restored = got["runlog"]
@@ -201,26 +192,31 @@ def test_stdin_not_a_terminal_but_stdout_one(runtimes: dict[str, Runtime], bundl
     assert got["runlog"] == got["runc"]
 
 
+def _without_terminal(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``argv`` with no stdio a terminal and no controlling terminal."""
+    return subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=False,
+    )
+
+
 def _empty(root: Path) -> bool:
     return not root.exists() or not any(root.iterdir())
 
 
 def test_run_without_any_terminal_is_refused_as_runc(
-    runtimes: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
+    side_by_side: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
 ) -> None:
     """No stdio a terminal and no controlling one: runc cannot open
     /dev/tty, and says so before anything is made; runlog too."""
     b = _tty_bundle(bundle, "echo hi")
-    for name, argv in runtimes.items():
-        proc = subprocess.run(
-            argv("run", "-b", str(b), f"none-{name}"),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            start_new_session=True,  # no controlling terminal
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            timeout=60,
-            check=False,
-        )
+    for name, argv in side_by_side.items():
+        proc = _without_terminal(argv("run", "-b", str(b), f"none-{name}"))
         assert proc.returncode == 1, (name, proc.stderr)
         assert b"open /dev/tty: no such device or address" in proc.stderr, name
         assert proc.stdout == b"", name
@@ -229,10 +225,10 @@ def test_run_without_any_terminal_is_refused_as_runc(
 
 
 def test_detached_run_with_a_terminal_still_needs_a_console_socket(
-    runtimes: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
+    side_by_side: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
 ) -> None:
     b = _tty_bundle(bundle, "echo hi")
-    for name, argv in runtimes.items():
+    for name, argv in side_by_side.items():
         pty = OnPty(argv("run", "-d", "-b", str(b), f"d-{name}"))
         code, out, restored = pty.finish()
         assert (code, restored) == (1, True), (name, out)
@@ -245,14 +241,14 @@ def test_detached_run_with_a_terminal_still_needs_a_console_socket(
 
 
 def test_exec_t_copies_the_terminal_and_resizes_as_runc(
-    runtimes: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
+    side_by_side: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
 ) -> None:
     b = bundle(["sleep", "300"])
     runlog("run", "-d", "-b", str(b), "x-ours", check=True)
     runc("run", "-d", "-b", str(bundle(["sleep", "300"])), "x-runc")
     got = {}
     for name, cid in (("runlog", "x-ours"), ("runc", "x-runc")):
-        pty = OnPty(runtimes[name]("exec", "-t", cid, "sh", "-c", SCRIPT))
+        pty = OnPty(side_by_side[name]("exec", "-t", cid, "sh", "-c", SCRIPT))
         pty.read_until(b"/dev/pts/")
         pty.type(b"hello\r")
         pty.read_until(b"waiting")
@@ -270,20 +266,12 @@ def test_exec_t_copies_the_terminal_and_resizes_as_runc(
 
 
 def test_exec_t_without_any_terminal_is_refused_as_runc(
-    runtimes: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
+    side_by_side: dict[str, Runtime], runlog: Any, runc: Any, bundle: Bundle
 ) -> None:
     runlog("run", "-d", "-b", str(bundle(["sleep", "300"])), "n-ours", check=True)
     runc("run", "-d", "-b", str(bundle(["sleep", "300"])), "n-runc")
     for name, cid in (("runlog", "n-ours"), ("runc", "n-runc")):
-        proc = subprocess.run(
-            runtimes[name]("exec", "-t", cid, "echo", "hi"),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            start_new_session=True,  # no controlling terminal
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            timeout=60,
-            check=False,
-        )
+        proc = _without_terminal(side_by_side[name]("exec", "-t", cid, "echo", "hi"))
         assert proc.returncode == 255, (name, proc.stderr)
         assert b"exec failed: open /dev/tty: no such device or address" in proc.stderr, name
         assert proc.stdout == b"", name
