@@ -50,7 +50,9 @@ class OnPty:
     its controlling terminal (a session of its own), ``rows`` x ``cols``;
     the test reads and types on the master."""
 
-    def __init__(self, argv: list[str], rows: int = 30, cols: int = 100, stdin: Any = None):
+    def __init__(
+        self, argv: list[str], rows: int = 30, cols: int = 100, stdin: Any = None, **kw: Any
+    ) -> None:
         self.master, self.slave = os.openpty()
         _winsize(self.slave, rows, cols)
         self.mode = termios.tcgetattr(self.slave)
@@ -66,7 +68,7 @@ class OnPty:
             stdout=self.slave,
             stderr=self.slave,
             preexec_fn=controlling,  # noqa: PLW1509 (no threads here)
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            **{"env": {**os.environ, "PYTHONPATH": str(REPO)}, **kw},
         )
 
     def read_until(self, marker: bytes, timeout: float = 30) -> None:
