@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from engine.runtime.cli.foreground import Pipes
+    from engine.runtime.cli.terminal import Terminal
 
 
 def absent(
@@ -162,6 +163,7 @@ def _create(
     init_parent: str,
     restore: dict[str, object] | None = None,
     stdio: tuple[int, int, int] | None = None,
+    console: int | None = None,
 ) -> int:
     # create loads os anyway (the launch); the other commands do without
     # (engine.settings).
@@ -186,6 +188,7 @@ def _create(
         actor=actor,
         restore=restore,
         stdio=stdio,
+        console=console,
     )
     pid_file = flags.get("pid_file")
     if pid_file:
@@ -377,16 +380,21 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
             settings, container_id, StateDir(settings.root, container_id).file(CONTROL)
         )
         return 0
-    pipes = None
+    pipes, terminal = None, None
     if not (flags.get("console_socket") or flags.get("log_path")):
-        from engine.runtime.cli.foreground import Pipes
+        if _wants_terminal(flags):
+            terminal = _terminal(settings, flags, container_id)
+        else:
+            from engine.runtime.cli.foreground import Pipes
 
-        pipes = Pipes()
+            pipes = Pipes()
     try:
-        status = _foreground(settings, flags, container_id, pipes)
+        status = _foreground(settings, flags, container_id, pipes, terminal)
     finally:
         if pipes is not None:
             pipes.close()
+        if terminal is not None:
+            terminal.close()
     if "exec_error" in status:
         # What start no longer waits for (runc's start neither): run says it.
         sys.stderr.write(f"container {container_id}: {status['exec_error']}\n")
@@ -394,24 +402,72 @@ def run(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
     return _status_code(status)
 
 
+def _wants_terminal(flags: dict[str, object]) -> bool:
+    """Whether the bundle's config asks for a terminal (``process.terminal``);
+    read here, before create, to choose how the stdio go. A config that
+    cannot be read says no: the monitor reports what is wrong with it."""
+    from engine import jsonfast
+
+    path = str(flags.get("bundle") or ".") + "/config.json"
+    try:
+        with open(path, "rb") as fh:
+            process = jsonfast.loads(fh.read()).get("process")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(process, dict) and process.get("terminal") is True
+
+
+def _terminal(settings: Settings, flags: dict[str, object], container_id: str) -> Terminal:
+    """The caller's terminal, for a foreground run with ``terminal: true``;
+    without one, refused (and recorded) before anything is made, as runc's."""
+    from engine.runtime.cli.terminal import Terminal
+
+    try:
+        return Terminal()
+    except RunlogError as err:
+        from engine.runtime.shared import record
+
+        refused = RunlogError(f"container {container_id}: {err}")
+        request = {"bundle": str(flags.get("bundle") or ".")}
+        try:
+            record.rejected(settings, container_id, "create", refused, request)
+        except (RunlogError, OSError) as problem:
+            record.not_recorded(refused, problem)
+        raise refused from None
+
+
 def _foreground(
-    settings: Settings, flags: dict[str, object], container_id: str, pipes: Pipes | None
+    settings: Settings,
+    flags: dict[str, object],
+    container_id: str,
+    pipes: Pipes | None,
+    terminal: Terminal | None = None,
 ) -> dict[str, Any]:
-    """Create, start, copy the stdio through ``pipes`` (when given) and
-    wait: the init's exit status, its output drained."""
+    """Create, start, copy the stdio through ``pipes`` or the pty to
+    ``terminal`` (when given) and wait: the init's exit status, its output
+    drained."""
     try:
         stdio = pipes.theirs if pipes is not None else None
-        pid = _create(settings, flags, container_id, "monitor", stdio=stdio)
+        console = terminal.theirs if terminal is not None else None
+        pid = _create(settings, flags, container_id, "monitor", stdio=stdio, console=console)
     finally:
         if pipes is not None:
             pipes.handed()
+        if terminal is not None:
+            terminal.handed()
     path = StateDir(settings.root, container_id).file(CONTROL)
-    _forward_signals(path)
+    # With a terminal, SIGWINCH resizes the pty rather than reach the init.
+    _forward_signals(path, winch=terminal is None)
     try:
+        if terminal is not None:
+            _receive_or_discard(settings, container_id, path, terminal)
         _start_or_discard(settings, container_id, path)
         if pipes is not None:
             sys.stdout.flush()
             pipes.copy(pid)
+        if terminal is not None:
+            sys.stdout.flush()
+            terminal.copy(pid)
         status: dict[str, Any] = control.call(path, {"op": "wait"}, timeout=None)["exit"]
     finally:
         _forward_signals(None)
@@ -421,10 +477,11 @@ def _foreground(
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
-def _forward_signals(path: str | None) -> None:
+def _forward_signals(path: str | None, winch: bool = True) -> None:
     """Forward the signals this process gets to the container's init through
     control.sock ``path`` (Slurm's scancel, a terminal's ^C: runc's signal
-    forwarding in foreground run); ``None``: stop, their defaults again."""
+    forwarding in foreground run); ``None``: stop, their defaults again.
+    Not ``winch``: SIGWINCH is left to the terminal's copy, which resizes."""
     import signal
 
     def forward(signo: int, _frame: object) -> None:
@@ -434,7 +491,25 @@ def _forward_signals(path: str | None) -> None:
             pass
 
     for name in _FORWARDED:
-        signal.signal(getattr(signal, name), signal.SIG_DFL if path is None else forward)
+        if name != "SIGWINCH" or winch:
+            signal.signal(getattr(signal, name), signal.SIG_DFL if path is None else forward)
+
+
+def _receive_or_discard(
+    settings: Settings, container_id: str, path: str, terminal: Terminal
+) -> None:
+    """The pty master from the created init, its window size set before
+    the start; without it, the container is deleted and run fails."""
+    try:
+        terminal.receive(f"container {container_id}: the init")
+    except (RunlogError, OSError) as err:
+        try:
+            _discard(settings, container_id, path)
+        except RunlogError:
+            pass
+        if isinstance(err, RunlogError):
+            raise
+        raise RunlogError(f"container {container_id}: the pty master: {err}") from None
 
 
 def _start_or_discard(settings: Settings, container_id: str, path: str) -> None:

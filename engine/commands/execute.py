@@ -18,7 +18,6 @@ monitor records).
 from __future__ import annotations
 
 import os
-import sys
 
 from engine.commands.container import _call, _status_code, _write_pid_file, absent
 from engine.errors import (
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from engine.oci.model import Config, Process
+    from engine.runtime.cli.terminal import Terminal
 
 __all__ = ["ExecFailed", "main"]
 
@@ -108,13 +108,17 @@ def _exec(
         "detach": detach,
         "ignore_paused": bool(flags.get("ignore_paused")),
     }
+    pump = _terminal(process, console_socket)
     # The machine says whether it may be; the reply names the init to join.
     asked.append(True)
-    reply = _call(settings, cid, "exec", request)
+    try:
+        reply = _call(settings, cid, "exec", request)
+    except BaseException:
+        if pump is not None:
+            pump.close()
+        raise
     exec_id, init_pid = int(reply["exec"]), int(reply["pid"])
-    console, pump = None, None
-    if process.terminal:
-        console, pump = _console(console_socket)
+    console = _console(pump, console_socket if process.terminal else "")
     spawned = execute.spawn(
         config, process, init_pid, cgroups, console=console, preserve_fds=preserve
     )
@@ -290,85 +294,28 @@ def _refuse_labels(flags: dict[str, object]) -> None:
         raise UnsupportedError(f"--process-label {label!r}: {why}")
 
 
-class _Pump:
-    """A foreground ``exec -t`` without ``--console-socket``: the pty master
-    comes here, and this terminal is copied to it and back (runc does the
-    same)."""
+def _terminal(process: Process, console_socket: str) -> Terminal | None:
+    """The caller's terminal, for ``-t`` without ``--console-socket``:
+    found (or the exec refused) before the monitor is asked, as runc's."""
+    if not process.terminal or console_socket:
+        return None
+    from engine.runtime.cli.terminal import Terminal
 
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.master: int | None = None
-
-    def receive(self) -> None:
-        from engine.linux import fdpass
-
-        _name, fds = fdpass.recv_fds(self.sock, 4096, 1)
-        self.sock.close()
-        if not fds:
-            raise RunlogError("the process sent no pty master")
-        self.master = fds[0]
-
-    def close(self) -> None:
-        self.sock.close()
-        if self.master is not None:
-            os.close(self.master)
-            self.master = None
-
-    def run(self) -> None:
-        import select
-        import termios
-        import tty
-
-        assert self.master is not None
-        master, stdin, stdout = self.master, sys.stdin.fileno(), sys.stdout.fileno()
-        saved = None
-        if os.isatty(stdin):
-            saved = termios.tcgetattr(stdin)
-            tty.setraw(stdin)
-            try:
-                size = os.get_terminal_size(stdin)
-                import fcntl
-                import struct
-
-                winsize = struct.pack("HHHH", size.lines, size.columns, 0, 0)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
-            except OSError:
-                pass
-        poller = select.poll()
-        poller.register(master, select.POLLIN)
-        poller.register(stdin, select.POLLIN)
-        try:
-            while True:
-                for fd, _events in poller.poll():
-                    try:
-                        data = os.read(fd, 65536)
-                    except OSError:
-                        data = b""
-                    if fd == master:
-                        if not data:
-                            return
-                        os.write(stdout, data)
-                    elif data:
-                        os.write(master, data)
-                    else:
-                        poller.unregister(stdin)
-        finally:
-            if saved is not None:
-                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
-            self.close()
+    return Terminal()
 
 
-def _console(path: str) -> tuple[int, _Pump | None]:
-    """A socket for the pty master: connected to ``--console-socket``, or,
-    without one (foreground), one end of a pair whose other end this
-    process reads (:class:`_Pump`)."""
+def _console(pump: Terminal | None, path: str) -> int | None:
+    """A socket for the pty master, for spawn to give the process: the end
+    of ``pump``'s pair, or one connected to ``--console-socket`` ``path``."""
     import _socket
 
     from engine.runtime.shared.statedir import SocketAddress
 
+    if pump is not None:
+        console, pump.theirs = pump.theirs, None  # spawn's now
+        return console
     if not path:
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        return theirs.detach(), _Pump(ours)
+        return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         with SocketAddress(path) as address:
@@ -376,10 +323,10 @@ def _console(path: str) -> tuple[int, _Pump | None]:
     except OSError as err:
         sock.close()
         raise RunlogError(f"console socket {path}: {err.strerror or err}") from None
-    return sock.detach(), None
+    return sock.detach()
 
 
-def _foreground(pid: int, pump: _Pump | None) -> dict[str, int]:
+def _foreground(pid: int, pump: Terminal | None) -> dict[str, int]:
     """Forward signals to the process, copy its terminal, wait; how it ended.
     On ``_signal``: ``signal`` would load ``enum`` (about 1 ms)."""
     import _signal  # type: ignore[import-not-found]  # signal's C module: no stub
@@ -400,8 +347,8 @@ def _foreground(pid: int, pump: _Pump | None) -> dict[str, int]:
             except (OSError, ValueError):
                 pass
     if pump is not None:
-        pump.receive()
-        pump.run()
+        pump.receive("the process")
+        pump.copy(pid)
     _pid, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return {"signal": os.WTERMSIG(status)}

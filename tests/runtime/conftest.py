@@ -378,3 +378,15 @@ def runc(tmp_path: Path) -> Iterator[Runc]:
     if tool.root.exists():
         for entry in tool.root.iterdir():
             tool("delete", "--force", entry.name, check=False)
+
+
+@pytest.fixture
+def side_by_side(runlog: Runlog, runc: Runc) -> dict[str, Callable[..., list[str]]]:
+    """``side_by_side[name](*args)``: the argv of ``ARGS`` for runlog and
+    runc, each with its own root, for the same command run by both."""
+    ours = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    theirs = ["runc", "--root", str(runc.root)]
+    return {
+        "runlog": lambda *args: [*ours, *args],
+        "runc": lambda *args: [*theirs, *args],
+    }

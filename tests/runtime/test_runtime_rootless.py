@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from engine.bundles import BUSYBOX
-from tests.runtime.conftest import ConsoleSocket, Runlog, exec_on_console
+from tests.runtime.conftest import REPO, ConsoleSocket, Runlog, exec_on_console
 from tests.runtime.users import User, UserRunlog, make_user, rootless_bundle, user_dir
 
 pytestmark = pytest.mark.root
@@ -1070,3 +1070,45 @@ def test_update_ps_and_events_in_a_delegated_cgroup(
     userlog("resume", "g1", check=True)
     assert userlog.state("g1")["status"] == "running"
     userlog("delete", "--force", "g1", check=True)
+
+
+def test_run_with_a_terminal_as_the_user_as_runc(
+    userlog: UserRunlog, bundle: Bundle, alice: User, place: Path
+) -> None:
+    """``runc spec --rootless``'s terminal: true, run in the foreground from
+    alice's terminal: the same terminal in the container, her input, the
+    window size and the exit code, with runlog and runc."""
+    from tests.runtime.test_runtime_run_tty import OnPty
+
+    def edit(spec: dict[str, Any]) -> None:
+        spec["process"]["terminal"] = True
+
+    b = bundle(["sh", "-c", "tty; stty size; read x; echo got $x; exit 3"], edit)
+    ours = [sys.executable, "-m", "engine", "--root", str(userlog.root), "--db", str(userlog.db)]
+    theirs = ["runc", "--rootless=true", "--root", str(place / "runc")]
+    env = alice.env(PYTHONPATH=str(REPO))
+    got = {}
+    for name, argv in (("runlog", ours), ("runc", theirs)):
+        pty = OnPty(
+            [*argv, "run", "-b", str(b), f"t-{name}"],
+            cwd=place,
+            env=env,
+            user=alice.uid,
+            group=alice.gid,
+            extra_groups=[],
+        )
+        pty.read_until(b"30 100")
+        pty.type(b"hello\r")
+        got[name] = pty.finish()
+    code, out, restored = got["runlog"]
+    assert (code, restored) == (3, True), out
+    assert out.split(b"\r\n")[:2] == [b"/dev/pts/0", b"30 100"], out
+    assert b"got hello\r\n" in out, out
+    assert got["runlog"] == got["runc"]
+    events = [(t, d, o) for t, d, o, p in _events(userlog.db, "t-runlog") if not p.get("query")]
+    assert events == [
+        ("create", "created", "ok"),
+        ("start", "running", "ok"),
+        ("exit", "stopped", "ok"),
+        ("delete", "deleted", "ok"),
+    ]

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +28,13 @@ Runtime = Callable[..., list[str]]
 
 
 @pytest.fixture
-def runtimes(runlog: Any, runc: Any) -> dict[str, Runtime]:
+def runtimes(side_by_side: dict[str, Runtime]) -> dict[str, Runtime]:
     """``runtimes[name](*args)``: the argv of ``run ARGS`` for each runtime,
     with its own root."""
-    ours = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
-    theirs = ["runc", "--root", str(runc.root)]
+    ours, theirs = side_by_side["runlog"], side_by_side["runc"]
     return {
-        "runlog": lambda *args: [*ours, "run", *args],
-        "runc": lambda *args: [*theirs, "run", *args],
+        "runlog": lambda *args: ours("run", *args),
+        "runc": lambda *args: theirs("run", *args),
     }
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from engine.oci.model import Config, IDMapping
 
-__all__ = ["Pipes", "own_pipes"]
+__all__ = ["Pipes", "own_pipes", "write_all"]
 
 _CHUNK = 65536
 _IN = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -129,7 +129,7 @@ class _Copy:
             data = posix.read(fd, _CHUNK)
         except OSError:
             data = b""
-        if data and _write_all(self.outputs[fd], data):
+        if data and write_all(self.outputs[fd], data):
             return
         # Its end, or a caller's stream that cannot take it (a reader that
         # left): the container's next write there fails, as under runc.
@@ -191,7 +191,7 @@ class _Copy:
             self.to_stdin = -1
 
 
-def _write_all(fd: int, data: bytes) -> bool:
+def write_all(fd: int, data: bytes) -> bool:
     """Write all of ``data`` to the caller's ``fd``; False if it cannot take
     it (closed, a reader gone). Waits where the caller left it non-blocking."""
     while data:

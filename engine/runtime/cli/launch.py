@@ -58,10 +58,13 @@ def launch(
     actor: Actor,
     restore: dict[str, object] | None = None,
     stdio: tuple[int, int, int] | None = None,
+    console: int | None = None,
 ) -> int:
     """Start a monitor that creates the container; return the init's pid.
     ``stdio``: the container's stdin, stdout and stderr, in place of this
-    process's (a foreground run's pipes)."""
+    process's (a foreground run's pipes). ``console``: the socket the init
+    sends its pty master on, in place of a ``--console-socket`` (a
+    foreground run's terminal, :mod:`engine.runtime.cli.terminal`)."""
     if init_parent not in INIT_PARENTS:
         raise UsageError(
             f"init parent {init_parent!r} (--init-parent, RUNLOG_INIT_PARENT): "
@@ -104,6 +107,8 @@ def launch(
         "restore": restore,
         "pipes": stdio is not None,
     }
+    if console is not None:
+        options["console"] = True
     request = {
         "settings": {name: getattr(settings, name) for name in Settings.__slots__},
         "id": container_id,
@@ -111,7 +116,7 @@ def launch(
         "options": options,
         "actor": _who(actor),
     }
-    early.go(jsonfast.dumps(request).encode(), stdio)
+    early.go(jsonfast.dumps(request).encode(), stdio, console)
     faults.point("create", "sent")
     reply = early.report()
     word, _, rest = reply.partition(" ")

@@ -11,10 +11,12 @@ directory is claimed. The line goes on a unix socket, so that a
 foreground ``run`` can send with it the descriptors the container's
 stdio are to be (pipes it copies: :mod:`engine.runtime.cli.foreground`);
 the monitor-to-be makes them its own stdio, which the init inherits as it
-inherits create's. If ``create`` gives up first (a flag it refuses, an
-id in use), :meth:`Early.abandon` closes the socket, and the monitor-to-be
-exits having made nothing; create waits for that, so no process of it
-outlives it.
+inherits create's. For a terminal, ``run`` sends instead the socket the
+init sends its pty master back on (:mod:`engine.runtime.cli.terminal`).
+If ``create`` gives up first (a flag it refuses, an id in use),
+:meth:`Early.abandon` closes the socket, and the monitor-to-be exits
+having made nothing; create waits for that, so no process of it outlives
+it.
 
 The monitor-to-be runs without the garbage collector until create has
 reported: its imports and the create allocate some 100,000 objects that
@@ -57,16 +59,23 @@ class Early:
         self._go = go
         self._report = report
 
-    def go(self, line: bytes, stdio: "tuple[int, int, int] | None" = None) -> None:
+    def go(
+        self,
+        line: bytes,
+        stdio: "tuple[int, int, int] | None" = None,
+        console: "int | None" = None,
+    ) -> None:
         """Tell the monitor what to create: one line, no newline in it;
         with ``stdio``, three descriptors the monitor takes as its (and so
-        the container's) stdin, stdout and stderr."""
+        the container's) stdin, stdout and stderr; with ``console``, the
+        socket the init sends its pty master on (after them)."""
         data = line + b"\n"
+        fds = (*(stdio or ()), *(() if console is None else (console,)))
         try:
-            if stdio is not None:
+            if fds:
                 sock = _socket.socket(fileno=self._go)
                 try:
-                    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in stdio)
+                    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
                     sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
                 finally:
                     sock.detach()
@@ -187,6 +196,8 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
             line += chunk
     finally:
         sock.close()
+    # Three: run's pipes; one after them, or alone: run's console socket.
+    console = stdio.pop() if len(stdio) in (1, 4) else None
     if len(stdio) == 3:
         _take_stdio(stdio)
     else:
@@ -194,8 +205,10 @@ def _serve_when_told(go_fd: int, report_fd: int, intermediate: int) -> None:
             posix.close(fd)
     restore_affinity()
     if problem is None:
-        main.serve(line, report_fd, intermediate)
+        main.serve(line, report_fd, intermediate, console)
         return
+    if console is not None:
+        posix.close(console)
     # create removes the state directory; the report names the container.
     import json
 
@@ -220,8 +233,8 @@ def _take_stdio(fds: "list[int]") -> None:
         posix.close(fd)
 
 
-#: Room for the three descriptors of :meth:`Early.go`.
-_RIGHTS_SPACE = _socket.CMSG_SPACE(3 * 4)
+#: Room for the four descriptors of :meth:`Early.go`.
+_RIGHTS_SPACE = _socket.CMSG_SPACE(4 * 4)
 
 
 def restore_affinity() -> None:

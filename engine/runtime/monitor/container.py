@@ -94,12 +94,16 @@ class Container:
         owner: int = 0,
         capture: bool = False,
         caller_reaps: bool = False,
+        console_fd: int | None = None,
     ) -> None:
         self.statedir = statedir
         self.id = statedir.id
         self.config = config
         self.no_pivot = no_pivot
         self.console_socket = console_socket
+        # ... or a foreground run's socket for it, received with create's
+        # request (engine.runtime.cli.terminal).
+        self.console_fd = console_fd
         self.preserve_fds = preserve_fds
         self.owner = owner
         # create --log-path: the init's stdio are pipes to the monitor, whose
@@ -476,13 +480,18 @@ def _receive_master(sock: _socket.socket) -> int:
 
 
 def _console(c: Container) -> int:
-    """For ``terminal: true``: a socket connected to ``--console-socket``.
+    """For ``terminal: true``: a socket connected to ``--console-socket``,
+    or the one a foreground ``run`` sent (its own end of the pair is where
+    the master goes; given to the init once).
 
     The init makes the pty inside the container (its slave must be the
     container's /dev/pts/N) and sends the master on this socket with
     SCM_RIGHTS, runc's protocol; connecting here makes a wrong socket fail
     the create before anything is forked.
     """
+    if c.console_fd is not None:
+        fd, c.console_fd = c.console_fd, None
+        return _above_stdio(fd)
     if not c.console_socket:
         raise ActionError(
             "cannot allocate tty if runlog will detach without setting console socket"

@@ -58,15 +58,21 @@ if TYPE_CHECKING:
 __all__ = ["init_parent", "report", "run", "serve"]
 
 
-def serve(line: bytes, report_fd: int, intermediate: int) -> None:
+def serve(line: bytes, report_fd: int, intermediate: int, console: int | None = None) -> None:
     """The monitor, told what to create (one line from ``create``,
-    :mod:`engine.runtime.cli.prefork`): create it and serve it."""
+    :mod:`engine.runtime.cli.prefork`): create it and serve it. ``console``:
+    a foreground run's socket for the pty master, received with the line."""
     request = jsonfast.loads(line)
     settings = Settings(**request["settings"])
     statedir = StateDir(settings.root, request["id"])
     options = {**request["options"], "intermediate": intermediate}
     actor = Actor(**request["actor"])
-    run(settings, statedir, request["bundle"], options, actor, report_fd)
+    if console is not None:
+        os.set_inheritable(console, False)
+        if not options.get("console"):
+            os.close(console)
+            console = None
+    run(settings, statedir, request["bundle"], options, actor, report_fd, console)
 
 
 def run(
@@ -76,11 +82,12 @@ def run(
     options: dict[str, Any],
     actor: Actor,
     report_fd: int,
+    console: int | None = None,
 ) -> None:
     """Create the container, then serve it until delete. Runs in the monitor."""
     cid = statedir.id
     try:
-        config = _checked_config(bundle, cid, options)
+        config = _checked_config(bundle, cid, options, console is not None)
         console_socket = options["console_socket"]
         log_path = options["log_path"]
         caller_reaps = init_parent(options) == "caller"
@@ -101,6 +108,7 @@ def run(
             owner=actor.uid or 0,
             capture=bool(log_path),
             caller_reaps=caller_reaps,
+            console_fd=_pty_socket(config, console),
         )
         container.restore = options.get("restore")
         # Before anything is made: whoever finds this create dead finds
@@ -265,7 +273,9 @@ def _rest(server: Server) -> str | None:
     return rest(server)
 
 
-def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
+def _checked_config(
+    bundle: str, cid: str, options: dict[str, Any], console: bool = False
+) -> Config:
     """config.json, and what create refuses before anything is made."""
     config = load_bundle(bundle)
     if os.geteuid() != 0 and config.linux.namespace("user") is None:
@@ -285,7 +295,7 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
             f"container {cid}: --log-path and --console-socket: the terminal goes to "
             "one of them; give one"
         )
-    if config.process.terminal and not console_socket and not log_path:
+    if config.process.terminal and not (console_socket or log_path or console):
         # runc's words, at create time, before anything is made.
         raise RunlogError(
             "cannot allocate tty if runlog will detach without setting console socket"
@@ -295,6 +305,15 @@ def _checked_config(bundle: str, cid: str, options: dict[str, Any]) -> Config:
 
         own_pipes(config)  # a foreground run's stdio, given as runc gives them
     return _socket_activated(config, int(options.get("listen_fds", 0)))
+
+
+def _pty_socket(config: Config, console: int | None) -> int | None:
+    """A foreground run's socket for the pty master, for a terminal; without
+    one it is closed (run hears its end)."""
+    if console is not None and not config.process.terminal:
+        os.close(console)
+        return None
+    return console
 
 
 def _socket_activated(config: Config, count: int) -> Config:
