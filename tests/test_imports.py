@@ -76,6 +76,9 @@ HOT_PATH_ENTRIES = (
     # The resting monitor: what it imports is what every idle container
     # costs in memory (os alone is 0.2 MiB a monitor).
     "engine.runtime.monitor.lean",
+    # delete --force of a container already gone (Slurm's RunTimeDelete
+    # after each RunTimeRun): what a create left, and the log put right.
+    "engine.runtime.cli.remains",
 )
 HOT_PATH = frozenset(
     {
@@ -158,6 +161,7 @@ HOT_PATH = frozenset(
         "engine.runtime.cli.foreground",
         "engine.runtime.cli.launch",
         "engine.runtime.cli.prefork",
+        "engine.runtime.cli.remains",
         "engine.runtime.init",
         "engine.runtime.init.cgroupfs",
         "engine.runtime.init.console",

@@ -13,7 +13,6 @@ done recorded: the id can be used again.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from engine.errors import ContainerNotFound, RunlogError
 from engine.eventlog import open_store
@@ -23,6 +22,13 @@ from engine.runtime.shared.journal import JOURNAL, Journal
 from engine.runtime.shared.statedir import StateDir, kill_monitor
 from engine.settings import Settings
 from engine.status import Actor, Outcome, Status
+
+# On a scheduler's path (delete --force of a container already gone,
+# which Slurm's clean-up calls after every run): typing costs it more
+# than the rest of what it loads.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["clean", "forgotten"]
 
