@@ -77,6 +77,7 @@ class OnPty:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.proc.kill()
+                self.proc.wait()
                 raise AssertionError(f"{self.proc.args}: no {marker!r} in {self.out!r}")
             ready, _w, _x = select.select([self.master], [], [], left)
             if ready:
