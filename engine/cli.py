@@ -96,7 +96,19 @@ _CRIU = (
 # runc's commands, with runc's names, flags and argument counts.
 RUNC_COMMANDS = (
     Cmd("create", _C + "create", "create a container", *_ID, _CREATE_OPTS),
-    Cmd("start", _C + "start", "start the user process of a created container", *_ID),
+    Cmd(
+        "start",
+        _C + "start",
+        "start the user process of a created container",
+        *_ID,
+        (
+            Opt(
+                "--bind",
+                help="and wait for it as wait --bind, bound from before the start; "
+                "print its status and exit with it",
+            ),
+        ),
+    ),
     Cmd("state", _C + "state", "print the state of a container", *_ID),
     Cmd(
         "kill",

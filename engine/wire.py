@@ -119,7 +119,8 @@ CRIU_TEXTS = ("manage_cgroups_mode", "parent_path", "page_server", "status_fd")
 #: are answered by the monitor itself.
 #:
 #:     op              fields
-#:     start           -
+#:     start           bind: bool (false) (bound: answered as a bound wait, the
+#:                                         bond made before the start)
 #:     pause, resume   -
 #:     kill            signal: number 0-64 or name (default 15, TERM); all: bool (false)
 #:     state           -
@@ -139,7 +140,7 @@ CRIU_TEXTS = ("manage_cgroups_mode", "parent_path", "page_server", "status_fd")
 #:                     signal: int; exec_error: text; watch: bool (the monitor
 #:                     watches pid and records its end itself)
 OPS: "dict[str, dict[str, Field]]" = {
-    "start": {},
+    "start": {"bind": Field(BOOL, default=False)},
     "pause": {},
     "resume": {},
     "kill": {"signal": Field(SIGNAL, default=15), "all": Field(BOOL, default=False)},
@@ -259,8 +260,8 @@ def nonconforming(reply: object, op: "str | None" = None) -> "str | None":
         return '"text" belongs to state alone'
     if "text" in reply and members[-1] != "text":
         return '"text" is not the last member'
-    if (op == "wait") != ("exit" in reply) and op is not None:
-        return '"exit" belongs to wait alone'
+    if op is not None and ("exit" in reply) != (op == "wait") and op != "start":
+        return '"exit" belongs to wait and a bound start alone'
     if "exit" in reply:
         how = reply["exit"]
         for name in ("exit_code", "signal"):

@@ -165,6 +165,60 @@ def test_a_refused_transition_conforms() -> None:
     assert "container not running" in reply["error"]
 
 
+def test_a_bound_start_is_answered_at_the_init_end_and_binds_before_the_start() -> None:
+    d = dispatcher()
+    service: Any = d.service
+    bound_at_start: list[bool] = []
+    moved = service.request
+
+    def request(cid: str, trigger: str, actor: Actor, args: dict[str, Any]) -> Any:
+        if trigger == "start":
+            bound_at_start.append(bool(d.bound))
+        return moved(cid, trigger, actor, args)
+
+    service.request = request
+    replies: list[dict[str, Any]] = []
+    d.handle(control.request_line("start", bind=True), ROOT, replies.append)
+    assert (replies, bound_at_start, d.container.status) == ([], [True], Status.RUNNING)
+    d.container.exit = {"exit_code": 3}
+    d.exited()
+    [reply] = replies
+    conforms(reply, "start")
+    assert reply["exit"] == {"exit_code": 3} and not d.bound
+
+
+def test_a_bound_start_refused_is_answered_now_and_binds_nothing() -> None:
+    d = dispatcher()
+    d.container.status = Status.RUNNING
+
+    def refuse(cid: str, trigger: str, actor: Actor, args: dict[str, Any]) -> Any:
+        raise TransitionRejected(cid, trigger, d.container.status, "already running")
+
+    d.service.request = refuse  # type: ignore[method-assign]
+    reply = ask(d, {"op": "start", "bind": True})
+    conforms(reply, "start")
+    assert "already running" in reply["error"]
+    assert (d.waiters, d.bound) == ([], {})
+
+
+def test_a_bound_start_whose_client_goes_kills_the_container() -> None:
+    d = dispatcher()
+    asked: list[tuple[str, dict[str, Any]]] = []
+    moved = d.service.request
+
+    def request(cid: str, trigger: str, actor: Actor, args: dict[str, Any]) -> Any:
+        asked.append((trigger, args))
+        return moved(cid, trigger, actor, args)
+
+    d.service.request = request  # type: ignore[method-assign]
+    replies: list[dict[str, Any]] = []
+    d.handle(control.request_line("start", bind=True), ROOT, replies.append)
+    [respond] = d.waiters
+    d.forget(respond)
+    assert asked == [("start", {"bind": True}), ("kill", {"signal": 9, "all": True})]
+    assert replies == []
+
+
 def test_the_checker_finds_what_is_wrong() -> None:
     ok = wire.ok("running", {"id": "c1"})
     assert wire.nonconforming(ok, "start") is None

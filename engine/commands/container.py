@@ -222,8 +222,25 @@ def _count(value: object) -> int:
 
 
 def start(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
-    _call(settings, args[0], "start", {"op": "start"})
-    return 0
+    """Start the init of a created container. ``--bind``: and stay bound to
+    it as ``wait --bind`` is, the bond made before the start (Slurm's
+    create/start mode): a signal this process gets goes to the init; if it
+    is killed, the container is too, even in the middle of the start; and
+    if it is killed before its request is out, the container was never
+    started. Prints and exits with the init's status, as ``wait``."""
+    if not flags.get("bind"):
+        _call(settings, args[0], "start", {"op": "start"})
+        return 0
+    # The monitor answers nothing else while it starts the init (a hook
+    # may take long): a signal that comes meanwhile waits its turn.
+    _forward_signals(StateDir(settings.root, args[0]).file(CONTROL), timeout=REQUEST_TIMEOUT)
+    try:
+        reply = _call(settings, args[0], "start", {"op": "start", "bind": True}, timeout=None)
+    finally:
+        _forward_signals(None)
+    code = _status_code(reply["exit"])
+    sys.stdout.write(f"{code}\n")
+    return code
 
 
 def pause(settings: Settings, flags: dict[str, object], args: list[str]) -> int:
@@ -477,16 +494,17 @@ def _foreground(
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
 
-def _forward_signals(path: str | None, winch: bool = True) -> None:
+def _forward_signals(path: str | None, winch: bool = True, timeout: float = 5) -> None:
     """Forward the signals this process gets to the container's init through
     control.sock ``path`` (Slurm's scancel, a terminal's ^C: runc's signal
     forwarding in foreground run); ``None``: stop, their defaults again.
-    Not ``winch``: SIGWINCH is left to the terminal's copy, which resizes."""
+    Not ``winch``: SIGWINCH is left to the terminal's copy, which resizes.
+    ``timeout``: how long one forwarded signal may wait for the monitor."""
     import signal
 
     def forward(signo: int, _frame: object) -> None:
         try:
-            control.call(str(path), {"op": "kill", "signal": signo, "all": False}, timeout=5)
+            control.call(str(path), {"op": "kill", "signal": signo, "all": False}, timeout=timeout)
         except RunlogError:
             pass
 

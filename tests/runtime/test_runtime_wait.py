@@ -110,3 +110,149 @@ def test_a_killed_bound_waiter_takes_the_container_along(runlog: Any, bundle: Bu
             assert runlog.state(cid)["status"] == "running"
             assert _kills(runlog, cid) == []
         runlog("delete", "--force", cid, check=True)
+
+
+# -- start --bind: the bond made before the start ----------------------------
+
+
+def _starter(runlog: Any, cid: str, bind: bool = True) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db)]
+    return subprocess.Popen(
+        [*argv, "start", *(["--bind"] if bind else []), cid],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def _triggers(runlog: Any, cid: str) -> list[tuple[str, str, int | None]]:
+    with sqlite3.connect(runlog.db) as conn:
+        rows = conn.execute(
+            'SELECT "trigger", outcome, actor_pid FROM events WHERE container_id = ? ORDER BY seq',
+            (cid,),
+        ).fetchall()
+    return [(str(t), str(o), p) for t, o, p in rows]
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_start_bind_starts_and_exits_with_the_init(runlog: Any, bundle: Bundle) -> None:
+    b = str(bundle(["sh", "-c", "echo out; exit 3"]))
+    runlog("create", "t-sb", "-b", b, check=True)
+    proc = _starter(runlog, "t-sb")
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (3, "3\n"), err
+    assert runlog.state("t-sb")["status"] == "stopped"
+    triggers = [t for t, o, _p in _triggers(runlog, "t-sb") if o == "ok"]
+    assert triggers[:3] == ["create", "start", "exit"], triggers
+    runlog("delete", "t-sb", check=True)
+
+
+def test_start_bind_killed_during_the_start_takes_the_container_along(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
+) -> None:
+    """Killed while the monitor is still in the start (a slow poststart
+    hook): the bond was made with the start, so the container is killed
+    with it, by a kill recorded as the starter's. A plain ``start`` killed
+    there (the first half of ``start && exec wait --bind``) leaves the
+    container running, bound to nothing."""
+    for bind in (True, False):
+        cid = f"t-sbk-{int(bind)}"
+        mark = tmp_path / f"in-poststart-{int(bind)}"
+        edit = shell_hook(f"slow{int(bind)}", f"touch {mark}; sleep 3\n", "poststart")
+        b = str(bundle(["sleep", "300"], edit))
+        runlog("create", cid, "-b", b, check=True)
+        proc = _starter(runlog, cid, bind)
+        try:
+            _until(mark.exists, "the poststart hook never ran")
+            proc.kill()
+            proc.communicate(timeout=10)
+            # The monitor finishes the start (the hook's 3 s), then acts.
+            doc = runlog.wait_status(cid, "stopped" if bind else "running", timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        if bind:
+            assert doc["status"] == "stopped", doc
+            [(outcome, pid, payload)] = _kills(runlog, cid)
+            assert (outcome, pid) == ("ok", proc.pid), payload
+            assert '"signal": 9' in json.dumps(payload) and '"all": true' in json.dumps(payload)
+        else:
+            time.sleep(0.5)
+            assert runlog.state(cid)["status"] == "running"
+            assert _kills(runlog, cid) == []
+        runlog("delete", "--force", cid, check=True)
+
+
+def test_start_bind_forwards_a_signal_that_comes_during_the_start(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
+) -> None:
+    mark = tmp_path / "in-poststart"
+    edit = shell_hook("slow", f"touch {mark}; sleep 2\n", "poststart")
+    b = str(bundle(["sh", "-c", "trap 'exit 143' TERM; sleep 300 & wait"], edit))
+    runlog("create", "t-sbt", "-b", b, check=True)
+    proc = _starter(runlog, "t-sbt")
+    try:
+        _until(mark.exists, "the poststart hook never ran")
+        time.sleep(0.3)  # the shell has set its trap
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (143, "143\n"), err
+    [(outcome, pid, payload)] = _kills(runlog, "t-sbt")
+    assert (outcome, pid) == ("ok", proc.pid) and '"signal": 15' in json.dumps(payload), payload
+    runlog("delete", "t-sbt", check=True)
+
+
+def test_start_bind_killed_before_its_request_leaves_the_container_created(
+    runlog: Any, bundle: Bundle
+) -> None:
+    b = str(bundle(["sleep", "300"]))
+    runlog("create", "t-sbc", "-b", b, check=True)
+    proc = _starter(runlog, "t-sbc")
+    proc.kill()  # before the interpreter is even up
+    proc.communicate(timeout=10)
+    time.sleep(0.3)
+    assert runlog.state("t-sbc")["status"] == "created"
+    assert [t for t, _o, _p in _triggers(runlog, "t-sbc")] == ["create"]
+    runlog("delete", "--force", "t-sbc", check=True)
+
+
+def test_start_bind_refused_answers_with_why_and_binds_nothing(
+    runlog: Any, bundle: Bundle, shell_hook: Any
+) -> None:
+    # Already running: refused, as start is (runc's words and exit code).
+    b = str(bundle(["sleep", "300"]))
+    runlog("run", "-d", "t-sbr", "-b", b, check=True)
+    proc = _starter(runlog, "t-sbr")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and out == "", (out, err)
+    assert err.strip() == runlog("start", "t-sbr").stderr.strip(), err
+    assert "t-sbr" in err and len(err.strip().splitlines()) == 1, err
+    # Nothing was bound: the refused starter is gone, the container runs on.
+    time.sleep(0.3)
+    assert runlog.state("t-sbr")["status"] == "running"
+    assert _kills(runlog, "t-sbr") == []
+    runlog("delete", "--force", "t-sbr", check=True)
+    # A start that fails (a poststart hook that fails stops the container,
+    # spec 1.3): the start's error, not an exit status.
+    edit = shell_hook("fail", "exit 7\n", "poststart")
+    b = str(bundle(["sleep", "300"], edit))
+    runlog("create", "t-sbf", "-b", b, check=True)
+    proc = _starter(runlog, "t-sbf")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode not in (0, 137) and out == "", (proc.returncode, out, err)
+    assert "t-sbf" in err and "poststart" in err, err
+    assert runlog.state("t-sbf")["status"] == "stopped"
+    runlog("delete", "t-sbf", check=True)

@@ -413,9 +413,11 @@ def test_sbatch_keeps_the_exit_code(cluster: Cluster) -> None:
     assert cluster.leftovers() == []
 
 
-def _srun_background(cluster: Cluster, *args: str) -> subprocess.Popen[str]:
+def _srun_background(
+    cluster: Cluster, *args: str, bundle: Path | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ["srun", f"--container={cluster.bundle}", *args],
+        ["srun", f"--container={bundle or cluster.bundle}", *args],
         env=cluster.env(),
         cwd=str(cluster.user.home),
         user=cluster.user.uid,
@@ -575,11 +577,57 @@ def test_scancel_stops_the_container_in_create_start_mode(cluster: Cluster, prog
     # The container ended with the job (not at its sleep's end, 300 s on).
     assert took < 30, (took, cluster.log(200))
     # Under proctrack/cgroup SIGTERM reaches the task (Slurm's poller), not
-    # `wait --bind`, its child: the container outlives the step's processes.
+    # `start --bind`, its child: the container outlives the step's processes.
     assert cluster.outlived(job) == _outlived(cluster, job)
     assert cluster.leftovers() == []
     triggers = [t for t, o, _u in cluster.events(f".{job}.0.0") if o == "ok"]
     assert "exit" in triggers and triggers[-1] == "delete", triggers
+
+
+def test_scancel_during_the_start_stops_the_container(cluster: Cluster) -> None:
+    """A scancel that lands while the container starts: here a poststart
+    hook holds the start 3 s, after the init runs. With `start` and then
+    `wait --bind` in RunTimeStart, the SIGTERM killed `start`, nothing was
+    bound, and the step hung until UnkillableStepTimeout (60 s); the
+    recipe's `start --bind` is bound from before the start. (Under
+    proctrack/cgroup the SIGTERM reaches the task alone, and the SIGKILL,
+    KillWait = 5 s later, comes after the start.)"""
+    cluster.oci(CREATE_MODE)
+    home = cluster.user.home
+    mark = home / "in-poststart"
+    hook = home / "slow-poststart"
+    hook.write_text(f"#!/bin/sh\ntouch {mark}\nsleep 3\n")
+    hook.chmod(0o755)
+    os.chown(hook, cluster.user.uid, cluster.user.gid)
+
+    def slow_start(spec: dict[str, Any]) -> None:
+        spec["hooks"] = {"poststart": [{"path": str(hook)}]}
+
+    bundle = rootless_bundle(cluster.user, home / "bundle-slow-start", ["sh"], slow_start)
+    mark.unlink(missing_ok=True)
+    proc = _srun_background(cluster, "sh", "-c", WORKER, bundle=bundle)
+    try:
+        deadline = time.monotonic() + 60
+        while not (jobs := cluster.jobs()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [job] = jobs
+        while time.monotonic() < deadline and not mark.exists():
+            time.sleep(0.05)
+        assert mark.exists(), cluster.log(100)
+        started = time.monotonic()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        proc.wait(timeout=90)
+        cluster.wait_idle()
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert took < 30, (took, cluster.log(200))
+    assert cluster.outlived(job) == _outlived(cluster, job)
+    assert cluster.leftovers() == []
+    triggers = [t for t, o, _u in cluster.events(f".{job}.0.0") if o == "ok"]
+    assert "start" in triggers and "exit" in triggers and triggers[-1] == "delete", triggers
 
 
 def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: Cluster) -> None:
@@ -597,7 +645,7 @@ def test_create_start_mode_keeps_the_exit_code_in_the_log_not_in_srun(cluster: C
     [out] = set(cluster.db.parent.glob("slurm-*.0.0.out")) - before
     job = out.name.split(".")[0].split("-")[1]
     assert cluster.exit_code(job) == 3
-    # RunTimeStart (start && exec wait --bind) did exit 3: 768 raw.
+    # RunTimeStart (exec start --bind) did exit 3: 768 raw.
     assert "RunTimeStart rc:768" in (cluster.dir / "slurmd.log").read_text(), cluster.log(200)
 
 

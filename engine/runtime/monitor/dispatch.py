@@ -298,10 +298,31 @@ class Dispatcher:
                 self.freezer_seen = _freezer(self.container)
             self.sent.add(args["signal"])
             return self._ok()
-        # start, pause, resume (state.json follows the event: Service.project)
+        if op == "start" and args["bind"]:
+            self._start_bound(actor, args, respond)
+            return None
+        return self._transition(op, actor, args)
+
+    def _start_bound(self, actor: Actor, args: dict[str, Any], respond: Respond) -> None:
+        """``start --bind``: the client is a bound waiter from before the
+        start, so that whenever it goes (killed during a long start hook,
+        say) the container goes with it; answered at the init's end. A
+        start refused or failed is answered with why, and binds nothing."""
+        self.waiters.append(respond)
+        self.bound[respond] = actor
+        self._transition("start", actor, args, respond)
+
+    def _transition(
+        self, op: str, actor: Actor, args: dict[str, Any], bound: Respond | None = None
+    ) -> dict[str, Any]:
+        """start, pause, resume (state.json follows the event: Service.project).
+        ``bound``: a bound start's waiter, let go if the start fails."""
         try:
             self.service.request(self.id, op, actor, args)
         except RunlogError:
+            if bound is not None:
+                self.waiters = [w for w in self.waiters if w is not bound]
+                self.bound.pop(bound, None)
             if op == "start" and self.container.exit is not None:
                 # The failed start's undo killed the init (spec 1.3: a
                 # poststart hook that fails stops the container) and reaped it.
