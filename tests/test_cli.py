@@ -45,7 +45,7 @@ def test_systemd_cgroup_fails_clearly(capsys: pytest.CaptureFixture[str]) -> Non
 def test_machine_check_show_graph(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["machine", "check"]) == 0
     out = capsys.readouterr().out
-    assert "statemachine.yaml: ok: 6 states, 12 transitions, sha256 " in out
+    assert "statemachine.yaml: ok: 6 states, 13 transitions, sha256 " in out
     assert main(["machine", "show"]) == 0
     assert "cgroup.freeze" in capsys.readouterr().out
     assert main(["machine", "graph"]) == 0

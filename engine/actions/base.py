@@ -40,6 +40,9 @@ class ProcessDriver(Protocol):
     def release(self) -> dict[str, Any]:
         """Let the waiting init exec the user's process."""
 
+    def confirm_exec(self) -> dict[str, Any]:
+        """{"pid": ...} if the init runs the user's process, else ActionError."""
+
     def signal(self, signo: int, all_processes: bool) -> dict[str, Any]: ...
 
     def kill_init(self) -> None:

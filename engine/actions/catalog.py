@@ -55,6 +55,10 @@ ACTIONS: Mapping[str, ActionSignature] = MappingProxyType(
                 "fork the init into its namespaces and rootfs; it waits before exec",
             ),
             _sig("process.release", "let the waiting init exec the user process"),
+            _sig(
+                "process.confirm_exec",
+                "find the init running the user process (a start whose monitor was lost)",
+            ),
             _sig("process.signal", "send a signal to the init (or every process)"),
             _sig("process.collect_status", "record the init's exit code or signal"),
             _sig(

@@ -101,6 +101,12 @@ class FakeProcess:
         self.released = True
         return {"pid": self.pid}
 
+    def confirm_exec(self) -> dict[str, Any]:
+        self.world.call(self.container_id, "process.confirm_exec")
+        if self.pid is None or self.exited is not None or not self.released:
+            raise ActionError("the init has not exec'd the user process")
+        return {"pid": self.pid}
+
     def signal(self, signo: int, all_processes: bool) -> dict[str, Any]:
         self.world.call(self.container_id, f"process.signal:{signo}")
         if self.pid is None or self.exited is not None:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-__all__ = ["CollectStatus", "Release", "Signal", "SpawnInit"]
+__all__ = ["CollectStatus", "ConfirmExec", "Release", "Signal", "SpawnInit"]
 
 
 class SpawnInit(Action):
@@ -43,6 +43,16 @@ class Release(Action):
         self, ctx: ActionContext, params: Mapping[str, Any], result: Mapping[str, Any]
     ) -> None:
         ctx.drivers.process.kill_init()
+
+
+class ConfirmExec(Action):
+    """Find that the init has exec'd the user's process: a start whose
+    monitor was killed after the release, before its event was recorded."""
+
+    name = "process.confirm_exec"
+
+    def run(self, ctx: ActionContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        return ctx.drivers.process.confirm_exec()
 
 
 class Signal(Action):

@@ -19,7 +19,7 @@ from engine.actions.cgroup import (
 )
 from engine.actions.criu import CriuDump, CriuRestore
 from engine.actions.hook import Hook
-from engine.actions.process import CollectStatus, Release, Signal, SpawnInit
+from engine.actions.process import CollectStatus, ConfirmExec, Release, Signal, SpawnInit
 from engine.actions.state import StateRemove
 
 TYPE_CHECKING = False
@@ -41,6 +41,7 @@ REGISTRY: Mapping[str, Action] = MappingProxyType(
             CriuRestore(),
             SpawnInit(),
             Release(),
+            ConfirmExec(),
             Signal(),
             CollectStatus(),
             Hook(),

@@ -37,6 +37,7 @@ __all__ = [
     "RESTORE",
     "RESUME",
     "START",
+    "STARTED",
     "STATES",
     "TRIGGERS",
     "UPDATE",
@@ -54,6 +55,7 @@ DELETE = "delete"
 #: the command ("this machine has no trigger ...") and nothing else breaks.
 EXEC = "exec"
 EXEC_EXIT = "exec_exit"
+STARTED = "started"
 UPDATE = "update"
 CHECKPOINT = "checkpoint"
 RESTORE = "restore"
@@ -77,6 +79,7 @@ OPTIONAL: dict[str, str] = {
     UPDATE: "runlog update, in engine/runtime/monitor/dispatch.py",
     CHECKPOINT: "runlog checkpoint, in engine/runtime/monitor/dispatch.py",
     RESTORE: "runlog restore, in engine/commands/checkpoint.py",
+    STARTED: "a start found done after its monitor was lost, in engine/runtime/cli/reconcile.py",
 }
 
 #: A freezer changed by hand, as the trigger that records it: (the state

@@ -26,15 +26,16 @@ stopped  -       -       -      -       -       -       deleted
 deleted  -       -       -      -       -       -       -
 """
 
-#: The same for the triggers that leave the state as it is, and restore.
+#: The same for the triggers that leave the state as it is, restore, and
+#: started (a start found done once its monitor was gone).
 GOLDEN_MORE = """
-state    update  checkpoint restore exec    exec_exit
-creating -       -          running -       -
-created  created -          -       created created
-running  running running    -       running running
-paused   paused  paused     -       paused  paused
-stopped  -       -          -       -       stopped
-deleted  -       -          -       -       -
+state    update  checkpoint restore exec    exec_exit started
+creating -       -          running -       -         -
+created  created -          -       created created   running
+running  running running    -       running running   -
+paused   paused  paused     -       paused  paused    -
+stopped  -       -          -       -       stopped   -
+deleted  -       -          -       -       -         -
 """
 
 

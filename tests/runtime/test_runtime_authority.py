@@ -8,10 +8,14 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.runtime.conftest import REPO
 
 Bundle = Callable[..., Path]
 
@@ -120,6 +124,64 @@ def test_an_orphan_whose_init_ended_records_exit_through_the_machine(
     (exit_event,) = payloads(runlog.db, "t-orph3", "exit")
     assert exit_event["actions"][0]["action"] == "process.collect_status"
     replays_clean(runlog)
+
+
+def _running(word: bytes) -> bool:
+    """Whether a process has ``word`` in its command line."""
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if word in path.read_bytes():
+                return True
+        except OSError:
+            continue  # ended meanwhile
+    return False
+
+
+def test_a_start_whose_monitor_died_after_the_release_is_found_and_recorded(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
+) -> None:
+    """The monitor killed while a poststart hook runs: the init has exec'd
+    the user's process, and the start's event was never written. The next
+    command finds it running and records the machine's ``started`` (as
+    runc, which reads its status from the process, says running)."""
+    mark, done = tmp_path / "in-poststart", tmp_path / "hook-done"
+    edit = shell_hook("slow", f"touch {mark}; sleep 2; touch {done}\n", "poststart")
+    runlog("create", "t-lost", "-b", str(bundle(["sleep", "30"], edit)), check=True)
+    starter = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db),
+         "start", "t-lost"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not mark.exists():
+        assert time.monotonic() < deadline, "the poststart hook never ran"
+        time.sleep(0.02)
+    kill_monitor(runlog, "t-lost")
+    starter.kill()
+    starter.communicate()
+    doc = runlog.state("t-lost")
+    assert doc["status"] == "running", doc
+    runlog("kill", "t-lost", "KILL", check=True)
+    assert runlog.wait_status("t-lost", "stopped")["status"] == "stopped"
+    runlog("delete", "t-lost", check=True)
+    changes = [e for e in history(runlog.db, "t-lost") if e[0] != "state"]
+    assert changes == [
+        ("create", None, "created", "ok"),
+        ("started", "created", "running", "ok"),
+        ("kill", "running", "running", "ok"),
+        ("exit", "running", "stopped", "ok"),
+        ("delete", "stopped", "deleted", "ok"),
+    ]
+    (found,) = payloads(runlog.db, "t-lost", "started")
+    assert found["actions"][0]["action"] == "process.confirm_exec", found
+    assert found["actions"][0]["result"] == {"pid": doc["pid"]}, found
+    replays_clean(runlog)
+    # The hook outlives the monitor killed under it, as under runc's kill.
+    while not done.exists() or _running(f"{tmp_path}/slow".encode()):
+        assert time.monotonic() < deadline + 10, "the poststart hook never ended"
+        time.sleep(0.05)
 
 
 def test_refusals_record_the_state_and_replay_clean(runlog: Any, bundle: Bundle) -> None:

@@ -119,6 +119,21 @@ class _World:
         (its new parent reaps it when it will; it has ended all the same)."""
         return alive(self.info, "init") and not _zombie(self.info["init_pid"])
 
+    def exec_done(self) -> bool:
+        """The init runs the user's process: it lives and its executable is
+        no longer the interpreter its monitor ran (runtime.json's
+        ``init_exe``; an init that was never released ends when its
+        monitor does). A container whose program is that very file is
+        not told apart: its start stays unrecorded."""
+        identity = self.info.get("init_exe")
+        if not isinstance(identity, str) or not self.init_alive():
+            return False
+        try:
+            st = os.stat(f"/proc/{self.info['init_pid']}/exe")
+        except OSError:
+            return False
+        return f"{st.st_dev}:{st.st_ino}" != identity and self.init_alive()
+
     def pids(self) -> list[int]:
         if self.manager is not None and self.manager.exists():
             return self.manager.pids()
@@ -171,6 +186,11 @@ class _Process:
 
     def release(self) -> dict[str, Any]:
         raise _no_monitor("releasing the init")
+
+    def confirm_exec(self) -> dict[str, Any]:
+        if not self.w.exec_done():
+            raise ActionError("the init has not exec'd the user process")
+        return {"pid": self.w.info["init_pid"]}
 
     def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
         raise _no_monitor("a checkpoint")
@@ -345,6 +365,25 @@ def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
         pass  # recorded as rejected or failed
 
 
+def _exec_noticed(service: Service, world: _World, actor: Actor) -> None:
+    """A start whose monitor was killed after it had released the init
+    (before the start's event was written): the init runs the user's
+    process while the log says ``created``. Recorded as the machine's
+    ``started``, noticed by this caller, before anything else is asked."""
+    cid = world.statedir.id
+    if service.state(cid) != Status.CREATED or not service.lifecycle.may(
+        Status.CREATED, vocabulary.STARTED
+    ):
+        return
+    if not world.monitor_gone() or not world.exec_done():
+        return
+    external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
+    try:
+        service.request(cid, vocabulary.STARTED, external, {"noticed": "exec"})
+    except RunlogError:
+        pass  # recorded as rejected or failed
+
+
 def state(settings: Settings, statedir: StateDir) -> bytes:
     """``state``, answered from the real world after recording what changed.
     Raises MonitorBusy when the container's monitor is not gone after all
@@ -355,6 +394,7 @@ def state(settings: Settings, statedir: StateDir) -> bytes:
         faults.point("state", "reconcile")
         if not world.monitor_gone():
             raise _not_gone(statedir, "state")
+        _exec_noticed(service, world, actor)
         service.refresh(statedir.id, actor)
         _freezer_noticed(service, world, actor)
         # The monitor may have died between an event's commit and its
@@ -379,6 +419,7 @@ def handle(
             busy = _not_gone(statedir, trigger)
             service.refuse(cid, trigger, actor, busy, request, "monitor busy")
             raise busy
+        _exec_noticed(service, world, actor)
         if trigger == vocabulary.KILL:
             args = {"signal": int(request["signal"]), "all": bool(request.get("all"))}
             service.request(cid, vocabulary.KILL, actor, args)

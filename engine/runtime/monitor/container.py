@@ -190,6 +190,10 @@ class Container:
             "owner": self.owner,
             "cgroup_paths": self.manager.paths,
             "init_parent": "caller" if self.caller_reaps else "monitor",
+            # What the init runs until it execs the user's process (it is
+            # the monitor's clone): how a command finds, once the monitor is
+            # gone, whether a start had released it (engine.runtime.cli.reconcile).
+            "init_exe": _exe_identity(),
         }
         self.statedir.write(RUNTIME, jsonfast.dumps(info).encode())
         self.runtime_init = init
@@ -379,6 +383,13 @@ class _Process:
 
     def exit_status(self) -> dict[str, Any] | None:
         return None if self.c.exit is None else dict(self.c.exit)
+
+    def confirm_exec(self) -> dict[str, Any]:
+        # The monitor records its own start; it knows whether it released.
+        c = self.c
+        if c.released is None or c.exit is not None:
+            raise ActionError("the init has not exec'd the user process")
+        return {"pid": c.pid}
 
     def checkpoint(self, criu: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """runc checkpoint (engine.linux.criu); without ``leave_running``
@@ -612,3 +623,12 @@ class _State:
             bundle=c.config.bundle,
             annotations=c.config.annotations,
         )
+
+
+def _exe_identity() -> str | None:
+    """This process's executable as ``device:inode``."""
+    try:
+        st = os.stat("/proc/self/exe")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
