@@ -114,8 +114,22 @@ class Cluster:
                 left += [f"mount {line.split()[4]}" for line in fh if str(self.bundle) in line]
             left += [f"cgroup {path}{_procs(path)}" for path in self.cgroups()]
             if not left or time.monotonic() > deadline:
-                return left
+                return left + self._damage()
             time.sleep(0.2)
+
+    def _damage(self) -> list[str]:
+        """The log as SQLite finds it once the jobs are over: every command
+        that wrote it (the user's, root's, killed mid-way) left it whole."""
+        if not self.db.exists():
+            return []
+        conn = sqlite3.connect(self.db)
+        try:
+            found = [str(row[0]) for row in conn.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as err:
+            found = [str(err)]
+        finally:
+            conn.close()
+        return [] if found == ["ok"] else [f"log {self.db}: {'; '.join(found)}"]
 
     def cgroups(self) -> list[str]:
         """Slurm's cgroups of the user's jobs (``uid_U/job_J``,
