@@ -51,6 +51,10 @@ from tests.runtime.test_runtime_faults import real_state
 from tests.runtime.test_runtime_wait import (
     test_a_killed_bound_waiter_takes_the_container_along,
     test_signals_to_a_bound_waiter_reach_the_init,
+    test_start_bind_forwards_a_signal_that_comes_during_the_start,
+    test_start_bind_killed_during_the_start_takes_the_container_along,
+    test_start_bind_refused_answers_with_why_and_binds_nothing,
+    test_start_bind_starts_and_exits_with_the_init,
 )
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -78,6 +82,10 @@ __all__ = [
     "test_no_request_takes_the_monitor_down",
     "test_queries_are_not_events_by_default",
     "test_signals_to_a_bound_waiter_reach_the_init",
+    "test_start_bind_forwards_a_signal_that_comes_during_the_start",
+    "test_start_bind_killed_during_the_start_takes_the_container_along",
+    "test_start_bind_refused_answers_with_why_and_binds_nothing",
+    "test_start_bind_starts_and_exits_with_the_init",
     "test_two_clients_at_once",
     "test_wait_returns_the_exit_code_and_the_signal",
 ]
@@ -178,6 +186,26 @@ def test_a_bound_waiter_gone_from_a_resting_monitor_takes_the_container_along(
     waiter.kill()
     wait_for(lambda: status(runlog, "t-bound") == "stopped", "the container to be killed")
     assert [t for t, _d, _o, _a in brief(runlog.db, "t-bound")][-2:] == ["kill", "exit"]
+
+
+def test_a_bound_starter_gone_from_a_resting_monitor_takes_the_container_along(
+    runlog: Any, bundle: Bundle, popen: Any, tmp_path: Path
+) -> None:
+    """``start --bind`` wakes the created container's resting monitor; once
+    the container runs, the monitor rests again holding the bound starter,
+    whose end still takes the container along."""
+    runlog("create", "t-sbound", "-b", str(bundle(["sleep", "60"])), check=True)
+    monitor = runtime_info(runlog, "t-sbound")["monitor_pid"]
+    wait_for(lambda: resting(monitor), "the created container's monitor to rest")
+    starter = popen("start", "--bind", "t-sbound", out=tmp_path / "starter.out")
+    wait_for(lambda: status(runlog, "t-sbound") == "running", "the start")
+    time.sleep(0.3)
+    wait_for(lambda: resting(monitor), "the monitor to rest with a bound starter")
+    starter.kill()
+    wait_for(lambda: status(runlog, "t-sbound") == "stopped", "the container to be killed")
+    kills = [(t, a) for t, _d, _o, a in brief(runlog.db, "t-sbound") if t == "kill"]
+    assert kills == [("kill", "socket")], kills
+    runlog("delete", "t-sbound", check=True)
 
 
 def test_a_monitor_that_does_not_rest(runlog: Any, bundle: Bundle, monkeypatch: Any) -> None:

@@ -17,7 +17,8 @@ from engine.runtime.monitor.requests import MAX_REQUEST, OPS, Request, RequestEr
 @pytest.mark.parametrize(
     ("text", "op", "args"),
     [
-        ('{"op": "start"}', "start", {}),
+        ('{"op": "start"}', "start", {"bind": False}),
+        ('{"op": "start", "bind": true}', "start", {"bind": True}),
         ('  {"op":"state"}\n', "state", {}),
         ('{"op": "kill"}', "kill", {"signal": 15, "all": False}),
         ('{"op": "kill", "signal": 9, "all": true}', "kill", {"signal": 9, "all": True}),
