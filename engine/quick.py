@@ -1,10 +1,11 @@
 """What a scheduler calls on every step, the short way: ``state``, ``start``,
-``pause``, ``resume`` and ``delete``.
+``pause``, ``resume``, ``kill`` and ``delete``.
 
 Each call pays the interpreter's start (about 6 ms here) and what runlog
 loads on top of it, and Slurm polls ``state``. For the usual call - global
 flags among ``--root``, ``--db`` and ``--rootless``, the command, one
-container id (and ``--force`` for ``delete``), a monitor that answers -
+container id (and ``--force`` for ``delete``; ``--all`` and a signal for
+``kill``, as Slurm's RunTimeKill and conmon give them), a monitor that answers -
 this module gives what :mod:`engine.cli` gives, with the one control
 client (:mod:`engine.control`, which speaks :mod:`engine.wire`'s format)
 and :mod:`engine.layout`: about 2 ms less a call. The usual reply is read
@@ -53,7 +54,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-COMMANDS = frozenset({"state", "start", "pause", "resume", "delete"})
+COMMANDS = frozenset({"state", "start", "pause", "resume", "kill", "delete"})
 #: engine.cli's global flags, by whether they take a value (a test holds
 #: these to engine.cli.GLOBAL_OPTS).
 GLOBAL_VALUE_FLAGS = frozenset(
@@ -64,6 +65,10 @@ _GLOBAL_FLAGS = GLOBAL_VALUE_FLAGS | GLOBAL_SWITCHES
 # Global flags with a value; --db and --rootless do not change these calls.
 _GLOBALS = frozenset({"--root", "--db", "--rootless"})
 _FORCE = ("--force", "-f")
+_ALL = ("--all", "-a")
+#: runc kill's default signal, SIGTERM; the highest signal number.
+_TERM = 15
+_SIGRTMAX = 64
 # --rootless's values (engine.settings.parse_rootless); another is refused there.
 _ROOTLESS = frozenset(
     {"", "auto", "AUTO", "Auto", "1", "t", "T", "true", "TRUE", "True"}
@@ -74,16 +79,25 @@ _ROOTLESS = frozenset(
 class Call:
     """A command line :func:`recognize` took: one request to one monitor."""
 
-    __slots__ = ("command", "container_id", "db", "force", "root")
+    __slots__ = ("command", "container_id", "db", "everyone", "force", "root", "signal")
 
     def __init__(
-        self, root: str, db: str, command: str, container_id: str, force: bool = False
+        self,
+        root: str,
+        db: str,
+        command: str,
+        container_id: str,
+        force: bool = False,
+        signal: int = _TERM,
+        everyone: bool = False,
     ) -> None:
         self.root = root
         self.db = db  # as given ("" if not), for what engine.cli records
         self.command = command
         self.container_id = container_id
         self.force = force
+        self.signal = signal  # kill's
+        self.everyone = everyone  # kill's --all
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -109,6 +123,8 @@ class Call:
         monitor = self._monitor_pid() if self.command == "delete" else None
         if self.command == "delete":
             request = request_line(self.command, force=self.force)
+        elif self.command == "kill":
+            request = request_line(self.command, signal=self.signal, all=self.everyone)
         else:
             request = request_line(self.command)
         timeout = STATE_TIMEOUT if self.command == "state" else REQUEST_TIMEOUT
@@ -212,10 +228,21 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
     if i >= n or argv[i] not in COMMANDS:
         return None
     command, rest = argv[i], list(argv[i + 1 :])
-    force = False
+    force, signal, everyone = False, _TERM, False
     if command == "delete" and len(rest) == 2 and (rest[0] in _FORCE or rest[1] in _FORCE):
         force = True
         rest.remove(rest[0] if rest[0] in _FORCE else rest[1])
+    if command == "kill":
+        # kill [--all] ID [SIGNAL], the flag first (runc's order); a signal
+        # this does not know, or another shape, is engine.cli's to read.
+        if rest and rest[0] in _ALL:
+            everyone = True
+            rest = rest[1:]
+        if len(rest) == 2:
+            number = _signal(rest.pop())
+            if number is None:
+                return None
+            signal = number
     if len(rest) != 1 or rest[0].startswith("-") or not is_valid_id(rest[0]):
         return None
     decode = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -225,7 +252,21 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
         root = default_root(uid, env.get(b"XDG_RUNTIME_DIR", b"").decode(*decode))
         if uid != 0 and not private(root, uid):
             return None  # engine.cli says what is wrong with it
-    return Call(root, given["--db"], command, rest[0], force)
+    return Call(root, given["--db"], command, rest[0], force, signal, everyone)
+
+
+def _signal(text: str) -> "int | None":
+    """The signal ``text`` names, as engine.cli reads it; ``None`` if it
+    names none (engine.cli says so). A number (conmon's) needs no table."""
+    if text.isdigit() and text.isascii():
+        return int(text) if int(text) <= _SIGRTMAX else None
+    from engine.oci.errors import SignalError
+    from engine.oci.signals import parse_signal
+
+    try:
+        return parse_signal(text)
+    except SignalError:
+        return None
 
 
 def _site_config() -> bool:

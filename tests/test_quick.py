@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from engine import cli, control, jsonfast, quick
 from engine.cmdline import parse
 from engine.layout import DEFAULT_ROOT
+from engine.oci import signals
+from engine.oci.signals import parse_signal
 
 REPO = Path(__file__).resolve().parent.parent
 NO_ENV: dict[bytes, bytes] = {}
@@ -66,7 +68,13 @@ def test_the_usual_calls_are_taken(argv: list[str], expected: tuple[object, ...]
         ["state", "-"],
         ["state", "--", "c1"],
         ["state", "--force", "c1"],
-        ["kill", "c1"],
+        ["kill", "c1", "NOSIG"],
+        ["kill", "c1", "65"],
+        ["kill", "c1", "-9"],
+        ["kill", "c1", "--all"],
+        ["kill", "-a", "-a", "c1"],
+        ["kill", "c1", "TERM", "x"],
+        ["kill", "--all=true", "c1"],
         ["create", "c1"],
         ["list"],
         ["--root"],
@@ -84,6 +92,28 @@ def test_everything_else_goes_to_the_full_command_line(argv: list[str]) -> None:
     assert _read(argv) is None
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["kill", "c1"], ("c1", 15, False)),
+        (["kill", "c1", "9"], ("c1", 9, False)),
+        (["kill", "c1", "KILL"], ("c1", 9, False)),
+        (["kill", "c1", "sigusr1"], ("c1", 10, False)),
+        (["kill", "-a", "c1"], ("c1", 15, True)),
+        # Slurm's oci.conf: "runc --rootless=true --root=/run/user/%U/ kill -a %n.%u.%j.%s.%t"
+        (["--rootless=true", "--root=/r/", "kill", "--all", "n.0.7.0.0"], ("n.0.7.0.0", 15, True)),
+        (["kill", "--all", "c1", "SIGRTMIN+2"], ("c1", 36, True)),
+    ],
+)
+def test_kill_is_taken_with_its_signal_and_all(
+    argv: list[str], expected: tuple[object, ...]
+) -> None:
+    call = quick.recognize(argv, NO_ENV)
+    assert call is not None and call.command == "kill"
+    assert quick._SIGRTMAX == signals.SIGRTMAX  # numbers are read without the table
+    assert (call.container_id, call.signal, call.everyone) == expected
+
+
 def test_the_environment_gives_the_root_and_a_log_sends_the_call_on() -> None:
     assert _read(["state", "c1"], {b"RUNLOG_ROOT": b"/env"}) == ("/env", "", "state", "c1", False)
     assert _read(["--root", "/r", "state", "c1"], {b"RUNLOG_ROOT": b"/env"})[0] == "/r"  # type: ignore[index]
@@ -97,7 +127,12 @@ def _full_reading(argv: list[str], env: dict[str, str]) -> tuple[object, ...] | 
     def handler(target: str) -> Callable[[Any, dict[str, object], list[str]], int]:
         def record(s: Any, flags: dict[str, object], args: list[str]) -> int:
             name = target.rpartition(":")[2]
-            seen.append((s.root, s.db, name, args[0], bool(flags.get("force"))))
+            if name == "kill":
+                # kill's signal as engine.commands.container.kill reads it
+                signal = parse_signal(args[1]) if len(args) > 1 else 15
+                seen.append((s.root, s.db, name, args[0], signal, bool(flags.get("all"))))
+            else:
+                seen.append((s.root, s.db, name, args[0], bool(flags.get("force"))))
             return 0
 
         return record
@@ -131,6 +166,12 @@ _TOKENS = st.sampled_from(
         "--rootless=false",
         "--force",
         "-f",
+        "-a",
+        "--all",
+        "9",
+        "KILL",
+        "sigusr1",
+        "NOSIG",
         "--debug",
         "--help",
         "--",
@@ -149,7 +190,12 @@ def test_a_call_taken_is_read_as_engine_cli_reads_it(argv: list[str]) -> None:
     full = _full_reading(argv, {})
     assert full is not None, f"engine.cli refuses {argv}"
     root, db, command, cid, force = ours
-    assert full == (root, db or full[1], command, cid, force)
+    if command == "kill":
+        call = quick.recognize(argv, {})
+        assert call is not None
+        assert full == (root, db or full[1], command, cid, call.signal, call.everyone)
+    else:
+        assert full == (root, db or full[1], command, cid, force)
 
 
 def test_the_global_flags_known_here_are_engine_clis() -> None:
@@ -307,12 +353,38 @@ def test_the_requests_are_engine_clis(tmp_path: Path, monitor: Any) -> None:
     for command in ("start", "pause", "resume"):
         assert _call(tmp_path, command).run() == 0
     assert _call(tmp_path, "delete", force=True).run() == 0
+    kill = quick.Call(str(tmp_path / "root"), "", "kill", "c1", signal=9, everyone=True)
+    assert kill.run() == 0
     assert [json.loads(r) for r in fake.requests] == [
         {"op": "start"},
         {"op": "pause"},
         {"op": "resume"},
         {"op": "delete", "force": True},
+        {"op": "kill", "signal": 9, "all": True},
     ]
+
+
+def test_kill_sends_what_engine_cli_sends(tmp_path: Path, monitor: Any) -> None:
+    from engine.commands import container
+    from engine.settings import Settings
+
+    fake = monitor(lambda _r: b'{"ok": true}\n')
+    settings = Settings.from_flags({"root": str(tmp_path / "root")}, {})
+    for args, flags in ((["c1"], {}), (["c1", "KILL"], {"all": True})):
+        container.kill(settings, flags, args)
+        argv = ["kill", *(["-a"] if flags else []), *args]
+        call = quick.recognize(["--root", str(tmp_path / "root"), *argv], NO_ENV)
+        assert call is not None
+        assert call.run() == 0
+    full_term, quick_term, full_kill, quick_kill = fake.requests
+    assert (
+        json.loads(full_term)
+        == json.loads(quick_term)
+        == {"op": "kill", "signal": 15, "all": False}
+    )
+    assert (
+        json.loads(full_kill) == json.loads(quick_kill) == {"op": "kill", "signal": 9, "all": True}
+    )
 
 
 def test_a_refusal_is_printed_with_its_exit_code(
