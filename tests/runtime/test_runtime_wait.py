@@ -97,19 +97,24 @@ def test_a_killed_bound_waiter_takes_the_container_along(runlog: Any, bundle: Bu
             time.sleep(1)
         proc.kill()
         proc.communicate(timeout=10)
-        if bind:
-            doc = runlog.wait_status(cid, "stopped")
-            assert doc["status"] == "stopped", doc
-            # Recorded as the waiter's kill, SIGKILL to every process.
-            [(outcome, pid, payload)] = _kills(runlog, cid)
-            assert (outcome, pid) == ("ok", proc.pid), payload
-            assert '"signal": 9' in json.dumps(payload) and '"all": true' in json.dumps(payload)
-        else:
-            # An unbound waiter is only a waiter.
-            time.sleep(0.5)
-            assert runlog.state(cid)["status"] == "running"
-            assert _kills(runlog, cid) == []
-        runlog("delete", "--force", cid, check=True)
+        _killed_along_if_bound(runlog, cid, proc.pid, bind)
+
+
+def _killed_along_if_bound(runlog: Any, cid: str, pid: int, bind: bool) -> None:
+    """After the client ``pid`` was killed: bound, the container is killed by
+    a kill recorded as that client's (SIGKILL to every process); not bound,
+    it runs on and nobody killed it. Then it is deleted."""
+    if bind:
+        doc = runlog.wait_status(cid, "stopped", timeout=20)
+        assert doc["status"] == "stopped", doc
+        [(outcome, by, payload)] = _kills(runlog, cid)
+        assert (outcome, by) == ("ok", pid), payload
+        assert '"signal": 9' in json.dumps(payload) and '"all": true' in json.dumps(payload)
+    else:
+        time.sleep(0.5)
+        assert runlog.state(cid)["status"] == "running"
+        assert _kills(runlog, cid) == []
+    runlog("delete", "--force", cid, check=True)
 
 
 # -- start --bind: the bond made before the start ----------------------------
@@ -175,21 +180,12 @@ def test_start_bind_killed_during_the_start_takes_the_container_along(
             proc.kill()
             proc.communicate(timeout=10)
             # The monitor finishes the start (the hook's 3 s), then acts.
-            doc = runlog.wait_status(cid, "stopped" if bind else "running", timeout=20)
+            runlog.wait_status(cid, "stopped" if bind else "running", timeout=20)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-        if bind:
-            assert doc["status"] == "stopped", doc
-            [(outcome, pid, payload)] = _kills(runlog, cid)
-            assert (outcome, pid) == ("ok", proc.pid), payload
-            assert '"signal": 9' in json.dumps(payload) and '"all": true' in json.dumps(payload)
-        else:
-            time.sleep(0.5)
-            assert runlog.state(cid)["status"] == "running"
-            assert _kills(runlog, cid) == []
-        runlog("delete", "--force", cid, check=True)
+        _killed_along_if_bound(runlog, cid, proc.pid, bind)
 
 
 def test_start_bind_forwards_a_signal_that_comes_during_the_start(

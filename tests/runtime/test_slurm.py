@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -531,6 +531,30 @@ def test_scancel_of_a_container_that_ignores_sigterm_in_run_mode(cluster: Cluste
     assert "kill" in triggers and triggers[-1] == "delete", triggers
 
 
+def _scancel_once(
+    cluster: Cluster, proc: subprocess.Popen[str], ready: Callable[[str], bool]
+) -> tuple[str, float]:
+    """The one job ``proc`` (an srun) made, cancelled once ``ready(job)``;
+    how long from the scancel until srun and the job were gone."""
+    try:
+        deadline = time.monotonic() + 60
+        while not (jobs := cluster.jobs()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [job] = jobs
+        while time.monotonic() < deadline and not ready(job):
+            time.sleep(0.05)
+        assert ready(job), cluster.log(100)
+        started = time.monotonic()
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        proc.wait(timeout=90)
+        cluster.wait_idle()
+        return job, time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def _output(cluster: Cluster, job: str) -> Path:
     """Where the create/start recipe's --log-path puts a step's output."""
     return cluster.db.parent / f"slurm-{job}.0.0.out"
@@ -569,25 +593,14 @@ def test_create_start_mode_does_not_hang_and_leaves_nothing(cluster: Cluster) ->
 )
 def test_scancel_stops_the_container_in_create_start_mode(cluster: Cluster, program: str) -> None:
     cluster.oci(CREATE_MODE)
-    proc = _srun_background(cluster, "sh", "-c", program)
-    try:
-        deadline = time.monotonic() + 60
-        while not (jobs := cluster.jobs()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        [job] = jobs
+
+    def ready(job: str) -> bool:
         out = _output(cluster, job)
-        while time.monotonic() < deadline and not (out.exists() and "ready" in out.read_text()):
-            time.sleep(0.2)
-        assert out.read_text() == "ready\n"
-        started = time.monotonic()
-        assert cluster.root_cmd("scancel", job).returncode == 0
-        proc.wait(timeout=60)
-        cluster.wait_idle()
-        took = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+        return out.exists() and "ready" in out.read_text()
+
+    proc = _srun_background(cluster, "sh", "-c", program)
+    job, took = _scancel_once(cluster, proc, ready)
+    assert _output(cluster, job).read_text() == "ready\n"
     # The container ended with the job (not at its sleep's end, 300 s on).
     assert took < 30, (took, cluster.log(200))
     # Under proctrack/cgroup SIGTERM reaches the task (Slurm's poller), not
@@ -624,23 +637,7 @@ def test_scancel_during_the_start_stops_the_container(cluster: Cluster) -> None:
     bundle = rootless_bundle(cluster.user, home / "bundle-slow-start", ["sh"], slow_start)
     mark.unlink(missing_ok=True)
     proc = _srun_background(cluster, "sh", "-c", WORKER, bundle=bundle)
-    try:
-        deadline = time.monotonic() + 60
-        while not (jobs := cluster.jobs()) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        [job] = jobs
-        while time.monotonic() < deadline and not mark.exists():
-            time.sleep(0.05)
-        assert mark.exists(), cluster.log(100)
-        started = time.monotonic()
-        assert cluster.root_cmd("scancel", job).returncode == 0
-        proc.wait(timeout=90)
-        cluster.wait_idle()
-        took = time.monotonic() - started
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    job, took = _scancel_once(cluster, proc, lambda _job: mark.exists())
     assert took < 30, (took, cluster.log(200))
     assert cluster.outlived(job) == _outlived(cluster, job)
     assert cluster.leftovers() == []

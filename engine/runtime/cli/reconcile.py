@@ -358,9 +358,15 @@ def _freezer_noticed(service: Service, world: _World, actor: Actor) -> None:
     trigger = vocabulary.FREEZER.get((service.state(cid) or "", now or ""))
     if trigger is None or not world.monitor_gone():
         return  # a live monitor records its container's freezer itself
+    _noticed(service, cid, trigger, actor, "freezer")
+
+
+def _noticed(service: Service, cid: str, trigger: str, actor: Actor, what: str) -> None:
+    """Record what the real world shows and the log does not, through the
+    machine's ``trigger``, by this caller as ``external``."""
     external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
     try:
-        service.request(cid, trigger, external, {"noticed": "freezer"})
+        service.request(cid, trigger, external, {"noticed": what})
     except RunlogError:
         pass  # recorded as rejected or failed
 
@@ -375,13 +381,8 @@ def _exec_noticed(service: Service, world: _World, actor: Actor) -> None:
         Status.CREATED, vocabulary.STARTED
     ):
         return
-    if not world.monitor_gone() or not world.exec_done():
-        return
-    external = Actor(actor.uid, actor.pid, Transport.EXTERNAL)
-    try:
-        service.request(cid, vocabulary.STARTED, external, {"noticed": "exec"})
-    except RunlogError:
-        pass  # recorded as rejected or failed
+    if world.monitor_gone() and world.exec_done():
+        _noticed(service, cid, vocabulary.STARTED, actor, "exec")
 
 
 def state(settings: Settings, statedir: StateDir) -> bytes:
