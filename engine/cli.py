@@ -15,6 +15,7 @@ from engine.layout import FORKS_MONITOR
 from engine.oci.errors import SignalError
 from engine.runtime.cli import prefork
 from engine.settings import DEFAULT_DB, DEFAULT_ROOT, INIT_PARENTS, Settings, environ, log_line
+from engine.siteconfig import CGROUP_MANAGERS
 
 __all__ = ["COMMANDS", "GLOBAL_OPTS", "main"]
 
@@ -44,6 +45,13 @@ GLOBAL_OPTS = (
     Opt("--log-format", value=True, choices=("text", "json"), default="text", help="log format"),
     Opt("--debug", help="log debug lines"),
     Opt("--systemd-cgroup", help="manage cgroups through systemd (not supported)"),
+    Opt(
+        "--cgroup-manager",
+        value=True,
+        choices=CGROUP_MANAGERS,
+        help="as crun's: cgroupfs (default); disabled: the container gets no cgroup of its "
+        "own, its processes stay in the caller's; systemd is not supported",
+    ),
     Opt("--rootless", value=True, metavar="true|false|auto", help="as runc (default: auto)"),
     Opt(
         "--init-parent",
@@ -583,14 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parsed = True
         _own_places(settings, name)
         if settings.systemd_cgroup:
-            import os
-
-            raise UnsupportedError(
-                "--systemd-cgroup: runlog manages cgroups through cgroupfs only "
-                "(and systemd is not running here); drop the flag"
-                if not os.path.isdir("/run/systemd/system")
-                else "--systemd-cgroup: runlog manages cgroups through cgroupfs only; drop the flag"
-            )
+            raise _no_systemd(settings, bool(gflags["systemd_cgroup"]))
         if settings.debug:
             for line in [f"{name} {' '.join(cargs)}", *settings.origins()]:
                 if settings.log:
@@ -623,3 +624,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         early = prefork.take()
         if early is not None:  # the handler failed before it needed the monitor
             early.abandon()
+
+
+def _no_systemd(settings: Settings, flag: bool) -> UnsupportedError:
+    """The refusal of ``--systemd-cgroup`` (``flag``) or of the systemd
+    cgroup manager (``--cgroup-manager``, its variable, the site file)."""
+    import os
+
+    source = settings.sources.get("cgroup_manager", "")
+    name = (
+        "--systemd-cgroup"
+        if flag
+        else "--cgroup-manager=systemd"
+        if source == "--cgroup-manager"
+        else f"cgroup manager systemd (from {source})"
+    )
+    if not os.path.isdir("/run/systemd/system"):
+        return UnsupportedError(
+            f"{name}: runlog manages cgroups through cgroupfs only "
+            "(and systemd is not running here); drop the flag"
+        )
+    return UnsupportedError(f"{name}: runlog manages cgroups through cgroupfs only; drop the flag")

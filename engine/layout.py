@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "FORKS_MONITOR",
     "MAX_ID",
+    "RELEASED",
     "REQUEST_TIMEOUT",
     "RUNTIME",
     "STATE",
@@ -30,6 +31,11 @@ DEFAULT_ROOT = "/run/runlog"
 STATE = "state.json"
 RUNTIME = "runtime.json"
 CONTROL = "control.sock"
+#: An empty file the monitor makes once a start has released the init to
+#: exec the user's process, before the start's hooks: what tells a later
+#: command, if the monitor and the init are both gone before the start's
+#: event was written, that the program did run (engine.runtime.cli.reconcile).
+RELEASED = "released"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 #: How long a client waits for the monitor's answer. A scheduler polls
 #: ``state``: a monitor that does not answer that in time is busy (a long

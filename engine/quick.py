@@ -58,12 +58,25 @@ COMMANDS = frozenset({"state", "start", "pause", "resume", "kill", "delete"})
 #: engine.cli's global flags, by whether they take a value (a test holds
 #: these to engine.cli.GLOBAL_OPTS).
 GLOBAL_VALUE_FLAGS = frozenset(
-    {"--root", "--db", "--machine", "--log", "--log-format", "--rootless", "--init-parent"}
+    {
+        "--root",
+        "--db",
+        "--machine",
+        "--log",
+        "--log-format",
+        "--rootless",
+        "--init-parent",
+        "--cgroup-manager",
+    }
 )
 GLOBAL_SWITCHES = frozenset({"--debug", "--systemd-cgroup", "--help", "-h", "--version", "-v"})
 _GLOBAL_FLAGS = GLOBAL_VALUE_FLAGS | GLOBAL_SWITCHES
-# Global flags with a value; --db and --rootless do not change these calls.
-_GLOBALS = frozenset({"--root", "--db", "--rootless"})
+# Global flags with a value; --db, --rootless and --cgroup-manager do not
+# change these calls (the monitor knows what create was given).
+_GLOBALS = frozenset({"--root", "--db", "--rootless", "--cgroup-manager"})
+# --cgroup-manager's values that these calls take (engine.settings); systemd
+# and another are refused by engine.cli.
+_MANAGERS = frozenset({"cgroupfs", "disabled"})
 _FORCE = ("--force", "-f")
 _ALL = ("--all", "-a")
 #: runc kill's default signal, SIGTERM; the highest signal number.
@@ -222,6 +235,8 @@ def recognize(argv: "Sequence[str]", env: "Mapping[bytes, bytes]") -> "Call | No
             i += 1
             value = argv[i]
         if name == "--rootless" and value.strip() not in _ROOTLESS:
+            return None
+        if name == "--cgroup-manager" and value not in _MANAGERS:
             return None
         given[name] = value
         i += 1

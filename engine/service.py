@@ -71,6 +71,10 @@ _RETRIES = 8
 
 #: The trigger by which the init's end is recorded (statemachine.yaml).
 EXIT = vocabulary.EXIT
+#: Triggers run without first looking for the init's end: ``exit`` records
+#: it; ``started`` records a start that came before it (its monitor killed
+#: mid-start), which an exit noticed first would leave unrecorded.
+_UNREFRESHED = frozenset({EXIT, vocabulary.STARTED})
 
 #: Where runc refuses these triggers with words that name the one state
 #: it wanted, those words - used only when the machine, too, would allow
@@ -177,7 +181,7 @@ class Service:
         """
         request = dict(args or {})
         # The monitor reports an exit it reaped itself: no need to look again.
-        state, seq = self._refresh(container_id, actor, reconcile=trigger != EXIT)
+        state, seq = self._refresh(container_id, actor, reconcile=trigger not in _UNREFRESHED)
         exists = state is not None
         current = state if state is not None else self.definition.initial
 

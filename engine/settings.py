@@ -79,8 +79,20 @@ def _checked_rootless(value: str) -> str:
     return value
 
 
+def _check_manager_variable(value: str) -> None:
+    """RUNLOG_CGROUP_MANAGER: one of engine.siteconfig's ``CGROUP_MANAGERS`` (the flag's
+    value is checked by the command line, the file's by engine.siteconfig)."""
+    from engine.siteconfig import CGROUP_MANAGERS, ConfigError
+
+    if value not in CGROUP_MANAGERS:
+        raise ConfigError(
+            f"RUNLOG_CGROUP_MANAGER={value!r}: not one of {', '.join(CGROUP_MANAGERS)}"
+        )
+
+
 class Settings:
     __slots__ = (
+        "cgroup_manager",
         "db",
         "debug",
         "defaulted",
@@ -110,6 +122,7 @@ class Settings:
         rootless: str = "auto",
         init_parent: str = "auto",
         monitor_rest: str = MONITOR_REST,
+        cgroup_manager: str = "cgroupfs",
         defaulted: "Sequence[str]" = (),
         sources: "Mapping[str, str] | None" = None,
     ) -> None:
@@ -121,7 +134,9 @@ class Settings:
         #: The group that may read the event log (engine.eventlog.open_store).
         self.log_group = log_group
         self.debug = debug
-        self.systemd_cgroup = systemd_cgroup
+        #: ``--cgroup-manager=systemd`` is ``--systemd-cgroup`` (refused).
+        self.systemd_cgroup = systemd_cgroup or cgroup_manager == "systemd"
+        self.cgroup_manager = cgroup_manager
         self.rootless = rootless
         self.init_parent = init_parent
         #: Seconds of idleness before a monitor rests, or ``off``: what
@@ -167,6 +182,9 @@ class Settings:
         monitor_rest = pick("monitor_rest", MONITOR_REST_ENV)
         if monitor_rest is not None and sources["monitor_rest"] == MONITOR_REST_ENV:
             _check_rest_variable(monitor_rest)
+        manager = pick("cgroup_manager", "RUNLOG_CGROUP_MANAGER")
+        if manager is not None and sources["cgroup_manager"] == "RUNLOG_CGROUP_MANAGER":
+            _check_manager_variable(manager)
         settings = cls(
             root=root or default_root(uid, env.get("XDG_RUNTIME_DIR")),
             db=db or (DEFAULT_DB if uid == 0 else _user_db(env, uid)),
@@ -179,6 +197,7 @@ class Settings:
             rootless=_checked_rootless(rootless or "auto"),
             init_parent=init_parent or "auto",
             monitor_rest=monitor_rest or MONITOR_REST,
+            cgroup_manager=manager or "cgroupfs",
         )
         settings.defaulted = tuple(
             name for name, value in (("root", root), ("db", db)) if not value
@@ -215,6 +234,10 @@ class Settings:
             private_dir(self.root, uid)
         if "db" in self.defaulted:
             private_dir(self.db.rsplit("/", 1)[0], uid)
+
+    def no_cgroup(self) -> bool:
+        """``--cgroup-manager=disabled``: the container gets no cgroup."""
+        return self.cgroup_manager == "disabled"
 
     def is_rootless(self) -> bool:
         """Rootless cgroups (runc's ``--rootless``): asked for, or ``auto``

@@ -8,6 +8,7 @@ for everyone on a node::
     log_group = "adm"   # may read the log: 0640/0750, this group's
     witness = "/var/lib/runlog/witness"   # runlog witness's records
     monitor_rest = "5"   # seconds idle before a monitor rests, or "off"
+    cgroup_manager = "disabled"   # containers get no cgroup of their own
 
 ``{uid}`` and ``{user}`` are the caller's uid and user name. A command-line
 flag wins over a ``RUNLOG_*`` variable, which wins over the file, which
@@ -25,7 +26,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["CONFIG", "KEYS", "SETTINGS", "ConfigError", "config_path", "load", "rest_seconds"]
+__all__ = [
+    "CGROUP_MANAGERS",
+    "CONFIG",
+    "KEYS",
+    "SETTINGS",
+    "ConfigError",
+    "config_path",
+    "load",
+    "rest_seconds",
+]
 
 CONFIG = "/etc/runlog/runlog.toml"
 #: The settings the file may give (as Settings names them), which --debug
@@ -39,7 +49,13 @@ SETTINGS = (
     "init_parent",
     "log_group",
     "monitor_rest",
+    "cgroup_manager",
 )
+#: ``cgroup_manager``'s values (and ``--cgroup-manager``'s), as crun's:
+#: cgroupfs (runlog's own), systemd (refused, as ``--systemd-cgroup``),
+#: disabled (no cgroup of the container's own:
+#: :func:`engine.cgroups.rootless.disabled`).
+CGROUP_MANAGERS = ("cgroupfs", "systemd", "disabled")
 #: The keys the file may give: the settings, and runlog witness's records.
 KEYS = (*SETTINGS, "witness")
 
@@ -95,6 +111,8 @@ def load(
             )
         if key == "monitor_rest":
             _check_rest(path, line, value)
+        if key == "cgroup_manager":
+            _check_manager(path, line, value)
         settings[key] = value.replace("{uid}", uid_text).replace("{user}", user)
     return path, settings
 
@@ -130,6 +148,14 @@ def _check_rest(path: str, line: int, value: str) -> None:
             f"site configuration {path}: line {line}, key 'monitor_rest': {value!r} is "
             'neither seconds (0 or more) nor "off"'
         ) from None
+
+
+def _check_manager(path: str, line: int, value: str) -> None:
+    if value not in CGROUP_MANAGERS:
+        raise ConfigError(
+            f"site configuration {path}: line {line}, key 'cgroup_manager': "
+            f"{value!r} is not one of {', '.join(CGROUP_MANAGERS)}"
+        )
 
 
 def _user(uid: int) -> str:

@@ -44,6 +44,12 @@ def _read(argv: list[str], env: dict[bytes, bytes] = NO_ENV) -> tuple[object, ..
         (["delete", "c1"], (DEFAULT_ROOT, "", "delete", "c1", False)),
         (["delete", "--force", "c1"], (DEFAULT_ROOT, "", "delete", "c1", True)),
         (["delete", "c1", "-f"], (DEFAULT_ROOT, "", "delete", "c1", True)),
+        # The README's Slurm recipes give create this; the other calls may have it too.
+        (
+            ["--cgroup-manager=disabled", "--root=/r", "kill", "c1"],
+            ("/r", "", "kill", "c1", False),
+        ),
+        (["--cgroup-manager", "cgroupfs", "state", "c1"], (DEFAULT_ROOT, "", "state", "c1", False)),
         # Slurm's oci.conf: "runc --rootless=true --root=/run/user/%U/ state %n.%u.%j.%s.%t"
         (
             ["--rootless=true", "--root=/run/user/0/", "state", "n.0.7.0.0"],
@@ -82,6 +88,9 @@ def test_the_usual_calls_are_taken(argv: list[str], expected: tuple[object, ...]
         ["--log", "/l", "state", "c1"],
         ["--debug", "state", "c1"],
         ["--systemd-cgroup", "state", "c1"],
+        ["--cgroup-manager=systemd", "state", "c1"],
+        ["--cgroup-manager=none", "state", "c1"],
+        ["--cgroup-manager"],
         ["-root", "/r", "state", "c1"],
         ["delete", "-f", "-f", "c1"],
         ["delete", "--force=true", "c1"],

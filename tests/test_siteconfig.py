@@ -153,3 +153,33 @@ def test_a_bad_monitor_rest_names_file_line_and_key(tmp_path: Path, text: str, w
     said = str(err.value)
     assert said.startswith(f"site configuration {env['RUNLOG_CONFIG']}: line 2, key "), said
     assert wanted in said and "\n" not in said, said
+
+
+def test_the_cgroup_manager_from_a_flag_the_environment_the_file_or_the_default(
+    tmp_path: Path,
+) -> None:
+    default = Settings.from_flags({}, {})
+    assert (default.cgroup_manager, default.no_cgroup()) == ("cgroupfs", False)
+    assert "setting cgroup_manager='cgroupfs' from the default" in default.origins()
+    env = _write(tmp_path, 'cgroup_manager = "disabled"\n')
+    settings = Settings.from_flags({}, env)
+    assert settings.no_cgroup()
+    assert settings.sources["cgroup_manager"] == env["RUNLOG_CONFIG"]
+    settings = Settings.from_flags({}, {**env, "RUNLOG_CGROUP_MANAGER": "cgroupfs"})
+    assert (settings.no_cgroup(), settings.sources["cgroup_manager"]) == (
+        False,
+        "RUNLOG_CGROUP_MANAGER",
+    )
+    settings = Settings.from_flags({"cgroup_manager": "disabled"}, {"RUNLOG_CGROUP_MANAGER": "x"})
+    assert (settings.no_cgroup(), settings.sources["cgroup_manager"]) == (True, "--cgroup-manager")
+    # systemd is --systemd-cgroup's other spelling (which engine.cli refuses).
+    assert Settings.from_flags({"cgroup_manager": "systemd"}, {}).systemd_cgroup
+    with pytest.raises(ConfigError, match="RUNLOG_CGROUP_MANAGER='none': not one of"):
+        Settings.from_flags({}, {"RUNLOG_CGROUP_MANAGER": "none"})
+    env = _write(tmp_path, 'root = "/r"\ncgroup_manager = "off"\n')
+    with pytest.raises(ConfigError) as err:
+        Settings.from_flags({}, env)
+    assert str(err.value) == (
+        f"site configuration {env['RUNLOG_CONFIG']}: line 2, key 'cgroup_manager': "
+        "'off' is not one of cgroupfs, systemd, disabled"
+    )

@@ -119,13 +119,17 @@ def manager_for(
     mountinfo: str | None = None,
     proc_cgroup: str | None = None,
     rootless: bool = False,
+    disabled: bool = False,
 ) -> CgroupManager:
     """The manager for a container's cgroup; touches nothing yet.
 
     ``root`` is where the hierarchies are (tests point it at a copy);
     ``mountinfo`` and ``proc_cgroup`` default to this process's
-    ``/proc/self/mountinfo`` and ``/proc/self/cgroup``. Raises
-    ``UnsupportedError`` for ``systemd=True`` and on a host without cgroups.
+    ``/proc/self/mountinfo`` and ``/proc/self/cgroup``. ``disabled``
+    (``--cgroup-manager=disabled``): a manager of no cgroup at all
+    (:func:`engine.cgroups.rootless.disabled`), naming the hierarchies
+    gone without. Raises ``UnsupportedError`` for ``systemd=True`` and on a
+    host without cgroups.
     """
     if systemd:
         raise _refuse_systemd()
@@ -139,6 +143,11 @@ def manager_for(
     own: dict[str, str] | None = None
     if not os.path.isabs(inner):
         own = parse_proc_cgroup(_read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup)
+    if disabled:
+        from engine.cgroups.rootless import disabled as no_cgroup
+
+        names = [] if mode == "v2" else sorted(v1_dirs(mounts, base, inner, own))
+        return no_cgroup(names + ([] if mode == "v1" else ["unified"]))
     if mode == "v2":
         mount, leaf = unified_dirs(mounts, base, inner, own, mode="v2")
         if rootless:

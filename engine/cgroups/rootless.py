@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from engine.cgroups.resources import Resources
 
-__all__ = ["NO_FREEZER", "RootlessManager", "may_write", "writable"]
+__all__ = ["NO_FREEZER", "RootlessManager", "disabled", "may_write", "writable"]
 
 #: runc's error for pause/resume of a container without a freezer cgroup.
 NO_FREEZER = "cannot toggle freezer: cgroups not configured for container"
@@ -71,20 +71,31 @@ def writable(paths: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 
 class RootlessManager(CgroupManager):
     """``inner`` (``None``: no cgroup at all) for the writable hierarchies;
-    ``skipped`` the controllers done without."""
+    ``skipped`` the controllers done without. ``disabled``: none at all,
+    because ``--cgroup-manager=disabled`` says so (:func:`disabled`), which
+    the errors name."""
 
-    def __init__(self, inner: CgroupManager | None, skipped: list[str]) -> None:
+    def __init__(
+        self, inner: CgroupManager | None, skipped: list[str], *, disabled: bool = False
+    ) -> None:
         self.inner = inner
         self.skipped = sorted(skipped)
-        self.kind = "rootless"
+        self.disabled = disabled
+        self.kind = "disabled" if disabled else "rootless"
 
     @property
     def paths(self) -> dict[str, str]:
         return {} if self.inner is None else self.inner.paths
 
-    def report(self) -> dict[str, list[str]]:
+    def report(self) -> dict[str, object]:
         """For the create event: which controllers were set up, which not."""
-        return {"cgroups": sorted(self.paths), "cgroups_skipped": list(self.skipped)}
+        report: dict[str, object] = {
+            "cgroups": sorted(self.paths),
+            "cgroups_skipped": list(self.skipped),
+        }
+        if self.disabled:
+            report["cgroup_manager"] = "disabled"
+        return report
 
     def create(self) -> None:
         if self.inner is not None:
@@ -97,7 +108,7 @@ class RootlessManager(CgroupManager):
             if controller == "devices":
                 continue  # not enforced rootless, as runc
             if controller not in paths and "unified" not in paths:
-                raise _cannot_set(controller)
+                raise _cannot_set(controller, self.disabled)
 
     def apply(self, resources: Resources) -> list[str]:
         self._settable(resources)
@@ -157,11 +168,22 @@ class RootlessManager(CgroupManager):
         return ([], None) if self.inner is None else self.inner.entry()
 
 
-def _cannot_set(controller: str) -> CgroupError:
-    return CgroupError(
-        f"cannot set {controller} limit: container could not join or create cgroup",
-        controller=controller,
+def disabled(controllers: list[str]) -> RootlessManager:
+    """No cgroup of the container's own (``--cgroup-manager=disabled``, as
+    crun's): its processes stay in the caller's cgroups, as any other
+    process the caller starts; ``controllers`` those it goes without.
+    A limit in the config is refused, as rootless where no hierarchy may
+    be written; so are pause and resume, in runc's words."""
+    return RootlessManager(None, controllers, disabled=True)
+
+
+def _cannot_set(controller: str, disabled: bool = False) -> CgroupError:
+    why = (
+        "--cgroup-manager=disabled gives the container no cgroup"
+        if disabled
+        else "container could not join or create cgroup"
     )
+    return CgroupError(f"cannot set {controller} limit: {why}", controller=controller)
 
 
 def _without_devices(resources: Resources) -> Resources:

@@ -91,3 +91,47 @@ def test_what_a_manager_lacks_is_said_before_anything_is_asked(tmp_path: Path) -
     assert some.lacks("pause", None) is None
     assert some.lacks("update", {"pids": {"limit": 10}}) is None
     assert some.lacks("update", memory) is not None
+
+
+def test_disabled_makes_no_cgroup_and_names_what_it_went_without(tmp_path: Path) -> None:
+    """``--cgroup-manager=disabled``: nothing made or removed, every
+    hierarchy named as gone without; a limit, pause and resume refused."""
+    for name in ("memory", "freezer", "unified"):
+        (tmp_path / name).mkdir()
+    manager = manager_for(
+        "c1", "/runlog/c1", root=tmp_path, mountinfo=HYBRID, proc_cgroup=OWN, disabled=True
+    )
+    assert isinstance(manager, RootlessManager)
+    assert manager.kind == "disabled"
+    assert manager.paths == {}
+    assert manager.report() == {
+        "cgroups": [],
+        "cgroups_skipped": ["freezer", "memory", "unified"],
+        "cgroup_manager": "disabled",
+    }
+    manager.create()
+    assert manager.apply(Resources.from_oci({})) == []
+    manager.destroy()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["freezer", "memory", "unified"]
+    with pytest.raises(CgroupError) as err:
+        manager.apply(Resources.from_oci({"pids": {"limit": 10}}))
+    assert str(err.value) == (
+        "cannot set pids limit: --cgroup-manager=disabled gives the container no cgroup"
+    )
+    assert manager.lacks("pause", None) == NO_FREEZER
+    assert manager.lacks("update", {"memory": {"limit": 1 << 26}}) is not None
+    assert not manager.exists() and manager.pids() == []
+
+
+def test_disabled_as_root_too(tmp_path: Path) -> None:
+    """Not only rootless: root's container goes without as well (crun's
+    ``--cgroup-manager=disabled``), on a pure cgroup v2 host too."""
+    v2 = (
+        "21 1 8:1 / / rw - ext4 /dev/sda1 rw\n32 25 0:28 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+    )
+    manager = manager_for(
+        "c1", None, root=tmp_path, mountinfo=v2, proc_cgroup="0::/\n", disabled=True
+    )
+    assert manager.paths == {}
+    assert manager.report()["cgroups_skipped"] == ["unified"]
+    assert list(tmp_path.iterdir()) == []

@@ -137,19 +137,19 @@ def _running(word: bytes) -> bool:
     return False
 
 
-def test_a_start_whose_monitor_died_after_the_release_is_found_and_recorded(
-    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
-) -> None:
-    """The monitor killed while a poststart hook runs: the init has exec'd
-    the user's process, and the start's event was never written. The next
-    command finds it running and records the machine's ``started`` (as
-    runc, which reads its status from the process, says running)."""
+def _killed_in_poststart(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path, cid: str
+) -> tuple[dict[str, Any], Path]:
+    """``cid`` created with a poststart hook that holds its start, started,
+    and its monitor SIGKILLed while the hook runs (the init has exec'd the
+    user's process; the start's event is not written). runtime.json, and
+    the file the hook touches once it ends."""
     mark, done = tmp_path / "in-poststart", tmp_path / "hook-done"
     edit = shell_hook("slow", f"touch {mark}; sleep 2; touch {done}\n", "poststart")
-    runlog("create", "t-lost", "-b", str(bundle(["sleep", "30"], edit)), check=True)
+    runlog("create", cid, "-b", str(bundle(["sleep", "30"], edit)), check=True)
     starter = subprocess.Popen(
         [sys.executable, "-m", "engine", "--root", str(runlog.root), "--db", str(runlog.db),
-         "start", "t-lost"],
+         "start", cid],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -158,9 +158,28 @@ def test_a_start_whose_monitor_died_after_the_release_is_found_and_recorded(
     while not mark.exists():
         assert time.monotonic() < deadline, "the poststart hook never ran"
         time.sleep(0.02)
-    kill_monitor(runlog, "t-lost")
+    info = kill_monitor(runlog, cid)
     starter.kill()
     starter.communicate()
+    return info, done
+
+
+def _hook_ends(tmp_path: Path, done: Path) -> None:
+    """The hook outlives the monitor killed under it, as under runc's kill."""
+    deadline = time.monotonic() + 20
+    while not done.exists() or _running(f"{tmp_path}/slow".encode()):
+        assert time.monotonic() < deadline, "the poststart hook never ended"
+        time.sleep(0.05)
+
+
+def test_a_start_whose_monitor_died_after_the_release_is_found_and_recorded(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
+) -> None:
+    """The monitor killed while a poststart hook runs: the init has exec'd
+    the user's process, and the start's event was never written. The next
+    command finds it running and records the machine's ``started`` (as
+    runc, which reads its status from the process, says running)."""
+    _info, done = _killed_in_poststart(runlog, bundle, shell_hook, tmp_path, "t-lost")
     doc = runlog.state("t-lost")
     assert doc["status"] == "running", doc
     runlog("kill", "t-lost", "KILL", check=True)
@@ -178,10 +197,32 @@ def test_a_start_whose_monitor_died_after_the_release_is_found_and_recorded(
     assert found["actions"][0]["action"] == "process.confirm_exec", found
     assert found["actions"][0]["result"] == {"pid": doc["pid"]}, found
     replays_clean(runlog)
-    # The hook outlives the monitor killed under it, as under runc's kill.
-    while not done.exists() or _running(f"{tmp_path}/slow".encode()):
-        assert time.monotonic() < deadline + 10, "the poststart hook never ended"
-        time.sleep(0.05)
+    _hook_ends(tmp_path, done)
+
+
+def test_a_start_whose_monitor_and_init_died_after_the_release_is_recorded(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path
+) -> None:
+    """The monitor and the init both SIGKILLed while a poststart hook runs
+    (what Slurm's kill of a step's processes does to a container with no
+    cgroup of its own): the program ran, though nothing of it is left to
+    see. The monitor's sign of the release says so: the log has the start
+    (``started``) before the exit, not an exit straight from ``created``."""
+    info, done = _killed_in_poststart(runlog, bundle, shell_hook, tmp_path, "t-gone")
+    os.kill(info["init_pid"], signal.SIGKILL)
+    assert runlog.wait_status("t-gone", "stopped")["status"] == "stopped"
+    runlog("delete", "t-gone", check=True)
+    changes = [e for e in history(runlog.db, "t-gone") if e[0] != "state"]
+    assert changes == [
+        ("create", None, "created", "ok"),
+        ("started", "created", "running", "ok"),
+        ("exit", "running", "stopped", "ok"),
+        ("delete", "stopped", "deleted", "ok"),
+    ]
+    (found,) = payloads(runlog.db, "t-gone", "started")
+    assert found["actions"][0]["result"] == {"pid": info["init_pid"]}, found
+    replays_clean(runlog)
+    _hook_ends(tmp_path, done)
 
 
 def test_refusals_record_the_state_and_replay_clean(runlog: Any, bundle: Bundle) -> None:

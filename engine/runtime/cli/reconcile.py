@@ -47,7 +47,7 @@ from engine.oci import gojson
 from engine.oci.state import hook_state
 from engine.runtime.monitor.hooks import HookRunner
 from engine.runtime.shared.journal import JOURNAL, Journal
-from engine.runtime.shared.statedir import CONTROL, STATE, StateDir, alive
+from engine.runtime.shared.statedir import CONTROL, RELEASED, STATE, StateDir, alive
 from engine.service import Service
 from engine.settings import Settings
 from engine.status import Actor, Status, Transport
@@ -120,11 +120,15 @@ class _World:
         return alive(self.info, "init") and not _zombie(self.info["init_pid"])
 
     def exec_done(self) -> bool:
-        """The init runs the user's process: it lives and its executable is
-        no longer the interpreter its monitor ran (runtime.json's
+        """A start released the init to exec the user's process: the
+        monitor's sign of it (``released``, made before the start's hooks),
+        or, for a monitor killed before it made it, an init that lives and
+        no longer runs the interpreter its monitor ran (runtime.json's
         ``init_exe``; an init that was never released ends when its
-        monitor does). A container whose program is that very file is
-        not told apart: its start stays unrecorded."""
+        monitor does). Without the sign, a container whose program is that
+        very file is not told apart: its start stays unrecorded."""
+        if os.path.exists(self.statedir.file(RELEASED)):
+            return True
         identity = self.info.get("init_exe")
         if not isinstance(identity, str) or not self.init_alive():
             return False

@@ -28,6 +28,7 @@ from engine.oci.state import hook_state, oci_state
 from engine.runtime.monitor import spawn
 from engine.runtime.monitor.hooks import HookRunner
 from engine.runtime.shared.statedir import (
+    RELEASED,
     RUNTIME,
     STATE,
     SocketAddress,
@@ -88,6 +89,7 @@ class Container:
         *,
         systemd_cgroup: bool = False,
         rootless: bool = False,
+        no_cgroup: bool = False,
         no_pivot: bool = False,
         console_socket: str | None = None,
         preserve_fds: int = 0,
@@ -119,7 +121,11 @@ class Container:
         self.pty: int | None = None
         self.created_ns = time.time_ns()
         self.manager: CgroupManager = manager_for(
-            self.id, config.linux.cgroups_path, systemd=systemd_cgroup, rootless=rootless
+            self.id,
+            config.linux.cgroups_path,
+            systemd=systemd_cgroup,
+            rootless=rootless,
+            disabled=no_cgroup,
         )
         self.resources = _with_default_devices(
             Resources.from_oci(dict(config.linux.resources or {})), config
@@ -349,6 +355,9 @@ class _Process:
         handle.release()
         c.released = handle  # whether its exec worked: known when it ends
         c.started_ns = time.time_ns()
+        # Before the start's hooks and its event: a monitor killed from here
+        # on leaves the sign that the program ran, whatever becomes of the init.
+        c.statedir.mark(RELEASED)
         return {"pid": c.pid}
 
     def signal(self, signo: int, all_processes: bool) -> dict[str, Any]:

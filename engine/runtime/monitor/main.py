@@ -87,7 +87,7 @@ def run(
     """Create the container, then serve it until delete. Runs in the monitor."""
     cid = statedir.id
     try:
-        config = _checked_config(bundle, cid, options, console is not None)
+        config = _checked_config(bundle, cid, options, console is not None, settings.no_cgroup())
         console_socket = options["console_socket"]
         log_path = options["log_path"]
         caller_reaps = init_parent(options) == "caller"
@@ -102,6 +102,7 @@ def run(
             config,
             systemd_cgroup=settings.systemd_cgroup,
             rootless=settings.is_rootless(),
+            no_cgroup=settings.no_cgroup(),
             no_pivot=options["no_pivot"],
             console_socket=os.path.abspath(console_socket) if console_socket else None,
             preserve_fds=options["preserve_fds"] + options.get("listen_fds", 0),
@@ -274,10 +275,20 @@ def _rest(server: Server) -> str | None:
 
 
 def _checked_config(
-    bundle: str, cid: str, options: dict[str, Any], console: bool = False
+    bundle: str, cid: str, options: dict[str, Any], console: bool = False, no_cgroup: bool = False
 ) -> Config:
     """config.json, and what create refuses before anything is made."""
     config = load_bundle(bundle)
+    pid_ns = config.linux.namespace("pid")
+    if no_cgroup and (pid_ns is None or pid_ns.path):
+        # Without a cgroup the container's processes are found through its
+        # init alone: killing it must end them all, as it does in a pid
+        # namespace of the container's own.
+        raise RunlogError(
+            f"container {cid}: --cgroup-manager=disabled needs a new pid namespace "
+            "(linux.namespaces: pid, without a path): with no cgroup of its own, the "
+            "container's processes are ended through its init"
+        )
     if os.geteuid() != 0 and config.linux.namespace("user") is None:
         # runc's words: not root, the init can do nothing of what a
         # container needs without a user namespace of its own.

@@ -21,7 +21,16 @@ from __future__ import annotations
 import posix
 
 from engine.errors import ContainerExists, ContainerNotFound, InvalidId, StateDenied
-from engine.layout import CONTROL, MAX_ID, RUNTIME, STATE, SocketAddress, is_valid_id, join
+from engine.layout import (
+    CONTROL,
+    MAX_ID,
+    RELEASED,
+    RUNTIME,
+    STATE,
+    SocketAddress,
+    is_valid_id,
+    join,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL",
+    "RELEASED",
     "RUNTIME",
     "STATE",
     "SocketAddress",
@@ -132,6 +142,12 @@ class StateDir:
             posix.mkdir(self.path, 0o711)
         except FileExistsError:
             raise ContainerExists(self.id) from None
+
+    def mark(self, name: str) -> None:
+        """Make the empty file ``name`` (a sign, not data: not synced; the
+        state directory's file system is usually a tmpfs)."""
+        flags = posix.O_WRONLY | posix.O_CREAT | posix.O_CLOEXEC
+        posix.close(posix.open(self.file(name), flags, 0o600))
 
     def write(self, name: str, data: bytes) -> None:
         path = self.file(name)
