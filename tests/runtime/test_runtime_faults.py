@@ -1092,3 +1092,70 @@ def test_an_unprivileged_users_refusal_of_roots_container_is_said_not_recorded(
     assert runlog.events("c", queries=True) == before
     assert assert_agree(runlog, "c") == "created"
     runlog("delete", "--force", "c", check=True)
+
+
+def test_start_bind_against_a_full_log_is_undone_and_journaled(
+    runlog: Any, bundle: Bundle, small_disk: Path
+) -> None:
+    """Scheduler's `start --bind` (Slurm's RunTimeStart) when the log cannot
+    take the start: as a plain start, the released init is stopped (its
+    exec cannot be taken back), the start fails with the log's error, and
+    the failure and the exit wait in the journal until the log takes them."""
+    runlog.db = small_disk / "events.db"
+    runlog("create", "--bundle", str(bundle(SLEEP)), "c", check=True)
+    filler = fill(small_disk)
+    try:
+        started = runlog("start", "--bind", "c", timeout=60)
+        assert started.returncode == 1, started
+        [line] = started.stderr.strip().splitlines()
+        assert line.startswith("start c: not done, the event log cannot take it"), line
+        assert "database or disk is full" in line
+        assert runlog.state("c")["status"] == "stopped"
+        assert real_state(runlog, "c") == "stopped"
+        assert (runlog.root / "c" / "journal").exists()
+    finally:
+        filler.unlink()
+    assert wait_for(lambda: not (runlog.root / "c" / "journal").exists())
+    assert assert_agree(runlog, "c") == "stopped"
+    assert events(runlog, "c") == [
+        ("create", "created", "ok"),
+        ("start", None, "failed"),
+        ("exit", "stopped", "ok"),
+    ]
+    runlog("delete", "c", check=True)
+    replays_clean(runlog)
+
+
+def test_a_start_found_done_against_a_full_log_is_journaled_then_written(
+    runlog: Any, bundle: Bundle, shell_hook: Any, tmp_path: Path, small_disk: Path
+) -> None:
+    """The monitor killed in the middle of a start while the log is full:
+    `state` and `kill` record the `started` they find, the kill and the
+    exit in the journal, and say what they did; once the disk has room,
+    the next command writes them into the log before anything else."""
+    from tests.runtime.test_runtime_authority import _hook_ends, _killed_in_poststart
+
+    runlog.db = small_disk / "events.db"
+    _info, done = _killed_in_poststart(runlog, bundle, shell_hook, tmp_path, "t")
+    filler = fill(small_disk)
+    try:
+        assert runlog.state("t")["status"] == "running"
+        killed = runlog("kill", "t", "KILL")
+        assert killed.returncode == 0, killed.stderr
+        assert runlog.wait_status("t", "stopped")["status"] == "stopped"
+        assert (runlog.root / "t" / "journal").exists()
+        assert events(runlog, "t") == [("create", "created", "ok")]
+    finally:
+        filler.unlink()
+    # No monitor to retry: the next command writes the journal first.
+    assert assert_agree(runlog, "t") == "stopped"
+    assert not (runlog.root / "t" / "journal").exists()
+    assert events(runlog, "t") == [
+        ("create", "created", "ok"),
+        ("started", "running", "ok"),
+        ("kill", "running", "ok"),
+        ("exit", "stopped", "ok"),
+    ]
+    runlog("delete", "t", check=True)
+    replays_clean(runlog)
+    _hook_ends(tmp_path, done)

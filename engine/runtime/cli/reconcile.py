@@ -346,6 +346,15 @@ def _service(settings: Settings, world: _World) -> AbstractContextManager[Servic
             # What the log refuses and cannot be undone (a kill, an exit, a
             # delete) waits in the journal, as the monitor's would.
             service.journal = Journal(world.statedir.file(JOURNAL))
+            # Its events go into the log as soon as it takes writes again,
+            # as a live monitor's do (engine.runtime.monitor.dispatch), not
+            # only at the next event: a `state` after the disk is freed
+            # leaves the log saying what `state` says.
+            if service.journal.pending:
+                try:
+                    service.flush_journal()
+                except RunlogError:
+                    pass  # still refused: they wait there, and are read from there
             yield service
 
     return opened()
