@@ -5,8 +5,6 @@ that need one refused, recorded, with nothing left."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,8 +69,8 @@ def test_a_container_without_a_cgroup_of_its_own(
         ("exit", "ok"),
         ("delete", "ok"),
     ]
-    (exit_event,) = [e for e in _payloads(runlog, "d1") if e[0] == "exit"]
-    assert exit_event[1]["actions"][0]["result"]["exit_code"] == 3, exit_event
+    exit_event = runlog.payload("d1", "exit")
+    assert exit_event["actions"][0]["result"]["exit_code"] == 3, exit_event
 
 
 def test_a_limit_it_cannot_enforce_is_refused_and_nothing_is_left(
@@ -82,14 +80,11 @@ def test_a_limit_it_cannot_enforce_is_refused_and_nothing_is_left(
         spec["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
 
     b = bundle(["true"], limited)
-    got = runlog("--cgroup-manager=disabled", "create", "-b", str(b), "d2")
-    assert got.returncode == 1
-    assert got.stderr.strip().splitlines() == [
+    message = (
         "create d2: cgroup.create: CgroupError: cannot set memory limit: "
         "--cgroup-manager=disabled gives the container no cgroup"
-    ]
-    assert not (runlog.root / "d2").exists()
-    assert runlog.events("d2") == [("create", None, "failed")]
+    )
+    _refused_at_create(runlog, b, "d2", message, "failed")
     # The variable says the same as the flag.
     monkeypatch.setenv("RUNLOG_CGROUP_MANAGER", "disabled")
     got = runlog("create", "-b", str(b), "d3")
@@ -97,12 +92,14 @@ def test_a_limit_it_cannot_enforce_is_refused_and_nothing_is_left(
     assert not (runlog.root / "d3").exists()
 
 
-def _payloads(runlog: Runlog, cid: str) -> list[tuple[str, dict[str, Any]]]:
-    with sqlite3.connect(runlog.db) as conn:
-        rows = conn.execute(
-            'SELECT "trigger", payload FROM events WHERE container_id = ? ORDER BY seq', (cid,)
-        ).fetchall()
-    return [(str(t), json.loads(p)) for t, p in rows]
+def _refused_at_create(runlog: Runlog, b: Path, cid: str, message: str, outcome: str) -> None:
+    """``create --cgroup-manager=disabled`` of ``b`` fails with ``message``
+    alone on stderr, recorded as ``outcome``, and leaves no state directory."""
+    got = runlog("--cgroup-manager=disabled", "create", "-b", str(b), cid)
+    assert got.returncode == 1
+    assert got.stderr.strip().splitlines() == [message]
+    assert not (runlog.root / cid).exists()
+    assert [o for _t, _d, o in runlog.events(cid)] == [outcome]
 
 
 def test_a_container_in_the_hosts_pid_namespace_is_refused(runlog: Runlog, bundle: Bundle) -> None:
@@ -115,15 +112,12 @@ def test_a_container_in_the_hosts_pid_namespace_is_refused(runlog: Runlog, bundl
         ]
 
     b = bundle(["true"], host_pids)
-    got = runlog("--cgroup-manager=disabled", "create", "-b", str(b), "d4")
-    assert got.returncode == 1
-    assert got.stderr.strip().splitlines() == [
+    message = (
         "container d4: --cgroup-manager=disabled needs a new pid namespace (linux.namespaces: "
         "pid, without a path): with no cgroup of its own, the container's processes are "
         "ended through its init"
-    ]
-    assert not (runlog.root / "d4").exists()
-    assert [o for _t, _d, o in runlog.events("d4")] == ["rejected"]
+    )
+    _refused_at_create(runlog, b, "d4", message, "rejected")
     # With its cgroup, the same bundle runs.
     runlog("create", "-b", str(b), "d5", check=True)
     runlog("delete", "--force", "d5", check=True)
