@@ -406,6 +406,58 @@ def test_run_mode_under_task_cgroup(cluster: Cluster) -> None:
     _scancel_in_run_mode(cluster)
 
 
+def _process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` (/proc/PID/stat): a task of a frozen
+    v1 freezer cgroup is in D."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _user_process(cluster: Cluster, head: bytes) -> int:
+    """The pid of the user's one process whose command line starts with ``head``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == cluster.user.uid and Path(
+                f"/proc/{pid}/cmdline"
+            ).read_bytes().startswith(head):
+                found.append(int(pid))
+        except OSError:
+            continue
+    [pid] = found
+    return pid
+
+
+@pytest.mark.parametrize("cluster", ["cgroup"], indirect=True)
+def test_suspend_freezes_the_container_under_proctrack_cgroup(cluster: Cluster) -> None:
+    """`scontrol suspend` freezes the step's freezer cgroup, where the
+    recipes' `--cgroup-manager=disabled` leaves the container's processes:
+    the container stops with the step (its init frozen, state D, about 2 s
+    after the command here), and goes on after `scontrol resume`."""
+    cluster.oci(RUN_MODE)
+    proc = _srun_background(cluster, "sh", "-c", "echo ready; while :; do sleep 0.05; done")
+    try:
+        _wait_ready(proc)
+        [job] = cluster.jobs()
+        init = _user_process(cluster, b"sh\0-c\0echo ready")
+        assert cluster.root_cmd("scontrol", "suspend", job).returncode == 0
+        deadline = time.monotonic() + 20
+        while _process_state(init) != "D" and time.monotonic() < deadline:
+            time.sleep(0.1)  # slurmctld, slurmd, then the step's slurmstepd
+        assert _process_state(init) == "D", cluster.log(50)
+        assert cluster.root_cmd("scontrol", "resume", job).returncode == 0
+        while _process_state(init) == "D" and time.monotonic() < deadline + 20:
+            time.sleep(0.1)
+        assert _process_state(init) != "D", cluster.log(50)
+        assert cluster.root_cmd("scancel", job).returncode == 0
+        proc.wait(timeout=90)
+        cluster.wait_idle()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert cluster.leftovers() == []
+
+
 def test_sbatch_keeps_the_exit_code(cluster: Cluster) -> None:
     cluster.oci(RUN_MODE)
     script = cluster.user.home / "job.sh"
