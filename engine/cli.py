@@ -632,16 +632,11 @@ def _no_systemd(settings: Settings, flag: bool) -> UnsupportedError:
     import os
 
     source = settings.sources.get("cgroup_manager", "")
-    name = (
-        "--systemd-cgroup"
-        if flag
-        else "--cgroup-manager=systemd"
-        if source == "--cgroup-manager"
-        else f"cgroup manager systemd (from {source})"
+    if flag or source == "--cgroup-manager":
+        name, undo = ("--systemd-cgroup" if flag else "--cgroup-manager=systemd"), "the flag"
+    else:
+        name, undo = f"cgroup manager systemd (from {source})", "that setting"
+    why = "" if os.path.isdir("/run/systemd/system") else " (and systemd is not running here)"
+    return UnsupportedError(
+        f"{name}: runlog manages cgroups through cgroupfs only{why}; drop {undo}"
     )
-    if not os.path.isdir("/run/systemd/system"):
-        return UnsupportedError(
-            f"{name}: runlog manages cgroups through cgroupfs only "
-            "(and systemd is not running here); drop the flag"
-        )
-    return UnsupportedError(f"{name}: runlog manages cgroups through cgroupfs only; drop the flag")
